@@ -1,0 +1,45 @@
+# m365sync — PGXS build.
+#
+# The install script m365sync--$(EXTVERSION).sql is assembled from the pieces
+# in src/sql/ (one piece per capability, applied in name order), so that each
+# module owns the SQL it exposes.
+
+EXTENSION  = m365sync
+EXTVERSION = 0.1.0
+
+MODULE_big = m365sync
+OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+DATA       = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
+
+REGRESS      = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
+REGRESS_OPTS = --inputdir=.
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -I$(CURDIR)/src
+PG_CFLAGS  ?= -Wall -Wextra -Wno-unused-parameter -Werror
+SHLIB_LINK = -lcurl -lssl -lcrypto -lcjson
+
+# Sanitizer build: make SANITIZE=1 (address + undefined behaviour).
+ifdef SANITIZE
+PG_CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
+SHLIB_LINK += -fsanitize=address,undefined
+endif
+
+EXTRA_CLEAN = $(DATA_built)
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+SQL_PIECES = $(sort $(wildcard src/sql/*.sql))
+
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PIECES)
+	cat $^ > $@
+
+# Pure-C unit tests and fuzz targets live in test/; they build without a server.
+.PHONY: unit fuzz
+unit:
+	$(MAKE) -C test/unit PG_CONFIG=$(PG_CONFIG)
+fuzz:
+	$(MAKE) -C test/fuzz PG_CONFIG=$(PG_CONFIG)

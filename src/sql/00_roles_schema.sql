@@ -1,0 +1,29 @@
+-- m365sync install script, assembled by the Makefile from src/sql/*.sql in
+-- name order. This piece: roles and the privilege model.
+\echo Use "CREATE EXTENSION m365sync" to load this file. \quit
+
+-- Roles are cluster-wide: create them only when missing, so CREATE EXTENSION
+-- works again after DROP EXTENSION and in a second database.
+--   m365sync_admin    DBA / operator: admin functions and status views.
+--   m365sync_app      the FlowAgent backend: user functions, one user per
+--                     transaction (m365sync.flowagent_user).
+--   m365sync_definer  owns the user functions. It is not a superuser, so the
+--                     row level security policies below bind everything those
+--                     functions do to the acting user: a second wall behind
+--                     the functions' own checks. Nobody is granted it.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'm365sync_admin') THEN
+        CREATE ROLE m365sync_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'm365sync_app') THEN
+        CREATE ROLE m365sync_app NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'm365sync_definer') THEN
+        CREATE ROLE m365sync_definer NOLOGIN NOINHERIT;
+    END IF;
+END
+$roles$;
+
+REVOKE ALL ON SCHEMA m365sync FROM PUBLIC;
+GRANT USAGE ON SCHEMA m365sync TO m365sync_admin, m365sync_app, m365sync_definer;

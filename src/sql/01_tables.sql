@@ -1,0 +1,271 @@
+-- Tables and types. Per-account tables carry account_id as the first column
+-- of their primary key and of every foreign key between them, so Citus can
+-- distribute them on account_id unchanged; tenants, app_config and
+-- oauth_states are small and can become reference tables. No query joins two
+-- accounts' rows. Encrypted columns are bytea envelopes made by keyring.c.
+
+-- The FlowAgent app registration (one row).
+CREATE TABLE m365sync.app_config (
+    id              integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    client_id       text NOT NULL,
+    client_secret   bytea NOT NULL,          -- encrypted (installation key)
+    redirect_uri    text NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- Tenants known to the installation and their organisation consent.
+CREATE TABLE m365sync.tenants (
+    tenant_id       bigserial PRIMARY KEY,
+    tenant          text NOT NULL UNIQUE,    -- as the admin named it: guid or domain
+    tenant_guid     text,                    -- as Microsoft reported it at consent
+    consent_status  text NOT NULL DEFAULT 'none'
+                    CHECK (consent_status IN ('none', 'granted', 'consent_required', 'permission_denied')),
+    consent_error   text,                    -- Microsoft's error code, never a description
+    consented_at    timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- Single-use OAuth states (user connect and admin consent), 10 minutes.
+-- Only a hash of the state is stored; the PKCE verifier is encrypted.
+CREATE TABLE m365sync.oauth_states (
+    state_id        bigserial PRIMARY KEY,
+    state_hash      bytea NOT NULL UNIQUE,
+    kind            text NOT NULL CHECK (kind IN ('connect', 'admin_consent')),
+    flowagent_user  text,
+    tenant          text,
+    code_verifier   bytea,                   -- encrypted (installation key)
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    expires_at      timestamptz NOT NULL,
+    used_at         timestamptz
+);
+
+-- Data keys: one per account (0 = the installation), wrapped by a master key.
+CREATE TABLE m365sync.data_keys (
+    account_id      bigint PRIMARY KEY,
+    master_key_id   text NOT NULL,
+    wrapped_key     bytea NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    rewrapped_at    timestamptz
+);
+
+CREATE TABLE m365sync.accounts (
+    account_id      bigserial PRIMARY KEY,
+    flowagent_user  text NOT NULL,           -- one account per user, guarded in code (Citus allows no
+                                             -- unique constraint without the distribution column)
+    tenant_id       bigint REFERENCES m365sync.tenants,
+    mode            text NOT NULL CHECK (mode IN ('delegated', 'application')),
+    ms_user_id      text,                    -- Graph's user id (a GUID), not an address
+    mailbox         bytea,                   -- encrypted user principal name / address
+    status          text NOT NULL DEFAULT 'connecting'
+                    CHECK (status IN ('connecting', 'connected', 'reauth_required',
+                                      'consent_required', 'disabled', 'error')),
+    last_error      text,                    -- an error code, never content
+    access_token    bytea,                   -- encrypted
+    refresh_token   bytea,                   -- encrypted
+    token_expires_at timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_sync_at    timestamptz,
+    next_sync_at    timestamptz,
+    failures        integer NOT NULL DEFAULT 0,
+    backoff_until   timestamptz
+);
+CREATE INDEX accounts_flowagent_user ON m365sync.accounts (flowagent_user);
+CREATE INDEX accounts_next_sync ON m365sync.accounts (next_sync_at);
+
+CREATE TABLE m365sync.calendars (
+    account_id      bigint NOT NULL REFERENCES m365sync.accounts ON DELETE CASCADE,
+    calendar_id     bigserial,
+    graph_id        text NOT NULL,
+    name            bytea,                   -- encrypted
+    is_default      boolean NOT NULL DEFAULT false,
+    can_edit        boolean NOT NULL DEFAULT true,
+    sync_enabled    boolean NOT NULL DEFAULT false,
+    delta_link      bytea,                   -- encrypted next/delta link (cursor)
+    delta_is_final  boolean NOT NULL DEFAULT false, -- delta_link is a deltaLink, not a nextLink
+    full_round_id   bigint,                  -- set while a full (re)sync round is under way
+    window_start    timestamptz,
+    window_end      timestamptz,
+    PRIMARY KEY (account_id, calendar_id),
+    UNIQUE (account_id, graph_id)
+);
+
+CREATE TABLE m365sync.events (
+    account_id      bigint NOT NULL,
+    event_id        bigserial,
+    calendar_id     bigint NOT NULL,
+    graph_id        text,                    -- null until first pushed
+    ical_uid        text,
+    series_master_id bigint,
+    event_type      text NOT NULL DEFAULT 'singleInstance'
+                    CHECK (event_type IN ('singleInstance', 'occurrence', 'exception', 'seriesMaster')),
+    start_at        timestamptz NOT NULL,
+    end_at          timestamptz NOT NULL,
+    is_all_day      boolean NOT NULL DEFAULT false,
+    start_date      date,                    -- all-day only
+    end_date        date,                    -- all-day only, exclusive
+    show_as         text,
+    is_cancelled    boolean NOT NULL DEFAULT false,
+    content         bytea NOT NULL,          -- encrypted: every content field as one value
+    change_key      text,
+    remote_modified_at timestamptz,
+    local_modified_at  timestamptz,
+    sync_state      text NOT NULL DEFAULT 'synced'
+                    CHECK (sync_state IN ('synced', 'pending', 'conflict', 'failed')),
+    deleted         boolean NOT NULL DEFAULT false,  -- deleted locally, remote delete queued
+    seen_round      bigint,                  -- last full round that saw it (resync sweep)
+    PRIMARY KEY (account_id, event_id),
+    UNIQUE (account_id, graph_id),
+    FOREIGN KEY (account_id, calendar_id) REFERENCES m365sync.calendars ON DELETE CASCADE
+);
+CREATE INDEX events_by_start ON m365sync.events (account_id, start_at);
+CREATE INDEX events_by_date ON m365sync.events (account_id, start_date) WHERE is_all_day;
+
+-- Local changes waiting to be pushed, written in the app's transaction.
+-- Content is not copied here: the push reads the event row when it sends.
+CREATE TABLE m365sync.outbox (
+    account_id      bigint NOT NULL,
+    outbox_id       bigserial,
+    event_id        bigint NOT NULL,
+    op              text NOT NULL CHECK (op IN ('create', 'update', 'delete')),
+    transaction_id  uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid(),
+    changed_fields  text[],                  -- Graph field names, for a minimal PATCH
+    base_change_key text,                    -- If-Match
+    state           text NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'done', 'failed')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz,
+    last_error      text,                    -- Graph error code
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    done_at         timestamptz,
+    PRIMARY KEY (account_id, outbox_id),
+    FOREIGN KEY (account_id, event_id) REFERENCES m365sync.events ON DELETE CASCADE
+);
+CREATE INDEX outbox_pending ON m365sync.outbox (account_id, outbox_id) WHERE state = 'pending';
+
+CREATE TABLE m365sync.conflicts (
+    account_id      bigint NOT NULL,
+    conflict_id     bigserial,
+    event_id        bigint NOT NULL,
+    detected_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    policy          text NOT NULL,
+    kept            text NOT NULL CHECK (kept IN ('local', 'remote')),
+    lost            bytea NOT NULL,          -- encrypted: the losing version as Graph JSON
+    resolved_at     timestamptz,
+    PRIMARY KEY (account_id, conflict_id),
+    FOREIGN KEY (account_id, event_id) REFERENCES m365sync.events ON DELETE CASCADE
+);
+
+CREATE TABLE m365sync.sync_run_log (
+    account_id      bigint NOT NULL REFERENCES m365sync.accounts ON DELETE CASCADE,
+    run_id          bigserial,
+    started_at      timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    finished_at     timestamptz,
+    pages           integer NOT NULL DEFAULT 0,
+    fetched         integer NOT NULL DEFAULT 0,
+    applied         integer NOT NULL DEFAULT 0,
+    deleted         integer NOT NULL DEFAULT 0,
+    pushed          integer NOT NULL DEFAULT 0,
+    http_requests   integer NOT NULL DEFAULT 0,
+    status          text NOT NULL DEFAULT 'running',
+    error_code      text,
+    PRIMARY KEY (account_id, run_id)
+);
+CREATE INDEX sync_run_log_started ON m365sync.sync_run_log (started_at);
+
+-- Graph change-notification subscriptions.
+CREATE TABLE m365sync.subscriptions (
+    account_id      bigint NOT NULL REFERENCES m365sync.accounts ON DELETE CASCADE,
+    subscription_id text NOT NULL,
+    client_state    bytea NOT NULL,          -- encrypted
+    expires_at      timestamptz NOT NULL,
+    PRIMARY KEY (account_id, subscription_id)
+);
+
+CREATE TYPE m365sync.event AS (
+    event_id            bigint,
+    calendar_id         bigint,
+    graph_id            text,
+    ical_uid            text,
+    series_master_id    bigint,
+    event_type          text,
+    subject             text,
+    body                text,
+    body_type           text,
+    location            text,
+    start_at            timestamptz,
+    end_at              timestamptz,
+    is_all_day          boolean,
+    start_date          date,
+    end_date            date,
+    time_zone           text,
+    show_as             text,
+    sensitivity         text,
+    importance          text,
+    is_cancelled        boolean,
+    organizer           jsonb,
+    attendees           jsonb,
+    categories          text[],
+    web_link            text,
+    remote_modified_at  timestamptz,
+    sync_state          text,
+    data                jsonb
+);
+
+CREATE TYPE m365sync.sync_result AS (
+    account_id  bigint,
+    calendars   integer,
+    fetched     integer,
+    applied     integer,
+    deleted     integer,
+    pushed      integer,
+    conflicts   integer,
+    status      text,
+    error       text
+);
+
+-- Nobody reads or writes the tables directly: not PUBLIC, not our roles.
+-- The user functions' owner gets what they need, under the policies below.
+REVOKE ALL ON ALL TABLES IN SCHEMA m365sync FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA m365sync FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON
+    m365sync.accounts, m365sync.calendars, m365sync.events, m365sync.outbox,
+    m365sync.conflicts, m365sync.data_keys, m365sync.oauth_states,
+    m365sync.sync_run_log, m365sync.subscriptions
+    TO m365sync_definer;
+GRANT SELECT ON m365sync.app_config, m365sync.tenants TO m365sync_definer;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA m365sync TO m365sync_definer;
+
+-- Row level security: every table holding user data answers only for the
+-- accounts of the acting FlowAgent user. Superusers (the worker, admin
+-- functions) bypass it; m365sync_definer does not.
+ALTER TABLE m365sync.accounts      ENABLE ROW LEVEL SECURITY;
+ALTER TABLE m365sync.calendars     ENABLE ROW LEVEL SECURITY;
+ALTER TABLE m365sync.events        ENABLE ROW LEVEL SECURITY;
+ALTER TABLE m365sync.outbox        ENABLE ROW LEVEL SECURITY;
+ALTER TABLE m365sync.conflicts     ENABLE ROW LEVEL SECURITY;
+ALTER TABLE m365sync.data_keys     ENABLE ROW LEVEL SECURITY;
+ALTER TABLE m365sync.oauth_states  ENABLE ROW LEVEL SECURITY;
+ALTER TABLE m365sync.sync_run_log  ENABLE ROW LEVEL SECURITY;
+ALTER TABLE m365sync.subscriptions ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY acting_user ON m365sync.accounts TO m365sync_definer
+    USING (flowagent_user = pg_catalog.current_setting('m365sync.flowagent_user', true));
+CREATE POLICY acting_user ON m365sync.oauth_states TO m365sync_definer
+    USING (kind = 'connect'
+           AND flowagent_user = pg_catalog.current_setting('m365sync.flowagent_user', true));
+-- The installation key (account 0) protects the app's client secret, which a
+-- user's connect needs for the token exchange.
+CREATE POLICY acting_user ON m365sync.data_keys TO m365sync_definer
+    USING (account_id = 0 OR account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+CREATE POLICY acting_user ON m365sync.calendars TO m365sync_definer
+    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+CREATE POLICY acting_user ON m365sync.events TO m365sync_definer
+    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+CREATE POLICY acting_user ON m365sync.outbox TO m365sync_definer
+    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+CREATE POLICY acting_user ON m365sync.conflicts TO m365sync_definer
+    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+CREATE POLICY acting_user ON m365sync.sync_run_log TO m365sync_definer
+    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+CREATE POLICY acting_user ON m365sync.subscriptions TO m365sync_definer
+    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));

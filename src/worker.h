@@ -1,0 +1,17 @@
+/*
+ * worker.h — the sync worker's entry points other modules may call.
+ */
+#ifndef M365SYNC_WORKER_H
+#define M365SYNC_WORKER_H
+
+/* Wake the worker after a commit that queued work; no-op without preload. */
+extern void m365_wake_worker(void);
+
+/*
+ * One round of the worker: sync whatever is due. Returns how many
+ * milliseconds to sleep before the next round (the latch may cut it short).
+ * Implemented by the scheduler (scheduler.c).
+ */
+extern long m365_worker_round(void);
+
+#endif							/* M365SYNC_WORKER_H */

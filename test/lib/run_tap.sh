@@ -1,0 +1,8 @@
+# Runs the TAP tests in test/t (as the server's OS user).
+set -u
+pgxs=$("$M365_BIN/pg_config" --pkglibdir)/pgxs
+mkdir -p "$WORK/tap" && cd "$WORK/tap" || exit 1
+export PG_REGRESS=$pgxs/src/test/regress/pg_regress
+export M365_SRC=$WORK/src
+export TESTDIR=$WORK/tap
+prove -v -I "$pgxs/src/test/perl" -I "$WORK/src/test/t/lib" "$WORK"/src/test/t/*.pl
