@@ -1,0 +1,144 @@
+/*
+ * delta_page.c — reads one calendarView/delta page (see delta_page.h).
+ *
+ * Strict about the page's shape, lenient about everything else: a page that
+ * is not an object with a "value" array and exactly one next/delta link is
+ * malformed (the round fails and nothing of it is applied), while unknown
+ * fields and odd event contents are left to event_json. Errors name the
+ * item's position, never its id or content.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "delta_page.h"
+
+#define NEXT_LINK	"@odata.nextLink"
+#define DELTA_LINK	"@odata.deltaLink"
+#define REMOVED		"@removed"
+
+static M365DeltaStatus
+fail(M365DeltaPage *page, M365DeltaStatus st, char *err, size_t errlen,
+	 const char *msg, int item)
+{
+	if (err && errlen > 0)
+	{
+		if (item >= 0)
+			snprintf(err, errlen, "item %d %s", item, msg);
+		else
+			snprintf(err, errlen, "%s", msg);
+	}
+	free(page->items);
+	cJSON_Delete(page->root);
+	memset(page, 0, sizeof(*page));
+	return st;
+}
+
+static const char *
+link_value(const cJSON *root, const char *name, bool *bad)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+
+	if (v == NULL || cJSON_IsNull(v))
+		return NULL;
+	if (!cJSON_IsString(v) || v->valuestring == NULL || v->valuestring[0] == '\0')
+	{
+		*bad = true;
+		return NULL;
+	}
+	return v->valuestring;
+}
+
+M365DeltaStatus
+m365_delta_page_parse(const char *body, size_t len, M365DeltaPage *page,
+					  char *err, size_t errlen)
+{
+	const cJSON *value;
+	const cJSON *item;
+	bool		bad_link = false;
+	int			n;
+	int			i;
+
+	memset(page, 0, sizeof(*page));
+	if (body == NULL)
+		return fail(page, M365_DELTA_MALFORMED, err, errlen, "empty response body", -1);
+
+	page->root = cJSON_ParseWithLength(body, len);
+	if (page->root == NULL)
+		return fail(page, M365_DELTA_MALFORMED, err, errlen, "response body is not valid JSON", -1);
+	if (!cJSON_IsObject(page->root))
+		return fail(page, M365_DELTA_MALFORMED, err, errlen, "response body is not a JSON object", -1);
+
+	value = cJSON_GetObjectItemCaseSensitive(page->root, "value");
+	if (!cJSON_IsArray(value))
+		return fail(page, M365_DELTA_MALFORMED, err, errlen, "page has no \"value\" array", -1);
+
+	page->next_link = link_value(page->root, NEXT_LINK, &bad_link);
+	page->delta_link = link_value(page->root, DELTA_LINK, &bad_link);
+	if (bad_link)
+		return fail(page, M365_DELTA_MALFORMED, err, errlen, "page has a link that is not a string", -1);
+	if ((page->next_link == NULL) == (page->delta_link == NULL))
+		return fail(page, M365_DELTA_MALFORMED, err, errlen,
+					"page must carry exactly one of @odata.nextLink and @odata.deltaLink", -1);
+
+	n = cJSON_GetArraySize(value);
+	if (n > 0)
+	{
+		page->items = calloc((size_t) n, sizeof(M365DeltaItem));
+		if (page->items == NULL)
+			return fail(page, M365_DELTA_NO_MEMORY, err, errlen, "out of memory", -1);
+	}
+
+	i = 0;
+	cJSON_ArrayForEach(item, value)
+	{
+		const cJSON *id;
+		const cJSON *removed;
+		M365DeltaItem *out = &page->items[i];
+
+		if (!cJSON_IsObject(item))
+			return fail(page, M365_DELTA_MALFORMED, err, errlen, "is not an object", i);
+		id = cJSON_GetObjectItemCaseSensitive(item, "id");
+		if (!cJSON_IsString(id) || id->valuestring == NULL || id->valuestring[0] == '\0')
+			return fail(page, M365_DELTA_MALFORMED, err, errlen, "has no id", i);
+		removed = cJSON_GetObjectItemCaseSensitive(item, REMOVED);
+		if (removed != NULL && !cJSON_IsNull(removed) && !cJSON_IsObject(removed))
+			return fail(page, M365_DELTA_MALFORMED, err, errlen, "has an @removed that is not an object", i);
+
+		out->id = id->valuestring;
+		out->removed = cJSON_IsObject(removed);
+		out->event = item;
+		i++;
+	}
+	page->n_items = i;
+	return M365_DELTA_OK;
+}
+
+void
+m365_delta_page_free(M365DeltaPage *page)
+{
+	if (page == NULL)
+		return;
+	free(page->items);
+	cJSON_Delete(page->root);
+	memset(page, 0, sizeof(*page));
+}
+
+bool
+m365_delta_cursor_lost(long status, const char *error_code)
+{
+	static const char *const codes[] = {
+		"syncStateNotFound", "syncStateInvalid", "resyncRequired", NULL
+	};
+	const char *const *c;
+
+	if (status == 410)
+		return true;
+	if (error_code == NULL || status < 400 || status >= 500)
+		return false;
+	for (c = codes; *c; c++)
+		if (strcasecmp(error_code, *c) == 0)
+			return true;
+	return false;
+}
