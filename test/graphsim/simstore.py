@@ -426,7 +426,6 @@ class Store:
             if "recurrence" in patch:
                 raise bad("Recurrence cannot be set on an occurrence.")
             self._update_occurrence(m, v, key, patch, fields, now)
-            v.modified = now
             return self._commit(m, v, "updated"), key
         time_change = any(k in patch for k in ("start", "end", "isAllDay"))
         if time_change:
@@ -516,13 +515,13 @@ class Store:
             raise GraphError(403, "ErrorAccessDenied", ACCESS_DENIED)
         self.check_if_match(head, key, if_match)
         v = head.copy()
-        v.modified = now
         if key is not None:
             exc = dict(v.exc)
             exc[key] = None
             v.exc = exc
             return self._commit(m, v, "updated")
         v.deleted = True
+        v.modified = now
         return self._commit(m, v, "deleted")
 
     # ------------------------------------------------------------ instances
