@@ -26,6 +26,9 @@ fail(M365EventError *err, M365EventStatus status, const char *fmt, const char *a
 	return status;
 }
 
+/* a caller's input is checked harder than Graph's own output */
+#define STRICT(mode)			((mode) != M365_EV_FROM_GRAPH)
+
 #define FAIL(st, path)			fail(err, (st), "%s", (path), 0)
 #define FAILF(st, fmt, a, i)	fail(err, (st), (fmt), (a), (i))
 
@@ -230,7 +233,7 @@ opt_string(const cJSON *obj, const char *key, const char *path,
 		return M365_EV_OK;
 	if (!cJSON_IsString(it) || it->valuestring == NULL)
 		return FAIL(M365_EV_BAD_VALUE, path);
-	if (allowed && mode == M365_EV_FROM_CALLER && !in_list(it->valuestring, allowed))
+	if (allowed && STRICT(mode) && !in_list(it->valuestring, allowed))
 		return FAIL(M365_EV_BAD_VALUE, path);
 	*out = it->valuestring;
 	return M365_EV_OK;
@@ -336,7 +339,7 @@ parse_attendees(const cJSON *arr, M365EventMode mode, M365EventError *err)
 		addr = email ? cJSON_GetObjectItemCaseSensitive(email, M365_F_ADDRESS) : NULL;
 		if (addr != NULL && !cJSON_IsNull(addr) && !cJSON_IsString(addr))
 			return FAILF(M365_EV_BAD_VALUE, M365_F_ATTENDEES "[%.0s%d]." M365_F_EMAIL_ADDRESS "." M365_F_ADDRESS, "", i);
-		if (mode == M365_EV_FROM_CALLER)
+		if (STRICT(mode))
 		{
 			const char *s = cJSON_IsString(addr) ? addr->valuestring : NULL;
 
@@ -395,7 +398,7 @@ parse_recurrence(const cJSON *rec, M365EventMode mode, M365EventError *err)
 	if (ptype == NULL)
 		return FAIL(M365_EV_BAD_VALUE, "recurrence.pattern.type");
 	it = cJSON_GetObjectItemCaseSensitive(pat, "interval");
-	if (it != NULL && !int_in(it, mode == M365_EV_FROM_CALLER ? 1 : 0, 99999, NULL))
+	if (it != NULL && !int_in(it, STRICT(mode) ? 1 : 0, 99999, NULL))
 		return FAIL(M365_EV_BAD_VALUE, "recurrence.pattern.interval");
 	it = cJSON_GetObjectItemCaseSensitive(pat, "daysOfWeek");
 	if (it != NULL && !cJSON_IsNull(it))
@@ -425,7 +428,7 @@ parse_recurrence(const cJSON *rec, M365EventMode mode, M365EventError *err)
 						 day_values, mode, &s, err)) != M365_EV_OK)
 		return st;
 
-	if (mode == M365_EV_FROM_CALLER)
+	if (STRICT(mode))
 	{
 		/* what each pattern type cannot do without (Graph's rules) */
 		bool		need_days = strcasecmp(ptype, "weekly") == 0 ||
@@ -470,12 +473,12 @@ parse_recurrence(const cJSON *rec, M365EventMode mode, M365EventError *err)
 	}
 	else if (it != NULL && !cJSON_IsNull(it) && !cJSON_IsString(it))
 		return FAIL(M365_EV_BAD_VALUE, "recurrence.range.endDate");
-	else if (mode == M365_EV_FROM_CALLER && strcasecmp(rtype, "endDate") == 0)
+	else if (STRICT(mode) && strcasecmp(rtype, "endDate") == 0)
 		return FAIL(M365_EV_BAD_VALUE, "recurrence.range.endDate");
 	it = cJSON_GetObjectItemCaseSensitive(rng, "numberOfOccurrences");
 	if (it != NULL && !int_in(it, 0, 999999, NULL))
 		return FAIL(M365_EV_BAD_VALUE, "recurrence.range.numberOfOccurrences");
-	if (mode == M365_EV_FROM_CALLER && strcasecmp(rtype, "numbered") == 0 &&
+	if (STRICT(mode) && strcasecmp(rtype, "numbered") == 0 &&
 		!int_in(it, 1, 999999, NULL))
 		return FAIL(M365_EV_BAD_VALUE, "recurrence.range.numberOfOccurrences");
 	if ((st = opt_string(rng, "recurrenceTimeZone", "recurrence.range.recurrenceTimeZone",
@@ -539,7 +542,7 @@ m365_event_parse(const cJSON *obj, M365EventMode mode, M365Event *ev, M365EventE
 	}
 
 	CHECK(opt_string(obj, M365_F_SUBJECT, M365_F_SUBJECT, NULL, mode, &ev->subject, err));
-	if (mode == M365_EV_FROM_CALLER && ev->subject &&
+	if (STRICT(mode) && ev->subject &&
 		m365_utf8_chars(ev->subject) > M365_SUBJECT_MAX_CHARS)
 		return FAIL(M365_EV_TOO_LONG, M365_F_SUBJECT);
 
@@ -550,7 +553,7 @@ m365_event_parse(const cJSON *obj, M365EventMode mode, M365Event *ev, M365EventE
 						 body_type_values, mode, &ev->body_type, err));
 		CHECK(opt_string(body, M365_F_CONTENT, M365_F_BODY "." M365_F_CONTENT,
 						 NULL, mode, &ev->body_content, err));
-		if (mode == M365_EV_FROM_CALLER && ev->body_content &&
+		if (STRICT(mode) && ev->body_content &&
 			strlen(ev->body_content) > M365_BODY_MAX_BYTES)
 			return FAIL(M365_EV_TOO_LONG, M365_F_BODY "." M365_F_CONTENT);
 	}
@@ -563,11 +566,11 @@ m365_event_parse(const cJSON *obj, M365EventMode mode, M365Event *ev, M365EventE
 	CHECK(opt_bool(obj, M365_F_IS_CANCELLED, &ev->is_cancelled, err));
 	CHECK(parse_time(obj, M365_F_START, &ev->start, err));
 	CHECK(parse_time(obj, M365_F_END, &ev->end, err));
-	if (!ev->start.present)
+	if (!ev->start.present && mode != M365_EV_FROM_CALLER_PATCH)
 		return FAILF(M365_EV_BAD_VALUE, "%s", M365_F_START, 0);
-	if (!ev->end.present)
+	if (!ev->end.present && mode != M365_EV_FROM_CALLER_PATCH)
 		return FAILF(M365_EV_BAD_VALUE, "%s", M365_F_END, 0);
-	if (ev->is_all_day)
+	if (ev->is_all_day && ev->start.present && ev->end.present)
 	{
 		/* all-day events are dates: the wall-clock date is what counts */
 		if (!at_midnight(&ev->start.dt))
@@ -622,7 +625,7 @@ m365_event_parse(const cJSON *obj, M365EventMode mode, M365Event *ev, M365EventE
 	if (ev->recurrence)
 	{
 		CHECK(parse_recurrence(ev->recurrence, mode, err));
-		if (mode == M365_EV_FROM_CALLER &&
+		if (STRICT(mode) &&
 			(ev->type == M365_EVT_OCCURRENCE || ev->type == M365_EVT_EXCEPTION))
 			return FAIL(M365_EV_BAD_VALUE, M365_F_RECURRENCE);
 	}

@@ -149,7 +149,9 @@ typedef struct M365EventError
 typedef enum M365EventMode
 {
 	M365_EV_FROM_GRAPH,			/* types and datetimes; unknown enum values pass */
-	M365_EV_FROM_CALLER			/* also limits, enums, required fields, attendees */
+	M365_EV_FROM_CALLER,		/* also limits, enums, required fields, attendees */
+	M365_EV_FROM_CALLER_PATCH	/* as FROM_CALLER, for the fields present only
+								 * (an update): start and end may be absent */
 } M365EventMode;
 
 /*

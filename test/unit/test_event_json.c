@@ -76,6 +76,8 @@ static const Case cases[] = {
 	{"Graph exception with seriesMasterId and originalStart", "{\"id\":\"AAMk=\",\"type\":\"exception\",\"seriesMasterId\":\"AAMm=\",\"originalStart\":\"2026-03-29T08:00:00Z\",\"isCancelled\":true,\"lastModifiedDateTime\":\"2026-03-01T10:00:00.1234567Z\"," T0 "}", G, M365_EV_OK, ""},
 	{"originalStart unreadable", "{\"type\":\"exception\",\"originalStart\":\"yesterday\"," T0 "}", G, M365_EV_BAD_DATETIME, "originalStart"},
 	{"calendarId must be a positive integer", "{\"calendarId\":1.5," T0 "}", C, M365_EV_BAD_VALUE, "calendarId"},
+	{"update may leave out start and end", "{\"subject\":\"x\"}", M365_EV_FROM_CALLER_PATCH, M365_EV_OK, ""},
+	{"update is checked like a create", "{\"showAs\":\"asleep\"}", M365_EV_FROM_CALLER_PATCH, M365_EV_BAD_VALUE, "showAs"},
 	{"calendarId string", "{\"calendarId\":\"7\"," T0 "}", C, M365_EV_BAD_VALUE, "calendarId"},
 };
 
