@@ -235,5 +235,5 @@ main(void)
 	test_datetimes();
 	test_write_helpers();
 	test_zones();
-	return tap_done();
+	return done_testing();
 }
