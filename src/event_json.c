@@ -574,9 +574,9 @@ m365_event_parse(const cJSON *obj, M365EventMode mode, M365Event *ev, M365EventE
 	{
 		/* all-day events are dates: the wall-clock date is what counts */
 		if (!at_midnight(&ev->start.dt))
-			return FAIL(M365_EV_BAD_VALUE, M365_F_START "." M365_F_DATE_TIME);
+			return FAIL(M365_EV_NOT_MIDNIGHT, M365_F_START "." M365_F_DATE_TIME);
 		if (!at_midnight(&ev->end.dt))
-			return FAIL(M365_EV_BAD_VALUE, M365_F_END "." M365_F_DATE_TIME);
+			return FAIL(M365_EV_NOT_MIDNIGHT, M365_F_END "." M365_F_DATE_TIME);
 		if (m365_days_from_civil(ev->end.dt.year, ev->end.dt.month, ev->end.dt.day) <=
 			m365_days_from_civil(ev->start.dt.year, ev->start.dt.month, ev->start.dt.day))
 			return FAIL(M365_EV_END_BEFORE_START, M365_F_END);

@@ -72,7 +72,8 @@ typedef enum M365EventStatus
 	M365_EV_TOO_LONG,			/* subject or body over the limit: 22023 */
 	M365_EV_BAD_DATETIME,		/* unreadable date/time: 22007 */
 	M365_EV_DATETIME_RANGE,		/* e.g. month 13, 25:00, February 30: 22008 */
-	M365_EV_END_BEFORE_START	/* 22023 */
+	M365_EV_END_BEFORE_START,	/* 22023 */
+	M365_EV_NOT_MIDNIGHT		/* all-day event time not at midnight: 22023 */
 } M365EventStatus;
 
 typedef enum M365EventType

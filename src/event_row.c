@@ -41,8 +41,13 @@ m365_event_report(const M365EventError *err)
 	switch (err->status)
 	{
 		case M365_EV_MALFORMED:
-			code = ERRCODE_INVALID_TEXT_REPRESENTATION;
-			what = "is not a JSON object";
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("event must be a JSON object")));
+			break;
+		case M365_EV_NOT_MIDNIGHT:
+			code = ERRCODE_INVALID_PARAMETER_VALUE;
+			what = "must be at midnight for an all-day event";
 			break;
 		case M365_EV_TOO_LONG:
 			code = ERRCODE_INVALID_PARAMETER_VALUE;

@@ -22,6 +22,7 @@
 #include "keyring.h"
 #include "m365sync.h"
 #include "oauth.h"
+#include "purge.h"
 #include "store_accounts.h"
 #include "worker.h"
 
@@ -483,6 +484,6 @@ m365sync_disconnect(PG_FUNCTION_ARGS)
 	const char *user = m365_acting_user();
 
 	store_lock_user(user);
-	store_purge_user(user);
+	(void) m365_purge_user(user);
 	PG_RETURN_VOID();
 }

@@ -608,38 +608,3 @@ store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool enable)
 	return calendar_id;
 }
 
-/* --- erasure -------------------------------------------------------------- */
-
-void
-store_purge_user(const char *flowagent_user)
-{
-	Args		a = {0};
-	uint64		i,
-				n;
-	int64	   *ids;
-
-	arg_text(&a, flowagent_user);
-	SPI_connect();
-	n = run("SELECT account_id FROM m365sync.accounts WHERE flowagent_user = $1 FOR UPDATE",
-			&a, SPI_OK_SELECT);
-	ids = palloc(sizeof(int64) * (n + 1));
-	for (i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	for (i = 0; i < n; i++)
-	{
-		Args		k = {0};
-
-		arg_int8(&k, ids[i]);
-		run("DELETE FROM m365sync.data_keys WHERE account_id = $1 AND account_id <> 0",
-			&k, SPI_OK_DELETE);
-		run("DELETE FROM m365sync.accounts WHERE account_id = $1", &k, SPI_OK_DELETE);
-	}
-	run("DELETE FROM m365sync.oauth_states WHERE flowagent_user = $1", &a, SPI_OK_DELETE);
-	SPI_finish();
-	for (i = 0; i < n; i++)
-		m365_forget_data_key(ids[i]);
-}

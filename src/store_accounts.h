@@ -93,11 +93,4 @@ extern int64 store_calendar_upsert(int64 account_id, const M365GraphCalendar *c,
 
 
 
-/*
- * Erase one FlowAgent user: their accounts' data keys first (so no copy of
- * their data can be read again), then accounts (calendars, events and the
- * rest cascade) and their pending sign-in states.
- */
-extern void store_purge_user(const char *flowagent_user);
-
 #endif							/* M365SYNC_STORE_ACCOUNTS_H */

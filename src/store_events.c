@@ -459,14 +459,15 @@ m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to
 	nulls[5] = has_calendar ? ' ' : 'n';
 
 	/*
-	 * Timed events overlap [from, to) by instant; all-day ones overlap
+	 * Timed events overlap [from, to) by instant (an event of no duration
+	 * when its instant is inside); all-day ones overlap
 	 * [from_date, to_date) by date. Each splits into short (found by start,
 	 * within the bound) and long (found by end, partial index), disjoint.
 	 */
 	run(plan(&p,
 			 "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
 			 " AND NOT e.is_all_day AND e.start_at >= $2 - " SHORT_TIMED_BOUND
-			 " AND e.start_at < $3 AND e.end_at > $2"
+			 " AND e.start_at < $3 AND (e.end_at > $2 OR e.start_at >= $2)"
 			 " UNION ALL "
 			 "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
 			 " AND NOT e.is_all_day AND (e.end_at - e.start_at) > " SHORT_TIMED_BOUND

@@ -74,6 +74,7 @@ STATUS_FAULTS = {
     403: ("ErrorAccessDenied", S.ACCESS_DENIED),
     404: ("ErrorItemNotFound", S.NOT_FOUND),
     409: ("ErrorIrresolvableConflict", "Conflict."),
+    410: ("SyncStateNotFound", "The sync state generation is not found; it may have expired. Please restart the sync."),
     412: ("ErrorIrresolvableConflict", "The send or update operation could not be performed because the change "
                                        "key passed in the request does not match the current change key for the item."),
     423: ("ErrorMailboxStoreUnavailable", "The mailbox database is temporarily unavailable."),

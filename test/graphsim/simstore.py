@@ -729,7 +729,9 @@ class Store:
     def unpack(self, tok):
         try:
             b = base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4))
-            raw, sig = b.rsplit(b"~", 1)
+            if len(b) < 11 or b[-10:-9] != b"~":
+                return None
+            raw, sig = b[:-10], b[-9:]
             if not hmac.compare_digest(hmac.new(self.secret, raw, hashlib.sha256).digest()[:9], sig):
                 return None
             return [int(x) for x in raw.decode().split(".")]
