@@ -1,17 +1,294 @@
 /*
- * scheduler.c — which account is due, and running its round.
+ * scheduler.c — which accounts are due, and one sync round of an account,
+ * shared by the worker and by m365sync.sync().
  *
- * Called by the worker once per wake-up inside the worker's round memory
- * context. Until the pull capability lands there is nothing to run: the
- * worker just sleeps for the sync interval.
+ * A round runs under a session advisory lock on the account, so a worker
+ * round and a sync() call never run the same account at once (the loser
+ * reports "busy"). Each round leaves one row in sync_run_log, updates the
+ * account's schedule (next_sync_at, or a backoff that honours Retry-After
+ * and grows exponentially with jitter otherwise) and, when something
+ * changed, sends NOTIFY m365sync with the account id and a count only.
+ * Accounts needing a person (reauth_required, consent_required) or
+ * disabled are never picked.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+
 #include "m365sync.h"
+#include "pull.h"
 #include "worker.h"
 
+/* Advisory lock space of m365sync rounds: (this, account_id). */
+#define ROUND_LOCK_CLASS 0x4D33
+
+/* Accounts picked per worker wake-up, so a long queue does not starve reloads. */
+#define ROUND_BATCH 64
+
+typedef struct DueAccount
+{
+	int64		account_id;
+	char	   *ms_user_id;
+} DueAccount;
+
+static void
+check(int rc, int expected, const char *what)
+{
+	if (rc != expected)
+		elog(ERROR, "m365sync: %s failed: %s", what, SPI_result_code_string(rc));
+}
+
+static bool
+lock_round(int64 account_id)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, ROUND_LOCK_CLASS, (uint32) account_id, 2);
+	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+static void
+unlock_round(int64 account_id)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, ROUND_LOCK_CLASS, (uint32) account_id, 2);
+	LockRelease(&tag, ExclusiveLock, true);
+}
+
+/*
+ * Accounts to sync: one (account_id > 0, if it can be synced at all) or
+ * every due one.
+ */
+static List *
+due_accounts(int64 account_id, int limit)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int32GetDatum(limit)};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *out = NIL;
+	uint64		i;
+
+	SPI_connect();
+	check(SPI_execute_with_args("SELECT account_id, ms_user_id FROM m365sync.accounts"
+								" WHERE status IN ('connected', 'error') AND ms_user_id IS NOT NULL"
+								"   AND CASE WHEN $1 > 0 THEN account_id = $1"
+								"       ELSE coalesce(next_sync_at, '-infinity') <= pg_catalog.now()"
+								"        AND coalesce(backoff_until, '-infinity') <= pg_catalog.now() END"
+								" ORDER BY next_sync_at NULLS FIRST LIMIT $2",
+								2, types, values, NULL, true, 0), SPI_OK_SELECT, "finding due accounts");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		DueAccount *a = palloc(sizeof(DueAccount));
+
+		a->account_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		a->ms_user_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		out = lappend(out, a);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return out;
+}
+
+static int64
+run_log_start(int64 account_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(account_id)};
+	bool		isnull;
+	int64		run_id;
+
+	SPI_connect();
+	check(SPI_execute_with_args("INSERT INTO m365sync.sync_run_log (account_id) VALUES ($1) RETURNING run_id",
+								1, types, values, NULL, false, 0), SPI_OK_INSERT_RETURNING, "logging a round");
+	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return run_id;
+}
+
+/* Close the round's log row and set the account's schedule. */
+static void
+finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
+{
+	Oid			types[11] = {INT8OID, INT8OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID,
+	TEXTOID, TEXTOID, FLOAT8OID, INT4OID};
+	Datum		values[11];
+	char		nulls[12] = "           ";
+
+	values[0] = Int64GetDatum(account_id);
+	values[1] = Int64GetDatum(run_id);
+	values[2] = Int32GetDatum(st->pages);
+	values[3] = Int32GetDatum(st->fetched);
+	values[4] = Int32GetDatum(st->applied);
+	values[5] = Int32GetDatum(st->deleted);
+	values[6] = Int32GetDatum(st->http_requests);
+	values[7] = CStringGetTextDatum(st->ok ? "ok" : "error");
+	values[8] = CStringGetTextDatum(st->error);
+	nulls[8] = st->ok ? 'n' : ' ';
+	values[9] = Float8GetDatum(st->retry_after_s);
+	nulls[9] = st->has_retry_after ? ' ' : 'n';
+	values[10] = Int32GetDatum(m365_sync_interval_s);
+
+	SPI_connect();
+	check(SPI_execute_with_args("UPDATE m365sync.sync_run_log SET finished_at = pg_catalog.clock_timestamp(),"
+								" pages = $3, fetched = $4, applied = $5, deleted = $6, http_requests = $7,"
+								" status = $8, error_code = $9 WHERE account_id = $1 AND run_id = $2",
+								11, types, values, nulls, false, 0), SPI_OK_UPDATE, "logging a round");
+	if (st->ok)
+		check(SPI_execute_with_args("UPDATE m365sync.accounts SET last_sync_at = pg_catalog.now(),"
+									" next_sync_at = pg_catalog.now() + pg_catalog.make_interval(secs => $11),"
+									" failures = 0, backoff_until = NULL, last_error = NULL,"
+									" status = CASE WHEN status = 'error' THEN 'connected' ELSE status END"
+									" WHERE account_id = $1",
+									11, types, values, nulls, false, 0), SPI_OK_UPDATE, "scheduling an account");
+	else
+		/* Retry-After when given, else 30 s doubling per failure up to the interval, with jitter. */
+		check(SPI_execute_with_args("UPDATE m365sync.accounts SET failures = failures + 1, last_error = $9,"
+									" backoff_until = pg_catalog.now() + pg_catalog.make_interval(secs =>"
+									"   coalesce($10, least($11, 30 * pg_catalog.power(2, least(failures, 12)))"
+									"             * (0.75 + 0.5 * pg_catalog.random()))),"
+									" next_sync_at = pg_catalog.now()"
+									" WHERE account_id = $1",
+									11, types, values, nulls, false, 0), SPI_OK_UPDATE, "backing off an account");
+	SPI_finish();
+
+	if (st->applied + st->deleted > 0)
+	{
+		char		payload[96];
+
+		snprintf(payload, sizeof(payload), "{\"account_id\":%lld,\"changed\":%d}",
+				 (long long) account_id, st->applied + st->deleted);
+		Async_Notify("m365sync", payload);
+	}
+}
+
+/*
+ * One round of one account. In the worker (commit_each_page) the log row is
+ * committed first so it shows while the round runs.
+ */
+static bool
+sync_one(DueAccount *a, bool commit_each_page, M365RoundStats *st)
+{
+	int64		run_id;
+
+	memset(st, 0, sizeof(*st));
+	if (!lock_round(a->account_id))
+	{
+		strlcpy(st->error, "busy", sizeof(st->error));
+		return false;
+	}
+	PG_TRY();
+	{
+		run_id = run_log_start(a->account_id);
+		if (commit_each_page)
+		{
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+		}
+		(void) m365_pull_account(a->account_id, a->ms_user_id, commit_each_page, st);
+		finish_round(a->account_id, run_id, st);
+	}
+	PG_CATCH();
+	{
+		unlock_round(a->account_id);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	unlock_round(a->account_id);
+	return true;
+}
+
+/* The worker's round (see worker.h): sync what is due, one transaction per page. */
 long
 m365_worker_round(void)
 {
-	return (long) m365_sync_interval_s * 1000L;
+	List	   *due;
+	ListCell   *lc;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	due = due_accounts(0, ROUND_BATCH);
+	foreach(lc, due)
+	{
+		M365RoundStats st;
+
+		CHECK_FOR_INTERRUPTS();
+		(void) sync_one(lfirst(lc), true, &st);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	/* More were waiting: go again at once; else sleep to the next poll (the latch cuts it short). */
+	if (list_length(due) >= ROUND_BATCH)
+		return 0;
+	return list_length(due) > 0 ? 1000L : Min((long) m365_sync_interval_s * 1000L, 10000L);
+}
+
+PG_FUNCTION_INFO_V1(m365sync_sync);
+
+/*
+ * SQL: m365sync.sync(account_id bigint default null) → setof sync_result.
+ * Runs in the caller's transaction: the whole round commits or rolls back
+ * with it (the worker, by contrast, commits page by page).
+ */
+Datum
+m365sync_sync(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		account_id = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
+	List	   *due;
+	ListCell   *lc;
+
+	if (!PG_ARGISNULL(0) && account_id <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("account_id must be positive")));
+
+	InitMaterializedSRF(fcinfo, 0);
+	due = due_accounts(account_id, account_id > 0 ? 1 : INT_MAX);
+	if (account_id > 0 && due == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("account %lld does not exist or cannot be synced now", (long long) account_id),
+				 errhint("See m365sync.account_status: accounts that need the user to reconnect are not synced.")));
+
+	foreach(lc, due)
+	{
+		DueAccount *a = lfirst(lc);
+		M365RoundStats st;
+		Datum		values[9];
+		bool		nulls[9] = {0};
+		bool		ran = sync_one(a, false, &st);
+
+		values[0] = Int64GetDatum(a->account_id);
+		values[1] = Int32GetDatum(st.calendars);
+		values[2] = Int32GetDatum(st.fetched);
+		values[3] = Int32GetDatum(st.applied);
+		values[4] = Int32GetDatum(st.deleted);
+		values[5] = Int32GetDatum(0);	/* pushed: the push capability is not built yet */
+		values[6] = Int32GetDatum(st.conflicts);
+		values[7] = CStringGetTextDatum(!ran ? "busy" : st.ok ? "ok" : "error");
+		values[8] = CStringGetTextDatum(st.error);
+		nulls[8] = st.ok && ran;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

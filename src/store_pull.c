@@ -1,0 +1,276 @@
+/*
+ * store_pull.c — SPI for the pull (see store_pull.h).
+ *
+ * Idempotent by construction: an event is found by its Graph id (immutable
+ * ids), an unchanged changeKey writes nothing but the round mark, and a
+ * removal of something already gone is a no-op. A local change waiting in
+ * the outbox is never overwritten: the remote version is kept (encrypted)
+ * in m365sync.conflicts for the push to settle. Every statement is
+ * parameterised and keeps to one account.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "keyring.h"
+#include "store_events.h"
+#include "store_pull.h"
+
+static void
+check(int rc, int expected, const char *what)
+{
+	if (rc != expected)
+		elog(ERROR, "m365sync: %s failed: %s", what, SPI_result_code_string(rc));
+}
+
+List *
+m365_pull_calendars(int64 account_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(account_id)};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *out = NIL;
+	uint64		i;
+
+	SPI_connect();
+	check(SPI_execute_with_args("SELECT calendar_id, graph_id, delta_link, delta_is_final,"
+								" coalesce(full_round_id, 0), window_start, window_end"
+								" FROM m365sync.calendars WHERE account_id = $1 AND sync_enabled"
+								" ORDER BY calendar_id",
+								1, types, values, NULL, true, 0), SPI_OK_SELECT, "reading calendars");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		link;
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		M365PullCalendar *c = palloc0(sizeof(M365PullCalendar));
+
+		c->calendar_id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
+		c->graph_id = SPI_getvalue(t, d, 2);
+		link = SPI_getbinval(t, d, 3, &isnull);
+		if (!isnull)
+			c->link = m365_decrypt_text("calendars", "delta_link", account_id, c->calendar_id,
+										DatumGetByteaPP(link));
+		c->link_is_final = DatumGetBool(SPI_getbinval(t, d, 4, &isnull));
+		c->full_round_id = DatumGetInt64(SPI_getbinval(t, d, 5, &isnull));
+		c->window_start = DatumGetTimestampTz(SPI_getbinval(t, d, 6, &isnull));
+		c->has_window = !isnull;
+		c->window_end = DatumGetTimestampTz(SPI_getbinval(t, d, 7, &isnull));
+		out = lappend(out, c);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return out;
+}
+
+void
+m365_pull_save_cursor(int64 account_id, const M365PullCalendar *cal)
+{
+	Oid			types[7] = {INT8OID, INT8OID, BYTEAOID, BOOLOID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[7];
+	char		nulls[8] = "       ";
+	bytea	   *link = NULL;
+
+	if (cal->link)
+		link = m365_encrypt_text("calendars", "delta_link", account_id, cal->calendar_id, cal->link);
+	values[0] = Int64GetDatum(account_id);
+	values[1] = Int64GetDatum(cal->calendar_id);
+	values[2] = PointerGetDatum(link);
+	nulls[2] = link ? ' ' : 'n';
+	values[3] = BoolGetDatum(cal->link_is_final);
+	values[4] = Int64GetDatum(cal->full_round_id);
+	nulls[4] = cal->full_round_id ? ' ' : 'n';
+	values[5] = TimestampTzGetDatum(cal->window_start);
+	values[6] = TimestampTzGetDatum(cal->window_end);
+	nulls[5] = nulls[6] = cal->has_window ? ' ' : 'n';
+
+	SPI_connect();
+	check(SPI_execute_with_args("UPDATE m365sync.calendars SET delta_link = $3, delta_is_final = $4,"
+								" full_round_id = $5, window_start = $6, window_end = $7"
+								" WHERE account_id = $1 AND calendar_id = $2",
+								7, types, values, nulls, false, 0), SPI_OK_UPDATE, "saving a cursor");
+	SPI_finish();
+}
+
+/* Local id of an event by Graph id (0 when unknown). */
+static int64
+local_id(int64 account_id, const char *graph_id)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(account_id), CStringGetTextDatum(graph_id)};
+	bool		isnull;
+
+	check(SPI_execute_with_args("SELECT event_id FROM m365sync.events WHERE account_id = $1 AND graph_id = $2",
+								2, types, values, NULL, true, 1), SPI_OK_SELECT, "finding an event");
+	if (SPI_processed == 0)
+		return 0;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+#define TEXT_ARG(i, s) do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
+
+M365ApplyOutcome
+m365_pull_apply_event(int64 account_id, int64 calendar_id, const M365EventColumns *c,
+					  Jsonb *data, int64 round_id)
+{
+	Oid			ltypes[2] = {INT8OID, TEXTOID};
+	Datum		lvalues[2];
+	int64		event_id;
+	int64		master = 0;
+	bool		isnull;
+	char	   *old_key;
+	bool		pending;
+	M365ApplyOutcome outcome;
+
+	SPI_connect();
+	if (c->series_master_graph_id)
+		master = local_id(account_id, c->series_master_graph_id);
+
+	lvalues[0] = Int64GetDatum(account_id);
+	lvalues[1] = CStringGetTextDatum(c->graph_id);
+	check(SPI_execute_with_args("SELECT e.event_id, e.change_key,"
+								" e.sync_state <> 'synced' OR EXISTS (SELECT 1 FROM m365sync.outbox o"
+								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
+								"   AND o.state = 'pending')"
+								" FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = $2"
+								" FOR UPDATE",
+								2, ltypes, lvalues, NULL, false, 1), SPI_OK_SELECT, "locking an event");
+
+	if (SPI_processed == 0)
+	{
+		event_id = m365_store_next_event_id();
+		m365_store_insert_event(account_id, event_id, calendar_id, c, master != 0, master,
+								m365_store_seal_content(account_id, event_id, data), "synced");
+		outcome = M365_APPLY_INSERTED;
+	}
+	else
+	{
+		HeapTuple	t = SPI_tuptable->vals[0];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+
+		event_id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
+		old_key = SPI_getvalue(t, d, 2);
+		pending = DatumGetBool(SPI_getbinval(t, d, 3, &isnull));
+
+		if (old_key && c->change_key && strcmp(old_key, c->change_key) == 0)
+			outcome = M365_APPLY_UNCHANGED;
+		else if (pending)
+		{
+			/* Keep both: the local change stays, the remote version is listed. */
+			int64		conflict_id;
+			bytea	   *lost;
+			Oid			utypes[4] = {INT8OID, INT8OID, INT8OID, BYTEAOID};
+			Datum		uvalues[4];
+
+			check(SPI_execute("SELECT pg_catalog.nextval('m365sync.conflicts_conflict_id_seq')", false, 1),
+				  SPI_OK_SELECT, "numbering a conflict");
+			conflict_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			lost = m365_encrypt("conflicts", "lost", account_id, conflict_id,
+								VARDATA(data), VARSIZE(data) - VARHDRSZ);
+			uvalues[0] = Int64GetDatum(account_id);
+			uvalues[1] = Int64GetDatum(conflict_id);
+			uvalues[2] = Int64GetDatum(event_id);
+			uvalues[3] = PointerGetDatum(lost);
+			check(SPI_execute_with_args("INSERT INTO m365sync.conflicts (account_id, conflict_id, event_id,"
+										" policy, kept, lost) VALUES ($1, $2, $3, 'pending', 'local', $4)",
+										4, utypes, uvalues, NULL, false, 0), SPI_OK_INSERT, "recording a conflict");
+			check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = 'conflict'"
+										" WHERE account_id = $1 AND event_id = $2",
+										2, utypes, uvalues, NULL, false, 0), SPI_OK_UPDATE, "marking a conflict");
+			outcome = M365_APPLY_CONFLICT;
+		}
+		else
+		{
+			Oid			types[16] = {INT8OID, INT8OID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID,
+				TIMESTAMPTZOID, BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID, BYTEAOID, TEXTOID,
+			TIMESTAMPTZOID, INT8OID};
+			Datum		values[16];
+			char		nulls[17];
+
+			memset(nulls, ' ', 16);
+			nulls[16] = '\0';
+			values[0] = Int64GetDatum(account_id);
+			values[1] = Int64GetDatum(event_id);
+			TEXT_ARG(2, c->ical_uid);
+			values[3] = Int64GetDatum(master);
+			nulls[3] = master ? ' ' : 'n';
+			values[4] = CStringGetTextDatum(c->event_type);
+			values[5] = TimestampTzGetDatum(c->start_at);
+			values[6] = TimestampTzGetDatum(c->end_at);
+			values[7] = BoolGetDatum(c->is_all_day);
+			values[8] = DateADTGetDatum(c->start_date);
+			values[9] = DateADTGetDatum(c->end_date);
+			nulls[8] = nulls[9] = c->is_all_day ? ' ' : 'n';
+			TEXT_ARG(10, c->show_as);
+			values[11] = BoolGetDatum(c->is_cancelled);
+			values[12] = PointerGetDatum(m365_store_seal_content(account_id, event_id, data));
+			TEXT_ARG(13, c->change_key);
+			values[14] = TimestampTzGetDatum(c->remote_modified_at);
+			nulls[14] = c->has_remote_modified ? ' ' : 'n';
+			values[15] = Int64GetDatum(round_id);
+			nulls[15] = round_id ? ' ' : 'n';
+			check(SPI_execute_with_args("UPDATE m365sync.events SET ical_uid = $3, series_master_id = $4,"
+										" event_type = $5, start_at = $6, end_at = $7, is_all_day = $8,"
+										" start_date = $9, end_date = $10, show_as = $11, is_cancelled = $12,"
+										" content = $13, change_key = $14, remote_modified_at = $15,"
+										" seen_round = coalesce($16, seen_round), sync_state = 'synced'"
+										" WHERE account_id = $1 AND event_id = $2",
+										16, types, values, nulls, false, 0), SPI_OK_UPDATE, "updating an event");
+			outcome = M365_APPLY_UPDATED;
+		}
+	}
+
+	if (round_id != 0 && outcome != M365_APPLY_UPDATED)
+	{
+		Oid			types[3] = {INT8OID, INT8OID, INT8OID};
+		Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(event_id), Int64GetDatum(round_id)};
+
+		check(SPI_execute_with_args("UPDATE m365sync.events SET seen_round = $3"
+									" WHERE account_id = $1 AND event_id = $2",
+									3, types, values, NULL, false, 0), SPI_OK_UPDATE, "marking an event seen");
+	}
+	SPI_finish();
+	return outcome;
+}
+
+bool
+m365_pull_remove_event(int64 account_id, const char *graph_id)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(account_id), CStringGetTextDatum(graph_id)};
+	bool		removed;
+
+	SPI_connect();
+	check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = $2"
+								" AND e.sync_state = 'synced' AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o"
+								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
+								"   AND o.state = 'pending')",
+								2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing an event");
+	removed = SPI_processed > 0;
+	SPI_finish();
+	return removed;
+}
+
+int
+m365_pull_sweep(int64 account_id, int64 calendar_id, int64 round_id)
+{
+	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
+	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(calendar_id), Int64GetDatum(round_id)};
+	int			n;
+
+	SPI_connect();
+	check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.calendar_id = $2"
+								" AND e.graph_id IS NOT NULL AND e.seen_round IS DISTINCT FROM $3"
+								" AND e.sync_state = 'synced' AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o"
+								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
+								"   AND o.state = 'pending')",
+								3, types, values, NULL, false, 0), SPI_OK_DELETE, "sweeping a calendar");
+	n = (int) SPI_processed;
+	SPI_finish();
+	return n;
+}

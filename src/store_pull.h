@@ -1,0 +1,56 @@
+/*
+ * store_pull.h — SPI for the pull (store_pull.c): calendars' cursors and
+ * applying remote events to m365sync.events. Runs in the caller's
+ * transaction; the pull commits a page and its cursor together.
+ */
+#ifndef M365SYNC_STORE_PULL_H
+#define M365SYNC_STORE_PULL_H
+
+#include "postgres.h"
+
+#include "nodes/pg_list.h"
+#include "utils/jsonb.h"
+
+#include "event_row.h"
+
+typedef struct M365PullCalendar
+{
+	int64		calendar_id;
+	char	   *graph_id;
+	char	   *link;			/* decrypted next/delta link, NULL: start a round */
+	bool		link_is_final;	/* a deltaLink (round finished) */
+	int64		full_round_id;	/* 0 unless a full round is under way */
+	TimestampTz window_start;
+	TimestampTz window_end;
+	bool		has_window;
+} M365PullCalendar;
+
+typedef enum M365ApplyOutcome
+{
+	M365_APPLY_INSERTED,
+	M365_APPLY_UPDATED,
+	M365_APPLY_UNCHANGED,		/* same changeKey: a replay or our own echo */
+	M365_APPLY_CONFLICT			/* a local change is pending: both kept */
+} M365ApplyOutcome;
+
+/* Sync-enabled calendars of an account. */
+extern List *m365_pull_calendars(int64 account_id);
+
+/* Save a calendar's cursor (encrypted) and round state. */
+extern void m365_pull_save_cursor(int64 account_id, const M365PullCalendar *cal);
+
+/* Insert or update one remote event; data is the whole Graph object. */
+extern M365ApplyOutcome m365_pull_apply_event(int64 account_id, int64 calendar_id,
+											  const M365EventColumns *cols,
+											  Jsonb *data, int64 round_id);
+
+/* An @removed entry: delete locally unless a local change is pending. */
+extern bool m365_pull_remove_event(int64 account_id, const char *graph_id);
+
+/*
+ * End of a full round: delete what the round did not see (and has no local
+ * change pending). Returns how many.
+ */
+extern int	m365_pull_sweep(int64 account_id, int64 calendar_id, int64 round_id);
+
+#endif							/* M365SYNC_STORE_PULL_H */

@@ -1,0 +1,107 @@
+# Pull: Outlook's changes reach FlowAgent through m365sync.sync() and the
+# worker, with stable event_ids, surviving lost cursors and faults.
+use strict;
+use warnings;
+use lib "$ENV{M365_SRC}/test/t/lib";
+use M365Test;
+use Test::More;
+
+my $t = M365Test->new(name => 'pull', conf => "m365sync.sync_interval = '1h'\n");
+$t->setup_app;
+my $ada = $t->add_sim_user('contoso.example', 'ada@contoso.example');
+my $account = $t->connect_user('flow-ada', 'ada@contoso.example');
+like($account, qr/^\d+$/, 'ada is connected');
+
+my @d = map { my @t = gmtime(time + 86400 * $_); sprintf('%04d-%02d-%02d', $t[5] + 1900, $t[4] + 1, $t[3]) } 1 .. 4;
+sub outlook { my ($m, $p, $b) = @_; return $t->sim($m, "/_sim/users/$ada->{id}$p", $b); }
+my $board = outlook('POST', '/events', { subject => 'Board meeting',
+	start => { dateTime => "$d[0]T09:00:00", timeZone => 'Romance Standard Time' },
+	end => { dateTime => "$d[0]T10:30:00", timeZone => 'Romance Standard Time' } });
+outlook('POST', '/events', { subject => 'Holiday', isAllDay => JSON::PP::true,
+	start => { dateTime => "$d[1]T00:00:00", timeZone => 'UTC' },
+	end => { dateTime => "$d[2]T00:00:00", timeZone => 'UTC' } });
+outlook('POST', '/events', { subject => 'Stand-up',
+	start => { dateTime => "$d[0]T08:00:00", timeZone => 'UTC' },
+	end => { dateTime => "$d[0]T08:15:00", timeZone => 'UTC' },
+	recurrence => { pattern => { type => 'daily', interval => 1 },
+		range => { type => 'numbered', startDate => $d[0], numberOfOccurrences => 3 } } });
+
+sub sync_now
+{
+	return $t->as_admin("SELECT status || ':' || fetched || ':' || applied || ':' || deleted"
+		  . " FROM m365sync.sync($account)");
+}
+sub events
+{
+	return $t->as_user('flow-ada', "SELECT string_agg(event_id || '=' || subject || '@' ||"
+		  . " coalesce(start_date::text, to_char(start_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')), ',' ORDER BY start_at, event_id)"
+		  . " FROM m365sync.events(now() - interval '1 day', now() + interval '10 days')");
+}
+
+like(sync_now(), qr/^ok:5:5:0$/, 'first sync applies 5 events (1 + all-day + 3 occurrences)');
+my $first = events();
+like($first, qr/=Board meeting\@$d[0] 08:00/, 'Romance Standard Time 09:00 lands at 08:00 UTC in winter or 07:00 in summer')
+  or like($first, qr/=Board meeting\@$d[0] 07:00/);
+like($first, qr/=Holiday\@$d[1]/, 'the all-day event keeps its date');
+is(() = $first =~ /Stand-up/g, 3, 'three occurrences of the series');
+is($t->as_user('flow-ada', "SELECT count(DISTINCT series_master_id) FROM m365sync.events(now() - interval '1 day', now() + interval '10 days') WHERE event_type = 'occurrence'"),
+	'0', 'series masters do not appear in calendarView (occurrences only)');
+
+like(sync_now(), qr/^ok:\d+:0:0$/, 'a second sync applies nothing (idempotent)');
+is(events(), $first, 'and changes nothing');
+
+# Outlook edits: rename and move; the event keeps its event_id.
+my ($board_id) = $first =~ /(\d+)=Board meeting/;
+outlook('PATCH', "/events/$board->{id}", { subject => 'Board meeting (moved)',
+	start => { dateTime => "$d[0]T13:00:00", timeZone => 'UTC' },
+	end => { dateTime => "$d[0]T14:00:00", timeZone => 'UTC' } });
+like(sync_now(), qr/^ok:1:1:0$/, 'an Outlook edit is one change');
+like(events(), qr/\b$board_id=Board meeting \(moved\)\@$d[0] 13:00/, 'renamed and moved, same event_id');
+
+# A lost cursor: a full round that keeps event_ids and drops nothing.
+$t->sim('POST', '/_sim/delta/expire', { upn => 'ada@contoso.example' });
+like(sync_now(), qr/^ok:5:0:0$/, 'after 410 the full round fetches all and changes nothing');
+is(events(), events(), 'stable');
+like(events(), qr/\b$board_id=Board meeting \(moved\)/, 'event_ids survive a resync');
+
+# Delete in Outlook.
+outlook('DELETE', "/events/$board->{id}");
+like(sync_now(), qr/^ok:1:0:1$/, 'an Outlook delete removes the event');
+unlike(events(), qr/Board meeting/, 'gone locally');
+
+# Faults: a throttled round fails cleanly, the next succeeds.
+$t->sim('POST', '/_sim/faults', { route => 'calendarView/delta', kind => '429', retry_after => '0.5', count => 1 });
+like($t->as_admin("SELECT status || ':' || error FROM m365sync.sync($account)"), qr/^error:/, '429 fails the round');
+outlook('POST', '/events', { subject => 'After throttling',
+	start => { dateTime => "$d[3]T10:00:00", timeZone => 'UTC' },
+	end => { dateTime => "$d[3]T11:00:00", timeZone => 'UTC' } });
+$t->sim('POST', '/_sim/faults', { route => 'calendarView/delta', kind => 'malformed', count => 1 });
+like($t->as_admin("SELECT status || ':' || error FROM m365sync.sync($account)"), qr/^error:malformedResponse/, 'a malformed page fails the round');
+unlike(events(), qr/After throttling/, 'nothing of the failed round was applied');
+like(sync_now(), qr/^ok:1:1:0$/, 'the next round succeeds');
+like(events(), qr/After throttling/, 'and brings the change');
+
+# NOTIFY with the account id and a count only.
+outlook('POST', '/events', { subject => 'Notify me',
+	start => { dateTime => "$d[3]T12:00:00", timeZone => 'UTC' },
+	end => { dateTime => "$d[3]T13:00:00", timeZone => 'UTC' } });
+my ($out, $err) = ('', '');
+$t->node->psql('postgres', "LISTEN m365sync; SELECT count(*) FROM m365sync.sync($account);",
+	stdout => \$out, stderr => \$err);
+like($out . $err, qr/notification "m365sync" with payload "\{"account_id":$account,"changed":1\}"/,
+	'NOTIFY m365sync carries the account and the count');
+
+is($t->as_admin("SELECT count(*) FILTER (WHERE status = 'ok') || '/' || count(*) FROM m365sync.sync_runs WHERE account_id = $account"),
+	'7/9', 'every round is in sync_runs');
+
+# The worker: a due account is synced without anyone calling sync().
+outlook('POST', '/events', { subject => 'Seen by the worker',
+	start => { dateTime => "$d[3]T15:00:00", timeZone => 'UTC' },
+	end => { dateTime => "$d[3]T16:00:00", timeZone => 'UTC' } });
+$t->node->safe_psql('postgres', "UPDATE m365sync.accounts SET next_sync_at = now(), backoff_until = NULL WHERE account_id = $account");
+ok($t->node->poll_query_until('postgres',
+	"SELECT count(*) > 0 FROM m365sync.sync_run_log WHERE account_id = $account AND applied = 1 AND started_at > now() - interval '1 minute' AND run_id = (SELECT max(run_id) FROM m365sync.sync_run_log)"),
+	'the worker syncs a due account');
+like(events(), qr/Seen by the worker/, 'and the change is there');
+
+done_testing();
