@@ -42,4 +42,61 @@ extern int	m365_secure_equal(const void *a, const void *b, size_t len);
 /* Wipe secrets (OPENSSL_cleanse). */
 extern void m365_secure_zero(void *p, size_t len);
 
+/*
+ * AES-256-GCM with a fresh random 96-bit nonce from RAND_bytes. The sealed
+ * form is nonce || ciphertext || tag, len + M365_GCM_OVERHEAD bytes; aad is
+ * authenticated but not stored. One EVP context per direction is created on
+ * first use and reused for the life of the process (m365_crypto_release
+ * frees them).
+ */
+#define M365_GCM_OVERHEAD	(M365_NONCE_BYTES + M365_TAG_BYTES)
+
+extern M365CryptoStatus m365_gcm_seal(const uint8_t key[M365_KEY_BYTES],
+									  const uint8_t *aad, size_t aad_len,
+									  const uint8_t *plain, size_t len,
+									  uint8_t *out);
+
+/* As m365_gcm_seal with a caller-chosen nonce: known-answer tests only. */
+extern M365CryptoStatus m365_gcm_seal_nonce(const uint8_t key[M365_KEY_BYTES],
+											const uint8_t nonce[M365_NONCE_BYTES],
+											const uint8_t *aad, size_t aad_len,
+											const uint8_t *plain, size_t len,
+											uint8_t *out);
+
+/*
+ * Open a sealed value into out (sealed_len - M365_GCM_OVERHEAD bytes).
+ * AUTH_FAILED when the tag does not match (tampered, other aad, other key);
+ * out is wiped then. BAD_INPUT when sealed_len is shorter than the overhead.
+ */
+extern M365CryptoStatus m365_gcm_open(const uint8_t key[M365_KEY_BYTES],
+									  const uint8_t *aad, size_t aad_len,
+									  const uint8_t *sealed, size_t sealed_len,
+									  uint8_t *out);
+
+/*
+ * Data key wrapping under a master key: AES-256-GCM as above, prefixed by a
+ * format byte (M365_WRAP_VERSION). GCM rather than AES key wrap (RFC 5649)
+ * because it takes associated data: the caller binds the wrapped key to its
+ * account and master key id, so a wrapped key copied to another account
+ * does not unwrap. Wraps are few (one per account per rotation), far below
+ * the 2^32 random nonces per key that GCM allows.
+ */
+#define M365_WRAP_VERSION		1
+#define M365_WRAPPED_KEY_BYTES	(1 + M365_GCM_OVERHEAD + M365_KEY_BYTES)
+
+extern M365CryptoStatus m365_wrap_key(const uint8_t master[M365_KEY_BYTES],
+									  const uint8_t *aad, size_t aad_len,
+									  const uint8_t data_key[M365_KEY_BYTES],
+									  uint8_t out[M365_WRAPPED_KEY_BYTES]);
+extern M365CryptoStatus m365_unwrap_key(const uint8_t master[M365_KEY_BYTES],
+										const uint8_t *aad, size_t aad_len,
+										const uint8_t *wrapped, size_t wrapped_len,
+										uint8_t data_key[M365_KEY_BYTES]);
+
+/* Free the reused EVP contexts (backend exit); they are made again on use. */
+extern void m365_crypto_release(void);
+
+/* A short, secret-free description of a status for messages. */
+extern const char *m365_crypto_status_text(M365CryptoStatus status);
+
 #endif							/* M365SYNC_CRYPTO_H */

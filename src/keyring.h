@@ -11,6 +11,31 @@
  *
  * Errors are ereports: no key file / bad key file / unknown key → clear
  * ERROR, never plaintext. Nothing secret reaches a message.
+ *
+ * Call inside a transaction, in any backend: the worker, an admin session
+ * (superuser-owned functions) or a user function owned by m365sync_definer,
+ * whose data_keys access RLS limits to account 0 and the acting user's
+ * accounts. Encrypting for an account without a data key creates one in the
+ * caller's transaction (so call it from VOLATILE functions); a rollback
+ * takes the key away again, and the cache forgets it.
+ *
+ * Row ids, by convention (writer and reader must agree, or XX001):
+ *   accounts.mailbox / access_token / refresh_token   row_id = account_id
+ *   calendars.name / delta_link                       row_id = calendar_id
+ *   events.content (jsonb payload)                    row_id = event_id
+ *   conflicts.lost (jsonb payload)                    row_id = conflict_id
+ *   subscriptions.client_state                        row_id = 0
+ *   app_config.client_secret        account 0,        row_id = 1
+ *   oauth_states.code_verifier      account 0,        row_id = state_id
+ *
+ * Value envelope (bytea), version 1:
+ *   [0]       version byte (1)
+ *   [1..8]    data key reference: account id, big-endian int64
+ *   [9..12]   data key generation, big-endian uint32
+ *   [13..24]  96-bit random nonce
+ *   [25..]    AES-256-GCM ciphertext, then the 16-byte tag
+ * The associated data is "m365sync/v1", table, column, account id, row id
+ * and the 13 header bytes, so nothing of the value can be moved or relabelled.
  */
 #ifndef M365SYNC_KEYRING_H
 #define M365SYNC_KEYRING_H
@@ -48,5 +73,17 @@ extern char *m365_decrypt_text(const char *table, const char *column,
 
 /* Drop the cached data key of one account (purge, rewrap) or of all (-1). */
 extern void m365_forget_data_key(int64 account_id);
+
+/* Bytes an envelope adds to a plaintext of any length. */
+#define M365_ENVELOPE_OVERHEAD (13 + 12 + 16)
+
+/*
+ * Admin operations (sql_keys.c). m365_rewrap_data_keys rewraps every data key
+ * under the current master key and returns how many; m365_destroy_data_key
+ * deletes an account's data key (crypto-shredding) and wipes it from the
+ * cache. Both act through SPI as the current user.
+ */
+extern int	m365_rewrap_data_keys(void);
+extern void m365_destroy_data_key(int64 account_id);
 
 #endif							/* M365SYNC_KEYRING_H */

@@ -43,7 +43,8 @@ CREATE TABLE m365sync.oauth_states (
 CREATE TABLE m365sync.data_keys (
     account_id      bigint PRIMARY KEY,
     master_key_id   text NOT NULL,
-    wrapped_key     bytea NOT NULL,
+    generation      integer NOT NULL DEFAULT 1,  -- named in every envelope; bumped only if a data key is ever replaced
+    wrapped_key     bytea NOT NULL,          -- AES-256-GCM under master_key_id, bound to account and generation
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     rewrapped_at    timestamptz
 );

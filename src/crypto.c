@@ -1,0 +1,293 @@
+/*
+ * crypto.c — the only file that includes OpenSSL: random bytes, SHA-256,
+ * base64url, constant-time compare, wiping, AES-256-GCM seal/open and the
+ * wrapping of data keys under a master key.
+ *
+ * Pure C (no postgres.h, no palloc, no ereport) so unit tests and fuzz
+ * targets link it outside a backend. Every function returns a status; the
+ * caller decides what an error means. It never logs and never keeps a key:
+ * the two reused EVP contexts hold the last key schedule only until the next
+ * call or m365_crypto_release (EVP_CIPHER_CTX_free cleanses them).
+ */
+#include "crypto.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+/* EVP takes int lengths; feed big values in slices well below INT_MAX. */
+#define EVP_SLICE	(1 << 30)
+
+static EVP_CIPHER *aes_gcm = NULL;
+static EVP_CIPHER_CTX *seal_ctx = NULL;
+static EVP_CIPHER_CTX *open_ctx = NULL;
+
+/*
+ * Fetch the cipher once and bind it to a context once: later calls only set
+ * key and nonce, which skips the provider lookup that dominates small values.
+ */
+static EVP_CIPHER_CTX *
+gcm_context(int encrypt)
+{
+	EVP_CIPHER_CTX **slot = encrypt ? &seal_ctx : &open_ctx;
+
+	if (aes_gcm == NULL)
+	{
+		aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+		if (aes_gcm == NULL)
+			return NULL;
+	}
+	if (*slot == NULL)
+	{
+		EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+
+		if (ctx == NULL)
+			return NULL;
+		if (EVP_CipherInit_ex2(ctx, aes_gcm, NULL, NULL, encrypt, NULL) != 1)
+		{
+			EVP_CIPHER_CTX_free(ctx);
+			return NULL;
+		}
+		*slot = ctx;
+	}
+	return *slot;
+}
+
+void
+m365_crypto_release(void)
+{
+	EVP_CIPHER_CTX_free(seal_ctx);
+	EVP_CIPHER_CTX_free(open_ctx);
+	EVP_CIPHER_free(aes_gcm);
+	seal_ctx = open_ctx = NULL;
+	aes_gcm = NULL;
+}
+
+const char *
+m365_crypto_status_text(M365CryptoStatus status)
+{
+	switch (status)
+	{
+		case M365_CRYPTO_OK:
+			return "ok";
+		case M365_CRYPTO_BAD_INPUT:
+			return "malformed input";
+		case M365_CRYPTO_AUTH_FAILED:
+			return "authentication failed";
+		case M365_CRYPTO_UNKNOWN_KEY:
+			return "unknown key";
+		case M365_CRYPTO_INTERNAL:
+			return "OpenSSL failure";
+	}
+	return "unknown status";
+}
+
+M365CryptoStatus
+m365_random_bytes(uint8_t *out, size_t len)
+{
+	while (len > 0)
+	{
+		int			n = len > EVP_SLICE ? EVP_SLICE : (int) len;
+
+		if (RAND_bytes(out, n) != 1)
+			return M365_CRYPTO_INTERNAL;
+		out += n;
+		len -= n;
+	}
+	return M365_CRYPTO_OK;
+}
+
+M365CryptoStatus
+m365_sha256(const uint8_t *data, size_t len, uint8_t out[32])
+{
+	unsigned int outlen = 0;
+
+	if (EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) != 1 || outlen != 32)
+		return M365_CRYPTO_INTERNAL;
+	return M365_CRYPTO_OK;
+}
+
+size_t
+m365_base64url_len(size_t len)
+{
+	return (len / 3) * 4 + ((len % 3) ? (len % 3) + 1 : 0);
+}
+
+M365CryptoStatus
+m365_base64url_encode(const uint8_t *data, size_t len, char *out)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t		i;
+	char	   *p = out;
+
+	for (i = 0; i + 2 < len; i += 3)
+	{
+		uint32_t	v = ((uint32_t) data[i] << 16) | ((uint32_t) data[i + 1] << 8) | data[i + 2];
+
+		*p++ = alphabet[(v >> 18) & 63];
+		*p++ = alphabet[(v >> 12) & 63];
+		*p++ = alphabet[(v >> 6) & 63];
+		*p++ = alphabet[v & 63];
+	}
+	if (len - i == 1)
+	{
+		uint32_t	v = (uint32_t) data[i] << 16;
+
+		*p++ = alphabet[(v >> 18) & 63];
+		*p++ = alphabet[(v >> 12) & 63];
+	}
+	else if (len - i == 2)
+	{
+		uint32_t	v = ((uint32_t) data[i] << 16) | ((uint32_t) data[i + 1] << 8);
+
+		*p++ = alphabet[(v >> 18) & 63];
+		*p++ = alphabet[(v >> 12) & 63];
+		*p++ = alphabet[(v >> 6) & 63];
+	}
+	*p = '\0';
+	return M365_CRYPTO_OK;
+}
+
+int
+m365_secure_equal(const void *a, const void *b, size_t len)
+{
+	return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+void
+m365_secure_zero(void *p, size_t len)
+{
+	if (p != NULL && len > 0)
+		OPENSSL_cleanse(p, len);
+}
+
+/* Feed AAD (out == NULL) or data through the context in int-sized slices. */
+static int
+gcm_update(EVP_CIPHER_CTX *ctx, uint8_t *out, const uint8_t *in, size_t len)
+{
+	while (len > 0)
+	{
+		int			n = len > EVP_SLICE ? EVP_SLICE : (int) len;
+		int			outl = 0;
+
+		if (EVP_CipherUpdate(ctx, out, &outl, in, n) != 1)
+			return 0;
+		if (out != NULL)
+		{
+			if (outl != n)
+				return 0;
+			out += n;
+		}
+		in += n;
+		len -= n;
+	}
+	return 1;
+}
+
+M365CryptoStatus
+m365_gcm_seal_nonce(const uint8_t key[M365_KEY_BYTES],
+					const uint8_t nonce[M365_NONCE_BYTES],
+					const uint8_t *aad, size_t aad_len,
+					const uint8_t *plain, size_t len, uint8_t *out)
+{
+	EVP_CIPHER_CTX *ctx = gcm_context(1);
+	uint8_t    *ct = out + M365_NONCE_BYTES;
+	int			outl = 0;
+
+	if (ctx == NULL)
+		return M365_CRYPTO_INTERNAL;
+	if (len > SIZE_MAX - M365_GCM_OVERHEAD)
+		return M365_CRYPTO_BAD_INPUT;
+	memmove(out, nonce, M365_NONCE_BYTES);
+	if (EVP_CipherInit_ex2(ctx, NULL, key, out, 1, NULL) != 1)
+		return M365_CRYPTO_INTERNAL;
+	if (aad_len > 0 && !gcm_update(ctx, NULL, aad, aad_len))
+		return M365_CRYPTO_INTERNAL;
+	if (!gcm_update(ctx, ct, plain, len))
+		return M365_CRYPTO_INTERNAL;
+	if (EVP_CipherFinal_ex(ctx, ct + len, &outl) != 1 || outl != 0)
+		return M365_CRYPTO_INTERNAL;
+	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, M365_TAG_BYTES, ct + len) != 1)
+		return M365_CRYPTO_INTERNAL;
+	return M365_CRYPTO_OK;
+}
+
+M365CryptoStatus
+m365_gcm_seal(const uint8_t key[M365_KEY_BYTES],
+			  const uint8_t *aad, size_t aad_len,
+			  const uint8_t *plain, size_t len, uint8_t *out)
+{
+	uint8_t		nonce[M365_NONCE_BYTES];
+	M365CryptoStatus st;
+
+	st = m365_random_bytes(nonce, sizeof(nonce));
+	if (st != M365_CRYPTO_OK)
+		return st;
+	return m365_gcm_seal_nonce(key, nonce, aad, aad_len, plain, len, out);
+}
+
+M365CryptoStatus
+m365_gcm_open(const uint8_t key[M365_KEY_BYTES],
+			  const uint8_t *aad, size_t aad_len,
+			  const uint8_t *sealed, size_t sealed_len, uint8_t *out)
+{
+	EVP_CIPHER_CTX *ctx;
+	size_t		len;
+	uint8_t		tag[M365_TAG_BYTES];
+	int			outl = 0;
+
+	if (sealed_len < M365_GCM_OVERHEAD)
+		return M365_CRYPTO_BAD_INPUT;
+	len = sealed_len - M365_GCM_OVERHEAD;
+	ctx = gcm_context(0);
+	if (ctx == NULL)
+		return M365_CRYPTO_INTERNAL;
+	/* EVP_CTRL_GCM_SET_TAG takes a non-const pointer: give it a copy. */
+	memcpy(tag, sealed + M365_NONCE_BYTES + len, M365_TAG_BYTES);
+	if (EVP_CipherInit_ex2(ctx, NULL, key, sealed, 0, NULL) != 1)
+		return M365_CRYPTO_INTERNAL;
+	if (aad_len > 0 && !gcm_update(ctx, NULL, aad, aad_len))
+		return M365_CRYPTO_INTERNAL;
+	if (!gcm_update(ctx, out, sealed + M365_NONCE_BYTES, len))
+	{
+		m365_secure_zero(out, len);
+		return M365_CRYPTO_INTERNAL;
+	}
+	if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, M365_TAG_BYTES, tag) != 1)
+	{
+		m365_secure_zero(out, len);
+		return M365_CRYPTO_INTERNAL;
+	}
+	if (EVP_CipherFinal_ex(ctx, out + len, &outl) != 1)
+	{
+		/* Never hand back unauthenticated plaintext. */
+		m365_secure_zero(out, len);
+		return M365_CRYPTO_AUTH_FAILED;
+	}
+	return M365_CRYPTO_OK;
+}
+
+M365CryptoStatus
+m365_wrap_key(const uint8_t master[M365_KEY_BYTES],
+			  const uint8_t *aad, size_t aad_len,
+			  const uint8_t data_key[M365_KEY_BYTES],
+			  uint8_t out[M365_WRAPPED_KEY_BYTES])
+{
+	out[0] = M365_WRAP_VERSION;
+	return m365_gcm_seal(master, aad, aad_len, data_key, M365_KEY_BYTES, out + 1);
+}
+
+M365CryptoStatus
+m365_unwrap_key(const uint8_t master[M365_KEY_BYTES],
+				const uint8_t *aad, size_t aad_len,
+				const uint8_t *wrapped, size_t wrapped_len,
+				uint8_t data_key[M365_KEY_BYTES])
+{
+	if (wrapped_len != M365_WRAPPED_KEY_BYTES || wrapped[0] != M365_WRAP_VERSION)
+		return M365_CRYPTO_BAD_INPUT;
+	return m365_gcm_open(master, aad, aad_len, wrapped + 1, wrapped_len - 1, data_key);
+}

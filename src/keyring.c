@@ -1,0 +1,892 @@
+/*
+ * keyring.c — envelope encryption inside a backend (see keyring.h).
+ *
+ * Holds the master keys read from m365sync.key_file and a small cache of
+ * unwrapped data keys; reads and writes m365sync.data_keys through SPI as the
+ * current user, so row level security applies to user functions. It never
+ * writes plaintext anywhere, never falls back to it, and never puts a key, a
+ * value or a decrypted byte into a message. Keys in memory are wiped when
+ * replaced, evicted, invalidated and at backend exit.
+ *
+ * The key file is checked once per transaction (a stat; re-read only when the
+ * path or the file changed, e.g. after SIGHUP). Cached data keys are dropped
+ * when data_keys changes in any backend: a statement trigger on the table
+ * sends a relcache invalidation, which every backend sees before its next
+ * statement, so a purge in one session shreds the key in all of them.
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "crypto.h"
+#include "keyfile.h"
+#include "keyring.h"
+#include "m365sync.h"
+
+#define ENVELOPE_VERSION	1
+#define ENVELOPE_HEADER		13	/* version, account id, generation */
+#define AAD_MAX				(16 + 2 * NAMEDATALEN + 16 + ENVELOPE_HEADER)
+#define DATA_KEY_CACHE		128 /* unwrapped data keys kept per backend */
+
+/* ---- master keys ---- */
+
+typedef struct KeyFileSig
+{
+	char		path[MAXPGPATH];
+	dev_t		dev;
+	ino_t		ino;
+	off_t		size;
+	mode_t		mode;
+	uid_t		uid;
+	struct timespec mtime;
+	struct timespec ctime;
+} KeyFileSig;
+
+static M365KeySet master_keys;
+static bool master_loaded = false;
+static KeyFileSig master_sig;
+static bool recheck_key_file = true;
+
+/* ---- data key cache ---- */
+
+typedef struct DataKeyEntry
+{
+	bool		valid;
+	bool		uncommitted;	/* created by the open transaction */
+	int64		account_id;
+	uint32		generation;
+	uint64		last_used;
+	uint8		key[M365_KEY_BYTES];
+} DataKeyEntry;
+
+static DataKeyEntry dk_cache[DATA_KEY_CACHE];
+static uint64 dk_clock = 0;
+static int	dk_last = -1;		/* index of the last hit: runs of one account */
+static Oid	data_keys_relid = InvalidOid;
+static bool callbacks_registered = false;
+
+static SPIPlanPtr select_plan = NULL;
+static SPIPlanPtr insert_plan = NULL;
+
+static void
+forget_entry(DataKeyEntry *e)
+{
+	m365_secure_zero(e, sizeof(*e));
+}
+
+void
+m365_forget_data_key(int64 account_id)
+{
+	int			i;
+
+	for (i = 0; i < DATA_KEY_CACHE; i++)
+		if (dk_cache[i].valid && (account_id < 0 || dk_cache[i].account_id == account_id))
+			forget_entry(&dk_cache[i]);
+	dk_last = -1;
+}
+
+static void
+forget_uncommitted(void)
+{
+	int			i;
+
+	for (i = 0; i < DATA_KEY_CACHE; i++)
+		if (dk_cache[i].valid && dk_cache[i].uncommitted)
+			forget_entry(&dk_cache[i]);
+	dk_last = -1;
+}
+
+static void
+forget_master_keys(void)
+{
+	m365_keyset_wipe(&master_keys);
+	memset(&master_sig, 0, sizeof(master_sig));
+	master_loaded = false;
+	m365_forget_data_key(-1);
+}
+
+static void
+keyring_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			{
+				int			i;
+
+				for (i = 0; i < DATA_KEY_CACHE; i++)
+					dk_cache[i].uncommitted = false;
+			}
+			recheck_key_file = true;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* A key created here may never exist: read it again if needed. */
+			forget_uncommitted();
+			recheck_key_file = true;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+keyring_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		forget_uncommitted();
+}
+
+static void
+keyring_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == data_keys_relid)
+	{
+		m365_forget_data_key(-1);
+		data_keys_relid = InvalidOid;	/* looked up again on next load */
+	}
+}
+
+static void
+keyring_exit(int code, Datum arg)
+{
+	forget_master_keys();
+	m365_crypto_release();
+}
+
+static void
+register_callbacks(void)
+{
+	if (callbacks_registered)
+		return;
+	RegisterXactCallback(keyring_xact_callback, NULL);
+	RegisterSubXactCallback(keyring_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(keyring_relcache_callback, (Datum) 0);
+	on_proc_exit(keyring_exit, (Datum) 0);
+	callbacks_registered = true;
+}
+
+/* ---- loading the key file ---- */
+
+static void
+fill_sig(KeyFileSig *sig, const char *path, const struct stat *st)
+{
+	memset(sig, 0, sizeof(*sig));
+	strlcpy(sig->path, path, sizeof(sig->path));
+	sig->dev = st->st_dev;
+	sig->ino = st->st_ino;
+	sig->size = st->st_size;
+	sig->mode = st->st_mode;
+	sig->uid = st->st_uid;
+	sig->mtime = st->st_mtim;
+	sig->ctime = st->st_ctim;
+}
+
+static bool
+same_sig(const KeyFileSig *a, const KeyFileSig *b)
+{
+	return strcmp(a->path, b->path) == 0 && a->dev == b->dev && a->ino == b->ino &&
+		a->size == b->size && a->mode == b->mode && a->uid == b->uid &&
+		a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+		a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+/* The rule PostgreSQL applies to ssl_key_file (be-secure-common.c). */
+static void
+check_key_file_access(const char *path, const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("master key file \"%s\" is not a regular file", path)));
+	if (st->st_uid != geteuid() && st->st_uid != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("master key file \"%s\" must be owned by the database user or root", path),
+				 errhint("Run chown on the file so that the server's OS user or root owns it.")));
+	if ((st->st_uid == geteuid() && (st->st_mode & (S_IRWXG | S_IRWXO))) ||
+		(st->st_uid == 0 && (st->st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("master key file \"%s\" has group or world access", path),
+				 errdetail("File must have permissions u=rw (0600) or less if owned by the database user, "
+						   "or permissions u=rw,g=r (0640) or less if owned by root."),
+				 errhint("Run chmod 600 \"%s\" and reload.", path)));
+}
+
+/* A key stored with the data it protects protects nothing in a backup. */
+static void
+check_outside_data_directory(const char *path)
+{
+	char	   *real_key = realpath(path, NULL);
+	char	   *real_data = DataDir ? realpath(DataDir, NULL) : NULL;
+	bool		inside = false;
+
+	if (real_key != NULL && real_data != NULL)
+	{
+		size_t		n = strlen(real_data);
+
+		inside = strncmp(real_key, real_data, n) == 0 &&
+			(real_key[n] == '/' || real_key[n] == '\0');
+	}
+	free(real_key);
+	free(real_data);
+	if (inside)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("master key file \"%s\" lies inside the data directory", path),
+				 errdetail("Backups copy the data directory; the master key must not travel with the data it protects."),
+				 errhint("Move the file outside the data directory and point m365sync.key_file at it.")));
+}
+
+static void
+load_key_file(const char *path)
+{
+	int			fd;
+	struct stat st;
+	char	   *text;
+	ssize_t		got;
+	M365KeySet *parsed;
+	char		err[256];
+
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open master key file \"%s\": %m", path),
+				 errhint("m365sync.key_file must name a file of lines <key id>:<64 hex digits>, mode 0600.")));
+	if (fstat(fd, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat master key file \"%s\": %m", path)));
+	check_key_file_access(path, &st);
+	check_outside_data_directory(path);
+	if (st.st_size > M365_KEYFILE_MAX_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("invalid master key file \"%s\": larger than %d bytes",
+						path, M365_KEYFILE_MAX_BYTES)));
+
+	text = palloc(st.st_size + 1);
+	got = read(fd, text, st.st_size + 1);
+	CloseTransientFile(fd);
+	if (got < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read master key file \"%s\": %m", path)));
+
+	parsed = palloc(sizeof(M365KeySet));
+	if (m365_keyfile_parse(text, got, parsed, err, sizeof(err)) != 0)
+	{
+		m365_secure_zero(text, got);
+		pfree(text);
+		pfree(parsed);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("invalid master key file \"%s\": %s", path, err),
+				 errhint("Each line is <key id>:<64 hex digits> (32 random bytes, e.g. from openssl rand -hex 32); "
+						 "the first line is the current key.")));
+	}
+	m365_secure_zero(text, got);
+	pfree(text);
+
+	forget_master_keys();
+	memcpy(&master_keys, parsed, sizeof(master_keys));
+	m365_keyset_wipe(parsed);
+	pfree(parsed);
+	fill_sig(&master_sig, path, &st);
+	master_loaded = true;
+}
+
+/*
+ * Make sure the master keys of m365sync.key_file are loaded and current.
+ * Any problem forgets every key held so far: a backend never keeps working
+ * on keys its configuration no longer vouches for.
+ */
+static void
+ensure_master_keys(void)
+{
+	const char *path = m365_key_file;
+	struct stat st;
+	KeyFileSig	sig;
+
+	register_callbacks();
+	if (master_loaded && !recheck_key_file)
+		return;
+
+	if (path == NULL || path[0] == '\0')
+	{
+		forget_master_keys();
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("m365sync.key_file is not set"),
+				 errdetail("m365sync stores nothing unencrypted and needs its master key to read or write."),
+				 errhint("Set m365sync.key_file in postgresql.conf to a file outside the data directory, "
+						 "mode 0600, of lines <key id>:<64 hex digits>, then reload.")));
+	}
+	if (!is_absolute_path(path))
+	{
+		forget_master_keys();
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("m365sync.key_file must be an absolute path")));
+	}
+
+	if (stat(path, &st) != 0)
+	{
+		int			save_errno = errno;
+
+		forget_master_keys();
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not access master key file \"%s\": %m", path),
+				 errhint("m365sync.key_file must name a file of lines <key id>:<64 hex digits>, mode 0600.")));
+	}
+	fill_sig(&sig, path, &st);
+	if (!master_loaded || !same_sig(&sig, &master_sig))
+	{
+		/* Forget first: if the new file is refused, no old key stays behind. */
+		forget_master_keys();
+		load_key_file(path);
+	}
+	recheck_key_file = false;
+}
+
+/* ---- data keys ---- */
+
+static void
+put_be64(uint8 *p, uint64 v)
+{
+	int			i;
+
+	for (i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8) v;
+}
+
+static uint64
+get_be64(const uint8 *p)
+{
+	uint64		v = 0;
+	int			i;
+
+	for (i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void
+put_be32(uint8 *p, uint32 v)
+{
+	p[0] = v >> 24;
+	p[1] = v >> 16;
+	p[2] = v >> 8;
+	p[3] = v;
+}
+
+static uint32
+get_be32(const uint8 *p)
+{
+	return ((uint32) p[0] << 24) | ((uint32) p[1] << 16) | ((uint32) p[2] << 8) | p[3];
+}
+
+/* Associated data of a wrapped data key: account, generation, master key id. */
+static size_t
+wrap_aad(uint8 *aad, int64 account_id, uint32 generation, const char *master_id)
+{
+	size_t		n = 0;
+	size_t		idlen = strlen(master_id);
+
+	memcpy(aad, "m365sync/dk/v1", 15);	/* with its NUL */
+	n = 15;
+	put_be64(aad + n, (uint64) account_id);
+	n += 8;
+	put_be32(aad + n, generation);
+	n += 4;
+	memcpy(aad + n, master_id, idlen + 1);
+	return n + idlen + 1;
+}
+
+static void
+crypto_failed(M365CryptoStatus st, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("could not %s: %s", what, m365_crypto_status_text(st))));
+}
+
+/*
+ * Wrap data_key under the current master key; writes the master key id used
+ * into *master_id.
+ */
+static M365CryptoStatus
+wrap_data_key(int64 account_id, uint32 generation, const uint8 *data_key,
+			  uint8 *wrapped, const char **master_id)
+{
+	const M365MasterKey *mk = &master_keys.keys[0];
+	uint8		aad[64 + M365_KEY_ID_MAX];
+	size_t		aadlen = wrap_aad(aad, account_id, generation, mk->id);
+
+	*master_id = mk->id;
+	return m365_wrap_key(mk->key, aad, aadlen, data_key, wrapped);
+}
+
+static void
+unwrap_data_key(int64 account_id, uint32 generation, const char *master_id,
+				const uint8 *wrapped, size_t wrapped_len, uint8 *data_key)
+{
+	const M365MasterKey *mk = m365_keyset_find(&master_keys, master_id);
+	uint8		aad[64 + M365_KEY_ID_MAX];
+	size_t		aadlen;
+	M365CryptoStatus st;
+
+	if (mk == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("the data key of account " INT64_FORMAT " is wrapped by master key \"%s\", which is not in m365sync.key_file",
+						account_id, master_id),
+				 errhint("Put that key's line back into the key file after the current key and reload; "
+						 "remove an old key only after m365sync.rewrap_keys().")));
+	aadlen = wrap_aad(aad, account_id, generation, mk->id);
+	st = m365_unwrap_key(mk->key, aad, aadlen, wrapped, wrapped_len, data_key);
+	if (st == M365_CRYPTO_AUTH_FAILED || st == M365_CRYPTO_BAD_INPUT)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the data key of account " INT64_FORMAT " does not unwrap under master key \"%s\"",
+						account_id, master_id),
+				 errdetail("The wrapped key was altered or moved from another account, "
+						   "or the key file holds a different key under that id.")));
+	if (st != M365_CRYPTO_OK)
+		crypto_failed(st, "unwrap a data key");
+}
+
+static DataKeyEntry *
+cache_slot(int64 account_id)
+{
+	int			i;
+	int			victim = 0;
+
+	for (i = 0; i < DATA_KEY_CACHE; i++)
+	{
+		if (!dk_cache[i].valid)
+			return &dk_cache[i];
+		if (dk_cache[i].last_used < dk_cache[victim].last_used)
+			victim = i;
+	}
+	forget_entry(&dk_cache[victim]);
+	return &dk_cache[victim];
+}
+
+static Oid
+lookup_data_keys_relid(void)
+{
+	Oid			nsp = get_namespace_oid("m365sync", true);
+
+	return OidIsValid(nsp) ? get_relname_relid("data_keys", nsp) : InvalidOid;
+}
+
+/*
+ * Read the account's data key row (SPI, current user, RLS applies) and
+ * unwrap it into e. Returns false when there is none.
+ */
+static bool
+load_data_key(int64 account_id, DataKeyEntry *e)
+{
+	Datum		arg[1];
+	bool		found = false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (select_plan == NULL)
+	{
+		Oid			types[1] = {INT8OID};
+		SPIPlanPtr	plan = SPI_prepare("SELECT generation, master_key_id, wrapped_key "
+									   "FROM m365sync.data_keys WHERE account_id = $1",
+									   1, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the data key query: %s", SPI_result_code_string(SPI_result));
+		select_plan = plan;
+	}
+	arg[0] = Int64GetDatum(account_id);
+	if (SPI_execute_plan(select_plan, arg, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read m365sync.data_keys");
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull[3];
+		Datum		generation = SPI_getbinval(tup, desc, 1, &isnull[0]);
+		Datum		master_id = SPI_getbinval(tup, desc, 2, &isnull[1]);
+		Datum		wrapped = SPI_getbinval(tup, desc, 3, &isnull[2]);
+		bytea	   *w;
+		char	   *mid;
+
+		if (isnull[0] || isnull[1] || isnull[2])
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("the data key row of account " INT64_FORMAT " is incomplete", account_id)));
+		w = DatumGetByteaPP(wrapped);
+		mid = TextDatumGetCString(master_id);
+		unwrap_data_key(account_id, (uint32) DatumGetInt32(generation), mid,
+						(const uint8 *) VARDATA_ANY(w), VARSIZE_ANY_EXHDR(w), e->key);
+		e->generation = (uint32) DatumGetInt32(generation);
+		found = true;
+	}
+	if (!OidIsValid(data_keys_relid))
+		data_keys_relid = lookup_data_keys_relid();
+	SPI_finish();
+	return found;
+}
+
+/* Create the account's data key in the caller's transaction; false if one appeared meanwhile. */
+static bool
+create_data_key(int64 account_id, DataKeyEntry *e)
+{
+	uint8		wrapped[M365_WRAPPED_KEY_BYTES];
+	bytea	   *wrapped_value;
+	const char *master_id;
+	Datum		arg[3];
+	M365CryptoStatus st;
+	bool		created;
+
+	st = m365_random_bytes(e->key, M365_KEY_BYTES);
+	if (st != M365_CRYPTO_OK)
+		crypto_failed(st, "make a data key");
+	e->generation = 1;
+	st = wrap_data_key(account_id, e->generation, e->key, wrapped, &master_id);
+	if (st != M365_CRYPTO_OK)
+	{
+		m365_secure_zero(e->key, M365_KEY_BYTES);
+		crypto_failed(st, "wrap a data key");
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (insert_plan == NULL)
+	{
+		Oid			types[3] = {INT8OID, TEXTOID, BYTEAOID};
+		SPIPlanPtr	plan = SPI_prepare("INSERT INTO m365sync.data_keys "
+									   "(account_id, generation, master_key_id, wrapped_key) "
+									   "VALUES ($1, 1, $2, $3) ON CONFLICT (account_id) DO NOTHING",
+									   3, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the data key insert: %s", SPI_result_code_string(SPI_result));
+		insert_plan = plan;
+	}
+	wrapped_value = palloc(VARHDRSZ + sizeof(wrapped));
+	SET_VARSIZE(wrapped_value, VARHDRSZ + sizeof(wrapped));
+	memcpy(VARDATA(wrapped_value), wrapped, sizeof(wrapped));
+	arg[0] = Int64GetDatum(account_id);
+	arg[1] = CStringGetTextDatum(master_id);
+	arg[2] = PointerGetDatum(wrapped_value);
+	if (SPI_execute_plan(insert_plan, arg, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not write m365sync.data_keys");
+	created = (SPI_processed == 1);
+	SPI_finish();
+	if (!created)
+		m365_secure_zero(e->key, M365_KEY_BYTES);
+	return created;
+}
+
+/*
+ * The unwrapped data key of an account, from the cache or the table; NULL
+ * when it has none and create is false. The pointer is valid until the next
+ * keyring call.
+ */
+static DataKeyEntry *
+data_key(int64 account_id, bool create)
+{
+	DataKeyEntry *e;
+	int			i;
+
+	if (dk_last >= 0 && dk_cache[dk_last].valid && dk_cache[dk_last].account_id == account_id)
+	{
+		dk_cache[dk_last].last_used = ++dk_clock;
+		return &dk_cache[dk_last];
+	}
+	for (i = 0; i < DATA_KEY_CACHE; i++)
+		if (dk_cache[i].valid && dk_cache[i].account_id == account_id)
+		{
+			dk_cache[i].last_used = ++dk_clock;
+			dk_last = i;
+			return &dk_cache[i];
+		}
+
+	e = cache_slot(account_id);
+	if (!load_data_key(account_id, e))
+	{
+		if (!create)
+		{
+			forget_entry(e);
+			return NULL;
+		}
+		if (create_data_key(account_id, e))
+			e->uncommitted = true;
+		else if (!load_data_key(account_id, e))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("the data key of account " INT64_FORMAT " is not visible to this user", account_id)));
+	}
+	e->account_id = account_id;
+	e->valid = true;
+	e->last_used = ++dk_clock;
+	dk_last = e - dk_cache;
+	return e;
+}
+
+/* ---- values ---- */
+
+static size_t
+value_aad(uint8 *aad, const char *table, const char *column,
+		  int64 account_id, int64 row_id, const uint8 *header)
+{
+	size_t		tlen = strlen(table);
+	size_t		clen = strlen(column);
+	size_t		n;
+
+	if (tlen >= NAMEDATALEN || clen >= NAMEDATALEN)
+		elog(ERROR, "m365sync keyring: table or column name too long");
+	memcpy(aad, "m365sync/v1", 12);
+	n = 12;
+	memcpy(aad + n, table, tlen + 1);
+	n += tlen + 1;
+	memcpy(aad + n, column, clen + 1);
+	n += clen + 1;
+	put_be64(aad + n, (uint64) account_id);
+	n += 8;
+	put_be64(aad + n, (uint64) row_id);
+	n += 8;
+	memcpy(aad + n, header, ENVELOPE_HEADER);
+	return n + ENVELOPE_HEADER;
+}
+
+bytea *
+m365_encrypt(const char *table, const char *column,
+			 int64 account_id, int64 row_id,
+			 const char *plain, size_t len)
+{
+	DataKeyEntry *e;
+	bytea	   *result;
+	uint8	   *out;
+	uint8		aad[AAD_MAX];
+	size_t		aadlen;
+	M365CryptoStatus st;
+
+	if (len > MaxAllocSize - VARHDRSZ - M365_ENVELOPE_OVERHEAD)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("value for %s.%s is too large to encrypt", table, column)));
+	ensure_master_keys();
+	result = palloc(VARHDRSZ + M365_ENVELOPE_OVERHEAD + len);
+	SET_VARSIZE(result, VARHDRSZ + M365_ENVELOPE_OVERHEAD + len);
+	out = (uint8 *) VARDATA(result);
+
+	e = data_key(account_id, true);
+	out[0] = ENVELOPE_VERSION;
+	put_be64(out + 1, (uint64) account_id);
+	put_be32(out + 9, e->generation);
+	aadlen = value_aad(aad, table, column, account_id, row_id, out);
+	st = m365_gcm_seal(e->key, aad, aadlen, (const uint8 *) plain, len, out + ENVELOPE_HEADER);
+	if (st != M365_CRYPTO_OK)
+		crypto_failed(st, "encrypt a value");
+	return result;
+}
+
+bytea *
+m365_encrypt_text(const char *table, const char *column,
+				  int64 account_id, int64 row_id, const char *text)
+{
+	if (text == NULL)
+		return NULL;
+	return m365_encrypt(table, column, account_id, row_id, text, strlen(text));
+}
+
+static void
+not_decryptable(const char *table, const char *column, int64 account_id,
+				int64 row_id, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("could not decrypt %s.%s of row " INT64_FORMAT " of account " INT64_FORMAT,
+					table, column, row_id, account_id),
+			 errdetail("%s", why)));
+}
+
+char *
+m365_decrypt(const char *table, const char *column,
+			 int64 account_id, int64 row_id,
+			 const bytea *value, size_t *len)
+{
+	const struct varlena *v = (const struct varlena *) value;
+	const uint8 *in;
+	size_t		inlen;
+	size_t		plainlen;
+	DataKeyEntry *e;
+	uint8		aad[AAD_MAX];
+	size_t		aadlen;
+	char	   *out;
+	M365CryptoStatus st;
+
+	if (VARATT_IS_EXTENDED(v) && !VARATT_IS_SHORT(v))
+		v = pg_detoast_datum_packed(unconstify(struct varlena *, v));
+	in = (const uint8 *) VARDATA_ANY(v);
+	inlen = VARSIZE_ANY_EXHDR(v);
+
+	if (inlen < M365_ENVELOPE_OVERHEAD || in[0] != ENVELOPE_VERSION)
+		not_decryptable(table, column, account_id, row_id,
+						"The value is not an m365sync envelope of a known version.");
+	if ((int64) get_be64(in + 1) != account_id)
+		not_decryptable(table, column, account_id, row_id,
+						"The value was encrypted for another account.");
+	ensure_master_keys();
+	e = data_key(account_id, false);
+	if (e == NULL)
+		not_decryptable(table, column, account_id, row_id,
+						"The account has no data key: its data was erased (crypto-shredded).");
+	if (get_be32(in + 9) != e->generation)
+		not_decryptable(table, column, account_id, row_id,
+						"The value was encrypted under a data key that no longer exists.");
+
+	plainlen = inlen - M365_ENVELOPE_OVERHEAD;
+	aadlen = value_aad(aad, table, column, account_id, row_id, in);
+	out = palloc(plainlen + 1);
+	st = m365_gcm_open(e->key, aad, aadlen, in + ENVELOPE_HEADER, inlen - ENVELOPE_HEADER,
+					   (uint8 *) out);
+	if (st == M365_CRYPTO_AUTH_FAILED || st == M365_CRYPTO_BAD_INPUT)
+		not_decryptable(table, column, account_id, row_id,
+						"The value was altered, or copied from another row, column or account.");
+	if (st != M365_CRYPTO_OK)
+		crypto_failed(st, "decrypt a value");
+	out[plainlen] = '\0';
+	if (len)
+		*len = plainlen;
+	return out;
+}
+
+char *
+m365_decrypt_text(const char *table, const char *column,
+				  int64 account_id, int64 row_id, const bytea *value)
+{
+	if (value == NULL)
+		return NULL;
+	return m365_decrypt(table, column, account_id, row_id, value, NULL);
+}
+
+/* ---- admin operations ---- */
+
+int
+m365_rewrap_data_keys(void)
+{
+	SPITupleTable *rows;
+	uint64		n;
+	uint64		i;
+
+	ensure_master_keys();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT account_id, generation, master_key_id, wrapped_key "
+					"FROM m365sync.data_keys ORDER BY account_id FOR UPDATE",
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read m365sync.data_keys");
+	rows = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = rows->vals[i];
+		bool		isnull;
+		int64		account_id = DatumGetInt64(SPI_getbinval(tup, rows->tupdesc, 1, &isnull));
+		uint32		generation = (uint32) DatumGetInt32(SPI_getbinval(tup, rows->tupdesc, 2, &isnull));
+		char	   *old_id = SPI_getvalue(tup, rows->tupdesc, 3);
+		bytea	   *old = DatumGetByteaPP(SPI_getbinval(tup, rows->tupdesc, 4, &isnull));
+		uint8		key[M365_KEY_BYTES];
+		uint8		wrapped[M365_WRAPPED_KEY_BYTES];
+		bytea	   *new_value = palloc(VARHDRSZ + sizeof(wrapped));
+		const char *new_id;
+		Datum		args[3];
+		Oid			types[3] = {INT8OID, TEXTOID, BYTEAOID};
+		M365CryptoStatus st;
+
+		/* unwrap_data_key leaves key unwritten or wiped when it fails */
+		unwrap_data_key(account_id, generation, old_id,
+						(const uint8 *) VARDATA_ANY(old), VARSIZE_ANY_EXHDR(old), key);
+		st = wrap_data_key(account_id, generation, key, wrapped, &new_id);
+		m365_secure_zero(key, sizeof(key));
+		if (st != M365_CRYPTO_OK)
+			crypto_failed(st, "wrap a data key");
+
+		SET_VARSIZE(new_value, VARHDRSZ + sizeof(wrapped));
+		memcpy(VARDATA(new_value), wrapped, sizeof(wrapped));
+		args[0] = Int64GetDatum(account_id);
+		args[1] = CStringGetTextDatum(new_id);
+		args[2] = PointerGetDatum(new_value);
+		if (SPI_execute_with_args("UPDATE m365sync.data_keys SET master_key_id = $2, "
+								  "wrapped_key = $3, rewrapped_at = pg_catalog.now() "
+								  "WHERE account_id = $1",
+								  3, types, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update m365sync.data_keys");
+	}
+	SPI_finish();
+	m365_forget_data_key(-1);
+	if (n > INT_MAX)
+		elog(ERROR, "too many data keys");
+	return (int) n;
+}
+
+void
+m365_destroy_data_key(int64 account_id)
+{
+	Datum		args[1];
+	Oid			types[1] = {INT8OID};
+
+	m365_forget_data_key(account_id);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	args[0] = Int64GetDatum(account_id);
+	if (SPI_execute_with_args("DELETE FROM m365sync.data_keys WHERE account_id = $1",
+							  1, types, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from m365sync.data_keys");
+	SPI_finish();
+	m365_forget_data_key(account_id);
+}
+
+/*
+ * Statement trigger on m365sync.data_keys (UPDATE, DELETE, TRUNCATE): tell
+ * every backend to drop its cached data keys, whoever changed the table.
+ */
+PG_FUNCTION_INFO_V1(m365sync_data_keys_changed);
+
+Datum
+m365sync_data_keys_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "m365sync_data_keys_changed: not called as a trigger");
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	m365_forget_data_key(-1);
+	return PointerGetDatum(NULL);
+}
