@@ -2,6 +2,9 @@
 -- upsert_event, delete_event (SPEC §4 "User"), as m365sync_app acting for
 -- one FlowAgent user.
 SET client_min_messages = warning;
+-- A fresh install, so the ids below do not depend on earlier files.
+DROP EXTENSION m365sync CASCADE;
+CREATE EXTENSION m365sync;
 CREATE ROLE regress_api LOGIN IN ROLE m365sync_app;
 RESET client_min_messages;
 

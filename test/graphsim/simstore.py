@@ -188,6 +188,8 @@ class Store:
         self.by_upn = {}
         self.by_idx = []
         self.secret = bytes(rng.getrandbits(8) for _ in range(16))
+        self.templates = {}           # id(shared data dict) -> dict, for bulk events
+        self.static = {}              # (id(data), variant, mailbox idx) -> static JSON fragment
 
     # ------------------------------------------------------------ mailboxes
     def add_mailbox(self, uid, upn, name, tenant):
@@ -327,6 +329,7 @@ class Store:
         """Many single events sharing one data dict; for benchmarks."""
         data = {k: v for k, v in template.items() if k not in ("start", "end", "transactionId", "recurrence")}
         data["recurrence"] = None
+        self.templates[id(data)] = data
         tzname = (template.get("start") or {}).get("timeZone") or "UTC"
         tz = T.zone(tzname)
         created = []
@@ -588,8 +591,40 @@ class Store:
             c = v.cache = {}
         b = c.get(ck)
         if b is None:
-            b = c[ck] = dumps(self.render_dict(m, v, variant, key)).encode()
+            if key is None and id(v.data) in self.templates:
+                b = c[ck] = self._render_shared(m, v, variant)
+            else:
+                b = c[ck] = dumps(self.render_dict(m, v, variant, key)).encode()
         return b
+
+    DYNAMIC = ("@odata.etag", "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "transactionId",
+               "originalStartTimeZone", "originalEndTimeZone", "iCalUId", "uid", "isAllDay", "type",
+               "seriesMasterId", "webLink", "start", "end")
+
+    def _render_shared(self, m, v, variant):
+        """Bulk events share one data dict: serialise its part once per mailbox and variant."""
+        sk = (id(v.data), variant, m.idx)
+        frag = self.static.get(sk)
+        full = None
+        if frag is None:
+            full = self.render_dict(m, v, variant)
+            frag = dumps({k: val for k, val in full.items() if k not in self.DYNAMIC})[1:-1].encode()
+            self.static[sk] = frag
+        imm, want_tz, _ = variant
+        iid = self.id_of(v, imm)
+        ck = change_key(v.core, v.ck)
+        created = T.fmt_offset(v.created)
+        ical = ICAL_PREFIX + "00000000" + "0000000000000000" + v.core.encode().hex().upper()[:40]
+        dyn = {
+            "@odata.etag": 'W/"%s"' % ck, "id": iid, "createdDateTime": created,
+            "lastModifiedDateTime": created if v.modified == v.created else T.fmt_offset(v.modified),
+            "changeKey": ck, "transactionId": v.txid, "originalStartTimeZone": v.stz, "originalEndTimeZone": v.etz,
+            "iCalUId": ical, "uid": ical, "isAllDay": v.allday, "type": "singleInstance", "seriesMasterId": None,
+            "webLink": "https://outlook.office365.com/owa/?itemid=%s&exvsurl=1&path=/calendar/item" % iid.replace("=", "%3D"),
+            "start": self._time_json(v.sdt, v.stz, v.s, v.allday, want_tz),
+            "end": self._time_json(v.edt, v.etz, v.e, v.allday, want_tz),
+        }
+        return dumps(dyn)[:-1].encode() + b"," + frag + b"}"
 
     def render_dict(self, m, v, variant, key=None):
         imm, want_tz, text = variant
