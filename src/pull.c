@@ -28,6 +28,7 @@
 #include "m365sync.h"
 #include "oauth.h"
 #include "pull.h"
+#include "scheduler.h"
 #include "store_pull.h"
 
 #define USECS_PER_DAY_I64 INT64CONST(86400000000)
@@ -75,14 +76,6 @@ start_full_round(int64 account_id, const char *ms_user_id, M365PullCalendar *cal
 	*url = m365_graph_build_url(segs, query);
 }
 
-static void
-next_transaction(void)
-{
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-}
 
 /* The whole Graph object as jsonb (cJSON prints with malloc: free it on error too). */
 static Jsonb *
@@ -231,6 +224,12 @@ pull_calendar(int64 account_id, const char *ms_user_id, M365PullCalendar *cal,
 		MemoryContext old = MemoryContextSwitchTo(page_cxt);
 		bool		final;
 
+		if (commit_each_page)
+		{
+			/* A refresh (and its rotated refresh token) commits before the page can fail. */
+			(void) m365_account_access_token(account_id, NULL);
+			m365_commit_and_continue();
+		}
 		m365_graph_prepare(&req, M365_HTTP_GET, url);
 		m365_http_add_header(&req, M365_PREFER_UTC);
 		m365_http_add_header(&req, psprintf("Prefer: odata.maxpagesize=%d", M365_PULL_PAGE_SIZE));
@@ -247,7 +246,9 @@ pull_calendar(int64 account_id, const char *ms_user_id, M365PullCalendar *cal,
 				start_full_round(account_id, ms_user_id, cal, &url);
 				continue;
 			}
-			return fail_round(st, &res, NULL);
+			(void) fail_round(st, &res, NULL);
+			MemoryContextDelete(page_cxt);
+			return false;
 		}
 		if (m365_delta_page_parse(req.response.body, req.response.body_len, &page, err, sizeof(err)) != M365_DELTA_OK)
 		{
@@ -255,11 +256,13 @@ pull_calendar(int64 account_id, const char *ms_user_id, M365PullCalendar *cal,
 			ereport(WARNING,
 					(errmsg("m365sync: malformed delta page for account %lld", (long long) account_id),
 					 errdetail("%s", err)));
+			MemoryContextDelete(page_cxt);
 			return fail_round(st, NULL, "malformedResponse");
 		}
 
-		MemoryContextSwitchTo(old);
 		url = apply_page(account_id, cal, &page, st, &final);
+		MemoryContextSwitchTo(old);
+		url = pstrdup(url);		/* the page's memory goes; the link stays */
 		MemoryContextDelete(page_cxt);
 
 		st->pages++;
@@ -272,7 +275,7 @@ pull_calendar(int64 account_id, const char *ms_user_id, M365PullCalendar *cal,
 		}
 		m365_pull_save_cursor(account_id, cal);
 		if (commit_each_page)
-			next_transaction();
+			m365_commit_and_continue();
 		if (final)
 			return true;
 	}

@@ -26,6 +26,7 @@
 
 #include "m365sync.h"
 #include "pull.h"
+#include "scheduler.h"
 #include "worker.h"
 
 /* Advisory lock space of m365sync rounds: (this, account_id). */
@@ -45,6 +46,18 @@ check(int rc, int expected, const char *what)
 {
 	if (rc != expected)
 		elog(ERROR, "m365sync: %s failed: %s", what, SPI_result_code_string(rc));
+}
+
+void
+m365_commit_and_continue(void)
+{
+	MemoryContext keep = CurrentMemoryContext;
+
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(keep);
 }
 
 static bool
@@ -192,12 +205,7 @@ sync_one(DueAccount *a, bool commit_each_page, M365RoundStats *st)
 	{
 		run_id = run_log_start(a->account_id);
 		if (commit_each_page)
-		{
-			PopActiveSnapshot();
-			CommitTransactionCommand();
-			StartTransactionCommand();
-			PushActiveSnapshot(GetTransactionSnapshot());
-		}
+			m365_commit_and_continue();
 		(void) m365_pull_account(a->account_id, a->ms_user_id, commit_each_page, st);
 		finish_round(a->account_id, run_id, st);
 	}
@@ -211,30 +219,58 @@ sync_one(DueAccount *a, bool commit_each_page, M365RoundStats *st)
 	return true;
 }
 
+/*
+ * A worker round of one account that cannot take the others down: an ERROR
+ * is reported, rolled back, and recorded as the account's failure (it backs
+ * off alone).
+ */
+static void
+worker_sync_isolated(DueAccount *a, MemoryContext round_cxt)
+{
+	M365RoundStats st;
+
+	PG_TRY();
+	{
+		(void) sync_one(a, true, &st);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(round_cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		MemoryContextSwitchTo(round_cxt);
+		memset(&st, 0, sizeof(st));
+		strlcpy(st.error, "internalError", sizeof(st.error));
+		finish_round(a->account_id, run_log_start(a->account_id), &st);
+	}
+	PG_END_TRY();
+}
+
 /* The worker's round (see worker.h): sync what is due, one transaction per page. */
 long
 m365_worker_round(void)
 {
+	MemoryContext round_cxt = CurrentMemoryContext;	/* the worker's, reset each round */
 	List	   *due;
 	ListCell   *lc;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(round_cxt);
 	due = due_accounts(0, ROUND_BATCH);
 	foreach(lc, due)
 	{
-		M365RoundStats st;
-
 		CHECK_FOR_INTERRUPTS();
-		(void) sync_one(lfirst(lc), true, &st);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
+		worker_sync_isolated(lfirst(lc), round_cxt);
+		m365_commit_and_continue();
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(round_cxt);
 
 	/* More were waiting: go again at once; else sleep to the next poll (the latch cuts it short). */
 	if (list_length(due) >= ROUND_BATCH)
