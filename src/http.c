@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "miscadmin.h"
+#include "storage/pmsignal.h"
 
 #include "crypto.h"
 #include "http.h"
@@ -240,7 +241,8 @@ static int
 progress_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 			curl_off_t ultotal, curl_off_t ulnow)
 {
-	return (QueryCancelPending || ProcDiePending) ? 1 : 0;
+	/* Cancel, shutdown, or an orphan whose postmaster died: stop now. */
+	return (QueryCancelPending || ProcDiePending || !PostmasterIsAlive()) ? 1 : 0;
 }
 
 /* --- set-up --------------------------------------------------------------- */
