@@ -91,16 +91,19 @@ $t->node->psql('postgres', "LISTEN m365sync; SELECT count(*) FROM m365sync.sync(
 like($out . $err, qr/notification "m365sync" with payload "\{"account_id":$account,"changed":1\}"/,
 	'NOTIFY m365sync carries the account and the count');
 
-is($t->as_admin("SELECT count(*) FILTER (WHERE status = 'ok') || '/' || count(*) FROM m365sync.sync_runs WHERE account_id = $account"),
-	'7/9', 'every round is in sync_runs');
+# The worker may have run rounds of its own besides our nine sync() calls.
+like($t->as_admin("SELECT count(*) FILTER (WHERE status = 'error') || '/' || (count(*) >= 9) || '/' || bool_and(finished_at IS NOT NULL)"
+	  . " FROM m365sync.sync_runs WHERE account_id = $account"),
+	qr{^2/true/true$}, 'every round is in sync_runs, the two failed ones as errors');
 
 # The worker: a due account is synced without anyone calling sync().
 outlook('POST', '/events', { subject => 'Seen by the worker',
 	start => { dateTime => "$d[3]T15:00:00", timeZone => 'UTC' },
 	end => { dateTime => "$d[3]T16:00:00", timeZone => 'UTC' } });
+my $last_run = $t->node->safe_psql('postgres', 'SELECT max(run_id) FROM m365sync.sync_run_log');
 $t->node->safe_psql('postgres', "UPDATE m365sync.accounts SET next_sync_at = now(), backoff_until = NULL WHERE account_id = $account");
 ok($t->node->poll_query_until('postgres',
-	"SELECT count(*) > 0 FROM m365sync.sync_run_log WHERE account_id = $account AND applied = 1 AND started_at > now() - interval '1 minute' AND run_id = (SELECT max(run_id) FROM m365sync.sync_run_log)"),
+	"SELECT count(*) > 0 FROM m365sync.sync_run_log WHERE account_id = $account AND applied = 1 AND run_id > $last_run"),
 	'the worker syncs a due account');
 like(events(), qr/Seen by the worker/, 'and the change is there');
 

@@ -32,13 +32,15 @@ my ($wstart, $wend) = (iso($day - 30 * 86400), iso($day + 365 * 86400));
 sub truth
 {
 	my $tr = $t->sim('GET', "/_sim/users/$ada->{id}/truth?expand=1&idtype=immutable&start=$wstart&end=$wend");
-	return join ',', sort map { "$_->{id}/$_->{changeKey}" } @{ $tr->{instances} };
+	my @ids = map { "$_->{id}/$_->{changeKey}" } @{ $tr->{instances} };
+	return join ',', sort(@ids);
 }
 
 sub local_set
 {
-	return join ',', sort split /\n/, $node->safe_psql('postgres',
-		"SELECT graph_id || '/' || change_key FROM m365sync.events WHERE account_id = $account");
+	my @ids = split(/\n/, $node->safe_psql('postgres',
+		"SELECT graph_id || '/' || change_key FROM m365sync.events WHERE account_id = $account"));
+	return join ',', sort(@ids);
 }
 
 # Wait until the worker has finished a round after the latest change.
@@ -90,11 +92,15 @@ for my $trial (1 .. $trials)
 	usleep(int(rand($initial ? 2_500_000 : 1_200_000)));
 	if ($trial % 3 == 0)
 	{
+		my $postmaster = $node->{_pid};
 		$node->kill9;
-		# Orphaned children must exit before a new postmaster may start.
+		usleep(50_000) while kill(0, $postmaster);
+		# Orphaned children must exit before a new postmaster may start; a
+		# failed start leaves the old pid file behind, so forget it each time.
 		my $started = 0;
 		for (1 .. 60)
 		{
+			$node->{_pid} = undef;
 			last if ($started = $node->start(fail_ok => 1));
 			sleep 1;
 		}
@@ -104,7 +110,7 @@ for my $trial (1 .. $trials)
 	{
 		my $pid = worker_pid();
 		kill 'KILL', $pid if $pid;
-		$node->poll_query_until('postgres', 'SELECT 1') or die 'server did not come back';
+		$node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
 	}
 
 	if (settle())
