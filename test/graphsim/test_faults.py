@@ -25,6 +25,14 @@ class Batch(SimCase):
         self.assertEqual(res["2"]["status"], 404)
         self.assertEqual(res["2"]["body"]["error"]["code"], "ErrorItemNotFound")
 
+    def test_depends_on_runs_in_order(self):
+        r = self.batch([{"id": "2", "method": "GET", "url": "/me/events", "dependsOn": ["1"]},
+                        {"id": "1", "method": "POST", "url": "/me/events", "headers": {"Content-Type": "application/json"},
+                         "body": event("first")}])
+        res = {x["id"]: x for x in r.json()["responses"]}
+        self.assertEqual(res["1"]["status"], 201)
+        self.assertEqual([e["subject"] for e in res["2"]["body"]["value"]], ["first"])
+
     def test_more_than_20_requests_is_400(self):
         reqs = [{"id": str(i), "method": "GET", "url": "/me"} for i in range(21)]
         self.assertEqual(self.batch(reqs).status, 400)
@@ -179,6 +187,13 @@ class Faults(SimCase):
         self.sim.ctl("POST", "release", {}, expect=200)
         t.join(5)
         self.assertEqual(out["status"], 201)
+
+    def test_transient_412_without_precondition(self):
+        ev = self.g("POST", "me/events", event()).json()
+        self.sim.ctl("POST", "faults", {"route": "/me/events/", "method": "PATCH", "kind": "412"}, expect=201)
+        r = self.g("PATCH", "me/events/" + ev["id"], {"subject": "x"})
+        self.assertEqual((r.status, r.json()["error"]["code"]), (412, "ErrorIrresolvableConflict"))
+        self.assertEqual(self.g("PATCH", "me/events/" + ev["id"], {"subject": "x"}).status, 200)
 
     def test_fault_count_and_method_filter(self):
         self.sim.ctl("POST", "faults", {"route": "/me$", "method": "GET", "kind": "500", "count": 2}, expect=201)
