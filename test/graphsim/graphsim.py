@@ -28,6 +28,7 @@ import struct
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 import urllib.request
 
@@ -1422,8 +1423,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     status, obj = control(st, method, path, qparse(qs), body)
                 except GraphError as ex:
                     status, obj = ex.status, {"error": {"code": ex.code, "message": ex.message}}
-                except (KeyError, TypeError, ValueError) as ex:
+                except (KeyError, TypeError, ValueError, AttributeError) as ex:
                     status, obj = 400, {"error": "bad control request: %r" % (ex,)}
+                except Exception as ex:
+                    traceback.print_exc(file=sys.stderr)
+                    status, obj = 500, {"error": "graphsim failed: %r" % (ex,)}
             self.write(Resp(status, b"" if obj is None else jbytes(obj), [("Content-Type", JSON_CT)]))
             return
         ctx = Ctx()
@@ -1534,12 +1538,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             segs = [s for s in path.split("/") if s]
             with st.lock:
                 st.stats["identity"] += 1
-                if len(segs) == 4 and segs[1:3] == ["oauth2", "v2.0"]:
-                    form = qparse(body.decode("utf-8", "replace")) if body else {}
-                    lh = {k.lower(): v for k, v in self.headers.items()}
-                    return identity(st, method, segs[0], segs[3], q, form, lh)
-                if len(segs) == 3 and segs[1:] == ["v2.0", "adminconsent"]:
-                    return identity(st, method, segs[0], "adminconsent", q, {}, {})
+                try:
+                    if len(segs) == 4 and segs[1:3] == ["oauth2", "v2.0"]:
+                        form = qparse(body.decode("utf-8", "replace")) if body else {}
+                        lh = {k.lower(): v for k, v in self.headers.items()}
+                        return identity(st, method, segs[0], segs[3], q, form, lh)
+                    if len(segs) == 3 and segs[1:] == ["v2.0", "adminconsent"]:
+                        return identity(st, method, segs[0], "adminconsent", q, {}, {})
+                except Exception:
+                    traceback.print_exc(file=sys.stderr)
+                    return aad_response(st, A.AuthError("temporarily_unavailable", 50196, status=500))
             return Resp(404, b"", [("Content-Type", "text/html")])
         if not path.startswith("/v1.0/"):
             return graph_error(ctx, 400, "BadRequest", "Invalid version.")
@@ -1554,6 +1562,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return graph_call(st, ctx, method, path, q, HeaderView(self.headers), body)
             except GraphError as ex:
                 return graph_error(ctx, ex.status, ex.code, ex.message, ex.headers)
+            except Exception:
+                # a simulator bug: answer like Graph's generalException and show the traceback
+                traceback.print_exc(file=sys.stderr)
+                return graph_error(ctx, 500, "generalException", "An unexpected error occurred in graphsim.")
 
     def headers_lower(self):
         return HeaderView(self.headers)
