@@ -118,10 +118,11 @@ class State:
         self.reset()
 
     def reset(self):
-        self.rng = random.Random(self.seed)
+        self.rng = random.Random(self.seed)              # tokens, codes, request and trace ids
+        self.id_rng = random.Random(self.seed + 2)       # tenants, users, calendars, events, subscriptions
         self.fault_rng = random.Random(self.seed + 1)
         self.cfg = json.loads(json.dumps(DEFAULT_CONFIG))
-        self.store = S.Store(self.rng, self.cfg, self._on_change)
+        self.store = S.Store(self.id_rng, self.cfg, self._on_change)
         self.tenants = {}          # guid -> {"id","tenant","consent"}
         self.tenant_by_name = {}
         self.apps = {}             # client_id -> {...}
@@ -148,6 +149,9 @@ class State:
     def guid(self):
         return A.new_guid(self.rng)
 
+    def entity_guid(self):
+        return A.new_guid(self.id_rng)
+
     # ---------------------------------------------------------------- lookup
     def tenant(self, ref):
         if ref is None:
@@ -159,7 +163,7 @@ class State:
         t = self.tenant(name) or (self.tenants.get(tid) if tid else None)
         if t is not None:
             return t
-        t = {"id": tid or self.guid(), "tenant": name, "consent": None}
+        t = {"id": tid or self.entity_guid(), "tenant": name, "consent": None}
         self.tenants[t["id"]] = t
         self.tenant_by_name[name.lower()] = t
         return t
@@ -983,7 +987,7 @@ def subscriptions(st, ctx, tok, method, segs, body_bytes, prefer):
         if life is not None and not _url_allowed(life):
             raise GraphError(400, "InvalidRequest", "The lifecycleNotificationUrl must use https.")
         exp = _expiry(st, body.get("expirationDateTime"))
-        sub = {"id": st.guid(), "resource": res, "changeType": ",".join(types), "changeTypes": set(types),
+        sub = {"id": st.entity_guid(), "resource": res, "changeType": ",".join(types), "changeTypes": set(types),
                "notificationUrl": url, "lifecycleNotificationUrl": life, "clientState": cs, "expires": exp,
                "mbx": m.id, "cal": cal, "client": tok["client"], "creator": tok["user"] or tok["client"],
                "imm": prefer.get("idtype", "").lower() == "immutableid", "tenant": m.tenant}
@@ -1099,7 +1103,7 @@ def control(st, method, path, q, body_bytes):
         t = st.tenant(body.get("tenant")) or st.add_tenant(body.get("tenant") or body["upn"].split("@")[-1])
         if store.find_mailbox(body["upn"]) is not None:
             return 409, {"error": "user exists"}
-        uid = body.get("id") or st.guid()
+        uid = body.get("id") or st.entity_guid()
         m = store.add_mailbox(uid, body["upn"], body.get("display_name") or body["upn"].split("@")[0], t["id"])
         m.enabled = bool(body.get("mailbox_enabled", True))
         return 201, user_ctl(m)
@@ -1114,7 +1118,7 @@ def control(st, method, path, q, body_bytes):
         template = body.get("template") or {"subject": "Bulk event", "body": {"contentType": "text", "content": "x"}}
         for i in range(n):
             upn = "%s%06d@%s" % (prefix, base_i + i, t["tenant"])
-            m = store.add_mailbox(st.guid(), upn, "Bulk User %d" % (base_i + i), t["id"])
+            m = store.add_mailbox(st.entity_guid(), upn, "Bulk User %d" % (base_i + i), t["id"])
             if per:
                 store.bulk_create(m, m.default_cal(), template, per, start, int(body.get("interval_minutes", 90)) * 60,
                                   int(body.get("duration_minutes", 30)) * 60, now)
