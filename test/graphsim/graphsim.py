@@ -216,7 +216,7 @@ class Notifier(threading.Thread):
             try:
                 req = urllib.request.Request(url, data=body, method="POST",
                                              headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=timeout, context=NOTIFY_SSL) as r:
+                with urlopen(req, timeout) as r:
                     status = r.status
             except urllib.error.HTTPError as ex:
                 status = ex.code
@@ -233,6 +233,13 @@ class Notifier(threading.Thread):
 
 NOTIFIER = Notifier()
 NOTIFY_SSL = ssl.create_default_context()
+
+
+def urlopen(req, timeout):
+    """Outbound webhook calls: never through an environment proxy (targets are local test servers)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=NOTIFY_SSL))
+    return opener.open(req, timeout=timeout)
 
 
 # --------------------------------------------------------------------- helpers
@@ -1018,7 +1025,7 @@ def validate_url(st, url):
     full = url + sep + "validationToken=" + urllib.parse.quote(tokn, safe="")
     try:
         req = urllib.request.Request(full, data=b"", method="POST", headers={"Content-Type": "text/plain; charset=utf-8"})
-        with urllib.request.urlopen(req, timeout=st.cfg["validation_timeout"], context=NOTIFY_SSL) as r:
+        with urlopen(req, st.cfg["validation_timeout"]) as r:
             body = r.read(4096).decode("utf-8", "replace")
             return r.status == 200 and body == tokn
     except Exception:
