@@ -75,7 +75,8 @@ typedef struct DataKeyEntry
 	int64		account_id;
 	uint32		generation;
 	uint64		last_used;
-	uint8		key[M365_KEY_BYTES];
+	M365GcmKey *gk;				/* keyed EVP contexts (OpenSSL memory) */
+	uint8		key[M365_KEY_BYTES];	/* only while loading: wiped once gk exists */
 } DataKeyEntry;
 
 static DataKeyEntry dk_cache[DATA_KEY_CACHE];
@@ -90,6 +91,7 @@ static SPIPlanPtr insert_plan = NULL;
 static void
 forget_entry(DataKeyEntry *e)
 {
+	m365_gcm_key_free(e->gk);
 	m365_secure_zero(e, sizeof(*e));
 }
 
@@ -491,7 +493,10 @@ cache_slot(int64 account_id)
 	for (i = 0; i < DATA_KEY_CACHE; i++)
 	{
 		if (!dk_cache[i].valid)
-			return &dk_cache[i];
+		{
+			victim = i;			/* may hold bytes of a load that failed */
+			break;
+		}
 		if (dk_cache[i].last_used < dk_cache[victim].last_used)
 			victim = i;
 	}
@@ -651,6 +656,10 @@ data_key(int64 account_id, bool create)
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("the data key of account " INT64_FORMAT " is not visible to this user", account_id)));
 	}
+	e->gk = m365_gcm_key_new(e->key);
+	m365_secure_zero(e->key, M365_KEY_BYTES);
+	if (e->gk == NULL)
+		crypto_failed(M365_CRYPTO_INTERNAL, "set up a data key");
 	e->account_id = account_id;
 	e->valid = true;
 	e->last_used = ++dk_clock;
@@ -710,7 +719,7 @@ m365_encrypt(const char *table, const char *column,
 	put_be64(out + 1, (uint64) account_id);
 	put_be32(out + 9, e->generation);
 	aadlen = value_aad(aad, table, column, account_id, row_id, out);
-	st = m365_gcm_seal(e->key, aad, aadlen, (const uint8 *) plain, len, out + ENVELOPE_HEADER);
+	st = m365_gcm_key_seal(e->gk, aad, aadlen, (const uint8 *) plain, len, out + ENVELOPE_HEADER);
 	if (st != M365_CRYPTO_OK)
 		crypto_failed(st, "encrypt a value");
 	return result;
@@ -774,8 +783,8 @@ m365_decrypt(const char *table, const char *column,
 	plainlen = inlen - M365_ENVELOPE_OVERHEAD;
 	aadlen = value_aad(aad, table, column, account_id, row_id, in);
 	out = palloc(plainlen + 1);
-	st = m365_gcm_open(e->key, aad, aadlen, in + ENVELOPE_HEADER, inlen - ENVELOPE_HEADER,
-					   (uint8 *) out);
+	st = m365_gcm_key_open(e->gk, aad, aadlen, in + ENVELOPE_HEADER, inlen - ENVELOPE_HEADER,
+						   (uint8 *) out);
 	if (st == M365_CRYPTO_AUTH_FAILED || st == M365_CRYPTO_BAD_INPUT)
 		not_decryptable(table, column, account_id, row_id,
 						"The value was altered, or copied from another row, column or account.");
