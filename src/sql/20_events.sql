@@ -1,0 +1,78 @@
+-- The FlowAgent event API (SPEC §4 "User"): read and write the acting
+-- user's events in the caller's own transaction. C in sql_events.c. Every
+-- function is SECURITY DEFINER, owned by m365sync_definer (so the row level
+-- security policies bind it to m365sync.flowagent_user), and granted to
+-- m365sync_app only.
+
+-- Window reads find short events by start (events_by_start, events_by_date)
+-- and events longer than 14 days by end through these small partial indexes;
+-- the predicates must match store_events.c's query text.
+CREATE INDEX events_long_timed ON m365sync.events (account_id, end_at)
+    WHERE NOT is_all_day AND (end_at - start_at) > interval '336 hours';
+CREATE INDEX events_long_all_day ON m365sync.events (account_id, end_date)
+    WHERE is_all_day AND (end_date - start_date) > 14;
+
+CREATE FUNCTION m365sync.events(from_ts timestamptz, to_ts timestamptz,
+                                calendar_id bigint DEFAULT NULL)
+    RETURNS SETOF m365sync.event
+    LANGUAGE c STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_events';
+COMMENT ON FUNCTION m365sync.events(timestamptz, timestamptz, bigint) IS
+    'Events of the acting user overlapping [from_ts, to_ts), decrypted; all-day events by date in the session''s TimeZone.';
+
+CREATE FUNCTION m365sync.event(event_id bigint) RETURNS m365sync.event
+    LANGUAGE c STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_event';
+COMMENT ON FUNCTION m365sync.event(bigint) IS
+    'One event of the acting user; ERROR P0002 when there is none with that id.';
+
+CREATE FUNCTION m365sync.calendars()
+    RETURNS TABLE (calendar_id bigint, name text, is_default boolean,
+                   can_edit boolean, sync_enabled boolean)
+    LANGUAGE c STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_calendars';
+COMMENT ON FUNCTION m365sync.calendars() IS
+    'Calendars of the acting user.';
+
+CREATE FUNCTION m365sync.set_calendar_sync(calendar_id bigint, enabled boolean) RETURNS void
+    LANGUAGE c VOLATILE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_set_calendar_sync';
+COMMENT ON FUNCTION m365sync.set_calendar_sync(bigint, boolean) IS
+    'Turn syncing of one of the acting user''s calendars on or off.';
+
+CREATE FUNCTION m365sync.upsert_event(event jsonb, event_id bigint DEFAULT NULL) RETURNS bigint
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_upsert_event';
+COMMENT ON FUNCTION m365sync.upsert_event(jsonb, bigint) IS
+    'Create (event_id null) or update an event from Graph-shaped JSON; queued for Microsoft in the same transaction.';
+
+CREATE FUNCTION m365sync.delete_event(event_id bigint) RETURNS void
+    LANGUAGE c VOLATILE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_delete_event';
+COMMENT ON FUNCTION m365sync.delete_event(bigint) IS
+    'Delete an event; gone from events() at once, deleted at Microsoft after commit.';
+
+DO $grants$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY[
+        'm365sync.events(timestamptz, timestamptz, bigint)',
+        'm365sync.event(bigint)',
+        'm365sync.calendars()',
+        'm365sync.set_calendar_sync(bigint, boolean)',
+        'm365sync.upsert_event(jsonb, bigint)',
+        'm365sync.delete_event(bigint)']
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO m365sync_app', f);
+        EXECUTE pg_catalog.format('ALTER FUNCTION %s OWNER TO m365sync_definer', f);
+    END LOOP;
+END
+$grants$;

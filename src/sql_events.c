@@ -1,0 +1,453 @@
+/*
+ * sql_events.c — the FlowAgent event API (SPEC §4 "User"), thin.
+ *
+ * events(), event(), calendars(), set_calendar_sync(), upsert_event(),
+ * delete_event(). Each unpacks its arguments, decides what the acting user
+ * may do, and leaves reading JSON to event_json.c, times to timezones.c,
+ * rows to store_events.c and encryption to keyring.c. Everything runs in the
+ * caller's transaction; every check happens before the first write, so an
+ * ERROR leaves nothing behind. Messages name fields and ids, never content.
+ * Another user's event is reported exactly like a missing one (P0002).
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "event_json.h"
+#include "event_row.h"
+#include "keyring.h"
+#include "m365sync.h"
+#include "store_events.h"
+#include "timezones.h"
+
+/* Graph events have about 50 top-level fields; more is not an event */
+#define MAX_CHANGED_FIELDS 256
+
+static void
+report_no_event(int64 event_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("event %lld does not exist", (long long) event_id)));
+}
+
+static int64
+acting_account_or_error(void)
+{
+	int64		account_id = m365_store_acting_account();
+
+	if (account_id == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("no Microsoft 365 account is connected for this FlowAgent user"),
+				 errhint("Connect the user first: m365sync.connect_url().")));
+	return account_id;
+}
+
+/* --------------------------------------------------------------- reads */
+
+/* The composite m365sync.event of SPI_tuptable's row i (columns as M365EventScanCol). */
+static void
+event_values(int64 account_id, uint64 i, TupleDesc out, Datum *values, bool *nulls)
+{
+	HeapTuple	t = SPI_tuptable->vals[i];
+	TupleDesc	d = SPI_tuptable->tupdesc;
+	bool		isnull;
+	Datum		content;
+	int64		event_id;
+	static const struct
+	{
+		M365EventScanCol from;
+		M365EventAttr to;
+	}			clear[] = {
+		{ES_EVENT_ID, EA_EVENT_ID}, {ES_CALENDAR_ID, EA_CALENDAR_ID},
+		{ES_GRAPH_ID, EA_GRAPH_ID}, {ES_ICAL_UID, EA_ICAL_UID},
+		{ES_SERIES_MASTER_ID, EA_SERIES_MASTER_ID}, {ES_EVENT_TYPE, EA_EVENT_TYPE},
+		{ES_START_AT, EA_START_AT}, {ES_END_AT, EA_END_AT}, {ES_IS_ALL_DAY, EA_IS_ALL_DAY},
+		{ES_START_DATE, EA_START_DATE}, {ES_END_DATE, EA_END_DATE}, {ES_SHOW_AS, EA_SHOW_AS},
+		{ES_IS_CANCELLED, EA_IS_CANCELLED}, {ES_REMOTE_MODIFIED_AT, EA_REMOTE_MODIFIED_AT},
+		{ES_SYNC_STATE, EA_SYNC_STATE},
+	};
+
+	memset(nulls, true, sizeof(bool) * EA_COUNT);
+	for (size_t k = 0; k < lengthof(clear); k++)
+		values[clear[k].to] = SPI_getbinval(t, d, clear[k].from, &nulls[clear[k].to]);
+	event_id = DatumGetInt64(values[EA_EVENT_ID]);
+	content = SPI_getbinval(t, d, ES_CONTENT, &isnull);
+	m365_event_content_values(m365_store_open_content(account_id, event_id,
+													  DatumGetByteaPP(content)),
+							  out, values, nulls);
+}
+
+PG_FUNCTION_INFO_V1(m365sync_events);
+
+/* events(from_ts, to_ts, calendar_id default null) → setof m365sync.event */
+Datum
+m365sync_events(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TimestampTz from_ts,
+				to_ts;
+	DateADT		from_date,
+				to_date;
+	bool		midnight;
+	int64		account_id;
+	uint64		n;
+	MemoryContext rowcxt,
+				oldcxt;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("from_ts and to_ts must not be null")));
+	from_ts = PG_GETARG_TIMESTAMPTZ(0);
+	to_ts = PG_GETARG_TIMESTAMPTZ(1);
+	m365_acting_user();
+	InitMaterializedSRF(fcinfo, 0);
+	if (to_ts <= from_ts)
+		PG_RETURN_NULL();
+
+	/* the calendar dates the window covers, in the session's TimeZone */
+	if (TIMESTAMP_IS_NOBEGIN(from_ts))
+		from_date = DATEVAL_NOBEGIN;
+	else if (TIMESTAMP_IS_NOEND(from_ts))
+		from_date = DATEVAL_NOEND;
+	else
+		from_date = m365_session_date(from_ts, NULL);
+	if (TIMESTAMP_IS_NOEND(to_ts))
+		to_date = DATEVAL_NOEND;
+	else
+	{
+		to_date = m365_session_date(to_ts, &midnight);
+		if (!midnight)
+			to_date++;			/* [from, to) touches to's own date */
+	}
+
+	SPI_connect();
+	account_id = m365_store_acting_account();
+	if (account_id != 0)
+	{
+		n = m365_store_events_in_range(account_id, from_ts, to_ts, from_date, to_date,
+									   !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2));
+		rowcxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync events row",
+									   ALLOCSET_DEFAULT_SIZES);
+		for (uint64 i = 0; i < n; i++)
+		{
+			Datum		values[EA_COUNT];
+			bool		nulls[EA_COUNT];
+
+			oldcxt = MemoryContextSwitchTo(rowcxt);
+			event_values(account_id, i, rsinfo->setDesc, values, nulls);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(rowcxt);
+		}
+	}
+	SPI_finish();
+	PG_RETURN_NULL();
+}
+
+PG_FUNCTION_INFO_V1(m365sync_event);
+
+/* event(event_id) → m365sync.event; P0002 when not this user's live event */
+Datum
+m365sync_event(PG_FUNCTION_ARGS)
+{
+	int64		event_id = PG_GETARG_INT64(0);
+	TupleDesc	desc;
+	MemoryContext callercxt = CurrentMemoryContext;
+	HeapTuple	tuple;
+	int64		account_id;
+	Datum		values[EA_COUNT];
+	bool		nulls[EA_COUNT];
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "m365sync.event() must return a composite type");
+	desc = BlessTupleDesc(desc);
+	SPI_connect();
+	account_id = m365_store_acting_account();
+	if (account_id == 0 || m365_store_event_by_id(account_id, event_id) == 0)
+		report_no_event(event_id);
+	event_values(account_id, 0, desc, values, nulls);
+	MemoryContextSwitchTo(callercxt);
+	tuple = heap_form_tuple(desc, values, nulls);
+	SPI_finish();
+	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
+}
+
+PG_FUNCTION_INFO_V1(m365sync_calendars);
+
+/* calendars() → table(calendar_id, name, is_default, can_edit, sync_enabled) */
+Datum
+m365sync_calendars(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		account_id;
+	uint64		n;
+
+	m365_acting_user();
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	account_id = m365_store_acting_account();
+	n = account_id ? m365_store_calendars(account_id) : 0;
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		Datum		values[5];
+		bool		nulls[5];
+		Datum		name;
+		bool		name_null;
+
+		for (int k = 0; k < 5; k++)
+			values[k] = SPI_getbinval(t, d, k + 1, &nulls[k]);
+		name = values[1];
+		name_null = nulls[1];
+		if (!name_null)
+		{
+			char	   *plain = m365_decrypt_text("calendars", "name", account_id,
+												  DatumGetInt64(values[0]),
+												  DatumGetByteaPP(name));
+
+			values[1] = CStringGetTextDatum(plain);
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	PG_RETURN_NULL();
+}
+
+PG_FUNCTION_INFO_V1(m365sync_set_calendar_sync);
+
+/* set_calendar_sync(calendar_id, enabled) → void */
+Datum
+m365sync_set_calendar_sync(PG_FUNCTION_ARGS)
+{
+	int64		calendar_id = PG_GETARG_INT64(0);
+	bool		enabled = PG_GETARG_BOOL(1);
+	int64		account_id;
+
+	SPI_connect();
+	account_id = m365_store_acting_account();
+	if (account_id == 0 || !m365_store_set_calendar_sync(account_id, calendar_id, enabled))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("calendar %lld does not exist", (long long) calendar_id)));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* -------------------------------------------------------------- writes */
+
+/* The calendar to write to (0 = the default), checked; returns its id. */
+static int64
+check_calendar_writable(int64 account_id, int64 calendar_id, bool named)
+{
+	int64		found;
+	bool		can_edit;
+
+	if (!m365_store_find_calendar(account_id, calendar_id, &found, &can_edit))
+	{
+		if (named)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event field calendarId names no calendar of this user")));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("this user has no default calendar"),
+				 errhint("Name one in the event's calendarId (see m365sync.calendars()).")));
+	}
+	if (!can_edit)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("calendar %lld is read-only", (long long) found)));
+	return found;
+}
+
+static Jsonb *
+cjson_to_jsonb(const cJSON *obj)
+{
+	char	   *text = cJSON_PrintUnformatted(obj);
+	Jsonb	   *volatile jb = NULL;
+
+	if (text == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	PG_TRY();
+	{
+		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	}
+	PG_FINALLY();
+	{
+		cJSON_free(text);
+	}
+	PG_END_TRY();
+	return jb;
+}
+
+static cJSON *
+jsonb_to_cjson(Jsonb *jb)
+{
+	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	cJSON	   *obj = cJSON_Parse(text);
+
+	pfree(text);
+	if (obj == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("event is not valid JSON")));
+	return obj;
+}
+
+/* The stored type after a local change (Graph's own rules). */
+static const char *
+type_after_change(const char *stored, const M365Event *ev, bool is_create)
+{
+	if (is_create || strcmp(stored, "singleInstance") == 0 || strcmp(stored, "seriesMaster") == 0)
+		return ev->recurrence ? "seriesMaster" : "singleInstance";
+	if (strcmp(stored, "occurrence") == 0)
+		return "exception";
+	return stored;
+}
+
+PG_FUNCTION_INFO_V1(m365sync_upsert_event);
+
+/* upsert_event(event jsonb, event_id default null) → bigint */
+Datum
+m365sync_upsert_event(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *input_jb;
+	bool		is_create = PG_ARGISNULL(1);
+	volatile int64 event_id = is_create ? 0 : PG_GETARG_INT64(1);
+	int64		account_id;
+	int64		calendar_id = 0;
+	M365StoredEvent stored = {0};
+	cJSON	   *volatile input = NULL;
+	cJSON	   *volatile doc = NULL;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event must not be null")));
+	input_jb = PG_GETARG_JSONB_P(0);
+	m365_acting_user();
+
+	SPI_connect();
+	account_id = acting_account_or_error();
+	if (!is_create && !m365_store_lock_event(account_id, event_id, &stored))
+		report_no_event(event_id);
+
+	input = jsonb_to_cjson(input_jb);
+	PG_TRY();
+	{
+		M365Event	ev;
+		M365EventError err;
+		M365EventColumns cols;
+		const char *changed[MAX_CHANGED_FIELDS];
+		int			nchanged = 0;
+		bool		has_cal;
+		Jsonb	   *data;
+
+		if (cJSON_GetArraySize(input) > MAX_CHANGED_FIELDS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event has more than %d fields", MAX_CHANGED_FIELDS)));
+		m365_event_strip_readonly(input);
+		if (is_create)
+		{
+			if (m365_event_parse(input, M365_EV_FROM_CALLER, &ev, &err) != M365_EV_OK)
+				m365_event_report(&err);
+			has_cal = ev.has_calendar_id;
+			calendar_id = has_cal ? ev.calendar_id : 0;
+			doc = cJSON_Duplicate(input, true);
+			if (doc == NULL)
+				elog(ERROR, "out of memory");
+			cJSON_DeleteItemFromObjectCaseSensitive(doc, M365_F_CALENDAR_ID);
+		}
+		else
+		{
+			if (m365_event_parse(input, M365_EV_FROM_CALLER_PATCH, &ev, &err) != M365_EV_OK)
+				m365_event_report(&err);
+			if (ev.has_calendar_id && ev.calendar_id != stored.calendar_id)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("event field calendarId cannot change"),
+						 errhint("Delete the event and create it in the other calendar.")));
+			has_cal = true;
+			calendar_id = stored.calendar_id;
+			doc = jsonb_to_cjson(stored.data);
+			nchanged = m365_event_merge(doc, input, changed, MAX_CHANGED_FIELDS);
+			if (nchanged < 0)
+				elog(ERROR, "out of memory");
+		}
+		calendar_id = check_calendar_writable(account_id, calendar_id, has_cal);
+
+		/* the whole event as it will be stored: Graph's rules, and its times */
+		if (m365_event_parse(doc, M365_EV_FROM_GRAPH, &ev, &err) != M365_EV_OK)
+			m365_event_report(&err);
+		if (ev.recurrence && !is_create &&
+			(strcmp(stored.event_type, "occurrence") == 0 ||
+			 strcmp(stored.event_type, "exception") == 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event field recurrence cannot be set on an occurrence")));
+		m365_event_columns(&ev, &cols);
+		cols.event_type = type_after_change(is_create ? NULL : stored.event_type, &ev, is_create);
+
+		/* all checked: now write */
+		if (is_create || nchanged > 0)
+		{
+			data = cjson_to_jsonb(doc);
+			if (is_create)
+			{
+				event_id = m365_store_next_event_id();
+				m365_store_insert_event(account_id, event_id, calendar_id, &cols, false, 0,
+										m365_store_seal_content(account_id, event_id, data),
+										"pending");
+				m365_store_queue_upsert(account_id, event_id, true, true, NULL, 0, NULL);
+			}
+			else
+			{
+				m365_store_update_event_local(account_id, event_id, &cols,
+											  m365_store_seal_content(account_id, event_id, data));
+				m365_store_queue_upsert(account_id, event_id, false, stored.graph_id == NULL,
+										changed, nchanged, stored.change_key);
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		cJSON_Delete(input);
+		cJSON_Delete(doc);
+	}
+	PG_END_TRY();
+	SPI_finish();
+	PG_RETURN_INT64(event_id);
+}
+
+PG_FUNCTION_INFO_V1(m365sync_delete_event);
+
+/* delete_event(event_id) → void */
+Datum
+m365sync_delete_event(PG_FUNCTION_ARGS)
+{
+	int64		event_id = PG_GETARG_INT64(0);
+	int64		account_id;
+	M365StoredEvent ev;
+
+	m365_acting_user();
+	SPI_connect();
+	account_id = m365_store_acting_account();
+	if (account_id == 0 || !m365_store_lock_event(account_id, event_id, &ev))
+		report_no_event(event_id);
+	check_calendar_writable(account_id, ev.calendar_id, true);
+	m365_store_delete_event(account_id, &ev);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
