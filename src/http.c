@@ -1,0 +1,781 @@
+/*
+ * http.c — libcurl behind a small request/response API (see http.h). The
+ * only file that includes curl.h.
+ *
+ * Memory: curl and everything it touches (easy handles, header lists,
+ * receive buffers) live in malloc'd memory owned by one perform call and
+ * are released in PG_FINALLY on every path, including an ERROR or a cancel
+ * raised while waiting. curl never gets palloc (its resolver may run in a
+ * thread) and our callbacks never palloc or ereport: they only copy bytes
+ * into malloc'd buffers and set flags. Results are copied into the caller's
+ * memory context once a transfer is done.
+ *
+ * One multi handle per backend holds the connection cache, so a worker
+ * round or a run of SQL calls reuses TLS connections.
+ *
+ * Trust: peer and host verification are always on. m365sync.ca_file adds
+ * certificates to the system store rather than replacing it: CURLOPT_CAINFO
+ * would replace the system bundle, so we read the system bundle (curl's
+ * built-in default path) and the extra file and hand curl their
+ * concatenation as CURLOPT_CAINFO_BLOB. That works the same for every TLS
+ * backend, does not depend on how a backend combines CAINFO and CAPATH, and
+ * is cached until either file changes.
+ *
+ * Never: CURLOPT_VERBOSE, a debug callback, following redirects, or logging
+ * a URL with its query, a header or a body.
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "miscadmin.h"
+
+#include "crypto.h"
+#include "http.h"
+#include "http_util.h"
+#include "m365sync.h"
+
+#define DEFAULT_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
+#define MAX_HEADER_VALUE 2048
+#define POLL_MS 100
+
+uint64		m365_http_requests_started = 0;
+
+static CURLM *backend_multi = NULL;
+
+/* The combined CA blob and what it was built from. */
+static struct
+{
+	char	   *data;			/* malloc'd */
+	size_t		len;
+	char		path[MAXPGPATH];
+	time_t		mtime;
+	off_t		size;
+} ca_cache;
+
+/* One transfer in flight: malloc'd, freed by release_transfer(). */
+typedef struct Transfer
+{
+	M365HttpRequest *req;
+	CURL	   *easy;
+	struct curl_slist *headers;
+	bool		added;			/* to backend_multi */
+	bool		done;
+	char	   *buf;
+	size_t		len;
+	size_t		cap;
+	size_t		max;
+	bool		too_large;
+	char	   *content_type;
+	char	   *location;
+	char	   *retry_after;
+	char	   *request_id;
+	char		errbuf[CURL_ERROR_SIZE];
+} Transfer;
+
+void
+m365_http_init(M365HttpRequest *req, M365HttpMethod method, const char *url)
+{
+	memset(req, 0, sizeof(*req));
+	req->method = method;
+	req->url = url;
+}
+
+void
+m365_http_add_header(M365HttpRequest *req, const char *header)
+{
+	int			i;
+
+	for (i = 0; i < M365_HTTP_MAX_HEADERS; i++)
+		if (req->headers[i] == NULL)
+		{
+			req->headers[i] = header;
+			req->headers[i + 1] = NULL;
+			return;
+		}
+	elog(ERROR, "too many HTTP headers on one request");
+}
+
+char *
+m365_http_endpoint(const char *url)
+{
+	char		buf[256];
+
+	m365_url_endpoint(url, buf, sizeof(buf));
+	return pstrdup(buf);
+}
+
+/* Turn a malloc'd result of the pure helpers into palloc'd text. */
+static char *
+malloc_to_palloc(char *m)
+{
+	char	   *p;
+
+	if (m == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	p = pstrdup(m);
+	free(m);
+	return p;
+}
+
+char *
+m365_http_escape(const char *s)
+{
+	return malloc_to_palloc(m365_url_encode(s));
+}
+
+char *
+m365_http_build_query(const char *base, const char *const *pairs)
+{
+	char	   *prefix = base ? psprintf("%s%s", base, strchr(base, '?') ? "&" : "?") : "";
+
+	return malloc_to_palloc(m365_url_with_params(prefix, pairs));
+}
+
+/* --- callbacks: no palloc, no ereport, no longjmp ------------------------- */
+
+static size_t
+write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	Transfer   *t = (Transfer *) userp;
+	size_t		n = size * nmemb;
+
+	if (t->len + n > t->max)
+	{
+		t->too_large = true;
+		return 0;				/* curl aborts with CURLE_WRITE_ERROR */
+	}
+	if (t->len + n + 1 > t->cap)
+	{
+		size_t		cap = t->cap ? t->cap : 16384;
+		char	   *nb;
+
+		while (cap < t->len + n + 1)
+			cap *= 2;
+		nb = realloc(t->buf, cap);
+		if (nb == NULL)
+			return 0;
+		t->buf = nb;
+		t->cap = cap;
+	}
+	memcpy(t->buf + t->len, data, n);
+	t->len += n;
+	t->buf[t->len] = '\0';
+	return n;
+}
+
+static void
+keep_header(char **slot, const char *value, size_t len)
+{
+	char	   *v;
+
+	if (len > MAX_HEADER_VALUE)
+		return;
+	v = malloc(len + 1);
+	if (v == NULL)
+		return;
+	memcpy(v, value, len);
+	v[len] = '\0';
+	free(*slot);
+	*slot = v;
+}
+
+/* Keep the few headers callers need; everything else is dropped unseen. */
+static size_t
+header_cb(char *data, size_t size, size_t nitems, void *userp)
+{
+	Transfer   *t = (Transfer *) userp;
+	size_t		n = size * nitems;
+	static const struct
+	{
+		const char *name;
+		size_t		off;
+	}			wanted[] = {
+		{"content-type", offsetof(Transfer, content_type)},
+		{"location", offsetof(Transfer, location)},
+		{"retry-after", offsetof(Transfer, retry_after)},
+		{"request-id", offsetof(Transfer, request_id)},
+	};
+	const char *colon;
+	size_t		i;
+
+	/* A new status line (after 100 Continue): forget the previous headers. */
+	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
+	{
+		for (i = 0; i < lengthof(wanted); i++)
+		{
+			char	  **slot = (char **) ((char *) t + wanted[i].off);
+
+			free(*slot);
+			*slot = NULL;
+		}
+		return n;
+	}
+	colon = memchr(data, ':', n);
+	if (colon == NULL)
+		return n;
+	for (i = 0; i < lengthof(wanted); i++)
+	{
+		size_t		nl = strlen(wanted[i].name);
+
+		if ((size_t) (colon - data) == nl && pg_strncasecmp(data, wanted[i].name, nl) == 0)
+		{
+			const char *v = colon + 1;
+			const char *end = data + n;
+
+			while (v < end && (*v == ' ' || *v == '\t'))
+				v++;
+			while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+				end--;
+			keep_header((char **) ((char *) t + wanted[i].off), v, end - v);
+		}
+	}
+	return n;
+}
+
+/* Abort the transfer when the backend is asked to cancel or die. */
+static int
+progress_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
+			curl_off_t ultotal, curl_off_t ulnow)
+{
+	return (QueryCancelPending || ProcDiePending) ? 1 : 0;
+}
+
+/* --- set-up --------------------------------------------------------------- */
+
+static CURLM *
+get_multi(void)
+{
+	if (backend_multi == NULL)
+	{
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+			elog(ERROR, "could not initialise libcurl");
+		backend_multi = curl_multi_init();
+		if (backend_multi == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		curl_multi_setopt(backend_multi, CURLMOPT_MAXCONNECTS, 32L);
+	}
+	return backend_multi;
+}
+
+/* Read a whole file into malloc'd memory; NULL on failure. */
+static char *
+read_file_malloc(const char *path, size_t *len)
+{
+	FILE	   *f = fopen(path, "rb");
+	char	   *buf = NULL;
+	size_t		cap = 0,
+				n = 0,
+				r;
+
+	if (f == NULL)
+		return NULL;
+	for (;;)
+	{
+		if (n + 65536 > cap)
+		{
+			char	   *nb = realloc(buf, cap = n + 65536 * 2);
+
+			if (nb == NULL)
+			{
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+		}
+		r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	if (ferror(f))
+	{
+		free(buf);
+		fclose(f);
+		return NULL;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+}
+
+/*
+ * The system bundle plus m365sync.ca_file, rebuilt when the file changes.
+ * Returns false when ca_file is set but unreadable.
+ */
+static bool
+ca_blob(CURL *easy, struct curl_blob *blob)
+{
+	struct stat st;
+	const char *sys_path = DEFAULT_SYSTEM_CA;
+	char	   *sys,
+			   *extra,
+			   *all;
+	size_t		sys_len = 0,
+				extra_len = 0;
+
+	blob->data = NULL;
+	if (m365_ca_file == NULL || m365_ca_file[0] == '\0')
+		return true;
+	if (stat(m365_ca_file, &st) != 0)
+		return false;
+	if (ca_cache.data != NULL && strcmp(ca_cache.path, m365_ca_file) == 0 &&
+		ca_cache.mtime == st.st_mtime && ca_cache.size == st.st_size)
+		goto done;
+
+#if LIBCURL_VERSION_NUM >= 0x075400		/* 7.84: curl's built-in default */
+	{
+		char	   *def = NULL;
+
+		if (curl_easy_getinfo(easy, CURLINFO_CAINFO, &def) == CURLE_OK && def != NULL)
+			sys_path = def;
+	}
+#endif
+	extra = read_file_malloc(m365_ca_file, &extra_len);
+	if (extra == NULL)
+		return false;
+	sys = read_file_malloc(sys_path, &sys_len);	/* may be absent: then only ca_file */
+	all = malloc(sys_len + extra_len + 2);
+	if (all == NULL)
+	{
+		free(sys);
+		free(extra);
+		return false;
+	}
+	if (sys)
+		memcpy(all, sys, sys_len);
+	all[sys_len] = '\n';
+	memcpy(all + sys_len + 1, extra, extra_len);
+	all[sys_len + 1 + extra_len] = '\n';
+	free(sys);
+	free(extra);
+	free(ca_cache.data);
+	ca_cache.data = all;
+	ca_cache.len = sys_len + extra_len + 2;
+	strlcpy(ca_cache.path, m365_ca_file, sizeof(ca_cache.path));
+	ca_cache.mtime = st.st_mtime;
+	ca_cache.size = st.st_size;
+done:
+	blob->data = ca_cache.data;
+	blob->len = ca_cache.len;
+	blob->flags = CURL_BLOB_NOCOPY; /* lives until the next rebuild, after this call */
+	return true;
+}
+
+static const char *
+method_name(M365HttpMethod m)
+{
+	switch (m)
+	{
+		case M365_HTTP_GET:
+			return "GET";
+		case M365_HTTP_POST:
+			return "POST";
+		case M365_HTTP_PATCH:
+			return "PATCH";
+		case M365_HTTP_PUT:
+			return "PUT";
+		case M365_HTTP_DELETE:
+			return "DELETE";
+	}
+	return "GET";
+}
+
+static bool
+append_header(Transfer *t, const char *h)
+{
+	struct curl_slist *l = curl_slist_append(t->headers, h);
+
+	if (l == NULL)
+		return false;
+	t->headers = l;
+	return true;
+}
+
+/*
+ * Prepare one easy handle. Returns a transport result: anything but OK means
+ * the request was not sent.
+ */
+static M365HttpResult
+setup_transfer(Transfer *t)
+{
+	M365HttpRequest *req = t->req;
+	struct curl_blob blob;
+	unsigned char rnd[16];
+	char		line[128];
+	int			i;
+	bool		ok = true;
+
+	if (!m365_url_is_https(req->url))
+		return M365_HTTP_ERR_URL;
+	t->easy = curl_easy_init();
+	if (t->easy == NULL)
+		return M365_HTTP_ERR_INTERNAL;
+	t->max = req->max_response ? req->max_response : M365_HTTP_DEFAULT_MAX_RESPONSE;
+
+	if (m365_random_bytes(rnd, sizeof(rnd)) != M365_CRYPTO_OK)
+		return M365_HTTP_ERR_INTERNAL;
+	m365_format_uuid(rnd, req->response.client_request_id);
+
+	snprintf(line, sizeof(line), "client-request-id: %s", req->response.client_request_id);
+	ok &= append_header(t, line);
+	ok &= append_header(t, "return-client-request-id: true");
+	ok &= append_header(t, "Accept: application/json");
+	ok &= append_header(t, "Expect:");
+	if (req->content_type)
+	{
+		char	   *ct = psprintf("Content-Type: %s", req->content_type);
+
+		ok &= append_header(t, ct);
+		pfree(ct);
+	}
+	for (i = 0; i < M365_HTTP_MAX_HEADERS && req->headers[i]; i++)
+		ok &= append_header(t, req->headers[i]);
+	if (req->bearer_token)
+	{
+		size_t		len = strlen(req->bearer_token) + 32;
+		char	   *auth = malloc(len);
+
+		if (auth == NULL)
+			return M365_HTTP_ERR_INTERNAL;
+		snprintf(auth, len, "Authorization: Bearer %s", req->bearer_token);
+		ok &= append_header(t, auth);
+		m365_secure_zero(auth, len);
+		free(auth);
+	}
+	if (!ok)
+		return M365_HTTP_ERR_INTERNAL;
+
+#define SET(opt, val) do { if (curl_easy_setopt(t->easy, opt, val) != CURLE_OK) return M365_HTTP_ERR_INTERNAL; } while (0)
+	SET(CURLOPT_URL, req->url);
+#if LIBCURL_VERSION_NUM >= 0x075500		/* 7.85 */
+	SET(CURLOPT_PROTOCOLS_STR, "https");
+	SET(CURLOPT_REDIR_PROTOCOLS_STR, "https");
+#else
+	SET(CURLOPT_PROTOCOLS, (long) CURLPROTO_HTTPS);
+	SET(CURLOPT_REDIR_PROTOCOLS, (long) CURLPROTO_HTTPS);
+#endif
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_SSL_VERIFYPEER, 1L);
+	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	SET(CURLOPT_SSLVERSION, (long) CURL_SSLVERSION_TLSv1_2);
+	if (!ca_blob(t->easy, &blob))
+		return M365_HTTP_ERR_CA_FILE;
+	if (blob.data != NULL)
+		SET(CURLOPT_CAINFO_BLOB, &blob);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_TIMEOUT_MS, (long) m365_http_timeout_ms);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, (long) m365_http_timeout_ms);
+	SET(CURLOPT_ACCEPT_ENCODING, "");
+	SET(CURLOPT_USERAGENT, "m365sync/" M365SYNC_VERSION);
+	SET(CURLOPT_HTTPHEADER, t->headers);
+	SET(CURLOPT_WRITEFUNCTION, write_cb);
+	SET(CURLOPT_WRITEDATA, t);
+	SET(CURLOPT_HEADERFUNCTION, header_cb);
+	SET(CURLOPT_HEADERDATA, t);
+	SET(CURLOPT_NOPROGRESS, 0L);
+	SET(CURLOPT_XFERINFOFUNCTION, progress_cb);
+	SET(CURLOPT_ERRORBUFFER, t->errbuf);
+	SET(CURLOPT_PRIVATE, t);
+	switch (req->method)
+	{
+		case M365_HTTP_GET:
+			SET(CURLOPT_HTTPGET, 1L);
+			break;
+		case M365_HTTP_POST:
+			SET(CURLOPT_POST, 1L);
+			break;
+		default:
+			SET(CURLOPT_CUSTOMREQUEST, method_name(req->method));
+			break;
+	}
+	if (req->body != NULL || req->method == M365_HTTP_POST)
+	{
+		SET(CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) (req->body ? req->body_len : 0));
+	}
+#undef SET
+	return M365_HTTP_OK;
+}
+
+static M365HttpResult
+map_curl_code(Transfer *t, CURLcode code)
+{
+	switch (code)
+	{
+		case CURLE_OK:
+			return M365_HTTP_OK;
+		case CURLE_UNSUPPORTED_PROTOCOL:
+		case CURLE_URL_MALFORMAT:
+			return M365_HTTP_ERR_URL;
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+			return M365_HTTP_ERR_RESOLVE;
+		case CURLE_COULDNT_CONNECT:
+			return M365_HTTP_ERR_CONNECT;
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CIPHER:
+		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_ISSUER_ERROR:
+		case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		case CURLE_SSL_INVALIDCERTSTATUS:
+			return M365_HTTP_ERR_TLS;
+		case CURLE_OPERATION_TIMEDOUT:
+			return M365_HTTP_ERR_TIMEOUT;
+		case CURLE_WRITE_ERROR:
+			return t->too_large ? M365_HTTP_ERR_TOO_LARGE : M365_HTTP_ERR_INTERNAL;
+		case CURLE_FILESIZE_EXCEEDED:
+			return M365_HTTP_ERR_TOO_LARGE;
+		case CURLE_ABORTED_BY_CALLBACK:
+			return M365_HTTP_ERR_CANCELLED;
+		case CURLE_SEND_ERROR:
+		case CURLE_RECV_ERROR:
+		case CURLE_GOT_NOTHING:
+		case CURLE_PARTIAL_FILE:
+		case CURLE_HTTP2:
+		case CURLE_HTTP2_STREAM:
+			return M365_HTTP_ERR_IO;
+		default:
+			return M365_HTTP_ERR_INTERNAL;
+	}
+}
+
+static char *
+take_header(char *m)
+{
+	return m ? pstrdup(m) : NULL;
+}
+
+/* Copy a finished transfer's results into the caller's memory context. */
+static void
+finish_transfer(Transfer *t, M365HttpResult result, MemoryContext cxt)
+{
+	M365HttpResponse *r = &t->req->response;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	r->result = result;
+	if (t->easy)
+		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r->status);
+	if (result != M365_HTTP_OK)
+		r->status = (result == M365_HTTP_ERR_TOO_LARGE) ? r->status : 0;
+	r->body_len = (result == M365_HTTP_OK) ? t->len : 0;
+	r->body = palloc(r->body_len + 1);
+	if (r->body_len)
+		memcpy(r->body, t->buf, r->body_len);
+	r->body[r->body_len] = '\0';
+	r->content_type = take_header(t->content_type);
+	r->location = take_header(t->location);
+	r->retry_after = take_header(t->retry_after);
+	r->request_id = take_header(t->request_id);
+	r->has_retry_after = r->retry_after != NULL &&
+		m365_parse_retry_after(r->retry_after, time(NULL), &r->retry_after_s);
+	/* curl's reason, unless it could quote something that is not ours to show */
+	if (result != M365_HTTP_OK && t->errbuf[0] != '\0' &&
+		strpbrk(t->errbuf, "?@&=") == NULL)
+		r->error_detail = pstrdup(t->errbuf);
+	MemoryContextSwitchTo(old);
+	t->done = true;
+}
+
+static void
+release_transfer(Transfer *t)
+{
+	if (t->easy)
+	{
+		if (t->added)
+			curl_multi_remove_handle(backend_multi, t->easy);
+		curl_easy_cleanup(t->easy);
+		t->easy = NULL;
+	}
+	t->added = false;
+	curl_slist_free_all(t->headers);
+	t->headers = NULL;
+	if (t->buf)
+	{
+		m365_secure_zero(t->buf, t->cap);
+		free(t->buf);
+		t->buf = NULL;
+	}
+	free(t->content_type);
+	free(t->location);
+	free(t->retry_after);
+	free(t->request_id);
+	t->content_type = t->location = t->retry_after = t->request_id = NULL;
+}
+
+/* Start transfer t; a set-up failure finishes it at once. */
+static bool
+start_transfer(CURLM *multi, Transfer *t, MemoryContext cxt)
+{
+	M365HttpResult r = setup_transfer(t);
+
+	if (r == M365_HTTP_OK && curl_multi_add_handle(multi, t->easy) != CURLM_OK)
+		r = M365_HTTP_ERR_INTERNAL;
+	if (r != M365_HTTP_OK)
+	{
+		finish_transfer(t, r, cxt);
+		release_transfer(t);
+		return false;
+	}
+	t->added = true;
+	m365_http_requests_started++;
+	return true;
+}
+
+/* Drive the transfers to completion; ts[] is released by the caller. */
+static void
+run_transfers(CURLM *multi, Transfer *ts, int n, int max_parallel, MemoryContext cxt)
+{
+	int			next = 0;
+	int			active = 0;
+
+	while (next < n || active > 0)
+	{
+		CURLMsg    *msg;
+		int			still,
+					queued;
+
+		while (next < n && active < max_parallel)
+			if (start_transfer(multi, &ts[next++], cxt))
+				active++;
+		if (active == 0)
+			break;
+		if (curl_multi_perform(multi, &still) != CURLM_OK)
+			elog(ERROR, "curl_multi_perform failed");
+		while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
+		{
+			Transfer   *t;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+			finish_transfer(t, map_curl_code(t, msg->data.result), cxt);
+			release_transfer(t);
+			active--;
+		}
+		if (active > 0 && still > 0)
+			curl_multi_poll(multi, NULL, 0, POLL_MS, NULL);
+		/* Safe here: PG_FINALLY in our caller releases every handle. */
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+void
+m365_http_perform_many(M365HttpRequest *reqs, int n, int max_parallel)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	CURLM	   *multi;
+	Transfer   *volatile ts;
+	int			i;
+
+	if (n <= 0)
+		return;
+	multi = get_multi();
+	for (i = 0; i < n; i++)
+		memset(&reqs[i].response, 0, sizeof(M365HttpResponse));
+	ts = calloc(n, sizeof(Transfer));
+	if (ts == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	for (i = 0; i < n; i++)
+		ts[i].req = &reqs[i];
+
+	PG_TRY();
+	{
+		run_transfers(multi, ts, n, Max(max_parallel, 1), cxt);
+	}
+	PG_FINALLY();
+	{
+		int			j;
+
+		for (j = 0; j < n; j++)
+			release_transfer(&ts[j]);
+		free(ts);
+	}
+	PG_END_TRY();
+}
+
+void
+m365_http_perform(M365HttpRequest *req)
+{
+	m365_http_perform_many(req, 1, 1);
+}
+
+bool
+m365_http_is_transient(const M365HttpResponse *resp)
+{
+	switch (resp->result)
+	{
+		case M365_HTTP_OK:
+			return resp->status == 429 || resp->status == 503 ||
+				resp->status == 504 || resp->status == 502 || resp->status == 500;
+		case M365_HTTP_ERR_RESOLVE:
+		case M365_HTTP_ERR_CONNECT:
+		case M365_HTTP_ERR_TIMEOUT:
+		case M365_HTTP_ERR_IO:
+			return true;
+		default:
+			return false;
+	}
+}
+
+void
+m365_http_raise(const M365HttpRequest *req)
+{
+	const M365HttpResponse *r = &req->response;
+	char	   *ep = m365_http_endpoint(req->url);
+	const char *what;
+	int			code = ERRCODE_CONNECTION_FAILURE;
+
+	switch (r->result)
+	{
+		case M365_HTTP_ERR_URL:
+			what = "the URL is not an https URL";
+			code = ERRCODE_INVALID_PARAMETER_VALUE;
+			break;
+		case M365_HTTP_ERR_RESOLVE:
+			what = "the host name did not resolve";
+			break;
+		case M365_HTTP_ERR_CONNECT:
+			what = "the connection was refused or unreachable";
+			break;
+		case M365_HTTP_ERR_TLS:
+			what = "the TLS handshake failed (certificate not trusted or not for this host)";
+			break;
+		case M365_HTTP_ERR_TIMEOUT:
+			what = "it timed out (m365sync.http_timeout)";
+			break;
+		case M365_HTTP_ERR_TOO_LARGE:
+			what = "the response was larger than allowed";
+			code = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+			break;
+		case M365_HTTP_ERR_IO:
+			what = "the connection broke";
+			break;
+		case M365_HTTP_ERR_CA_FILE:
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("could not read the CA bundle named by m365sync.ca_file"),
+					 errdetail("No request to %s was sent.", ep)));
+			break;
+		case M365_HTTP_ERR_CANCELLED:
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("request to %s was cancelled", ep)));
+			break;
+		default:
+			what = "of an internal error";
+			code = ERRCODE_INTERNAL_ERROR;
+			break;
+	}
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg("request to %s failed: %s", ep, what),
+			 r->error_detail ? errdetail("%s", r->error_detail) : 0,
+			 r->result == M365_HTTP_ERR_TLS ?
+			 errhint("Check that the server's certificate is signed by a CA in the system store or in m365sync.ca_file and names the host.") : 0));
+}

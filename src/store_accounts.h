@@ -1,0 +1,96 @@
+/*
+ * store_accounts.h — SPI reads and writes of the installation and account
+ * tables the connect capability owns: app_config, tenants, oauth_states,
+ * accounts (identity, tokens, status) and calendars (store_accounts.c).
+ *
+ * Secrets go in and out in clear here and are encrypted or decrypted inside
+ * (keyring.h); nothing above this layer sees a ciphertext, nothing below it
+ * sees SQL. Every function runs in the caller's transaction and under the
+ * caller's RLS: user functions see only their own user's rows.
+ */
+#ifndef M365SYNC_STORE_ACCOUNTS_H
+#define M365SYNC_STORE_ACCOUNTS_H
+
+#include "postgres.h"
+
+#include "graph_util.h"
+
+typedef struct M365AppConfig
+{
+	char	   *client_id;
+	char	   *client_secret;	/* decrypted, only when asked for */
+	char	   *redirect_uri;
+} M365AppConfig;
+
+typedef struct M365OAuthState
+{
+	int64		state_id;
+	char	   *flowagent_user;	/* NULL for admin consent */
+	char	   *tenant;			/* NULL for user connect */
+	bool		expired;
+	bool		used;
+} M365OAuthState;
+
+typedef struct M365Tenant
+{
+	int64		tenant_id;
+	char	   *tenant;
+	char	   *consent_status;
+} M365Tenant;
+
+typedef struct M365Account
+{
+	int64		account_id;
+	char	   *flowagent_user;
+	int64		tenant_id;		/* 0 when none */
+	char	   *mode;			/* delegated | application */
+	char	   *ms_user_id;
+	char	   *status;
+	bool		token_fresh;	/* access token valid for a while yet */
+} M365Account;
+
+/* app_config: ERROR 55000 with a hint to configure() when missing. */
+extern void store_app_config_get(M365AppConfig *cfg, bool with_secret);
+extern void store_app_config_put(const char *client_id, const char *client_secret,
+								 const char *redirect_uri);
+
+/* oauth_states: only SHA-256(state) is stored; the verifier is encrypted. */
+extern int64 store_state_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
+								const char *tenant, const char *code_verifier, int ttl_s);
+extern bool store_state_find(const uint8 hash[32], const char *kind, bool for_update,
+							 M365OAuthState *out);
+extern char *store_state_verifier(int64 state_id);
+extern void store_state_mark_used(int64 state_id);
+extern void store_states_delete_expired(void);
+
+/* tenants */
+extern int64 store_tenant_ensure(const char *tenant);
+extern bool store_tenant_get(const char *tenant, M365Tenant *out);
+extern char *store_tenant_name(int64 tenant_id);
+extern void store_tenant_set_consent(int64 tenant_id, const char *status,
+									 const char *tenant_guid, const char *error);
+
+/* Serialise account creation per FlowAgent user (advisory xact lock). */
+extern void store_lock_user(const char *flowagent_user);
+
+/* accounts; the *_lock functions take the row lock FOR UPDATE */
+extern bool store_account_lock(int64 account_id, M365Account *out);
+extern bool store_account_of_user_lock(const char *flowagent_user, M365Account *out);
+extern int64 store_account_create(const char *flowagent_user, const char *mode, int64 tenant_id);
+extern void store_account_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox);
+extern void store_account_save_tokens(int64 account_id, const char *access_token,
+									  const char *refresh_token, long expires_in);
+extern char *store_account_access_token(int64 account_id);
+extern char *store_account_refresh_token(int64 account_id);
+extern void store_account_connected(int64 account_id);
+extern void store_account_set_status(int64 account_id, const char *status, const char *last_error);
+extern void store_account_backoff(int64 account_id, const char *last_error, double delay_s);
+extern void store_tenant_accounts_set_status(int64 tenant_id, const char *from_status,
+											 const char *to_status);
+
+/* calendars: insert or refresh by Graph id; new default calendar enabled. */
+extern int64 store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool enable);
+
+
+
+#endif							/* M365SYNC_STORE_ACCOUNTS_H */

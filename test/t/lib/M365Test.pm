@@ -1,0 +1,264 @@
+# M365Test — shared set-up for m365sync TAP tests.
+#
+# Starts the Graph simulator over TLS (test/graphsim, certificates from its
+# mkcert), a PostgreSQL cluster with m365sync preloaded, a master key file
+# and graph_url / login_url / ca_file pointing at the simulator, and offers
+# small helpers: the simulator's control API, following an authorize
+# redirect like a browser, running SQL as the FlowAgent app role with the
+# SQLSTATE of an error, and the usual app / consent / connect flows.
+#
+#   my $t = M365Test->new;                 # cluster + simulator, extension created
+#   $t->setup_app;                         # app in the simulator, m365sync.configure()
+#   my $id = $t->connect_user('u1', 'alice@contoso.example');
+#
+# Never prints a secret on success; on failure test output may show
+# simulator data, which is synthetic.
+package M365Test;
+
+use strict;
+use warnings;
+use Carp;
+use File::Basename qw(dirname);
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $json = JSON::PP->new->canonical->allow_nonref;
+
+sub unescape
+{
+	my ($s) = @_;
+	$s =~ s/%([0-9A-Fa-f]{2})/chr(hex($1))/ge;
+	return $s;
+}
+
+sub src_dir
+{
+	return "$ENV{M365_SRC}/test" if $ENV{M365_SRC};
+	return dirname(__FILE__) . '/../..';
+}
+
+# Start graphsim with the given certificate pair; returns its base URL.
+sub start_sim
+{
+	my ($self, %o) = @_;
+	my $cert = $o{cert} // 'server';
+	my ($out, $err) = ('', '');
+	my @cmd = ('python3', src_dir() . '/graphsim/graphsim.py', '--port', '0',
+		'--tls-cert', "$self->{certs}/$cert.crt", '--tls-key', "$self->{certs}/$cert.key",
+		'--seed', $o{seed} // 1);
+	my $h = IPC::Run::start(\@cmd, '>', \$out, '2>', \$err);
+	my $deadline = time + 30;
+	while ($out !~ m{graphsim listening on (https://127\.0\.0\.1:\d+)} && time < $deadline)
+	{
+		$h->pump_nb;
+		select(undef, undef, undef, 0.05);
+	}
+	croak "graphsim did not start: $err" unless $out =~ m{graphsim listening on (https://127\.0\.0\.1:\d+)};
+	push @{ $self->{sims} }, $h;
+	return $1;
+}
+
+sub new
+{
+	my ($class, %o) = @_;
+	my $self = bless {}, $class;
+	my $dir = PostgreSQL::Test::Utils::tempdir;
+	$self->{dir} = $dir;
+	$self->{certs} = "$dir/certs";
+	system('sh', src_dir() . '/graphsim/mkcert', $self->{certs}) == 0 or croak "mkcert failed";
+	$self->{sim} = $self->start_sim;
+
+	$self->{keyfile} = "$dir/master.key";
+	open my $fh, '>', $self->{keyfile} or croak $!;
+	my $hex = join '', map { sprintf '%02x', int(rand(256)) } 1 .. 32;
+	print $fh "k1:$hex\n";
+	close $fh;
+	chmod 0600, $self->{keyfile};
+
+	my $node = PostgreSQL::Test::Cluster->new($o{name} // 'm365');
+	$node->init;
+	$node->append_conf('postgresql.conf', <<"CONF");
+shared_preload_libraries = 'm365sync'
+m365sync.database = 'postgres'
+m365sync.key_file = '$self->{keyfile}'
+m365sync.graph_url = '$self->{sim}/v1.0'
+m365sync.login_url = '$self->{sim}'
+m365sync.ca_file = '$self->{certs}/ca.crt'
+m365sync.http_timeout = '10s'
+log_min_messages = info
+# The statements the tests send carry codes and addresses as literals, and
+# PostgreSQL (not m365sync) would log them; the leak checks measure what
+# m365sync itself writes. FlowAgent passes them as bind parameters.
+log_statement = none
+log_min_error_statement = panic
+CONF
+	$node->append_conf('postgresql.conf', $o{conf}) if $o{conf};
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION m365sync');
+	$node->safe_psql('postgres', q{
+		CREATE ROLE flowagent LOGIN IN ROLE m365sync_app;
+		CREATE ROLE dba LOGIN IN ROLE m365sync_admin;
+		-- test hook: re-read one account's calendars with its stored token
+		CREATE FUNCTION public.refresh_calendars(bigint) RETURNS text
+			LANGUAGE c AS '$libdir/m365sync', 'm365sync_debug_refresh_calendars';
+	});
+	$self->{node} = $node;
+	return $self;
+}
+
+sub node { $_[0]->{node} }
+sub sim_url { $_[0]->{sim} }
+sub ca_file { "$_[0]->{certs}/ca.crt" }
+sub certs { $_[0]->{certs} }
+
+# Call the simulator's control API (or any path); returns decoded JSON.
+sub sim
+{
+	my ($self, $method, $path, $body) = @_;
+	my @cmd = ('curl', '-sS', '--cacert', $self->ca_file, '-X', $method,
+		'-H', 'Content-Type: application/json', "$self->{sim}$path");
+	push @cmd, '--data-binary', $json->encode($body) if defined $body;
+	my ($out, $err) = ('', '');
+	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err) or croak "curl $path: $err";
+	return $out eq '' ? undef : $json->decode($out);
+}
+
+sub sim_log
+{
+	my ($self) = @_;
+	return $self->sim('GET', '/_sim/log')->{value};
+}
+
+sub sim_clear_log
+{
+	my ($self) = @_;
+	$self->sim('DELETE', '/_sim/log');
+}
+
+# Open a URL like a browser would, without following the redirect; returns
+# the Location's query parameters as a hash (plus _location, _status).
+sub browse
+{
+	my ($self, $url) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'curl', '-sS', '--cacert', $self->ca_file, '-o', '/dev/null',
+		'-w', '%{http_code} %{redirect_url}', $url ], '>', \$out, '2>', \$err)
+	  or croak "browse: $err";
+	my ($status, $loc) = split / /, $out, 2;
+	my %q = (_status => $status, _location => $loc // '');
+	if (defined $loc && $loc =~ /\?(.*)$/)
+	{
+		for my $kv (split /&/, $1)
+		{
+			my ($k, $v) = split /=/, $kv, 2;
+			$v //= '';
+			$v =~ tr/+/ /;
+			$q{ unescape($k) } = unescape($v);
+		}
+	}
+	return \%q;
+}
+
+# Run SQL as a role; returns (stdout, sqlstate, message). sqlstate is ''
+# when the statement succeeded.
+sub sql
+{
+	my ($self, $sql, %o) = @_;
+	my ($out, $err) = ('', '');
+	my @extra = ('-v', 'VERBOSITY=verbose');
+	push @extra, '-U', $o{role} if $o{role};
+	my $prefix = defined $o{user} ? "SET m365sync.flowagent_user = '$o{user}';\n" : '';
+	$self->{node}->psql('postgres', $prefix . $sql, stdout => \$out, stderr => \$err,
+		extra_params => \@extra, on_error_stop => 1);
+	if ($err =~ /ERROR:\s+([0-9A-Z]{5}):\s+(.*)/)
+	{
+		return ($out, $1, $2, $err);
+	}
+	return ($out, '', '', $err);
+}
+
+# As the FlowAgent app for a user: the value, or die with the error.
+sub as_user
+{
+	my ($self, $user, $sql) = @_;
+	my ($out, $state, $msg, $err) = $self->sql($sql, role => 'flowagent', user => $user);
+	croak "as $user: $state $msg\n$err" if $state ne '';
+	return $out;
+}
+
+sub as_admin
+{
+	my ($self, $sql) = @_;
+	my ($out, $state, $msg, $err) = $self->sql($sql, role => 'dba');
+	croak "as dba: $state $msg\n$err" if $state ne '';
+	return $out;
+}
+
+# Register the app in the simulator and configure m365sync with it.
+sub setup_app
+{
+	my ($self, %o) = @_;
+	$self->{client_id} = $o{client_id} // '11111111-2222-3333-4444-555555555555';
+	$self->{client_secret} = $o{client_secret} // 'sim-secret-' . join('', map { ('a' .. 'z')[ rand 26 ] } 1 .. 24);
+	$self->{redirect_uri} = $o{redirect_uri} // 'https://flowagent.example/m365/callback';
+	$self->sim('POST', '/_sim/apps', {
+		client_id => $self->{client_id}, client_secret => $self->{client_secret},
+		redirect_uris => [ $self->{redirect_uri} ] });
+	$self->as_admin("SELECT m365sync.configure('$self->{client_id}', '$self->{client_secret}', '$self->{redirect_uri}')");
+	return $self;
+}
+
+# A tenant and a user in the simulator; returns the simulator's user JSON.
+sub add_sim_user
+{
+	my ($self, $tenant, $upn, %o) = @_;
+	$self->sim('POST', '/_sim/tenants', { tenant => $tenant });
+	return $self->sim('POST', '/_sim/users', { tenant => $tenant, upn => $upn,
+		display_name => $o{display_name} // $upn });
+}
+
+# connect_url → authorize as upn → (state, code) from the redirect.
+sub authorize
+{
+	my ($self, $user, $upn) = @_;
+	$self->sim('POST', '/_sim/authorize_as', { upn => $upn });
+	my $url = $self->as_user($user, 'SELECT m365sync.connect_url()');
+	my $q = $self->browse($url);
+	return ($q->{state}, $q->{code}, $url, $q);
+}
+
+# The whole user connect flow; returns account_id.
+sub connect_user
+{
+	my ($self, $user, $upn) = @_;
+	my ($state, $code) = $self->authorize($user, $upn);
+	croak "authorize gave no code" unless defined $code;
+	return $self->as_user($user, "SELECT m365sync.connect_complete('$state', '$code')");
+}
+
+# Admin consent for a tenant through the simulator's adminconsent page.
+sub admin_consent
+{
+	my ($self, $tenant) = @_;
+	my $url = $self->as_admin("SELECT m365sync.admin_consent_url('$tenant')");
+	my $q = $self->browse($url);
+	my $err = defined $q->{error} ? "'$q->{error}'" : 'NULL';
+	my $granted = ($q->{admin_consent} // '') eq 'True' ? 'true' : 'false';
+	my $tid = defined $q->{tenant} ? "'$q->{tenant}'" : 'NULL';
+	$self->as_admin("SELECT m365sync.admin_consent_complete('$q->{state}', $tid, $granted, $err)");
+	return $q;
+}
+
+sub DESTROY
+{
+	my ($self) = @_;
+	for my $h (@{ $self->{sims} || [] })
+	{
+		eval { $h->kill_kill; };
+	}
+}
+
+1;
