@@ -37,8 +37,8 @@
  * bound of the start index, however many years of events the account holds;
  * only long events (rare) are read by end. The same bounds define is_long.
  */
-#define SHORT_TIMED_BOUND	"interval '336 hours'"	/* 14 days, DST-proof */
-#define SHORT_DAYS_BOUND	"14"
+#define SHORT_TIMED_BOUND	"interval '24 hours'"	/* DST-proof */
+#define SHORT_DAYS_BOUND	"1"
 
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;

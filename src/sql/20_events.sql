@@ -5,16 +5,17 @@
 -- m365sync_app only.
 
 -- Window reads find short events by start (events_by_start, events_by_date)
--- within a bound of 14 days before the window, and events longer than that
--- by end, through two small partial indexes on is_long. So a one-week
--- window reads about three weeks of index, however many years an account
--- holds. is_long is a plain column (not an expression in the predicate)
--- because under row level security the planner may only use leakproof
--- clauses to match a partial index, and timestamptz subtraction is not.
+-- within a bound of one day before the window, and events longer than that
+-- by end, through two small partial indexes on is_long (multi-day events
+-- are few). So a one-week window reads about eight days of index, however
+-- many years an account holds. is_long is a column, not an expression in
+-- the index predicate, because under row level security the planner may
+-- only use leakproof clauses to match a partial index, and timestamptz
+-- subtraction is not.
 -- store_events.c's window query repeats these bounds.
 ALTER TABLE m365sync.events ADD COLUMN is_long boolean NOT NULL GENERATED ALWAYS AS (
-    CASE WHEN is_all_day THEN end_date - start_date > 14
-         ELSE end_at - start_at > interval '336 hours' END) STORED;
+    CASE WHEN is_all_day THEN end_date - start_date > 1
+         ELSE end_at - start_at > interval '24 hours' END) STORED;
 CREATE INDEX events_long_timed ON m365sync.events (account_id, end_at)
     WHERE is_long AND NOT is_all_day;
 CREATE INDEX events_long_all_day ON m365sync.events (account_id, end_date)
