@@ -374,60 +374,79 @@ start_jobs(List *jobs, bool commit_each_page)
 		m365_commit_and_continue();
 }
 
+/* The stream's state: which job sends next, and how answers are applied. */
+typedef struct PullStream
+{
+	M365PullJob **jobs;
+	int			n;
+	int			cursor;			/* round robin over the jobs */
+	bool		commit_each_page;
+	MemoryContext keep;			/* the round's memory: links, tokens */
+} PullStream;
+
+#define PREFER_PAGE_SIZE "Prefer: odata.maxpagesize=" CppAsString2(M365_PULL_PAGE_SIZE)
+
+static M365HttpRequest *
+next_request(void *arg)
+{
+	PullStream *ps = arg;
+	int			k;
+
+	for (k = 0; k < ps->n; k++)
+	{
+		M365PullJob *job = ps->jobs[(ps->cursor + k) % ps->n];
+
+		if (job->done || job->in_flight)
+			continue;
+		ps->cursor = (ps->cursor + k + 1) % ps->n;
+		m365_graph_prepare(&job->request, M365_HTTP_GET, job->url);
+		m365_http_add_header(&job->request, M365_PREFER_UTC);
+		m365_http_add_header(&job->request, PREFER_PAGE_SIZE);
+		job->request.bearer_token = job->token;
+		job->request.user_data = job;
+		job->in_flight = true;
+		job->stats->http_requests++;
+		return &job->request;
+	}
+	return NULL;
+}
+
+static void
+answer_arrived(M365HttpRequest *req, void *arg)
+{
+	PullStream *ps = arg;
+	M365PullJob *job = req->user_data;
+	MemoryContext old = MemoryContextSwitchTo(ps->keep);
+
+	job->in_flight = false;
+	if (ps->commit_each_page)
+		handle_answer_isolated(job, req, ps->keep);
+	else
+		handle_answer(job, req, false);
+	MemoryContextSwitchTo(old);
+}
+
 void
 m365_pull_run(List *jobs, bool commit_each_page, int max_parallel)
 {
-	MemoryContext keep = CurrentMemoryContext;
+	PullStream	ps;
+	ListCell   *lc;
 
+	if (jobs == NIL)
+		return;
 	start_jobs(jobs, commit_each_page);
-	for (;;)
+	ps.n = 0;
+	ps.jobs = palloc(sizeof(M365PullJob *) * list_length(jobs));
+	foreach(lc, jobs)
 	{
-		M365PullJob **active = palloc(sizeof(M365PullJob *) * Max(list_length(jobs), 1));
-		M365HttpRequest *reqs;
-		MemoryContext wave_cxt;
-		ListCell   *lc;
-		int			n = 0;
-		int			i;
+		M365PullJob *job = lfirst(lc);
 
-		foreach(lc, jobs)
-		{
-			M365PullJob *job = lfirst(lc);
-
-			if (!job->done)
-				active[n++] = job;
-		}
-		if (n == 0)
-		{
-			pfree(active);
-			break;
-		}
-		CHECK_FOR_INTERRUPTS();
-
-		/* One request per unfinished account; the answers live for one wave. */
-		wave_cxt = AllocSetContextCreate(keep, "m365sync pull wave", ALLOCSET_DEFAULT_SIZES);
-		MemoryContextSwitchTo(wave_cxt);
-		reqs = palloc0(sizeof(M365HttpRequest) * n);
-		for (i = 0; i < n; i++)
-		{
-			m365_graph_prepare(&reqs[i], M365_HTTP_GET, active[i]->url);
-			m365_http_add_header(&reqs[i], M365_PREFER_UTC);
-			m365_http_add_header(&reqs[i], psprintf("Prefer: odata.maxpagesize=%d", M365_PULL_PAGE_SIZE));
-			reqs[i].bearer_token = active[i]->token;
-			active[i]->stats->http_requests++;
-		}
-		m365_http_perform_many(reqs, n, max_parallel);
-
-		for (i = 0; i < n; i++)
-		{
-			/* What outlives the wave (links, tokens) is copied into keep. */
-			MemoryContextSwitchTo(keep);
-			if (commit_each_page)
-				handle_answer_isolated(active[i], &reqs[i], keep);
-			else
-				handle_answer(active[i], &reqs[i], false);
-		}
-		MemoryContextSwitchTo(keep);
-		MemoryContextDelete(wave_cxt);
-		pfree(active);
+		job->in_flight = false;
+		ps.jobs[ps.n++] = job;
 	}
+	ps.cursor = 0;
+	ps.commit_each_page = commit_each_page;
+	ps.keep = CurrentMemoryContext;
+	m365_http_perform_stream(next_request, answer_arrived, &ps, max_parallel);
+	pfree(ps.jobs);
 }

@@ -2,12 +2,13 @@
  * pull.h — delta rounds of accounts (pull.c): every sync-enabled calendar's
  * calendarView/delta followed to its deltaLink.
  *
- * Rounds of many accounts advance together in waves: each wave sends the
- * next request of every unfinished account at once (libcurl multi, at most
- * m365sync.max_connections in flight, one per mailbox), then applies the
- * answers one account at a time. A delta chain is sequential by nature, so
- * one request per mailbox per wave is all the parallelism an account has;
- * the waves give the parallelism across accounts.
+ * Rounds of many accounts advance together as a stream: up to
+ * m365sync.max_connections requests are in flight (libcurl multi), each
+ * answer is applied as soon as it arrives and that account's next request
+ * goes out at once. A delta chain is sequential by nature, so one request
+ * per mailbox at a time is all the parallelism an account has; the stream
+ * gives the parallelism across accounts, and keeps the connections busy
+ * while pages are being applied.
  */
 #ifndef M365SYNC_PULL_H
 #define M365SYNC_PULL_H
@@ -15,6 +16,8 @@
 #include "postgres.h"
 
 #include "nodes/pg_list.h"
+
+#include "http.h"
 
 typedef struct M365RoundStats
 {
@@ -48,6 +51,8 @@ typedef struct M365PullJob
 	bool		token_retried;	/* asked for a fresh token after a 401 */
 	bool		restarted;		/* a lost cursor restarted this calendar */
 	bool		done;
+	bool		in_flight;		/* its request is out; one per mailbox */
+	M365HttpRequest request;
 } M365PullJob;
 
 /*

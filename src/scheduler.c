@@ -265,11 +265,14 @@ run_rounds(List *due, bool commit_each_page)
 	return jobs;
 }
 
-/* Accounts per worker batch: enough to keep every connection busy. */
+/*
+ * Accounts per worker batch: many per connection, so the stream stays full
+ * and only a batch's tail leaves connections idle.
+ */
 static int
 batch_size(void)
 {
-	return Max(4 * m365_max_connections, 16);
+	return Min(Max(16 * m365_max_connections, 32), 4096);
 }
 
 /* The worker's round (see worker.h): sync what is due, one transaction per page. */

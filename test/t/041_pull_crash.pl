@@ -48,12 +48,12 @@ sub settle
 {
 	$node->safe_psql('postgres', "UPDATE m365sync.accounts SET next_sync_at = now(), backoff_until = NULL WHERE account_id = $account");
 	my $target = truth();
-	for (1 .. 600)
+	for (1 .. 240)
 	{
 		my $done = $node->safe_psql('postgres',
 			"SELECT bool_and(delta_is_final) FROM m365sync.calendars WHERE account_id = $account AND sync_enabled");
 		return 1 if $done eq 't' && local_set() eq $target;
-		usleep(100_000);
+		usleep(250_000);
 	}
 	return 0;
 }
