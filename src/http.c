@@ -263,6 +263,25 @@ get_multi(void)
 	return backend_multi;
 }
 
+static CURLM *
+get_multi_for(int parallel)
+{
+	static long cache_size = 0;
+	CURLM	   *multi = get_multi();
+
+	/*
+	 * Keep at least one idle connection per parallel slot: a connection
+	 * closed and opened again costs a TLS handshake (and curl's parse of the
+	 * CA bundle) per request.
+	 */
+	if (parallel > cache_size)
+	{
+		cache_size = Max(parallel, 32);
+		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, cache_size);
+	}
+	return multi;
+}
+
 /* Read a whole file into malloc'd memory; NULL on failure. */
 static char *
 read_file_malloc(const char *path, size_t *len)
@@ -678,7 +697,7 @@ m365_http_perform_many(M365HttpRequest *reqs, int n, int max_parallel)
 
 	if (n <= 0)
 		return;
-	multi = get_multi();
+	multi = get_multi_for(max_parallel);
 	for (i = 0; i < n; i++)
 		memset(&reqs[i].response, 0, sizeof(M365HttpResponse));
 	ts = calloc(n, sizeof(Transfer));
@@ -774,7 +793,7 @@ void
 m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg, int max_parallel)
 {
 	int			nslots = Max(max_parallel, 1);
-	CURLM	   *multi = get_multi();
+	CURLM	   *multi = get_multi_for(nslots);
 	Transfer   *volatile slots;
 	MemoryContext *slot_cxt;
 	MemoryContext stream_cxt;

@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -108,49 +109,53 @@ event_to_jsonb(const cJSON *event)
 static void
 apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365RoundStats *st)
 {
+	const char **ids = palloc(sizeof(char *) * Max(page->n_items, 1));
+	M365PullBatch *batch;
 	int			i;
 
 	for (i = 0; i < page->n_items; i++)
+		ids[i] = page->items[i].id;
+	SPI_connect();
+	batch = m365_pull_batch_begin(account_id, cal->full_round_id, ids, page->n_items);
+	for (i = 0; i < page->n_items; i++)
 	{
 		M365DeltaItem *it = &page->items[i];
+		M365Event	ev;
+		M365EventError err;
+		M365EventColumns cols;
 
 		st->fetched++;
 		if (it->removed)
 		{
-			if (m365_pull_remove_event(account_id, it->id))
+			if (m365_pull_batch_remove(batch, it->id))
 				st->deleted++;
+			continue;
 		}
-		else
+		if (m365_event_parse(it->event, M365_EV_FROM_GRAPH, &ev, &err) != M365_EV_OK)
 		{
-			M365Event	ev;
-			M365EventError err;
-			M365EventColumns cols;
-
-			if (m365_event_parse(it->event, M365_EV_FROM_GRAPH, &ev, &err) != M365_EV_OK)
-			{
-				/* One odd event must not stop the calendar; the field, never content. */
-				ereport(WARNING,
-						(errmsg("m365sync: skipped an event Graph sent for account %lld",
-								(long long) account_id),
-						 errdetail("Field \"%s\" could not be read.", err.field)));
-				continue;
-			}
-			m365_event_columns(&ev, &cols);
-			switch (m365_pull_apply_event(account_id, cal->calendar_id, &cols,
-										  event_to_jsonb(it->event), cal->full_round_id))
-			{
-				case M365_APPLY_INSERTED:
-				case M365_APPLY_UPDATED:
-					st->applied++;
-					break;
-				case M365_APPLY_CONFLICT:
-					st->conflicts++;
-					break;
-				case M365_APPLY_UNCHANGED:
-					break;
-			}
+			/* One odd event must not stop the calendar; the field, never content. */
+			ereport(WARNING,
+					(errmsg("m365sync: skipped an event Graph sent for account %lld",
+							(long long) account_id),
+					 errdetail("Field \"%s\" could not be read.", err.field)));
+			continue;
+		}
+		m365_event_columns(&ev, &cols);
+		switch (m365_pull_batch_apply(batch, cal->calendar_id, &cols, event_to_jsonb(it->event)))
+		{
+			case M365_APPLY_INSERTED:
+			case M365_APPLY_UPDATED:
+				st->applied++;
+				break;
+			case M365_APPLY_CONFLICT:
+				st->conflicts++;
+				break;
+			case M365_APPLY_UNCHANGED:
+				break;
 		}
 	}
+	m365_pull_batch_end(batch);
+	SPI_finish();
 }
 
 /*

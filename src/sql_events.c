@@ -409,7 +409,7 @@ m365sync_upsert_event(PG_FUNCTION_ARGS)
 				event_id = m365_store_next_event_id();
 				m365_store_insert_event(account_id, event_id, calendar_id, &cols, false, 0,
 										m365_store_seal_content(account_id, event_id, data),
-										"pending");
+										"pending", 0);
 				m365_store_queue_upsert(account_id, event_id, true, true, NULL, 0, NULL);
 			}
 			else

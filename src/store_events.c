@@ -196,14 +196,15 @@ m365_store_next_event_id(void)
 void
 m365_store_insert_event(int64 account_id, int64 event_id, int64 calendar_id,
 						const M365EventColumns *c, bool has_series_master,
-						int64 series_master_id, bytea *content, const char *sync_state)
+						int64 series_master_id, bytea *content, const char *sync_state,
+						int64 seen_round)
 {
 	static SPIPlanPtr p;
-	Oid			types[18] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
+	Oid			types[19] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
 		TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID,
-	BYTEAOID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		values[18];
-	char		nulls[18];
+	BYTEAOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, INT8OID};
+	Datum		values[19];
+	char		nulls[19];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(account_id);
@@ -227,12 +228,14 @@ m365_store_insert_event(int64 account_id, int64 event_id, int64 calendar_id,
 	values[16] = TimestampTzGetDatum(c->remote_modified_at);
 	nulls[16] = c->has_remote_modified ? ' ' : 'n';
 	values[17] = CStringGetTextDatum(sync_state);
+	values[18] = Int64GetDatum(seen_round);
+	nulls[18] = seen_round != 0 ? ' ' : 'n';
 	run(plan(&p, "INSERT INTO m365sync.events (account_id, event_id, calendar_id, graph_id,"
 			 " ical_uid, series_master_id, event_type, start_at, end_at, is_all_day, start_date,"
 			 " end_date, show_as, is_cancelled, content, change_key, remote_modified_at,"
-			 " local_modified_at, sync_state)"
+			 " local_modified_at, sync_state, seen_round)"
 			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-			 " pg_catalog.now(), $18)", 18, types),
+			 " pg_catalog.now(), $18, $19)", 19, types),
 		values, nulls, SPI_OK_INSERT, 0);
 }
 

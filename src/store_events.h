@@ -55,7 +55,7 @@ extern Jsonb *m365_store_open_content(int64 account_id, int64 event_id, bytea *c
 extern void m365_store_insert_event(int64 account_id, int64 event_id, int64 calendar_id,
 									const M365EventColumns *cols, bool has_series_master,
 									int64 series_master_id, bytea *content,
-									const char *sync_state);
+									const char *sync_state, int64 seen_round);
 
 /* A local change: scheduling columns and content; graph_id and change_key stay. */
 extern void m365_store_update_event_local(int64 account_id, int64 event_id,

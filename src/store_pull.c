@@ -12,6 +12,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -24,6 +25,22 @@ check(int rc, int expected, const char *what)
 {
 	if (rc != expected)
 		elog(ERROR, "m365sync: %s failed: %s", what, SPI_result_code_string(rc));
+}
+
+/* A statement planned once per backend (the pull runs them per event). */
+static SPIPlanPtr
+saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+		if (p == NULL)
+			elog(ERROR, "m365sync: could not plan a pull statement: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*slot = p;
+	}
+	return *slot;
 }
 
 List *
@@ -71,6 +88,7 @@ m365_pull_calendars(int64 account_id)
 void
 m365_pull_save_cursor(int64 account_id, const M365PullCalendar *cal)
 {
+	static SPIPlanPtr plan;
 	Oid			types[7] = {INT8OID, INT8OID, BYTEAOID, BOOLOID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[7];
 	char		nulls[8] = "       ";
@@ -90,14 +108,14 @@ m365_pull_save_cursor(int64 account_id, const M365PullCalendar *cal)
 	nulls[5] = nulls[6] = cal->has_window ? ' ' : 'n';
 
 	SPI_connect();
-	check(SPI_execute_with_args("UPDATE m365sync.calendars SET delta_link = $3, delta_is_final = $4,"
-								" full_round_id = $5, window_start = $6, window_end = $7"
-								" WHERE account_id = $1 AND calendar_id = $2",
-								7, types, values, nulls, false, 0), SPI_OK_UPDATE, "saving a cursor");
+	check(SPI_execute_plan(saved_plan(&plan, "UPDATE m365sync.calendars SET delta_link = $3, delta_is_final = $4,"
+									  " full_round_id = $5, window_start = $6, window_end = $7"
+									  " WHERE account_id = $1 AND calendar_id = $2", 7, types),
+						   values, nulls, false, 0), SPI_OK_UPDATE, "saving a cursor");
 	SPI_finish();
 }
 
-/* Local id of an event by Graph id (0 when unknown). */
+/* Local id of an event by Graph id (0 when unknown); series masters only. */
 static int64
 local_id(int64 account_id, const char *graph_id)
 {
@@ -112,148 +130,273 @@ local_id(int64 account_id, const char *graph_id)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-#define TEXT_ARG(i, s) do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
-
-M365ApplyOutcome
-m365_pull_apply_event(int64 account_id, int64 calendar_id, const M365EventColumns *c,
-					  Jsonb *data, int64 round_id)
+typedef struct BatchEntry
 {
-	Oid			ltypes[2] = {INT8OID, TEXTOID};
-	Datum		lvalues[2];
+	char	   *graph_id;
 	int64		event_id;
-	int64		master = 0;
-	bool		isnull;
-	char	   *old_key;
-	bool		pending;
-	M365ApplyOutcome outcome;
+	char	   *change_key;
+	bool		pending;		/* a local change waits in the outbox */
+	bool		gone;			/* removed in this page */
+	ItemPointerData tid;		/* current row version, locked by us */
+} BatchEntry;
 
-	SPI_connect();
-	if (c->series_master_graph_id)
-		master = local_id(account_id, c->series_master_graph_id);
+struct M365PullBatch
+{
+	int64		account_id;
+	int64		round_id;
+	BatchEntry *entries;
+	int			n;
+	int			cap;
+	int64	   *seen;			/* unchanged events to mark with round_id */
+	int			nseen;
+	int			seen_cap;
+};
 
-	lvalues[0] = Int64GetDatum(account_id);
-	lvalues[1] = CStringGetTextDatum(c->graph_id);
-	check(SPI_execute_with_args("SELECT e.event_id, e.change_key,"
+static BatchEntry *
+find_entry(M365PullBatch *b, const char *graph_id)
+{
+	int			i;
+
+	for (i = 0; i < b->n; i++)
+		if (!b->entries[i].gone && strcmp(b->entries[i].graph_id, graph_id) == 0)
+			return &b->entries[i];
+	return NULL;
+}
+
+static BatchEntry *
+add_entry(M365PullBatch *b)
+{
+	if (b->n == b->cap)
+	{
+		b->cap = Max(16, b->cap * 2);
+		b->entries = b->entries ? repalloc(b->entries, sizeof(BatchEntry) * b->cap)
+			: palloc(sizeof(BatchEntry) * b->cap);
+	}
+	memset(&b->entries[b->n], 0, sizeof(BatchEntry));
+	return &b->entries[b->n++];
+}
+
+/*
+ * The lookup is planned for each page (custom plan over the unique index on
+ * (account_id, graph_id)); the per-event writes then address rows by ctid,
+ * which no generic plan can get wrong as the table grows from empty.
+ */
+M365PullBatch *
+m365_pull_batch_begin(int64 account_id, int64 round_id, const char *const *graph_ids, int n)
+{
+	M365PullBatch *b = palloc0(sizeof(M365PullBatch));
+	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
+	Oid			types[2] = {INT8OID, TEXTARRAYOID};
+	Datum		values[2];
+	uint64		i;
+	int			k;
+
+	b->account_id = account_id;
+	b->round_id = round_id;
+	b->seen = palloc(sizeof(int64) * Max(n, 1));
+	b->seen_cap = n;
+	for (k = 0; k < n; k++)
+		ids[k] = CStringGetTextDatum(graph_ids[k]);
+	values[0] = Int64GetDatum(account_id);
+	values[1] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+	check(SPI_execute_with_args("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
 								" e.sync_state <> 'synced' OR EXISTS (SELECT 1 FROM m365sync.outbox o"
 								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
 								"   AND o.state = 'pending')"
-								" FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = $2"
+								" FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = ANY ($2)"
 								" FOR UPDATE",
-								2, ltypes, lvalues, NULL, false, 1), SPI_OK_SELECT, "locking an event");
-
-	if (SPI_processed == 0)
+								2, types, values, NULL, false, 0), SPI_OK_SELECT, "locking a page's events");
+	for (i = 0; i < SPI_processed; i++)
 	{
-		event_id = m365_store_next_event_id();
-		m365_store_insert_event(account_id, event_id, calendar_id, c, master != 0, master,
-								m365_store_seal_content(account_id, event_id, data), "synced");
-		outcome = M365_APPLY_INSERTED;
-	}
-	else
-	{
-		HeapTuple	t = SPI_tuptable->vals[0];
+		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
+		BatchEntry *e = add_entry(b);
+		bool		isnull;
 
-		event_id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-		old_key = SPI_getvalue(t, d, 2);
-		pending = DatumGetBool(SPI_getbinval(t, d, 3, &isnull));
-
-		if (old_key && c->change_key && strcmp(old_key, c->change_key) == 0)
-			outcome = M365_APPLY_UNCHANGED;
-		else if (pending)
-		{
-			/* Keep both: the local change stays, the remote version is listed. */
-			int64		conflict_id;
-			bytea	   *lost;
-			Oid			utypes[4] = {INT8OID, INT8OID, INT8OID, BYTEAOID};
-			Datum		uvalues[4];
-
-			check(SPI_execute("SELECT pg_catalog.nextval('m365sync.conflicts_conflict_id_seq')", false, 1),
-				  SPI_OK_SELECT, "numbering a conflict");
-			conflict_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			lost = m365_encrypt("conflicts", "lost", account_id, conflict_id,
-								VARDATA(data), VARSIZE(data) - VARHDRSZ);
-			uvalues[0] = Int64GetDatum(account_id);
-			uvalues[1] = Int64GetDatum(conflict_id);
-			uvalues[2] = Int64GetDatum(event_id);
-			uvalues[3] = PointerGetDatum(lost);
-			check(SPI_execute_with_args("INSERT INTO m365sync.conflicts (account_id, conflict_id, event_id,"
-										" policy, kept, lost) VALUES ($1, $2, $3, 'pending', 'local', $4)",
-										4, utypes, uvalues, NULL, false, 0), SPI_OK_INSERT, "recording a conflict");
-			check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = 'conflict'"
-										" WHERE account_id = $1 AND event_id = $2",
-										2, utypes, uvalues, NULL, false, 0), SPI_OK_UPDATE, "marking a conflict");
-			outcome = M365_APPLY_CONFLICT;
-		}
-		else
-		{
-			Oid			types[16] = {INT8OID, INT8OID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID,
-				TIMESTAMPTZOID, BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID, BYTEAOID, TEXTOID,
-			TIMESTAMPTZOID, INT8OID};
-			Datum		values[16];
-			char		nulls[17];
-
-			memset(nulls, ' ', 16);
-			nulls[16] = '\0';
-			values[0] = Int64GetDatum(account_id);
-			values[1] = Int64GetDatum(event_id);
-			TEXT_ARG(2, c->ical_uid);
-			values[3] = Int64GetDatum(master);
-			nulls[3] = master ? ' ' : 'n';
-			values[4] = CStringGetTextDatum(c->event_type);
-			values[5] = TimestampTzGetDatum(c->start_at);
-			values[6] = TimestampTzGetDatum(c->end_at);
-			values[7] = BoolGetDatum(c->is_all_day);
-			values[8] = DateADTGetDatum(c->start_date);
-			values[9] = DateADTGetDatum(c->end_date);
-			nulls[8] = nulls[9] = c->is_all_day ? ' ' : 'n';
-			TEXT_ARG(10, c->show_as);
-			values[11] = BoolGetDatum(c->is_cancelled);
-			values[12] = PointerGetDatum(m365_store_seal_content(account_id, event_id, data));
-			TEXT_ARG(13, c->change_key);
-			values[14] = TimestampTzGetDatum(c->remote_modified_at);
-			nulls[14] = c->has_remote_modified ? ' ' : 'n';
-			values[15] = Int64GetDatum(round_id);
-			nulls[15] = round_id ? ' ' : 'n';
-			check(SPI_execute_with_args("UPDATE m365sync.events SET ical_uid = $3, series_master_id = $4,"
-										" event_type = $5, start_at = $6, end_at = $7, is_all_day = $8,"
-										" start_date = $9, end_date = $10, show_as = $11, is_cancelled = $12,"
-										" content = $13, change_key = $14, remote_modified_at = $15,"
-										" seen_round = coalesce($16, seen_round), sync_state = 'synced'"
-										" WHERE account_id = $1 AND event_id = $2",
-										16, types, values, nulls, false, 0), SPI_OK_UPDATE, "updating an event");
-			outcome = M365_APPLY_UPDATED;
-		}
+		e->graph_id = SPI_getvalue(t, d, 1);
+		e->event_id = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
+		e->change_key = SPI_getvalue(t, d, 3);
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(t, d, 4, &isnull)), &e->tid);
+		e->pending = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
 	}
+	return b;
+}
 
-	if (round_id != 0 && outcome != M365_APPLY_UPDATED)
+/* Keep both versions: the local change stays, the remote one is listed. */
+static void
+record_conflict(M365PullBatch *b, BatchEntry *e, Jsonb *data)
+{
+	static SPIPlanPtr plan;
+	Oid			types[4] = {INT8OID, INT8OID, INT8OID, BYTEAOID};
+	Datum		values[4];
+	int64		conflict_id;
+	bool		isnull;
+
+	check(SPI_execute("SELECT pg_catalog.nextval('m365sync.conflicts_conflict_id_seq')", false, 1),
+		  SPI_OK_SELECT, "numbering a conflict");
+	conflict_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	values[0] = Int64GetDatum(b->account_id);
+	values[1] = Int64GetDatum(conflict_id);
+	values[2] = Int64GetDatum(e->event_id);
+	values[3] = PointerGetDatum(m365_encrypt("conflicts", "lost", b->account_id, conflict_id,
+											 VARDATA(data), VARSIZE(data) - VARHDRSZ));
+	check(SPI_execute_plan(saved_plan(&plan,
+									  "WITH c AS (INSERT INTO m365sync.conflicts (account_id, conflict_id, event_id,"
+									  " policy, kept, lost) VALUES ($1, $2, $3, 'pending', 'local', $4))"
+									  " UPDATE m365sync.events SET sync_state = 'conflict'"
+									  " WHERE account_id = $1 AND event_id = $3", 4, types),
+						   values, NULL, false, 0), SPI_OK_UPDATE, "recording a conflict");
+}
+
+#define TEXT_ARG(i, s) do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
+
+/* A remote change to a synced event: the new version replaces the row. */
+static void
+update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 master, Jsonb *data)
+{
+	static SPIPlanPtr plan;
+	Oid			types[16] = {INT8OID, TIDOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID,
+		TIMESTAMPTZOID, BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID, BYTEAOID, TEXTOID,
+	TIMESTAMPTZOID, INT8OID};
+	Datum		values[16];
+	char		nulls[17];
+	bool		isnull;
+
+	memset(nulls, ' ', 16);
+	nulls[16] = '\0';
+	values[0] = Int64GetDatum(b->account_id);
+	values[1] = PointerGetDatum(&e->tid);
+	TEXT_ARG(2, c->ical_uid);
+	values[3] = Int64GetDatum(master);
+	nulls[3] = master ? ' ' : 'n';
+	values[4] = CStringGetTextDatum(c->event_type);
+	values[5] = TimestampTzGetDatum(c->start_at);
+	values[6] = TimestampTzGetDatum(c->end_at);
+	values[7] = BoolGetDatum(c->is_all_day);
+	values[8] = DateADTGetDatum(c->start_date);
+	values[9] = DateADTGetDatum(c->end_date);
+	nulls[8] = nulls[9] = c->is_all_day ? ' ' : 'n';
+	TEXT_ARG(10, c->show_as);
+	values[11] = BoolGetDatum(c->is_cancelled);
+	values[12] = PointerGetDatum(m365_store_seal_content(b->account_id, e->event_id, data));
+	TEXT_ARG(13, c->change_key);
+	values[14] = TimestampTzGetDatum(c->remote_modified_at);
+	nulls[14] = c->has_remote_modified ? ' ' : 'n';
+	values[15] = Int64GetDatum(b->round_id);
+	nulls[15] = b->round_id ? ' ' : 'n';
+	check(SPI_execute_plan(saved_plan(&plan,
+									  "UPDATE m365sync.events SET ical_uid = $3, series_master_id = $4,"
+									  " event_type = $5, start_at = $6, end_at = $7, is_all_day = $8,"
+									  " start_date = $9, end_date = $10, show_as = $11, is_cancelled = $12,"
+									  " content = $13, change_key = $14, remote_modified_at = $15,"
+									  " seen_round = coalesce($16, seen_round), sync_state = 'synced'"
+									  " WHERE ctid = $2 AND account_id = $1 RETURNING ctid", 16, types),
+						   values, nulls, false, 0), SPI_OK_UPDATE_RETURNING, "updating an event");
+	if (SPI_processed != 1)
+		elog(ERROR, "m365sync: a locked event changed under the pull");
+	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
+					&e->tid);
+	e->change_key = c->change_key ? pstrdup(c->change_key) : NULL;
+}
+
+M365ApplyOutcome
+m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumns *c, Jsonb *data)
+{
+	BatchEntry *e = find_entry(b, c->graph_id);
+	int64		master = 0;
+
+	if (c->series_master_graph_id)
+		master = local_id(b->account_id, c->series_master_graph_id);
+
+	if (e == NULL)
 	{
-		Oid			types[3] = {INT8OID, INT8OID, INT8OID};
-		Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(event_id), Int64GetDatum(round_id)};
+		int64		event_id = m365_store_next_event_id();
 
-		check(SPI_execute_with_args("UPDATE m365sync.events SET seen_round = $3"
-									" WHERE account_id = $1 AND event_id = $2",
-									3, types, values, NULL, false, 0), SPI_OK_UPDATE, "marking an event seen");
+		m365_store_insert_event(b->account_id, event_id, calendar_id, c, master != 0, master,
+								m365_store_seal_content(b->account_id, event_id, data), "synced",
+								b->round_id);
+		/* Seen twice in one page: the second sight finds this row. */
+		e = add_entry(b);
+		e->graph_id = pstrdup(c->graph_id);
+		e->event_id = event_id;
+		e->change_key = c->change_key ? pstrdup(c->change_key) : NULL;
+		ItemPointerSetInvalid(&e->tid);
+		return M365_APPLY_INSERTED;
 	}
-	SPI_finish();
-	return outcome;
+	if (e->change_key && c->change_key && strcmp(e->change_key, c->change_key) == 0)
+	{
+		if (b->round_id != 0 && ItemPointerIsValid(&e->tid) && b->nseen < b->seen_cap)
+			b->seen[b->nseen++] = e->event_id;
+		return M365_APPLY_UNCHANGED;
+	}
+	if (e->pending)
+	{
+		record_conflict(b, e, data);
+		return M365_APPLY_CONFLICT;
+	}
+	if (!ItemPointerIsValid(&e->tid))
+	{
+		/* Inserted earlier in this page and changed again: find the new row. */
+		Oid			types[2] = {INT8OID, INT8OID};
+		Datum		values[2] = {Int64GetDatum(b->account_id), Int64GetDatum(e->event_id)};
+		bool		isnull;
+
+		check(SPI_execute_with_args("SELECT ctid FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
+									2, types, values, NULL, false, 1), SPI_OK_SELECT, "finding an event");
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
+						&e->tid);
+	}
+	update_row(b, e, c, master, data);
+	return M365_APPLY_UPDATED;
 }
 
 bool
-m365_pull_remove_event(int64 account_id, const char *graph_id)
+m365_pull_batch_remove(M365PullBatch *b, const char *graph_id)
 {
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(account_id), CStringGetTextDatum(graph_id)};
-	bool		removed;
+	static SPIPlanPtr plan;
+	BatchEntry *e = find_entry(b, graph_id);
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2];
 
-	SPI_connect();
-	check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = $2"
-								" AND e.sync_state = 'synced' AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o"
-								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
-								"   AND o.state = 'pending')",
-								2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing an event");
-	removed = SPI_processed > 0;
-	SPI_finish();
-	return removed;
+	if (e == NULL || e->pending)
+		return false;			/* already gone, or kept for the push to settle */
+	values[0] = Int64GetDatum(b->account_id);
+	if (ItemPointerIsValid(&e->tid))
+	{
+		types[1] = TIDOID;
+		values[1] = PointerGetDatum(&e->tid);
+		check(SPI_execute_plan(saved_plan(&plan, "DELETE FROM m365sync.events WHERE ctid = $2 AND account_id = $1",
+										  2, types), values, NULL, false, 0), SPI_OK_DELETE, "removing an event");
+	}
+	else
+	{
+		values[1] = Int64GetDatum(e->event_id);
+		check(SPI_execute_with_args("DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
+									2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing an event");
+	}
+	e->gone = true;
+	return SPI_processed > 0;
+}
+
+void
+m365_pull_batch_end(M365PullBatch *b)
+{
+	Oid			types[3] = {INT8OID, INT8OID, INT8ARRAYOID};
+	Datum		values[3];
+	Datum	   *ids;
+	int			i;
+
+	if (b->round_id == 0 || b->nseen == 0)
+		return;
+	ids = palloc(sizeof(Datum) * b->nseen);
+	for (i = 0; i < b->nseen; i++)
+		ids[i] = Int64GetDatum(b->seen[i]);
+	values[0] = Int64GetDatum(b->account_id);
+	values[1] = Int64GetDatum(b->round_id);
+	values[2] = PointerGetDatum(construct_array(ids, b->nseen, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	check(SPI_execute_with_args("UPDATE m365sync.events SET seen_round = $2"
+								" WHERE account_id = $1 AND event_id = ANY ($3)",
+								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "marking events seen");
 }
 
 int

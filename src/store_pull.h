@@ -39,13 +39,25 @@ extern List *m365_pull_calendars(int64 account_id);
 /* Save a calendar's cursor (encrypted) and round state. */
 extern void m365_pull_save_cursor(int64 account_id, const M365PullCalendar *cal);
 
+/*
+ * A page's events as stored: one lookup (and row lock) for every Graph id
+ * of the page, so applying costs no per-event search. Call between
+ * SPI_connect and SPI_finish; begin, apply/remove each item, end.
+ */
+typedef struct M365PullBatch M365PullBatch;
+
+extern M365PullBatch *m365_pull_batch_begin(int64 account_id, int64 round_id,
+											const char *const *graph_ids, int n);
+
 /* Insert or update one remote event; data is the whole Graph object. */
-extern M365ApplyOutcome m365_pull_apply_event(int64 account_id, int64 calendar_id,
-											  const M365EventColumns *cols,
-											  Jsonb *data, int64 round_id);
+extern M365ApplyOutcome m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id,
+											  const M365EventColumns *cols, Jsonb *data);
 
 /* An @removed entry: delete locally unless a local change is pending. */
-extern bool m365_pull_remove_event(int64 account_id, const char *graph_id);
+extern bool m365_pull_batch_remove(M365PullBatch *b, const char *graph_id);
+
+/* Mark what the page saw unchanged (full rounds), in one statement. */
+extern void m365_pull_batch_end(M365PullBatch *b);
 
 /*
  * End of a full round: delete what the round did not see (and has no local

@@ -69,8 +69,12 @@ for my $trial (1 .. $trials)
 	my $initial = $trial % 2;	# odd trials: a fresh initial sync; even: incremental
 	if ($initial)
 	{
-		$node->safe_psql('postgres', "DELETE FROM m365sync.events WHERE account_id = $account;"
-			  . " UPDATE m365sync.calendars SET delta_link = NULL, delta_is_final = false, full_round_id = NULL WHERE account_id = $account");
+		# Reset under the account's round lock (0x4D33 = 19763), so that no
+		# round in flight writes its cursor over the reset.
+		$node->safe_psql('postgres', "SELECT pg_advisory_lock(19763, $account);"
+			  . " DELETE FROM m365sync.events WHERE account_id = $account;"
+			  . " UPDATE m365sync.calendars SET delta_link = NULL, delta_is_final = false, full_round_id = NULL WHERE account_id = $account;"
+			  . " SELECT pg_advisory_unlock(19763, $account)");
 	}
 	else
 	{
@@ -121,9 +125,12 @@ for my $trial (1 .. $trials)
 	{
 		my %l = map { $_ => 1 } split /,/, local_set();
 		my %r = map { $_ => 1 } split /,/, truth();
-		$lost += grep { !$l{$_} } keys %r;
-		$extra += grep { !$r{$_} } keys %l;
-		diag("trial $trial: local differs from the ground truth");
+		my @lost = grep { !$l{$_} } keys %r;
+		my @extra = grep { !$r{$_} } keys %l;
+		$lost += @lost;
+		$extra += @extra;
+		diag("trial $trial: local differs from the ground truth: " . scalar(@lost) . " missing, "
+			  . scalar(@extra) . " stale; e.g. missing $lost[0]");
 	}
 }
 
