@@ -3,10 +3,12 @@
  *
  * Idempotent by construction: an event is found by its Graph id (immutable
  * ids), an unchanged changeKey writes nothing but the round mark, and a
- * removal of something already gone is a no-op. A local change waiting in
- * the outbox is never overwritten: the remote version is kept (encrypted)
- * in m365sync.conflicts for the push to settle. Every statement is
- * parameterised and keeps to one account.
+ * removal of something already gone is a no-op. A remote change meeting a
+ * local change waiting in the outbox is settled by the conflict policy
+ * (store_conflicts.c): one version kept, the other listed, never lost. A
+ * new remote event carrying the transactionId of one of our pending creates
+ * is linked to it, not copied. Every statement is parameterised and keeps
+ * to one account.
  */
 #include "postgres.h"
 
@@ -16,8 +18,10 @@
 #include "utils/timestamp.h"
 
 #include "keyring.h"
+#include "store_conflicts.h"
 #include "store_events.h"
 #include "store_pull.h"
+#include "store_push.h"
 
 static void
 check(int rc, int expected, const char *what)
@@ -134,7 +138,7 @@ m365_pull_apply_event(int64 account_id, int64 calendar_id, const M365EventColumn
 	lvalues[0] = Int64GetDatum(account_id);
 	lvalues[1] = CStringGetTextDatum(c->graph_id);
 	check(SPI_execute_with_args("SELECT e.event_id, e.change_key,"
-								" e.sync_state <> 'synced' OR EXISTS (SELECT 1 FROM m365sync.outbox o"
+								" e.sync_state IN ('pending', 'failed') OR EXISTS (SELECT 1 FROM m365sync.outbox o"
 								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
 								"   AND o.state = 'pending')"
 								" FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = $2"
@@ -143,9 +147,14 @@ m365_pull_apply_event(int64 account_id, int64 calendar_id, const M365EventColumn
 
 	if (SPI_processed == 0)
 	{
-		event_id = m365_store_next_event_id();
-		m365_store_insert_event(account_id, event_id, calendar_id, c, master != 0, master,
-								m365_store_seal_content(account_id, event_id, data), "synced");
+		/* our own create whose answer was lost comes back here: link, don't copy */
+		event_id = m365_push_link_pulled(account_id, c, data);
+		if (event_id == 0)
+		{
+			event_id = m365_store_next_event_id();
+			m365_store_insert_event(account_id, event_id, calendar_id, c, master != 0, master,
+									m365_store_seal_content(account_id, event_id, data), "synced");
+		}
 		outcome = M365_APPLY_INSERTED;
 	}
 	else
@@ -161,27 +170,8 @@ m365_pull_apply_event(int64 account_id, int64 calendar_id, const M365EventColumn
 			outcome = M365_APPLY_UNCHANGED;
 		else if (pending)
 		{
-			/* Keep both: the local change stays, the remote version is listed. */
-			int64		conflict_id;
-			bytea	   *lost;
-			Oid			utypes[4] = {INT8OID, INT8OID, INT8OID, BYTEAOID};
-			Datum		uvalues[4];
-
-			check(SPI_execute("SELECT pg_catalog.nextval('m365sync.conflicts_conflict_id_seq')", false, 1),
-				  SPI_OK_SELECT, "numbering a conflict");
-			conflict_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			lost = m365_encrypt("conflicts", "lost", account_id, conflict_id,
-								VARDATA(data), VARSIZE(data) - VARHDRSZ);
-			uvalues[0] = Int64GetDatum(account_id);
-			uvalues[1] = Int64GetDatum(conflict_id);
-			uvalues[2] = Int64GetDatum(event_id);
-			uvalues[3] = PointerGetDatum(lost);
-			check(SPI_execute_with_args("INSERT INTO m365sync.conflicts (account_id, conflict_id, event_id,"
-										" policy, kept, lost) VALUES ($1, $2, $3, 'pending', 'local', $4)",
-										4, utypes, uvalues, NULL, false, 0), SPI_OK_INSERT, "recording a conflict");
-			check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = 'conflict'"
-										" WHERE account_id = $1 AND event_id = $2",
-										2, utypes, uvalues, NULL, false, 0), SPI_OK_UPDATE, "marking a conflict");
+			/* Both changed: the policy keeps one, the other is listed (store_conflicts.c). */
+			(void) m365_conflict_remote_changed(account_id, event_id, c, data);
 			outcome = M365_APPLY_CONFLICT;
 		}
 		else
@@ -218,7 +208,8 @@ m365_pull_apply_event(int64 account_id, int64 calendar_id, const M365EventColumn
 										" event_type = $5, start_at = $6, end_at = $7, is_all_day = $8,"
 										" start_date = $9, end_date = $10, show_as = $11, is_cancelled = $12,"
 										" content = $13, change_key = $14, remote_modified_at = $15,"
-										" seen_round = coalesce($16, seen_round), sync_state = 'synced'"
+										" seen_round = coalesce($16, seen_round),"
+										" sync_state = CASE WHEN sync_state = 'conflict' THEN 'conflict' ELSE 'synced' END"
 										" WHERE account_id = $1 AND event_id = $2",
 										16, types, values, nulls, false, 0), SPI_OK_UPDATE, "updating an event");
 			outcome = M365_APPLY_UPDATED;
@@ -252,6 +243,17 @@ m365_pull_remove_event(int64 account_id, const char *graph_id)
 								"   AND o.state = 'pending')",
 								2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing an event");
 	removed = SPI_processed > 0;
+	/* an event whose conflict is still listed stays as a tombstone, so the listing keeps its loser */
+	if (!removed)
+	{
+		check(SPI_execute_with_args("UPDATE m365sync.events e SET deleted = true, graph_id = NULL, change_key = NULL"
+									" WHERE e.account_id = $1 AND e.graph_id = $2 AND e.sync_state = 'conflict'"
+									" AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o"
+									"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
+									"   AND o.state = 'pending')",
+									2, types, values, NULL, false, 0), SPI_OK_UPDATE, "removing an event");
+		removed = SPI_processed > 0;
+	}
 	SPI_finish();
 	return removed;
 }
@@ -266,6 +268,7 @@ m365_pull_sweep(int64 account_id, int64 calendar_id, int64 round_id)
 	SPI_connect();
 	check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.calendar_id = $2"
 								" AND e.graph_id IS NOT NULL AND e.seen_round IS DISTINCT FROM $3"
+								" AND e.event_type <> 'seriesMaster'"	/* calendarView never shows masters */
 								" AND e.sync_state = 'synced' AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o"
 								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
 								"   AND o.state = 'pending')",
