@@ -442,6 +442,12 @@ settle_precondition(PushState *ps, Write *w)
 			transient(ps, w, "malformedResponse");
 			return;
 		}
+		if (cols.change_key && w->e->change_key && strcmp(cols.change_key, w->e->change_key) == 0)
+		{
+			/* nothing changed there: a transient 412 (GRAPH.md §3), send again later */
+			transient(ps, w, "ErrorIrresolvableConflict");
+			return;
+		}
 		(void) m365_conflict_remote_changed(ps->account_id, w->e->event_id, &cols, data);
 		ps->st->conflicts++;
 	}

@@ -147,4 +147,78 @@ is(scalar(@patches), 1, 'two edits in one transaction: one PATCH');
 is(join(',', sort keys %{ $patches[0]{body} }), 'showAs,subject', '... carrying both fields');
 is(subjects(), 'Alpha 3,Bravo', 'Outlook has the result');
 
+# ------------------------------------------------------------------ permanent failures: failed, clear, no storm
+$t->sim('POST', '/_sim/faults', { route => '/events$', method => 'POST', kind => '403', count => 1000 });
+$t->sim_clear_log;
+my $ro = upsert(ev('Read-only', 3, 9));
+drain();
+is($t->node->safe_psql('postgres', "SELECT state || ':' || last_error FROM m365sync.outbox WHERE event_id = $ro"),
+	'failed:ErrorAccessDenied', '403: the entry failed with Graph\'s error code');
+is(as_ada("SELECT sync_state FROM m365sync.event($ro)"), 'failed', 'the event shows failed and is kept');
+like($t->as_admin("SELECT last_error FROM m365sync.account_status WHERE account_id = $account"),
+	qr/^push failed: ErrorAccessDenied$/, 'account_status names the error');
+sync_now() for 1 .. 3;
+is(scalar(grep { $_->{method} eq 'POST' } writes()), 1, 'no retry storm: one POST in three more rounds');
+$t->sim('DELETE', '/_sim/faults');
+
+$t->sim('POST', '/_sim/faults', { route => '/events/', method => 'PATCH', kind => '400', count => 1 });
+$t->sim_clear_log;
+upsert('{"subject": "Bravo bad"}', $b);
+drain();
+is($t->node->safe_psql('postgres', "SELECT state || ':' || last_error FROM m365sync.outbox WHERE event_id = $b ORDER BY outbox_id DESC LIMIT 1"),
+	'failed:ErrorInvalidParameter', '400: failed with the Graph error code');
+sync_now();
+is(scalar(grep { $_->{method} eq 'PATCH' } writes()), 1, '... and not sent again');
+upsert('{"showAs": "free"}', $b);
+drain();
+my ($b2) = grep { $_->{subject} =~ /^Bravo/ } @{ truth() };
+is("$b2->{subject}/$b2->{showAs}", 'Bravo bad/free', 'the next edit carries the failed fields too');
+is(as_ada("SELECT sync_state FROM m365sync.event($b)"), 'synced', '... and the event is synced again');
+$t->sim('DELETE', '/_sim/faults');
+
+# ------------------------------------------------------------------ transient failures: retried, Retry-After honoured
+$t->sim('POST', '/_sim/faults', { route => '/events$', method => 'POST', kind => '503', retry_after => '1', count => 1 });
+$t->sim_clear_log;
+my $tr = upsert(ev('Throttled', 3, 11));
+ok($t->node->poll_query_until('postgres', "SELECT state = 'done' FROM m365sync.outbox WHERE event_id = $tr"),
+	'503 with Retry-After: sent again and done');
+my @posts = grep { $_->{method} eq 'POST' } @{ $t->sim_log };
+is(scalar(@posts), 2, 'two attempts');
+is(scalar(grep { $_->{subject} eq 'Throttled' } @{ truth() }), 1, 'one event in Outlook');
+$t->sim('DELETE', '/_sim/faults');
+drain();
+
+# ------------------------------------------------------------------ recurrence
+$t->sim_clear_log;
+my $series = upsert($json->encode({ subject => 'Daily', start => { dateTime => "$d[4]T08:00:00", timeZone => 'UTC' },
+	end => { dateTime => "$d[4]T08:15:00", timeZone => 'UTC' },
+	recurrence => { pattern => { type => 'daily', interval => 1 },
+		range => { type => 'numbered', startDate => $d[4], numberOfOccurrences => 3 } } }));
+drain();
+sync_now();
+my ($master) = grep { $_->{subject} eq 'Daily' } @{ truth() };
+ok($master && $master->{recurrence}, 'a series is created with its recurrence');
+is(as_ada("SELECT event_type FROM m365sync.event($series)"), 'seriesMaster', 'locally the series master row');
+my @occ = split /\n/, as_ada("SELECT event_id FROM m365sync.events(now(), now() + interval '10 days')"
+	  . " WHERE series_master_id = $series AND event_type = 'occurrence' ORDER BY start_at");
+is(scalar(@occ), 3, 'its three occurrences come back with series_master_id');
+upsert('{"subject": "Daily (moved room)"}', $occ[0]);
+as_ada("SELECT m365sync.delete_event($occ[1])");
+drain();
+my $tr2 = $t->sim('GET', "/_sim/users/$ada->{id}/truth");
+my ($exc) = grep { ($_->{type} // '') eq 'exception' } @{ $tr2->{events} };
+is($exc && $exc->{subject}, 'Daily (moved room)', 'an edited occurrence becomes an exception');
+($master) = grep { ($_->{type} // '') eq 'seriesMaster' } @{ $tr2->{events} };
+is(scalar(@{ $master->{cancelledOccurrences} // [] }), 1, 'a deleted occurrence is cancelled in the series');
+upsert('{"subject": "Daily stand-up"}', $series);
+drain();
+($master) = grep { ($_->{type} // '') eq 'seriesMaster' } @{ truth() };
+is($master->{subject}, 'Daily stand-up', 'an edit of the series master renames the whole series');
+sync_now();
+is(as_ada("SELECT string_agg(subject, ',' ORDER BY start_at) FROM m365sync.events(now(), now() + interval '10 days')"
+	  . " WHERE series_master_id = $series"), 'Daily (moved room),Daily stand-up',
+	'locally: the exception keeps its subject, the other occurrence follows the series');
+is(scalar(grep { $_->{method} eq 'POST' } writes()), 1, 'one POST for the series, PATCH/DELETE for the rest');
+is(scalar(grep { $_->{method} ne 'POST' && !(header($_, 'If-Match') // '') } writes()), 0, '... all with If-Match');
+
 done_testing();
