@@ -56,6 +56,7 @@ sub prepare
 		$ex{ $a->[0] } = [ split /\n/, $t->as_user($a->[0], $sql) ];
 	}
 	drain_all(20);
+	park();					# a finished round lifts the backoff
 	for my $a (@acc)
 	{
 		my @e = @{ $ex{ $a->[0] } };
@@ -71,7 +72,9 @@ for my $mode ([ 'batched', 20 ], [ 'one request per change', 1 ])
 {
 	prepare();
 	my ($secs, $reqs, $pushed) = drain_all($mode->[1]);
-	is($pushed, $changes, "$mode->[0]: all $changes changes pushed");
+	is($pushed, $changes, "$mode->[0]: all $changes changes pushed")
+	  or diag($t->node->safe_psql('postgres', "SELECT op, state, count(*), min(last_error) FROM m365sync.outbox GROUP BY 1, 2")
+		  . "\n" . $t->node->safe_psql('postgres', "SELECT status, error_code, count(*) FROM m365sync.sync_runs GROUP BY 1, 2"));
 	$r{ $mode->[0] } = [ $secs, $reqs ];
 }
 my ($bs, $br) = @{ $r{batched} };
