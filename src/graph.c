@@ -280,3 +280,116 @@ m365_graph_list_calendars(M365TokenSource *ts, const char *user_id,
 	}
 	return true;
 }
+
+/* ------------------------------------------------------------ writes (push) */
+
+char *
+m365_graph_build_path(const char *const *segs)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; segs[i] != NULL; i++)
+	{
+		char	   *e = m365_http_escape(segs[i]);
+
+		appendStringInfo(&buf, "/%s", e);
+		pfree(e);
+	}
+	return buf.data;
+}
+
+char *
+m365_graph_url_of(const char *path)
+{
+	const char *base = m365_graph_url;
+	size_t		blen = strlen(base);
+
+	while (blen > 0 && base[blen - 1] == '/')
+		blen--;
+	return psprintf("%.*s%s", (int) blen, base, path);
+}
+
+bool
+m365_graph_send_many(M365HttpRequest *reqs, int n, int max_parallel, M365TokenSource *ts,
+					 const char *rejected, char **token_used)
+{
+	char	   *token = ts->get(ts, rejected);
+
+	*token_used = token;
+	if (token == NULL)
+		return false;
+	for (int i = 0; i < n; i++)
+		reqs[i].bearer_token = token;
+	m365_http_perform_many(reqs, n, max_parallel);
+	for (int i = 0; i < n; i++)
+		reqs[i].bearer_token = NULL;
+	return true;
+}
+
+void
+m365_graph_result_from(const M365HttpRequest *req, M365GraphResult *res)
+{
+	memset(res, 0, sizeof(*res));
+	fill_failure(req, res);
+}
+
+#define MAX_EVENT_PAGES 1000
+
+bool
+m365_graph_find_by_transaction(M365TokenSource *ts, const char *user, const char *cal,
+							   const char *txid, char **event_json, M365GraphResult *res)
+{
+	const char *segs[] = {"users", user, "calendars", cal, "events", NULL};
+	const char *query[] = {"$select", "id,transactionId", "$top", "100", NULL};
+	char	   *url = m365_graph_build_url(segs, query);
+	char	   *found = NULL;
+	int			pages = 0;
+
+	*event_json = NULL;
+	while (url != NULL && found == NULL)
+	{
+		M365HttpRequest req;
+		char	   *f = NULL,
+				   *next = NULL;
+
+		if (++pages > MAX_EVENT_PAGES || !m365_graph_same_origin(url))
+		{
+			memset(res, 0, sizeof(*res));
+			strlcpy(res->code, pages > MAX_EVENT_PAGES ? "tooManyPages" : "foreignNextLink",
+					sizeof(res->code));
+			res->endpoint = m365_http_endpoint(url);
+			return false;
+		}
+		m365_graph_prepare(&req, M365_HTTP_GET, url);
+		if (!m365_graph_send(&req, ts, res))
+			return false;
+		if (m365_graph_find_transaction(req.response.body, req.response.body_len, txid,
+										&f, &next) != 0)
+		{
+			memset(res, 0, sizeof(*res));
+			strlcpy(res->code, "malformedResponse", sizeof(res->code));
+			res->endpoint = m365_http_endpoint(url);
+			return false;
+		}
+		found = pdup(f);
+		url = pdup(next);
+		free(f);
+		free(next);
+	}
+	memset(res, 0, sizeof(*res));
+	res->ok = true;
+	if (found == NULL)
+		return false;
+	{
+		const char *esegs[] = {"users", user, "events", found, NULL};
+		M365HttpRequest req;
+
+		m365_graph_prepare(&req, M365_HTTP_GET, m365_graph_build_url(esegs, NULL));
+		m365_http_add_header(&req, M365_PREFER_UTC);
+		if (!m365_graph_send(&req, ts, res))
+			return false;
+		*event_json = req.response.body;
+	}
+	return true;
+}

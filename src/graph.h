@@ -10,9 +10,9 @@
  * caller records or turns into an ERROR with m365_graph_raise.
  *
  * Endpoints here: GET /me, GET /users/{id}, GET /users/{id}/calendars
- * (paged). The pull and push capabilities add delta pages, event writes and
- * $batch next to them, using m365_graph_build_url, m365_graph_prepare and
- * m365_graph_send.
+ * (paged), and for the push: parallel sends (event writes and $batch are
+ * built by push.c with graph_util.h), the lookup of an event by its
+ * transactionId.
  */
 #ifndef M365SYNC_GRAPH_H
 #define M365SYNC_GRAPH_H
@@ -91,5 +91,37 @@ extern bool m365_graph_get_user(M365TokenSource *ts, const char *user,
 /* GET /users/{id}/calendars, all pages: a List of palloc'd M365GraphCalendar. */
 extern bool m365_graph_list_calendars(M365TokenSource *ts, const char *user_id,
 									  List **out, M365GraphResult *res);
+
+
+/* ------------------------------------------------------------ writes (push) */
+
+/* "/users/{u}/events/{id}" style path, segments escaped (palloc'd); relative to graph_url. */
+extern char *m365_graph_build_path(const char *const *segs);
+
+/* graph_url + path (palloc'd). */
+extern char *m365_graph_url_of(const char *path);
+
+/*
+ * Send n prepared requests in parallel, at most max_parallel at once, all
+ * with one token from ts (asked with rejected, NULL at first). No 401 retry:
+ * the caller sees the 401 and asks again with that token. False, sending
+ * nothing, when the source has no token.
+ */
+extern bool m365_graph_send_many(M365HttpRequest *reqs, int n, int max_parallel,
+								 M365TokenSource *ts, const char *rejected, char **token_used);
+
+/* Fill res from a finished request that did not succeed. */
+extern void m365_graph_result_from(const M365HttpRequest *req, M365GraphResult *res);
+
+/*
+ * Find the event a create with transactionId txid made in calendar cal of
+ * user (after a 409 to a repeated transactionId): the calendar's events are
+ * listed page by page until one carries txid, then read whole. True with
+ * *event_json (palloc'd Graph object) when found; false with res->ok true
+ * when the calendar has no such event, res filled otherwise.
+ */
+extern bool m365_graph_find_by_transaction(M365TokenSource *ts, const char *user,
+										   const char *cal, const char *txid,
+										   char **event_json, M365GraphResult *res);
 
 #endif							/* M365SYNC_GRAPH_H */

@@ -8,8 +8,10 @@
  * kept: it is prose that may quote user data.
  */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 
@@ -149,5 +151,177 @@ done:
 	cJSON_Delete(root);
 	if (rc != 0)
 		m365_graph_calendar_page_free(out);
+	return rc;
+}
+
+/* ------------------------------------------------------------ $batch */
+
+char *
+m365_graph_batch_body(const M365BatchRequest *reqs, int n)
+{
+	cJSON	   *root = cJSON_CreateObject();
+	cJSON	   *arr = root ? cJSON_AddArrayToObject(root, "requests") : NULL;
+	char	   *out = NULL;
+	int			i;
+
+	if (arr == NULL || n < 1 || n > M365_BATCH_MAX)
+		goto done;
+	for (i = 0; i < n; i++)
+	{
+		cJSON	   *r = cJSON_CreateObject();
+		cJSON	   *h;
+		char		id[16];
+
+		if (r == NULL || !cJSON_AddItemToArray(arr, r))
+		{
+			cJSON_Delete(r);
+			goto done;
+		}
+		snprintf(id, sizeof(id), "%d", i);
+		h = cJSON_CreateObject();
+		if (cJSON_AddStringToObject(r, "id", id) == NULL ||
+			cJSON_AddStringToObject(r, "method", reqs[i].method) == NULL ||
+			cJSON_AddStringToObject(r, "url", reqs[i].url) == NULL ||
+			h == NULL || !cJSON_AddItemToObject(r, "headers", h))
+		{
+			cJSON_Delete(h);
+			goto done;
+		}
+		if (cJSON_AddStringToObject(h, "Prefer",
+									"IdType=\"ImmutableId\", outlook.timezone=\"UTC\"") == NULL)
+			goto done;
+		if (reqs[i].if_match && cJSON_AddStringToObject(h, "If-Match", reqs[i].if_match) == NULL)
+			goto done;
+		if (reqs[i].body)
+		{
+			cJSON	   *b = cJSON_Parse(reqs[i].body);
+
+			if (b == NULL || !cJSON_AddItemToObject(r, "body", b))
+			{
+				cJSON_Delete(b);
+				goto done;
+			}
+			if (cJSON_AddStringToObject(h, "Content-Type", "application/json") == NULL)
+				goto done;
+		}
+	}
+	out = cJSON_PrintUnformatted(root);
+done:
+	cJSON_Delete(root);
+	return out;
+}
+
+/* A header value by case-insensitive name, or NULL. */
+static const cJSON *
+header(const cJSON *headers, const char *name)
+{
+	const cJSON *h;
+
+	cJSON_ArrayForEach(h, headers)
+	{
+		if (h->string && strcasecmp(h->string, name) == 0 && cJSON_IsString(h))
+			return h;
+	}
+	return NULL;
+}
+
+int
+m365_graph_parse_batch(const char *body, size_t len, M365BatchAnswer *out, int n)
+{
+	cJSON	   *root;
+	const cJSON *arr,
+			   *r;
+	int			rc = -1;
+
+	memset(out, 0, sizeof(M365BatchAnswer) * n);
+	if (body == NULL)
+		return -1;
+	root = cJSON_ParseWithLength(body, len);
+	arr = cJSON_GetObjectItemCaseSensitive(root, "responses");
+	if (!cJSON_IsArray(arr))
+		goto done;
+	cJSON_ArrayForEach(r, arr)
+	{
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "id");
+		const cJSON *st = cJSON_GetObjectItemCaseSensitive(r, "status");
+		const cJSON *b = cJSON_GetObjectItemCaseSensitive(r, "body");
+		const cJSON *ra = header(cJSON_GetObjectItemCaseSensitive(r, "headers"), "Retry-After");
+		char	   *end;
+		long		k;
+
+		if (!cJSON_IsString(id) || !cJSON_IsNumber(st))
+			continue;
+		k = strtol(id->valuestring, &end, 10);
+		if (*end != '\0' || end == id->valuestring || k < 0 || k >= n || out[k].present)
+			continue;
+		out[k].present = true;
+		out[k].status = (int) st->valuedouble;
+		if (ra)
+			out[k].retry_after = strdup(ra->valuestring);
+		if (cJSON_IsString(b))
+			out[k].body = strdup(b->valuestring);
+		else if (b != NULL && !cJSON_IsNull(b))
+			out[k].body = cJSON_PrintUnformatted(b);
+	}
+	rc = 0;
+done:
+	cJSON_Delete(root);
+	return rc;
+}
+
+void
+m365_graph_batch_answers_free(M365BatchAnswer *out, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		free(out[i].retry_after);
+		if (out[i].body)
+			cJSON_free(out[i].body);
+		out[i].retry_after = out[i].body = NULL;
+	}
+}
+
+int
+m365_graph_parse_event_ids(const char *body, size_t len, char **id, char **change_key)
+{
+	cJSON	   *root = body ? cJSON_ParseWithLength(body, len) : NULL;
+	int			rc = -1;
+
+	*id = *change_key = NULL;
+	*id = dup_string(cJSON_GetObjectItemCaseSensitive(root, "id"));
+	*change_key = dup_string(cJSON_GetObjectItemCaseSensitive(root, "changeKey"));
+	if (*id != NULL)
+		rc = 0;
+	cJSON_Delete(root);
+	return rc;
+}
+
+int
+m365_graph_find_transaction(const char *body, size_t len, const char *txid,
+							char **found, char **next_link)
+{
+	cJSON	   *root = body ? cJSON_ParseWithLength(body, len) : NULL;
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "value");
+	const cJSON *e;
+	int			rc = -1;
+
+	*found = *next_link = NULL;
+	if (!cJSON_IsArray(arr))
+		goto done;
+	cJSON_ArrayForEach(e, arr)
+	{
+		const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "transactionId");
+
+		if (cJSON_IsString(t) && strcmp(t->valuestring, txid) == 0)
+		{
+			*found = dup_string(cJSON_GetObjectItemCaseSensitive(e, "id"));
+			if (*found)
+				break;
+		}
+	}
+	*next_link = dup_string(cJSON_GetObjectItemCaseSensitive(root, "@odata.nextLink"));
+	rc = 0;
+done:
+	cJSON_Delete(root);
 	return rc;
 }

@@ -44,4 +44,55 @@ typedef struct M365GraphCalendarPage
 extern int	m365_graph_parse_calendars(const char *body, size_t len, M365GraphCalendarPage *out);
 extern void m365_graph_calendar_page_free(M365GraphCalendarPage *p);
 
+
+/*
+ * $batch (GRAPH.md §5). One request of a batch: method ("POST", "PATCH",
+ * "DELETE", "GET"), URL relative to the Graph version root ("/users/..."),
+ * an If-Match value or NULL, and a JSON body (text) or NULL.
+ */
+typedef struct M365BatchRequest
+{
+	const char *method;
+	const char *url;
+	const char *if_match;
+	const char *body;
+} M365BatchRequest;
+
+#define M365_BATCH_MAX 20
+
+/*
+ * The $batch body for n (1..M365_BATCH_MAX) requests, ids "0".."n-1", each
+ * asking for immutable ids and UTC times. malloc'd; NULL when out of memory
+ * or a body is not JSON.
+ */
+extern char *m365_graph_batch_body(const M365BatchRequest *reqs, int n);
+
+/* One inner answer: body re-serialised as text (malloc'd, NULL when none). */
+typedef struct M365BatchAnswer
+{
+	bool		present;		/* the batch answered this id */
+	int			status;
+	char	   *retry_after;	/* Retry-After header, malloc'd or NULL */
+	char	   *body;
+} M365BatchAnswer;
+
+/*
+ * Read a $batch answer into out[0..n-1] by id (answers come in any order).
+ * 0 on success; -1 when the body is not a batch answer. Ids outside 0..n-1
+ * are ignored; a missing id leaves present false.
+ */
+extern int	m365_graph_parse_batch(const char *body, size_t len, M365BatchAnswer *out, int n);
+extern void m365_graph_batch_answers_free(M365BatchAnswer *out, int n);
+
+/* "id" and "changeKey" of an event answer (malloc'd); -1 when absent. */
+extern int	m365_graph_parse_event_ids(const char *body, size_t len, char **id, char **change_key);
+
+/*
+ * A page of an events listing: the id of the item whose transactionId is
+ * txid (malloc'd into *found, or NULL), and the nextLink (malloc'd or NULL).
+ * -1 when the body is not a page.
+ */
+extern int	m365_graph_find_transaction(const char *body, size_t len, const char *txid,
+										char **found, char **next_link);
+
 #endif							/* M365SYNC_GRAPH_UTIL_H */

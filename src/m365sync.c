@@ -27,6 +27,7 @@ int			m365_http_timeout_ms = 30000;
 int			m365_window_past_s = 30 * 86400;
 int			m365_window_future_s = 365 * 86400;
 int			m365_conflict_policy = M365_POLICY_LATEST_WINS;
+int			m365_push_batch_size = 20;
 char	   *m365_notification_url = NULL;
 char	   *m365_lifecycle_url = NULL;
 char	   *m365_flowagent_user = NULL;
@@ -126,6 +127,12 @@ _PG_init(void)
 							 &m365_conflict_policy, M365_POLICY_LATEST_WINS,
 							 conflict_policy_options,
 							 PGC_SUSET, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("m365sync.push_batch_size",
+							"Local changes sent per Graph $batch request.",
+							"1 sends one request per change (for comparison in benchmarks).",
+							&m365_push_batch_size, 20, 1, 20,
+							PGC_SUSET, GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
 
 	DefineCustomStringVariable("m365sync.notification_url",
 							   "HTTPS endpoint FlowAgent serves for Graph change notifications.",

@@ -31,6 +31,7 @@ extern int	m365_http_timeout_ms;	/* milliseconds */
 extern int	m365_window_past_s;		/* seconds */
 extern int	m365_window_future_s;	/* seconds */
 extern int	m365_conflict_policy;	/* M365ConflictPolicy */
+extern int	m365_push_batch_size;	/* writes per $batch (developer setting) */
 extern char *m365_notification_url;
 extern char *m365_lifecycle_url;
 extern char *m365_flowagent_user;

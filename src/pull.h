@@ -27,6 +27,7 @@ typedef struct M365RoundStats
 	int			applied;
 	int			deleted;
 	int			conflicts;
+	int			pushed;			/* outbox entries done (push.c) */
 	int			http_requests;
 	bool		ok;
 	bool		transient;		/* worth retrying soon (throttled, 5xx, network) */

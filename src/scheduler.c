@@ -26,6 +26,7 @@
 
 #include "m365sync.h"
 #include "pull.h"
+#include "push.h"
 #include "scheduler.h"
 #include "worker.h"
 
@@ -92,12 +93,16 @@ due_accounts(int64 account_id, int limit)
 	uint64		i;
 
 	SPI_connect();
-	check(SPI_execute_with_args("SELECT account_id, ms_user_id FROM m365sync.accounts"
-								" WHERE status IN ('connected', 'error') AND ms_user_id IS NOT NULL"
-								"   AND CASE WHEN $1 > 0 THEN account_id = $1"
-								"       ELSE coalesce(next_sync_at, '-infinity') <= pg_catalog.now()"
-								"        AND coalesce(backoff_until, '-infinity') <= pg_catalog.now() END"
-								" ORDER BY next_sync_at NULLS FIRST LIMIT $2",
+	/* due: by the schedule, or because a local change waits to be pushed */
+	check(SPI_execute_with_args("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
+								" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+								"   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
+								"       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
+								"        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
+								"         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
+								"          AND o.state = 'pending'"
+								"          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
+								" ORDER BY a.next_sync_at NULLS FIRST LIMIT $2",
 								2, types, values, NULL, true, 0), SPI_OK_SELECT, "finding due accounts");
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -134,10 +139,10 @@ run_log_start(int64 account_id)
 static void
 finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
 {
-	Oid			types[11] = {INT8OID, INT8OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID,
-	TEXTOID, TEXTOID, FLOAT8OID, INT4OID};
-	Datum		values[11];
-	char		nulls[12] = "           ";
+	Oid			types[12] = {INT8OID, INT8OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID,
+	TEXTOID, TEXTOID, FLOAT8OID, INT4OID, INT4OID};
+	Datum		values[12];
+	char		nulls[13] = "            ";
 
 	values[0] = Int64GetDatum(account_id);
 	values[1] = Int64GetDatum(run_id);
@@ -152,12 +157,13 @@ finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
 	values[9] = Float8GetDatum(st->retry_after_s);
 	nulls[9] = st->has_retry_after ? ' ' : 'n';
 	values[10] = Int32GetDatum(m365_sync_interval_s);
+	values[11] = Int32GetDatum(st->pushed);
 
 	SPI_connect();
 	check(SPI_execute_with_args("UPDATE m365sync.sync_run_log SET finished_at = pg_catalog.clock_timestamp(),"
 								" pages = $3, fetched = $4, applied = $5, deleted = $6, http_requests = $7,"
-								" status = $8, error_code = $9 WHERE account_id = $1 AND run_id = $2",
-								11, types, values, nulls, false, 0), SPI_OK_UPDATE, "logging a round");
+								" status = $8, error_code = $9, pushed = $12 WHERE account_id = $1 AND run_id = $2",
+								12, types, values, nulls, false, 0), SPI_OK_UPDATE, "logging a round");
 	if (st->ok)
 		check(SPI_execute_with_args("UPDATE m365sync.accounts SET last_sync_at = pg_catalog.now(),"
 									" next_sync_at = pg_catalog.now() + pg_catalog.make_interval(secs => $11),"
@@ -215,6 +221,40 @@ unlock_all(RoundJob *jobs, int n)
  * (commit_each_page) the log rows commit first so they show while the
  * rounds run, and every page commits with its cursor.
  */
+/*
+ * One account's push. In the worker an ERROR is reported, rolled back and
+ * recorded as that account's failure, so it cannot take the others down;
+ * in sync() it propagates to the caller.
+ */
+static void
+push_isolated(RoundJob *j, bool commit_each_wave)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (!commit_each_wave)
+	{
+		(void) m365_push_account(j->account->account_id, j->account->ms_user_id, false, &j->stats);
+		return;
+	}
+	PG_TRY();
+	{
+		(void) m365_push_account(j->account->account_id, j->account->ms_user_id, true, &j->stats);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		MemoryContextSwitchTo(cxt);
+		j->stats.ok = false;
+		strlcpy(j->stats.error, "internalError", sizeof(j->stats.error));
+	}
+	PG_END_TRY();
+}
+
 static RoundJob *
 run_rounds(List *due, bool commit_each_page)
 {
@@ -250,6 +290,11 @@ run_rounds(List *due, bool commit_each_page)
 			m365_commit_and_continue();
 
 		m365_pull_run(pulls, commit_each_page, m365_max_connections);
+
+		/* then the push, in the same locked round: remote changes met pending local ones first */
+		for (i = 0; i < n; i++)
+			if (jobs[i].locked && jobs[i].stats.ok)
+				push_isolated(&jobs[i], commit_each_page);
 
 		for (i = 0; i < n; i++)
 			if (jobs[i].locked)
@@ -342,7 +387,7 @@ m365sync_sync(PG_FUNCTION_ARGS)
 		values[2] = Int32GetDatum(j->stats.fetched);
 		values[3] = Int32GetDatum(j->stats.applied);
 		values[4] = Int32GetDatum(j->stats.deleted);
-		values[5] = Int32GetDatum(0);	/* pushed: the push capability is not built yet */
+		values[5] = Int32GetDatum(j->stats.pushed);
 		values[6] = Int32GetDatum(j->stats.conflicts);
 		values[7] = CStringGetTextDatum(busy ? "busy" : j->stats.ok ? "ok" : "error");
 		values[8] = CStringGetTextDatum(j->stats.error);

@@ -3,10 +3,12 @@
  *
  * Idempotent by construction: an event is found by its Graph id (immutable
  * ids), an unchanged changeKey writes nothing but the round mark, and a
- * removal of something already gone is a no-op. A local change waiting in
- * the outbox is never overwritten: the remote version is kept (encrypted)
- * in m365sync.conflicts for the push to settle. Every statement is
- * parameterised and keeps to one account.
+ * removal of something already gone is a no-op. A remote change meeting a
+ * local change waiting in the outbox is settled by the conflict policy
+ * (store_conflicts.c): one version kept, the other listed, never lost. A
+ * new remote event carrying the transactionId of one of our pending creates
+ * is linked to it, not copied. Every statement is parameterised and keeps
+ * to one account.
  */
 #include "postgres.h"
 
@@ -17,8 +19,10 @@
 #include "utils/timestamp.h"
 
 #include "keyring.h"
+#include "store_conflicts.h"
 #include "store_events.h"
 #include "store_pull.h"
+#include "store_push.h"
 
 static void
 check(int rc, int expected, const char *what)
@@ -136,6 +140,7 @@ typedef struct BatchEntry
 	int64		event_id;
 	char	   *change_key;
 	bool		pending;		/* a local change waits in the outbox */
+	bool		in_conflict;	/* sync_state 'conflict': a listed conflict */
 	bool		gone;			/* removed in this page */
 	ItemPointerData tid;		/* current row version, locked by us */
 } BatchEntry;
@@ -200,9 +205,10 @@ m365_pull_batch_begin(int64 account_id, int64 round_id, const char *const *graph
 	values[0] = Int64GetDatum(account_id);
 	values[1] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
 	check(SPI_execute_with_args("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
-								" e.sync_state <> 'synced' OR EXISTS (SELECT 1 FROM m365sync.outbox o"
+								" e.sync_state IN ('pending', 'failed') OR EXISTS (SELECT 1 FROM m365sync.outbox o"
 								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
-								"   AND o.state = 'pending')"
+								"   AND o.state = 'pending'),"
+								" e.sync_state = 'conflict'"
 								" FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = ANY ($2)"
 								" FOR UPDATE",
 								2, types, values, NULL, false, 0), SPI_OK_SELECT, "locking a page's events");
@@ -218,34 +224,9 @@ m365_pull_batch_begin(int64 account_id, int64 round_id, const char *const *graph
 		e->change_key = SPI_getvalue(t, d, 3);
 		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(t, d, 4, &isnull)), &e->tid);
 		e->pending = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
+		e->in_conflict = DatumGetBool(SPI_getbinval(t, d, 6, &isnull));
 	}
 	return b;
-}
-
-/* Keep both versions: the local change stays, the remote one is listed. */
-static void
-record_conflict(M365PullBatch *b, BatchEntry *e, Jsonb *data)
-{
-	static SPIPlanPtr plan;
-	Oid			types[4] = {INT8OID, INT8OID, INT8OID, BYTEAOID};
-	Datum		values[4];
-	int64		conflict_id;
-	bool		isnull;
-
-	check(SPI_execute("SELECT pg_catalog.nextval('m365sync.conflicts_conflict_id_seq')", false, 1),
-		  SPI_OK_SELECT, "numbering a conflict");
-	conflict_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	values[0] = Int64GetDatum(b->account_id);
-	values[1] = Int64GetDatum(conflict_id);
-	values[2] = Int64GetDatum(e->event_id);
-	values[3] = PointerGetDatum(m365_encrypt("conflicts", "lost", b->account_id, conflict_id,
-											 VARDATA(data), VARSIZE(data) - VARHDRSZ));
-	check(SPI_execute_plan(saved_plan(&plan,
-									  "WITH c AS (INSERT INTO m365sync.conflicts (account_id, conflict_id, event_id,"
-									  " policy, kept, lost) VALUES ($1, $2, $3, 'pending', 'local', $4))"
-									  " UPDATE m365sync.events SET sync_state = 'conflict'"
-									  " WHERE account_id = $1 AND event_id = $3", 4, types),
-						   values, NULL, false, 0), SPI_OK_UPDATE, "recording a conflict");
 }
 
 #define TEXT_ARG(i, s) do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
@@ -289,7 +270,8 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 									  " event_type = $5, start_at = $6, end_at = $7, is_all_day = $8,"
 									  " start_date = $9, end_date = $10, show_as = $11, is_cancelled = $12,"
 									  " content = $13, change_key = $14, remote_modified_at = $15,"
-									  " seen_round = coalesce($16, seen_round), sync_state = 'synced'"
+									  " seen_round = coalesce($16, seen_round),"
+									  " sync_state = CASE WHEN sync_state = 'conflict' THEN 'conflict' ELSE 'synced' END"
 									  " WHERE ctid = $2 AND account_id = $1 RETURNING ctid", 16, types),
 						   values, nulls, false, 0), SPI_OK_UPDATE_RETURNING, "updating an event");
 	if (SPI_processed != 1)
@@ -310,11 +292,16 @@ m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumn
 
 	if (e == NULL)
 	{
-		int64		event_id = m365_store_next_event_id();
+		/* Our own create whose answer was lost comes back here: link, don't copy. */
+		int64		event_id = m365_push_link_pulled(b->account_id, c, data);
 
-		m365_store_insert_event(b->account_id, event_id, calendar_id, c, master != 0, master,
-								m365_store_seal_content(b->account_id, event_id, data), "synced",
-								b->round_id);
+		if (event_id == 0)
+		{
+			event_id = m365_store_next_event_id();
+			m365_store_insert_event(b->account_id, event_id, calendar_id, c, master != 0, master,
+									m365_store_seal_content(b->account_id, event_id, data), "synced",
+									b->round_id);
+		}
 		/* Seen twice in one page: the second sight finds this row. */
 		e = add_entry(b);
 		e->graph_id = pstrdup(c->graph_id);
@@ -331,7 +318,11 @@ m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumn
 	}
 	if (e->pending)
 	{
-		record_conflict(b, e, data);
+		/* Both changed: the policy keeps one, the other is listed (store_conflicts.c). */
+		(void) m365_conflict_remote_changed(b->account_id, e->event_id, c, data);
+		e->pending = false;
+		ItemPointerSetInvalid(&e->tid);	/* the policy may have rewritten the row */
+		e->change_key = NULL;
 		return M365_APPLY_CONFLICT;
 	}
 	if (!ItemPointerIsValid(&e->tid))
@@ -361,6 +352,16 @@ m365_pull_batch_remove(M365PullBatch *b, const char *graph_id)
 	if (e == NULL || e->pending)
 		return false;			/* already gone, or kept for the push to settle */
 	values[0] = Int64GetDatum(b->account_id);
+	if (e->in_conflict)
+	{
+		/* A listed conflict keeps its row as a tombstone, so the listing keeps its loser. */
+		values[1] = Int64GetDatum(e->event_id);
+		check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = true, graph_id = NULL, change_key = NULL"
+									" WHERE account_id = $1 AND event_id = $2",
+									2, types, values, NULL, false, 0), SPI_OK_UPDATE, "removing an event");
+		e->gone = true;
+		return SPI_processed > 0;
+	}
 	if (ItemPointerIsValid(&e->tid))
 	{
 		types[1] = TIDOID;
@@ -409,6 +410,7 @@ m365_pull_sweep(int64 account_id, int64 calendar_id, int64 round_id)
 	SPI_connect();
 	check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.calendar_id = $2"
 								" AND e.graph_id IS NOT NULL AND e.seen_round IS DISTINCT FROM $3"
+								" AND e.event_type <> 'seriesMaster'"	/* calendarView never shows masters */
 								" AND e.sync_state = 'synced' AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o"
 								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
 								"   AND o.state = 'pending')",

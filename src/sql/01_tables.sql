@@ -137,6 +137,7 @@ CREATE TABLE m365sync.outbox (
     next_attempt_at timestamptz,
     last_error      text,                    -- Graph error code
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    sent_at         timestamptz,             -- first send (a resent create may meet its first incarnation)
     done_at         timestamptz,
     PRIMARY KEY (account_id, outbox_id),
     FOREIGN KEY (account_id, event_id) REFERENCES m365sync.events ON DELETE CASCADE

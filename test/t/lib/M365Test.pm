@@ -48,7 +48,7 @@ sub start_sim
 	my ($out, $err) = ('', '');
 	my @cmd = ('python3', src_dir() . '/graphsim/graphsim.py', '--port', '0',
 		'--tls-cert', "$self->{certs}/$cert.crt", '--tls-key', "$self->{certs}/$cert.key",
-		'--seed', $o{seed} // 1);
+		'--seed', $o{seed} // 1, @{ $o{sim_args} // [] });
 	my $h = IPC::Run::start(\@cmd, '>', \$out, '2>', \$err);
 	my $deadline = time + 30;
 	while ($out !~ m{graphsim listening on (https://127\.0\.0\.1:\d+)} && time < $deadline)
@@ -69,7 +69,7 @@ sub new
 	$self->{dir} = $dir;
 	$self->{certs} = "$dir/certs";
 	system('sh', src_dir() . '/graphsim/mkcert', $self->{certs}) == 0 or croak "mkcert failed";
-	$self->{sim} = $self->start_sim;
+	$self->{sim} = $self->start_sim(sim_args => $o{sim_args});
 
 	$self->{keyfile} = "$dir/master.key";
 	open my $fh, '>', $self->{keyfile} or croak $!;

@@ -1,0 +1,105 @@
+/*
+ * event_patch.c — Graph write bodies from stored events (see event_patch.h).
+ *
+ * Field names come from event_json.h only. Must not invent values: a field
+ * absent from the stored object is absent from the body (a JSON null that
+ * the caller stored to clear a field is sent as null).
+ */
+#include <string.h>
+
+#include "event_json.h"
+#include "event_patch.h"
+
+/* What Graph accepts on POST and PATCH of an event (GRAPH.md §2, §3). */
+static const char *const writable[] = {
+	M365_F_SUBJECT, M365_F_BODY, M365_F_START, M365_F_END, M365_F_IS_ALL_DAY,
+	M365_F_LOCATION, M365_F_ATTENDEES, M365_F_CATEGORIES, M365_F_SHOW_AS,
+	M365_F_SENSITIVITY, M365_F_IMPORTANCE, M365_F_IS_REMINDER_ON,
+	M365_F_REMINDER_MINUTES, M365_F_RECURRENCE,
+	"isOnlineMeeting", "onlineMeetingProvider", "responseRequested",
+	"allowNewTimeProposals", "hideAttendees",
+	NULL
+};
+
+/* Fields that travel together: a time is start, end and isAllDay at once. */
+static bool
+is_time_field(const char *name)
+{
+	return strcmp(name, M365_F_START) == 0 || strcmp(name, M365_F_END) == 0 ||
+		strcmp(name, M365_F_IS_ALL_DAY) == 0;
+}
+
+bool
+m365_event_field_writable(const char *name)
+{
+	for (const char *const *f = writable; *f; f++)
+		if (strcmp(*f, name) == 0)
+			return true;
+	return false;
+}
+
+static bool
+wanted(const char *name, const char *const *fields, int nfields, bool all, bool times)
+{
+	if (all)
+		return true;
+	if (times && is_time_field(name))
+		return true;
+	for (int i = 0; i < nfields; i++)
+		if (fields[i] != NULL && strcmp(fields[i], name) == 0)
+			return true;
+	return false;
+}
+
+cJSON *
+m365_event_write_body(const cJSON *data, const char *const *fields, int nfields,
+					  bool series_member, const char *transaction_id, int *ncopied)
+{
+	cJSON	   *out = cJSON_CreateObject();
+	bool		all = (fields == NULL);
+	bool		times = false;
+
+	*ncopied = 0;
+	if (out == NULL)
+		return NULL;
+	for (int i = 0; !all && i < nfields; i++)
+	{
+		if (fields[i] == NULL)
+			continue;
+		if (strcmp(fields[i], M365_ALL_FIELDS) == 0)
+			all = true;
+		else if (is_time_field(fields[i]))
+			times = true;
+	}
+	for (const char *const *f = writable; *f; f++)
+	{
+		const cJSON *v;
+		cJSON	   *copy;
+
+		if (series_member && strcmp(*f, M365_F_RECURRENCE) == 0)
+			continue;
+		if (!wanted(*f, fields, nfields, all, times))
+			continue;
+		v = cJSON_GetObjectItemCaseSensitive(data, *f);
+		if (v == NULL)
+			continue;
+		/* a create with no recurrence says nothing about it */
+		if (transaction_id != NULL && cJSON_IsNull(v))
+			continue;
+		copy = cJSON_Duplicate(v, true);
+		if (copy == NULL || !cJSON_AddItemToObject(out, *f, copy))
+		{
+			cJSON_Delete(copy);
+			cJSON_Delete(out);
+			return NULL;
+		}
+		(*ncopied)++;
+	}
+	if (transaction_id != NULL &&
+		cJSON_AddStringToObject(out, M365_F_TRANSACTION_ID, transaction_id) == NULL)
+	{
+		cJSON_Delete(out);
+		return NULL;
+	}
+	return out;
+}
