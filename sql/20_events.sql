@@ -8,6 +8,7 @@ CREATE EXTENSION m365sync;
 CREATE ROLE regress_api LOGIN IN ROLE m365sync_app;
 RESET client_min_messages;
 
+
 -- Set-up as superuser, as the connect flow would: alice has a default
 -- calendar, a read-only one and a second writable one; bob has one; carol
 -- has no account.

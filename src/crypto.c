@@ -12,6 +12,7 @@
 #include "crypto.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -24,6 +25,51 @@
 static EVP_CIPHER *aes_gcm = NULL;
 static EVP_CIPHER_CTX *seal_ctx = NULL;
 static EVP_CIPHER_CTX *open_ctx = NULL;
+
+struct M365GcmKey
+{
+	EVP_CIPHER_CTX *seal;
+	EVP_CIPHER_CTX *open;
+};
+
+/*
+ * Nonces come from a pool filled by one RAND_bytes call: RAND_bytes costs
+ * microseconds per call in OpenSSL 3, more than sealing a 1 kB value. The
+ * pool belongs to one process: a fork child empties it (pthread_atfork,
+ * not a getpid() per call, which is a slow system call in a VM), so parent
+ * and child never hand out the same nonces. Nonces are not secret, so the
+ * pool needs no wiping.
+ */
+#define NONCE_POOL_BYTES (256 * M365_NONCE_BYTES)
+static uint8_t nonce_pool[NONCE_POOL_BYTES];
+static size_t nonce_pos = NONCE_POOL_BYTES;
+static int	nonce_atfork = 0;
+
+static void
+empty_nonce_pool(void)
+{
+	nonce_pos = NONCE_POOL_BYTES;
+}
+
+static M365CryptoStatus
+fresh_nonce(uint8_t nonce[M365_NONCE_BYTES])
+{
+	if (!nonce_atfork)
+	{
+		if (pthread_atfork(NULL, NULL, empty_nonce_pool) != 0)
+			return M365_CRYPTO_INTERNAL;
+		nonce_atfork = 1;
+	}
+	if (nonce_pos + M365_NONCE_BYTES > NONCE_POOL_BYTES)
+	{
+		if (RAND_bytes(nonce_pool, NONCE_POOL_BYTES) != 1)
+			return M365_CRYPTO_INTERNAL;
+		nonce_pos = 0;
+	}
+	memcpy(nonce, nonce_pool + nonce_pos, M365_NONCE_BYTES);
+	nonce_pos += M365_NONCE_BYTES;
+	return M365_CRYPTO_OK;
+}
 
 /*
  * Fetch the cipher once and bind it to a context once: later calls only set
@@ -188,13 +234,13 @@ gcm_update(EVP_CIPHER_CTX *ctx, uint8_t *out, const uint8_t *in, size_t len)
 	return 1;
 }
 
-M365CryptoStatus
-m365_gcm_seal_nonce(const uint8_t key[M365_KEY_BYTES],
-					const uint8_t nonce[M365_NONCE_BYTES],
-					const uint8_t *aad, size_t aad_len,
-					const uint8_t *plain, size_t len, uint8_t *out)
+/* Seal with a context already holding the key (key NULL) or not (key given). */
+static M365CryptoStatus
+seal_ctx_with(EVP_CIPHER_CTX *ctx, const uint8_t *key,
+			  const uint8_t nonce[M365_NONCE_BYTES],
+			  const uint8_t *aad, size_t aad_len,
+			  const uint8_t *plain, size_t len, uint8_t *out)
 {
-	EVP_CIPHER_CTX *ctx = gcm_context(1);
 	uint8_t    *ct = out + M365_NONCE_BYTES;
 	int			outl = 0;
 
@@ -216,36 +262,20 @@ m365_gcm_seal_nonce(const uint8_t key[M365_KEY_BYTES],
 	return M365_CRYPTO_OK;
 }
 
-M365CryptoStatus
-m365_gcm_seal(const uint8_t key[M365_KEY_BYTES],
-			  const uint8_t *aad, size_t aad_len,
-			  const uint8_t *plain, size_t len, uint8_t *out)
-{
-	uint8_t		nonce[M365_NONCE_BYTES];
-	M365CryptoStatus st;
-
-	st = m365_random_bytes(nonce, sizeof(nonce));
-	if (st != M365_CRYPTO_OK)
-		return st;
-	return m365_gcm_seal_nonce(key, nonce, aad, aad_len, plain, len, out);
-}
-
-M365CryptoStatus
-m365_gcm_open(const uint8_t key[M365_KEY_BYTES],
+static M365CryptoStatus
+open_ctx_with(EVP_CIPHER_CTX *ctx, const uint8_t *key,
 			  const uint8_t *aad, size_t aad_len,
 			  const uint8_t *sealed, size_t sealed_len, uint8_t *out)
 {
-	EVP_CIPHER_CTX *ctx;
 	size_t		len;
 	uint8_t		tag[M365_TAG_BYTES];
 	int			outl = 0;
 
 	if (sealed_len < M365_GCM_OVERHEAD)
 		return M365_CRYPTO_BAD_INPUT;
-	len = sealed_len - M365_GCM_OVERHEAD;
-	ctx = gcm_context(0);
 	if (ctx == NULL)
 		return M365_CRYPTO_INTERNAL;
+	len = sealed_len - M365_GCM_OVERHEAD;
 	/* EVP_CTRL_GCM_SET_TAG takes a non-const pointer: give it a copy. */
 	memcpy(tag, sealed + M365_NONCE_BYTES + len, M365_TAG_BYTES);
 	if (EVP_CipherInit_ex2(ctx, NULL, key, sealed, 0, NULL) != 1)
@@ -269,6 +299,89 @@ m365_gcm_open(const uint8_t key[M365_KEY_BYTES],
 		return M365_CRYPTO_AUTH_FAILED;
 	}
 	return M365_CRYPTO_OK;
+}
+
+M365CryptoStatus
+m365_gcm_seal_nonce(const uint8_t key[M365_KEY_BYTES],
+					const uint8_t nonce[M365_NONCE_BYTES],
+					const uint8_t *aad, size_t aad_len,
+					const uint8_t *plain, size_t len, uint8_t *out)
+{
+	return seal_ctx_with(gcm_context(1), key, nonce, aad, aad_len, plain, len, out);
+}
+
+M365CryptoStatus
+m365_gcm_seal(const uint8_t key[M365_KEY_BYTES],
+			  const uint8_t *aad, size_t aad_len,
+			  const uint8_t *plain, size_t len, uint8_t *out)
+{
+	uint8_t		nonce[M365_NONCE_BYTES];
+	M365CryptoStatus st;
+
+	st = fresh_nonce(nonce);
+	if (st != M365_CRYPTO_OK)
+		return st;
+	return seal_ctx_with(gcm_context(1), key, nonce, aad, aad_len, plain, len, out);
+}
+
+M365CryptoStatus
+m365_gcm_open(const uint8_t key[M365_KEY_BYTES],
+			  const uint8_t *aad, size_t aad_len,
+			  const uint8_t *sealed, size_t sealed_len, uint8_t *out)
+{
+	return open_ctx_with(gcm_context(0), key, aad, aad_len, sealed, sealed_len, out);
+}
+
+M365GcmKey *
+m365_gcm_key_new(const uint8_t key[M365_KEY_BYTES])
+{
+	M365GcmKey *k;
+
+	if (gcm_context(1) == NULL)	/* fetches the cipher once */
+		return NULL;
+	k = OPENSSL_zalloc(sizeof(M365GcmKey));
+	if (k == NULL)
+		return NULL;
+	k->seal = EVP_CIPHER_CTX_new();
+	k->open = EVP_CIPHER_CTX_new();
+	if (k->seal == NULL || k->open == NULL ||
+		EVP_CipherInit_ex2(k->seal, aes_gcm, key, NULL, 1, NULL) != 1 ||
+		EVP_CipherInit_ex2(k->open, aes_gcm, key, NULL, 0, NULL) != 1)
+	{
+		m365_gcm_key_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+void
+m365_gcm_key_free(M365GcmKey *key)
+{
+	if (key == NULL)
+		return;
+	EVP_CIPHER_CTX_free(key->seal);	/* cleanses the key schedule */
+	EVP_CIPHER_CTX_free(key->open);
+	OPENSSL_clear_free(key, sizeof(*key));
+}
+
+M365CryptoStatus
+m365_gcm_key_seal(M365GcmKey *key, const uint8_t *aad, size_t aad_len,
+				  const uint8_t *plain, size_t len, uint8_t *out)
+{
+	uint8_t		nonce[M365_NONCE_BYTES];
+	M365CryptoStatus st;
+
+	st = fresh_nonce(nonce);
+	if (st != M365_CRYPTO_OK)
+		return st;
+	return seal_ctx_with(key->seal, NULL, nonce, aad, aad_len, plain, len, out);
+}
+
+M365CryptoStatus
+m365_gcm_key_open(M365GcmKey *key, const uint8_t *aad, size_t aad_len,
+				  const uint8_t *sealed, size_t sealed_len, uint8_t *out)
+{
+	return open_ctx_with(key->open, NULL, aad, aad_len, sealed, sealed_len, out);
 }
 
 M365CryptoStatus

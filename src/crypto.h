@@ -74,6 +74,24 @@ extern M365CryptoStatus m365_gcm_open(const uint8_t key[M365_KEY_BYTES],
 									  uint8_t *out);
 
 /*
+ * A key with its own pair of keyed EVP contexts, for keys used again and
+ * again (the keyring's cached data keys): each value then costs one nonce
+ * set-up instead of a key schedule. m365_gcm_key_free cleanses and frees it.
+ */
+typedef struct M365GcmKey M365GcmKey;
+
+extern M365GcmKey *m365_gcm_key_new(const uint8_t key[M365_KEY_BYTES]);	/* NULL on failure */
+extern void m365_gcm_key_free(M365GcmKey *key);
+extern M365CryptoStatus m365_gcm_key_seal(M365GcmKey *key,
+										  const uint8_t *aad, size_t aad_len,
+										  const uint8_t *plain, size_t len,
+										  uint8_t *out);
+extern M365CryptoStatus m365_gcm_key_open(M365GcmKey *key,
+										  const uint8_t *aad, size_t aad_len,
+										  const uint8_t *sealed, size_t sealed_len,
+										  uint8_t *out);
+
+/*
  * Data key wrapping under a master key: AES-256-GCM as above, prefixed by a
  * format byte (M365_WRAP_VERSION). GCM rather than AES key wrap (RFC 5649)
  * because it takes associated data: the caller binds the wrapped key to its

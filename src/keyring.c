@@ -1,26 +1,21 @@
 /*
  * keyring.c — envelope encryption inside a backend (see keyring.h).
  *
- * Holds the master keys read from m365sync.key_file and a small cache of
- * unwrapped data keys; reads and writes m365sync.data_keys through SPI as the
+ * Holds a small, bounded cache of unwrapped data keys (each with its own
+ * keyed EVP contexts) under the master keys of masterkey.c; reads and writes m365sync.data_keys through SPI as the
  * current user, so row level security applies to user functions. It never
  * writes plaintext anywhere, never falls back to it, and never puts a key, a
  * value or a decrypted byte into a message. Keys in memory are wiped when
  * replaced, evicted, invalidated and at backend exit.
  *
- * The key file is checked once per transaction (a stat; re-read only when the
- * path or the file changed, e.g. after SIGHUP). Cached data keys are dropped
+ * Cached data keys are dropped
  * when data_keys changes in any backend: a statement trigger on the table
  * sends a relcache invalidation, which every backend sees before its next
  * statement, so a purge in one session shreds the key in all of them.
  */
 #include "postgres.h"
 
-#include <sys/stat.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <stdlib.h>
-#include <unistd.h>
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -28,8 +23,6 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "miscadmin.h"
-#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -40,31 +33,12 @@
 #include "crypto.h"
 #include "keyfile.h"
 #include "keyring.h"
-#include "m365sync.h"
+#include "masterkey.h"
 
 #define ENVELOPE_VERSION	1
 #define ENVELOPE_HEADER		13	/* version, account id, generation */
 #define AAD_MAX				(16 + 2 * NAMEDATALEN + 16 + ENVELOPE_HEADER)
 #define DATA_KEY_CACHE		128 /* unwrapped data keys kept per backend */
-
-/* ---- master keys ---- */
-
-typedef struct KeyFileSig
-{
-	char		path[MAXPGPATH];
-	dev_t		dev;
-	ino_t		ino;
-	off_t		size;
-	mode_t		mode;
-	uid_t		uid;
-	struct timespec mtime;
-	struct timespec ctime;
-} KeyFileSig;
-
-static M365KeySet master_keys;
-static bool master_loaded = false;
-static KeyFileSig master_sig;
-static bool recheck_key_file = true;
 
 /* ---- data key cache ---- */
 
@@ -75,7 +49,8 @@ typedef struct DataKeyEntry
 	int64		account_id;
 	uint32		generation;
 	uint64		last_used;
-	uint8		key[M365_KEY_BYTES];
+	M365GcmKey *gk;				/* keyed EVP contexts (OpenSSL memory) */
+	uint8		key[M365_KEY_BYTES];	/* only while loading: wiped once gk exists */
 } DataKeyEntry;
 
 static DataKeyEntry dk_cache[DATA_KEY_CACHE];
@@ -90,6 +65,7 @@ static SPIPlanPtr insert_plan = NULL;
 static void
 forget_entry(DataKeyEntry *e)
 {
+	m365_gcm_key_free(e->gk);
 	m365_secure_zero(e, sizeof(*e));
 }
 
@@ -116,15 +92,6 @@ forget_uncommitted(void)
 }
 
 static void
-forget_master_keys(void)
-{
-	m365_keyset_wipe(&master_keys);
-	memset(&master_sig, 0, sizeof(master_sig));
-	master_loaded = false;
-	m365_forget_data_key(-1);
-}
-
-static void
 keyring_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
@@ -137,14 +104,14 @@ keyring_xact_callback(XactEvent event, void *arg)
 				for (i = 0; i < DATA_KEY_CACHE; i++)
 					dk_cache[i].uncommitted = false;
 			}
-			recheck_key_file = true;
+			m365_master_keys_recheck();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			/* A key created here may never exist: read it again if needed. */
 			forget_uncommitted();
-			recheck_key_file = true;
+			m365_master_keys_recheck();
 			break;
 		default:
 			break;
@@ -172,7 +139,7 @@ keyring_relcache_callback(Datum arg, Oid relid)
 static void
 keyring_exit(int code, Datum arg)
 {
-	forget_master_keys();
+	m365_master_keys_forget();
 	m365_crypto_release();
 }
 
@@ -188,191 +155,12 @@ register_callbacks(void)
 	callbacks_registered = true;
 }
 
-/* ---- loading the key file ---- */
-
+/* Callbacks in place and the master keys loaded and current, or ERROR. */
 static void
-fill_sig(KeyFileSig *sig, const char *path, const struct stat *st)
+keyring_ready(void)
 {
-	memset(sig, 0, sizeof(*sig));
-	strlcpy(sig->path, path, sizeof(sig->path));
-	sig->dev = st->st_dev;
-	sig->ino = st->st_ino;
-	sig->size = st->st_size;
-	sig->mode = st->st_mode;
-	sig->uid = st->st_uid;
-	sig->mtime = st->st_mtim;
-	sig->ctime = st->st_ctim;
-}
-
-static bool
-same_sig(const KeyFileSig *a, const KeyFileSig *b)
-{
-	return strcmp(a->path, b->path) == 0 && a->dev == b->dev && a->ino == b->ino &&
-		a->size == b->size && a->mode == b->mode && a->uid == b->uid &&
-		a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
-		a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
-}
-
-/* The rule PostgreSQL applies to ssl_key_file (be-secure-common.c). */
-static void
-check_key_file_access(const char *path, const struct stat *st)
-{
-	if (!S_ISREG(st->st_mode))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("master key file \"%s\" is not a regular file", path)));
-	if (st->st_uid != geteuid() && st->st_uid != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("master key file \"%s\" must be owned by the database user or root", path),
-				 errhint("Run chown on the file so that the server's OS user or root owns it.")));
-	if ((st->st_uid == geteuid() && (st->st_mode & (S_IRWXG | S_IRWXO))) ||
-		(st->st_uid == 0 && (st->st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("master key file \"%s\" has group or world access", path),
-				 errdetail("File must have permissions u=rw (0600) or less if owned by the database user, "
-						   "or permissions u=rw,g=r (0640) or less if owned by root."),
-				 errhint("Run chmod 600 \"%s\" and reload.", path)));
-}
-
-/* A key stored with the data it protects protects nothing in a backup. */
-static void
-check_outside_data_directory(const char *path)
-{
-	char	   *real_key = realpath(path, NULL);
-	char	   *real_data = DataDir ? realpath(DataDir, NULL) : NULL;
-	bool		inside = false;
-
-	if (real_key != NULL && real_data != NULL)
-	{
-		size_t		n = strlen(real_data);
-
-		inside = strncmp(real_key, real_data, n) == 0 &&
-			(real_key[n] == '/' || real_key[n] == '\0');
-	}
-	free(real_key);
-	free(real_data);
-	if (inside)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("master key file \"%s\" lies inside the data directory", path),
-				 errdetail("Backups copy the data directory; the master key must not travel with the data it protects."),
-				 errhint("Move the file outside the data directory and point m365sync.key_file at it.")));
-}
-
-static void
-load_key_file(const char *path)
-{
-	int			fd;
-	struct stat st;
-	char	   *text;
-	ssize_t		got;
-	M365KeySet *parsed;
-	char		err[256];
-
-	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
-	if (fd < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not open master key file \"%s\": %m", path),
-				 errhint("m365sync.key_file must name a file of lines <key id>:<64 hex digits>, mode 0600.")));
-	if (fstat(fd, &st) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not stat master key file \"%s\": %m", path)));
-	check_key_file_access(path, &st);
-	check_outside_data_directory(path);
-	if (st.st_size > M365_KEYFILE_MAX_BYTES)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("invalid master key file \"%s\": larger than %d bytes",
-						path, M365_KEYFILE_MAX_BYTES)));
-
-	text = palloc(st.st_size + 1);
-	got = read(fd, text, st.st_size + 1);
-	CloseTransientFile(fd);
-	if (got < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not read master key file \"%s\": %m", path)));
-
-	parsed = palloc(sizeof(M365KeySet));
-	if (m365_keyfile_parse(text, got, parsed, err, sizeof(err)) != 0)
-	{
-		m365_secure_zero(text, got);
-		pfree(text);
-		pfree(parsed);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("invalid master key file \"%s\": %s", path, err),
-				 errhint("Each line is <key id>:<64 hex digits> (32 random bytes, e.g. from openssl rand -hex 32); "
-						 "the first line is the current key.")));
-	}
-	m365_secure_zero(text, got);
-	pfree(text);
-
-	forget_master_keys();
-	memcpy(&master_keys, parsed, sizeof(master_keys));
-	m365_keyset_wipe(parsed);
-	pfree(parsed);
-	fill_sig(&master_sig, path, &st);
-	master_loaded = true;
-}
-
-/*
- * Make sure the master keys of m365sync.key_file are loaded and current.
- * Any problem forgets every key held so far: a backend never keeps working
- * on keys its configuration no longer vouches for.
- */
-static void
-ensure_master_keys(void)
-{
-	const char *path = m365_key_file;
-	struct stat st;
-	KeyFileSig	sig;
-
 	register_callbacks();
-	if (master_loaded && !recheck_key_file)
-		return;
-
-	if (path == NULL || path[0] == '\0')
-	{
-		forget_master_keys();
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("m365sync.key_file is not set"),
-				 errdetail("m365sync stores nothing unencrypted and needs its master key to read or write."),
-				 errhint("Set m365sync.key_file in postgresql.conf to a file outside the data directory, "
-						 "mode 0600, of lines <key id>:<64 hex digits>, then reload.")));
-	}
-	if (!is_absolute_path(path))
-	{
-		forget_master_keys();
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("m365sync.key_file must be an absolute path")));
-	}
-
-	if (stat(path, &st) != 0)
-	{
-		int			save_errno = errno;
-
-		forget_master_keys();
-		errno = save_errno;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not access master key file \"%s\": %m", path),
-				 errhint("m365sync.key_file must name a file of lines <key id>:<64 hex digits>, mode 0600.")));
-	}
-	fill_sig(&sig, path, &st);
-	if (!master_loaded || !same_sig(&sig, &master_sig))
-	{
-		/* Forget first: if the new file is refused, no old key stays behind. */
-		forget_master_keys();
-		load_key_file(path);
-	}
-	recheck_key_file = false;
+	(void) m365_master_keys();
 }
 
 /* ---- data keys ---- */
@@ -445,7 +233,7 @@ static M365CryptoStatus
 wrap_data_key(int64 account_id, uint32 generation, const uint8 *data_key,
 			  uint8 *wrapped, const char **master_id)
 {
-	const M365MasterKey *mk = &master_keys.keys[0];
+	const M365MasterKey *mk = &m365_master_keys()->keys[0];
 	uint8		aad[64 + M365_KEY_ID_MAX];
 	size_t		aadlen = wrap_aad(aad, account_id, generation, mk->id);
 
@@ -457,7 +245,7 @@ static void
 unwrap_data_key(int64 account_id, uint32 generation, const char *master_id,
 				const uint8 *wrapped, size_t wrapped_len, uint8 *data_key)
 {
-	const M365MasterKey *mk = m365_keyset_find(&master_keys, master_id);
+	const M365MasterKey *mk = m365_keyset_find(m365_master_keys(), master_id);
 	uint8		aad[64 + M365_KEY_ID_MAX];
 	size_t		aadlen;
 	M365CryptoStatus st;
@@ -491,7 +279,10 @@ cache_slot(int64 account_id)
 	for (i = 0; i < DATA_KEY_CACHE; i++)
 	{
 		if (!dk_cache[i].valid)
-			return &dk_cache[i];
+		{
+			victim = i;			/* may hold bytes of a load that failed */
+			break;
+		}
 		if (dk_cache[i].last_used < dk_cache[victim].last_used)
 			victim = i;
 	}
@@ -651,6 +442,10 @@ data_key(int64 account_id, bool create)
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("the data key of account " INT64_FORMAT " is not visible to this user", account_id)));
 	}
+	e->gk = m365_gcm_key_new(e->key);
+	m365_secure_zero(e->key, M365_KEY_BYTES);
+	if (e->gk == NULL)
+		crypto_failed(M365_CRYPTO_INTERNAL, "set up a data key");
 	e->account_id = account_id;
 	e->valid = true;
 	e->last_used = ++dk_clock;
@@ -700,7 +495,7 @@ m365_encrypt(const char *table, const char *column,
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("value for %s.%s is too large to encrypt", table, column)));
-	ensure_master_keys();
+	keyring_ready();
 	result = palloc(VARHDRSZ + M365_ENVELOPE_OVERHEAD + len);
 	SET_VARSIZE(result, VARHDRSZ + M365_ENVELOPE_OVERHEAD + len);
 	out = (uint8 *) VARDATA(result);
@@ -710,7 +505,7 @@ m365_encrypt(const char *table, const char *column,
 	put_be64(out + 1, (uint64) account_id);
 	put_be32(out + 9, e->generation);
 	aadlen = value_aad(aad, table, column, account_id, row_id, out);
-	st = m365_gcm_seal(e->key, aad, aadlen, (const uint8 *) plain, len, out + ENVELOPE_HEADER);
+	st = m365_gcm_key_seal(e->gk, aad, aadlen, (const uint8 *) plain, len, out + ENVELOPE_HEADER);
 	if (st != M365_CRYPTO_OK)
 		crypto_failed(st, "encrypt a value");
 	return result;
@@ -762,7 +557,7 @@ m365_decrypt(const char *table, const char *column,
 	if ((int64) get_be64(in + 1) != account_id)
 		not_decryptable(table, column, account_id, row_id,
 						"The value was encrypted for another account.");
-	ensure_master_keys();
+	keyring_ready();
 	e = data_key(account_id, false);
 	if (e == NULL)
 		not_decryptable(table, column, account_id, row_id,
@@ -774,8 +569,8 @@ m365_decrypt(const char *table, const char *column,
 	plainlen = inlen - M365_ENVELOPE_OVERHEAD;
 	aadlen = value_aad(aad, table, column, account_id, row_id, in);
 	out = palloc(plainlen + 1);
-	st = m365_gcm_open(e->key, aad, aadlen, in + ENVELOPE_HEADER, inlen - ENVELOPE_HEADER,
-					   (uint8 *) out);
+	st = m365_gcm_key_open(e->gk, aad, aadlen, in + ENVELOPE_HEADER, inlen - ENVELOPE_HEADER,
+						   (uint8 *) out);
 	if (st == M365_CRYPTO_AUTH_FAILED || st == M365_CRYPTO_BAD_INPUT)
 		not_decryptable(table, column, account_id, row_id,
 						"The value was altered, or copied from another row, column or account.");
@@ -805,7 +600,7 @@ m365_rewrap_data_keys(void)
 	uint64		n;
 	uint64		i;
 
-	ensure_master_keys();
+	keyring_ready();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("SELECT account_id, generation, master_key_id, wrapped_key "

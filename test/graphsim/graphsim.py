@@ -28,6 +28,7 @@ import struct
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 import urllib.request
 
@@ -117,10 +118,11 @@ class State:
         self.reset()
 
     def reset(self):
-        self.rng = random.Random(self.seed)
+        self.rng = random.Random(self.seed)              # tokens, codes, request and trace ids
+        self.id_rng = random.Random(self.seed + 2)       # tenants, users, calendars, events, subscriptions
         self.fault_rng = random.Random(self.seed + 1)
         self.cfg = json.loads(json.dumps(DEFAULT_CONFIG))
-        self.store = S.Store(self.rng, self.cfg, self._on_change)
+        self.store = S.Store(self.id_rng, self.cfg, self._on_change)
         self.tenants = {}          # guid -> {"id","tenant","consent"}
         self.tenant_by_name = {}
         self.apps = {}             # client_id -> {...}
@@ -147,6 +149,9 @@ class State:
     def guid(self):
         return A.new_guid(self.rng)
 
+    def entity_guid(self):
+        return A.new_guid(self.id_rng)
+
     # ---------------------------------------------------------------- lookup
     def tenant(self, ref):
         if ref is None:
@@ -158,7 +163,7 @@ class State:
         t = self.tenant(name) or (self.tenants.get(tid) if tid else None)
         if t is not None:
             return t
-        t = {"id": tid or self.guid(), "tenant": name, "consent": None}
+        t = {"id": tid or self.entity_guid(), "tenant": name, "consent": None}
         self.tenants[t["id"]] = t
         self.tenant_by_name[name.lower()] = t
         return t
@@ -211,7 +216,7 @@ class Notifier(threading.Thread):
             try:
                 req = urllib.request.Request(url, data=body, method="POST",
                                              headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(req, timeout=timeout, context=NOTIFY_SSL) as r:
+                with urlopen(req, timeout) as r:
                     status = r.status
             except urllib.error.HTTPError as ex:
                 status = ex.code
@@ -228,6 +233,13 @@ class Notifier(threading.Thread):
 
 NOTIFIER = Notifier()
 NOTIFY_SSL = ssl.create_default_context()
+
+
+def urlopen(req, timeout):
+    """Outbound webhook calls: never through an environment proxy (targets are local test servers)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=NOTIFY_SSL))
+    return opener.open(req, timeout=timeout)
 
 
 # --------------------------------------------------------------------- helpers
@@ -982,7 +994,7 @@ def subscriptions(st, ctx, tok, method, segs, body_bytes, prefer):
         if life is not None and not _url_allowed(life):
             raise GraphError(400, "InvalidRequest", "The lifecycleNotificationUrl must use https.")
         exp = _expiry(st, body.get("expirationDateTime"))
-        sub = {"id": st.guid(), "resource": res, "changeType": ",".join(types), "changeTypes": set(types),
+        sub = {"id": st.entity_guid(), "resource": res, "changeType": ",".join(types), "changeTypes": set(types),
                "notificationUrl": url, "lifecycleNotificationUrl": life, "clientState": cs, "expires": exp,
                "mbx": m.id, "cal": cal, "client": tok["client"], "creator": tok["user"] or tok["client"],
                "imm": prefer.get("idtype", "").lower() == "immutableid", "tenant": m.tenant}
@@ -1013,7 +1025,7 @@ def validate_url(st, url):
     full = url + sep + "validationToken=" + urllib.parse.quote(tokn, safe="")
     try:
         req = urllib.request.Request(full, data=b"", method="POST", headers={"Content-Type": "text/plain; charset=utf-8"})
-        with urllib.request.urlopen(req, timeout=st.cfg["validation_timeout"], context=NOTIFY_SSL) as r:
+        with urlopen(req, st.cfg["validation_timeout"]) as r:
             body = r.read(4096).decode("utf-8", "replace")
             return r.status == 200 and body == tokn
     except Exception:
@@ -1098,7 +1110,7 @@ def control(st, method, path, q, body_bytes):
         t = st.tenant(body.get("tenant")) or st.add_tenant(body.get("tenant") or body["upn"].split("@")[-1])
         if store.find_mailbox(body["upn"]) is not None:
             return 409, {"error": "user exists"}
-        uid = body.get("id") or st.guid()
+        uid = body.get("id") or st.entity_guid()
         m = store.add_mailbox(uid, body["upn"], body.get("display_name") or body["upn"].split("@")[0], t["id"])
         m.enabled = bool(body.get("mailbox_enabled", True))
         return 201, user_ctl(m)
@@ -1113,7 +1125,7 @@ def control(st, method, path, q, body_bytes):
         template = body.get("template") or {"subject": "Bulk event", "body": {"contentType": "text", "content": "x"}}
         for i in range(n):
             upn = "%s%06d@%s" % (prefix, base_i + i, t["tenant"])
-            m = store.add_mailbox(st.guid(), upn, "Bulk User %d" % (base_i + i), t["id"])
+            m = store.add_mailbox(st.entity_guid(), upn, "Bulk User %d" % (base_i + i), t["id"])
             if per:
                 store.bulk_create(m, m.default_cal(), template, per, start, int(body.get("interval_minutes", 90)) * 60,
                                   int(body.get("duration_minutes", 30)) * 60, now)
@@ -1422,8 +1434,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     status, obj = control(st, method, path, qparse(qs), body)
                 except GraphError as ex:
                     status, obj = ex.status, {"error": {"code": ex.code, "message": ex.message}}
-                except (KeyError, TypeError, ValueError) as ex:
+                except (KeyError, TypeError, ValueError, AttributeError) as ex:
                     status, obj = 400, {"error": "bad control request: %r" % (ex,)}
+                except Exception as ex:
+                    traceback.print_exc(file=sys.stderr)
+                    status, obj = 500, {"error": "graphsim failed: %r" % (ex,)}
             self.write(Resp(status, b"" if obj is None else jbytes(obj), [("Content-Type", JSON_CT)]))
             return
         ctx = Ctx()
@@ -1534,12 +1549,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             segs = [s for s in path.split("/") if s]
             with st.lock:
                 st.stats["identity"] += 1
-                if len(segs) == 4 and segs[1:3] == ["oauth2", "v2.0"]:
-                    form = qparse(body.decode("utf-8", "replace")) if body else {}
-                    lh = {k.lower(): v for k, v in self.headers.items()}
-                    return identity(st, method, segs[0], segs[3], q, form, lh)
-                if len(segs) == 3 and segs[1:] == ["v2.0", "adminconsent"]:
-                    return identity(st, method, segs[0], "adminconsent", q, {}, {})
+                try:
+                    if len(segs) == 4 and segs[1:3] == ["oauth2", "v2.0"]:
+                        form = qparse(body.decode("utf-8", "replace")) if body else {}
+                        lh = {k.lower(): v for k, v in self.headers.items()}
+                        return identity(st, method, segs[0], segs[3], q, form, lh)
+                    if len(segs) == 3 and segs[1:] == ["v2.0", "adminconsent"]:
+                        return identity(st, method, segs[0], "adminconsent", q, {}, {})
+                except Exception:
+                    traceback.print_exc(file=sys.stderr)
+                    return aad_response(st, A.AuthError("temporarily_unavailable", 50196, status=500))
             return Resp(404, b"", [("Content-Type", "text/html")])
         if not path.startswith("/v1.0/"):
             return graph_error(ctx, 400, "BadRequest", "Invalid version.")
@@ -1554,6 +1573,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return graph_call(st, ctx, method, path, q, HeaderView(self.headers), body)
             except GraphError as ex:
                 return graph_error(ctx, ex.status, ex.code, ex.message, ex.headers)
+            except Exception:
+                # a simulator bug: answer like Graph's generalException and show the traceback
+                traceback.print_exc(file=sys.stderr)
+                return graph_error(ctx, 500, "generalException", "An unexpected error occurred in graphsim.")
 
     def headers_lower(self):
         return HeaderView(self.headers)

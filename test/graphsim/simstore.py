@@ -820,6 +820,11 @@ class Store:
         return items
 
     def entry_items(self, m, known, cur, cal_idx, ws, we, variant):
+        if known is None and not cur.deleted and cur.data.get("recurrence") is None:
+            # the common case (first round, single event): no diff needed
+            if cur.cal != cal_idx or not overlaps(cur.s, cur.e, ws, we):
+                return []
+            return [self.render(m, cur, variant)]
         cur_map = self.instances(m, cur, cal_idx, ws, we, variant)
         if known is None:
             return list(cur_map.values())

@@ -157,6 +157,21 @@ class Occurrences(SimCase):
         self.assertEqual(r2.status, 412)
 
 
+class Views(SimCase):
+    def test_calendar_view_lists_instances_in_order_and_pages(self):
+        self.outlook_create(event("series", recurrence=WEEKLY))
+        self.outlook_create(event("single", "2025-03-05T09:00:00", "2025-03-05T10:00:00"))
+        r = self.g("GET", "me/calendarView?%s&$top=3" % WINDOW).json()
+        self.assertEqual([e["subject"] for e in r["value"]], ["series", "single", "series"])
+        r2 = self.g("GET", r["@odata.nextLink"]).json()
+        self.assertEqual(len(r2["value"]), 2)
+
+    def test_get_event_and_list_events(self):
+        ev = self.g("POST", "me/events", event("one")).json()
+        self.assertEqual(self.g("GET", "me/events/" + ev["id"]).json()["subject"], "one")
+        self.assertEqual(len(self.g("GET", "me/calendar/events").json()["value"]), 1)
+
+
 class Calendars(SimCase):
     def test_calendar_list_fields(self):
         r = self.g("GET", "me/calendars")

@@ -158,6 +158,14 @@ class Token(Flow):
         self.assertAad(self.tok({"client_id": CLIENT_ID, "client_secret": SECRET, "grant_type": "refresh_token",
                                  "refresh_token": d["refresh_token"]}), "invalid_grant", 70008)
 
+    def test_revocation_can_demand_mfa_or_a_fresh_sign_in(self):
+        for code, error in ((50076, "interaction_required"), (50173, "invalid_grant")):
+            c, v = self.code()
+            d = self.redeem(c, v).json()
+            self.sim.ctl("POST", "tokens/revoke", {"upn": "ada@contoso.example", "aadsts": code}, expect=200)
+            self.assertAad(self.tok({"client_id": CLIENT_ID, "client_secret": SECRET, "grant_type": "refresh_token",
+                                     "refresh_token": d["refresh_token"]}), error, code)
+
     def test_refresh_token_expires_after_90_days_700082(self):
         code, v = self.code()
         d = self.redeem(code, v).json()

@@ -6,6 +6,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "crypto.h"
 #include "tap.h"
@@ -240,6 +242,81 @@ helpers(void)
 	}
 }
 
+static void
+keyed_contexts(void)
+{
+	uint8_t		raw[32];
+	M365GcmKey *k;
+	M365GcmKey *other;
+	const char *msg = "Quarterly review 📈";
+	size_t		n = strlen(msg);
+	uint8_t		sealed[64],
+				back[64];
+	int			i,
+				all_ok = 1;
+
+	m365_random_bytes(raw, 32);
+	k = m365_gcm_key_new(raw);
+	ok(k != NULL, "a keyed context pair is made");
+	for (i = 0; i < 1000; i++)
+	{
+		char		text[32];
+		size_t		tl = (size_t) snprintf(text, sizeof(text), "value %d", i);
+
+		if (m365_gcm_key_seal(k, (const uint8_t *) "ad", 2, (const uint8_t *) text, tl, sealed) != M365_CRYPTO_OK ||
+			m365_gcm_key_open(k, (const uint8_t *) "ad", 2, sealed, tl + M365_GCM_OVERHEAD, back) != M365_CRYPTO_OK ||
+			memcmp(back, text, tl) != 0)
+			all_ok = 0;
+	}
+	ok(all_ok, "a keyed context seals and opens 1000 values in a row");
+	m365_gcm_key_seal(k, (const uint8_t *) "ad", 2, (const uint8_t *) msg, n, sealed);
+	ok(m365_gcm_open(raw, (const uint8_t *) "ad", 2, sealed, n + M365_GCM_OVERHEAD, back) == M365_CRYPTO_OK &&
+	   memcmp(back, msg, n) == 0, "what a keyed context seals, the raw key opens");
+	ok(m365_gcm_key_open(k, (const uint8_t *) "xx", 2, sealed, n + M365_GCM_OVERHEAD, back) == M365_CRYPTO_AUTH_FAILED,
+	   "a keyed context refuses other associated data");
+	other = m365_gcm_key_new((const uint8_t *) "0123456789abcdef0123456789abcdef");
+	ok(m365_gcm_key_open(other, (const uint8_t *) "ad", 2, sealed, n + M365_GCM_OVERHEAD, back) == M365_CRYPTO_AUTH_FAILED,
+	   "another keyed context refuses it");
+	ok(m365_gcm_key_open(k, (const uint8_t *) "ad", 2, sealed, n + M365_GCM_OVERHEAD, back) == M365_CRYPTO_OK,
+	   "a failure leaves the context usable");
+	m365_gcm_key_free(other);
+	m365_gcm_key_free(k);
+	m365_gcm_key_free(NULL);
+}
+
+/* The nonce pool must not be shared by a parent and its forked child. */
+static void
+nonces_after_fork(void)
+{
+	uint8_t		key[32] = {7};
+	uint8_t		mine[M365_GCM_OVERHEAD],
+				theirs[M365_GCM_OVERHEAD];
+	int			fds[2];
+	pid_t		pid;
+	int			status;
+
+	m365_gcm_seal(key, NULL, 0, NULL, 0, mine);	/* the pool is filled now */
+	if (pipe(fds) != 0 || (pid = fork()) < 0)
+	{
+		ok(0, "fork for the nonce test");
+		return;
+	}
+	if (pid == 0)
+	{
+		m365_gcm_seal(key, NULL, 0, NULL, 0, theirs);
+		if (write(fds[1], theirs, M365_NONCE_BYTES) != M365_NONCE_BYTES)
+			_exit(1);
+		_exit(0);
+	}
+	m365_gcm_seal(key, NULL, 0, NULL, 0, mine);
+	waitpid(pid, &status, 0);
+	ok(read(fds[0], theirs, M365_NONCE_BYTES) == M365_NONCE_BYTES &&
+	   memcmp(mine, theirs, M365_NONCE_BYTES) != 0,
+	   "parent and forked child never use the same next nonce");
+	close(fds[0]);
+	close(fds[1]);
+}
+
 int
 main(void)
 {
@@ -248,6 +325,8 @@ main(void)
 	failures();
 	key_wrapping();
 	helpers();
+	keyed_contexts();
+	nonces_after_fork();
 	m365_crypto_release();
 	return done_testing();
 }
