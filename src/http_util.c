@@ -306,6 +306,34 @@ m365_parse_retry_after(const char *value, time_t now, double *seconds)
 	return 1;
 }
 
+int
+m365_header_value(const char *line, size_t n, const char *name,
+				  const char **value, size_t *vlen)
+{
+	const char *colon = memchr(line, ':', n);
+	size_t		nl = strlen(name);
+	const char *v;
+	const char *end;
+
+	if (colon == NULL || (size_t) (colon - line) != nl || strncasecmp(line, name, nl) != 0)
+		return 0;
+	v = colon + 1;
+	end = line + n;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+		end--;
+	*value = v;
+	*vlen = (size_t) (end - v);
+	return 1;
+}
+
+int
+m365_header_is_status_line(const char *line, size_t n)
+{
+	return n >= 5 && strncmp(line, "HTTP/", 5) == 0;
+}
+
 void
 m365_format_uuid(const unsigned char bytes[16], char out[37])
 {
