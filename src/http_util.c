@@ -158,7 +158,10 @@ m365_url_endpoint(const char *url, char *out, size_t outlen)
 	else
 		while (p < end && *p != ':')
 			p++;
-	append(out, outlen, &pos, host, p - host);
+	if (segment_is_address(host, p - host))
+		append(out, outlen, &pos, "{mailbox}", 9);	/* "%40" in a host name */
+	else
+		append(out, outlen, &pos, host, p - host);
 
 	/* The path, segment by segment, up to the query or fragment. */
 	p = end;
