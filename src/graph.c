@@ -106,6 +106,13 @@ m365_graph_send(M365HttpRequest *req, M365TokenSource *ts, M365GraphResult *res)
 			continue;
 		break;
 	}
+	return m365_graph_result(req, res);
+}
+
+bool
+m365_graph_result(const M365HttpRequest *req, M365GraphResult *res)
+{
+	memset(res, 0, sizeof(*res));
 	if (req->response.result == M365_HTTP_OK &&
 		req->response.status >= 200 && req->response.status < 300)
 	{

@@ -73,6 +73,12 @@ extern void m365_graph_prepare(M365HttpRequest *req, M365HttpMethod method, cons
 extern bool m365_graph_send(M365HttpRequest *req, M365TokenSource *ts, M365GraphResult *res);
 
 /* ERROR for a failed call; what names the operation ("read the signed-in user"). */
+/*
+ * Classify a request that has run (alone or with others through
+ * m365_http_perform_many): true for a 2xx, else res says what failed.
+ */
+extern bool m365_graph_result(const M365HttpRequest *req, M365GraphResult *res);
+
 extern void m365_graph_raise(const M365GraphResult *res, const char *what) pg_attribute_noreturn();
 
 /*

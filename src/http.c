@@ -31,6 +31,8 @@
 #include <time.h>
 
 #include "miscadmin.h"
+#include "storage/pmsignal.h"
+#include "utils/memutils.h"
 
 #include "crypto.h"
 #include "http.h"
@@ -228,7 +230,8 @@ static int
 progress_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 			curl_off_t ultotal, curl_off_t ulnow)
 {
-	return (QueryCancelPending || ProcDiePending) ? 1 : 0;
+	/* Cancel, shutdown, or an orphan whose postmaster died: stop now. */
+	return (QueryCancelPending || ProcDiePending || !PostmasterIsAlive()) ? 1 : 0;
 }
 
 /* --- set-up --------------------------------------------------------------- */
@@ -685,6 +688,108 @@ m365_http_perform_many(M365HttpRequest *reqs, int n, int max_parallel)
 		free(ts);
 	}
 	PG_END_TRY();
+}
+
+/*
+ * Keep up to nslots transfers in flight: ask next() for a request whenever a
+ * slot is free, hand each answer to done() as soon as it arrives. Each
+ * slot's answer lives in the slot's memory context, reset after done().
+ */
+static void
+stream_transfers(CURLM *multi, Transfer *slots, MemoryContext *slot_cxt, int nslots,
+				 M365HttpNext next, M365HttpDone done, void *arg)
+{
+	int			active = 0;
+
+	for (;;)
+	{
+		CURLMsg    *msg;
+		int			still,
+					queued,
+					i;
+
+		for (i = 0; i < nslots && active < nslots; i++)
+		{
+			M365HttpRequest *req;
+
+			if (slots[i].req != NULL)
+				continue;
+			if ((req = next(arg)) == NULL)
+				break;
+			memset(&slots[i], 0, sizeof(Transfer));
+			memset(&req->response, 0, sizeof(M365HttpResponse));
+			slots[i].req = req;
+			if (start_transfer(multi, &slots[i], slot_cxt[i]))
+				active++;
+			else
+			{
+				/* Failed before sending: answer at once, the slot is free again. */
+				slots[i].req = NULL;
+				done(req, arg);
+				MemoryContextReset(slot_cxt[i]);
+			}
+		}
+		if (active == 0)
+			break;
+		if (curl_multi_perform(multi, &still) != CURLM_OK)
+			elog(ERROR, "curl_multi_perform failed");
+		while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
+		{
+			Transfer   *t;
+			M365HttpRequest *req;
+			int			slot;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+			slot = t - slots;
+			finish_transfer(t, map_curl_code(t, msg->data.result), slot_cxt[slot]);
+			release_transfer(t);
+			req = t->req;
+			t->req = NULL;
+			active--;
+			done(req, arg);
+			MemoryContextReset(slot_cxt[slot]);
+		}
+		if (active > 0 && still > 0)
+			curl_multi_poll(multi, NULL, 0, POLL_MS, NULL);
+		/* Safe here: PG_FINALLY in our caller releases every handle. */
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+void
+m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg, int max_parallel)
+{
+	int			nslots = Max(max_parallel, 1);
+	CURLM	   *multi = get_multi();
+	Transfer   *volatile slots;
+	MemoryContext *slot_cxt;
+	MemoryContext stream_cxt;
+	int			i;
+
+	stream_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync http stream",
+									   ALLOCSET_SMALL_SIZES);
+	slot_cxt = MemoryContextAlloc(stream_cxt, sizeof(MemoryContext) * nslots);
+	for (i = 0; i < nslots; i++)
+		slot_cxt[i] = AllocSetContextCreate(stream_cxt, "m365sync http answer",
+											ALLOCSET_DEFAULT_SIZES);
+	slots = calloc(nslots, sizeof(Transfer));
+	if (slots == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+
+	PG_TRY();
+	{
+		stream_transfers(multi, slots, slot_cxt, nslots, next, done, arg);
+	}
+	PG_FINALLY();
+	{
+		for (i = 0; i < nslots; i++)
+			release_transfer(&slots[i]);
+		free(slots);
+	}
+	PG_END_TRY();
+	MemoryContextDelete(stream_cxt);
 }
 
 void

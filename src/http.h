@@ -100,6 +100,19 @@ extern void m365_http_perform(M365HttpRequest *req);
  */
 extern void m365_http_perform_many(M365HttpRequest *reqs, int n, int max_parallel);
 
+/*
+ * Streaming: keep up to max_parallel requests in flight. next(arg) gives
+ * the next request to send (NULL: nothing to send right now); done(req,
+ * arg) gets each answer as soon as it arrives and may make next() return
+ * more. Returns when nothing is in flight and next() has nothing. The
+ * answer's memory is freed after done() returns: copy what you keep.
+ */
+typedef M365HttpRequest *(*M365HttpNext) (void *arg);
+typedef void (*M365HttpDone) (M365HttpRequest *req, void *arg);
+
+extern void m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg,
+									 int max_parallel);
+
 /* "host/path" of a URL for messages (palloc'd); see m365_url_endpoint. */
 extern char *m365_http_endpoint(const char *url);
 

@@ -54,11 +54,16 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	DefineCustomStringVariable("m365sync.database",
-							   "Database the m365sync worker serves.",
-							   "The worker waits quietly until the extension is installed there.",
-							   &m365_database, "postgres",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	/*
+	 * A postmaster setting can only be defined while preloading; without
+	 * preload there is no worker for it to configure.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("m365sync.database",
+								   "Database the m365sync worker serves.",
+								   "The worker waits quietly until the extension is installed there.",
+								   &m365_database, "postgres",
+								   PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
 	DefineCustomStringVariable("m365sync.key_file",
 							   "Master key file for m365sync's envelope encryption.",

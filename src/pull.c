@@ -10,12 +10,16 @@
  * never dropped. The window moves with the calendar day: when the day
  * changes, the next round is a full one over the new window.
  *
- * Knows nothing of HTTP (graph.c) or SQL text (store_pull.c).
+ * Rounds advance in waves (see pull.h). In the worker each page's
+ * handling is its own transaction, and an ERROR there fails that account's
+ * round alone. Knows nothing of HTTP (graph.c) or SQL text (store_pull.c).
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -197,108 +201,252 @@ fail_round(M365RoundStats *st, const M365GraphResult *res, const char *code)
 	return false;
 }
 
-/* Follow one calendar's links to its deltaLink. */
-static bool
-pull_calendar(int64 account_id, const char *ms_user_id, M365PullCalendar *cal,
-			  M365TokenSource *ts, bool commit_each_page, M365RoundStats *st)
+/* Move the job to its next calendar, or finish it. */
+static void
+next_calendar(M365PullJob *job)
 {
-	bool		restarted = false;
-	char	   *url;
+	M365PullCalendar *cal;
 	TimestampTz wstart;
 	TimestampTz wend;
 
+	if (job->next_calendar >= list_length(job->calendars))
+	{
+		job->done = true;
+		return;
+	}
+	cal = list_nth(job->calendars, job->next_calendar++);
+	job->calendar = cal;
+	job->restarted = false;
+	job->stats->calendars++;
 	current_window(&wstart, &wend);
 	if (cal->link == NULL || (cal->link_is_final && (!cal->has_window || cal->window_start != wstart)))
-		start_full_round(account_id, ms_user_id, cal, &url);
+		start_full_round(job->account_id, job->ms_user_id, cal, &job->url);
 	else
-		url = cal->link;
-
-	for (;;)
-	{
-		M365HttpRequest req;
-		M365GraphResult res;
-		M365DeltaPage page;
-		char		err[128];
-		MemoryContext page_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync page",
-													   ALLOCSET_DEFAULT_SIZES);
-		MemoryContext old = MemoryContextSwitchTo(page_cxt);
-		bool		final;
-
-		if (commit_each_page)
-		{
-			/* A refresh (and its rotated refresh token) commits before the page can fail. */
-			(void) m365_account_access_token(account_id, NULL);
-			m365_commit_and_continue();
-		}
-		m365_graph_prepare(&req, M365_HTTP_GET, url);
-		m365_http_add_header(&req, M365_PREFER_UTC);
-		m365_http_add_header(&req, psprintf("Prefer: odata.maxpagesize=%d", M365_PULL_PAGE_SIZE));
-		st->http_requests++;
-		if (!m365_graph_send(&req, ts, &res))
-		{
-			MemoryContextSwitchTo(old);
-			if (!restarted && res.transport == M365_HTTP_OK &&
-				m365_delta_cursor_lost(res.status, res.code))
-			{
-				/* The cursor is gone: a full round over the window, once. */
-				restarted = true;
-				MemoryContextDelete(page_cxt);
-				start_full_round(account_id, ms_user_id, cal, &url);
-				continue;
-			}
-			(void) fail_round(st, &res, NULL);
-			MemoryContextDelete(page_cxt);
-			return false;
-		}
-		if (m365_delta_page_parse(req.response.body, req.response.body_len, &page, err, sizeof(err)) != M365_DELTA_OK)
-		{
-			MemoryContextSwitchTo(old);
-			ereport(WARNING,
-					(errmsg("m365sync: malformed delta page for account %lld", (long long) account_id),
-					 errdetail("%s", err)));
-			MemoryContextDelete(page_cxt);
-			return fail_round(st, NULL, "malformedResponse");
-		}
-
-		url = apply_page(account_id, cal, &page, st, &final);
-		MemoryContextSwitchTo(old);
-		url = pstrdup(url);		/* the page's memory goes; the link stays */
-		MemoryContextDelete(page_cxt);
-
-		st->pages++;
-		cal->link = url;
-		cal->link_is_final = final;
-		if (final && cal->full_round_id != 0)
-		{
-			st->deleted += m365_pull_sweep(account_id, cal->calendar_id, cal->full_round_id);
-			cal->full_round_id = 0;
-		}
-		m365_pull_save_cursor(account_id, cal);
-		if (commit_each_page)
-			m365_commit_and_continue();
-		if (final)
-			return true;
-	}
+		job->url = cal->link;
 }
 
-bool
-m365_pull_account(int64 account_id, const char *ms_user_id, bool commit_each_page,
-				  M365RoundStats *st)
+static void
+fail_job(M365PullJob *job, const M365GraphResult *res, const char *code)
 {
-	List	   *cals = m365_pull_calendars(account_id);
-	ListCell   *lc;
-	M365TokenSource ts;
-	int64		ts_account = account_id;
+	(void) fail_round(job->stats, res, code);
+	job->done = true;
+}
 
-	st->ok = true;
-	m365_account_token_source(&ts, &ts_account);
-	foreach(lc, cals)
+/*
+ * Handle the answer to a job's request: apply the page and save the cursor,
+ * or decide what comes next (fresh token, full round, failure).
+ */
+static void
+handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
+{
+	M365PullCalendar *cal = job->calendar;
+	M365GraphResult res;
+	M365DeltaPage page;
+	char		err[128];
+	char	   *link;
+	bool		final;
+	MemoryContext page_cxt;
+	MemoryContext keep;
+
+	if (!m365_graph_result(req, &res))
 	{
-		M365PullCalendar *cal = lfirst(lc);
-
-		st->calendars++;
-		if (!pull_calendar(account_id, ms_user_id, cal, &ts, commit_each_page, st))
-			return false;
+		if (res.transport == M365_HTTP_OK && res.status == 401 && !job->token_retried)
+		{
+			/* Graph refused the token: one fresh token, then the same request again. */
+			job->token_retried = true;
+			job->token = m365_account_access_token(job->account_id, job->token);
+			if (job->token == NULL)
+				fail_job(job, NULL, "noAccessToken");
+			return;
+		}
+		if (!job->restarted && res.transport == M365_HTTP_OK &&
+			m365_delta_cursor_lost(res.status, res.code))
+		{
+			/* The cursor is gone: a full round over the window, once. */
+			job->restarted = true;
+			start_full_round(job->account_id, job->ms_user_id, cal, &job->url);
+			return;
+		}
+		fail_job(job, &res, NULL);
+		return;
 	}
-	return true;
+	job->token_retried = false;
+
+	if (m365_delta_page_parse(req->response.body, req->response.body_len, &page, err, sizeof(err)) != M365_DELTA_OK)
+	{
+		ereport(WARNING,
+				(errmsg("m365sync: malformed delta page for account %lld", (long long) job->account_id),
+				 errdetail("%s", err)));
+		fail_job(job, NULL, "malformedResponse");
+		return;
+	}
+	/* Page-sized scratch memory; only the link outlives it. */
+	page_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync page", ALLOCSET_DEFAULT_SIZES);
+	keep = MemoryContextSwitchTo(page_cxt);
+	link = apply_page(job->account_id, cal, &page, job->stats, &final);
+	link = MemoryContextStrdup(keep, link);
+	MemoryContextSwitchTo(keep);
+	MemoryContextDelete(page_cxt);
+	if (!m365_graph_same_origin(link))
+	{
+		/* A link to another host would carry our token there: never follow it. */
+		fail_job(job, NULL, "untrustedLink");
+		return;
+	}
+
+	job->stats->pages++;
+	cal->link = link;
+	cal->link_is_final = final;
+	if (final && cal->full_round_id != 0)
+	{
+		job->stats->deleted += m365_pull_sweep(job->account_id, cal->calendar_id, cal->full_round_id);
+		cal->full_round_id = 0;
+	}
+	m365_pull_save_cursor(job->account_id, cal);
+
+	/*
+	 * A page and its cursor may commit asynchronously: a crash that loses
+	 * the commit leaves the older cursor, and the page comes again and is
+	 * applied idempotently. Only in a transaction of our own, and never one
+	 * that saved a refreshed token (a lost rotated refresh token would cut
+	 * the account off), which returns above.
+	 */
+	if (own_transaction)
+		(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+	if (final)
+		next_calendar(job);
+	else
+		job->url = link;
+}
+
+/*
+ * handle_answer in the worker: its own transaction, and an ERROR fails this
+ * job only (reported, rolled back; the cursor stays where it was).
+ */
+static void
+handle_answer_isolated(M365PullJob *job, M365HttpRequest *req, MemoryContext keep)
+{
+	PG_TRY();
+	{
+		handle_answer(job, req, true);
+		m365_commit_and_continue();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(keep);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		MemoryContextSwitchTo(keep);
+		fail_job(job, NULL, "internalError");
+	}
+	PG_END_TRY();
+}
+
+/* Load the calendars and a token of each job (committed before any page). */
+static void
+start_jobs(List *jobs, bool commit_each_page)
+{
+	ListCell   *lc;
+
+	foreach(lc, jobs)
+	{
+		M365PullJob *job = lfirst(lc);
+
+		job->stats->ok = true;
+		job->calendars = m365_pull_calendars(job->account_id);
+		job->next_calendar = 0;
+		job->done = false;
+		job->token_retried = false;
+		next_calendar(job);
+		if (!job->done)
+		{
+			/* A refresh (and its rotated refresh token) commits before any page can fail. */
+			job->token = m365_account_access_token(job->account_id, NULL);
+			if (job->token == NULL)
+				fail_job(job, NULL, "noAccessToken");
+		}
+	}
+	if (commit_each_page)
+		m365_commit_and_continue();
+}
+
+/* The stream's state: which job sends next, and how answers are applied. */
+typedef struct PullStream
+{
+	M365PullJob **jobs;
+	int			n;
+	int			cursor;			/* round robin over the jobs */
+	bool		commit_each_page;
+	MemoryContext keep;			/* the round's memory: links, tokens */
+} PullStream;
+
+#define PREFER_PAGE_SIZE "Prefer: odata.maxpagesize=" CppAsString2(M365_PULL_PAGE_SIZE)
+
+static M365HttpRequest *
+next_request(void *arg)
+{
+	PullStream *ps = arg;
+	int			k;
+
+	for (k = 0; k < ps->n; k++)
+	{
+		M365PullJob *job = ps->jobs[(ps->cursor + k) % ps->n];
+
+		if (job->done || job->in_flight)
+			continue;
+		ps->cursor = (ps->cursor + k + 1) % ps->n;
+		m365_graph_prepare(&job->request, M365_HTTP_GET, job->url);
+		m365_http_add_header(&job->request, M365_PREFER_UTC);
+		m365_http_add_header(&job->request, PREFER_PAGE_SIZE);
+		job->request.bearer_token = job->token;
+		job->request.user_data = job;
+		job->in_flight = true;
+		job->stats->http_requests++;
+		return &job->request;
+	}
+	return NULL;
+}
+
+static void
+answer_arrived(M365HttpRequest *req, void *arg)
+{
+	PullStream *ps = arg;
+	M365PullJob *job = req->user_data;
+	MemoryContext old = MemoryContextSwitchTo(ps->keep);
+
+	job->in_flight = false;
+	if (ps->commit_each_page)
+		handle_answer_isolated(job, req, ps->keep);
+	else
+		handle_answer(job, req, false);
+	MemoryContextSwitchTo(old);
+}
+
+void
+m365_pull_run(List *jobs, bool commit_each_page, int max_parallel)
+{
+	PullStream	ps;
+	ListCell   *lc;
+
+	if (jobs == NIL)
+		return;
+	start_jobs(jobs, commit_each_page);
+	ps.n = 0;
+	ps.jobs = palloc(sizeof(M365PullJob *) * list_length(jobs));
+	foreach(lc, jobs)
+	{
+		M365PullJob *job = lfirst(lc);
+
+		job->in_flight = false;
+		ps.jobs[ps.n++] = job;
+	}
+	ps.cursor = 0;
+	ps.commit_each_page = commit_each_page;
+	ps.keep = CurrentMemoryContext;
+	m365_http_perform_stream(next_request, answer_arrived, &ps, max_parallel);
+	pfree(ps.jobs);
 }

@@ -1,11 +1,23 @@
 /*
- * pull.h — one delta round of one account (pull.c): every sync-enabled
- * calendar's calendarView/delta followed to its deltaLink.
+ * pull.h — delta rounds of accounts (pull.c): every sync-enabled calendar's
+ * calendarView/delta followed to its deltaLink.
+ *
+ * Rounds of many accounts advance together as a stream: up to
+ * m365sync.max_connections requests are in flight (libcurl multi), each
+ * answer is applied as soon as it arrives and that account's next request
+ * goes out at once. A delta chain is sequential by nature, so one request
+ * per mailbox at a time is all the parallelism an account has; the stream
+ * gives the parallelism across accounts, and keeps the connections busy
+ * while pages are being applied.
  */
 #ifndef M365SYNC_PULL_H
 #define M365SYNC_PULL_H
 
 #include "postgres.h"
+
+#include "nodes/pg_list.h"
+
+#include "http.h"
 
 typedef struct M365RoundStats
 {
@@ -23,14 +35,33 @@ typedef struct M365RoundStats
 	char		error[64];		/* an error code, never content */
 } M365RoundStats;
 
+/* One account's round; the caller fills account_id, ms_user_id and stats. */
+typedef struct M365PullJob
+{
+	int64		account_id;
+	char	   *ms_user_id;
+	M365RoundStats *stats;
+
+	/* pull.c's state */
+	List	   *calendars;		/* of M365PullCalendar */
+	int			next_calendar;
+	void	   *calendar;		/* the current M365PullCalendar */
+	char	   *url;			/* the next request */
+	char	   *token;
+	bool		token_retried;	/* asked for a fresh token after a 401 */
+	bool		restarted;		/* a lost cursor restarted this calendar */
+	bool		done;
+	bool		in_flight;		/* its request is out; one per mailbox */
+	M365HttpRequest request;
+} M365PullJob;
+
 /*
- * Pull one account. Each page is applied together with its cursor; when
- * commit_each_page, the current transaction is committed after each page
- * and a new one started (the worker), otherwise everything stays in the
- * caller's transaction (m365sync.sync()). Returns stats->ok.
+ * Run the rounds of jobs to the end. When commit_each_page, the current
+ * transaction is committed after each page (the worker; a page and its
+ * cursor commit together), otherwise everything stays in the caller's
+ * transaction (m365sync.sync()). Each job's stats->ok says how it went.
  */
-extern bool m365_pull_account(int64 account_id, const char *ms_user_id,
-							  bool commit_each_page, M365RoundStats *stats);
+extern void m365_pull_run(List *jobs, bool commit_each_page, int max_parallel);
 
 /* Page size asked of Graph (Prefer: odata.maxpagesize). */
 #define M365_PULL_PAGE_SIZE 100

@@ -186,67 +186,93 @@ finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
 	}
 }
 
-/*
- * One round of one account. In the worker (commit_each_page) the log row is
- * committed first so it shows while the round runs.
- */
-static bool
-sync_one(DueAccount *a, bool commit_each_page, M365RoundStats *st)
+/* One account's round within a batch. */
+typedef struct RoundJob
 {
+	DueAccount *account;
+	bool		locked;			/* false: another session runs it ("busy") */
 	int64		run_id;
+	M365RoundStats stats;
+	M365PullJob pull;
+} RoundJob;
 
-	memset(st, 0, sizeof(*st));
-	if (!lock_round(a->account_id))
-	{
-		strlcpy(st->error, "busy", sizeof(st->error));
-		return false;
-	}
-	PG_TRY();
-	{
-		run_id = run_log_start(a->account_id);
-		if (commit_each_page)
-			m365_commit_and_continue();
-		(void) m365_pull_account(a->account_id, a->ms_user_id, commit_each_page, st);
-		finish_round(a->account_id, run_id, st);
-	}
-	PG_CATCH();
-	{
-		unlock_round(a->account_id);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	unlock_round(a->account_id);
-	return true;
+static void
+unlock_all(RoundJob *jobs, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (jobs[i].locked)
+		{
+			unlock_round(jobs[i].account->account_id);
+			jobs[i].locked = false;
+		}
 }
 
 /*
- * A worker round of one account that cannot take the others down: an ERROR
- * is reported, rolled back, and recorded as the account's failure (it backs
- * off alone).
+ * The rounds of a batch of accounts: lock and log each, pull them together
+ * (waves of concurrent requests), then close each round. In the worker
+ * (commit_each_page) the log rows commit first so they show while the
+ * rounds run, and every page commits with its cursor.
  */
-static void
-worker_sync_isolated(DueAccount *a, MemoryContext round_cxt)
+static RoundJob *
+run_rounds(List *due, bool commit_each_page)
 {
-	M365RoundStats st;
+	volatile int n = list_length(due);
+	RoundJob   *volatile jobs = palloc0(sizeof(RoundJob) * Max(n, 1));
+	List	   *pulls = NIL;
+	ListCell   *lc;
+	int			i = 0;
 
+	foreach(lc, due)
+	{
+		jobs[i].account = lfirst(lc);
+		i++;
+	}
 	PG_TRY();
 	{
-		(void) sync_one(a, true, &st);
+		for (i = 0; i < n; i++)
+		{
+			RoundJob   *j = &jobs[i];
+
+			if (!(j->locked = lock_round(j->account->account_id)))
+			{
+				strlcpy(j->stats.error, "busy", sizeof(j->stats.error));
+				continue;
+			}
+			j->run_id = run_log_start(j->account->account_id);
+			j->pull.account_id = j->account->account_id;
+			j->pull.ms_user_id = j->account->ms_user_id;
+			j->pull.stats = &j->stats;
+			pulls = lappend(pulls, &j->pull);
+		}
+		if (commit_each_page)
+			m365_commit_and_continue();
+
+		m365_pull_run(pulls, commit_each_page, m365_max_connections);
+
+		for (i = 0; i < n; i++)
+			if (jobs[i].locked)
+				finish_round(jobs[i].account->account_id, jobs[i].run_id, &jobs[i].stats);
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(round_cxt);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		MemoryContextSwitchTo(round_cxt);
-		memset(&st, 0, sizeof(st));
-		strlcpy(st.error, "internalError", sizeof(st.error));
-		finish_round(a->account_id, run_log_start(a->account_id), &st);
+		unlock_all(jobs, n);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	unlock_all(jobs, n);
+	return jobs;
+}
+
+/*
+ * Accounts per worker batch: many per connection, so the stream stays full
+ * and only a batch's tail leaves connections idle.
+ */
+static int
+batch_size(void)
+{
+	return Min(Max(16 * m365_max_connections, 32), 4096);
 }
 
 /* The worker's round (see worker.h): sync what is due, one transaction per page. */
@@ -255,25 +281,21 @@ m365_worker_round(void)
 {
 	MemoryContext round_cxt = CurrentMemoryContext;	/* the worker's, reset each round */
 	List	   *due;
-	ListCell   *lc;
+	int			batch = batch_size();
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(round_cxt);
-	due = due_accounts(0, ROUND_BATCH);
-	foreach(lc, due)
-	{
-		CHECK_FOR_INTERRUPTS();
-		worker_sync_isolated(lfirst(lc), round_cxt);
-		m365_commit_and_continue();
-	}
+	due = due_accounts(0, batch);
+	if (due != NIL)
+		(void) run_rounds(due, true);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(round_cxt);
 
-	/* More were waiting: go again at once; else sleep to the next poll (the latch cuts it short). */
-	if (list_length(due) >= ROUND_BATCH)
+	/* A full batch: more may be waiting, go again at once. */
+	if (list_length(due) >= batch)
 		return 0;
 	return list_length(due) > 0 ? 1000L : Min((long) m365_sync_interval_s * 1000L, 10000L);
 }
@@ -291,7 +313,8 @@ m365sync_sync(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int64		account_id = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
 	List	   *due;
-	ListCell   *lc;
+	RoundJob   *jobs;
+	int			i;
 
 	if (!PG_ARGISNULL(0) && account_id <= 0)
 		ereport(ERROR,
@@ -306,24 +329,24 @@ m365sync_sync(PG_FUNCTION_ARGS)
 				 errmsg("account %lld does not exist or cannot be synced now", (long long) account_id),
 				 errhint("See m365sync.account_status: accounts that need the user to reconnect are not synced.")));
 
-	foreach(lc, due)
+	jobs = run_rounds(due, false);
+	for (i = 0; i < list_length(due); i++)
 	{
-		DueAccount *a = lfirst(lc);
-		M365RoundStats st;
+		RoundJob   *j = &jobs[i];
 		Datum		values[9];
 		bool		nulls[9] = {0};
-		bool		ran = sync_one(a, false, &st);
+		bool		busy = strcmp(j->stats.error, "busy") == 0;
 
-		values[0] = Int64GetDatum(a->account_id);
-		values[1] = Int32GetDatum(st.calendars);
-		values[2] = Int32GetDatum(st.fetched);
-		values[3] = Int32GetDatum(st.applied);
-		values[4] = Int32GetDatum(st.deleted);
+		values[0] = Int64GetDatum(j->account->account_id);
+		values[1] = Int32GetDatum(j->stats.calendars);
+		values[2] = Int32GetDatum(j->stats.fetched);
+		values[3] = Int32GetDatum(j->stats.applied);
+		values[4] = Int32GetDatum(j->stats.deleted);
 		values[5] = Int32GetDatum(0);	/* pushed: the push capability is not built yet */
-		values[6] = Int32GetDatum(st.conflicts);
-		values[7] = CStringGetTextDatum(!ran ? "busy" : st.ok ? "ok" : "error");
-		values[8] = CStringGetTextDatum(st.error);
-		nulls[8] = st.ok && ran;
+		values[6] = Int32GetDatum(j->stats.conflicts);
+		values[7] = CStringGetTextDatum(busy ? "busy" : j->stats.ok ? "ok" : "error");
+		values[8] = CStringGetTextDatum(j->stats.error);
+		nulls[8] = j->stats.ok && !busy;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

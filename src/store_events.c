@@ -30,15 +30,15 @@
 #include "worker.h"
 
 /*
- * Events longer than this are "long": the window query finds short ones by
- * start within [from - bound, to) on (account_id, start_at), and long ones
- * through small partial indexes on their end (01_tables.sql). So a one-week
- * window reads one week plus the bound of the start index, however many
- * years of events the account holds; only long events (rare) are read by end.
- * The same literal appears in the partial index predicates.
+ * Events longer than this are "long" (events.is_long, a generated column):
+ * the window query finds short ones by start within [from - bound, to) on
+ * (account_id, start_at), and long ones through small partial indexes on
+ * their end (20_events.sql). So a one-week window reads one week plus the
+ * bound of the start index, however many years of events the account holds;
+ * only long events (rare) are read by end. The same bounds define is_long.
  */
-#define SHORT_TIMED_BOUND	"interval '336 hours'"	/* 14 days, DST-proof */
-#define SHORT_DAYS_BOUND	"14"
+#define SHORT_TIMED_BOUND	"interval '24 hours'"	/* DST-proof */
+#define SHORT_DAYS_BOUND	"1"
 
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
@@ -470,7 +470,7 @@ m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to
 			 " AND e.start_at < $3 AND (e.end_at > $2 OR e.start_at >= $2)"
 			 " UNION ALL "
 			 "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
-			 " AND NOT e.is_all_day AND (e.end_at - e.start_at) > " SHORT_TIMED_BOUND
+			 " AND e.is_long AND NOT e.is_all_day"
 			 " AND e.end_at > $2 AND e.start_at < $2 - " SHORT_TIMED_BOUND
 			 " UNION ALL "
 			 "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
@@ -478,7 +478,7 @@ m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to
 			 " AND e.start_date < $5 AND e.end_date > $4"
 			 " UNION ALL "
 			 "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
-			 " AND e.is_all_day AND (e.end_date - e.start_date) > " SHORT_DAYS_BOUND
+			 " AND e.is_long AND e.is_all_day"
 			 " AND e.end_date > $4 AND e.start_date < $4 - " SHORT_DAYS_BOUND
 			 " ORDER BY 7, 1", 6, types),
 		values, nulls, SPI_OK_SELECT, 0);

@@ -5,12 +5,21 @@
 -- m365sync_app only.
 
 -- Window reads find short events by start (events_by_start, events_by_date)
--- and events longer than 14 days by end through these small partial indexes;
--- the predicates must match store_events.c's query text.
+-- within a bound of one day before the window, and events longer than that
+-- by end, through two small partial indexes on is_long (multi-day events
+-- are few). So a one-week window reads about eight days of index, however
+-- many years an account holds. is_long is a column, not an expression in
+-- the index predicate, because under row level security the planner may
+-- only use leakproof clauses to match a partial index, and timestamptz
+-- subtraction is not.
+-- store_events.c's window query repeats these bounds.
+ALTER TABLE m365sync.events ADD COLUMN is_long boolean NOT NULL GENERATED ALWAYS AS (
+    CASE WHEN is_all_day THEN end_date - start_date > 1
+         ELSE end_at - start_at > interval '24 hours' END) STORED;
 CREATE INDEX events_long_timed ON m365sync.events (account_id, end_at)
-    WHERE NOT is_all_day AND (end_at - start_at) > interval '336 hours';
+    WHERE is_long AND NOT is_all_day;
 CREATE INDEX events_long_all_day ON m365sync.events (account_id, end_date)
-    WHERE is_all_day AND (end_date - start_date) > 14;
+    WHERE is_long AND is_all_day;
 
 CREATE FUNCTION m365sync.events(from_ts timestamptz, to_ts timestamptz,
                                 calendar_id bigint DEFAULT NULL)

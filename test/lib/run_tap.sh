@@ -5,4 +5,9 @@ mkdir -p "$WORK/tap" && cd "$WORK/tap" || exit 1
 export PG_REGRESS=$pgxs/src/test/regress/pg_regress
 export M365_SRC=$WORK/src
 export TESTDIR=$WORK/tap
-prove -v -I "$pgxs/src/test/perl" -I "$WORK/src/test/t/lib" "$WORK"/src/test/t/*.pl
+files=()
+for f in "$WORK"/src/test/t/*.pl; do
+    if [ -z "${TAP_FILES:-}" ]; then files+=("$f"); continue; fi
+    for p in $TAP_FILES; do case $(basename "$f") in "$p"*) files+=("$f") ;; esac; done
+done
+prove -v -I "$pgxs/src/test/perl" -I "$WORK/src/test/t/lib" "${files[@]}"

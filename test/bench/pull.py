@@ -1,0 +1,208 @@
+"""The measurements of test/bench/pull (run by it, as the server's OS user).
+
+Part 1: one mailbox of BENCH_EVENTS events. The raw rate is the simulator's
+pages downloaded over one keep-alive TLS connection with nothing done to
+them (the physical limit of this machine and simulator); the sync rate is
+the worker's initial sync of the same pages into encrypted rows. The
+worker's resident memory is sampled as the mailbox fills.
+
+Part 2: BENCH_ACCOUNTS app-only mailboxes, polled with no change at 50 ms
+simulated latency, at m365sync.max_connections 8 and 64: requests per
+calendar and efficiency = (requests x latency / max_connections) / seconds.
+"""
+import http.client
+import json
+import os
+import re
+import ssl
+import subprocess
+import time
+import urllib.parse
+
+CA = os.environ["CA"]
+PSQL = os.environ["PSQL"]
+N_EVENTS = int(os.environ["BENCH_EVENTS"])
+N_ACCOUNTS = int(os.environ["BENCH_ACCOUNTS"])
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+SECRET = "bench-secret"
+LATENCY = 0.050
+CTX = ssl.create_default_context(cafile=CA)
+
+
+def sql(q, stdin=None):
+    r = subprocess.run([PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", q],
+                       input=stdin, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("psql: " + r.stderr)
+    return r.stdout.strip()
+
+
+class Sim:
+    def __init__(self, url):
+        u = urllib.parse.urlparse(url)
+        self.url = url
+        self.conn = http.client.HTTPSConnection(u.hostname, u.port, context=CTX)
+
+    def req(self, method, path, body=None, headers=None):
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        self.conn.request(method, path, json.dumps(body) if body is not None else None, h)
+        r = self.conn.getresponse()
+        data = r.read()
+        return r.status, data
+
+    def ctl(self, method, path, body=None):
+        status, data = self.req(method, "/_sim/" + path, body)
+        if status >= 300:
+            raise SystemExit("sim %s %s: %s %s" % (method, path, status, data[:200]))
+        return json.loads(data) if data else None
+
+
+def setup_app(sim, tenant):
+    sim.ctl("POST", "tenants", {"tenant": tenant})
+    sim.ctl("POST", "apps", {"client_id": CLIENT_ID, "client_secret": SECRET,
+                             "redirect_uris": ["https://flowagent.example/cb"]})
+    sim.ctl("POST", "consent", {"tenant": tenant, "granted": True})
+
+
+def window():
+    day = int(time.time()) // 86400 * 86400
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    return iso(day - 30 * 86400), iso(day + 365 * 86400)
+
+
+def rss_kb(pid):
+    with open("/proc/%s/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def part1():
+    sim = Sim(os.environ["SIM_FAST"])
+    setup_app(sim, "contoso.example")
+    user = sim.ctl("POST", "users", {"tenant": "contoso.example", "upn": "ada@contoso.example"})
+    cal = user["calendars"][0]["id"]
+    base = (int(time.time()) // 86400 + 1) * 86400 + 9 * 3600
+    t = time.time()
+    for off in range(0, N_EVENTS, 20000):
+        start = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(base + off * 300))
+        sim.ctl("POST", "users/%s/events/bulk" % user["id"],
+                {"count": min(20000, N_EVENTS - off), "start": start, "interval_minutes": 5, "duration_minutes": 30})
+    print("setup: %d events in the simulator (%.1f s)" % (N_EVENTS, time.time() - t))
+    token = sim.ctl("POST", "tokens/issue", {"upn": "ada@contoso.example", "client_id": CLIENT_ID})["access_token"]
+
+    ws, we = window()
+    path = "/v1.0/users/%s/calendars/%s/calendarView/delta?startDateTime=%s&endDateTime=%s" % (
+        user["id"], cal, ws, we)
+    headers = {"Authorization": "Bearer " + token, "Prefer": 'IdType="ImmutableId", outlook.timezone="UTC", odata.maxpagesize=100'}
+    raw = Sim(os.environ["SIM_FAST"])
+    best = None
+    for _ in range(2):		# the first pass renders and caches pages in the simulator
+        t = time.time()
+        pages = events = 0
+        p = path
+        while True:
+            status, data = raw.req("GET", p, headers=headers)
+            if status != 200:
+                raise SystemExit("raw download: %s %s" % (status, data[:200]))
+            pages += 1
+            events += data.count(b'"changeKey"')
+            m = re.search(rb'"@odata.nextLink":"([^"]+)"', data)
+            if not m:
+                break
+            p = urllib.parse.urlparse(m.group(1).decode()).path + "?" + urllib.parse.urlparse(m.group(1).decode()).query
+        dt = time.time() - t
+        best = dt if best is None else min(best, dt)
+    raw_rate = events / best
+    print("raw download: %d pages, %d events in %.2f s = %.0f events/s" % (pages, events, best, raw_rate))
+
+    sql("SELECT m365sync.configure('%s', '%s', 'https://flowagent.example/cb')" % (CLIENT_ID, SECRET))
+    sql("ALTER SYSTEM SET m365sync.graph_url = '%s/v1.0'" % os.environ["SIM_FAST"])
+    sql("ALTER SYSTEM SET m365sync.login_url = '%s'" % os.environ["SIM_FAST"])
+    sql("SELECT pg_reload_conf()")
+    time.sleep(1)
+    sql("""INSERT INTO m365sync.accounts (account_id, flowagent_user, mode, ms_user_id, status, token_expires_at)
+           VALUES (1, 'bench-ada', 'delegated', '%s', 'connected', now() + interval '55 minutes');
+           UPDATE m365sync.accounts SET access_token = m365sync._encrypt_text('accounts', 'access_token', 1, 1, '%s');
+           INSERT INTO m365sync.calendars (account_id, calendar_id, graph_id, is_default, sync_enabled)
+           VALUES (1, 1, '%s', true, true);""" % (user["id"], token, cal))
+    pid = sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'm365sync worker'")
+    rss0 = rss_kb(pid)
+    marks = sorted({m for m in (10000, 50000, 100000, N_EVENTS) if m <= N_EVENTS})
+    seen = {}
+    sql("UPDATE m365sync.accounts SET next_sync_at = now() WHERE account_id = 1")
+    peak = rss0
+    while True:
+        n = int(sql("SELECT count(*) FROM m365sync.events WHERE account_id = 1"))
+        r = rss_kb(pid)
+        peak = max(peak, r)
+        for m in marks:
+            if n >= m and m not in seen:
+                seen[m] = r
+        if sql("SELECT delta_is_final FROM m365sync.calendars WHERE account_id = 1") == "t" and n >= N_EVENTS:
+            break
+        time.sleep(0.2)
+    took = float(sql("SELECT extract(epoch FROM max(finished_at) - min(started_at)) FROM m365sync.sync_run_log WHERE account_id = 1"))
+    n = int(sql("SELECT count(*) FROM m365sync.events WHERE account_id = 1"))
+    rate = n / took
+    print("worker initial sync: %d events in %.2f s = %.0f events/s  -> %.2fx the raw download rate (goal >= 0.5)"
+          % (n, took, rate, rate / raw_rate))
+    print("worker RSS: start %d kB; %s; peak %d kB (goal <= 64 MB, flat)" % (
+        rss0, ", ".join("at %dk events %d kB" % (m // 1000, seen.get(m, 0)) for m in marks), peak))
+
+
+def part2():
+    sim = Sim(os.environ["SIM_SLOW"])
+    setup_app(sim, "fabrikam.example")
+    t = time.time()
+    users = sim.ctl("POST", "bulk_users", {"tenant": "fabrikam.example", "count": N_ACCOUNTS,
+                                           "events_per_user": 1})["users"]
+    rows = []
+    for i, u in enumerate(users):
+        cal = sim.ctl("GET", "users/%s" % u["id"])["calendars"][0]["id"]
+        rows.append("%d\t%s\t%s" % (1000 + i, u["id"], cal))
+    token = sim.ctl("POST", "tokens/issue", {"tenant": "fabrikam.example", "client_id": CLIENT_ID})["access_token"]
+    sql("""CREATE TEMP TABLE bench_rows (account_id bigint, user_id text, cal_id text);
+           COPY bench_rows FROM STDIN;
+           INSERT INTO m365sync.tenants (tenant, consent_status) VALUES ('fabrikam.example', 'granted');
+           INSERT INTO m365sync.accounts (account_id, flowagent_user, mode, ms_user_id, status, token_expires_at, next_sync_at, tenant_id)
+             SELECT account_id, 'bench-' || account_id, 'application', user_id, 'connected', now() + interval '55 minutes',
+                    'infinity', (SELECT tenant_id FROM m365sync.tenants WHERE tenant = 'fabrikam.example') FROM bench_rows;
+           UPDATE m365sync.accounts a SET access_token = m365sync._encrypt_text('accounts', 'access_token', a.account_id, a.account_id, '%s')
+             FROM bench_rows b WHERE b.account_id = a.account_id;
+           INSERT INTO m365sync.calendars (account_id, calendar_id, graph_id, is_default, sync_enabled)
+             SELECT account_id, account_id, cal_id, true, true FROM bench_rows;""" % token,
+        stdin="\n".join(rows) + "\n\\.\n")
+    print("setup: %d app-only mailboxes (%.1f s)" % (N_ACCOUNTS, time.time() - t))
+    sql("ALTER SYSTEM SET m365sync.graph_url = '%s/v1.0'" % os.environ["SIM_SLOW"])
+    sql("ALTER SYSTEM SET m365sync.login_url = '%s'" % os.environ["SIM_SLOW"])
+
+    def round_all(mc):
+        sql("ALTER SYSTEM SET m365sync.max_connections = %d" % mc)
+        sql("SELECT pg_reload_conf()")
+        time.sleep(1.5)
+        mark = sql("SELECT coalesce(max(run_id), 0) FROM m365sync.sync_run_log")
+        sql("UPDATE m365sync.accounts SET next_sync_at = now() WHERE account_id >= 1000")
+        while int(sql("SELECT count(*) FROM m365sync.sync_run_log WHERE run_id > %s AND finished_at IS NOT NULL AND account_id >= 1000" % mark)) < N_ACCOUNTS:
+            time.sleep(0.5)
+        out = sql("""SELECT count(*), sum(http_requests), extract(epoch FROM max(finished_at) - min(started_at)),
+                            count(*) FILTER (WHERE status <> 'ok')
+                       FROM m365sync.sync_run_log WHERE run_id > %s AND account_id >= 1000""" % mark)
+        n, reqs, secs, bad = out.split("|")
+        return int(n), int(reqs), float(secs), int(bad)
+
+    n, reqs, secs, bad = round_all(64)
+    print("initial sync of %d mailboxes at 64 connections: %d requests in %.1f s (%d failed rounds)" % (n, reqs, secs, bad))
+    for mc in (8, 64):
+        n, reqs, secs, bad = round_all(mc)
+        bound = reqs * LATENCY / mc
+        print("no-change poll, max_connections=%d: %d mailboxes, %.2f requests per calendar, %.1f s "
+              "(latency-bound %.1f s) -> efficiency %.2f (goal >= 0.8), %d failed rounds"
+              % (mc, n, reqs / n, secs, bound, bound / secs, bad))
+
+
+print("== test/bench/pull (BENCH_EVENTS=%d BENCH_ACCOUNTS=%d)" % (N_EVENTS, N_ACCOUNTS))
+part1()
+part2()
