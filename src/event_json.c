@@ -656,8 +656,14 @@ static const char *const readonly_fields[] =
 void
 m365_event_strip_readonly(cJSON *obj)
 {
+	/* every copy: a JSON text may repeat a name, and the last would win */
 	for (const char *const *f = readonly_fields; *f; f++)
-		cJSON_DeleteItemFromObjectCaseSensitive(obj, *f);
+	{
+		cJSON	   *item;
+
+		while ((item = cJSON_DetachItemFromObjectCaseSensitive(obj, *f)) != NULL)
+			cJSON_Delete(item);
+	}
 }
 
 int

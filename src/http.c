@@ -200,11 +200,10 @@ header_cb(char *data, size_t size, size_t nitems, void *userp)
 		{"retry-after", offsetof(Transfer, retry_after)},
 		{"request-id", offsetof(Transfer, request_id)},
 	};
-	const char *colon;
 	size_t		i;
 
 	/* A new status line (after 100 Continue): forget the previous headers. */
-	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
+	if (m365_header_is_status_line(data, n))
 	{
 		for (i = 0; i < lengthof(wanted); i++)
 		{
@@ -215,24 +214,13 @@ header_cb(char *data, size_t size, size_t nitems, void *userp)
 		}
 		return n;
 	}
-	colon = memchr(data, ':', n);
-	if (colon == NULL)
-		return n;
 	for (i = 0; i < lengthof(wanted); i++)
 	{
-		size_t		nl = strlen(wanted[i].name);
+		const char *v;
+		size_t		vlen;
 
-		if ((size_t) (colon - data) == nl && pg_strncasecmp(data, wanted[i].name, nl) == 0)
-		{
-			const char *v = colon + 1;
-			const char *end = data + n;
-
-			while (v < end && (*v == ' ' || *v == '\t'))
-				v++;
-			while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-				end--;
-			keep_header((char **) ((char *) t + wanted[i].off), v, end - v);
-		}
+		if (m365_header_value(data, n, wanted[i].name, &v, &vlen))
+			keep_header((char **) ((char *) t + wanted[i].off), v, vlen);
 	}
 	return n;
 }

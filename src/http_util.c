@@ -158,7 +158,10 @@ m365_url_endpoint(const char *url, char *out, size_t outlen)
 	else
 		while (p < end && *p != ':')
 			p++;
-	append(out, outlen, &pos, host, p - host);
+	if (segment_is_address(host, p - host))
+		append(out, outlen, &pos, "{mailbox}", 9);	/* "%40" in a host name */
+	else
+		append(out, outlen, &pos, host, p - host);
 
 	/* The path, segment by segment, up to the query or fragment. */
 	p = end;
@@ -304,6 +307,34 @@ m365_parse_retry_after(const char *value, time_t now, double *seconds)
 		v = 0;
 	*seconds = v > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : v;
 	return 1;
+}
+
+int
+m365_header_value(const char *line, size_t n, const char *name,
+				  const char **value, size_t *vlen)
+{
+	const char *colon = memchr(line, ':', n);
+	size_t		nl = strlen(name);
+	const char *v;
+	const char *end;
+
+	if (colon == NULL || (size_t) (colon - line) != nl || strncasecmp(line, name, nl) != 0)
+		return 0;
+	v = colon + 1;
+	end = line + n;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+		end--;
+	*value = v;
+	*vlen = (size_t) (end - v);
+	return 1;
+}
+
+int
+m365_header_is_status_line(const char *line, size_t n)
+{
+	return n >= 5 && strncmp(line, "HTTP/", 5) == 0;
 }
 
 void

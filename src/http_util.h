@@ -46,6 +46,19 @@ extern int	m365_url_is_https(const char *url);
  */
 extern int	m365_parse_retry_after(const char *value, time_t now, double *seconds);
 
+/*
+ * One raw response header line as curl hands it over ("Name: value\r\n",
+ * not NUL-terminated, n bytes). When the line's name is `name`
+ * (case-insensitive, nothing between name and colon) stores the value
+ * without leading blanks and trailing CR, LF and spaces in *value / *vlen
+ * (pointing into line) and returns 1; otherwise returns 0.
+ */
+extern int	m365_header_value(const char *line, size_t n, const char *name,
+							  const char **value, size_t *vlen);
+
+/* True when a header line starts a new response ("HTTP/..."), e.g. after 100 Continue. */
+extern int	m365_header_is_status_line(const char *line, size_t n);
+
 /* Format 16 random bytes as a version-4 UUID (37 bytes with the NUL). */
 extern void m365_format_uuid(const unsigned char bytes[16], char out[37]);
 

@@ -31,13 +31,11 @@
 #include "utils/rel.h"
 
 #include "crypto.h"
+#include "envelope.h"
 #include "keyfile.h"
 #include "keyring.h"
 #include "masterkey.h"
 
-#define ENVELOPE_VERSION	1
-#define ENVELOPE_HEADER		13	/* version, account id, generation */
-#define AAD_MAX				(16 + 2 * NAMEDATALEN + 16 + ENVELOPE_HEADER)
 #define DATA_KEY_CACHE		128 /* unwrapped data keys kept per backend */
 
 /* ---- data key cache ---- */
@@ -166,58 +164,6 @@ keyring_ready(void)
 /* ---- data keys ---- */
 
 static void
-put_be64(uint8 *p, uint64 v)
-{
-	int			i;
-
-	for (i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8) v;
-}
-
-static uint64
-get_be64(const uint8 *p)
-{
-	uint64		v = 0;
-	int			i;
-
-	for (i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static void
-put_be32(uint8 *p, uint32 v)
-{
-	p[0] = v >> 24;
-	p[1] = v >> 16;
-	p[2] = v >> 8;
-	p[3] = v;
-}
-
-static uint32
-get_be32(const uint8 *p)
-{
-	return ((uint32) p[0] << 24) | ((uint32) p[1] << 16) | ((uint32) p[2] << 8) | p[3];
-}
-
-/* Associated data of a wrapped data key: account, generation, master key id. */
-static size_t
-wrap_aad(uint8 *aad, int64 account_id, uint32 generation, const char *master_id)
-{
-	size_t		n = 0;
-	size_t		idlen = strlen(master_id);
-
-	memcpy(aad, "m365sync/dk/v1", 15);	/* with its NUL */
-	n = 15;
-	put_be64(aad + n, (uint64) account_id);
-	n += 8;
-	put_be32(aad + n, generation);
-	n += 4;
-	memcpy(aad + n, master_id, idlen + 1);
-	return n + idlen + 1;
-}
-
-static void
 crypto_failed(M365CryptoStatus st, const char *what)
 {
 	ereport(ERROR,
@@ -234,8 +180,8 @@ wrap_data_key(int64 account_id, uint32 generation, const uint8 *data_key,
 			  uint8 *wrapped, const char **master_id)
 {
 	const M365MasterKey *mk = &m365_master_keys()->keys[0];
-	uint8		aad[64 + M365_KEY_ID_MAX];
-	size_t		aadlen = wrap_aad(aad, account_id, generation, mk->id);
+	uint8		aad[M365_WRAP_AAD_MAX];
+	size_t		aadlen = m365_envelope_wrap_aad(aad, account_id, generation, mk->id);
 
 	*master_id = mk->id;
 	return m365_wrap_key(mk->key, aad, aadlen, data_key, wrapped);
@@ -246,7 +192,7 @@ unwrap_data_key(int64 account_id, uint32 generation, const char *master_id,
 				const uint8 *wrapped, size_t wrapped_len, uint8 *data_key)
 {
 	const M365MasterKey *mk = m365_keyset_find(m365_master_keys(), master_id);
-	uint8		aad[64 + M365_KEY_ID_MAX];
+	uint8		aad[M365_WRAP_AAD_MAX];
 	size_t		aadlen;
 	M365CryptoStatus st;
 
@@ -257,7 +203,7 @@ unwrap_data_key(int64 account_id, uint32 generation, const char *master_id,
 						account_id, master_id),
 				 errhint("Put that key's line back into the key file after the current key and reload; "
 						 "remove an old key only after m365sync.rewrap_keys().")));
-	aadlen = wrap_aad(aad, account_id, generation, mk->id);
+	aadlen = m365_envelope_wrap_aad(aad, account_id, generation, mk->id);
 	st = m365_unwrap_key(mk->key, aad, aadlen, wrapped, wrapped_len, data_key);
 	if (st == M365_CRYPTO_AUTH_FAILED || st == M365_CRYPTO_BAD_INPUT)
 		ereport(ERROR,
@@ -459,24 +405,11 @@ static size_t
 value_aad(uint8 *aad, const char *table, const char *column,
 		  int64 account_id, int64 row_id, const uint8 *header)
 {
-	size_t		tlen = strlen(table);
-	size_t		clen = strlen(column);
-	size_t		n;
+	size_t		n = m365_envelope_value_aad(aad, table, column, account_id, row_id, header);
 
-	if (tlen >= NAMEDATALEN || clen >= NAMEDATALEN)
+	if (n == 0)
 		elog(ERROR, "m365sync keyring: table or column name too long");
-	memcpy(aad, "m365sync/v1", 12);
-	n = 12;
-	memcpy(aad + n, table, tlen + 1);
-	n += tlen + 1;
-	memcpy(aad + n, column, clen + 1);
-	n += clen + 1;
-	put_be64(aad + n, (uint64) account_id);
-	n += 8;
-	put_be64(aad + n, (uint64) row_id);
-	n += 8;
-	memcpy(aad + n, header, ENVELOPE_HEADER);
-	return n + ENVELOPE_HEADER;
+	return n;
 }
 
 bytea *
@@ -487,7 +420,7 @@ m365_encrypt(const char *table, const char *column,
 	DataKeyEntry *e;
 	bytea	   *result;
 	uint8	   *out;
-	uint8		aad[AAD_MAX];
+	uint8		aad[M365_ENVELOPE_AAD_MAX];
 	size_t		aadlen;
 	M365CryptoStatus st;
 
@@ -501,11 +434,9 @@ m365_encrypt(const char *table, const char *column,
 	out = (uint8 *) VARDATA(result);
 
 	e = data_key(account_id, true);
-	out[0] = ENVELOPE_VERSION;
-	put_be64(out + 1, (uint64) account_id);
-	put_be32(out + 9, e->generation);
+	m365_envelope_write_header(out, account_id, e->generation);
 	aadlen = value_aad(aad, table, column, account_id, row_id, out);
-	st = m365_gcm_key_seal(e->gk, aad, aadlen, (const uint8 *) plain, len, out + ENVELOPE_HEADER);
+	st = m365_gcm_key_seal(e->gk, aad, aadlen, (const uint8 *) plain, len, out + M365_ENVELOPE_HEADER);
 	if (st != M365_CRYPTO_OK)
 		crypto_failed(st, "encrypt a value");
 	return result;
@@ -541,20 +472,23 @@ m365_decrypt(const char *table, const char *column,
 	size_t		inlen;
 	size_t		plainlen;
 	DataKeyEntry *e;
-	uint8		aad[AAD_MAX];
+	uint8		aad[M365_ENVELOPE_AAD_MAX];
 	size_t		aadlen;
 	char	   *out;
 	M365CryptoStatus st;
+	M365EnvelopeStatus est;
+	M365EnvelopeHeader hdr;
 
 	if (VARATT_IS_EXTENDED(v) && !VARATT_IS_SHORT(v))
 		v = pg_detoast_datum_packed(unconstify(struct varlena *, v));
 	in = (const uint8 *) VARDATA_ANY(v);
 	inlen = VARSIZE_ANY_EXHDR(v);
 
-	if (inlen < M365_ENVELOPE_OVERHEAD || in[0] != ENVELOPE_VERSION)
+	est = m365_envelope_read_header(in, inlen, account_id, &hdr);
+	if (est == M365_ENV_NOT_ENVELOPE)
 		not_decryptable(table, column, account_id, row_id,
 						"The value is not an m365sync envelope of a known version.");
-	if ((int64) get_be64(in + 1) != account_id)
+	if (est == M365_ENV_OTHER_ACCOUNT)
 		not_decryptable(table, column, account_id, row_id,
 						"The value was encrypted for another account.");
 	keyring_ready();
@@ -562,14 +496,14 @@ m365_decrypt(const char *table, const char *column,
 	if (e == NULL)
 		not_decryptable(table, column, account_id, row_id,
 						"The account has no data key: its data was erased (crypto-shredded).");
-	if (get_be32(in + 9) != e->generation)
+	if (hdr.generation != e->generation)
 		not_decryptable(table, column, account_id, row_id,
 						"The value was encrypted under a data key that no longer exists.");
 
 	plainlen = inlen - M365_ENVELOPE_OVERHEAD;
 	aadlen = value_aad(aad, table, column, account_id, row_id, in);
 	out = palloc(plainlen + 1);
-	st = m365_gcm_key_open(e->gk, aad, aadlen, in + ENVELOPE_HEADER, inlen - ENVELOPE_HEADER,
+	st = m365_gcm_key_open(e->gk, aad, aadlen, in + M365_ENVELOPE_HEADER, inlen - M365_ENVELOPE_HEADER,
 						   (uint8 *) out);
 	if (st == M365_CRYPTO_AUTH_FAILED || st == M365_CRYPTO_BAD_INPUT)
 		not_decryptable(table, column, account_id, row_id,

@@ -42,6 +42,8 @@
 
 #include "postgres.h"
 
+#include "envelope.h"		/* M365_ENVELOPE_OVERHEAD and the header layout */
+
 #define M365_INSTALLATION_ACCOUNT 0
 
 /*
@@ -73,9 +75,6 @@ extern char *m365_decrypt_text(const char *table, const char *column,
 
 /* Drop the cached data key of one account (purge, rewrap) or of all (-1). */
 extern void m365_forget_data_key(int64 account_id);
-
-/* Bytes an envelope adds to a plaintext of any length. */
-#define M365_ENVELOPE_OVERHEAD (13 + 12 + 16)
 
 /*
  * Admin operations (sql_keys.c). m365_rewrap_data_keys rewraps every data key

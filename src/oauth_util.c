@@ -9,6 +9,7 @@
  * copied: only the error code, suberror and AADSTS number are kept.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -46,6 +47,18 @@ m365_token_response_free(M365TokenResponse *t)
 	memset(t, 0, sizeof(*t));
 }
 
+/*
+ * A JSON number as a long, or fallback when it is not a whole number
+ * within [lo, hi] (NaN, 1e300: converting those to long is undefined).
+ */
+static long
+number_in_range(double v, long lo, long hi, long fallback)
+{
+	if (!(v >= (double) lo && v <= (double) hi))
+		return fallback;
+	return (long) v;
+}
+
 int
 m365_parse_token_response(const char *body, size_t len, M365TokenResponse *out)
 {
@@ -65,7 +78,7 @@ m365_parse_token_response(const char *body, size_t len, M365TokenResponse *out)
 	out->scope = dup_string(cJSON_GetObjectItemCaseSensitive(root, "scope"));
 	exp = cJSON_GetObjectItemCaseSensitive(root, "expires_in");
 	if (cJSON_IsNumber(exp))
-		out->expires_in = (long) exp->valuedouble;
+		out->expires_in = number_in_range(exp->valuedouble, 0, LONG_MAX / 2, -1);
 	else if (cJSON_IsString(exp) && exp->valuestring)	/* some clouds send a string */
 		out->expires_in = strtol(exp->valuestring, NULL, 10);
 	else
@@ -124,7 +137,7 @@ m365_parse_oauth_error(const char *body, size_t len, M365OAuthError *err)
 			  cJSON_GetObjectItemCaseSensitive(root, "suberror"));
 	item = cJSON_GetObjectItemCaseSensitive(root, "error_codes");
 	if (cJSON_IsArray(item) && cJSON_IsNumber(cJSON_GetArrayItem(item, 0)))
-		err->aadsts = (long) cJSON_GetArrayItem(item, 0)->valuedouble;
+		err->aadsts = number_in_range(cJSON_GetArrayItem(item, 0)->valuedouble, 0, 999999999, 0);
 	else
 	{
 		/* Only the number after "AADSTS" is read from the description. */

@@ -18,6 +18,10 @@ shared_preload_libraries = 'm365sync'
 m365sync.database = 'contrib_regression'
 m365sync.key_file = '$M365_KEYFILE'
 fsync = off
+# Test SQL carries planted secrets as literals, which PostgreSQL itself
+# would log (SECURITY.md §7); FlowAgent sends values as bind parameters.
+log_statement = none
+log_min_error_statement = panic
 CONF
     "$M365_BIN/pg_ctl" -D "$data" -l "$data.log" -w start >/dev/null || { cat "$data.log"; return 1; }
 }
