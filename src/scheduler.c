@@ -23,6 +23,7 @@
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "m365sync.h"
 #include "pull.h"
@@ -321,6 +322,25 @@ batch_size(void)
 }
 
 /* The worker's round (see worker.h): sync what is due, one transaction per page. */
+/*
+ * sync_runs is history, not a log that grows for ever: rounds older than
+ * RUN_HISTORY_DAYS go (an index probe on started_at each worker round).
+ */
+#define RUN_HISTORY_DAYS 14
+
+static void
+prune_run_history(void)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(RUN_HISTORY_DAYS)};
+
+	SPI_connect();
+	check(SPI_execute_with_args("DELETE FROM m365sync.sync_run_log"
+								" WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(days => $1)",
+								1, types, values, NULL, false, 0), SPI_OK_DELETE, "pruning sync_runs");
+	SPI_finish();
+}
+
 long
 m365_worker_round(void)
 {
@@ -332,6 +352,7 @@ m365_worker_round(void)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(round_cxt);
+	prune_run_history();
 	due = due_accounts(0, batch);
 	if (due != NIL)
 		(void) run_rounds(due, true);

@@ -96,6 +96,10 @@ like($t->as_admin("SELECT count(*) FILTER (WHERE status = 'error') || '/' || (co
 	  . " FROM m365sync.sync_runs WHERE account_id = $account"),
 	qr{^2/true/true$}, 'every round is in sync_runs, the two failed ones as errors');
 
+# History is bounded: rounds older than 14 days are pruned by the worker.
+$t->node->safe_psql('postgres', "INSERT INTO m365sync.sync_run_log (account_id, started_at, finished_at, status)"
+	  . " VALUES ($account, now() - interval '15 days', now() - interval '15 days', 'ok')");
+
 # The worker: a due account is synced without anyone calling sync().
 outlook('POST', '/events', { subject => 'Seen by the worker',
 	start => { dateTime => "$d[3]T15:00:00", timeZone => 'UTC' },
@@ -106,6 +110,8 @@ ok($t->node->poll_query_until('postgres',
 	"SELECT count(*) > 0 FROM m365sync.sync_run_log WHERE account_id = $account AND applied = 1 AND run_id > $last_run"),
 	'the worker syncs a due account');
 like(events(), qr/Seen by the worker/, 'and the change is there');
+is($t->node->safe_psql('postgres', "SELECT count(*) FROM m365sync.sync_run_log WHERE started_at < now() - interval '14 days'"),
+	'0', 'rounds older than 14 days are pruned');
 
 # Two accounts, one throttled hard: the other still syncs on time.
 my $grace = $t->add_sim_user('contoso.example', 'grace@contoso.example');
