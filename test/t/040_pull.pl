@@ -38,7 +38,12 @@ sub events
 		  . " FROM m365sync.events(now() - interval '1 day', now() + interval '10 days')");
 }
 
-like(sync_now(), qr/^ok:5:5:0$/, 'first sync applies 5 events (1 + all-day + 3 occurrences)');
+# The worker syncs a new account at once, perhaps before the events above
+# existed; sync() then brings the rest (or finds the worker's round busy).
+sync_now();
+ok($t->node->poll_query_until('postgres', "SELECT count(*) = 5 FROM m365sync.events WHERE account_id = $account")
+	  || (sync_now() && $t->node->safe_psql('postgres', "SELECT count(*) FROM m365sync.events WHERE account_id = $account") eq '5'),
+	'the first rounds bring 5 events (1 + all-day + 3 occurrences)');
 my $first = events();
 like($first, qr/=Board meeting\@$d[0] 08:00/, 'Romance Standard Time 09:00 lands at 08:00 UTC in winter or 07:00 in summer')
   or like($first, qr/=Board meeting\@$d[0] 07:00/);
