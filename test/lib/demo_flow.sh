@@ -28,6 +28,7 @@ psql_demo -c "BEGIN; SET LOCAL m365sync.flowagent_user = 'flow-ada'; SELECT * FR
 
 if has sync; then
     echo; echo "-- Pull: Outlook's events arrive in FlowAgent"
+    echo "   (the worker syncs a new account at once, so sync() here may find little left to fetch)"
     psql_demo -c "SELECT account_id, calendars, fetched, applied, deleted, pushed, status FROM m365sync.sync($ACCOUNT)"
     psql_demo -c "BEGIN; SET LOCAL m365sync.flowagent_user = 'flow-ada'; SET LOCAL TimeZone = 'Europe/Copenhagen';
       SELECT event_id, subject, start_at, end_at, is_all_day, start_date, end_date, event_type, sync_state
@@ -36,6 +37,8 @@ if has sync; then
     echo; echo "-- Push: FlowAgent creates an event in its own transaction"
     psql_demo -c "BEGIN; SET LOCAL m365sync.flowagent_user = 'flow-ada';
       SELECT m365sync.upsert_event('{\"subject\":\"Lunch with Grace (from FlowAgent)\",\"start\":{\"dateTime\":\"${D2}T12:00:00\",\"timeZone\":\"Europe/Copenhagen\"},\"end\":{\"dateTime\":\"${D2}T13:00:00\",\"timeZone\":\"Europe/Copenhagen\"}}') AS new_event_id; COMMIT"
+    echo "   (the commit woke the worker, which may already have pushed it; then sync() pushes 0"
+    echo "    and its delta call brings our own change back, recognised by its changeKey: applied 0)"
     psql_demo -c "SELECT account_id, fetched, applied, pushed, status FROM m365sync.sync($ACCOUNT)"
     echo "   in Outlook (simulator ground truth) now:"
     sim "$SIM/_sim/users/$ADA/truth" | python3 -c 'import json,sys
