@@ -710,13 +710,17 @@ m365_http_perform_many(M365HttpRequest *reqs, int n, int max_parallel)
 }
 
 /*
- * Keep up to nslots transfers in flight: ask next() for a request whenever a
- * slot is free, hand each answer to done() as soon as it arrives. Each
- * slot's answer lives in the slot's memory context, reset after done().
+ * Keep up to max_parallel transfers in flight: ask next() for a request
+ * whenever capacity is free, hand each answer to done(). Answers that have
+ * arrived wait in their slots while the freed capacity is refilled and the
+ * new requests are sent, so the network stays busy while done() works
+ * (applying a page is database work). Hence twice as many slots as
+ * transfers; each slot's answer lives in its memory context, reset after
+ * done().
  */
 static void
-stream_transfers(CURLM *multi, Transfer *slots, MemoryContext *slot_cxt, int nslots,
-				 M365HttpNext next, M365HttpDone done, void *arg)
+stream_transfers(CURLM *multi, Transfer *slots, bool *answered, MemoryContext *slot_cxt,
+				 int nslots, int max_parallel, M365HttpNext next, M365HttpDone done, void *arg)
 {
 	int			active = 0;
 
@@ -726,12 +730,14 @@ stream_transfers(CURLM *multi, Transfer *slots, MemoryContext *slot_cxt, int nsl
 		int			still,
 					queued,
 					i;
+		bool		waiting = false;
 
-		for (i = 0; i < nslots && active < nslots; i++)
+		/* Refill: start requests while capacity and free slots last. */
+		for (i = 0; i < nslots && active < max_parallel; i++)
 		{
 			M365HttpRequest *req;
 
-			if (slots[i].req != NULL)
+			if (slots[i].req != NULL || answered[i])
 				continue;
 			if ((req = next(arg)) == NULL)
 				break;
@@ -741,21 +747,15 @@ stream_transfers(CURLM *multi, Transfer *slots, MemoryContext *slot_cxt, int nsl
 			if (start_transfer(multi, &slots[i], slot_cxt[i]))
 				active++;
 			else
-			{
-				/* Failed before sending: answer at once, the slot is free again. */
-				slots[i].req = NULL;
-				done(req, arg);
-				MemoryContextReset(slot_cxt[i]);
-			}
+				answered[i] = true; /* failed before sending: answer below */
 		}
-		if (active == 0)
-			break;
-		if (curl_multi_perform(multi, &still) != CURLM_OK)
+
+		/* Send what was just added, and collect what has arrived. */
+		if (active > 0 && curl_multi_perform(multi, &still) != CURLM_OK)
 			elog(ERROR, "curl_multi_perform failed");
-		while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
+		while (active > 0 && (msg = curl_multi_info_read(multi, &queued)) != NULL)
 		{
 			Transfer   *t;
-			M365HttpRequest *req;
 			int			slot;
 
 			if (msg->msg != CURLMSG_DONE)
@@ -764,14 +764,29 @@ stream_transfers(CURLM *multi, Transfer *slots, MemoryContext *slot_cxt, int nsl
 			slot = t - slots;
 			finish_transfer(t, map_curl_code(t, msg->data.result), slot_cxt[slot]);
 			release_transfer(t);
-			req = t->req;
-			t->req = NULL;
+			answered[slot] = true;
 			active--;
-			done(req, arg);
-			MemoryContextReset(slot_cxt[slot]);
 		}
-		if (active > 0 && still > 0)
-			curl_multi_poll(multi, NULL, 0, POLL_MS, NULL);
+
+		/* Hand over the answers; the requests started above are on their way. */
+		for (i = 0; i < nslots; i++)
+		{
+			M365HttpRequest *req;
+
+			if (!answered[i])
+				continue;
+			waiting = true;
+			req = slots[i].req;
+			slots[i].req = NULL;
+			answered[i] = false;
+			done(req, arg);
+			MemoryContextReset(slot_cxt[i]);
+		}
+		if (waiting)
+			continue;			/* done() may have made more work: refill first */
+		if (active == 0)
+			break;
+		curl_multi_poll(multi, NULL, 0, POLL_MS, NULL);
 		/* Safe here: PG_FINALLY in our caller releases every handle. */
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -780,9 +795,11 @@ stream_transfers(CURLM *multi, Transfer *slots, MemoryContext *slot_cxt, int nsl
 void
 m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg, int max_parallel)
 {
-	int			nslots = Max(max_parallel, 1);
-	CURLM	   *multi = get_multi_for(nslots);
+	int			parallel = Max(max_parallel, 1);
+	int			nslots = 2 * parallel;
+	CURLM	   *multi = get_multi_for(parallel);
 	Transfer   *volatile slots;
+	bool	   *answered;
 	MemoryContext *slot_cxt;
 	MemoryContext stream_cxt;
 	int			i;
@@ -790,6 +807,7 @@ m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg, int ma
 	stream_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync http stream",
 									   ALLOCSET_SMALL_SIZES);
 	slot_cxt = MemoryContextAlloc(stream_cxt, sizeof(MemoryContext) * nslots);
+	answered = MemoryContextAllocZero(stream_cxt, sizeof(bool) * nslots);
 	for (i = 0; i < nslots; i++)
 		slot_cxt[i] = AllocSetContextCreate(stream_cxt, "m365sync http answer",
 											ALLOCSET_DEFAULT_SIZES);
@@ -799,7 +817,7 @@ m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg, int ma
 
 	PG_TRY();
 	{
-		stream_transfers(multi, slots, slot_cxt, nslots, next, done, arg);
+		stream_transfers(multi, slots, answered, slot_cxt, nslots, parallel, next, done, arg);
 	}
 	PG_FINALLY();
 	{
