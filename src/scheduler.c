@@ -30,6 +30,7 @@
 #include "push.h"
 #include "scheduler.h"
 #include "worker.h"
+#include "spi_util.h"
 
 /* Advisory lock space of m365sync rounds: (this, account_id). */
 #define ROUND_LOCK_CLASS 0x4D33
@@ -42,13 +43,6 @@ typedef struct DueAccount
 	int64		account_id;
 	char	   *ms_user_id;
 } DueAccount;
-
-static void
-check(int rc, int expected, const char *what)
-{
-	if (rc != expected)
-		elog(ERROR, "m365sync: %s failed: %s", what, SPI_result_code_string(rc));
-}
 
 void
 m365_commit_and_continue(void)
@@ -95,7 +89,7 @@ due_accounts(int64 account_id, int limit)
 
 	SPI_connect();
 	/* due: by the schedule, or because a local change waits to be pushed */
-	check(SPI_execute_with_args("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
+	m365_spi_check(SPI_execute_with_args("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
 								" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
 								"   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
 								"       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
@@ -129,7 +123,7 @@ run_log_start(int64 account_id)
 	int64		run_id;
 
 	SPI_connect();
-	check(SPI_execute_with_args("INSERT INTO m365sync.sync_run_log (account_id) VALUES ($1) RETURNING run_id",
+	m365_spi_check(SPI_execute_with_args("INSERT INTO m365sync.sync_run_log (account_id) VALUES ($1) RETURNING run_id",
 								1, types, values, NULL, false, 0), SPI_OK_INSERT_RETURNING, "logging a round");
 	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
@@ -161,12 +155,12 @@ finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
 	values[11] = Int32GetDatum(st->pushed);
 
 	SPI_connect();
-	check(SPI_execute_with_args("UPDATE m365sync.sync_run_log SET finished_at = pg_catalog.clock_timestamp(),"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.sync_run_log SET finished_at = pg_catalog.clock_timestamp(),"
 								" pages = $3, fetched = $4, applied = $5, deleted = $6, http_requests = $7,"
 								" status = $8, error_code = $9, pushed = $12 WHERE account_id = $1 AND run_id = $2",
 								12, types, values, nulls, false, 0), SPI_OK_UPDATE, "logging a round");
 	if (st->ok)
-		check(SPI_execute_with_args("UPDATE m365sync.accounts SET last_sync_at = pg_catalog.now(),"
+		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.accounts SET last_sync_at = pg_catalog.now(),"
 									" next_sync_at = pg_catalog.now() + pg_catalog.make_interval(secs => $11),"
 									" failures = 0, backoff_until = NULL, last_error = NULL,"
 									" status = CASE WHEN status = 'error' THEN 'connected' ELSE status END"
@@ -174,7 +168,7 @@ finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
 									11, types, values, nulls, false, 0), SPI_OK_UPDATE, "scheduling an account");
 	else
 		/* Retry-After when given, else 30 s doubling per failure up to the interval, with jitter. */
-		check(SPI_execute_with_args("UPDATE m365sync.accounts SET failures = failures + 1, last_error = $9,"
+		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.accounts SET failures = failures + 1, last_error = $9,"
 									" backoff_until = pg_catalog.now() + pg_catalog.make_interval(secs =>"
 									"   coalesce($10, least($11, 30 * pg_catalog.power(2, least(failures, 12)))"
 									"             * (0.75 + 0.5 * pg_catalog.random()))),"
@@ -335,7 +329,7 @@ prune_run_history(void)
 	Datum		values[1] = {Int32GetDatum(RUN_HISTORY_DAYS)};
 
 	SPI_connect();
-	check(SPI_execute_with_args("DELETE FROM m365sync.sync_run_log"
+	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.sync_run_log"
 								" WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(days => $1)",
 								1, types, values, NULL, false, 0), SPI_OK_DELETE, "pruning sync_runs");
 	SPI_finish();

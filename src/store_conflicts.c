@@ -25,13 +25,7 @@
 #include "store_conflicts.h"
 #include "store_events.h"
 #include "store_push.h"
-
-static void
-check(int rc, int expected, const char *what)
-{
-	if (rc != expected)
-		elog(ERROR, "m365sync: %s failed: %s", what, SPI_result_code_string(rc));
-}
+#include "spi_util.h"
 
 typedef struct LocalRow
 {
@@ -55,7 +49,7 @@ lock_row(int64 account_id, int64 event_id, LocalRow *r)
 	bool		isnull;
 	Datum		v;
 
-	check(SPI_execute_with_args("SELECT content, deleted, graph_id, change_key, event_type, calendar_id,"
+	m365_spi_check(SPI_execute_with_args("SELECT content, deleted, graph_id, change_key, event_type, calendar_id,"
 								" local_modified_at FROM m365sync.events"
 								" WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
 								2, types, values, NULL, false, 1), SPI_OK_SELECT, "locking an event");
@@ -113,7 +107,7 @@ record(int64 account_id, int64 event_id, const char *kept, Jsonb *lost)
 	bool		isnull;
 	int64		conflict_id;
 
-	check(SPI_execute("SELECT pg_catalog.nextval('m365sync.conflicts_conflict_id_seq')", false, 1),
+	m365_spi_check(SPI_execute("SELECT pg_catalog.nextval('m365sync.conflicts_conflict_id_seq')", false, 1),
 		  SPI_OK_SELECT, "numbering a conflict");
 	conflict_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	values[0] = Int64GetDatum(account_id);
@@ -123,7 +117,7 @@ record(int64 account_id, int64 event_id, const char *kept, Jsonb *lost)
 	values[4] = CStringGetTextDatum(kept);
 	values[5] = PointerGetDatum(m365_encrypt("conflicts", "lost", account_id, conflict_id,
 											 VARDATA(lost), VARSIZE(lost) - VARHDRSZ));
-	check(SPI_execute_with_args("INSERT INTO m365sync.conflicts (account_id, conflict_id, event_id,"
+	m365_spi_check(SPI_execute_with_args("INSERT INTO m365sync.conflicts (account_id, conflict_id, event_id,"
 								" policy, kept, lost) VALUES ($1, $2, $3, $4, $5, $6)",
 								6, types, values, NULL, false, 0), SPI_OK_INSERT, "recording a conflict");
 }
@@ -135,7 +129,7 @@ withdraw_pending(int64 account_id, int64 event_id, const char *why)
 	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
 	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(event_id), CStringGetTextDatum(why)};
 
-	check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'done', done_at = pg_catalog.now(),"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'done', done_at = pg_catalog.now(),"
 								" last_error = $3, next_attempt_at = NULL"
 								" WHERE account_id = $1 AND event_id = $2 AND state IN ('pending', 'failed')",
 								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "withdrawing a push");
@@ -154,7 +148,7 @@ insert_outbox(int64 account_id, int64 event_id, const char *op, bool all_fields,
 	values[3] = BoolGetDatum(all_fields);
 	values[4] = base ? CStringGetTextDatum(base) : (Datum) 0;
 	nulls[4] = base ? ' ' : 'n';
-	check(SPI_execute_with_args("INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
+	m365_spi_check(SPI_execute_with_args("INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
 								" base_change_key) VALUES ($1, $2, $3,"
 								" CASE WHEN $4 THEN '{" M365_ALL_FIELDS "}'::text[] END, $5)",
 								5, types, values, nulls, false, 0), SPI_OK_INSERT, "queueing a push");
@@ -174,7 +168,7 @@ push_local_whole(int64 account_id, int64 event_id, bool deleted, const char *bas
 	char		nulls[5] = "    ";
 
 	nulls[2] = base ? ' ' : 'n';
-	check(SPI_execute_with_args("UPDATE m365sync.outbox SET base_change_key = $3, next_attempt_at = NULL,"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET base_change_key = $3, next_attempt_at = NULL,"
 								" op = CASE WHEN op = 'create' THEN op WHEN $4 THEN 'delete' ELSE 'update' END,"
 								" changed_fields = CASE WHEN op = 'create' OR $4 THEN NULL"
 								"   ELSE '{" M365_ALL_FIELDS "}'::text[] END"
@@ -233,7 +227,7 @@ m365_conflict_remote_changed(int64 account_id, int64 event_id, const M365EventCo
 		nulls[2] = c->change_key ? ' ' : 'n';
 		values[3] = TimestampTzGetDatum(c->remote_modified_at);
 		nulls[3] = c->has_remote_modified ? ' ' : 'n';
-		check(SPI_execute_with_args("UPDATE m365sync.events SET change_key = $3, remote_modified_at = $4,"
+		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET change_key = $3, remote_modified_at = $4,"
 									" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
 									4, types, values, nulls, false, 0), SPI_OK_UPDATE, "keeping a local change");
 		push_local_whole(account_id, event_id, r.deleted, c->change_key);
@@ -259,7 +253,7 @@ m365_conflict_remote_deleted(int64 account_id, int64 event_id)
 	{
 		/* kept as a tombstone while the local version is listed */
 		record(account_id, event_id, "remote", r.content);
-		check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = true, graph_id = NULL,"
+		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = true, graph_id = NULL,"
 									" change_key = NULL, sync_state = 'conflict'"
 									" WHERE account_id = $1 AND event_id = $2",
 									2, types, values, NULL, false, 0), SPI_OK_UPDATE, "accepting a remote delete");
@@ -267,7 +261,7 @@ m365_conflict_remote_deleted(int64 account_id, int64 event_id)
 	else
 	{
 		record(account_id, event_id, "local", as_deleted(NULL, r.graph_id));
-		check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
+		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
 									" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
 									2, types, values, NULL, false, 0), SPI_OK_UPDATE, "re-creating an event");
 		insert_outbox(account_id, event_id, "create", false, NULL);
@@ -282,7 +276,7 @@ m365_conflict_list(int64 account_id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(account_id)};
 
-	check(SPI_execute_with_args("SELECT event_id, detected_at, policy, kept, lost, conflict_id"
+	m365_spi_check(SPI_execute_with_args("SELECT event_id, detected_at, policy, kept, lost, conflict_id"
 								" FROM m365sync.conflicts WHERE account_id = $1 AND resolved_at IS NULL"
 								" ORDER BY detected_at, conflict_id",
 								1, types, values, NULL, true, 0), SPI_OK_SELECT, "listing conflicts");
@@ -351,11 +345,11 @@ restore(int64 account_id, int64 event_id, LocalRow *r, Jsonb *lost)
 			/* gone at Microsoft (or never there): made again */
 			bool		pending_create;
 
-			check(SPI_execute_with_args("SELECT 1 FROM m365sync.outbox WHERE account_id = $1 AND event_id = $2"
+			m365_spi_check(SPI_execute_with_args("SELECT 1 FROM m365sync.outbox WHERE account_id = $1 AND event_id = $2"
 										" AND state = 'pending' AND op = 'create'",
 										2, types, values, NULL, false, 1), SPI_OK_SELECT, "finding a create");
 			pending_create = SPI_processed > 0;
-			check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = false"
+			m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = false"
 										" WHERE account_id = $1 AND event_id = $2",
 										2, types, values, NULL, false, 0), SPI_OK_UPDATE, "reviving an event");
 			if (!pending_create)
@@ -388,7 +382,7 @@ m365_conflict_resolve(int64 account_id, int64 event_id, const char *keep)
 		SPI_finish();
 		return false;
 	}
-	check(SPI_execute_with_args("SELECT conflict_id, kept, lost FROM m365sync.conflicts"
+	m365_spi_check(SPI_execute_with_args("SELECT conflict_id, kept, lost FROM m365sync.conflicts"
 								" WHERE account_id = $1 AND event_id = $2 AND resolved_at IS NULL"
 								" ORDER BY conflict_id DESC LIMIT 1 FOR UPDATE",
 								2, types, values, NULL, false, 1), SPI_OK_SELECT, "reading a conflict");
@@ -406,7 +400,7 @@ m365_conflict_resolve(int64 account_id, int64 event_id, const char *keep)
 	SET_VARSIZE(lost, VARHDRSZ + len);
 	memcpy(VARDATA(lost), plain, len);
 
-	check(SPI_execute_with_args("UPDATE m365sync.conflicts SET resolved_at = pg_catalog.now()"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.conflicts SET resolved_at = pg_catalog.now()"
 								" WHERE account_id = $1 AND event_id = $2 AND resolved_at IS NULL",
 								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "resolving a conflict");
 	if (strcmp(keep, "kept") != 0 && strcmp(keep, kept) != 0)
@@ -414,13 +408,13 @@ m365_conflict_resolve(int64 account_id, int64 event_id, const char *keep)
 	else if (r.deleted && r.graph_id == NULL)
 	{
 		/* the deletion stands: the tombstone goes (unless something is still queued for it) */
-		check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.event_id = $2"
+		m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.event_id = $2"
 									" AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = $1"
 									"  AND o.event_id = $2 AND o.state = 'pending')",
 									2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing a tombstone");
 	}
 	else
-		check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = CASE"
+		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = CASE"
 									" WHEN EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = $1"
 									"  AND o.event_id = $2 AND o.state = 'pending') THEN 'pending'"
 									" WHEN sync_state = 'conflict' THEN 'synced' ELSE sync_state END"

@@ -23,29 +23,7 @@
 #include "store_events.h"
 #include "store_pull.h"
 #include "store_push.h"
-
-static void
-check(int rc, int expected, const char *what)
-{
-	if (rc != expected)
-		elog(ERROR, "m365sync: %s failed: %s", what, SPI_result_code_string(rc));
-}
-
-/* A statement planned once per backend (the pull runs them per event). */
-static SPIPlanPtr
-saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
-
-		if (p == NULL)
-			elog(ERROR, "m365sync: could not plan a pull statement: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*slot = p;
-	}
-	return *slot;
-}
+#include "spi_util.h"
 
 List *
 m365_pull_calendars(int64 account_id)
@@ -57,7 +35,7 @@ m365_pull_calendars(int64 account_id)
 	uint64		i;
 
 	SPI_connect();
-	check(SPI_execute_with_args("SELECT calendar_id, graph_id, delta_link, delta_is_final,"
+	m365_spi_check(SPI_execute_with_args("SELECT calendar_id, graph_id, delta_link, delta_is_final,"
 								" coalesce(full_round_id, 0), window_start, window_end"
 								" FROM m365sync.calendars WHERE account_id = $1 AND sync_enabled"
 								" ORDER BY calendar_id",
@@ -112,7 +90,7 @@ m365_pull_save_cursor(int64 account_id, const M365PullCalendar *cal)
 	nulls[5] = nulls[6] = cal->has_window ? ' ' : 'n';
 
 	SPI_connect();
-	check(SPI_execute_plan(saved_plan(&plan, "UPDATE m365sync.calendars SET delta_link = $3, delta_is_final = $4,"
+	m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&plan, "UPDATE m365sync.calendars SET delta_link = $3, delta_is_final = $4,"
 									  " full_round_id = $5, window_start = $6, window_end = $7"
 									  " WHERE account_id = $1 AND calendar_id = $2", 7, types),
 						   values, nulls, false, 0), SPI_OK_UPDATE, "saving a cursor");
@@ -127,7 +105,7 @@ local_id(int64 account_id, const char *graph_id)
 	Datum		values[2] = {Int64GetDatum(account_id), CStringGetTextDatum(graph_id)};
 	bool		isnull;
 
-	check(SPI_execute_with_args("SELECT event_id FROM m365sync.events WHERE account_id = $1 AND graph_id = $2",
+	m365_spi_check(SPI_execute_with_args("SELECT event_id FROM m365sync.events WHERE account_id = $1 AND graph_id = $2",
 								2, types, values, NULL, true, 1), SPI_OK_SELECT, "finding an event");
 	if (SPI_processed == 0)
 		return 0;
@@ -204,7 +182,7 @@ m365_pull_batch_begin(int64 account_id, int64 round_id, const char *const *graph
 		ids[k] = CStringGetTextDatum(graph_ids[k]);
 	values[0] = Int64GetDatum(account_id);
 	values[1] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
-	check(SPI_execute_with_args("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
+	m365_spi_check(SPI_execute_with_args("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
 								" e.sync_state IN ('pending', 'failed') OR EXISTS (SELECT 1 FROM m365sync.outbox o"
 								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
 								"   AND o.state = 'pending'),"
@@ -265,7 +243,7 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 	nulls[14] = c->has_remote_modified ? ' ' : 'n';
 	values[15] = Int64GetDatum(b->round_id);
 	nulls[15] = b->round_id ? ' ' : 'n';
-	check(SPI_execute_plan(saved_plan(&plan,
+	m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&plan,
 									  "UPDATE m365sync.events SET ical_uid = $3, series_master_id = $4,"
 									  " event_type = $5, start_at = $6, end_at = $7, is_all_day = $8,"
 									  " start_date = $9, end_date = $10, show_as = $11, is_cancelled = $12,"
@@ -332,7 +310,7 @@ m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumn
 		Datum		values[2] = {Int64GetDatum(b->account_id), Int64GetDatum(e->event_id)};
 		bool		isnull;
 
-		check(SPI_execute_with_args("SELECT ctid FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
+		m365_spi_check(SPI_execute_with_args("SELECT ctid FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
 									2, types, values, NULL, false, 1), SPI_OK_SELECT, "finding an event");
 		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
 						&e->tid);
@@ -356,7 +334,7 @@ m365_pull_batch_remove(M365PullBatch *b, const char *graph_id)
 	{
 		/* A listed conflict keeps its row as a tombstone, so the listing keeps its loser. */
 		values[1] = Int64GetDatum(e->event_id);
-		check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = true, graph_id = NULL, change_key = NULL"
+		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = true, graph_id = NULL, change_key = NULL"
 									" WHERE account_id = $1 AND event_id = $2",
 									2, types, values, NULL, false, 0), SPI_OK_UPDATE, "removing an event");
 		e->gone = true;
@@ -366,13 +344,13 @@ m365_pull_batch_remove(M365PullBatch *b, const char *graph_id)
 	{
 		types[1] = TIDOID;
 		values[1] = PointerGetDatum(&e->tid);
-		check(SPI_execute_plan(saved_plan(&plan, "DELETE FROM m365sync.events WHERE ctid = $2 AND account_id = $1",
+		m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&plan, "DELETE FROM m365sync.events WHERE ctid = $2 AND account_id = $1",
 										  2, types), values, NULL, false, 0), SPI_OK_DELETE, "removing an event");
 	}
 	else
 	{
 		values[1] = Int64GetDatum(e->event_id);
-		check(SPI_execute_with_args("DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
+		m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
 									2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing an event");
 	}
 	e->gone = true;
@@ -395,7 +373,7 @@ m365_pull_batch_end(M365PullBatch *b)
 	values[0] = Int64GetDatum(b->account_id);
 	values[1] = Int64GetDatum(b->round_id);
 	values[2] = PointerGetDatum(construct_array(ids, b->nseen, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	check(SPI_execute_with_args("UPDATE m365sync.events SET seen_round = $2"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET seen_round = $2"
 								" WHERE account_id = $1 AND event_id = ANY ($3)",
 								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "marking events seen");
 }
@@ -408,7 +386,7 @@ m365_pull_sweep(int64 account_id, int64 calendar_id, int64 round_id)
 	int			n;
 
 	SPI_connect();
-	check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.calendar_id = $2"
+	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.calendar_id = $2"
 								" AND e.graph_id IS NOT NULL AND e.seen_round IS DISTINCT FROM $3"
 								" AND e.event_type <> 'seriesMaster'"	/* calendarView never shows masters */
 								" AND e.sync_state = 'synced' AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o"

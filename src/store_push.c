@@ -20,13 +20,7 @@
 #include "keyring.h"
 #include "store_events.h"
 #include "store_push.h"
-
-static void
-check(int rc, int expected, const char *what)
-{
-	if (rc != expected)
-		elog(ERROR, "m365sync: %s failed: %s", what, SPI_result_code_string(rc));
-}
+#include "spi_util.h"
 
 static Datum
 int8_array(List *ids)
@@ -54,7 +48,7 @@ m365_push_mark_sending(int64 account_id, int limit)
 	List	   *out = NIL;
 
 	SPI_connect();
-	check(SPI_execute_with_args("WITH due AS (SELECT o.outbox_id FROM m365sync.outbox o"
+	m365_spi_check(SPI_execute_with_args("WITH due AS (SELECT o.outbox_id FROM m365sync.outbox o"
 								"  WHERE o.account_id = $1 AND o.state = 'pending'"
 								"  AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now()"
 								"  ORDER BY o.outbox_id LIMIT $2 FOR UPDATE SKIP LOCKED)"
@@ -100,7 +94,7 @@ m365_push_lock_entries(int64 account_id, List *outbox_ids)
 	values[0] = Int64GetDatum(account_id);
 	values[1] = int8_array(outbox_ids);
 	SPI_connect();
-	check(SPI_execute_with_args("SELECT o.outbox_id, o.event_id, e.calendar_id, o.op, o.transaction_id::text,"
+	m365_spi_check(SPI_execute_with_args("SELECT o.outbox_id, o.event_id, e.calendar_id, o.op, o.transaction_id::text,"
 								" CASE WHEN o.op = 'update' THEN ARRAY(SELECT DISTINCT f FROM pg_catalog.unnest("
 								"   o.changed_fields || coalesce((SELECT pg_catalog.array_agg(x) FROM m365sync.outbox p,"
 								"     pg_catalog.unnest(p.changed_fields) x WHERE p.account_id = o.account_id"
@@ -170,7 +164,7 @@ mark_done(int64 account_id, const M365PushEntry *e)
 	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(e->event_id),
 	Int64GetDatum(e->outbox_id)};
 
-	check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'done', done_at = pg_catalog.now(),"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'done', done_at = pg_catalog.now(),"
 								" last_error = CASE WHEN outbox_id = $3 THEN NULL ELSE last_error END,"
 								" next_attempt_at = NULL"
 								" WHERE account_id = $1 AND event_id = $2"
@@ -186,7 +180,7 @@ drop_pulled_twin(int64 account_id, int64 event_id, const char *graph_id)
 	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(event_id),
 	CStringGetTextDatum(graph_id)};
 
-	check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = $3"
+	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = $3"
 								" AND e.event_id <> $2 AND e.sync_state = 'synced' AND NOT EXISTS ("
 								"  SELECT 1 FROM m365sync.outbox o WHERE o.account_id = e.account_id"
 								"  AND o.event_id = e.event_id AND o.state = 'pending')",
@@ -226,7 +220,7 @@ m365_push_replace_row(int64 account_id, int64 event_id, const M365EventColumns *
 	values[15] = TimestampTzGetDatum(c->remote_modified_at);
 	nulls[15] = c->has_remote_modified ? ' ' : 'n';
 	TEXT_ARG(16, c->graph_id);
-	check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = $3, ical_uid = $4,"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = $3, ical_uid = $4,"
 								" series_master_id = coalesce((SELECT m.event_id FROM m365sync.events m"
 								"   WHERE m.account_id = $1 AND m.graph_id = $5), series_master_id),"
 								" event_type = $6, start_at = $7, end_at = $8, is_all_day = $9,"
@@ -250,10 +244,10 @@ link_then_update_all(int64 account_id, const M365PushEntry *e, const M365EventCo
 	values[2] = Int64GetDatum(e->outbox_id);
 	TEXT_ARG(3, c->graph_id);
 	TEXT_ARG(4, c->change_key);
-	check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = $4, change_key = $5"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = $4, change_key = $5"
 								" WHERE account_id = $1 AND event_id = $2",
 								5, types, values, nulls, false, 0), SPI_OK_UPDATE, "linking a create");
-	check(SPI_execute_with_args("UPDATE m365sync.outbox SET op = 'update', changed_fields = '{" M365_ALL_FIELDS "}',"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET op = 'update', changed_fields = '{" M365_ALL_FIELDS "}',"
 								" base_change_key = $5, next_attempt_at = NULL"
 								" WHERE account_id = $1 AND outbox_id = $3",
 								5, types, values, nulls, false, 0), SPI_OK_UPDATE, "re-queueing a create");
@@ -296,13 +290,13 @@ m365_push_done_delete(int64 account_id, const M365PushEntry *e)
 	SPI_connect();
 	mark_done(account_id, e);
 	/* A row whose conflict is still listed stays as a tombstone (the listing needs it). */
-	check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
 								" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2"
 								" AND EXISTS (SELECT 1 FROM m365sync.conflicts c WHERE c.account_id = $1"
 								"  AND c.event_id = $2 AND c.resolved_at IS NULL)",
 								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "keeping a tombstone");
 	if (SPI_processed == 0)
-		check(SPI_execute_with_args("DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
+		m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
 									2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing a deleted event");
 	SPI_finish();
 }
@@ -315,7 +309,7 @@ m365_push_done_nothing(int64 account_id, const M365PushEntry *e)
 
 	SPI_connect();
 	mark_done(account_id, e);
-	check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = " STATE_AFTER_SYNC
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = " STATE_AFTER_SYNC
 								" WHERE account_id = $1 AND event_id = $2",
 								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "marking an event synced");
 	SPI_finish();
@@ -329,11 +323,11 @@ m365_push_failed(int64 account_id, const M365PushEntry *e, const char *code)
 	CStringGetTextDatum(code)};
 
 	SPI_connect();
-	check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'failed', last_error = $3,"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'failed', last_error = $3,"
 								" next_attempt_at = NULL WHERE account_id = $1 AND outbox_id = $2",
 								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "failing a push");
 	values[1] = Int64GetDatum(e->event_id);
-	check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = 'failed'"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = 'failed'"
 								" WHERE account_id = $1 AND event_id = $2",
 								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "failing an event");
 	SPI_finish();
@@ -347,7 +341,7 @@ m365_push_retry_later(int64 account_id, const M365PushEntry *e, double delay_s, 
 	CStringGetTextDatum(code), Float8GetDatum(delay_s)};
 
 	SPI_connect();
-	check(SPI_execute_with_args("UPDATE m365sync.outbox SET last_error = $3,"
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET last_error = $3,"
 								" next_attempt_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $4)"
 								" WHERE account_id = $1 AND outbox_id = $2",
 								4, types, values, NULL, false, 0), SPI_OK_UPDATE, "delaying a push");
@@ -372,7 +366,7 @@ m365_push_link_pulled(int64 account_id, const M365EventColumns *c, Jsonb *data)
 	values[0] = Int64GetDatum(account_id);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(txid->val.string.val, txid->val.string.len));
 	SPI_connect();
-	check(SPI_execute_with_args("SELECT o.outbox_id, o.event_id, o.attempts, o.sent_at, e.local_modified_at"
+	m365_spi_check(SPI_execute_with_args("SELECT o.outbox_id, o.event_id, o.attempts, o.sent_at, e.local_modified_at"
 								" FROM m365sync.outbox o JOIN m365sync.events e"
 								"  ON e.account_id = o.account_id AND e.event_id = o.event_id"
 								" WHERE o.account_id = $1 AND o.state = 'pending' AND o.op = 'create'"
