@@ -13,6 +13,8 @@
 #include "utils/guc.h"
 
 #include "m365sync.h"
+#include "purge.h"
+#include "subscriptions.h"
 
 PG_MODULE_MAGIC;
 
@@ -153,6 +155,9 @@ _PG_init(void)
 							   PGC_USERSET, 0, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("m365sync");
+
+	/* Erasure deletes an account's Graph subscriptions before its keys go. */
+	m365_purge_remote_hook = m365_subscriptions_purge_remote;
 
 	if (process_shared_preload_libraries_in_progress)
 		m365_register_worker();

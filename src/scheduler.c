@@ -29,6 +29,7 @@
 #include "pull.h"
 #include "push.h"
 #include "scheduler.h"
+#include "subscriptions.h"
 #include "worker.h"
 #include "spi_util.h"
 
@@ -88,16 +89,21 @@ due_accounts(int64 account_id, int limit)
 	uint64		i;
 
 	SPI_connect();
-	/* due: by the schedule, or because a local change waits to be pushed */
+	/*
+	 * due: by the schedule, because a change notification marked it (those
+	 * first), or because a local change waits to be pushed
+	 */
 	m365_spi_check(SPI_execute_with_args("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
 								" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
 								"   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
 								"       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
 								"        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
+								"         OR EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id)"
 								"         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
 								"          AND o.state = 'pending'"
 								"          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
-								" ORDER BY a.next_sync_at NULLS FIRST LIMIT $2",
+								" ORDER BY EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id) DESC,"
+								"          a.next_sync_at NULLS FIRST LIMIT $2",
 								2, types, values, NULL, true, 0), SPI_OK_SELECT, "finding due accounts");
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -126,6 +132,9 @@ run_log_start(int64 account_id)
 	m365_spi_check(SPI_execute_with_args("INSERT INTO m365sync.sync_run_log (account_id) VALUES ($1) RETURNING run_id",
 								1, types, values, NULL, false, 0), SPI_OK_INSERT_RETURNING, "logging a round");
 	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	/* This round pulls what any notification so far announced; later ones mark it again. */
+	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.account_wakeups WHERE account_id = $1",
+								1, types, values, NULL, false, 0), SPI_OK_DELETE, "clearing a due mark");
 	SPI_finish();
 	return run_id;
 }
@@ -350,6 +359,8 @@ m365_worker_round(void)
 	due = due_accounts(0, batch);
 	if (due != NIL)
 		(void) run_rounds(due, true);
+	/* Subscriptions after the pulls: a notification's pull never waits for one. */
+	(void) m365_subscriptions_maintain();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(round_cxt);

@@ -31,32 +31,6 @@
 #define MAX_MAILBOX_LEN 320
 #define MAX_USER_LEN	255
 
-/* --- wake the worker when the transaction that queued work commits -------- */
-
-static bool wake_registered = false;
-static bool wake_at_commit = false;
-
-static void
-wake_xact_callback(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_COMMIT && wake_at_commit)
-		m365_wake_worker();
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-		wake_at_commit = false;
-}
-
-static void
-wake_worker_at_commit(void)
-{
-	if (!wake_registered)
-	{
-		RegisterXactCallback(wake_xact_callback, NULL);
-		wake_registered = true;
-	}
-	wake_at_commit = true;
-}
-
 /* --- argument checks ------------------------------------------------------ */
 
 static char *
@@ -251,7 +225,7 @@ m365sync_admin_consent_complete(PG_FUNCTION_ARGS)
 	{
 		/* App-only accounts waiting for consent may sync again. */
 		store_tenant_accounts_set_status(t.tenant_id, "consent_required", "connected");
-		wake_worker_at_commit();
+		m365_wake_worker_at_commit();
 	}
 	else
 		ereport(NOTICE,
@@ -345,7 +319,7 @@ m365sync_add_mailbox(PG_FUNCTION_ARGS)
 	if (!m365_account_refresh_calendars(account_id, gu.id, true, &gres))
 		m365_graph_raise(&gres, "list the mailbox's calendars");
 	store_account_connected(account_id);
-	wake_worker_at_commit();
+	m365_wake_worker_at_commit();
 	PG_RETURN_INT64(account_id);
 }
 
@@ -442,7 +416,7 @@ m365sync_connect_complete(PG_FUNCTION_ARGS)
 	if (!m365_account_refresh_calendars(account_id, me.id, !reused, &gres))
 		m365_graph_raise(&gres, "list the user's calendars");
 	store_state_mark_used(st.state_id);
-	wake_worker_at_commit();
+	m365_wake_worker_at_commit();
 	PG_RETURN_INT64(account_id);
 }
 

@@ -58,6 +58,7 @@ static const char *const purge_statements[] = {
 	"DELETE FROM m365sync.events WHERE account_id = ANY ($1)",
 	"DELETE FROM m365sync.calendars WHERE account_id = ANY ($1)",
 	"DELETE FROM m365sync.subscriptions WHERE account_id = ANY ($1)",
+	"DELETE FROM m365sync.account_wakeups WHERE account_id = ANY ($1)",
 	"DELETE FROM m365sync.sync_run_log WHERE account_id = ANY ($1)",
 	"DELETE FROM m365sync.accounts WHERE account_id = ANY ($1)",
 };

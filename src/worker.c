@@ -115,6 +115,34 @@ m365_wake_worker(void)
 		SetLatch(latch);
 }
 
+/*
+ * Wake the worker when the current transaction commits (what it queued is
+ * visible to the worker only then); nothing on abort.
+ */
+static bool wake_registered = false;
+static bool wake_at_commit = false;
+
+static void
+wake_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT && wake_at_commit)
+		m365_wake_worker();
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		wake_at_commit = false;
+}
+
+void
+m365_wake_worker_at_commit(void)
+{
+	if (!wake_registered)
+	{
+		RegisterXactCallback(wake_xact_callback, NULL);
+		wake_registered = true;
+	}
+	wake_at_commit = true;
+}
+
 static void
 m365_worker_detach_shared(int code, Datum arg)
 {

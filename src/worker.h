@@ -7,6 +7,9 @@
 /* Wake the worker after a commit that queued work; no-op without preload. */
 extern void m365_wake_worker(void);
 
+/* Wake it when the current transaction commits (no-op on abort). */
+extern void m365_wake_worker_at_commit(void);
+
 /*
  * One round of the worker: sync whatever is due. Returns how many
  * milliseconds to sleep before the next round (the latch may cut it short).

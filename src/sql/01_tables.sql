@@ -68,7 +68,9 @@ CREATE TABLE m365sync.accounts (
     last_sync_at    timestamptz,
     next_sync_at    timestamptz,
     failures        integer NOT NULL DEFAULT 0,
-    backoff_until   timestamptz
+    backoff_until   timestamptz,
+    subscription_error text,                 -- Graph error code of the last failed subscription call
+    subscription_retry_at timestamptz        -- no new subscription attempt before this
 );
 CREATE INDEX accounts_flowagent_user ON m365sync.accounts (flowagent_user);
 CREATE INDEX accounts_next_sync ON m365sync.accounts (next_sync_at);
@@ -174,13 +176,33 @@ CREATE TABLE m365sync.sync_run_log (
 );
 CREATE INDEX sync_run_log_started ON m365sync.sync_run_log (started_at);
 
--- Graph change-notification subscriptions.
+-- Graph change-notification subscriptions (subscriptions.c): at most one
+-- per account, on users/{id}/events. The worker creates, renews and
+-- recreates them; handle_notification() finds one by subscription_id and
+-- checks the notification's clientState against client_state.
 CREATE TABLE m365sync.subscriptions (
     account_id      bigint NOT NULL REFERENCES m365sync.accounts ON DELETE CASCADE,
-    subscription_id text NOT NULL,
-    client_state    bytea NOT NULL,          -- encrypted
+    subscription_id text NOT NULL,           -- Graph's id (a GUID)
+    client_state    bytea NOT NULL,          -- encrypted: 32 random bytes, base64url
+    notification_url text NOT NULL,          -- what it was made for; a changed setting recreates it
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    renewed_at      timestamptz,
     expires_at      timestamptz NOT NULL,
+    renew_at        timestamptz NOT NULL,    -- when the worker renews it (half its lifetime)
+    recreate        boolean NOT NULL DEFAULT false,  -- removed at Microsoft: make a new one
     PRIMARY KEY (account_id, subscription_id)
+);
+-- Lookup by Graph's id alone (a notification names nothing else); not
+-- unique, as Citus allows no unique index without account_id.
+CREATE INDEX subscriptions_by_id ON m365sync.subscriptions (subscription_id);
+
+-- Accounts a change notification marked due: the next worker round pulls
+-- them whatever their next_sync_at. A separate table, without a foreign key,
+-- so handle_notification() never waits for a lock the worker holds on the
+-- account row during a round; the round deletes the mark when it starts.
+CREATE TABLE m365sync.account_wakeups (
+    account_id      bigint PRIMARY KEY,
+    marked_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
 CREATE TYPE m365sync.event AS (
@@ -232,7 +254,7 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA m365sync FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     m365sync.accounts, m365sync.calendars, m365sync.events, m365sync.outbox,
     m365sync.conflicts, m365sync.data_keys, m365sync.oauth_states,
-    m365sync.sync_run_log, m365sync.subscriptions
+    m365sync.sync_run_log, m365sync.subscriptions, m365sync.account_wakeups
     TO m365sync_definer;
 GRANT SELECT ON m365sync.app_config, m365sync.tenants TO m365sync_definer;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA m365sync TO m365sync_definer;
@@ -249,6 +271,7 @@ ALTER TABLE m365sync.data_keys     ENABLE ROW LEVEL SECURITY;
 ALTER TABLE m365sync.oauth_states  ENABLE ROW LEVEL SECURITY;
 ALTER TABLE m365sync.sync_run_log  ENABLE ROW LEVEL SECURITY;
 ALTER TABLE m365sync.subscriptions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE m365sync.account_wakeups ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY acting_user ON m365sync.accounts TO m365sync_definer
     USING (flowagent_user = pg_catalog.current_setting('m365sync.flowagent_user', true));
@@ -270,4 +293,6 @@ CREATE POLICY acting_user ON m365sync.conflicts TO m365sync_definer
 CREATE POLICY acting_user ON m365sync.sync_run_log TO m365sync_definer
     USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
 CREATE POLICY acting_user ON m365sync.subscriptions TO m365sync_definer
+    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+CREATE POLICY acting_user ON m365sync.account_wakeups TO m365sync_definer
     USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));

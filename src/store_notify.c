@@ -1,0 +1,273 @@
+/*
+ * store_notify.c — SPI access to the change-notification tables (see
+ * store_notify.h).
+ *
+ * The clientState is encrypted here under the account's data key (table
+ * subscriptions, column client_state, row_id 0) and decrypted only for
+ * handle_notification's comparison; callers wipe the clear copy. The
+ * lookup by subscription id runs on every notification, so its plan is
+ * saved. Messages name the step, never a value.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "keyring.h"
+#include "spi_util.h"
+#include "store_notify.h"
+
+#define SUB_TABLE	"subscriptions"
+#define SUB_COLUMN	"client_state"
+
+static void
+exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expected,
+	 const char *what)
+{
+	SPI_connect();
+	m365_spi_check(SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0), expected, what);
+	SPI_finish();
+}
+
+List *
+store_subscriptions_due(const char *notification_url, int limit)
+{
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {CStringGetTextDatum(notification_url), Int32GetDatum(limit)};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *out = NIL;
+	uint64		i;
+
+	SPI_connect();
+	m365_spi_check(SPI_execute_with_args(
+		"SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
+		" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+		"   AND CASE WHEN NOT EXISTS (SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = a.account_id)"
+		"       THEN $1 <> '' AND coalesce(a.subscription_retry_at, '-infinity') <= pg_catalog.now()"
+		"       ELSE EXISTS (SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = a.account_id"
+		"             AND (s.renew_at <= pg_catalog.now() OR s.recreate OR s.notification_url <> $1)) END"
+		" ORDER BY a.account_id LIMIT $2",
+		2, types, values, NULL, true, 0), SPI_OK_SELECT, "finding subscriptions to maintain");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		M365SubscriptionJob *j = palloc(sizeof(M365SubscriptionJob));
+
+		j->account_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		j->ms_user_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		out = lappend(out, j);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return out;
+}
+
+bool
+store_subscription_get(int64 account_id, M365Subscription *out)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(account_id)};
+	MemoryContext caller = CurrentMemoryContext;
+	bool		found;
+
+	memset(out, 0, sizeof(*out));
+	SPI_connect();
+	m365_spi_check(SPI_execute_with_args(
+		"SELECT subscription_id, notification_url, recreate, renew_at <= pg_catalog.now()"
+		" FROM m365sync.subscriptions WHERE account_id = $1 ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
+		1, types, values, NULL, false, 0), SPI_OK_SELECT, "reading a subscription");
+	found = SPI_processed > 0;
+	if (found)
+	{
+		HeapTuple	t = SPI_tuptable->vals[0];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		out->subscription_id = SPI_getvalue(t, d, 1);
+		out->notification_url = SPI_getvalue(t, d, 2);
+		out->recreate = DatumGetBool(SPI_getbinval(t, d, 3, &isnull));
+		out->renew_due = DatumGetBool(SPI_getbinval(t, d, 4, &isnull));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return found;
+}
+
+List *
+store_subscription_ids(int64 account_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(account_id)};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *out = NIL;
+	uint64		i;
+
+	SPI_connect();
+	m365_spi_check(SPI_execute_with_args(
+		"SELECT subscription_id FROM m365sync.subscriptions WHERE account_id = $1 AND NOT recreate",
+		1, types, values, NULL, false, 0), SPI_OK_SELECT, "reading subscriptions");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		out = lappend(out, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return out;
+}
+
+void
+store_subscription_insert(int64 account_id, const char *subscription_id,
+						  const char *client_state, const char *notification_url,
+						  const char *expiration)
+{
+	Oid			types[5] = {INT8OID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+
+	values[0] = Int64GetDatum(account_id);
+	values[1] = CStringGetTextDatum(subscription_id);
+	values[2] = PointerGetDatum(m365_encrypt_text(SUB_TABLE, SUB_COLUMN, account_id, 0, client_state));
+	values[3] = CStringGetTextDatum(notification_url);
+	values[4] = CStringGetTextDatum(expiration);
+	exec("INSERT INTO m365sync.subscriptions (account_id, subscription_id, client_state, notification_url,"
+		 " expires_at, renew_at)"
+		 " SELECT $1, $2, $3, $4, x, pg_catalog.now() + (x - pg_catalog.now()) / 2"
+		 " FROM CAST($5 AS timestamptz) AS x",
+		 5, types, values, NULL, SPI_OK_INSERT, "storing a subscription");
+}
+
+void
+store_subscription_renewed(int64 account_id, const char *subscription_id, const char *expiration)
+{
+	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		values[3] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id),
+	CStringGetTextDatum(expiration)};
+
+	exec("UPDATE m365sync.subscriptions SET renewed_at = pg_catalog.now(), expires_at = x,"
+		 " renew_at = pg_catalog.now() + (x - pg_catalog.now()) / 2"
+		 " FROM CAST($3 AS timestamptz) AS x WHERE account_id = $1 AND subscription_id = $2",
+		 3, types, values, NULL, SPI_OK_UPDATE, "renewing a subscription");
+}
+
+void
+store_subscription_retry(int64 account_id, const char *subscription_id, int delay_s)
+{
+	Oid			types[3] = {INT8OID, TEXTOID, INT4OID};
+	Datum		values[3] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id),
+	Int32GetDatum(delay_s)};
+
+	exec("UPDATE m365sync.subscriptions SET renew_at = pg_catalog.now() + pg_catalog.make_interval(secs => $3)"
+		 " WHERE account_id = $1 AND subscription_id = $2",
+		 3, types, values, NULL, SPI_OK_UPDATE, "postponing a subscription renewal");
+}
+
+void
+store_subscription_delete(int64 account_id, const char *subscription_id)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id)};
+
+	exec("DELETE FROM m365sync.subscriptions WHERE account_id = $1 AND subscription_id = $2",
+		 2, types, values, NULL, SPI_OK_DELETE, "forgetting a subscription");
+}
+
+void
+store_subscription_error(int64 account_id, const char *code, int delay_s)
+{
+	Oid			types[3] = {INT8OID, TEXTOID, INT4OID};
+	Datum		values[3] = {Int64GetDatum(account_id), code ? CStringGetTextDatum(code) : (Datum) 0,
+	Int32GetDatum(delay_s)};
+	char		nulls[3] = {' ', code ? ' ' : 'n', ' '};
+
+	exec("UPDATE m365sync.accounts SET subscription_error = $2,"
+		 " subscription_retry_at = CASE WHEN $2 IS NULL THEN NULL"
+		 "   ELSE pg_catalog.now() + pg_catalog.make_interval(secs => $3) END"
+		 " WHERE account_id = $1",
+		 3, types, values, nulls, SPI_OK_UPDATE, "recording a subscription failure");
+}
+
+static SPIPlanPtr lookup_plan = NULL;
+
+int
+store_subscription_lookup(const char *subscription_id, int64 **account_ids, char ***client_states)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(subscription_id)};
+	MemoryContext caller = CurrentMemoryContext;
+	SPITupleTable *tuptable;
+	int			n;
+	int			i;
+
+	SPI_connect();
+	m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&lookup_plan,
+		"SELECT account_id, client_state FROM m365sync.subscriptions WHERE subscription_id = $1",
+		1, types), values, NULL, true, 0), SPI_OK_SELECT, "finding a subscription");
+	n = (int) SPI_processed;
+	tuptable = SPI_tuptable;	/* decryption below may run SPI of its own */
+	*account_ids = MemoryContextAlloc(caller, sizeof(int64) * Max(n, 1));
+	*client_states = MemoryContextAlloc(caller, sizeof(char *) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	t = tuptable->vals[i];
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(t, tuptable->tupdesc, 1, &isnull));
+		bytea	   *cs = DatumGetByteaPP(SPI_getbinval(t, tuptable->tupdesc, 2, &isnull));
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		(*account_ids)[i] = id;
+		(*client_states)[i] = m365_decrypt_text(SUB_TABLE, SUB_COLUMN, id, 0, cs);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return n;
+}
+
+void
+store_subscription_flag(int64 account_id, const char *subscription_id, bool recreate)
+{
+	Oid			types[3] = {INT8OID, TEXTOID, BOOLOID};
+	Datum		values[3] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id),
+	BoolGetDatum(recreate)};
+
+	exec("UPDATE m365sync.subscriptions SET renew_at = pg_catalog.now(), recreate = recreate OR $3"
+		 " WHERE account_id = $1 AND subscription_id = $2",
+		 3, types, values, NULL, SPI_OK_UPDATE, "flagging a subscription");
+}
+
+static SPIPlanPtr mark_plan = NULL;
+
+void
+store_mark_due(const int64 *account_ids, int n)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum	   *d;
+	Datum		values[1];
+	int			i;
+
+	if (n <= 0)
+		return;
+	d = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		d[i] = Int64GetDatum(account_ids[i]);
+	values[0] = PointerGetDatum(construct_array(d, n, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	SPI_connect();
+	m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&mark_plan,
+		"INSERT INTO m365sync.account_wakeups (account_id)"
+		" SELECT DISTINCT pg_catalog.unnest($1) ON CONFLICT (account_id) DO NOTHING",
+		1, types), values, NULL, false, 0), SPI_OK_INSERT, "marking accounts due");
+	SPI_finish();
+}
+
+void
+store_wakeups_prune(void)
+{
+	exec("DELETE FROM m365sync.account_wakeups w"
+		 " WHERE NOT EXISTS (SELECT 1 FROM m365sync.accounts a WHERE a.account_id = w.account_id)",
+		 0, NULL, NULL, NULL, SPI_OK_DELETE, "pruning due marks");
+}
