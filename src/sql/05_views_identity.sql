@@ -24,22 +24,9 @@ SELECT a.account_id,
        (SELECT pg_catalog.count(*) FROM m365sync.outbox o
          WHERE o.account_id = a.account_id AND o.state = 'pending') AS pending_pushes,
        (SELECT pg_catalog.count(*) FROM m365sync.conflicts c
-         WHERE c.account_id = a.account_id AND c.resolved_at IS NULL) AS conflicts,
-       -- change notifications: off (no notification_url), pending (to be
-       -- made), active, expired, removed (to be remade) or error
-       CASE WHEN s.account_id IS NOT NULL AND s.recreate THEN 'removed'
-            WHEN s.account_id IS NOT NULL AND s.expires_at <= pg_catalog.now() THEN 'expired'
-            WHEN s.account_id IS NOT NULL THEN 'active'
-            WHEN pg_catalog.coalesce(pg_catalog.current_setting('m365sync.notification_url', true), '') = '' THEN 'off'
-            WHEN a.subscription_error IS NOT NULL THEN 'error'
-            ELSE 'pending' END AS subscription,
-       s.expires_at AS subscription_expires_at,
-       a.subscription_error
+         WHERE c.account_id = a.account_id AND c.resolved_at IS NULL) AS conflicts
   FROM m365sync.accounts a
-  LEFT JOIN m365sync.tenants t ON t.tenant_id = a.tenant_id
-  LEFT JOIN LATERAL (SELECT s1.account_id, s1.recreate, s1.expires_at FROM m365sync.subscriptions s1
-                      WHERE s1.account_id = a.account_id
-                      ORDER BY s1.created_at DESC LIMIT 1) s ON true;
+  LEFT JOIN m365sync.tenants t ON t.tenant_id = a.tenant_id;
 
 CREATE VIEW m365sync.sync_runs AS
 SELECT account_id, started_at, finished_at, pages, fetched, applied, deleted,

@@ -48,7 +48,9 @@ sub start_sim
 	my ($out, $err) = ('', '');
 	my @cmd = ('python3', src_dir() . '/graphsim/graphsim.py', '--port', '0',
 		'--tls-cert', "$self->{certs}/$cert.crt", '--tls-key', "$self->{certs}/$cert.key",
-		'--seed', $o{seed} // 1, @{ $o{sim_args} // [] });
+		'--seed', $o{seed} // 1,
+		# webhook receivers the tests run use the same test CA
+		'--notify-ca-file', "$self->{certs}/ca.crt", @{ $o{sim_args} // [] });
 	my $h = IPC::Run::start(\@cmd, '>', \$out, '2>', \$err);
 	my $deadline = time + 30;
 	while ($out !~ m{graphsim listening on (https://127\.0\.0\.1:\d+)} && time < $deadline)
@@ -250,6 +252,42 @@ sub admin_consent
 	my $tid = defined $q->{tenant} ? "'$q->{tenant}'" : 'NULL';
 	$self->as_admin("SELECT m365sync.admin_consent_complete('$q->{state}', $tid, $granted, $err)");
 	return $q;
+}
+
+# Start test/lib/webhook_receiver.py, FlowAgent's webhook handler in small:
+# HTTPS with a certificate of the test CA (which the simulator trusts),
+# handing every POST to m365sync.handle_notification as role flowagent over
+# one session. Returns its base URL; its JSON-lines log is receiver_log().
+sub start_receiver
+{
+	my ($self, %o) = @_;
+	my $log = $o{log} // "$self->{dir}/receiver.log";
+	my ($out, $err) = ('', '');
+	my @cmd = ('python3', src_dir() . '/lib/webhook_receiver.py', '--port', '0',
+		'--cert', "$self->{certs}/server.crt", '--key', "$self->{certs}/server.key",
+		'--dbname', $self->{node}->connstr('postgres'), '--role', $o{role} // 'flowagent',
+		'--psql', $self->{node}->installed_command('psql'), '--log', $log);
+	my $h = IPC::Run::start(\@cmd, '>', \$out, '2>', \$err);
+	my $deadline = time + 30;
+	while ($out !~ m{receiver listening on (https://127\.0\.0\.1:\d+)} && time < $deadline)
+	{
+		$h->pump_nb;
+		select(undef, undef, undef, 0.05);
+	}
+	croak "webhook receiver did not start: $err" unless $out =~ m{receiver listening on (https://127\.0\.0\.1:\d+)};
+	push @{ $self->{sims} }, $h;
+	$self->{receiver_log} = $log;
+	return $1;
+}
+
+# The receiver's requests so far: a list of hashes (kind, sqlstate, ms, ...).
+sub receiver_log
+{
+	my ($self) = @_;
+	open my $fh, '<', $self->{receiver_log} or return [];
+	my @e = map { $json->decode($_) } grep { /\S/ } <$fh>;
+	close $fh;
+	return \@e;
 }
 
 sub DESTROY
