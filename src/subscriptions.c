@@ -129,6 +129,7 @@ create(int64 account_id, const char *ms_user_id)
 	M365HttpRequest req;
 	M365GraphResult res;
 	int64		id = account_id;
+	int			rc;
 
 	if (m365_random_bytes(raw, sizeof(raw)) != M365_CRYPTO_OK ||
 		m365_base64url_encode(raw, sizeof(raw), client_state) != M365_CRYPTO_OK)
@@ -155,7 +156,9 @@ create(int64 account_id, const char *ms_user_id)
 		return false;
 	}
 	m365_secure_zero(body, strlen(body));
-	if (m365_parse_subscription(req.response.body, req.response.body_len, &sid, &exp) != 0)
+	rc = m365_parse_subscription(req.response.body, req.response.body_len, &sid, &exp);
+	m365_secure_zero(req.response.body, req.response.body_len);	/* Graph echoes the clientState */
+	if (rc != 0)
 	{
 		m365_secure_zero(client_state, sizeof(client_state));
 		store_subscription_error(account_id, "malformedResponse", M365_SUBSCRIPTION_RETRY_S);
@@ -180,6 +183,7 @@ renew(int64 account_id, const char *subscription_id)
 	M365HttpRequest req;
 	M365GraphResult res;
 	int64		id = account_id;
+	int			rc;
 
 	if (json == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
@@ -198,7 +202,9 @@ renew(int64 account_id, const char *subscription_id)
 						   M365_SUBSCRIPTION_RETRY_S)));
 		return -1;
 	}
-	if (m365_parse_subscription(req.response.body, req.response.body_len, &sid, &exp) != 0)
+	rc = m365_parse_subscription(req.response.body, req.response.body_len, &sid, &exp);
+	m365_secure_zero(req.response.body, req.response.body_len);	/* Graph echoes the clientState */
+	if (rc != 0)
 	{
 		store_subscription_retry(account_id, subscription_id, M365_SUBSCRIPTION_RETRY_S);
 		store_subscription_error(account_id, "malformedResponse", 0);
