@@ -42,13 +42,18 @@ store_subscriptions_due(const char *notification_url, int limit)
 
 	SPI_connect();
 	m365_spi_check(SPI_execute_with_args(
-		"SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
+		/* subscriptions to renew, remake or remove (a small table) */
+		"SELECT a.account_id, a.ms_user_id FROM m365sync.subscriptions s"
+		" JOIN m365sync.accounts a ON a.account_id = s.account_id"
 		" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
-		"   AND CASE WHEN NOT EXISTS (SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = a.account_id)"
-		"       THEN $1 <> '' AND coalesce(a.subscription_retry_at, '-infinity') <= pg_catalog.now()"
-		"       ELSE EXISTS (SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = a.account_id"
-		"             AND (s.renew_at <= pg_catalog.now() OR s.recreate OR s.notification_url <> $1)) END"
-		" ORDER BY a.account_id LIMIT $2",
+		"   AND (s.renew_at <= pg_catalog.now() OR s.recreate OR s.notification_url <> $1)"
+		" UNION"
+		/* accounts without one; with notifications off this reads nothing */
+		" SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
+		" WHERE $1 <> '' AND a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+		"   AND coalesce(a.subscription_retry_at, '-infinity') <= pg_catalog.now()"
+		"   AND NOT EXISTS (SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = a.account_id)"
+		" ORDER BY 1 LIMIT $2",
 		2, types, values, NULL, true, 0), SPI_OK_SELECT, "finding subscriptions to maintain");
 	for (i = 0; i < SPI_processed; i++)
 	{
