@@ -207,6 +207,14 @@ ok(wait_for("SELECT count(*) = 1 AND bool_and(subscription_id <> '$sid') FROM m3
 	'renewal answered 404: a new subscription is made');
 is(scalar @{ sim_subs($ada) }, 1, 'and exists at Microsoft');
 
+# --- the setting emptied: the worker removes the subscription; set again: a new one
+$node->safe_psql('postgres', "ALTER SYSTEM SET m365sync.notification_url = ''; SELECT pg_reload_conf();");
+ok(wait_for("SELECT subscription = 'off' FROM m365sync.account_status WHERE account_id = $account", 20)
+	  && @{ sim_subs($ada) } == 0, 'notification_url emptied: the subscription is deleted at Microsoft');
+$node->safe_psql('postgres', "ALTER SYSTEM SET m365sync.notification_url = '$rx/notify'; SELECT pg_reload_conf();");
+ok(wait_for("SELECT subscription = 'active' FROM m365sync.account_status WHERE account_id = $account", 20)
+	  && @{ sim_subs($ada) } == 1, 'set again: a new one is made');
+
 # --- erasure deletes the subscription at Microsoft first ---------------------
 my $bob = $t->add_sim_user('contoso.example', 'bob@contoso.example');
 my $bob_account = $t->connect_user('flow-bob', 'bob@contoso.example');
