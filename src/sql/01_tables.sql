@@ -125,6 +125,8 @@ ALTER TABLE m365sync.events ALTER COLUMN content SET STORAGE EXTERNAL;
 ALTER TABLE m365sync.events SET (toast_tuple_target = 8160);
 CREATE INDEX events_by_start ON m365sync.events (account_id, start_at);
 CREATE INDEX events_by_date ON m365sync.events (account_id, start_date) WHERE is_all_day;
+CREATE INDEX events_by_master ON m365sync.events (account_id, series_master_id)
+    WHERE series_master_id IS NOT NULL;
 
 -- Local changes waiting to be pushed, written in the app's transaction.
 -- Content is not copied here: the push reads the event row when it sends.
