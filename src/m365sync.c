@@ -12,6 +12,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "http_util.h"
 #include "m365sync.h"
 #include "purge.h"
 #include "subscriptions.h"
@@ -50,6 +51,16 @@ m365_conflict_policy_name(int policy)
 		if (e->val == policy)
 			return e->name;
 	return "latest_wins";
+}
+
+/* Graph sends notifications only to https endpoints: refuse anything else early. */
+static bool
+check_webhook_url(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0' || m365_url_is_https(*newval))
+		return true;
+	GUC_check_errdetail("The URL must start with https:// (Microsoft Graph delivers notifications only over HTTPS).");
+	return false;
 }
 
 void		_PG_init(void);
@@ -140,13 +151,13 @@ _PG_init(void)
 							   "HTTPS endpoint FlowAgent serves for Graph change notifications.",
 							   "Empty means polling only.",
 							   &m365_notification_url, "",
-							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+							   PGC_SIGHUP, 0, check_webhook_url, NULL, NULL);
 
 	DefineCustomStringVariable("m365sync.lifecycle_url",
 							   "HTTPS endpoint FlowAgent serves for Graph lifecycle notifications.",
 							   "Empty means none are requested.",
 							   &m365_lifecycle_url, "",
-							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+							   PGC_SIGHUP, 0, check_webhook_url, NULL, NULL);
 
 	DefineCustomStringVariable("m365sync.flowagent_user",
 							   "The FlowAgent user the current transaction acts for.",

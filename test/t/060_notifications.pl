@@ -18,6 +18,9 @@ my $rx = $t->start_receiver;
 $node->safe_psql('postgres', "ALTER SYSTEM SET m365sync.notification_url = '$rx/notify';"
 	  . " ALTER SYSTEM SET m365sync.lifecycle_url = '$rx/lifecycle'; SELECT pg_reload_conf();");
 
+my (undef, $bad_url) = $t->sql("ALTER SYSTEM SET m365sync.notification_url = 'http://flowagent.example/hook'");
+is($bad_url, '22023', 'a notification_url that is not https is refused');
+
 my $ada = $t->add_sim_user('contoso.example', 'ada@contoso.example');
 my $account = $t->connect_user('flow-ada', 'ada@contoso.example');
 like($account, qr/^\d+$/, 'ada is connected');
