@@ -34,26 +34,3 @@ BEGIN
     END LOOP;
 END
 $grants$;
-
--- account_status.last_error also names a push that failed for good (an
--- error code, never content), until the event is changed again.
-CREATE OR REPLACE VIEW m365sync.account_status AS
-SELECT a.account_id,
-       a.flowagent_user,
-       t.tenant,
-       a.mode,
-       a.status,
-       a.last_sync_at,
-       a.next_sync_at,
-       coalesce(a.last_error,
-                (SELECT 'push failed: ' || o.last_error FROM m365sync.outbox o
-                  WHERE o.account_id = a.account_id AND o.state = 'failed'
-                  ORDER BY o.outbox_id DESC LIMIT 1)) AS last_error,
-       (SELECT pg_catalog.count(*) FROM m365sync.events e
-         WHERE e.account_id = a.account_id AND NOT e.deleted) AS events,
-       (SELECT pg_catalog.count(*) FROM m365sync.outbox o
-         WHERE o.account_id = a.account_id AND o.state = 'pending') AS pending_pushes,
-       (SELECT pg_catalog.count(*) FROM m365sync.conflicts c
-         WHERE c.account_id = a.account_id AND c.resolved_at IS NULL) AS conflicts
-  FROM m365sync.accounts a
-  LEFT JOIN m365sync.tenants t ON t.tenant_id = a.tenant_id;
