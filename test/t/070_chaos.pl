@@ -33,7 +33,8 @@ srand($seed);
 my $t0 = Time::HiRes::time();
 my $json = JSON::PP->new->canonical;
 
-my $t = M365Test->new(name => 'chaos', seed => $seed, conf => <<"CONF");
+# A little latency on every answer widens the windows a kill can hit.
+my $t = M365Test->new(name => 'chaos', seed => $seed, sim_args => [ '--latency-ms', 20 ], conf => <<"CONF");
 m365sync.sync_interval = '1s'
 m365sync.http_timeout = '5s'
 m365sync.conflict_policy = '$policy'
@@ -162,14 +163,14 @@ sub local_events
 # effect is the unique subject an edit set, or 'DELETED'.
 my %model;
 my ($n_fa, $n_ol) = (0, 0);
-my %edits = (FA => {}, OL => {}, both => 0);
+my %edits = (FA => {}, OL => {}, both => 0, expired => 0);
 my %refused;
 my $edit_no = 0;
 
 sub record_edit
 {
 	my ($mk, $side, $op, $effect) = @_;
-	push @{ $model{$mk}{edits} }, [ $side, $effect ];
+	push @{ $model{$mk}{edits} }, [ $side, $effect, sprintf('%.3f', Time::HiRes::time()), $op ];
 	$edits{$side}{$op}++;
 }
 
@@ -355,6 +356,12 @@ for my $trial (1 .. $trials)
 	}
 	wait_server();
 	random_edit() for 1 .. 1 + int(rand(6));
+	# now and then Graph forgets the delta tokens: a full resync (sweep)
+	if (rand() < 0.15)
+	{
+		$t->sim('POST', '/_sim/delta/expire', { upn => $upn });
+		$edits{expired}++;
+	}
 	usleep(int(rand(2_500_000)));
 	if (rand() < 1 / 3)
 	{
@@ -497,13 +504,26 @@ sub edit_figures
 	return "$n (" . join(', ', map { "$_ $edits{$side}{$_}" } sort keys %{ $edits{$side} }) . ')';
 }
 diag('chaos: edits FlowAgent ' . edit_figures('FA') . ', Outlook ' . edit_figures('OL')
-	  . ', the same event on both sides ' . ($edits{both} // 0) . ' times; refused: '
+	  . ', the same event on both sides ' . $edits{both} . ' times; delta tokens expired ' . $edits{expired}
+	  . ' times; refused: '
 	  . (join(', ', map { "$_ $refused{$_}" } sort keys %refused) || 'none'));
 diag(sprintf("chaos: %d events in Outlook, %d in FlowAgent; lost %d, duplicated %d, differing %d, invented %d;"
 	  . " conflicts listed %d; outbox %s; settled in %.1fs (%d sync() calls); runtime %.0fs",
 	scalar(map { @$_ } values %$rem), scalar(map { @$_ } values %$loc), $lost, $dup, $mismatch, $invented,
 	scalar(@$conflicts), $pending_out, $settle_s, $rounds, $runtime));
 diag($_) for @why[0 .. ($#why < 19 ? $#why : 19)];
+if (@why)
+{
+	# For the post-mortem: the model's edits and the simulator's request log.
+	my $dir = $PostgreSQL::Test::Utils::tmp_check;
+	open my $fh, '>', "$dir/chaos_model.json" or die $!;
+	print $fh JSON::PP->new->canonical->pretty->encode({ model => \%model, conflicts => $conflicts });
+	close $fh;
+	open $fh, '>', "$dir/chaos_sim_log.json" or die $!;
+	print $fh JSON::PP->new->canonical->encode($t->sim('GET', '/_sim/log'));
+	close $fh;
+	diag("model and simulator log in $dir");
+}
 
 is($mismatch, 0, 'local events equal the ground truth (subject, start/end, all-day, deletions)');
 is($dup, 0, '0 duplicated: every marker held at most once on each side');
