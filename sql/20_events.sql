@@ -86,6 +86,16 @@ SELECT event_id = :planning AS same_id, calendar_id, graph_id, event_type, subje
 -- data is the whole Graph object, unknown fields included, calendarId not.
 SELECT jsonb_pretty(data) FROM m365sync.event(:planning);
 
+-- The stored object keeps every JSON value: Unicode, escapes, numbers, nesting.
+SELECT m365sync.upsert_event('{"subject": "Zürich 会議 🎉 \"q\" \\ \u0001",
+  "start": {"dateTime": "2026-03-30T08:00:00", "timeZone": "UTC"},
+  "end":   {"dateTime": "2026-03-30T08:30:00", "timeZone": "UTC"},
+  "someFutureField": {"n": [0, -3, 1.5, 0.1, 1e-7, 2.5e30, 123456789012, 3.141592653589793],
+                      "t": true, "f": false, "z": null, "a": [[], {}, [{"k": "v"}]]}}') AS unicode \gset
+SELECT data->'subject' AS subject, subject = data->>'subject' AS column_agrees,
+       data->'someFutureField' AS kept
+  FROM m365sync.event(:unicode);
+
 -- A caller cannot forge Microsoft's fields.
 SELECT m365sync.upsert_event('{"id": "AAMk-forged", "changeKey": "x", "type": "occurrence",
   "subject": "Forged", "calendarId": 1013,
@@ -227,6 +237,8 @@ SELECT event_type, start_at, data->'recurrence'->'pattern'->>'type' AS pattern
   "end": {"dateTime": "2026-06-01T09:15:00", "timeZone": "W. Europe Standard Time"},
   "recurrence": {"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday", "wednesday"], "firstDayOfWeek": "monday"},
                  "range": {"type": "endDate", "startDate": "2026-06-01", "endDate": "2026-12-31", "recurrenceTimeZone": "W. Europe Standard Time"}}}'));
+-- Until its occurrences come back from Outlook, the series shows as its master.
+SELECT subject, event_type FROM m365sync.events('2026-06-01', '2026-06-02') WHERE subject = 'Standup';
 
 -- Role isolation: bob cannot read, update, delete or detect alice's events;
 -- the error for her event is the one for an id that does not exist.

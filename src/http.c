@@ -270,48 +270,6 @@ get_multi_for(int parallel)
 	return multi;
 }
 
-/* Read a whole file into malloc'd memory; NULL on failure. */
-static char *
-read_file_malloc(const char *path, size_t *len)
-{
-	FILE	   *f = fopen(path, "rb");
-	char	   *buf = NULL;
-	size_t		cap = 0,
-				n = 0,
-				r;
-
-	if (f == NULL)
-		return NULL;
-	for (;;)
-	{
-		if (n + 65536 > cap)
-		{
-			char	   *nb = realloc(buf, cap = n + 65536 * 2);
-
-			if (nb == NULL)
-			{
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
-			buf = nb;
-		}
-		r = fread(buf + n, 1, cap - n, f);
-		n += r;
-		if (r == 0)
-			break;
-	}
-	if (ferror(f))
-	{
-		free(buf);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	*len = n;
-	return buf;
-}
-
 /*
  * The system bundle plus m365sync.ca_file, rebuilt when the file changes.
  * Returns false when ca_file is set but unreadable.
@@ -344,10 +302,10 @@ ca_blob(CURL *easy, struct curl_blob *blob)
 			sys_path = def;
 	}
 #endif
-	extra = read_file_malloc(m365_ca_file, &extra_len);
+	extra = m365_read_file(m365_ca_file, &extra_len);
 	if (extra == NULL)
 		return false;
-	sys = read_file_malloc(sys_path, &sys_len);	/* may be absent: then only ca_file */
+	sys = m365_read_file(sys_path, &sys_len);	/* may be absent: then only ca_file */
 	all = malloc(sys_len + extra_len + 2);
 	if (all == NULL)
 	{
@@ -833,79 +791,4 @@ void
 m365_http_perform(M365HttpRequest *req)
 {
 	m365_http_perform_many(req, 1, 1);
-}
-
-bool
-m365_http_is_transient(const M365HttpResponse *resp)
-{
-	switch (resp->result)
-	{
-		case M365_HTTP_OK:
-			return resp->status == 429 || resp->status == 503 ||
-				resp->status == 504 || resp->status == 502 || resp->status == 500;
-		case M365_HTTP_ERR_RESOLVE:
-		case M365_HTTP_ERR_CONNECT:
-		case M365_HTTP_ERR_TIMEOUT:
-		case M365_HTTP_ERR_IO:
-			return true;
-		default:
-			return false;
-	}
-}
-
-void
-m365_http_raise(const M365HttpRequest *req)
-{
-	const M365HttpResponse *r = &req->response;
-	char	   *ep = m365_http_endpoint(req->url);
-	const char *what;
-	int			code = ERRCODE_CONNECTION_FAILURE;
-
-	switch (r->result)
-	{
-		case M365_HTTP_ERR_URL:
-			what = "the URL is not an https URL";
-			code = ERRCODE_INVALID_PARAMETER_VALUE;
-			break;
-		case M365_HTTP_ERR_RESOLVE:
-			what = "the host name did not resolve";
-			break;
-		case M365_HTTP_ERR_CONNECT:
-			what = "the connection was refused or unreachable";
-			break;
-		case M365_HTTP_ERR_TLS:
-			what = "the TLS handshake failed (certificate not trusted or not for this host)";
-			break;
-		case M365_HTTP_ERR_TIMEOUT:
-			what = "it timed out (m365sync.http_timeout)";
-			break;
-		case M365_HTTP_ERR_TOO_LARGE:
-			what = "the response was larger than allowed";
-			code = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
-			break;
-		case M365_HTTP_ERR_IO:
-			what = "the connection broke";
-			break;
-		case M365_HTTP_ERR_CA_FILE:
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIG_FILE_ERROR),
-					 errmsg("could not read the CA bundle named by m365sync.ca_file"),
-					 errdetail("No request to %s was sent.", ep)));
-			break;
-		case M365_HTTP_ERR_CANCELLED:
-			ereport(ERROR,
-					(errcode(ERRCODE_QUERY_CANCELED),
-					 errmsg("request to %s was cancelled", ep)));
-			break;
-		default:
-			what = "of an internal error";
-			code = ERRCODE_INTERNAL_ERROR;
-			break;
-	}
-	ereport(ERROR,
-			(errcode(code),
-			 errmsg("request to %s failed: %s", ep, what),
-			 r->error_detail ? errdetail("%s", r->error_detail) : 0,
-			 r->result == M365_HTTP_ERR_TLS ?
-			 errhint("Check that the server's certificate is signed by a CA in the system store or in m365sync.ca_file and names the host.") : 0));
 }

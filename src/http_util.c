@@ -1,6 +1,7 @@
 /*
  * http_util.c — pure-C helpers of the HTTP layer: percent-encoding, the
- * endpoint name that error messages show, Retry-After and request ids.
+ * endpoint name that error messages show, Retry-After, request ids and
+ * reading a whole file (the CA bundles).
  *
  * No postgres.h and no curl here, so unit tests and fuzz targets run these
  * outside a backend. Results are malloc'd; nothing here logs or keeps state.
@@ -349,4 +350,46 @@ m365_format_uuid(const unsigned char bytes[16], char out[37])
 			 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
 			 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
 			 b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+/* Read a whole file into malloc'd memory; NULL on failure (see http_util.h). */
+char *
+m365_read_file(const char *path, size_t *len)
+{
+	FILE	   *f = fopen(path, "rb");
+	char	   *buf = NULL;
+	size_t		cap = 0,
+				n = 0,
+				r;
+
+	if (f == NULL)
+		return NULL;
+	for (;;)
+	{
+		if (n + 65536 > cap)
+		{
+			char	   *nb = realloc(buf, cap = n + 65536 * 2);
+
+			if (nb == NULL)
+			{
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+		}
+		r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	if (ferror(f))
+	{
+		free(buf);
+		fclose(f);
+		return NULL;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
 }

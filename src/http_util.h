@@ -62,4 +62,7 @@ extern int	m365_header_is_status_line(const char *line, size_t n);
 /* Format 16 random bytes as a version-4 UUID (37 bytes with the NUL). */
 extern void m365_format_uuid(const unsigned char bytes[16], char out[37]);
 
+/* Read a whole file into malloc'd memory (*len bytes); NULL on any failure. */
+extern char *m365_read_file(const char *path, size_t *len);
+
 #endif							/* M365SYNC_HTTP_UTIL_H */

@@ -30,6 +30,7 @@
 #include "event_json.h"
 #include "event_row.h"
 #include "graph.h"
+#include "jsonb_cjson.h"
 #include "m365sync.h"
 #include "oauth.h"
 #include "pull.h"
@@ -82,29 +83,6 @@ start_full_round(int64 account_id, const char *ms_user_id, M365PullCalendar *cal
 }
 
 
-/* The whole Graph object as jsonb (cJSON prints with malloc: free it on error too). */
-static Jsonb *
-event_to_jsonb(const cJSON *event)
-{
-	char	   *json = cJSON_PrintUnformatted(event);
-	Jsonb	   *volatile data = NULL;
-
-	if (json == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	PG_TRY();
-	{
-		data = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
-	}
-	PG_CATCH();
-	{
-		cJSON_free(json);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	cJSON_free(json);
-	return data;
-}
-
 /* Apply the items of one page; counts into stats. */
 static void
 apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365RoundStats *st)
@@ -112,18 +90,26 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 	const char **ids = palloc(sizeof(char *) * Max(page->n_items, 1));
 	M365PullBatch *batch;
 	int			i;
+	MemoryContext event_cxt,
+				batch_cxt;
 
 	for (i = 0; i < page->n_items; i++)
 		ids[i] = page->items[i].id;
 	SPI_connect();
 	batch = m365_pull_batch_begin(account_id, cal->full_round_id, ids, page->n_items);
+	/* each event's jsonb and row values go with it: the page's memory stays flat */
+	event_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync pull event",
+									  ALLOCSET_DEFAULT_SIZES);
+	batch_cxt = MemoryContextSwitchTo(event_cxt);
 	for (i = 0; i < page->n_items; i++)
 	{
 		M365DeltaItem *it = &page->items[i];
 		M365Event	ev;
 		M365EventError err;
 		M365EventColumns cols;
+		Jsonb	   *data;
 
+		MemoryContextReset(event_cxt);
 		st->fetched++;
 		if (it->removed)
 		{
@@ -140,8 +126,17 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 					 errdetail("Field \"%s\" could not be read.", err.field)));
 			continue;
 		}
+		data = m365_cjson_to_jsonb(it->event);
+		if (data == NULL)
+		{
+			ereport(WARNING,
+					(errmsg("m365sync: skipped an event Graph sent for account %lld",
+							(long long) account_id),
+					 errdetail("A text value is not valid UTF-8.")));
+			continue;
+		}
 		m365_event_columns(&ev, &cols);
-		switch (m365_pull_batch_apply(batch, cal->calendar_id, &cols, event_to_jsonb(it->event)))
+		switch (m365_pull_batch_apply(batch, cal->calendar_id, &cols, data))
 		{
 			case M365_APPLY_INSERTED:
 			case M365_APPLY_UPDATED:
@@ -154,6 +149,8 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 				break;
 		}
 	}
+	MemoryContextSwitchTo(batch_cxt);
+	MemoryContextDelete(event_cxt);
 	m365_pull_batch_end(batch);
 	SPI_finish();
 }

@@ -35,6 +35,7 @@
 #include "event_row.h"
 #include "graph.h"
 #include "http_util.h"
+#include "jsonb_cjson.h"
 #include "m365sync.h"
 #include "oauth.h"
 #include "push.h"
@@ -340,8 +341,8 @@ read_event(const char *text, M365EventColumns *cols, Jsonb **data)
 			cols->event_type = pstrdup(cols->event_type);
 			cols->show_as = cols->show_as ? pstrdup(cols->show_as) : NULL;
 			cols->change_key = cols->change_key ? pstrdup(cols->change_key) : NULL;
-			*data = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
-			ok = true;
+			*data = m365_cjson_to_jsonb(tree);
+			ok = *data != NULL;
 		}
 	}
 	PG_FINALLY();

@@ -22,6 +22,7 @@
 
 #include "event_json.h"
 #include "event_row.h"
+#include "jsonb_cjson.h"
 #include "keyring.h"
 #include "m365sync.h"
 #include "store_events.h"
@@ -271,23 +272,16 @@ check_calendar_writable(int64 account_id, int64 calendar_id, bool named)
 	return found;
 }
 
+/* The merged event as jsonb; its text came from a jsonb argument, so it is valid. */
 static Jsonb *
 cjson_to_jsonb(const cJSON *obj)
 {
-	char	   *text = cJSON_PrintUnformatted(obj);
-	Jsonb	   *volatile jb = NULL;
+	Jsonb	   *jb = m365_cjson_to_jsonb(obj);
 
-	if (text == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	PG_TRY();
-	{
-		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
-	}
-	PG_FINALLY();
-	{
-		cJSON_free(text);
-	}
-	PG_END_TRY();
+	if (jb == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("event holds text that is not valid UTF-8")));
 	return jb;
 }
 

@@ -440,8 +440,14 @@ m365_store_wake_at_commit(void)
 	"e.event_id, e.calendar_id, e.graph_id, e.ical_uid, e.series_master_id, e.event_type," \
 	" e.start_at, e.end_at, e.is_all_day, e.start_date, e.end_date, e.show_as," \
 	" e.is_cancelled, e.remote_modified_at, e.sync_state, e.content"
+/*
+ * A series shows as its occurrences once they are known; until then (made
+ * here, not yet synced back) as its master, so it never shows twice.
+ */
 #define LIVE_IN_CAL \
-	" e.account_id = $1 AND NOT e.deleted AND ($6::pg_catalog.int8 IS NULL OR e.calendar_id = $6)"
+	" e.account_id = $1 AND NOT e.deleted AND ($6::pg_catalog.int8 IS NULL OR e.calendar_id = $6)" \
+	" AND (e.event_type <> 'seriesMaster' OR NOT EXISTS (SELECT 1 FROM m365sync.events o" \
+	"      WHERE o.account_id = e.account_id AND o.series_master_id = e.event_id AND NOT o.deleted))"
 
 uint64
 m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,

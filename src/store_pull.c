@@ -136,6 +136,7 @@ struct M365PullBatch
 	int64	   *seen;			/* unchanged events to mark with round_id */
 	int			nseen;
 	int			seen_cap;
+	MemoryContext cxt;			/* the batch's memory; callers reset theirs per event */
 };
 
 static BatchEntry *
@@ -156,7 +157,7 @@ add_entry(M365PullBatch *b)
 	{
 		b->cap = Max(16, b->cap * 2);
 		b->entries = b->entries ? repalloc(b->entries, sizeof(BatchEntry) * b->cap)
-			: palloc(sizeof(BatchEntry) * b->cap);
+			: MemoryContextAlloc(b->cxt, sizeof(BatchEntry) * b->cap);
 	}
 	memset(&b->entries[b->n], 0, sizeof(BatchEntry));
 	return &b->entries[b->n++];
@@ -177,6 +178,7 @@ m365_pull_batch_begin(int64 account_id, int64 round_id, const char *const *graph
 	uint64		i;
 	int			k;
 
+	b->cxt = CurrentMemoryContext;
 	b->account_id = account_id;
 	b->round_id = round_id;
 	b->seen = palloc(sizeof(int64) * Max(n, 1));
@@ -259,7 +261,7 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 		elog(ERROR, "m365sync: a locked event changed under the pull");
 	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
 					&e->tid);
-	e->change_key = c->change_key ? pstrdup(c->change_key) : NULL;
+	e->change_key = c->change_key ? MemoryContextStrdup(b->cxt, c->change_key) : NULL;
 }
 
 M365ApplyOutcome
@@ -288,9 +290,9 @@ m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumn
 			b->seen[b->nseen++] = event_id;
 		/* Seen twice in one page: the second sight finds this row. */
 		e = add_entry(b);
-		e->graph_id = pstrdup(c->graph_id);
+		e->graph_id = MemoryContextStrdup(b->cxt, c->graph_id);
 		e->event_id = event_id;
-		e->change_key = c->change_key ? pstrdup(c->change_key) : NULL;
+		e->change_key = c->change_key ? MemoryContextStrdup(b->cxt, c->change_key) : NULL;
 		ItemPointerSetInvalid(&e->tid);
 		return M365_APPLY_INSERTED;
 	}

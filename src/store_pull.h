@@ -42,7 +42,9 @@ extern void m365_pull_save_cursor(int64 account_id, const M365PullCalendar *cal)
 /*
  * A page's events as stored: one lookup (and row lock) for every Graph id
  * of the page, so applying costs no per-event search. Call between
- * SPI_connect and SPI_finish; begin, apply/remove each item, end.
+ * SPI_connect and SPI_finish; begin, apply/remove each item, end. The
+ * batch lives in the memory context current at begin, so apply and remove
+ * may run in a shorter one that the caller resets after each event.
  */
 typedef struct M365PullBatch M365PullBatch;
 

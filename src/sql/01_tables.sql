@@ -118,8 +118,15 @@ CREATE TABLE m365sync.events (
     UNIQUE (account_id, graph_id),
     FOREIGN KEY (account_id, calendar_id) REFERENCES m365sync.calendars ON DELETE CASCADE
 );
+-- Ciphertext does not compress, so never try; and keep rows up to a full
+-- page inline: a typical event (1-4 kB sealed) is read with its row instead
+-- of through a TOAST index, and written without a second heap insert.
+ALTER TABLE m365sync.events ALTER COLUMN content SET STORAGE EXTERNAL;
+ALTER TABLE m365sync.events SET (toast_tuple_target = 8160);
 CREATE INDEX events_by_start ON m365sync.events (account_id, start_at);
 CREATE INDEX events_by_date ON m365sync.events (account_id, start_date) WHERE is_all_day;
+CREATE INDEX events_by_master ON m365sync.events (account_id, series_master_id)
+    WHERE series_master_id IS NOT NULL;
 
 -- Local changes waiting to be pushed, written in the app's transaction.
 -- Content is not copied here: the push reads the event row when it sends.

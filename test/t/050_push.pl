@@ -202,6 +202,8 @@ is(as_ada("SELECT event_type FROM m365sync.event($series)"), 'seriesMaster', 'lo
 my @occ = split /\n/, as_ada("SELECT event_id FROM m365sync.events(now(), now() + interval '10 days')"
 	  . " WHERE series_master_id = $series AND event_type = 'occurrence' ORDER BY start_at");
 is(scalar(@occ), 3, 'its three occurrences come back with series_master_id');
+is(as_ada("SELECT count(*) FROM m365sync.events(now() - interval '1 day', now() + interval '10 days')"
+	  . " WHERE event_id = $series"), 0, 'events() shows the series as its occurrences, not its master too');
 upsert('{"subject": "Daily (moved room)"}', $occ[0]);
 as_ada("SELECT m365sync.delete_event($occ[1])");
 drain();

@@ -5,9 +5,11 @@
  * classification, PKCE S256 (RFC 7636 appendix B vector), input checks and
  * Graph user / calendar / error readers.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "graph_util.h"
 #include "http_util.h"
@@ -194,10 +196,36 @@ test_graph(void)
 	ok(m365_graph_parse_calendars("{\"value\":{}}", 12, &p) == -1, "page without value array refused");
 }
 
+/* m365_read_file: whole file, larger than one read chunk; missing file gives NULL. */
+static void
+test_read_file(void)
+{
+	char		path[] = "/tmp/m365-unit-readXXXXXX";
+	int			fd = mkstemp(path);
+	size_t		n = 200000,
+				len = 0;
+	char	   *want = malloc(n),
+			   *got;
+	FILE	   *f;
+
+	for (size_t i = 0; i < n; i++)
+		want[i] = (char) ('a' + i % 23);
+	f = fdopen(fd, "wb");
+	fwrite(want, 1, n, f);
+	fclose(f);
+	got = m365_read_file(path, &len);
+	ok(got != NULL && len == n && memcmp(got, want, n) == 0, "read_file: 200,000 bytes read whole");
+	free(got);
+	unlink(path);
+	ok(m365_read_file(path, &len) == NULL, "read_file: a missing file gives NULL");
+	free(want);
+}
+
 int
 main(void)
 {
 	test_url();
+	test_read_file();
 	test_retry_after();
 	test_tokens();
 	test_pkce_and_checks();
