@@ -494,7 +494,7 @@ $by_kind{ $_->{kind} } += $_->{hits} for @$fault_stats;
 my $runtime = Time::HiRes::time() - $t0;
 diag(sprintf("chaos: seed %s, policy %s, fault rate %.0f%%, %d trials (kills: %d worker, %d postmaster)",
 	$seed, $policy, 100 * $rate, $done, $kills{worker}, $kills{postmaster}));
-diag(sprintf("chaos: %d Graph and identity requests, %d faults injected (%s)", $stats->{graph} + $stats->{identity}, $stats->{faults},
+diag(sprintf("chaos: %d Graph and identity requests, %d faults injected (%s)", $stats->{requests}, $stats->{faults},
 	join(', ', map { "$_ $by_kind{$_}" } sort keys %by_kind)));
 sub edit_figures
 {
