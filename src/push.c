@@ -10,9 +10,11 @@
  * If-Match with the last known changeKey, and a delete of something already
  * gone is done. A 412 reads the remote version and hands both to the
  * conflict policy; a 404 on an update is a remote delete meeting a local
- * edit. Permanent failures (4xx) mark the entry failed with Graph's code and
- * are never retried on their own; transient ones wait (Retry-After, else
- * exponential backoff with jitter).
+ * edit. A success whose body arrives garbled is read again (a create by its
+ * transactionId), never failed: the write happened. Permanent failures
+ * (4xx) mark the entry failed with Graph's code and are never retried on
+ * their own; transient ones wait (Retry-After, else exponential backoff
+ * with jitter).
  *
  * Knows nothing of SQL text (store_push.c) or of Graph's field names
  * (event_json.h, event_patch.c). Never logs content.
@@ -390,15 +392,25 @@ error_code(const Write *w)
 	return psprintf("http%ld", w->status);
 }
 
+/*
+ * A success whose body could not be read (cut short, garbled on the way):
+ * the write happened, so it is never a failure. The event is read again,
+ * a create through its transactionId, an update by its id.
+ */
+static void reread_answer(PushState *ps, Write *w);
+
 static void
-done_write(PushState *ps, Write *w, const char *answer)
+done_write(PushState *ps, Write *w, const char *answer, bool reread)
 {
 	M365EventColumns cols;
 	Jsonb	   *data;
 
 	if (!read_event(answer, &cols, &data))
 	{
-		m365_push_failed(ps->account_id, w->e, "malformedResponse");
+		if (reread)
+			reread_answer(ps, w);
+		else
+			transient(ps, w, "malformedResponse");
 		return;
 	}
 	if (m365_push_done_write(ps->account_id, w->e, &cols, data))
@@ -415,12 +427,32 @@ settle_duplicate(PushState *ps, Write *w)
 	ps->st->http_requests++;	/* at least one listing page */
 	if (m365_graph_find_by_transaction(&ps->ts, ps->ms_user_id, w->e->calendar_graph_id,
 									   w->e->transaction_id, &json, &res))
-		done_write(ps, w, json);
+		done_write(ps, w, json, false);
 	else if (res.ok)
 		/* not listed (yet): the pull links it by transactionId, or we ask again */
 		transient(ps, w, "ErrorDuplicateTransactionId");
 	else
 		transient(ps, w, res.code[0] ? res.code : "networkError");
+}
+
+static void
+reread_answer(PushState *ps, Write *w)
+{
+	M365HttpRequest req;
+	M365GraphResult res;
+
+	if (strcmp(w->e->op, "create") == 0)
+	{
+		settle_duplicate(ps, w);
+		return;
+	}
+	m365_graph_prepare(&req, M365_HTTP_GET, m365_graph_url_of(w->path));
+	m365_http_add_header(&req, M365_PREFER_UTC);
+	ps->st->http_requests++;
+	if (m365_graph_send(&req, &ps->ts, &res))
+		done_write(ps, w, req.response.body, false);
+	else
+		transient(ps, w, res.code[0] ? res.code : "malformedResponse");
 }
 
 /* A 412: read the remote version and let the policy choose. */
@@ -490,7 +522,7 @@ handle_answer(PushState *ps, Write *w)
 			ps->st->pushed++;
 		}
 		else
-			done_write(ps, w, w->answer);
+			done_write(ps, w, w->answer, true);
 		return;
 	}
 	if (s == 409 && strcmp(op, "create") == 0)

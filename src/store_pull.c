@@ -7,8 +7,11 @@
  * local change waiting in the outbox is settled by the conflict policy
  * (store_conflicts.c): one version kept, the other listed, never lost. A
  * new remote event carrying the transactionId of one of our pending creates
- * is linked to it, not copied. Every statement is parameterised and keeps
- * to one account.
+ * is linked to it, not copied. A full round marks every event it meets,
+ * whether inserted, updated, linked or settled by a conflict, so that its
+ * sweep removes only what Microsoft no longer has (a listed conflict's row
+ * stays as a tombstone). Every statement is parameterised and keeps to one
+ * account.
  */
 #include "postgres.h"
 
@@ -282,6 +285,9 @@ m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumn
 									m365_store_seal_content(b->account_id, event_id, data), "synced",
 									b->round_id);
 		}
+		/* A linked create was not inserted with the round's mark: mark it seen. */
+		if (b->round_id != 0 && b->nseen < b->seen_cap)
+			b->seen[b->nseen++] = event_id;
 		/* Seen twice in one page: the second sight finds this row. */
 		e = add_entry(b);
 		e->graph_id = MemoryContextStrdup(b->cxt, c->graph_id);
@@ -300,6 +306,9 @@ m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumn
 	{
 		/* Both changed: the policy keeps one, the other is listed (store_conflicts.c). */
 		(void) m365_conflict_remote_changed(b->account_id, e->event_id, c, data);
+		/* seen in a full round, whichever version the policy kept */
+		if (b->round_id != 0 && b->nseen < b->seen_cap)
+			b->seen[b->nseen++] = e->event_id;
 		e->pending = false;
 		ItemPointerSetInvalid(&e->tid);	/* the policy may have rewritten the row */
 		e->change_key = NULL;
@@ -387,15 +396,23 @@ m365_pull_sweep(int64 account_id, int64 calendar_id, int64 round_id)
 	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(calendar_id), Int64GetDatum(round_id)};
 	int			n;
 
+/* Not seen by this full round: gone at Microsoft (calendarView never shows masters). */
+#define UNSEEN \
+	" e.account_id = $1 AND e.calendar_id = $2 AND e.graph_id IS NOT NULL" \
+	" AND e.seen_round IS DISTINCT FROM $3 AND e.event_type <> 'seriesMaster'" \
+	" AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = e.account_id" \
+	"   AND o.event_id = e.event_id AND o.state = 'pending')"
+
 	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.calendar_id = $2"
-								" AND e.graph_id IS NOT NULL AND e.seen_round IS DISTINCT FROM $3"
-								" AND e.event_type <> 'seriesMaster'"	/* calendarView never shows masters */
-								" AND e.sync_state = 'synced' AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o"
-								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
-								"   AND o.state = 'pending')",
+	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE" UNSEEN
+								" AND e.sync_state = 'synced'",
 								3, types, values, NULL, false, 0), SPI_OK_DELETE, "sweeping a calendar");
 	n = (int) SPI_processed;
+	/* A listed conflict keeps its row as a tombstone, as a removal in a delta page does. */
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events e SET deleted = true, graph_id = NULL,"
+								" change_key = NULL WHERE" UNSEEN " AND e.sync_state = 'conflict'",
+								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "sweeping a calendar");
+	n += (int) SPI_processed;
 	SPI_finish();
 	return n;
 }

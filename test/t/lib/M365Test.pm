@@ -71,7 +71,7 @@ sub new
 	$self->{dir} = $dir;
 	$self->{certs} = "$dir/certs";
 	system('sh', src_dir() . '/graphsim/mkcert', $self->{certs}) == 0 or croak "mkcert failed";
-	$self->{sim} = $self->start_sim(sim_args => $o{sim_args});
+	$self->{sim} = $self->start_sim(sim_args => $o{sim_args}, seed => $o{seed});
 
 	$self->{keyfile} = "$dir/master.key";
 	open my $fh, '>', $self->{keyfile} or croak $!;
