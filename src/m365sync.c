@@ -69,15 +69,20 @@ void
 _PG_init(void)
 {
 	/*
-	 * A postmaster setting can only be defined while preloading; without
-	 * preload there is no worker for it to configure.
+	 * PostgreSQL accepts a postmaster setting only while preloading. Without
+	 * preload there is no worker for it to configure, but postgresql.conf
+	 * may still name the database (pg_cron deployments, a preload taken
+	 * out): then it is defined as a configuration-file setting, since
+	 * reserving the prefix below would otherwise warn about an unknown
+	 * setting in every session that loads the library.
 	 */
-	if (process_shared_preload_libraries_in_progress)
-		DefineCustomStringVariable("m365sync.database",
-								   "Database the m365sync worker serves.",
-								   "The worker waits quietly until the extension is installed there.",
-								   &m365_database, "postgres",
-								   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("m365sync.database",
+							   "Database the m365sync worker serves.",
+							   "The worker waits quietly until the extension is installed there. "
+							   "Without shared_preload_libraries there is no worker and it has no effect.",
+							   &m365_database, "postgres",
+							   process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
+							   0, NULL, NULL, NULL);
 
 	DefineCustomStringVariable("m365sync.key_file",
 							   "Master key file for m365sync's envelope encryption.",

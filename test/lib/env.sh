@@ -38,7 +38,7 @@ m365_ensure_packages() {
 
 m365_build() {
     m365_log "building m365sync"
-    make -C "$M365_TOP" -s PG_CONFIG="$SYS_PG_BIN/pg_config" ${SANITIZE:+SANITIZE=1} >&2
+    make -C "$M365_TOP" -s PG_CONFIG="$SYS_PG_BIN/pg_config" ${SANITIZE:+SANITIZE=$SANITIZE} >&2
 }
 
 # m365_stage WORKDIR: a private installation in WORKDIR/stage, with

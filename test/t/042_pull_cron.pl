@@ -34,4 +34,11 @@ is($t->as_user('flow-ada', "SELECT subject FROM m365sync.events(now(), now() + i
 	'Planned by cron', "and Outlook's event is in FlowAgent");
 is($node->safe_psql('postgres', "SELECT status FROM cron.job_run_details ORDER BY runid DESC LIMIT 1"),
 	'succeeded', 'pg_cron records the run as succeeded');
+
+# postgresql.conf names m365sync.database (M365Test writes it) although the
+# library is not preloaded: sessions loading the library must not warn.
+is($node->safe_psql('postgres', 'LOAD \'m365sync\'; SHOW m365sync.database'), 'postgres',
+	'without preload m365sync.database is still a known setting');
+my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile);
+unlike($log, qr/invalid configuration parameter name "m365sync/, 'no session warned about an unknown m365sync setting');
 done_testing();
