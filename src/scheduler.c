@@ -129,6 +129,11 @@ run_log_start(int64 account_id)
 	int64		run_id;
 
 	SPI_connect();
+	/* We hold the account's round lock: a round still "running" was cut off by a crash or shutdown. */
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.sync_run_log SET status = 'interrupted',"
+								" finished_at = pg_catalog.clock_timestamp()"
+								" WHERE account_id = $1 AND status = 'running'",
+								1, types, values, NULL, false, 0), SPI_OK_UPDATE, "closing an interrupted round");
 	m365_spi_check(SPI_execute_with_args("INSERT INTO m365sync.sync_run_log (account_id) VALUES ($1) RETURNING run_id",
 								1, types, values, NULL, false, 0), SPI_OK_INSERT_RETURNING, "logging a round");
 	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

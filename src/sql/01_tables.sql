@@ -182,6 +182,8 @@ CREATE TABLE m365sync.sync_run_log (
     PRIMARY KEY (account_id, run_id)
 );
 CREATE INDEX sync_run_log_started ON m365sync.sync_run_log (started_at);
+-- a round still 'running' when its account's next round starts was cut off
+CREATE INDEX sync_run_log_running ON m365sync.sync_run_log (account_id) WHERE status = 'running';
 
 -- Graph change-notification subscriptions (subscriptions.c): at most one
 -- per account, on users/{id}/events. The worker creates, renews and

@@ -139,4 +139,9 @@ is($lost, 0, '0 lost');
 is($extra, 0, '0 duplicated or stale');
 is($node->safe_psql('postgres', "SELECT count(*) - count(DISTINCT graph_id) FROM m365sync.events WHERE account_id = $account"),
 	'0', 'no event twice');
+# A round cut off by a kill is closed by the account's next round, never left 'running' (see 052).
+$node->safe_psql('postgres', "UPDATE m365sync.accounts SET next_sync_at = now() WHERE account_id = $account");
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM m365sync.sync_runs WHERE account_id = $account AND status = 'running'"),
+	'no round is left running after the kills');
 done_testing();

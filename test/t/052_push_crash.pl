@@ -63,5 +63,13 @@ ok(($t->sim('GET', '/_sim/stats')->{by_status}{409} // 0) >= 1, 'a repeated tran
   if $trials >= 2;
 is($t->as_user('flow-ada', "SELECT count(*) FROM m365sync.events(now(), now() + interval '3 days') WHERE subject LIKE 'Crash %'"),
 	$trials, 'no local duplicates either');
+# Every trial killed the worker inside a round: the account's next round closes it as interrupted.
+$t->node->safe_psql('postgres', "UPDATE m365sync.accounts SET next_sync_at = now() WHERE account_id = $account");
+ok($t->node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM m365sync.sync_runs WHERE account_id = $account AND status = 'running'"),
+	'no round is left running after the kills');
+cmp_ok($t->node->safe_psql('postgres',
+		"SELECT count(*) FROM m365sync.sync_runs WHERE account_id = $account AND status = 'interrupted'"),
+	'>=', $trials, 'each round a kill cut off is listed as interrupted');
 
 done_testing();
