@@ -336,13 +336,7 @@ handle_answer_isolated(M365PullJob *job, M365HttpRequest *req, MemoryContext kee
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(keep);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		MemoryContextSwitchTo(keep);
+		m365_report_and_continue(keep);
 		fail_job(job, NULL, "internalError");
 	}
 	PG_END_TRY();

@@ -57,6 +57,18 @@ m365_commit_and_continue(void)
 	MemoryContextSwitchTo(keep);
 }
 
+void
+m365_report_and_continue(MemoryContext keep)
+{
+	MemoryContextSwitchTo(keep);
+	EmitErrorReport();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(keep);
+}
+
 static bool
 lock_round(int64 account_id)
 {
@@ -251,13 +263,7 @@ push_isolated(RoundJob *j, bool commit_each_wave)
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(cxt);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		MemoryContextSwitchTo(cxt);
+		m365_report_and_continue(cxt);
 		j->stats.ok = false;
 		strlcpy(j->stats.error, "internalError", sizeof(j->stats.error));
 	}

@@ -4,11 +4,20 @@
 #ifndef M365SYNC_SCHEDULER_H
 #define M365SYNC_SCHEDULER_H
 
+#include "utils/palloc.h"
+
 /*
  * Commit the current transaction and start the next one, staying in the
  * caller's memory context (which must not be a transaction context: the
  * worker keeps its round state in the round context across commits).
  */
 extern void m365_commit_and_continue(void);
+
+/*
+ * In a PG_CATCH of one account's step: report the error, roll its
+ * transaction back and start the next one, back in `keep` (the round's
+ * memory), so the other accounts go on.
+ */
+extern void m365_report_and_continue(MemoryContext keep);
 
 #endif							/* M365SYNC_SCHEDULER_H */

@@ -291,13 +291,7 @@ m365_subscriptions_maintain(void)
 		PG_CATCH();
 		{
 			/* One account's failure is its own: report, roll back, go on. */
-			MemoryContextSwitchTo(cxt);
-			EmitErrorReport();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			StartTransactionCommand();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			MemoryContextSwitchTo(cxt);
+			m365_report_and_continue(cxt);
 			store_subscription_error(j->account_id, "internalError", M365_SUBSCRIPTION_RETRY_S);
 		}
 		PG_END_TRY();

@@ -96,19 +96,7 @@ for my $trial (1 .. $trials)
 	usleep(int(rand($initial ? 2_500_000 : 1_200_000)));
 	if ($trial % 3 == 0)
 	{
-		my $postmaster = $node->{_pid};
-		$node->kill9;
-		usleep(50_000) while kill(0, $postmaster);
-		# Orphaned children must exit before a new postmaster may start; a
-		# failed start leaves the old pid file behind, so forget it each time.
-		my $started = 0;
-		for (1 .. 60)
-		{
-			$node->{_pid} = undef;
-			last if ($started = $node->start(fail_ok => 1));
-			sleep 1;
-		}
-		die 'postmaster did not restart' unless $started;
+		$t->kill9_postmaster_and_restart;
 	}
 	else
 	{

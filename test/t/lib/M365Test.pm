@@ -20,6 +20,7 @@ use warnings;
 use Carp;
 use File::Basename qw(dirname);
 use IPC::Run;
+use Time::HiRes ();
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -288,6 +289,26 @@ sub receiver_log
 	my @e = map { $json->decode($_) } grep { /\S/ } <$fh>;
 	close $fh;
 	return \@e;
+}
+
+# kill -9 the postmaster and start it again. Orphaned children must exit
+# before a new postmaster may start; a failed start leaves the old pid file
+# behind, so forget it each time.
+sub kill9_postmaster_and_restart
+{
+	my ($self) = @_;
+	my $node = $self->{node};
+	my $postmaster = $node->{_pid};
+	$node->kill9;
+	Time::HiRes::usleep(50_000) while kill(0, $postmaster);
+	my $started = 0;
+	for (1 .. 60)
+	{
+		$node->{_pid} = undef;
+		last if ($started = $node->start(fail_ok => 1));
+		sleep 1;
+	}
+	die 'postmaster did not restart' unless $started;
 }
 
 sub DESTROY
