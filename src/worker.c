@@ -4,7 +4,8 @@
  * One background worker per server connects to m365sync.database. While the
  * extension is not installed there it waits quietly (one log line per state
  * change, a check every WAIT_NOT_INSTALLED_MS). Once it is, each wake-up runs
- * one scheduler round in its own memory context, reset every iteration.
+ * one scheduler round in its own memory context, reset every iteration;
+ * rounds woken by commits start at least MIN_WOKEN_ROUND_GAP_MS apart.
  *
  * It must never exit with code 0 (that unregisters it for good) and never
  * let one round's ERROR end the process: a failed round is reported, rolled
@@ -30,12 +31,21 @@
 #include "tcop/tcopprot.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "m365sync.h"
 #include "worker.h"
 
 #define WAIT_NOT_INSTALLED_MS	10000
 #define WAIT_AFTER_ERROR_MS		5000
+
+/*
+ * Rounds woken by a commit start at least this far apart. FlowAgent commits
+ * hundreds of times a second under load and each commit sets our latch; a
+ * round per commit would run the due-accounts query for nothing most of the
+ * time. A lone wake after a quiet spell is not delayed at all.
+ */
+#define MIN_WOKEN_ROUND_GAP_MS	100
 
 /* What the worker shares with backends: where to find its latch. */
 typedef struct M365WorkerShared
@@ -167,11 +177,29 @@ extension_installed(void)
 	return installed;
 }
 
+/*
+ * After a latch wake, let the rest of MIN_WOKEN_ROUND_GAP_MS since the last
+ * round's start pass, ignoring the latch meanwhile: the commits that set it
+ * in that time are all served by the next round (the caller resets the
+ * latch after this, before the round reads what is due).
+ */
+static void
+space_out_woken_rounds(TimestampTz last_round_start)
+{
+	long		since = TimestampDifferenceMilliseconds(last_round_start,
+														GetCurrentTimestamp());
+
+	if (since < MIN_WOKEN_ROUND_GAP_MS)
+		(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 MIN_WOKEN_ROUND_GAP_MS - since, PG_WAIT_EXTENSION);
+}
+
 void
 m365_worker_main(Datum arg)
 {
 	MemoryContext round_context;
 	volatile int installed_state = -1;	/* unknown, 0 no, 1 yes */
+	TimestampTz last_round_start = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -217,6 +245,7 @@ m365_worker_main(Datum arg)
 		}
 
 		MemoryContextReset(round_context);
+		last_round_start = GetCurrentTimestamp();
 
 		PG_TRY();
 		{
@@ -259,9 +288,12 @@ m365_worker_main(Datum arg)
 
 		if (wait_ms > 0)
 		{
-			(void) WaitLatch(MyLatch,
-							 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 wait_ms, PG_WAIT_EXTENSION);
+			int			rc = WaitLatch(MyLatch,
+									   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									   wait_ms, PG_WAIT_EXTENSION);
+
+			if (rc & WL_LATCH_SET)
+				space_out_woken_rounds(last_round_start);
 			ResetLatch(MyLatch);
 		}
 	}
