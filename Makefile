@@ -5,13 +5,15 @@
 # module owns the SQL it exposes.
 
 EXTENSION  = m365sync
-EXTVERSION = 0.1.0
+# One version number: the control file's default_version.
+EXTVERSION = $(shell sed -nE "s/^default_version *= *'([^']+)'.*/\\1/p" $(EXTENSION).control)
 
 MODULE_big = m365sync
 OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-DATA       = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
+# Upgrade scripts, one per released step (src/sql/updates/m365sync--<a>--<b>.sql).
+DATA       = $(wildcard src/sql/updates/$(EXTENSION)--*--*.sql)
 
 REGRESS      = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 REGRESS_OPTS = --inputdir=.
