@@ -220,10 +220,9 @@ unwrap_data_key(int64 account_id, uint32 generation, const char *master_id,
 	if (mk == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("master key \"%s\" is not in m365sync.key_file", master_id),
-				 errdetail("The data key of account " INT64_FORMAT " is wrapped by master key \"%s\"; "
-						   "the key file holds only %s.",
-						   account_id, master_id, key_ids_text(set)),
+				 errmsg("the data key of account " INT64_FORMAT " is wrapped by master key \"%s\", which is not in m365sync.key_file",
+						account_id, master_id),
+				 errdetail("The key file holds only %s.", key_ids_text(set)),
 				 errhint("Data restored from another server needs that server's key file. "
 						 "Otherwise put the line of key \"%s\" back into the key file after the current key and reload; "
 						 "remove an old key only after m365sync.rewrap_keys().", master_id)));
