@@ -87,8 +87,8 @@ sub client
 		extra_params => [ '-d', $via_pooler, '-v', 'VERBOSITY=verbose' ]);
 	return $c;
 }
-my $a = client();
-my $b = client();
+my $client_a = client();
+my $client_b = client();
 # Run SQL as a client: (stdout, SQLSTATE or '').
 sub run
 {
@@ -101,41 +101,41 @@ sub run
 my $window = "m365sync.events(now(), now() + interval '3 days')";
 
 # ------------------------------------------------------------------ the two clients alternate
-my ($pid_a) = run($a, 'SELECT pg_backend_pid()');
-my ($pid_b) = run($b, 'SELECT pg_backend_pid()');
+my ($pid_a) = run($client_a, 'SELECT pg_backend_pid()');
+my ($pid_b) = run($client_b, 'SELECT pg_backend_pid()');
 is($pid_b, $pid_a, 'both clients are served by the same server session');
 
-my ($out, $st) = run($a, "BEGIN; SELECT set_config('m365sync.flowagent_user', 'flow-ada', true) \\g /dev/null\n"
+my ($out, $st) = run($client_a, "BEGIN; SELECT set_config('m365sync.flowagent_user', 'flow-ada', true) \\g /dev/null\n"
 	  . "SELECT string_agg(subject, ',') FROM $window; COMMIT;");
 is("$st|$out", '|Ada board meeting', "A in its transaction reads ada's events");
 
 # A leaves a session-level SET behind on the shared server session.
-($out, $st) = run($a, "SET m365sync.flowagent_user = 'flow-ada'");
+($out, $st) = run($client_a, "SET m365sync.flowagent_user = 'flow-ada'");
 is($st, '', 'A sets the user at session level (the mistake a pooler punishes)');
-($out, $st) = run($b, "SELECT current_setting('m365sync.flowagent_user')");
+($out, $st) = run($client_b, "SELECT current_setting('m365sync.flowagent_user')");
 is($out, 'flow-ada', "B's server session still holds A's session-level value");
 
-($out, $st) = run($b, "SELECT string_agg(subject, ',') FROM $window");
+($out, $st) = run($client_b, "SELECT string_agg(subject, ',') FROM $window");
 is($st, '28000', "B's transaction without its own user: 28000");
 unlike($out, qr/Ada/, "... and none of ada's data");
-like($b->{stderr}, qr/was not set in this transaction/, '... saying the value is from an earlier transaction');
-($out, $st) = run($b, "BEGIN; SELECT count(*) FROM m365sync.calendars(); COMMIT;");
+like($client_b->{stderr}, qr/was not set in this transaction/, '... saying the value is from an earlier transaction');
+($out, $st) = run($client_b, "BEGIN; SELECT count(*) FROM m365sync.calendars(); COMMIT;");
 is($st, '28000', 'B in an explicit transaction without setting it: 28000');
-($out, $st) = run($b, "SELECT m365sync.upsert_event('{\"subject\": \"B writes as ada?\"}'::jsonb)");
+($out, $st) = run($client_b, "SELECT m365sync.upsert_event('{\"subject\": \"B writes as ada?\"}'::jsonb)");
 is($st, '28000', "B cannot write as ada either");
-($out, $st) = run($b, "SET LOCAL m365sync.flowagent_user = 'flow-grace'");
-($out, $st) = run($b, "SELECT string_agg(subject, ',') FROM $window");
+($out, $st) = run($client_b, "SET LOCAL m365sync.flowagent_user = 'flow-grace'");
+($out, $st) = run($client_b, "SELECT string_agg(subject, ',') FROM $window");
 is($st, '28000', 'B with SET LOCAL in autocommit (a no-op): 28000, not the older value');
 
-($out, $st) = run($b, "BEGIN; SELECT set_config('m365sync.flowagent_user', 'flow-grace', true) \\g /dev/null\n"
+($out, $st) = run($client_b, "BEGIN; SELECT set_config('m365sync.flowagent_user', 'flow-grace', true) \\g /dev/null\n"
 	  . "SELECT string_agg(subject, ',') FROM $window; COMMIT;");
 is("$st|$out", '|Grace design review', "B with its own set_config sees only grace's events");
-($out, $st) = run($a, "SELECT string_agg(subject, ',') FROM $window");
+($out, $st) = run($client_a, "SELECT string_agg(subject, ',') FROM $window");
 is($st, '28000', 'and A, back on the session after B, must set its user again');
-($out, $st) = run($a, "BEGIN; SET LOCAL m365sync.flowagent_user = 'flow-ada';\n"
+($out, $st) = run($client_a, "BEGIN; SET LOCAL m365sync.flowagent_user = 'flow-ada';\n"
 	  . "SELECT string_agg(subject, ',') FROM $window; COMMIT;");
 is("$st|$out", '|Ada board meeting', 'A with SET LOCAL in its transaction reads ada again');
-run($a, 'RESET m365sync.flowagent_user');
+run($client_a, 'RESET m365sync.flowagent_user');
 
 # ------------------------------------------------------------------ the README's FlowAgent pattern
 # One transaction per request: set_config(..., true), the API calls, commit.
@@ -146,7 +146,7 @@ my $new = $json->encode({ subject => 'Lunch via the pooler',
 	start => { dateTime => "${day}T12:00:00", timeZone => 'UTC' },
 	end => { dateTime => "${day}T13:00:00", timeZone => 'UTC' } });
 $new =~ s/'/''/g;
-($out, $st) = run($a, "BEGIN; SELECT set_config('m365sync.flowagent_user', 'flow-ada', true) \\g /dev/null\n"
+($out, $st) = run($client_a, "BEGIN; SELECT set_config('m365sync.flowagent_user', 'flow-ada', true) \\g /dev/null\n"
 	  . "SELECT count(*) FROM m365sync.calendars() \\g /dev/null\n"
 	  . "SELECT m365sync.upsert_event('$new'::jsonb); COMMIT;");
 is($st, '', 'upsert_event through the pooler');
@@ -162,14 +162,14 @@ for (1 .. 600)
 ok($pushed, 'the wake at commit pushed the event to Outlook without waiting for the poll interval');
 ok($node->poll_query_until('postgres', "SELECT sync_state = 'synced' FROM m365sync.events WHERE event_id = $id"),
 	'... and the event is synced');
-($out, $st) = run($b, "BEGIN; SELECT set_config('m365sync.flowagent_user', 'flow-grace', true) \\g /dev/null\n"
+($out, $st) = run($client_b, "BEGIN; SELECT set_config('m365sync.flowagent_user', 'flow-grace', true) \\g /dev/null\n"
 	  . "SELECT count(*) FROM m365sync.events(now(), now() + interval '3 days') WHERE subject LIKE 'Lunch%'; COMMIT;");
 is("$st|$out", '|0', "grace, on the same server session right after, does not see ada's new event");
-($out, $st) = run($a, "BEGIN; SELECT set_config('m365sync.flowagent_user', 'flow-ada', true) \\g /dev/null\n"
+($out, $st) = run($client_a, "BEGIN; SELECT set_config('m365sync.flowagent_user', 'flow-ada', true) \\g /dev/null\n"
 	  . "SELECT subject || '|' || sync_state FROM m365sync.event($id); COMMIT;");
 is("$st|$out", '|Lunch via the pooler|synced', 'ada reads it back through the pooler, synced');
 
-$a->quit;
-$b->quit;
+$client_a->quit;
+$client_b->quit;
 $bouncer->kill_kill;
 done_testing();
