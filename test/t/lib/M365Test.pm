@@ -229,14 +229,24 @@ sub browse
 
 # Run SQL as a role; returns (stdout, sqlstate, message). sqlstate is ''
 # when the statement succeeded.
+#
+# With user => the SQL runs as FlowAgent does: in one transaction that sets
+# the acting user with SET LOCAL (a value counts only in the transaction that
+# set it). SQL that opens its own transaction (starts with BEGIN) gets the
+# SET LOCAL right after its BEGIN and ends it itself. The first error stops
+# the script and rolls the whole transaction back.
 sub sql
 {
 	my ($self, $sql, %o) = @_;
 	my ($out, $err) = ('', '');
 	my @extra = ('-v', 'VERBOSITY=verbose');
 	push @extra, '-U', $o{role} if $o{role};
-	my $prefix = defined $o{user} ? "SET m365sync.flowagent_user = '$o{user}';\n" : '';
-	$self->{node}->psql($o{db} // 'postgres', $prefix . $sql, stdout => \$out, stderr => \$err,
+	if (defined $o{user})
+	{
+		my $set = "SET LOCAL m365sync.flowagent_user = '$o{user}';";
+		$sql = ($sql =~ s/^\s*BEGIN\s*;/BEGIN; $set/i) ? $sql : "BEGIN; $set\n$sql\n;\nCOMMIT;";
+	}
+	$self->{node}->psql($o{db} // 'postgres', $sql, stdout => \$out, stderr => \$err,
 		extra_params => \@extra, on_error_stop => 1);
 	if ($err =~ /ERROR:\s+([0-9A-Z]{5}):\s+(.*)/)
 	{
