@@ -57,6 +57,59 @@ SET LOCAL m365sync.flowagent_user = 'user-42';
 SELECT m365sync.acting_user();
 COMMIT;
 SELECT m365sync.acting_user();
+
+-- The acting user lives for exactly one transaction (SPEC §3): a value from
+-- an earlier transaction is refused with 28000, so a pooled session never
+-- acts for the previous client's user.
+-- A session-level SET, then a call in a later transaction (each psql line
+-- below is its own transaction): refused, with the detail and hint.
+SET m365sync.flowagent_user = 'user-stale';
+SELECT m365sync.acting_user();
+SELECT regress_error('SELECT count(*) FROM m365sync.events(''-infinity'', ''infinity'')') AS events_with_stale_user;
+-- SET LOCAL in autocommit is its own (one-statement) transaction: PostgreSQL
+-- warns, and the call after it is refused instead of using an older value.
+SET LOCAL m365sync.flowagent_user = 'user-local';
+SELECT regress_error('SELECT m365sync.acting_user()') AS after_set_local_in_autocommit;
+-- SET LOCAL in a block works, and so does set_config(..., true).
+BEGIN;
+SET LOCAL m365sync.flowagent_user = 'user-local';
+SELECT m365sync.acting_user();
+SELECT count(*) AS events FROM m365sync.events('-infinity', 'infinity');
+COMMIT;
+-- after COMMIT the next transaction is refused again
+SELECT regress_error('SELECT m365sync.acting_user()') AS after_commit;
+BEGIN;
+SELECT set_config('m365sync.flowagent_user', 'user-driver', true) AS set_config;
+SELECT m365sync.acting_user();
+COMMIT;
+SELECT regress_error('SELECT m365sync.acting_user()') AS after_set_config_commit;
+-- A plain SET inside the transaction block counts in that transaction only.
+BEGIN;
+SET m365sync.flowagent_user = 'user-in-block';
+SELECT m365sync.acting_user();
+COMMIT;
+SELECT current_setting('m365sync.flowagent_user') AS session_value_left,
+       regress_error('SELECT m365sync.acting_user()') AS next_transaction;
+-- ROLLBACK TO SAVEPOINT restores the older session value, which stays refused;
+-- a value set before the savepoint stays good.
+BEGIN;
+SAVEPOINT s;
+SET LOCAL m365sync.flowagent_user = 'user-sp';
+ROLLBACK TO SAVEPOINT s;
+SELECT current_setting('m365sync.flowagent_user') AS restored,
+       regress_error('SELECT m365sync.acting_user()') AS restored_value;
+SELECT set_config('m365sync.flowagent_user', 'user-outer', true) AS set_config;
+SAVEPOINT s2;
+SET LOCAL m365sync.flowagent_user = 'user-inner';
+ROLLBACK TO SAVEPOINT s2;
+SELECT m365sync.acting_user();
+COMMIT;
+-- A rolled back transaction leaves nothing usable either.
+BEGIN;
+SET LOCAL m365sync.flowagent_user = 'user-rolled-back';
+ROLLBACK;
+SELECT regress_error('SELECT m365sync.acting_user()') AS after_rollback;
+RESET m365sync.flowagent_user;
 RESET ROLE;
 
 DROP ROLE regress_app;

@@ -51,8 +51,11 @@ SET ROLE regress_api;
 SELECT regress_error('SELECT * FROM m365sync.events(''2026-01-01'', ''2026-02-01'')');
 SELECT regress_error('SELECT m365sync.upsert_event(''{}'')');
 
--- m365sync_app cannot touch the tables, not even with a user set.
-SET m365sync.flowagent_user = 'alice';
+-- m365sync_app cannot touch the tables, not even with a user set. (The
+-- acting user counts only in the transaction that sets it, so each part
+-- below runs in one transaction.)
+BEGIN;
+SET LOCAL m365sync.flowagent_user = 'alice';
 SELECT regress_error('SELECT count(*) FROM m365sync.events');
 SELECT regress_error('SELECT count(*) FROM m365sync.outbox');
 SELECT regress_error('DELETE FROM m365sync.events');
@@ -217,14 +220,19 @@ SELECT count(*) AS forged_rows FROM m365sync.events WHERE event_id = :forged;
 SELECT count(*) AS forged_outbox FROM m365sync.outbox WHERE event_id = :forged;
 SET ROLE regress_api;
 
+COMMIT;
+
 -- Transactions: a rollback leaves no row and no queue entry.
 RESET ROLE;
 SELECT pg_temp.counts() AS before_rollback \gset
 SET ROLE regress_api;
 BEGIN;
+SET LOCAL m365sync.flowagent_user = 'alice';
 SELECT m365sync.upsert_event('{"subject": "rolled back", "start": {"dateTime": "2026-05-01T10:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-05-01T11:00:00", "timeZone": "UTC"}}') > 0 AS created;
 SELECT count(*) AS inside FROM m365sync.events('2026-05-01', '2026-05-02');
 ROLLBACK;
+BEGIN;
+SET LOCAL m365sync.flowagent_user = 'alice';
 SELECT count(*) AS after FROM m365sync.events('2026-05-01', '2026-05-02');
 RESET ROLE;
 SELECT pg_temp.counts() = :'before_rollback' AS nothing_left;
@@ -243,7 +251,7 @@ SELECT subject, event_type FROM m365sync.events('2026-06-01', '2026-06-02') WHER
 -- Role isolation: bob cannot read, update, delete or detect alice's events;
 -- the error for her event is the one for an id that does not exist.
 SELECT min(event_id) AS alice_event FROM m365sync.events('2026-01-01', '2027-01-01') \gset
-SET m365sync.flowagent_user = 'bob';
+SET LOCAL m365sync.flowagent_user = 'bob';
 SELECT count(*) AS bob_sees FROM m365sync.events('-infinity', 'infinity');
 SELECT regress20_error(format('SELECT m365sync.event(%s)', :alice_event));
 SELECT regress20_error(format('SELECT m365sync.upsert_event(''{"subject": "mine now"}'', %s)', :alice_event));
@@ -253,12 +261,12 @@ SELECT calendar_id, name FROM m365sync.calendars();
 SELECT m365sync.upsert_event('{"subject": "Bob''s", "start": {"dateTime": "2026-03-29T10:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-03-29T11:00:00", "timeZone": "UTC"}}') AS bob_event \gset
 SELECT calendar_id, subject FROM m365sync.events('2026-03-29', '2026-03-30');
 -- carol has no account: nothing to read, nowhere to write
-SET m365sync.flowagent_user = 'carol';
+SET LOCAL m365sync.flowagent_user = 'carol';
 SELECT count(*) FROM m365sync.events('-infinity', 'infinity');
 SELECT count(*) FROM m365sync.calendars();
 SELECT regress_error('SELECT m365sync.upsert_event(''{"subject": "x", "start": {"dateTime": "2026-03-29T10:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-03-29T11:00:00", "timeZone": "UTC"}}'')');
 SELECT regress20_error(format('SELECT m365sync.event(%s)', :bob_event));
-SET m365sync.flowagent_user = 'alice';
+SET LOCAL m365sync.flowagent_user = 'alice';
 SELECT regress20_error(format('SELECT m365sync.event(%s)', :bob_event));
 SELECT regress20_error(format('SELECT m365sync.delete_event(%s)', :bob_event));
 
@@ -304,5 +312,6 @@ RESET ROLE;
 -- what the queue holds for alice at the end
 SELECT op, count(*) FROM m365sync.outbox WHERE account_id = 101 AND state = 'pending' GROUP BY op ORDER BY op;
 SELECT events, pending_pushes FROM m365sync.account_status WHERE account_id = 101;
+COMMIT;
 RESET m365sync.flowagent_user;
 DROP FUNCTION public.regress20_error(text);

@@ -45,14 +45,16 @@ CREATE FUNCTION pg_temp.counts() RETURNS text LANGUAGE sql AS $$
 $$;
 
 SET ROLE regress_sec_app;
-SET m365sync.flowagent_user = 'bob';
+BEGIN;
+SET LOCAL m365sync.flowagent_user = 'bob';
 SELECT m365sync.upsert_event('{"subject": "Bob private",
   "start": {"dateTime": "2026-05-04T09:00:00", "timeZone": "UTC"},
   "end": {"dateTime": "2026-05-04T10:00:00", "timeZone": "UTC"}}') AS bob_event \gset
-SET m365sync.flowagent_user = 'alice';
+SET LOCAL m365sync.flowagent_user = 'alice';
 SELECT m365sync.upsert_event('{"subject": "Alice base",
   "start": {"dateTime": "2026-05-04T09:00:00", "timeZone": "UTC"},
   "end": {"dateTime": "2026-05-04T10:00:00", "timeZone": "UTC"}}') AS alice_event \gset
+COMMIT;
 RESET ROLE;
 
 -- 1. SQL injection through the event JSON: every text field is data. Each
@@ -71,7 +73,8 @@ INSERT INTO inj VALUES
   (10, $i$</script><script>alert(1)</script> & &amp; <!--$i$);
 GRANT SELECT ON inj TO regress_sec_app, regress_sec_admin;
 SET ROLE regress_sec_app;
-SET m365sync.flowagent_user = 'alice';
+BEGIN;
+SET LOCAL m365sync.flowagent_user = 'alice';
 CREATE TEMP TABLE stored AS
 SELECT n, s, m365sync.upsert_event(jsonb_build_object(
         'subject', s,
@@ -120,14 +123,15 @@ SELECT n, regress_sec_try(format('SELECT m365sync.connect_complete(%L, %L)', s, 
 
 -- The acting user itself is only ever a value: a hostile name acts for
 -- nobody (P0002), finds no one's data and changes nothing.
-SET m365sync.flowagent_user = $u$'); DROP TABLE public.regress_canary; --$u$;
+SET LOCAL m365sync.flowagent_user = $u$'); DROP TABLE public.regress_canary; --$u$;
 SELECT (SELECT count(*) FROM m365sync.calendars()) AS calendars,
        (SELECT count(*) FROM m365sync.events('2000-01-01', '2100-01-01')) AS events;
-SET m365sync.flowagent_user = $u$" OR "1"="1$u$;
+SET LOCAL m365sync.flowagent_user = $u$" OR "1"="1$u$;
 SELECT (SELECT count(*) FROM m365sync.calendars()) AS calendars,
        (SELECT count(*) FROM m365sync.events('2000-01-01', '2100-01-01')) AS events;
-SET m365sync.flowagent_user = $u$alice' OR '1'='1$u$;
+SET LOCAL m365sync.flowagent_user = $u$alice' OR '1'='1$u$;
 SELECT regress_sec_try('SELECT m365sync.upsert_event(''{"subject": "x"}'')') AS upsert;
+COMMIT;
 RESET ROLE;
 
 -- 2. SQL injection through the admin functions' text arguments.
@@ -187,7 +191,8 @@ CREATE TEMP TABLE events (account_id bigint, event_id bigint);
 CREATE TEMP TABLE calendars (account_id bigint, calendar_id bigint);
 CREATE TEMP TABLE data_keys (account_id bigint);
 SET search_path = regress_evil, pg_temp, pg_catalog, public;
-SET m365sync.flowagent_user = 'alice';
+BEGIN;
+SET LOCAL m365sync.flowagent_user = 'alice';
 -- The look-alikes are live in the caller's own statements:
 SELECT 1::bigint = 2::bigint AS evil_eq, current_setting('m365sync.flowagent_user') AS evil_setting;
 SELECT what FROM public.regress_hijacked ORDER BY what;
@@ -207,6 +212,7 @@ SELECT regress_sec_try(format('SELECT m365sync.delete_event(%s)', :bob_event)) A
 SELECT regress_sec_try('SELECT m365sync.connect_complete(repeat(''A'', 43), ''x'')') AS connect_complete;
 SELECT m365sync.connect_url() ~ '^https://[^ ]*/oauth2/v2.0/authorize\?' AS connect_url;
 SELECT regress_sec_try('SELECT m365sync.disconnect()') IS NOT NULL AS disconnect_ran;
+COMMIT;
 RESET search_path;
 RESET ROLE;
 -- disconnect erased alice under the hostile path: bob's data is untouched.
@@ -235,7 +241,8 @@ INSERT INTO m365sync.calendars (account_id, calendar_id, graph_id, name, is_defa
 VALUES (303, 3031, 'cal-a2', NULL, true, true, true);
 SELECT pg_temp.counts() AS counts_before_ids \gset
 SET ROLE regress_sec_app;
-SET m365sync.flowagent_user = 'alice';
+BEGIN;
+SET LOCAL m365sync.flowagent_user = 'alice';
 SELECT which, regress_sec_try(format(stmt, id)) AS error
   FROM (VALUES ('bob''s', :bob_event), ('missing', 999999)) AS ids(which, id),
        (VALUES ('SELECT * FROM m365sync.event(%s)'),
@@ -248,6 +255,7 @@ SELECT which, regress_sec_try(format(stmt, id)) AS error
                ('SELECT m365sync.upsert_event(''{"subject": "x", "calendarId": %s, "start": {"dateTime": "2026-05-05T09:00:00", "timeZone": "UTC"}, "end": {"dateTime": "2026-05-05T10:00:00", "timeZone": "UTC"}}'')'),
                ('SELECT count(*) FROM m365sync.events(''2026-01-01'', ''2027-01-01'', %s)')) AS s(stmt)
  ORDER BY stmt, which;
+COMMIT;
 RESET ROLE;
 SELECT pg_temp.counts() = :'counts_before_ids' AS nothing_changed,
        (SELECT data ->> 'subject' FROM m365sync.events e,
@@ -257,7 +265,8 @@ SELECT pg_temp.counts() = :'counts_before_ids' AS nothing_changed,
 -- 5. Oversize and odd inputs: refused with their SQLSTATE, nothing written.
 SELECT pg_temp.counts() AS counts_before_big \gset
 SET ROLE regress_sec_app;
-SET m365sync.flowagent_user = 'alice';
+BEGIN;
+SET LOCAL m365sync.flowagent_user = 'alice';
 SELECT what, regress_sec_try(stmt) AS error FROM (VALUES
   ('subject 256 chars', format('SELECT m365sync.upsert_event(%L)', jsonb_build_object('subject', repeat('x', 256)))),
   ('body 4 MB + 1', format('SELECT m365sync.upsert_event(%L)', jsonb_build_object('subject', 'x',
@@ -275,6 +284,7 @@ SELECT what, regress_sec_try(stmt) AS error FROM (VALUES
 ) AS t(what, stmt);
 SELECT regress_sec_try(format('SET m365sync.flowagent_user = %L', repeat('u', 100000))) AS huge_user_set,
        regress_sec_try('SELECT m365sync.calendars()') AS huge_user_use;
+COMMIT;
 RESET m365sync.flowagent_user;
 RESET ROLE;
 SET ROLE regress_sec_admin;

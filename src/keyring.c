@@ -17,12 +17,14 @@
 
 #include <limits.h>
 
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -187,11 +189,30 @@ wrap_data_key(int64 account_id, uint32 generation, const uint8 *data_key,
 	return m365_wrap_key(mk->key, aad, aadlen, data_key, wrapped);
 }
 
+/* The ids of the key file's keys, for a message ("k2", "k1"); ids are not secret. */
+static char *
+key_ids_text(const M365KeySet *set)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < set->nkeys; i++)
+		appendStringInfo(&buf, "%s\"%s\"", i > 0 ? ", " : "", set->keys[i].id);
+	return buf.data;
+}
+
+/*
+ * Unwrap a data key. A key file without the master key, or with another key
+ * under its id, is the usual cause (a restore onto a server with another key
+ * file), so the messages say so and name the key id; nothing is changed.
+ */
 static void
 unwrap_data_key(int64 account_id, uint32 generation, const char *master_id,
 				const uint8 *wrapped, size_t wrapped_len, uint8 *data_key)
 {
-	const M365MasterKey *mk = m365_keyset_find(m365_master_keys(), master_id);
+	const M365KeySet *set = m365_master_keys();
+	const M365MasterKey *mk = m365_keyset_find(set, master_id);
 	uint8		aad[M365_WRAP_AAD_MAX];
 	size_t		aadlen;
 	M365CryptoStatus st;
@@ -201,8 +222,10 @@ unwrap_data_key(int64 account_id, uint32 generation, const char *master_id,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("the data key of account " INT64_FORMAT " is wrapped by master key \"%s\", which is not in m365sync.key_file",
 						account_id, master_id),
-				 errhint("Put that key's line back into the key file after the current key and reload; "
-						 "remove an old key only after m365sync.rewrap_keys().")));
+				 errdetail("The key file holds only %s.", key_ids_text(set)),
+				 errhint("Data restored from another server needs that server's key file. "
+						 "Otherwise put the line of key \"%s\" back into the key file after the current key and reload; "
+						 "remove an old key only after m365sync.rewrap_keys().", master_id)));
 	aadlen = m365_envelope_wrap_aad(aad, account_id, generation, mk->id);
 	st = m365_unwrap_key(mk->key, aad, aadlen, wrapped, wrapped_len, data_key);
 	if (st == M365_CRYPTO_AUTH_FAILED || st == M365_CRYPTO_BAD_INPUT)
@@ -210,8 +233,9 @@ unwrap_data_key(int64 account_id, uint32 generation, const char *master_id,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("the data key of account " INT64_FORMAT " does not unwrap under master key \"%s\"",
 						account_id, master_id),
-				 errdetail("The wrapped key was altered or moved from another account, "
-						   "or the key file holds a different key under that id.")));
+				 errdetail("m365sync.key_file holds another key under the id \"%s\" than the one that wrapped it, "
+						   "or the wrapped key was altered or moved from another account.", master_id),
+				 errhint("Data restored from another server needs that server's key file.")));
 	if (st != M365_CRYPTO_OK)
 		crypto_failed(st, "unwrap a data key");
 }
@@ -618,4 +642,47 @@ m365sync_data_keys_changed(PG_FUNCTION_ARGS)
 	CacheInvalidateRelcache(trigdata->tg_relation);
 	m365_forget_data_key(-1);
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * Row trigger before INSERT on m365sync.data_keys: a data key must unwrap
+ * under the key file before it is stored. A pg_restore or psql restore onto
+ * a server with another key file so fails at the data_keys rows with an
+ * error naming the master key id (and, in one transaction, restores
+ * nothing), instead of later at the first read.
+ */
+PG_FUNCTION_INFO_V1(m365sync_data_key_check);
+
+Datum
+m365sync_data_key_check(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tup;
+	bool		isnull[4];
+	Datum		account_id;
+	Datum		generation;
+	Datum		master_id;
+	Datum		wrapped;
+	bytea	   *w;
+	uint8		key[M365_KEY_BYTES];
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		elog(ERROR, "m365sync_data_key_check: not called as a row trigger before insert");
+	keyring_ready();
+	tup = trigdata->tg_trigtuple;
+	desc = RelationGetDescr(trigdata->tg_relation);
+	account_id = heap_getattr(tup, SPI_fnumber(desc, "account_id"), desc, &isnull[0]);
+	generation = heap_getattr(tup, SPI_fnumber(desc, "generation"), desc, &isnull[1]);
+	master_id = heap_getattr(tup, SPI_fnumber(desc, "master_key_id"), desc, &isnull[2]);
+	wrapped = heap_getattr(tup, SPI_fnumber(desc, "wrapped_key"), desc, &isnull[3]);
+	if (isnull[0] || isnull[1] || isnull[2] || isnull[3])
+		return PointerGetDatum(tup);	/* the NOT NULL constraints answer */
+	w = DatumGetByteaPP(wrapped);
+	unwrap_data_key(DatumGetInt64(account_id), (uint32) DatumGetInt32(generation),
+					TextDatumGetCString(master_id),
+					(const uint8 *) VARDATA_ANY(w), VARSIZE_ANY_EXHDR(w), key);
+	m365_secure_zero(key, sizeof(key));
+	return PointerGetDatum(tup);
 }

@@ -68,6 +68,8 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	bool		placeholder_fresh;
+
 	/*
 	 * PostgreSQL accepts a postmaster setting only while preloading. Without
 	 * preload there is no worker for it to configure, but postgresql.conf
@@ -164,11 +166,17 @@ _PG_init(void)
 							   &m365_lifecycle_url, "",
 							   PGC_SIGHUP, 0, check_webhook_url, NULL, NULL);
 
+	/* The hooks stamp each value with its transaction (identity.c). */
+	placeholder_fresh = m365_flowagent_user_placeholder_is_fresh();
+	m365_flowagent_user_defining(true, placeholder_fresh);
 	DefineCustomStringVariable("m365sync.flowagent_user",
 							   "The FlowAgent user the current transaction acts for.",
-							   "Set it per request with SET LOCAL m365sync.flowagent_user = '<id>'.",
+							   "Set it in each transaction with SET LOCAL m365sync.flowagent_user = '<id>'; "
+							   "a value from an earlier transaction is refused.",
 							   &m365_flowagent_user, "",
-							   PGC_USERSET, 0, NULL, NULL, NULL);
+							   PGC_USERSET, 0,
+							   m365_flowagent_user_check, m365_flowagent_user_assign, NULL);
+	m365_flowagent_user_defining(false, placeholder_fresh);
 
 	MarkGUCPrefixReserved("m365sync");
 

@@ -9,6 +9,7 @@
 #define M365SYNC_H
 
 #include "postgres.h"
+#include "utils/guc.h"
 
 #define M365SYNC_VERSION "0.1.0"
 
@@ -47,5 +48,9 @@ extern PGDLLEXPORT void m365_worker_main(Datum arg);
 
 /* identity.c: the FlowAgent user the current transaction acts for */
 extern const char *m365_acting_user(void);
+extern bool m365_flowagent_user_check(char **newval, void **extra, GucSource source);
+extern void m365_flowagent_user_assign(const char *newval, void *extra);
+extern bool m365_flowagent_user_placeholder_is_fresh(void);
+extern void m365_flowagent_user_defining(bool defining, bool placeholder_fresh);
 
 #endif							/* M365SYNC_H */

@@ -14,7 +14,8 @@
  * transactionId), never failed: the write happened. Permanent failures
  * (4xx) mark the entry failed with Graph's code and are never retried on
  * their own; transient ones wait (Retry-After, else exponential backoff
- * with jitter).
+ * with jitter). A $batch refused as a whole is no verdict on its changes:
+ * they are sent again one by one.
  *
  * Knows nothing of SQL text (store_push.c) or of Graph's field names
  * (event_json.h, event_patch.c). Never logs content.
@@ -250,12 +251,28 @@ take_batch_answers(PushState *ps, Write *ws, M365BatchAnswer *ans, int cnt)
 	m365_graph_batch_answers_free(ans, cnt);
 }
 
+/*
+ * Graph refused a $batch as a whole (a 4xx on the batch request itself, not
+ * on its requests): the batch payload was not accepted, often because of one
+ * request in it, and none of its requests ran. That says nothing about each
+ * change, so none is failed for it; they are sent again one by one, and only
+ * those Graph refuses singly fail. Not for 401 (a fresh token, next wave) or
+ * 429 (throttled: every write waits).
+ */
+static bool
+batch_refused_as_whole(const M365HttpResponse *r)
+{
+	return r->result == M365_HTTP_OK && r->status >= 400 && r->status < 500 &&
+		r->status != 401 && r->status != 429;
+}
+
 static void
 send_batched(PushState *ps, Write *ws, int n, int per_batch)
 {
 	int			nb = (n + per_batch - 1) / per_batch;
 	M365HttpRequest *reqs = palloc0(sizeof(M365HttpRequest) * nb);
 	char	   *token;
+	bool	   *refused = palloc0(sizeof(bool) * nb);
 
 	for (int b = 0; b < nb; b++)
 	{
@@ -296,6 +313,11 @@ send_batched(PushState *ps, Write *ws, int n, int per_batch)
 		M365HttpResponse *r = &reqs[b].response;
 		M365BatchAnswer ans[M365_BATCH_MAX];
 
+		if (batch_refused_as_whole(r))
+		{
+			refused[b] = true;
+			continue;
+		}
 		if (r->result != M365_HTTP_OK || r->status != 200 ||
 			m365_graph_parse_batch(r->body, r->body_len, ans, cnt) != 0)
 		{
@@ -311,6 +333,18 @@ send_batched(PushState *ps, Write *ws, int n, int per_batch)
 			continue;
 		}
 		take_batch_answers(ps, &ws[first], ans, cnt);
+	}
+	for (int b = 0; b < nb && !ps->no_token; b++)
+	{
+		int			first = b * per_batch;
+		int			cnt = Min(per_batch, n - first);
+
+		if (!refused[b])
+			continue;
+		ereport(LOG,
+				(errmsg("m365sync: Graph refused a $batch of %d changes of account %lld as a whole (HTTP %ld), sending them one by one",
+						cnt, (long long) ps->account_id, reqs[b].response.status)));
+		send_single(ps, &ws[first], cnt);
 	}
 }
 

@@ -305,3 +305,33 @@ CREATE POLICY acting_user ON m365sync.subscriptions TO m365sync_definer
     USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
 CREATE POLICY acting_user ON m365sync.account_wakeups TO m365sync_definer
     USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+
+-- pg_dump: every table above holds installation or user data (none is
+-- filled at install time), so all of them, and the sequences behind their
+-- ids, are dumped with their rows; without this pg_dump writes an extension
+-- member's definition but never its rows. The short-lived ones are dumped
+-- too: a restore brings back sync history (sync_run_log), notification marks
+-- not yet served (account_wakeups) and connects under way (oauth_states,
+-- which expire on their own). Ids are restored as they were, so every
+-- envelope's additional data (table, column, account and row id) still
+-- matches. sql/03_dump_config.sql fails when a table is missing here.
+SELECT pg_catalog.pg_extension_config_dump('m365sync.app_config', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.tenants', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.tenants_tenant_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.oauth_states', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.oauth_states_state_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.data_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.accounts_account_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.calendars', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.calendars_calendar_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.events', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.events_event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.outbox_outbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.conflicts', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.conflicts_conflict_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.sync_run_log', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.sync_run_log_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.account_wakeups', '');

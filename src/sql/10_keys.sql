@@ -45,6 +45,17 @@ CREATE TRIGGER data_keys_changed
     AFTER UPDATE OR DELETE OR TRUNCATE ON m365sync.data_keys
     FOR EACH STATEMENT EXECUTE FUNCTION m365sync._data_keys_changed();
 
+-- A data key is stored only if it unwraps under m365sync.key_file, so a
+-- restore onto a server with another key file stops at data_keys with an
+-- error naming the master key id, before any row could be used.
+CREATE FUNCTION m365sync._data_key_check() RETURNS trigger
+    LANGUAGE c SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_data_key_check';
+CREATE TRIGGER data_key_check
+    BEFORE INSERT ON m365sync.data_keys
+    FOR EACH ROW EXECUTE FUNCTION m365sync._data_key_check();
+
 -- Everything held on one user, decrypted: accounts (no tokens, no secrets),
 -- calendars, events with their whole content, pending changes, conflicts
 -- with the losing version, sync history. Nothing of any other user.
@@ -151,6 +162,7 @@ REVOKE ALL ON FUNCTION m365sync._encrypt_jsonb(text, text, bigint, bigint, jsonb
 REVOKE ALL ON FUNCTION m365sync._decrypt_text(text, text, bigint, bigint, bytea) FROM PUBLIC;
 REVOKE ALL ON FUNCTION m365sync._decrypt_jsonb(text, text, bigint, bigint, bytea) FROM PUBLIC;
 REVOKE ALL ON FUNCTION m365sync._data_keys_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION m365sync._data_key_check() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION m365sync.rewrap_keys() TO m365sync_admin;
 GRANT EXECUTE ON FUNCTION m365sync.purge_user(text) TO m365sync_admin;
 GRANT EXECUTE ON FUNCTION m365sync.export_user(text) TO m365sync_admin;

@@ -44,7 +44,7 @@ sub poller
 {
 	my ($subject) = @_;
 	my ($out, $err) = ('', '');
-	my $sql = "SET m365sync.flowagent_user = 'flow-bench'; SELECT public.wait_visible('$subject', 30);";
+	my $sql = "BEGIN; SET LOCAL m365sync.flowagent_user = 'flow-bench'; SELECT public.wait_visible('$subject', 30); COMMIT;";
 	my $h = IPC::Run::start([ $node->installed_command('psql'), '-XAtq', '-U', 'flowagent', '-d', $node->connstr('postgres'),
 		'-c', $sql ], '>', \$out, '2>', \$err);
 	sleep 0.1;

@@ -143,7 +143,9 @@ def part1():
     sim.ctl("DELETE", "log")
     marks = sorted({m for m in (10000, 50000, 100000, N_EVENTS) if m <= N_EVENTS})
     seen = {}
+    # due now (committed), then a SIGHUP sets the worker's latch so it looks at once
     sql("UPDATE m365sync.accounts SET next_sync_at = now() WHERE account_id = 1")
+    sql("SELECT pg_reload_conf()")
     peak = rss0
     while True:
         n = int(sql("SELECT count(*) FROM m365sync.events WHERE account_id = 1"))
@@ -201,6 +203,7 @@ def part2():
         time.sleep(1.5)
         mark = sql("SELECT coalesce(max(run_id), 0) FROM m365sync.sync_run_log")
         sql("UPDATE m365sync.accounts SET next_sync_at = now() WHERE account_id >= 1000")
+        sql("SELECT pg_reload_conf()")
         while int(sql("SELECT count(*) FROM m365sync.sync_run_log WHERE run_id > %s AND finished_at IS NOT NULL AND account_id >= 1000" % mark)) < N_ACCOUNTS:
             time.sleep(0.5)
         out = sql("""SELECT count(*), sum(http_requests), extract(epoch FROM max(finished_at) - min(started_at)),

@@ -9,8 +9,11 @@ use Time::HiRes qw(time);
 use Test::More;
 
 my $latency = $ENV{LATENCY_MS} // 50;
-my $mailboxes = 10;
-my ($creates, $updates, $deletes) = (50, 30, 20);
+my $mailboxes = $ENV{MAILBOXES} // 10;
+# per mailbox, half creates, 30 % updates, 20 % deletes (50/30/20 of 100)
+my $per = $ENV{CHANGES_PER_MAILBOX} // 100;
+my ($creates, $updates) = (int($per * 0.5), int($per * 0.3));
+my $deletes = $per - $creates - $updates;
 my $json = JSON::PP->new->canonical;
 my $t = M365Test->new(name => 'bench_push', sim_args => [ '--latency-ms', $latency ],
 	conf => "m365sync.sync_interval = '1h'\nlog_min_messages = warning\n");

@@ -49,6 +49,17 @@ STATE = None
 REASONS = http.server.BaseHTTPRequestHandler.responses
 
 
+
+def batch_contains(body, rx):
+    """True when body is a $batch with an inner request whose URL matches rx
+    (a fault that refuses a whole $batch because of one request in it, as
+    Graph refuses a batch whose payload it cannot accept as a whole)."""
+    try:
+        reqs = json.loads(body or b"{}").get("requests")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(reqs, list) and any(isinstance(r, dict) and rx.search(str(r.get("url", ""))) for r in reqs)
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "graphsim"
@@ -161,7 +172,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ctx.req_id = st.guid()
             if ctx.client_req_id is None:
                 ctx.client_req_id = ctx.req_id
-            fault = self.match_fault(st, method, path)
+            fault = self.match_fault(st, method, path, body)
         is_identity = "/oauth2/" in path or path.endswith("/adminconsent")
         resp = None
         if fault is not None and not fault["after"]:
@@ -205,11 +216,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 with st.lock:
                     throttle_exit(st, ctx)
 
-    def match_fault(self, st, method, path):
+    def match_fault(self, st, method, path, body=None):
         for f in st.faults:
             if f["method"] and f["method"] != method:
                 continue
             if not f["re"].search(path):
+                continue
+            if f["batch_re"] is not None and not batch_contains(body, f["batch_re"]):
                 continue
             if f["count"] is not None:
                 if f["count"] <= 0:

@@ -170,7 +170,9 @@ def control(st, method, path, q, body_bytes):
                  "method": (body.get("method") or "").upper() or None, "kind": kind,
                  "count": body.get("count"), "probability": body.get("probability"),
                  "retry_after": body.get("retry_after"), "delay_ms": body.get("delay_ms"),
-                 "after": bool(body.get("after", kind == "pause")), "hits": 0}
+                 "after": bool(body.get("after", kind == "pause")), "hits": 0,
+                 "batch_contains": body.get("batch_contains"),
+                 "batch_re": re.compile(body["batch_contains"]) if body.get("batch_contains") else None}
             if f["count"] is None and f["probability"] is None:
                 f["count"] = 1
             st.faults.append(f)
@@ -247,7 +249,7 @@ def control(st, method, path, q, body_bytes):
 
 def fault_json(f):
     return {k: f[k] for k in ("id", "route", "method", "kind", "count", "probability", "retry_after", "delay_ms",
-                              "after", "hits")}
+                              "after", "hits", "batch_contains")}
 
 
 def user_ctl(m):

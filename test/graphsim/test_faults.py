@@ -48,6 +48,34 @@ class Batch(SimCase):
         res = {x["id"]: x["status"] for x in r.json()["responses"]}
         self.assertEqual(res, {"a": 404, "b": 424})
 
+    def test_fault_on_the_batch_route_refuses_the_whole_batch(self):
+        self.sim.ctl("POST", "faults", {"route": r"\$batch$", "method": "POST", "kind": "400", "count": 1}, expect=201)
+        r = self.batch([{"id": "1", "method": "POST", "url": "/me/events", "headers": {"Content-Type": "application/json"},
+                         "body": event("never made")}])
+        self.assertEqual(r.status, 400)
+        self.assertEqual(r.json()["error"]["code"], "ErrorInvalidParameter")
+        self.assertNotIn("responses", r.json())
+        self.assertEqual([e["subject"] for e in self.g("GET", "me/events").json()["value"]], [])
+
+    def test_batch_contains_refuses_only_a_batch_holding_that_request(self):
+        good = self.outlook_create(event("good"))
+        bad = self.outlook_create(event("bad"))
+        self.sim.ctl("POST", "faults", {"route": r"\$batch$", "method": "POST", "kind": "400",
+                                        "batch_contains": "/events/" + bad["id"] + "$", "count": 10}, expect=201)
+        patch = lambda rid, eid, subj: {"id": rid, "method": "PATCH", "url": "/me/events/" + eid,
+                                        "headers": {"Content-Type": "application/json"}, "body": {"subject": subj}}
+        r = self.batch([patch("1", good["id"], "good 2"), patch("2", bad["id"], "bad 2")])
+        self.assertEqual(r.status, 400, "a batch holding the bad request is refused as a whole")
+        self.assertEqual(self.g("GET", "me/events/" + good["id"]).json()["subject"], "good",
+                         "nothing in a refused batch is applied")
+        r = self.batch([patch("1", good["id"], "good 3")])
+        self.assertEqual(r.status, 200, "a batch without it is answered")
+        self.assertEqual(r.json()["responses"][0]["status"], 200)
+        self.assertEqual(self.g("PATCH", "me/events/" + bad["id"], {"subject": "bad 3"}).status, 200,
+                         "the request alone is not refused by this fault")
+        faults = self.sim.ctl("GET", "faults", expect=200)["value"]
+        self.assertEqual([(f["batch_contains"], f["hits"]) for f in faults], [("/events/" + bad["id"] + "$", 1)])
+
     def test_inner_429_carries_its_own_retry_after(self):
         self.sim.ctl("POST", "faults", {"route": "/me/events$", "kind": "429", "retry_after": "2.128", "count": 1}, expect=201)
         r = self.batch([{"id": "1", "method": "GET", "url": "/me/events"}, {"id": "2", "method": "GET", "url": "/me"}])

@@ -13,7 +13,7 @@ SYS_PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
 
 m365_packages="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-contrib
   libcurl4-openssl-dev libssl-dev libcjson-dev libipc-run-perl postgresql-$PG_MAJOR-cron
-  unicode-cldr-core openssl curl python3 make gcc clang"
+  unicode-cldr-core openssl curl python3 make gcc clang pgbouncer"
 
 m365_log() { printf '%s\n' "== $*" >&2; }
 

@@ -41,11 +41,13 @@ INSERT INTO m365sync.calendars (account_id, calendar_id, graph_id, is_default)
 VALUES (1, 10, 'AQMk-cal', true);
 });
 
-my $as_alice = "SET m365sync.flowagent_user = 'alice';";
-my $id = $node->safe_psql('postgres', qq{$as_alice
+# The acting user counts only in the transaction that sets it.
+my $as_alice = "SET LOCAL m365sync.flowagent_user = 'alice';";
+my $id = $node->safe_psql('postgres', qq{BEGIN; $as_alice
 SELECT m365sync.upsert_event('{"subject": "Original", "location": {"displayName": "Room 1"},
   "start": {"dateTime": "2026-05-04T09:00:00", "timeZone": "W. Europe Standard Time"},
-  "end": {"dateTime": "2026-05-04T10:00:00", "timeZone": "W. Europe Standard Time"}}')},
+  "end": {"dateTime": "2026-05-04T10:00:00", "timeZone": "W. Europe Standard Time"}}');
+COMMIT;},
 	extra_params => [ '-U', 'app' ]);
 
 # Make it a synced event, as the pull would leave it.
@@ -61,7 +63,7 @@ reset_synced();
 sub event_field
 {
 	my ($path) = @_;
-	return $node->safe_psql('postgres', qq{$as_alice SELECT data #>> '$path' FROM m365sync.event($id)},
+	return $node->safe_psql('postgres', qq{BEGIN; $as_alice SELECT data #>> '$path' FROM m365sync.event($id); COMMIT;},
 		extra_params => [ '-U', 'app' ]);
 }
 
@@ -127,7 +129,7 @@ reset_synced();
 	my ($ret, $stdout, $stderr);
 	my $h = IPC::Run::start(
 		[ 'psql', '-X', '-U', 'app', '-d', $node->connstr('postgres'), '-c',
-		  "SET m365sync.flowagent_user = 'alice'; SELECT m365sync.upsert_event('{\"subject\": \"late\"}', $id)" ],
+		  "BEGIN; SET LOCAL m365sync.flowagent_user = 'alice'; SELECT m365sync.upsert_event('{\"subject\": \"late\"}', $id); COMMIT;" ],
 		'>', \$stdout, '2>', \$stderr);
 	$node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename = 'app'");

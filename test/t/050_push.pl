@@ -188,6 +188,40 @@ is(scalar(grep { $_->{subject} eq 'Throttled' } @{ truth() }), 1, 'one event in 
 $t->sim('DELETE', '/_sim/faults');
 drain();
 
+# ------------------------------------------------------------------ a $batch refused as a whole
+# Graph answers the $batch request itself with a 400 whenever it holds the
+# update of Bravo, and refuses that update on its own too. Three creates and
+# the update go out in one $batch: the refusal of the whole is no verdict on
+# each change, so each is sent again alone; the creates arrive, once each,
+# and only the update Graph refuses singly is failed.
+# (the id without its final '=', which the request path carries escaped)
+my $bravo_gid = as_ada("SELECT graph_id FROM m365sync.event($b)") =~ s/=+$//r;
+$t->sim('POST', '/_sim/faults', { route => '/\$batch$', method => 'POST', kind => '400',
+	batch_contains => "/events/\Q$bravo_gid\E", count => 1000 });
+$t->sim('POST', '/_sim/faults', { route => "/events/\Q$bravo_gid\E", method => 'PATCH', kind => '400', count => 1000 });
+$t->sim_clear_log;
+my @good = split /\n/, as_ada('BEGIN; ' . join(' ', map { 'SELECT m365sync.upsert_event(' . lit(ev("Whole batch $_", 5, 8 + $_)) . '::jsonb);' } 1 .. 3)
+	  . " SELECT m365sync.upsert_event('{\"subject\": \"Bravo refused\"}'::jsonb, $b) \\g /dev/null\n COMMIT;");
+is(scalar(@good), 3, 'three creates and an update in one transaction');
+drain();
+my @refused = grep { $_->{path} =~ m{/\$batch$} && ($_->{status} // 0) == 400 } @{ $t->sim_log };
+is(scalar(@refused), 1, 'they went out in one $batch, which Graph refused as a whole');
+my @singles = grep { !$_->{batched} } writes();
+is(join(',', sort map { $_->{method} } @singles), 'PATCH,POST,POST,POST', '... then each change was sent alone');
+is(join(',', map { my $s = "Whole batch $_"; scalar grep { $_->{subject} eq $s } @{ truth() } } 1 .. 3), '1,1,1',
+	'every good change arrives in Outlook, once');
+is($t->node->safe_psql('postgres', 'SELECT string_agg(state, \',\' ORDER BY event_id) FROM m365sync.outbox WHERE event_id IN ('
+	  . join(',', @good) . ')'), 'done,done,done', '... and its outbox entry is done');
+is(as_ada('SELECT string_agg(sync_state, \',\' ORDER BY event_id) FROM m365sync.events(now(), now() + interval \'10 days\')'
+	  . ' WHERE event_id IN (' . join(',', @good) . ')'), 'synced,synced,synced', '... and the event synced');
+is($t->node->safe_psql('postgres', "SELECT state || ':' || last_error FROM m365sync.outbox WHERE event_id = $b ORDER BY outbox_id DESC LIMIT 1"),
+	'failed:ErrorInvalidParameter', 'only the change Graph refuses singly is failed');
+is(as_ada("SELECT sync_state FROM m365sync.event($b)"), 'failed', '... and its event shows failed');
+$t->sim('DELETE', '/_sim/faults');
+upsert('{"subject": "Bravo"}', $b);
+drain();
+is(as_ada("SELECT sync_state FROM m365sync.event($b)"), 'synced', 'without the fault, the next edit of it syncs again');
+
 # ------------------------------------------------------------------ recurrence
 $t->sim_clear_log;
 my $series = upsert($json->encode({ subject => 'Daily', start => { dateTime => "$d[4]T08:00:00", timeZone => 'UTC' },

@@ -4,3 +4,38 @@
 -- fresh CREATE EXTENSION builds) and here, so that an upgraded database ends
 -- with the same catalog as a fresh one (checked by test/t/080_operations.pl).
 \echo Use "ALTER EXTENSION m365sync UPDATE TO '0.2.0'" to load this file. \quit
+
+-- ---- pg_dump and restore (issue 15) ----
+
+-- Dump every table's rows and the sequences behind their ids (why: in
+-- 01_tables.sql).
+SELECT pg_catalog.pg_extension_config_dump('m365sync.app_config', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.tenants', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.tenants_tenant_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.oauth_states', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.oauth_states_state_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.data_keys', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.accounts_account_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.calendars', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.calendars_calendar_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.events', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.events_event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.outbox_outbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.conflicts', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.conflicts_conflict_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.sync_run_log', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.sync_run_log_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.account_wakeups', '');
+
+-- A data key is stored only if it unwraps under m365sync.key_file (10_keys.sql).
+CREATE FUNCTION m365sync._data_key_check() RETURNS trigger
+    LANGUAGE c SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_data_key_check';
+CREATE TRIGGER data_key_check
+    BEFORE INSERT ON m365sync.data_keys
+    FOR EACH ROW EXECUTE FUNCTION m365sync._data_key_check();
+REVOKE ALL ON FUNCTION m365sync._data_key_check() FROM PUBLIC;

@@ -10,6 +10,7 @@
 #   my $t = M365Test->new;                 # cluster + simulator, extension created
 #   $t->setup_app;                         # app in the simulator, m365sync.configure()
 #   my $id = $t->connect_user('u1', 'alice@contoso.example');
+#   M365Test->new(version => "0.1.0");   # extension created at a shipped version (test/upgrade)
 #
 # Never prints a secret on success; on failure test output may show
 # simulator data, which is synthetic.
@@ -19,6 +20,7 @@ use strict;
 use warnings;
 use Carp;
 use File::Basename qw(dirname);
+use File::Copy ();
 use IPC::Run;
 use Time::HiRes ();
 use JSON::PP;
@@ -100,7 +102,10 @@ log_min_error_statement = panic
 CONF
 	$node->append_conf('postgresql.conf', $o{conf}) if $o{conf};
 	$node->start;
-	$node->safe_psql('postgres', 'CREATE EXTENSION m365sync');
+	$self->{node} = $node;
+	$self->stage_old_version($o{version}) if $o{version};
+	$node->safe_psql('postgres', 'CREATE EXTENSION m365sync'
+		  . ($o{version} ? " VERSION '$o{version}'" : ''));
 	$node->safe_psql('postgres', q{
 		CREATE ROLE flowagent LOGIN IN ROLE m365sync_app;
 		CREATE ROLE dba LOGIN IN ROLE m365sync_admin;
@@ -108,8 +113,65 @@ CONF
 		CREATE FUNCTION public.refresh_calendars(bigint) RETURNS text
 			LANGUAGE c AS '$libdir/m365sync', 'm365sync_debug_refresh_calendars';
 	});
-	$self->{node} = $node;
 	return $self;
+}
+
+# Put a shipped version's install script (test/upgrade/m365sync--V.sql)
+# into the staged installation's extension directory, so that CREATE
+# EXTENSION m365sync VERSION 'V' and the upgrade from it can run.
+sub stage_old_version
+{
+	my ($self, $version) = @_;
+	my $src = src_dir() . "/upgrade/m365sync--$version.sql";
+	my $dir = $self->{node}->config_data('--sharedir') . '/extension';
+	File::Copy::copy($src, "$dir/m365sync--$version.sql") or croak "copy $src: $!";
+}
+
+# A second cluster with m365sync preloaded and its own key file (the given
+# lines, e.g. "k2:<64 hex>"), pointing at the same simulator; its worker
+# serves database "postgres", where the extension is not created.
+sub new_node
+{
+	my ($self, $name, $key_lines) = @_;
+	my $keyfile = "$self->{dir}/$name.key";
+	$self->write_key_file($keyfile, $key_lines);
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', <<"CONF");
+shared_preload_libraries = 'm365sync'
+m365sync.database = 'postgres'
+m365sync.key_file = '$keyfile'
+m365sync.graph_url = '$self->{sim}/v1.0'
+m365sync.login_url = '$self->{sim}'
+m365sync.ca_file = '$self->{certs}/ca.crt'
+log_statement = none
+log_min_error_statement = panic
+CONF
+	$node->start;
+	return ($node, $keyfile);
+}
+
+# (Over)write a key file with the given lines, mode 0600.
+sub write_key_file
+{
+	my ($self, $path, $lines) = @_;
+	open my $fh, '>', $path or croak $!;
+	print $fh $lines;
+	close $fh;
+	chmod 0600, $path;
+}
+
+sub key_file { $_[0]->{keyfile} }
+
+# Run a client program (pg_dump, pg_restore, psql, ...) of the installation
+# under test; returns (exit status, stdout, stderr).
+sub run_client
+{
+	my ($self, @cmd) = @_;
+	my ($out, $err) = ('', '');
+	$cmd[0] = $self->{node}->installed_command($cmd[0]);
+	IPC::Run::run(\@cmd, '<', \undef, '>', \$out, '2>', \$err);
+	return ($? >> 8, $out, $err);
 }
 
 sub node { $_[0]->{node} }
@@ -167,14 +229,24 @@ sub browse
 
 # Run SQL as a role; returns (stdout, sqlstate, message). sqlstate is ''
 # when the statement succeeded.
+#
+# With user => the SQL runs as FlowAgent does: in one transaction that sets
+# the acting user with SET LOCAL (a value counts only in the transaction that
+# set it). SQL that opens its own transaction (starts with BEGIN) gets the
+# SET LOCAL right after its BEGIN and ends it itself. The first error stops
+# the script and rolls the whole transaction back.
 sub sql
 {
 	my ($self, $sql, %o) = @_;
 	my ($out, $err) = ('', '');
 	my @extra = ('-v', 'VERBOSITY=verbose');
 	push @extra, '-U', $o{role} if $o{role};
-	my $prefix = defined $o{user} ? "SET m365sync.flowagent_user = '$o{user}';\n" : '';
-	$self->{node}->psql('postgres', $prefix . $sql, stdout => \$out, stderr => \$err,
+	if (defined $o{user})
+	{
+		my $set = "SET LOCAL m365sync.flowagent_user = '$o{user}';";
+		$sql = ($sql =~ s/^\s*BEGIN\s*;/BEGIN; $set/i) ? $sql : "BEGIN; $set\n$sql\n;\nCOMMIT;";
+	}
+	$self->{node}->psql($o{db} // 'postgres', $sql, stdout => \$out, stderr => \$err,
 		extra_params => \@extra, on_error_stop => 1);
 	if ($err =~ /ERROR:\s+([0-9A-Z]{5}):\s+(.*)/)
 	{
@@ -186,16 +258,16 @@ sub sql
 # As the FlowAgent app for a user: the value, or die with the error.
 sub as_user
 {
-	my ($self, $user, $sql) = @_;
-	my ($out, $state, $msg, $err) = $self->sql($sql, role => 'flowagent', user => $user);
+	my ($self, $user, $sql, %o) = @_;
+	my ($out, $state, $msg, $err) = $self->sql($sql, role => 'flowagent', user => $user, db => $o{db});
 	croak "as $user: $state $msg\n$err" if $state ne '';
 	return $out;
 }
 
 sub as_admin
 {
-	my ($self, $sql) = @_;
-	my ($out, $state, $msg, $err) = $self->sql($sql, role => 'dba');
+	my ($self, $sql, %o) = @_;
+	my ($out, $state, $msg, $err) = $self->sql($sql, role => 'dba', db => $o{db});
 	croak "as dba: $state $msg\n$err" if $state ne '';
 	return $out;
 }
@@ -314,6 +386,9 @@ sub kill9_postmaster_and_restart
 sub DESTROY
 {
 	my ($self) = @_;
+	# reaping the simulator must not change the test's exit status, which
+	# perl takes from $? after global destruction
+	local $?;
 	for my $h (@{ $self->{sims} || [] })
 	{
 		eval { $h->kill_kill; };
