@@ -336,6 +336,8 @@ def check_prereq_names(meta):
         try:
             libs = xr[phase]["requires"]
         except (KeyError, TypeError):
+            libs = None
+        if not isinstance(libs, dict):
             p.add("x_requires.%s.requires" % phase, "missing")
             continue
         for lib in C_LIBRARIES:
@@ -343,10 +345,12 @@ def check_prereq_names(meta):
                 p.add("x_requires.%s.requires" % phase, "does not name %s" % lib)
             elif parse_range(libs[lib]) is None:
                 p.add("x_requires.%s.requires.%s" % (phase, lib), "%r is not a version range" % (libs[lib],))
+    prereqs = meta.get("prereqs")
     for key in PHASES:
         # The spec keeps non-PGXN prerequisites out of prereqs.
+        phase = prereqs.get(key) if isinstance(prereqs, dict) else None
         for rel in RELATIONSHIPS:
-            names = meta.get("prereqs", {}).get(key, {}).get(rel, {})
+            names = phase.get(rel) if isinstance(phase, dict) else None
             for lib in C_LIBRARIES:
                 if isinstance(names, dict) and lib in names:
                     p.add("prereqs.%s.%s" % (key, rel), "names %s, which is not on PGXN (use x_requires)" % lib)
