@@ -143,8 +143,9 @@ def _form(req, e, v, err, status=200):
                    for k, val in _values(e).items()) if e else ""
     repeat = ""
     if e is None:
-        repeat = ('<label>Repeat<select name="repeat">%s</select></label>'
-                  '<label class="short">Times<input type="number" name="count" min="2" max="99" value="%s"></label>'
+        repeat = ('<div class="row"><label>Repeat<select name="repeat">%s</select></label>'
+                  '<label class="time">Times<input type="number" name="count" min="2" max="99" value="%s"></label>'
+                  '</div>'
                   % ("".join('<option value="%s"%s>%s</option>' % (k, " selected" if v.get("repeat") == k else "",
                                                                   esc(label)) for k, label in REPEATS),
                      esc(v.get("count") or "5")))

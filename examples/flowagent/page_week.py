@@ -13,7 +13,7 @@ import zoneinfo
 from db import DbError, one, rows
 from web import error_box, esc, page, redirect
 
-HOUR_PX = 44
+HOUR_PX = 48            # style.css draws the hour lines at the same height
 EVENTS_SQL = """
 SELECT event_id, series_master_id, event_type, subject, location, is_all_day, is_cancelled,
        show_as, sync_state, start_at::timestamp AS start_local, end_at::timestamp AS end_local,
@@ -75,7 +75,7 @@ def _classes(e):
 
 def _label(e):
     s = esc(e["subject"] or "(no subject)")
-    if e["series_master_id"]:
+    if e["event_type"] in ("occurrence", "exception"):
         s = '<span class="rec" title="Part of a series">↻</span> ' + s
     if e["sync_state"] == "pending":
         s += ' <span class="pending" title="Waiting to be sent to Outlook">•</span>'
@@ -114,22 +114,29 @@ def _week(days, today, all_day, timed):
                     for h in range(first, last))
     columns = []
     for i, d in enumerate(days):
-        blocks = []
-        for s, f, e, lane, lanes in _lanes(per_day[i]):
-            top = (s - first * 60) * HOUR_PX / 60.0
-            height = max(18, (max(f, s + 15) - s) * HOUR_PX / 60.0 - 2)
-            blocks.append('<a class="%s" href="/event?id=%d" data-event-id="%d" style="top:%.1fpx;height:%.1fpx;'
-                          'left:calc(%.3f%% + 2px);width:calc(%.3f%% - 4px)"><span class="t">%s–%s</span>%s%s</a>'
-                          % (_classes(e), e["event_id"], e["event_id"], top, height, 100.0 * lane / lanes,
-                             100.0 / lanes, e["start_local"].strftime("%H:%M"), e["end_local"].strftime("%H:%M"),
-                             '<span class="s">%s</span>' % _label(e),
-                             '<span class="l">%s</span>' % esc(e["location"]) if e["location"] else ""))
+        blocks = [_block(e, s, f, lane, lanes, first) for s, f, e, lane, lanes in _lanes(per_day[i])]
         columns.append('<div class="day-col%s" style="height:%dpx">%s</div>'
                        % (" today" if d == today else "", (last - first) * HOUR_PX, "".join(blocks)))
     return ('<div class="week"><div class="week-head"><div class="gutter"></div>%s</div>'
             '<div class="allday"><div class="gutter small">all day</div><div class="allday-grid">%s</div></div>'
             '<div class="week-body"><div class="gutter hours">%s</div>%s</div></div>'
             % (cols, "".join(ad), hours, "".join(columns)))
+
+
+def _block(e, s, f, lane, lanes, first):
+    """A timed event in its day column: minutes s..f of the day, in lane of lanes."""
+    top = (s - first * 60) * HOUR_PX / 60.0
+    height = max(20, (max(f, s + 15) - s) * HOUR_PX / 60.0 - 2)
+    size = " compact" if f - s < 30 else " short" if f - s < 60 else ""   # one line, two lines, more
+    when = e["start_local"].strftime("%H:%M")
+    if size != " compact" and lanes == 1:
+        when += "–" + e["end_local"].strftime("%H:%M")
+    place = "top:%.1fpx;height:%.1fpx;left:calc(%.3f%% + 2px);width:calc(%.3f%% - 4px)" % (
+        top, height, 100.0 * lane / lanes, 100.0 / lanes)
+    where = '<span class="l">%s</span>' % esc(e["location"]) if e["location"] and not size else ""
+    return ('<a class="%s%s" href="/event?id=%d" data-event-id="%d" style="%s" title="%s">'
+            '<span class="t">%s</span> <span class="s">%s</span>%s</a>'
+            % (_classes(e), size, e["event_id"], e["event_id"], place, esc(e["subject"]), when, _label(e), where))
 
 
 def _lanes(segments):

@@ -162,7 +162,7 @@ async function main() {
   if (process.getuid && process.getuid() === 0) args.push('--no-sandbox');
   const browser = await puppeteer.launch({
     executablePath: env.CHROMIUM || '/usr/bin/chromium', headless: true, args,
-    defaultViewport: { width: 1280, height: 820 }, env: { ...process.env },
+    defaultViewport: { width: 1280, height: 820 }, env: { ...process.env, LANG: 'en_GB.UTF-8' },
   });
   try {
     await run(browser);
@@ -371,6 +371,7 @@ async function run(browser) {
       cols = await page.$$eval('.day-col', (els) => els.map((el) => el.innerText.includes('Deep work')));
       return cols.join() === 'true,true,false,true,true,false,false';
     }, 10000).catch(() => { throw new Error('week view: ' + cols.join()); });
+    await shot(page, '08-week-after.png', true);
   });
 }
 
