@@ -54,6 +54,14 @@ class DbError(Exception):
         self.hint = diag.message_hint if diag else None
         Exception.__init__(self, "%s: %s" % (self.headline, self.message))
 
+    @classmethod
+    def of(cls, headline, message, detail=None, hint=None, sqlstate=""):
+        """The same shape for a message that did not come from the database."""
+        e = cls.__new__(cls)
+        e.headline, e.message, e.detail, e.hint, e.sqlstate = headline, message, detail, hint, sqlstate
+        Exception.__init__(e, "%s: %s" % (headline, message))
+        return e
+
 
 class Db:
     def __init__(self, conninfo, app_role, admin_role, pool_size=4):

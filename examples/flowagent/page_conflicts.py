@@ -9,7 +9,11 @@ from web import error_box, esc, flash_err, page, redirect
 CONFLICTS_SQL = """
 SELECT c.event_id, to_char(c.detected_at, 'YYYY-MM-DD HH24:MI') AS detected, c.policy, c.kept,
        c.lost ->> 'subject' AS lost_subject,
-       c.lost #>> '{start,dateTime}' AS lost_start, c.lost #>> '{start,timeZone}' AS lost_tz,
+       -- the losing version is Graph JSON; m365sync reads Graph in UTC, shown here in the viewer's zone
+       CASE WHEN c.lost #>> '{start,timeZone}' = 'UTC'
+            THEN to_char((c.lost #>> '{start,dateTime}')::timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')
+            ELSE replace(left(c.lost #>> '{start,dateTime}', 16), 'T', ' ') || ' ' || (c.lost #>> '{start,timeZone}')
+       END AS lost_start,
        c.lost #>> '{location,displayName}' AS lost_location
   FROM m365sync.conflicts() c
  ORDER BY c.detected_at
@@ -49,7 +53,7 @@ def show(req):
             '<section class="card conflict" data-event-id="%d"><h2>%s</h2>'
             '<p class="muted small">Detected %s · policy %s kept %s version.</p>'
             '<div class="versions"><div><h3>Now (%s)</h3><p>%s</p><p class="muted">%s %s</p></div>'
-            '<div><h3>Set aside (%s)</h3><p>%s</p><p class="muted">%s %s %s</p></div></div>'
+            '<div><h3>Set aside (%s)</h3><p>%s</p><p class="muted">%s %s</p></div></div>'
             '<form method="post" action="/conflicts/resolve"><input type="hidden" name="event_id" value="%d">'
             '<button type="submit" name="keep" value="remote">Keep Outlook\'s version</button>'
             '<button type="submit" name="keep" value="local">Keep FlowAgent\'s version</button>'
@@ -57,7 +61,7 @@ def show(req):
             % (c["event_id"], esc(now.get("subject") or c["lost_subject"] or "(no subject)"), esc(c["detected"]),
                esc(c["policy"]), esc(kept), esc(kept), esc(now.get("subject")), esc(now.get("start_local")),
                esc(now.get("location") or ""), esc(lost), esc(c["lost_subject"]), esc(c["lost_start"]),
-               esc(c["lost_tz"]), esc(c["lost_location"] or ""), c["event_id"]))
+               esc(c["lost_location"] or ""), c["event_id"]))
     return page(req, "Conflicts", "<h1>Conflicts</h1>" + "".join(cards), active="/conflicts")
 
 

@@ -276,16 +276,10 @@ def save(req):
             except DbError:
                 pass
         if isinstance(err, FormError):
-            err = _as_box(str(err))
+            err = DbError.of("Check the form", str(err))
         return _form(req, e, values, err, status=400)
     req.flash("ok", "Saved. FlowAgent sends it to Outlook right after this commit.")
     return redirect("/calendar?week=%s" % f.get("start_date", ""))
-
-
-def _as_box(text):
-    box = DbError.__new__(DbError)
-    box.headline, box.message, box.detail, box.hint, box.sqlstate = "Check the form", text, None, None, ""
-    return box
 
 
 def delete(req, event_id):

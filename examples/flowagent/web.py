@@ -118,9 +118,7 @@ def flash_err(req, err):
 
 def _flash_html(kind, text):
     if kind == "dberror":
-        e = DB.DbError.__new__(DB.DbError)
-        e.__dict__.update(text)
-        return error_box(e)
+        return error_box(DB.DbError.of(**text))
     return '<div class="msg %s" role="status">%s</div>' % (esc(kind), esc(text))
 
 

@@ -172,7 +172,7 @@ async function main() {
 }
 
 async function run(browser) {
-  console.log('1..8');
+  console.log('1..9');
 
   await test('the organisation admin approves FlowAgent at Microsoft', async () => {
     const page = await signIn(browser, 'olivia');
@@ -372,6 +372,38 @@ async function run(browser) {
       return cols.join() === 'true,true,false,true,true,false,false';
     }, 10000).catch(() => { throw new Error('week view: ' + cols.join()); });
     await shot(page, '08-week-after.png', true);
+  });
+
+  await test('a conflict shows on the Conflicts page and a button resolves it', async () => {
+    const page = state.ada;
+    // Microsoft refuses FlowAgent's writes for a while, so Ada's edit waits in the outbox ...
+    await sim('POST', 'faults', { route: '/events/', method: 'PATCH', kind: '503', count: 100000, retry_after: 1 });
+    try {
+      await page.goto(APP + WEEK);
+      await openBlock(page, 'Lunch with Grace', 4);
+      await page.$eval('input[name=subject]', (el) => { el.value = 'Lunch with Grace and Alan'; });
+      await go(page, 'button::-p-text(Save)');
+      assert((await text(page)).includes('Saved.'), 'the edit was not saved');
+      // ... while the same event changes in Outlook.
+      const lunch = (await truth('ada@contoso.example')).events.find((e) => e.subject === 'Lunch with Grace');
+      await sim('PATCH', `users/${SIM_USERS['ada@contoso.example']}/events/${encodeURIComponent(lunch.id)}`,
+        { subject: 'Lunch with Grace (moved to the roof)' });
+      await until('the conflict on the Conflicts page', async () => {
+        await page.goto(APP + '/conflicts');
+        return (await page.$('.conflict')) !== null;
+      }, 20000);
+    } finally {
+      await sim('DELETE', 'faults');
+    }
+    const card = await text(page, '.conflict');
+    assert(card.includes('Lunch with Grace and Alan') && card.includes('Lunch with Grace (moved to the roof)'),
+      'the card does not show both versions: ' + card);
+    await shot(page, '09-conflicts.png');
+    await go(page, "button::-p-text(Keep FlowAgent's version)");
+    const after = await text(page);
+    assert(after.includes('Resolved.') && after.includes('No conflicts.'), 'not resolved: ' + after.slice(0, 300));
+    await until('FlowAgent\'s version in Outlook', async () =>
+      (await truth('ada@contoso.example')).events.some((e) => e.subject === 'Lunch with Grace and Alan'), 30000);
   });
 }
 
