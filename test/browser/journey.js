@@ -291,6 +291,11 @@ async function run(browser) {
   });
 
   await test('a second user never sees the first user\'s events', async () => {
+    // An Outlook subject with markup must show as text, never run.
+    await sim('POST', `users/${SIM_USERS['grace@contoso.example']}/events`, {
+      subject: '<img src=x onerror="window.__xss=1">Retro <b>notes</b>',
+      start: { dateTime: weekday(4) + 'T09:00:00', timeZone: 'Eastern Standard Time' },
+      end: { dateTime: weekday(4) + 'T10:00:00', timeZone: 'Eastern Standard Time' } });
     const page = await signIn(browser, 'grace');
     await connectAtMicrosoft(page, 'grace@contoso.example');
     assert((await msState(page)) === 'connected', 'Grace not connected');
@@ -302,6 +307,9 @@ async function run(browser) {
     assert(week.includes('Ops sync'), 'Grace misses her own event');
     for (const s of ['Board meeting', 'Coffee with Charles', 'Design review', 'Daily stand-up', 'Company offsite'])
       assert(!week.includes(s), 'Grace sees Ada\'s ' + s);
+    assert(week.includes('<img src=x onerror="window.__xss=1">Retro <b>notes</b>'), 'the subject is not shown as text');
+    assert(await page.evaluate(() => window.__xss === undefined && !document.querySelector('.week img, .week b')),
+      'markup from an Outlook subject reached the page');
     // Her own times are in her zone (Outlook's 10:00 Eastern Standard Time).
     const ops = await block(page, 'Ops sync', 1);
     assert(ops.text.includes('10:00–11:00'), 'Ops sync not on Tuesday 10:00 New York: ' + ops.text);
