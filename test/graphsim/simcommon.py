@@ -41,6 +41,7 @@ DEFAULT_CONFIG = {
     "batch_shuffle": True,
     "log": True,
     "log_limit": 20000,
+    "sign_in_pages": False,      # true: authorize and adminconsent show pages a browser clicks through
 }
 
 STATUS_FAULTS = {

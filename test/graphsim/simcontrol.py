@@ -36,7 +36,7 @@ def control(st, method, path, q, body_bytes):
         return 200, {"value": [{"id": t["id"], "tenant": t["tenant"], "consent": t["consent"]} for t in st.tenants.values()]}
     if segs == ["apps"] and method == "POST":
         app = {"client_id": body["client_id"], "client_secret": body["client_secret"],
-               "redirect_uris": list(body.get("redirect_uris") or [])}
+               "redirect_uris": list(body.get("redirect_uris") or []), "name": body.get("name") or "FlowAgent"}
         st.apps[app["client_id"]] = app
         return 201, {"client_id": app["client_id"], "redirect_uris": app["redirect_uris"]}
     if segs == ["users"] and method == "POST":

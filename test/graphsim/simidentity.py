@@ -7,6 +7,7 @@ import base64
 import urllib.parse
 
 import simauth as A
+import simpages as P
 from simcommon import JSON_CT, Resp, jbytes, utc_stamp
 
 
@@ -30,6 +31,8 @@ def identity(st, method, tenant_ref, action, q, form, headers):
         return authorize(st, tenant_ref, q)
     if action == "adminconsent":
         return admin_consent(st, tenant_ref, q)
+    if action in ("login", "consent") and method == "POST":
+        return (login if action == "login" else consent)(st, form)
     if action == "token":
         if method != "POST":
             return aad_response(st, A.AuthError("invalid_request", 900144, param="grant_type"))
@@ -51,54 +54,93 @@ def _path_tenant(st, ref, allow_common=True):
     return t
 
 
-def authorize(st, tenant_ref, q):
+def _pages(st):
+    """Sign-in pages are shown when the config asks for them and no account or
+    decline is preset with /_sim/authorize_as (the tests' direct path)."""
+    return bool(st.cfg.get("sign_in_pages")) and not st.authorize_as.get("upn") and \
+        not st.authorize_as.get("decline")
+
+
+def _redirect(redirect, params, mode="query"):
+    return Resp(302, b"", [("Location", A.redirect_url(redirect, params, mode)), ("Content-Length", "0")])
+
+
+def _authorize_request(st, tenant_ref, q):
+    """Validate an authorize request -> (request dict, None) or (None, answer)."""
     app = st.apps.get(q.get("client_id", ""))
     if app is None:
-        return error_page(400, A.AuthError("unauthorized_client", 700016, client=q.get("client_id", ""),
-                                           tenant=tenant_ref))
+        return None, error_page(400, A.AuthError("unauthorized_client", 700016, client=q.get("client_id", ""),
+                                                 tenant=tenant_ref))
     redirect = q.get("redirect_uri", "")
     if redirect not in app["redirect_uris"]:
-        return error_page(400, A.AuthError("invalid_request", 50011, redirect=redirect, client=app["client_id"]))
+        return None, error_page(400, A.AuthError("invalid_request", 50011, redirect=redirect,
+                                                 client=app["client_id"]))
     try:
         t = _path_tenant(st, tenant_ref)
     except A.AuthError as err:
-        return error_page(400, err)
-    state = q.get("state")
-    mode = q.get("response_mode", "query")
-
-    def fail(err):
-        return Resp(302, b"", [("Location", A.redirect_url(redirect, [
-            ("error", err.error), ("error_description", str(err)), ("state", state)], mode)),
-            ("Content-Length", "0")])
-
+        return None, error_page(400, err)
+    req = {"kind": "authorize", "tenant_ref": tenant_ref, "tenant": t, "app": app, "redirect": redirect,
+           "state": q.get("state"), "mode": q.get("response_mode", "query"), "prompt": q.get("prompt")}
     if q.get("response_type") != "code":
-        return fail(A.AuthError("unsupported_response_type", 700054))
+        return None, _fail(req, A.AuthError("unsupported_response_type", 700054))
     if not q.get("scope"):
-        return fail(A.AuthError("invalid_request", 900144, param="scope"))
+        return None, _fail(req, A.AuthError("invalid_request", 900144, param="scope"))
     scopes, offline, badscope = A.normalize_scopes(q["scope"])
     if scopes is None:
-        return fail(A.AuthError("invalid_scope", 70011, scope=badscope))
+        return None, _fail(req, A.AuthError("invalid_scope", 70011, scope=badscope))
     ch = q.get("code_challenge")
     meth = q.get("code_challenge_method", "plain" if ch else None)
     if ch is not None and meth not in ("S256", "plain"):
-        return fail(A.AuthError("invalid_request", 900144, param="code_challenge_method"))
+        return None, _fail(req, A.AuthError("invalid_request", 900144, param="code_challenge_method"))
+    req.update(scopes=scopes, offline=offline, challenge=ch, method=meth)
+    return req, None
+
+
+def _fail(req, err):
+    return _redirect(req["redirect"], [("error", err.error), ("error_description", str(err)),
+                                       ("state", req["state"])], req["mode"])
+
+
+def authorize(st, tenant_ref, q):
+    req, answer = _authorize_request(st, tenant_ref, q)
+    if answer is not None:
+        return answer
+    pages = _pages(st)
+    if pages and not q.get("login_hint") and q.get("prompt") != "none":
+        return _pick_account(st, _begin(st, req))
     upn = q.get("login_hint") or st.authorize_as.get("upn")
     m = st.store.find_mailbox(upn) if upn else None
     if m is None:
-        return fail(A.AuthError("interaction_required", 50058))
+        return _fail(req, A.AuthError("interaction_required", 50058))
+    return _signed_in(st, req, m, pages)
+
+
+def _signed_in(st, req, m, pages, ctx=None):
+    """The user is known: check tenant and consent, then ask for consent
+    (pages, when the organisation has not consented for everyone, or
+    prompt=consent) or redirect with a code."""
     ut = st.tenants[m.tenant]
+    t = req["tenant"]
     if t is not None and t["id"] != ut["id"]:
-        return fail(A.AuthError("invalid_request", 50020, user=m.upn, tenant=tenant_ref))
+        return _fail(req, A.AuthError("invalid_request", 50020, user=m.upn, tenant=req["tenant_ref"]))
     if st.authorize_as.get("decline"):
-        return fail(A.AuthError("access_denied", 65004))
+        return _fail(req, A.AuthError("access_denied", 65004))
     if ut["consent"] is False:
-        return fail(A.AuthError("consent_required", 65001, client=app["client_id"]))
+        return _fail(req, A.AuthError("consent_required", 65001, client=req["app"]["client_id"]))
+    if pages and (ut["consent"] is not True or req["prompt"] == "consent"):
+        ctx = ctx or _begin(st, req)
+        st.sign_ins[ctx]["user"] = m.id
+        return P.consent(req["tenant_ref"], ctx, req["app"].get("name", "FlowAgent"), m.upn, req["scopes"], False)
+    return _code(st, req, m, ut)
+
+
+def _code(st, req, m, ut):
     code = A.opaque(st.rng, "1.AXcAsim", 120)
-    st.codes[code] = {"client": app["client_id"], "redirect": redirect, "scopes": scopes, "offline": offline,
-                      "challenge": ch, "method": meth, "user": m.id, "tenant": ut["id"], "issued": st.now(),
-                      "used": False}
-    return Resp(302, b"", [("Location", A.redirect_url(redirect, [("code", code), ("state", state),
-                                                                   ("session_state", st.guid())], mode))])
+    st.codes[code] = {"client": req["app"]["client_id"], "redirect": req["redirect"], "scopes": req["scopes"],
+                      "offline": req["offline"], "challenge": req["challenge"], "method": req["method"],
+                      "user": m.id, "tenant": ut["id"], "issued": st.now(), "used": False}
+    return _redirect(req["redirect"], [("code", code), ("state", req["state"]), ("session_state", st.guid())],
+                     req["mode"])
 
 
 def admin_consent(st, tenant_ref, q):
@@ -114,14 +156,101 @@ def admin_consent(st, tenant_ref, q):
     except A.AuthError as err:
         return error_page(400, err)
     state = q.get("state")
+    req = {"kind": "adminconsent", "tenant_ref": tenant_ref, "tenant": t, "app": app, "redirect": redirect,
+           "state": state, "mode": "query", "scope": q.get("scope", "")}
+    if _pages(st):
+        return _pick_account(st, _begin(st, req))
     if st.authorize_as.get("decline"):
         e = st.authorize_as.get("admin_consent_error") or "permission_denied"
         err = A.AuthError(e, 65004)
         return Resp(302, b"", [("Location", A.redirect_url(redirect, [
             ("error", e), ("error_description", str(err)), ("state", state)]))])
-    t["consent"] = True
-    return Resp(302, b"", [("Location", A.redirect_url(redirect, [
-        ("admin_consent", "True"), ("tenant", t["id"]), ("scope", q.get("scope", "")), ("state", state)]))])
+    return _admin_granted(req)
+
+
+def _admin_granted(req):
+    req["tenant"]["consent"] = True
+    return Resp(302, b"", [("Location", A.redirect_url(req["redirect"], [
+        ("admin_consent", "True"), ("tenant", req["tenant"]["id"]), ("scope", req["scope"]),
+        ("state", req["state"])]))])
+
+
+# ---- the pages' steps: a pending sign-in lives under an opaque ctx --------
+
+SIGN_IN_LIFETIME = 600
+SIGN_INS_MAX = 1000
+
+
+def _begin(st, req):
+    now = st.now()
+    for k in [k for k, v in st.sign_ins.items() if now - v["created"] > SIGN_IN_LIFETIME]:
+        del st.sign_ins[k]
+    while len(st.sign_ins) >= SIGN_INS_MAX:
+        del st.sign_ins[next(iter(st.sign_ins))]
+    ctx = A.opaque(st.rng, "", 32)
+    st.sign_ins[ctx] = {"req": req, "created": now, "user": None}
+    return ctx
+
+
+def _pending(st, form):
+    p = st.sign_ins.get(form.get("ctx") or "")
+    if p is None or st.now() - p["created"] > SIGN_IN_LIFETIME:
+        return None
+    return p
+
+
+def _accounts(st, req):
+    """The accounts the picker offers: the path tenant's users, or everyone's."""
+    t = req["tenant"]
+    out = [(m.upn, m.name) for m in st.store.by_idx if t is None or m.tenant == t["id"]]
+    return out[:20]
+
+
+def _pick_account(st, ctx, error=None):
+    req = st.sign_ins[ctx]["req"]
+    return P.pick_account(req["tenant_ref"], ctx, req["app"].get("name", "FlowAgent"), _accounts(st, req), error)
+
+
+def login(st, form):
+    """POST from "Pick an account": the chosen account signs in."""
+    p = _pending(st, form)
+    if p is None:
+        return P.expired()
+    ctx, req = form["ctx"], p["req"]
+    m = st.store.find_mailbox(form.get("login", "").strip()) if form.get("login", "").strip() else None
+    if m is None:
+        return _pick_account(st, ctx, "We couldn't find an account with that username. Try another, or use the "
+                                      "account your organization gave you.")
+    if req["kind"] == "authorize":
+        answer = _signed_in(st, req, m, True, ctx)
+        if answer.status == 302:
+            st.sign_ins.pop(ctx, None)
+        return answer
+    if m.tenant != req["tenant"]["id"]:
+        del st.sign_ins[ctx]
+        return _fail(req, A.AuthError("access_denied", 50020, user=m.upn, tenant=req["tenant_ref"]))
+    p["user"] = m.id
+    return P.consent(req["tenant_ref"], ctx, req["app"].get("name", "FlowAgent"), m.upn, [], True)
+
+
+def consent(st, form):
+    """POST from "Permissions requested": Accept or Cancel."""
+    p = _pending(st, form)
+    if p is None or p["user"] is None:
+        return P.expired()
+    req = p["req"]
+    del st.sign_ins[form["ctx"]]
+    accept = form.get("action") == "accept"
+    if req["kind"] == "adminconsent":
+        if accept:
+            return _admin_granted(req)
+        return _redirect(req["redirect"], [("error", "permission_denied"),
+                                           ("error_description", "The admin canceled the request"),
+                                           ("state", req["state"])])
+    if not accept:
+        return _fail(req, A.AuthError("access_denied", 65004))
+    m = st.store.mailboxes[p["user"]]
+    return _code(st, req, m, st.tenants[m.tenant])
 
 
 def _client_auth(st, form, headers):

@@ -36,6 +36,7 @@ class State:
         self.refresh = {}
         self.access = {}
         self.authorize_as = {"upn": None, "decline": False, "admin_consent_error": "permission_denied"}
+        self.sign_ins = {}         # ctx -> a sign-in waiting on its pages (sign_in_pages)
         self.faults = []
         self.fault_seq = 0
         self.paused = []
