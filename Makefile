@@ -54,3 +54,15 @@ unit:
 	$(MAKE) -C test/unit PG_CONFIG=$(PG_CONFIG)
 fuzz:
 	$(MAKE) -C test/fuzz PG_CONFIG=$(PG_CONFIG)
+
+# PGXN release: $(EXTENSION)-$(EXTVERSION).zip, one top directory
+# $(EXTENSION)-$(EXTVERSION)/ with META.json at its top, from the committed
+# tree (git archive HEAD). META.json is checked against the PGXN Meta Spec and
+# the control file first, so the two cannot disagree; then the zip itself.
+DISTFILE ?= $(EXTENSION)-$(EXTVERSION).zip
+.PHONY: dist
+dist:
+	@git rev-parse --git-dir >/dev/null 2>&1 || { echo "make dist needs a git checkout (it archives HEAD)" >&2; exit 1; }
+	python3 test/package/validate_meta.py META.json
+	git archive --format=zip --prefix=$(EXTENSION)-$(EXTVERSION)/ -o $(DISTFILE) HEAD
+	python3 test/package/validate_meta.py META.json --zip $(DISTFILE)
