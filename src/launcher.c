@@ -21,6 +21,9 @@
 
 #include <signal.h>
 
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
@@ -37,7 +40,7 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/memutils.h"
-#include "utils/syscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "launcher.h"
@@ -321,21 +324,33 @@ launcher_exit(int code, Datum arg)
 	}
 }
 
-/* Does m365sync.database exist and take connections? Reads pg_database only. */
+/*
+ * Does m365sync.database exist and take connections? A heap scan of
+ * pg_database, as the autovacuum launcher does: connected to no database
+ * we cannot build the descriptors of its indexes (that needs pg_class)
+ * once the shared relcache init file is gone, as after a DROP DATABASE.
+ */
 static DbState
 lookup_database(Oid *dboid)
 {
 	DbState		state = DB_MISSING;
+	Relation	rel;
+	TableScanDesc scan;
 	HeapTuple	tup;
 
+	*dboid = InvalidOid;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	*dboid = get_database_oid(m365_database, true);
-	if (OidIsValid(*dboid) &&
-		HeapTupleIsValid(tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(*dboid))))
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
+		if (strcmp(NameStr(db->datname), m365_database) != 0)
+			continue;
+		*dboid = db->oid;
 		state = DB_READY;
 		if (!db->datallowconn)
 			state = DB_NO_CONNECTIONS;
@@ -344,8 +359,10 @@ lookup_database(Oid *dboid)
 		if (database_is_invalid_form(db))
 			state = DB_MISSING;
 #endif
-		ReleaseSysCache(tup);
+		break;
 	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	return state;
 }
