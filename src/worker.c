@@ -258,19 +258,19 @@ m365_worker_main(Datum arg)
 		{
 			MemoryContext old = MemoryContextSwitchTo(round_context);
 			char	   *problem = NULL;
-			WorkerState now = check_ready(&problem);
+			WorkerState ready = check_ready(&problem);
 
-			if (now != state ||
-				(now == WS_NO_KEY && (key_problem == NULL || strcmp(problem, key_problem) != 0)))
+			if (ready != state ||
+				(ready == WS_NO_KEY && (key_problem == NULL || strcmp(problem, key_problem) != 0)))
 			{
-				log_state(now, problem);
+				log_state(ready, problem);
 				if (key_problem != NULL)
 					pfree(key_problem);
 				key_problem = problem ? MemoryContextStrdup(worker_context, problem) : NULL;
-				state = now;
+				state = ready;
 			}
 
-			if (now == WS_SYNCING)
+			if (ready == WS_SYNCING)
 			{
 				pgstat_report_activity(STATE_RUNNING, "m365sync round");
 				wait_ms = m365_worker_round();
