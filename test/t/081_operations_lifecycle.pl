@@ -7,6 +7,7 @@ use strict;
 use warnings;
 use lib "$ENV{M365_SRC}/test/t/lib";
 use File::Copy qw(copy);
+use IPC::Run;
 use M365Test;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -189,6 +190,21 @@ $node->wait_for_log(qr/m365sync worker: extension found, syncing/, $offset);
 add_outlook_event($ua, 'After rename');
 ok($node->poll_query_until($db, "SELECT count(*) = 2 FROM m365sync.events WHERE account_id = $ada"),
 	'after the rename back an Outlook change arrives');
+
+# A DROP DATABASE that fails for another reason (a session of FlowAgent is
+# connected) gives PostgreSQL's own error, and the worker comes back at once.
+my $sleeper = IPC::Run::start([ $node->installed_command('psql'), '-X', '-d', $node->connstr($db),
+	'-c', 'SELECT pg_sleep(60)' ], '>', \my $sleep_out, '2>', \my $sleep_err);
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 1 FROM pg_stat_activity WHERE datname = '$db' AND query LIKE 'SELECT pg_sleep%'")
+  or die 'sleeper did not connect';
+$offset = -s $node->logfile;
+($ret, $out, $err) = $node->psql('postgres', "DROP DATABASE $db", timeout => 120);
+isnt($ret, 0, 'DROP DATABASE with another session connected still fails');
+like($err, qr/being accessed by other users/, 'with PostgreSQL\'s own error');
+$node->wait_for_log(qr/m365sync worker: extension found, syncing/, $offset);
+ok(1, 'and the worker is back in the database at once');
+$sleeper->kill_kill;
 
 # ---- start-up fault: the master key file missing, then unreadable ----
 
