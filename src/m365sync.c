@@ -1,6 +1,7 @@
 /*
  * m365sync.c — module entry point: the settings of SPEC §2 and, when loaded
- * through shared_preload_libraries, the registration of the sync worker.
+ * through shared_preload_libraries, the registration of the launcher (which
+ * runs the sync worker) and of the utility hook.
  *
  * Nothing else lives here. Loaded without preload (a plain CREATE EXTENSION
  * and a function call), every SQL function works and syncing is driven by
@@ -13,6 +14,7 @@
 #include "utils/guc.h"
 
 #include "http_util.h"
+#include "launcher.h"
 #include "m365sync.h"
 #include "purge.h"
 #include "subscriptions.h"
@@ -183,6 +185,14 @@ _PG_init(void)
 	/* Erasure deletes an account's Graph subscriptions before its keys go. */
 	m365_purge_remote_hook = m365_subscriptions_purge_remote;
 
+	/*
+	 * Preloaded: the launcher starts the sync worker, and every backend sees
+	 * the DBA commands that must not meet it (DROP DATABASE, ALTER
+	 * EXTENSION UPDATE, ...).
+	 */
 	if (process_shared_preload_libraries_in_progress)
-		m365_register_worker();
+	{
+		m365_register_launcher();
+		m365_install_utility_hook();
+	}
 }

@@ -42,9 +42,11 @@ extern char *m365_flowagent_user;
 
 extern const char *m365_conflict_policy_name(int policy);
 
-/* worker.c */
-extern void m365_register_worker(void);
+/* worker.c: the sync worker, started by the launcher (launcher.c) */
 extern PGDLLEXPORT void m365_worker_main(Datum arg);
+
+/* utility_hook.c: DBA commands that must not meet the worker (preload only) */
+extern void m365_install_utility_hook(void);
 
 /* identity.c: the FlowAgent user the current transaction acts for */
 extern const char *m365_acting_user(void);

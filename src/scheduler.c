@@ -25,6 +25,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "extension_guard.h"
 #include "m365sync.h"
 #include "pull.h"
 #include "push.h"
@@ -52,7 +53,7 @@ m365_commit_and_continue(void)
 
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	StartTransactionCommand();
+	m365_worker_start_xact();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(keep);
 }
@@ -60,11 +61,14 @@ m365_commit_and_continue(void)
 void
 m365_report_and_continue(MemoryContext keep)
 {
+	/* DROP/ALTER EXTENSION cut the round: not one account's failure, the whole round goes */
+	if (m365_extension_round_cut())
+		PG_RE_THROW();
 	MemoryContextSwitchTo(keep);
 	EmitErrorReport();
 	FlushErrorState();
 	AbortCurrentTransaction();
-	StartTransactionCommand();
+	m365_worker_start_xact();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(keep);
 }
@@ -362,8 +366,7 @@ m365_worker_round(void)
 	List	   *due;
 	int			batch = batch_size();
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	m365_worker_start_xact();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(round_cxt);
 	prune_run_history();

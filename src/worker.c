@@ -1,42 +1,51 @@
 /*
- * worker.c — the sync worker's life: registration, signals, the latch loop.
+ * worker.c — the sync worker's life: signals, states, the latch loop, and
+ * the wake at commit.
  *
- * One background worker per server connects to m365sync.database. While the
- * extension is not installed there it waits quietly (one log line per state
- * change, a check every WAIT_NOT_INSTALLED_MS). Once it is, each wake-up runs
- * one scheduler round in its own memory context, reset every iteration;
- * rounds woken by commits start at least MIN_WOKEN_ROUND_GAP_MS apart.
+ * The launcher (launcher.c) starts one sync worker in the database named by
+ * m365sync.database and stops it when a DBA's command needs that database
+ * to itself. The worker waits quietly, one log line per change of state,
+ * while the extension is not installed there or the master key file cannot
+ * be read (a check every WAIT_NOT_READY_MS, and at once on a reload or a
+ * CREATE EXTENSION). Once it can sync, each wake-up runs one scheduler
+ * round in its own memory context, reset every iteration; rounds woken by
+ * commits start at least MIN_WOKEN_ROUND_GAP_MS apart. Every transaction of
+ * a round first holds the extension object (extension_guard.c), so DROP
+ * and ALTER EXTENSION wait for it, or cut it between two transactions.
  *
- * It must never exit with code 0 (that unregisters it for good) and never
- * let one round's ERROR end the process: a failed round is reported, rolled
- * back and retried after a pause, so a bad row cannot start a crash loop.
- * Signal handlers only set flags and the latch (die and the standard reload
- * handler do), so DROP DATABASE and shutdown never wait on us.
+ * It never lets one round's ERROR end the process: a failed round is
+ * reported, rolled back and retried after a pause, so a bad row cannot
+ * start a crash loop. Signal handlers only set flags and the latch (die and
+ * the standard reload handler do), so shutdown never waits on us.
  */
 #include "postgres.h"
 
 #include <malloc.h>
 
 #include "access/xact.h"
-#include "commands/extension.h"
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lwlock.h"
 #include "storage/proc.h"
-#include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "extension_guard.h"
+#include "launcher.h"
 #include "m365sync.h"
+#include "masterkey.h"
 #include "worker.h"
 
-#define WAIT_NOT_INSTALLED_MS	10000
+/* The database served, for log lines (read once, at start). */
+static char database_name[NAMEDATALEN];
+
+#define WAIT_NOT_READY_MS		10000
 #define WAIT_AFTER_ERROR_MS		5000
 
 /*
@@ -47,70 +56,6 @@
  */
 #define MIN_WOKEN_ROUND_GAP_MS	100
 
-/* What the worker shares with backends: where to find its latch. */
-typedef struct M365WorkerShared
-{
-	pid_t		worker_pid;
-	Latch	   *worker_latch;
-} M365WorkerShared;
-
-static M365WorkerShared *worker_shared = NULL;
-
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-
-static void
-m365_shmem_request(void)
-{
-#if PG_VERSION_NUM >= 150000
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-#endif
-	RequestAddinShmemSpace(MAXALIGN(sizeof(M365WorkerShared)));
-}
-
-static void
-m365_shmem_startup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	worker_shared = ShmemInitStruct("m365sync worker", sizeof(M365WorkerShared), &found);
-	if (!found)
-		memset(worker_shared, 0, sizeof(M365WorkerShared));
-	LWLockRelease(AddinShmemInitLock);
-}
-
-void
-m365_register_worker(void)
-{
-	BackgroundWorker worker;
-
-#if PG_VERSION_NUM >= 150000
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = m365_shmem_request;
-#else
-	m365_shmem_request();
-#endif
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = m365_shmem_startup;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 10;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "m365sync");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "m365_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "m365sync worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "m365sync worker");
-	RegisterBackgroundWorker(&worker);
-}
-
 /*
  * Wake the worker (after a commit that queued work). A no-op when the
  * library was not preloaded or the worker is not running.
@@ -118,11 +63,8 @@ m365_register_worker(void)
 void
 m365_wake_worker(void)
 {
-	Latch	   *latch;
+	Latch	   *latch = m365_shared_worker_latch();
 
-	if (worker_shared == NULL)
-		return;
-	latch = worker_shared->worker_latch;
 	if (latch != NULL)
 		SetLatch(latch);
 }
@@ -158,23 +100,79 @@ m365_wake_worker_at_commit(void)
 static void
 m365_worker_detach_shared(int code, Datum arg)
 {
-	if (worker_shared != NULL && worker_shared->worker_pid == MyProcPid)
-	{
-		worker_shared->worker_latch = NULL;
-		worker_shared->worker_pid = 0;
-	}
+	m365_shared_set_worker(NULL);
 }
 
-static bool
-extension_installed(void)
+typedef enum WorkerState
 {
-	bool		installed;
+	WS_UNKNOWN,
+	WS_NOT_INSTALLED,
+	WS_NO_KEY,
+	WS_SYNCING
+} WorkerState;
+
+/*
+ * Can a round run? In one short transaction: is the extension installed
+ * (and which one: extension_guard.c), and can the master keys be read? A
+ * key problem is not an ERROR of the worker but a state it waits in; its
+ * message is returned in *key_problem (allocated in the caller's context).
+ */
+static WorkerState
+check_ready(char **key_problem)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	volatile bool key_ok = true;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	installed = OidIsValid(get_extension_oid("m365sync", true));
-	CommitTransactionCommand();
-	return installed;
+	if (!m365_extension_round_begin())
+	{
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(caller);
+		return WS_NOT_INSTALLED;
+	}
+	PG_TRY();
+	{
+		(void) m365_master_keys();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(caller);
+		e = CopyErrorData();
+		FlushErrorState();
+		*key_problem = e->message ? pstrdup(e->message) : pstrdup("unknown error");
+		FreeErrorData(e);
+		key_ok = false;
+	}
+	PG_END_TRY();
+	if (key_ok)
+		CommitTransactionCommand();
+	else
+		AbortCurrentTransaction();
+	MemoryContextSwitchTo(caller);
+	return key_ok ? WS_SYNCING : WS_NO_KEY;
+}
+
+/* One log line per change of state (and per change of key problem). */
+static void
+log_state(WorkerState state, const char *key_problem)
+{
+	if (state == WS_SYNCING)
+		ereport(LOG,
+				(errmsg("m365sync worker: extension found, syncing")));
+	else if (state == WS_NOT_INSTALLED)
+		ereport(LOG,
+				(errmsg("m365sync worker: extension m365sync is not installed in database \"%s\", waiting",
+						database_name),
+				 errhint("Run CREATE EXTENSION m365sync in that database.")));
+	else if (state == WS_NO_KEY)
+		ereport(LOG,
+				(errmsg("m365sync worker: master key unavailable, waiting"),
+				 errdetail("%s", key_problem),
+				 errhint("Fix m365sync.key_file and reload; the worker checks again every %d s and at each reload.",
+						 WAIT_NOT_READY_MS / 1000)));
 }
 
 /*
@@ -197,9 +195,13 @@ space_out_woken_rounds(TimestampTz last_round_start)
 void
 m365_worker_main(Datum arg)
 {
+	Oid			dboid = DatumGetObjectId(arg);
 	MemoryContext round_context;
-	volatile int installed_state = -1;	/* unknown, 0 no, 1 yes */
+	volatile WorkerState state = WS_UNKNOWN;
+	char	   *volatile key_problem = NULL;	/* in worker_context */
+	MemoryContext worker_context;
 	TimestampTz last_round_start = 0;
+	char	   *name;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -215,26 +217,31 @@ m365_worker_main(Datum arg)
 	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 	mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
 
-	BackgroundWorkerInitializeConnection(m365_database, NULL, 0);
+	/* By oid: the launcher found it by name; if it went meanwhile this is one FATAL line and the launcher looks again. */
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
-	if (worker_shared != NULL)
-	{
-		worker_shared->worker_pid = MyProcPid;
-		worker_shared->worker_latch = MyLatch;
-		on_shmem_exit(m365_worker_detach_shared, (Datum) 0);
-	}
+	m365_shared_set_worker(MyLatch);
+	on_shmem_exit(m365_worker_detach_shared, (Datum) 0);
+
+	StartTransactionCommand();
+	name = get_database_name(MyDatabaseId);
+	strlcpy(database_name, name ? name : m365_database, sizeof(database_name));
+	CommitTransactionCommand();
 
 	ereport(LOG,
 			(errmsg("m365sync worker started"),
-			 errdetail("Serving database \"%s\".", m365_database)));
+			 errdetail("Serving database \"%s\".", database_name)));
 
+	worker_context = AllocSetContextCreate(TopMemoryContext,
+										   "m365sync worker",
+										   ALLOCSET_SMALL_SIZES);
 	round_context = AllocSetContextCreate(TopMemoryContext,
 										  "m365sync worker round",
 										  ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
-		volatile long wait_ms = WAIT_NOT_INSTALLED_MS;
+		volatile long wait_ms = WAIT_NOT_READY_MS;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -250,22 +257,20 @@ m365_worker_main(Datum arg)
 		PG_TRY();
 		{
 			MemoryContext old = MemoryContextSwitchTo(round_context);
-			bool		installed = extension_installed();
+			char	   *problem = NULL;
+			WorkerState ready = check_ready(&problem);
 
-			if ((int) installed != installed_state)
+			if (ready != state ||
+				(ready == WS_NO_KEY && (key_problem == NULL || strcmp(problem, key_problem) != 0)))
 			{
-				if (installed)
-					ereport(LOG,
-							(errmsg("m365sync worker: extension found, syncing")));
-				else
-					ereport(LOG,
-							(errmsg("m365sync worker: extension m365sync is not installed in database \"%s\", waiting",
-									m365_database),
-							 errhint("Run CREATE EXTENSION m365sync in that database.")));
-				installed_state = installed;
+				log_state(ready, problem);
+				if (key_problem != NULL)
+					pfree(key_problem);
+				key_problem = problem ? MemoryContextStrdup(worker_context, problem) : NULL;
+				state = ready;
 			}
 
-			if (installed)
+			if (ready == WS_SYNCING)
 			{
 				pgstat_report_activity(STATE_RUNNING, "m365sync round");
 				wait_ms = m365_worker_round();
@@ -275,14 +280,24 @@ m365_worker_main(Datum arg)
 		}
 		PG_CATCH();
 		{
-			/* Report, roll back, pause; never let a round end the worker. */
 			MemoryContextSwitchTo(TopMemoryContext);
-			EmitErrorReport();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
+			if (m365_extension_round_cut())
+			{
+				/* DROP/ALTER EXTENSION came between two transactions: look again at once, quietly. */
+				FlushErrorState();
+				AbortOutOfAnyTransaction();
+				wait_ms = 0;
+			}
+			else
+			{
+				/* Report, roll back, pause; never let a round end the worker. */
+				EmitErrorReport();
+				FlushErrorState();
+				AbortOutOfAnyTransaction();
+				state = WS_UNKNOWN;
+				wait_ms = WAIT_AFTER_ERROR_MS;
+			}
 			pgstat_report_activity(STATE_IDLE, NULL);
-			installed_state = -1;
-			wait_ms = WAIT_AFTER_ERROR_MS;
 		}
 		PG_END_TRY();
 

@@ -311,7 +311,7 @@ like($err, qr/DETAIL:.*holds another key under the id "k1"/, 'its detail names t
 is($node2->safe_psql('wrong2', "SELECT count(*) FROM pg_namespace WHERE nspname = 'm365sync'"), '0', 'nothing was restored');
 
 # With the original key file the same dump restores on the other server.
-File::Copy::copy($t->key_file, $key2) or die $!;
+File::Copy::copy($t->keyfile, $key2) or die $!;
 chmod 0600, $key2;
 $node2->reload;
 ($rc, $out, $err) = restore_on_node2('rightkey');

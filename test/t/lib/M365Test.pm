@@ -8,6 +8,7 @@
 # SQLSTATE of an error, and the usual app / consent / connect flows.
 #
 #   my $t = M365Test->new;                 # cluster + simulator, extension created
+#   M365Test->new(db => 'flowagent')       # ... in that database (m365sync.database), not postgres
 #   $t->setup_app;                         # app in the simulator, m365sync.configure()
 #   my $id = $t->connect_user('u1', 'alice@contoso.example');
 #   M365Test->new(version => "0.1.0");   # extension created at a shipped version (test/upgrade)
@@ -83,11 +84,12 @@ sub new
 	close $fh;
 	chmod 0600, $self->{keyfile};
 
+	my $db = $self->{db} = $o{db} // 'postgres';
 	my $node = PostgreSQL::Test::Cluster->new($o{name} // 'm365');
-	$node->init;
+	$node->init($o{init} ? %{ $o{init} } : ());
 	$node->append_conf('postgresql.conf', <<"CONF");
 shared_preload_libraries = 'm365sync'
-m365sync.database = 'postgres'
+m365sync.database = '$db'
 m365sync.key_file = '$self->{keyfile}'
 m365sync.graph_url = '$self->{sim}/v1.0'
 m365sync.login_url = '$self->{sim}'
@@ -103,10 +105,11 @@ CONF
 	$node->append_conf('postgresql.conf', $o{conf}) if $o{conf};
 	$node->start;
 	$self->{node} = $node;
+	$node->safe_psql('postgres', "CREATE DATABASE $db") if $db ne 'postgres';
 	$self->stage_old_version($o{version}) if $o{version};
-	$node->safe_psql('postgres', 'CREATE EXTENSION m365sync'
+	$node->safe_psql($db, 'CREATE EXTENSION m365sync'
 		  . ($o{version} ? " VERSION '$o{version}'" : ''));
-	$node->safe_psql('postgres', q{
+	$node->safe_psql($db, q{
 		CREATE ROLE flowagent LOGIN IN ROLE m365sync_app;
 		CREATE ROLE dba LOGIN IN ROLE m365sync_admin;
 		-- test hook: re-read one account's calendars with its stored token
@@ -161,7 +164,6 @@ sub write_key_file
 	chmod 0600, $path;
 }
 
-sub key_file { $_[0]->{keyfile} }
 
 # Run a client program (pg_dump, pg_restore, psql, ...) of the installation
 # under test; returns (exit status, stdout, stderr).
@@ -175,6 +177,8 @@ sub run_client
 }
 
 sub node { $_[0]->{node} }
+sub db { $_[0]->{db} }
+sub keyfile { $_[0]->{keyfile} }
 sub sim_url { $_[0]->{sim} }
 sub ca_file { "$_[0]->{certs}/ca.crt" }
 sub certs { $_[0]->{certs} }
@@ -246,7 +250,7 @@ sub sql
 		my $set = "SET LOCAL m365sync.flowagent_user = '$o{user}';";
 		$sql = ($sql =~ s/^\s*BEGIN\s*;/BEGIN; $set/i) ? $sql : "BEGIN; $set\n$sql\n;\nCOMMIT;";
 	}
-	$self->{node}->psql($o{db} // 'postgres', $sql, stdout => \$out, stderr => \$err,
+	$self->{node}->psql($o{db} // $self->{db}, $sql, stdout => \$out, stderr => \$err,
 		extra_params => \@extra, on_error_stop => 1);
 	if ($err =~ /ERROR:\s+([0-9A-Z]{5}):\s+(.*)/)
 	{
@@ -338,7 +342,7 @@ sub start_receiver
 	my ($out, $err) = ('', '');
 	my @cmd = ('python3', src_dir() . '/lib/webhook_receiver.py', '--port', '0',
 		'--cert', "$self->{certs}/server.crt", '--key', "$self->{certs}/server.key",
-		'--dbname', $self->{node}->connstr('postgres'), '--role', $o{role} // 'flowagent',
+		'--dbname', $self->{node}->connstr($self->{db}), '--role', $o{role} // 'flowagent',
 		'--psql', $self->{node}->installed_command('psql'), '--log', $log);
 	my $h = IPC::Run::start(\@cmd, '>', \$out, '2>', \$err);
 	my $deadline = time + 30;
