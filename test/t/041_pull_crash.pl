@@ -217,7 +217,7 @@ outlook('PATCH', gid($gone), { subject => 'Listed remote' });
 usleep(20_000);
 update($gone, 'Listed local');
 sync_round();
-is(local_row($gone) . '/' . listed($gone), 'Listed local|conflict|true/1', 'the later local edit is kept and pushed, the remote one listed');
+is(local_row($gone) . '/' . listed($gone), 'Listed local|conflict|true/1', 'the later local edit is kept, the remote one listed');
 is(remote('Listed local'), 1, '... and pushed');
 outlook('DELETE', gid($gone));
 full_resync();
