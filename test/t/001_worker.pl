@@ -2,25 +2,14 @@
 # missing, survives DROP/CREATE EXTENSION and reload, restarts after kill -9.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use lib "$ENV{M365_SRC}/test/t/lib";
+use M365Test;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $keyfile = PostgreSQL::Test::Utils::tempdir() . '/master.key';
-open(my $fh, '>', $keyfile) or die;
-print $fh 'k1:' . ('ab' x 32) . "\n";
-close $fh;
-chmod 0600, $keyfile;
-
-my $node = PostgreSQL::Test::Cluster->new('worker');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'm365sync'
-m365sync.database = 'postgres'
-m365sync.key_file = '$keyfile'
-restart_after_crash = on
-});
-$node->start;
+# No simulator and no extension yet: the worker alone, in database postgres.
+my $t = M365Test->new(name => 'worker', sim => 0, extension => 0, conf => "restart_after_crash = on\n");
+my $node = $t->node;
 
 sub worker_pids
 {

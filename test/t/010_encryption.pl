@@ -11,49 +11,20 @@
 # statement: the grep must find only what went through m365sync.
 use strict;
 use warnings;
-
-use PostgreSQL::Test::Cluster;
+use lib "$ENV{M365_SRC}/test/t/lib";
+use M365Test;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use File::Copy qw(copy);
 use File::Find;
 
-my $tmp = PostgreSQL::Test::Utils::tempdir;
-my $keyfile = "$tmp/m365sync.key";
-
-sub random_hex
-{
-	my ($n) = @_;
-	open my $fh, '<:raw', '/dev/urandom' or die "urandom: $!";
-	read($fh, my $bytes, $n) == $n or die "short read";
-	close $fh;
-	return unpack('H*', $bytes);
-}
-
-# Replace the key file atomically (new inode), mode 0600.
-sub write_key_file
-{
-	my ($path, @lines) = @_;
-	my $new = "$path.new";
-	open my $fh, '>', $new or die "$new: $!";
-	print $fh map { "$_\n" } @lines;
-	close $fh;
-	chmod 0600, $new;
-	rename $new, $path or die "rename: $!";
-}
-
-my $k1 = random_hex(32);
-write_key_file($keyfile, "k1:$k1");
-
-my $node = PostgreSQL::Test::Cluster->new('encryption');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'm365sync'
-m365sync.database = 'postgres'
-m365sync.key_file = '$keyfile'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION m365sync');
+# The server alone (no simulator), logging every statement as
+# PostgreSQL::Test::Cluster does by default.
+my $k1 = M365Test::random_hex(32);
+my $t = M365Test->new(name => 'encryption', sim => 0, keys => [ "k1:$k1" ],
+	conf => "log_statement = all\n");
+my $node = $t->node;
+my $keyfile = $t->keyfile;
 
 # A user with an account, a calendar and $n events whose content carries
 # the marker; one event has a 200 kB body so it is TOASTed.
@@ -103,7 +74,7 @@ CREATE FUNCTION public.tap_decrypting(acc bigint) RETURNS bigint LANGUAGE sql AS
 $$;
 });
 
-my $mark_tail = random_hex(8);
+my $mark_tail = M365Test::random_hex(8);
 my $marker = "ATREST-$mark_tail";
 my $alice = $node->safe_psql('postgres',
 	"SELECT public.tap_make_user('alice', 'ATR' || 'EST-$mark_tail', 50)");
@@ -137,7 +108,7 @@ chmod 0644, $keyfile;
 my ($rc, $out, $err) = try_sql($read_alice);
 like($err, qr/F0000: master key file ".*" has group or world access/,
 	'key file mode 0644: refused');
-like($err, qr/HINT:  Run chmod 600 ".*m365sync\.key"/, 'the hint says chmod 600');
+like($err, qr/HINT:  Run chmod 600 "\Q$keyfile\E"/, 'the hint says chmod 600');
 ($rc, $out, $err) = try_sql($write_new);
 like($err, qr/group or world access/, 'no write either with a refused key file');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM m365sync.data_keys WHERE account_id = 777'),
@@ -152,7 +123,7 @@ is($node->safe_psql('postgres', $read_alice), '50', 'mode 0600: reads work again
 # ---- missing ----
 rename $keyfile, "$keyfile.away";
 ($rc, $out, $err) = try_sql($read_alice);
-like($err, qr/58P01: could not access master key file ".*m365sync\.key": No such file or directory/,
+like($err, qr/58P01: could not access master key file "\Q$keyfile\E": No such file or directory/,
 	'missing key file: ERROR naming the file and the problem');
 is($node->safe_psql('postgres', 'SELECT 1'), '1', 'server keeps running');
 rename "$keyfile.away", $keyfile;
@@ -168,13 +139,13 @@ my @malformed = (
 foreach my $case (@malformed)
 {
 	my ($lines, $expect, $name) = @$case;
-	write_key_file($keyfile, @$lines);
+	$t->write_key_file($keyfile, @$lines);
 	($rc, $out, $err) = try_sql($read_alice);
 	like($err, qr/F0000: invalid master key file ".*": $expect/, "malformed key file ($name): ERROR names the problem");
 	unlike($err, qr/\Q@{[substr($k1, 8, 16)]}\E/i, "malformed key file ($name): no key material in the message");
 }
 is($node->safe_psql('postgres', 'SELECT 1'), '1', 'server keeps running after malformed key files');
-write_key_file($keyfile, "k1:$k1");
+$t->write_key_file($keyfile, "k1:$k1");
 is($node->safe_psql('postgres', $read_alice), '50', 'a good file again: reads work');
 
 # ---- inside the data directory, unset (setting changed with a reload) ----
@@ -192,19 +163,19 @@ unlink $inside;
 is($node->safe_psql('postgres', $read_alice), '50', 'setting restored on SIGHUP: reads work');
 
 # ---- rotation ----
-my $k2 = random_hex(32);
-write_key_file($keyfile, "k2:$k2", "k1:$k1");
+my $k2 = M365Test::random_hex(32);
+$t->write_key_file($keyfile, "k2:$k2", "k1:$k1");
 is($node->safe_psql('postgres', $read_alice), '50', 'new first line: old data still reads');
 my $bob = $node->safe_psql('postgres',
 	"SELECT public.tap_make_user('bob', 'ATR' || 'EST-$mark_tail-bob', 3)");
 is($node->safe_psql('postgres', "SELECT master_key_id FROM m365sync.data_keys WHERE account_id = $bob"),
 	'k2', 'a new data key is wrapped under the new current key');
 
-write_key_file($keyfile, "k2:$k2");
+$t->write_key_file($keyfile, "k2:$k2");
 ($rc, $out, $err) = try_sql($read_alice);
 like($err, qr/wrapped by master key "k1", which is not in m365sync\.key_file/,
 	'old line removed before rewrap_keys: ERROR names the missing key');
-write_key_file($keyfile, "k2:$k2", "k1:$k1");
+$t->write_key_file($keyfile, "k2:$k2", "k1:$k1");
 
 my $nkeys = $node->safe_psql('postgres', 'SELECT count(*) FROM m365sync.data_keys');
 is($node->safe_psql('postgres', 'SELECT m365sync.rewrap_keys()'), $nkeys,
@@ -212,7 +183,7 @@ is($node->safe_psql('postgres', 'SELECT m365sync.rewrap_keys()'), $nkeys,
 is($node->safe_psql('postgres', "SELECT string_agg(DISTINCT master_key_id, ',') FROM m365sync.data_keys"),
 	'k2', 'every data key is wrapped under k2');
 
-write_key_file($keyfile, "k2:$k2");
+$t->write_key_file($keyfile, "k2:$k2");
 $node->restart;
 is($node->safe_psql('postgres', $read_alice), '50', 'old line removed, restart: alice reads');
 is($node->safe_psql('postgres', "SELECT public.tap_decrypting($bob)"), '3', 'bob reads');
@@ -236,7 +207,7 @@ $bg->quit;
 
 # ---- at rest: data files, WAL and the log hold no marker and no key ----
 # Control: the same grep finds a plain value written the ordinary way.
-my $control = 'CTRL-' . random_hex(8);
+my $control = 'CTRL-' . M365Test::random_hex(8);
 my ($ctrl_a, $ctrl_b) = (substr($control, 0, 4), substr($control, 4));
 $node->safe_psql('postgres', "CREATE TABLE public.tap_plain AS SELECT '$ctrl_a' || '$ctrl_b' AS t");
 $node->safe_psql('postgres', 'CHECKPOINT');

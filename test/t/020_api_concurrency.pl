@@ -6,35 +6,18 @@
 # rollback queues nothing.
 use strict;
 use warnings;
-
-use PostgreSQL::Test::Cluster;
+use lib "$ENV{M365_SRC}/test/t/lib";
+use M365Test;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $tmp = PostgreSQL::Test::Utils::tempdir;
-my $keyfile = "$tmp/m365sync.key";
-{
-	open my $rnd, '<:raw', '/dev/urandom' or die "urandom: $!";
-	read($rnd, my $bytes, 32) == 32 or die "short read";
-	close $rnd;
-	open my $fh, '>', $keyfile or die "$keyfile: $!";
-	print $fh 'k1:' . unpack('H*', $bytes) . "\n";
-	close $fh;
-	chmod 0600, $keyfile;
-}
+# No simulator: nothing is pushed, so the queue stays as the writers left it.
+my $t = M365Test->new(name => 'api_concurrency', sim => 0);
+my $node = $t->node;
 
-my $node = PostgreSQL::Test::Cluster->new('api_concurrency');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'm365sync'
-m365sync.database = 'postgres'
-m365sync.key_file = '$keyfile'
-});
-$node->start;
-
+# FlowAgent's role (flowagent, in m365sync_app) writes; alice has an
+# account and a default calendar.
 $node->safe_psql('postgres', q{
-CREATE EXTENSION m365sync;
-CREATE ROLE app LOGIN IN ROLE m365sync_app;
 INSERT INTO m365sync.accounts (account_id, flowagent_user, mode, status)
 VALUES (1, 'alice', 'delegated', 'connected');
 INSERT INTO m365sync.calendars (account_id, calendar_id, graph_id, is_default)
@@ -48,7 +31,7 @@ SELECT m365sync.upsert_event('{"subject": "Original", "location": {"displayName"
   "start": {"dateTime": "2026-05-04T09:00:00", "timeZone": "W. Europe Standard Time"},
   "end": {"dateTime": "2026-05-04T10:00:00", "timeZone": "W. Europe Standard Time"}}');
 COMMIT;},
-	extra_params => [ '-U', 'app' ]);
+	extra_params => [ '-U', 'flowagent' ]);
 
 # Make it a synced event, as the pull would leave it.
 sub reset_synced
@@ -64,7 +47,7 @@ sub event_field
 {
 	my ($path) = @_;
 	return $node->safe_psql('postgres', qq{BEGIN; $as_alice SELECT data #>> '$path' FROM m365sync.event($id); COMMIT;},
-		extra_params => [ '-U', 'app' ]);
+		extra_params => [ '-U', 'flowagent' ]);
 }
 
 sub outbox
@@ -78,8 +61,8 @@ SELECT string_agg(op || coalesce(' ' || changed_fields::text, '') || ' if-match 
 sub race
 {
 	my ($first, $second) = @_;
-	my $a = $node->background_psql('postgres', extra_params => [ '-U', 'app' ]);
-	my $b = $node->background_psql('postgres', extra_params => [ '-U', 'app' ]);
+	my $a = $node->background_psql('postgres', extra_params => [ '-U', 'flowagent' ]);
+	my $b = $node->background_psql('postgres', extra_params => [ '-U', 'flowagent' ]);
 	$a->query_safe("BEGIN; SET LOCAL m365sync.flowagent_user = 'alice'; $first");
 	$b->query_safe("BEGIN; SET LOCAL m365sync.flowagent_user = 'alice';");
 	my $bpid = $b->query_safe('SELECT pg_backend_pid()');
@@ -124,15 +107,15 @@ is(outbox(), 'delete if-match CK1', 'the queued update became the delete');
 # 4. Delete first, then an update: the update finds no event (P0002).
 reset_synced();
 {
-	my $a = $node->background_psql('postgres', extra_params => [ '-U', 'app' ]);
+	my $a = $node->background_psql('postgres', extra_params => [ '-U', 'flowagent' ]);
 	$a->query_safe("BEGIN; SET LOCAL m365sync.flowagent_user = 'alice'; SELECT m365sync.delete_event($id);");
 	my ($ret, $stdout, $stderr);
 	my $h = IPC::Run::start(
-		[ 'psql', '-X', '-U', 'app', '-d', $node->connstr('postgres'), '-c',
+		[ 'psql', '-X', '-U', 'flowagent', '-d', $node->connstr('postgres'), '-c',
 		  "BEGIN; SET LOCAL m365sync.flowagent_user = 'alice'; SELECT m365sync.upsert_event('{\"subject\": \"late\"}', $id); COMMIT;" ],
 		'>', \$stdout, '2>', \$stderr);
 	$node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename = 'app'");
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND usename = 'flowagent'");
 	$a->query_safe('COMMIT');
 	$h->finish;
 	like($stderr, qr/event $id does not exist/, 'update after a committed delete: P0002, not a resurrection');
@@ -144,13 +127,13 @@ $node->safe_psql('postgres', 'DELETE FROM m365sync.outbox; DELETE FROM m365sync.
 $node->safe_psql('postgres', qq{BEGIN; $as_alice
 SELECT m365sync.upsert_event('{"subject": "rolled back", "start": {"dateTime": "2026-05-05T09:00:00", "timeZone": "UTC"},
   "end": {"dateTime": "2026-05-05T10:00:00", "timeZone": "UTC"}}');
-ROLLBACK;}, extra_params => [ '-U', 'app' ]);
+ROLLBACK;}, extra_params => [ '-U', 'flowagent' ]);
 is($node->safe_psql('postgres', 'SELECT count(*) FROM m365sync.events') . '/' .
    $node->safe_psql('postgres', 'SELECT count(*) FROM m365sync.outbox'), '0/0', 'rollback: no row, no outbox entry');
 $node->safe_psql('postgres', qq{BEGIN; $as_alice
 SELECT m365sync.upsert_event('{"subject": "kept", "start": {"dateTime": "2026-05-05T09:00:00", "timeZone": "UTC"},
   "end": {"dateTime": "2026-05-05T10:00:00", "timeZone": "UTC"}}');
-COMMIT;}, extra_params => [ '-U', 'app' ]);
+COMMIT;}, extra_params => [ '-U', 'flowagent' ]);
 is($node->safe_psql('postgres', "SELECT string_agg(op, ',') FROM m365sync.outbox WHERE state = 'pending'"),
 	'create', 'commit: exactly one create queued');
 

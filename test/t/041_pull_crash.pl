@@ -2,11 +2,14 @@
 # random instants during an initial 20-page sync and during incremental
 # rounds; after each recovery the local events equal the simulator's ground
 # truth: nothing lost, nothing twice. M365_CRASH_TRIALS sets the number of
-# trials (default 10; the full run uses 100).
+# trials (default 10; the full run uses 100). Then the other way a pull
+# starts over, a full resync after the delta token is lost: it keeps what it
+# did not insert itself and removes what Outlook deleted.
 use strict;
 use warnings;
 use lib "$ENV{M365_SRC}/test/t/lib";
 use M365Test;
+use JSON::PP;
 use Test::More;
 use Time::HiRes qw(usleep);
 
@@ -132,4 +135,95 @@ $node->safe_psql('postgres', "UPDATE m365sync.accounts SET next_sync_at = now() 
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM m365sync.sync_runs WHERE account_id = $account AND status = 'running'"),
 	'no round is left running after the kills');
+
+# ---- a full resync (the delta token lost) keeps what it did not insert ----
+# Step by step with m365sync.sync() and no worker, so nothing races the
+# steps: the server restarted without the library preloaded, a new user.
+# A full resync keeps a create whose answer was lost (it links it) and an
+# event whose conflict the pull settled, and removes a listed conflict's
+# event deleted in Outlook (as a tombstone; the listing stays).
+$node->append_conf('postgresql.conf', "shared_preload_libraries = ''\n");
+$node->restart;
+my $json = JSON::PP->new->canonical;
+my $bea = $t->add_sim_user('contoso.example', 'bea@contoso.example');
+my $bea_account = $t->connect_user('flow-bea', 'bea@contoso.example');
+my @d2 = gmtime(time + 2 * 86400);
+my $day2 = sprintf('%04d-%02d-%02d', $d2[5] + 1900, $d2[4] + 1, $d2[3]);
+my $hour = 7;
+sub lit { my ($s) = @_; $s =~ s/'/''/g; return "'$s'"; }
+sub as_bea { return $t->as_user('flow-bea', $_[0]); }
+sub create
+{
+	my ($subject) = @_;
+	$hour++;
+	return as_bea('SELECT m365sync.upsert_event(' . lit($json->encode({ subject => $subject,
+		start => { dateTime => sprintf('%sT%02d:00:00', $day2, $hour), timeZone => 'UTC' },
+		end => { dateTime => sprintf('%sT%02d:30:00', $day2, $hour), timeZone => 'UTC' } })) . '::jsonb)');
+}
+sub update { my ($id, $subject) = @_; as_bea("SELECT m365sync.upsert_event('{\"subject\": \"$subject\"}'::jsonb, $id)"); }
+sub sync_round { return $t->as_admin("SELECT status || '/' || coalesce(error, '') FROM m365sync.sync($bea_account)"); }
+sub full_resync
+{
+	$t->sim('POST', '/_sim/delta/expire', { upn => 'bea@contoso.example' });
+	return sync_round();
+}
+sub remote
+{
+	my ($subject) = @_;
+	return scalar grep { $_->{subject} eq $subject } @{ $t->sim('GET', "/_sim/users/$bea->{id}/truth")->{events} };
+}
+sub local_row
+{
+	my ($id) = @_;
+	my ($out, $st) = $t->sql("SELECT subject || '|' || sync_state || '|' || (graph_id IS NOT NULL) FROM m365sync.event($id)",
+		role => 'flowagent', user => 'flow-bea');
+	return $st eq '' ? $out : "($st)";
+}
+sub outbox { my ($id) = @_; return $node->safe_psql('postgres',
+	"SELECT string_agg(op || ':' || state, ',' ORDER BY outbox_id) FROM m365sync.outbox WHERE event_id = $id"); }
+sub listed { my ($id) = @_; return as_bea("SELECT count(*) FROM m365sync.conflicts() WHERE event_id = $id"); }
+sub gid { return as_bea("SELECT graph_id FROM m365sync.event($_[0])"); }
+sub outlook { my ($m, $gid, $b) = @_; return $t->sim($m, "/_sim/users/$bea->{id}/events/$gid", $b); }
+
+is(sync_round(), 'ok/', 'without a worker, m365sync.sync() runs a first round');
+
+# a create whose answer was lost, linked by a full resync
+my $lost = create('Answer lost');
+$t->sim('POST', '/_sim/faults', { route => '/events$', method => 'POST', kind => 'truncated', count => 1 });
+sync_round();
+is(remote('Answer lost'), 1, 'the create reached Outlook, its answer did not');
+is(outbox($lost) . '/' . $node->safe_psql('postgres', "SELECT coalesce(seen_round::text, 'none') FROM m365sync.events WHERE event_id = $lost"),
+	'create:pending/none', '... so its push waits (never seen by a full round)');
+full_resync();
+is(local_row($lost), 'Answer lost|synced|true', 'a full resync links the create and keeps it');
+is(outbox($lost), 'create:done', '... its outbox entry is done');
+is(as_bea("SELECT count(*) FROM m365sync.events(now(), now() + interval '7 days') WHERE subject = 'Answer lost'"),
+	1, '... once in FlowAgent');
+
+# a conflict the pull settles (Outlook later: it wins) during a full resync
+my $both = create('Both edit');
+sync_round();
+update($both, 'Both edit local');
+usleep(20_000);
+outlook('PATCH', gid($both), { subject => 'Both edit remote' });
+full_resync();
+is(local_row($both) . '/' . listed($both), 'Both edit remote|conflict|true/1',
+	'a conflict met by a full resync: the kept version stays, the other is listed');
+
+# a listed conflict's event deleted in Outlook, seen by a full resync
+my $gone = create('Listed then deleted');
+sync_round();
+outlook('PATCH', gid($gone), { subject => 'Listed remote' });
+usleep(20_000);
+update($gone, 'Listed local');
+sync_round();
+is(local_row($gone) . '/' . listed($gone), 'Listed local|conflict|true/1', 'the later local edit is kept, the remote one listed');
+is(remote('Listed local'), 1, '... and pushed');
+outlook('DELETE', gid($gone));
+full_resync();
+is(local_row($gone), '(P0002)', 'deleted in Outlook, seen by a full resync: gone in FlowAgent too');
+is(listed($gone), 1, '... while its conflict stays listed');
+
+is($node->safe_psql('postgres', "SELECT count(*) FROM m365sync.outbox WHERE account_id = $bea_account AND state <> 'done'"), '0',
+	'after the full resyncs nothing is failed or left pending');
 done_testing();

@@ -1,7 +1,8 @@
 # Push: every change FlowAgent makes reaches Outlook exactly once, with
 # transactionId on creates and If-Match on updates and deletes; rollbacks
 # send nothing, edits in one transaction collapse, our own changes do not
-# echo back, permanent failures stop, transient ones are retried.
+# echo back, permanent failures stop, transient ones are retried, and a
+# success whose answer came back garbled is still a success, linked once.
 use strict;
 use warnings;
 use lib "$ENV{M365_SRC}/test/t/lib";
@@ -256,5 +257,55 @@ is(as_ada("SELECT string_agg(subject, ',' ORDER BY start_at) FROM m365sync.event
 	'locally: the exception keeps its subject, the other occurrence follows the series');
 is(scalar(grep { $_->{method} eq 'POST' } writes()), 1, 'one POST for the series, PATCH/DELETE for the rest');
 is(scalar(grep { $_->{method} ne 'POST' && !(header($_, 'If-Match') // '') } writes()), 0, '... all with If-Match');
+
+
+# ------------------------------------------------------------------ a garbled answer to a push
+# Step by step with m365sync.sync() and no worker, so nothing races the
+# steps: the server restarted without the library preloaded, a new user.
+# A success whose body came back garbled is not a failed push: the event is
+# read again and linked, exactly once.
+$t->sim('DELETE', '/_sim/faults');
+$t->node->append_conf('postgresql.conf', "shared_preload_libraries = ''\n");
+$t->node->restart;
+my $bea = $t->add_sim_user('contoso.example', 'bea@contoso.example');
+my $bea_account = $t->connect_user('flow-bea', 'bea@contoso.example');
+my $bea_hour = 7;
+sub as_bea { return $t->as_user('flow-bea', $_[0]); }
+sub bea_create
+{
+	my ($subject) = @_;
+	$bea_hour++;
+	return as_bea('SELECT m365sync.upsert_event(' . lit(ev($subject, 6, $bea_hour)) . '::jsonb)');
+}
+sub bea_sync { return $t->as_admin("SELECT status || '/' || coalesce(error, '') FROM m365sync.sync($bea_account)"); }
+sub bea_remote { my ($subject) = @_; return scalar grep { $_->{subject} eq $subject } @{ truth($bea->{id}) }; }
+sub bea_row
+{
+	my ($id) = @_;
+	my ($out, $st) = $t->sql("SELECT subject || '|' || sync_state || '|' || (graph_id IS NOT NULL) FROM m365sync.event($id)",
+		role => 'flowagent', user => 'flow-bea');
+	return $st eq '' ? $out : "($st)";
+}
+sub bea_outbox { my ($id) = @_; return $t->node->safe_psql('postgres',
+	"SELECT string_agg(op || ':' || state, ',' ORDER BY outbox_id) FROM m365sync.outbox WHERE event_id = $id"); }
+sub bea_listed { my ($id) = @_; return as_bea("SELECT count(*) FROM m365sync.conflicts() WHERE event_id = $id"); }
+
+is(bea_sync(), 'ok/', 'without a worker, m365sync.sync() runs a first round');
+
+my $garbled = bea_create('Garbled create');
+$t->sim('POST', '/_sim/faults', { route => '/events$', method => 'POST', kind => 'malformed', count => 1 });
+bea_sync();
+is(bea_outbox($garbled), 'create:done', 'a create answered with a garbled body is done, not failed');
+is(bea_row($garbled), 'Garbled create|synced|true', '... linked to the event Graph made');
+is(bea_remote('Garbled create'), 1, '... which is in Outlook once');
+
+as_bea("SELECT m365sync.upsert_event('{\"subject\": \"Garbled update\"}'::jsonb, $garbled)");
+$t->sim('POST', '/_sim/faults', { route => '/events/', method => 'PATCH', kind => 'malformed', count => 1 });
+bea_sync();
+is(bea_outbox($garbled), 'create:done,update:done', 'an update answered with a garbled body is done, not failed');
+is(bea_row($garbled) . '/' . bea_listed($garbled), 'Garbled update|synced|true/0', '... synced, and no conflict made of it');
+is(bea_remote('Garbled update'), 1, '... and Outlook has it');
+is($t->node->safe_psql('postgres', "SELECT count(*) FROM m365sync.outbox WHERE account_id = $bea_account AND state <> 'done'"),
+	'0', 'after garbled answers nothing is failed or left pending');
 
 done_testing();

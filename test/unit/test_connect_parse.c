@@ -34,21 +34,32 @@ test_url(void)
 	   "query built from pairs, NULL values skipped: %s", s);
 	free(s);
 
+	/* An endpoint name goes into logs and sync_log: never a query, a
+	 * password or an address, wherever the URL carries one. */
 	static const struct
 	{
 		const char *url;
 		const char *want;
+		const char *what;
 	}			eps[] = {
-		{"https://login.example:8443/contoso.example/oauth2/v2.0/token?code=SECRET", "login.example/contoso.example/oauth2/v2.0/token"},
-		{"https://user:pw@graph.example/v1.0/users/alice@contoso.example/calendars#x", "graph.example/v1.0/users/{mailbox}/calendars"},
-		{"https://graph.example/v1.0/users/alice%40contoso.example", "graph.example/v1.0/users/{mailbox}"},
-		{"https://[::1]:443/v1.0/me", "[::1]/v1.0/me"},
-		{"not a url", "(invalid URL)"},
+		{"https://login.example:8443/contoso.example/oauth2/v2.0/token?code=SECRET", "login.example/contoso.example/oauth2/v2.0/token",
+		"query and port dropped"},
+		{"https://user:pw@graph.example/v1.0/users/alice@contoso.example/calendars#x", "graph.example/v1.0/users/{mailbox}/calendars",
+		"user info and fragment dropped, an address in the path hidden"},
+		{"https://graph.example/v1.0/users/alice%40contoso.example", "graph.example/v1.0/users/{mailbox}",
+		"a percent-encoded address in the path hidden"},
+		{"https://login%40.microsoftonline.com/x", "{mailbox}/x",
+		"a percent-encoded @ in the host hides the host"},
+		{"https://login.microsoftonline.com:443/x", "login.microsoftonline.com/x",
+		"a plain host with a port kept"},
+		{"https://[::1]:443/v1.0/me", "[::1]/v1.0/me", "an IPv6 host kept"},
+		{"not a url", "(invalid URL)", "not a URL"},
 	};
 	for (size_t i = 0; i < sizeof(eps) / sizeof(eps[0]); i++)
 	{
 		m365_url_endpoint(eps[i].url, ep, sizeof(ep));
-		ok(strcmp(ep, eps[i].want) == 0, "endpoint of %s is %s (got %s)", eps[i].url, eps[i].want, ep);
+		ok(strcmp(ep, eps[i].want) == 0, "endpoint name: %s: %s is %s (got %s)",
+		   eps[i].what, eps[i].url, eps[i].want, ep);
 	}
 	m365_url_endpoint("https://h/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", ep, 10);
 	ok(strlen(ep) == 9, "endpoint cut to the buffer");
@@ -115,9 +126,40 @@ test_tokens(void)
 	ok(m365_parse_token_response("{\"expires_in\":1}", 16, &t) == -1, "no access_token refused");
 	ok(m365_parse_token_response("{\"access_token\":", 16, &t) == -1, "truncated JSON refused");
 
+	/* expires_in is a JSON number: one outside a long is refused (casting
+	 * it was undefined behaviour), a fraction is cut to whole seconds. */
+	static const struct
+	{
+		const char *expires_in;
+		int			rc;
+		long		want;
+		const char *what;
+	}			expiry[] = {
+		{"1e300", -1, 0, "expires_in 1e300 (beyond a long) refused"},
+		{"-1e300", -1, 0, "expires_in -1e300 (below a long) refused"},
+		{"3599.9", 0, 3599, "fractional expires_in read as whole seconds"},
+	};
+	for (size_t i = 0; i < sizeof(expiry) / sizeof(expiry[0]); i++)
+	{
+		char		body[128];
+		int			rc;
+
+		snprintf(body, sizeof(body), "{\"token_type\":\"Bearer\",\"expires_in\":%s,\"access_token\":\"a\"}",
+				 expiry[i].expires_in);
+		rc = m365_parse_token_response(body, strlen(body), &t);
+		ok(rc == expiry[i].rc && (rc != 0 || t.expires_in == expiry[i].want), "%s", expiry[i].what);
+		if (rc == 0)
+			m365_token_response_free(&t);
+	}
+
 	ok(m365_parse_oauth_error(aad, strlen(aad), &e) == 0 && strcmp(e.error, "invalid_grant") == 0 && e.aadsts == 70008,
 	   "AAD error: code and AADSTS number");
 	ok(m365_oauth_classify(400, &e) == M365_OAUTH_REAUTH, "invalid_grant → reauth_required");
+	ok(m365_parse_oauth_error(S("{\"error\":\"invalid_grant\",\"error_codes\":[1e300]}"), &e) == 0 &&
+	   e.aadsts == 0 && strcmp(e.error, "invalid_grant") == 0,
+	   "an error code beyond any AADSTS number (1e300) reads as no code, the error kept");
+	ok(m365_parse_oauth_error(S("{\"error\":\"invalid_grant\",\"error_codes\":[70008]}"), &e) == 0 &&
+	   e.aadsts == 70008, "an error code alone gives the AADSTS number");
 
 	static const struct
 	{

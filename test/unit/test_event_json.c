@@ -202,6 +202,19 @@ test_write_helpers(void)
 	   "merge keeps the Graph id and never stores calendarId");
 	cJSON_Delete(stored);
 	cJSON_Delete(patch);
+
+	/* JSON allows a name twice and cJSON keeps both copies. */
+	stored = cJSON_Parse("{\"id\":\"AAMk=\",\"subject\":\"a\"}");
+	patch = cJSON_Parse("{\"id\":\"x\",\"id\":\"forged\",\"changeKey\":\"1\",\"changeKey\":\"2\",\"subject\":\"b\"}");
+	m365_event_strip_readonly(patch);
+	ok(cJSON_GetObjectItemCaseSensitive(patch, "id") == NULL &&
+	   cJSON_GetObjectItemCaseSensitive(patch, "changeKey") == NULL,
+	   "a read-only field given twice: every copy stripped");
+	n = m365_event_merge(stored, patch, changed, 8);
+	ok(n == 1 && strcmp(cJSON_GetObjectItemCaseSensitive(stored, "id")->valuestring, "AAMk=") == 0,
+	   "a read-only field given twice: merge keeps the stored Graph id");
+	cJSON_Delete(patch);
+	cJSON_Delete(stored);
 }
 
 static void

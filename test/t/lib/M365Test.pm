@@ -13,6 +13,18 @@
 #   my $id = $t->connect_user('u1', 'alice@contoso.example');
 #   M365Test->new(version => "0.1.0");   # extension created at a shipped version (test/upgrade)
 #
+# Every TAP test makes its cluster here, and every key file is written by
+# write_key_file. Options of new:
+#   name => 'x'          the node's name (log and data directory names)
+#   db => 'flowagent'    m365sync.database, created if not postgres
+#   conf => "..."        more postgresql.conf lines (they win over ours)
+#   init => {...}        options of PostgreSQL::Test::Cluster->init
+#   keys => ["k1:<hex>"] the master key file's lines (default: one random k1)
+#   sim => 0             no simulator: graph_url, login_url and ca_file keep
+#                        their defaults (tests of the server alone)
+#   extension => 0       the extension is not created (nor the test roles)
+#   seed, sim_args       passed to the simulator
+#
 # Never prints a secret on success; on failure test output may show
 # simulator data, which is synthetic.
 package M365Test;
@@ -73,39 +85,21 @@ sub new
 	my $self = bless {}, $class;
 	my $dir = PostgreSQL::Test::Utils::tempdir;
 	$self->{dir} = $dir;
-	$self->{certs} = "$dir/certs";
-	system('sh', src_dir() . '/graphsim/mkcert', $self->{certs}) == 0 or croak "mkcert failed";
-	$self->{sim} = $self->start_sim(sim_args => $o{sim_args}, seed => $o{seed});
+	if ($o{sim} // 1)
+	{
+		$self->{certs} = "$dir/certs";
+		system('sh', src_dir() . '/graphsim/mkcert', $self->{certs}) == 0 or croak "mkcert failed";
+		$self->{sim} = $self->start_sim(sim_args => $o{sim_args}, seed => $o{seed});
+	}
 
 	$self->{keyfile} = "$dir/master.key";
-	open my $fh, '>', $self->{keyfile} or croak $!;
-	my $hex = join '', map { sprintf '%02x', int(rand(256)) } 1 .. 32;
-	print $fh "k1:$hex\n";
-	close $fh;
-	chmod 0600, $self->{keyfile};
+	$self->write_key_file($self->{keyfile}, @{ $o{keys} // [ 'k1:' . random_hex(32) ] });
 
 	my $db = $self->{db} = $o{db} // 'postgres';
-	my $node = PostgreSQL::Test::Cluster->new($o{name} // 'm365');
-	$node->init($o{init} ? %{ $o{init} } : ());
-	$node->append_conf('postgresql.conf', <<"CONF");
-shared_preload_libraries = 'm365sync'
-m365sync.database = '$db'
-m365sync.key_file = '$self->{keyfile}'
-m365sync.graph_url = '$self->{sim}/v1.0'
-m365sync.login_url = '$self->{sim}'
-m365sync.ca_file = '$self->{certs}/ca.crt'
-m365sync.http_timeout = '10s'
-log_min_messages = info
-# The statements the tests send carry codes and addresses as literals, and
-# PostgreSQL (not m365sync) would log them; the leak checks measure what
-# m365sync itself writes. FlowAgent passes them as bind parameters.
-log_statement = none
-log_min_error_statement = panic
-CONF
-	$node->append_conf('postgresql.conf', $o{conf}) if $o{conf};
-	$node->start;
-	$self->{node} = $node;
+	my $node = $self->{node} = $self->cluster($o{name} // 'm365', $db, $self->{keyfile},
+		init => $o{init}, conf => $o{conf});
 	$node->safe_psql('postgres', "CREATE DATABASE $db") if $db ne 'postgres';
+	return $self unless $o{extension} // 1;
 	$self->stage_old_version($o{version}) if $o{version};
 	$node->safe_psql($db, 'CREATE EXTENSION m365sync'
 		  . ($o{version} ? " VERSION '$o{version}'" : ''));
@@ -117,6 +111,36 @@ CONF
 			LANGUAGE c AS '$libdir/m365sync', 'm365sync_debug_refresh_calendars';
 	});
 	return $self;
+}
+
+# The one way a test cluster is made: m365sync preloaded, serving $db with
+# the given key file, pointed at the simulator when there is one, then the
+# caller's own lines (init => {...} for Cluster->init, conf => "..."). Started.
+sub cluster
+{
+	my ($self, $name, $db, $keyfile, %o) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init($o{init} ? %{ $o{init} } : ());
+	my $sim_conf = !$self->{sim} ? '' : <<"CONF";
+m365sync.graph_url = '$self->{sim}/v1.0'
+m365sync.login_url = '$self->{sim}'
+m365sync.ca_file = '$self->{certs}/ca.crt'
+CONF
+	$node->append_conf('postgresql.conf', <<"CONF");
+shared_preload_libraries = 'm365sync'
+m365sync.database = '$db'
+m365sync.key_file = '$keyfile'
+${sim_conf}m365sync.http_timeout = '10s'
+log_min_messages = info
+# The statements the tests send carry codes and addresses as literals, and
+# PostgreSQL (not m365sync) would log them; the leak checks measure what
+# m365sync itself writes. FlowAgent passes them as bind parameters.
+log_statement = none
+log_min_error_statement = panic
+CONF
+	$node->append_conf('postgresql.conf', $o{conf}) if $o{conf};
+	$node->start;
+	return $node;
 }
 
 # Put a shipped version's install script (test/upgrade/m365sync--V.sql)
@@ -135,33 +159,35 @@ sub stage_old_version
 # serves database "postgres", where the extension is not created.
 sub new_node
 {
-	my ($self, $name, $key_lines) = @_;
+	my ($self, $name, @key_lines) = @_;
 	my $keyfile = "$self->{dir}/$name.key";
-	$self->write_key_file($keyfile, $key_lines);
-	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
-	$node->append_conf('postgresql.conf', <<"CONF");
-shared_preload_libraries = 'm365sync'
-m365sync.database = 'postgres'
-m365sync.key_file = '$keyfile'
-m365sync.graph_url = '$self->{sim}/v1.0'
-m365sync.login_url = '$self->{sim}'
-m365sync.ca_file = '$self->{certs}/ca.crt'
-log_statement = none
-log_min_error_statement = panic
-CONF
-	$node->start;
-	return ($node, $keyfile);
+	$self->write_key_file($keyfile, @key_lines);
+	return ($self->cluster($name, 'postgres', $keyfile), $keyfile);
 }
 
-# (Over)write a key file with the given lines, mode 0600.
+# The one key-file writer: (re)place the file at $path with the given lines
+# (a newline added where one is missing; no lines: an empty file), mode
+# 0600. Written beside it and renamed over it, so a backend reading the key
+# file sees the old file or the new one, never half of one.
 sub write_key_file
 {
-	my ($self, $path, $lines) = @_;
-	open my $fh, '>', $path or croak $!;
-	print $fh $lines;
+	my ($self, $path, @lines) = @_;
+	my $new = "$path.new";
+	open my $fh, '>', $new or croak "$new: $!";
+	print $fh map { /\n\z/ ? $_ : "$_\n" } @lines;
+	close $fh or croak "$new: $!";
+	chmod 0600, $new;
+	rename $new, $path or croak "rename $new: $!";
+}
+
+# $n random bytes from /dev/urandom, as hex (keys, markers).
+sub random_hex
+{
+	my ($n) = @_;
+	open my $fh, '<:raw', '/dev/urandom' or croak "urandom: $!";
+	read($fh, my $bytes, $n) == $n or croak 'short read from /dev/urandom';
 	close $fh;
-	chmod 0600, $path;
+	return unpack('H*', $bytes);
 }
 
 
