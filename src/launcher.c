@@ -44,7 +44,7 @@
 #include "utils/timestamp.h"
 
 #include "launcher.h"
-#include "m365sync.h"
+#include "settings.h"
 
 /* How often the launcher looks for a missing database (a commit wakes it sooner). */
 #define LAUNCHER_POLL_MS		10000

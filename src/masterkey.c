@@ -22,7 +22,7 @@
 #include "crypto.h"
 #include "keyfile.h"
 #include "keyring.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "masterkey.h"
 
 typedef struct KeyFileSig

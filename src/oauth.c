@@ -16,7 +16,7 @@
 
 #include "crypto.h"
 #include "http_util.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "oauth.h"
 
 static char *

@@ -31,7 +31,7 @@
 #include "event_row.h"
 #include "graph.h"
 #include "jsonb_cjson.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "oauth.h"
 #include "pull.h"
 #include "scheduler.h"

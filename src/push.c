@@ -37,7 +37,7 @@
 #include "graph.h"
 #include "http_util.h"
 #include "jsonb_cjson.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "oauth.h"
 #include "push.h"
 #include "scheduler.h"

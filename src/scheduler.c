@@ -26,7 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "extension_guard.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "pull.h"
 #include "push.h"
 #include "scheduler.h"

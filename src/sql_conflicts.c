@@ -17,7 +17,8 @@
 #include "utils/jsonb.h"
 
 #include "keyring.h"
-#include "m365sync.h"
+#include "identity.h"
+#include "settings.h"
 #include "store_conflicts.h"
 #include "store_events.h"
 

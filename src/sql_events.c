@@ -24,7 +24,8 @@
 #include "event_row.h"
 #include "jsonb_cjson.h"
 #include "keyring.h"
-#include "m365sync.h"
+#include "identity.h"
+#include "settings.h"
 #include "store_events.h"
 #include "timezones.h"
 

@@ -21,7 +21,7 @@
 #include "event_json.h"
 #include "event_patch.h"
 #include "keyring.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "store_conflicts.h"
 #include "store_events.h"
 #include "store_push.h"

@@ -25,7 +25,8 @@
 #include "utils/jsonb.h"
 
 #include "keyring.h"
-#include "m365sync.h"
+#include "identity.h"
+#include "settings.h"
 #include "store_events.h"
 #include "worker.h"
 

@@ -21,7 +21,7 @@
 
 #include "crypto.h"
 #include "graph.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "notify_util.h"
 #include "oauth.h"
 #include "scheduler.h"

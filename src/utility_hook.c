@@ -29,7 +29,8 @@
 #include "tcop/utility.h"
 
 #include "launcher.h"
-#include "m365sync.h"
+#include "utility_hook.h"
+#include "settings.h"
 #include "worker.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;

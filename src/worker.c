@@ -38,7 +38,7 @@
 
 #include "extension_guard.h"
 #include "launcher.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "masterkey.h"
 #include "worker.h"
 
