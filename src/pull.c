@@ -34,7 +34,7 @@
 #include "settings.h"
 #include "oauth.h"
 #include "pull.h"
-#include "scheduler.h"
+#include "xact_util.h"
 #include "store_pull.h"
 
 #define USECS_PER_DAY_I64 INT64CONST(86400000000)

@@ -40,7 +40,7 @@
 #include "settings.h"
 #include "oauth.h"
 #include "push.h"
-#include "scheduler.h"
+#include "xact_util.h"
 #include "store_conflicts.h"
 #include "store_push.h"
 

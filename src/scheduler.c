@@ -1,6 +1,7 @@
 /*
- * scheduler.c — which accounts are due, and one sync round of an account,
- * shared by the worker and by m365sync.sync().
+ * scheduler.c — which accounts are due, and one sync round of an account
+ * (pull, then push), shared by the worker (m365_worker_round) and by
+ * m365sync.sync() (sql_sync.c).
  *
  * A round runs under a session advisory lock on the account, so a worker
  * round and a sync() call never run the same account at once (the loser
@@ -17,7 +18,6 @@
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "executor/spi.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
@@ -31,7 +31,7 @@
 #include "push.h"
 #include "scheduler.h"
 #include "subscriptions.h"
-#include "worker.h"
+#include "xact_util.h"
 #include "spi_util.h"
 
 /* Advisory lock space of m365sync rounds: (this, account_id). */
@@ -45,33 +45,6 @@ typedef struct DueAccount
 	int64		account_id;
 	char	   *ms_user_id;
 } DueAccount;
-
-void
-m365_commit_and_continue(void)
-{
-	MemoryContext keep = CurrentMemoryContext;
-
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	m365_worker_start_xact();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	MemoryContextSwitchTo(keep);
-}
-
-void
-m365_report_and_continue(MemoryContext keep)
-{
-	/* DROP/ALTER EXTENSION cut the round: not one account's failure, the whole round goes */
-	if (m365_extension_round_cut())
-		PG_RE_THROW();
-	MemoryContextSwitchTo(keep);
-	EmitErrorReport();
-	FlushErrorState();
-	AbortCurrentTransaction();
-	m365_worker_start_xact();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	MemoryContextSwitchTo(keep);
-}
 
 static bool
 lock_round(int64 account_id)
@@ -241,12 +214,6 @@ unlock_all(RoundJob *jobs, int n)
 }
 
 /*
- * The rounds of a batch of accounts: lock and log each, pull them together
- * (waves of concurrent requests), then close each round. In the worker
- * (commit_each_page) the log rows commit first so they show while the
- * rounds run, and every page commits with its cursor.
- */
-/*
  * One account's push. In the worker an ERROR is reported, rolled back and
  * recorded as that account's failure, so it cannot take the others down;
  * in sync() it propagates to the caller.
@@ -274,6 +241,12 @@ push_isolated(RoundJob *j, bool commit_each_wave)
 	PG_END_TRY();
 }
 
+/*
+ * The rounds of a batch of accounts: lock and log each, pull them together
+ * (waves of concurrent requests), then close each round. In the worker
+ * (commit_each_page) the log rows commit first so they show while the
+ * rounds run, and every page commits with its cursor.
+ */
 static RoundJob *
 run_rounds(List *due, bool commit_each_page)
 {
@@ -339,7 +312,6 @@ batch_size(void)
 	return Min(Max(16 * m365_max_connections, 32), 4096);
 }
 
-/* The worker's round (see worker.h): sync what is due, one transaction per page. */
 /*
  * sync_runs is history, not a log that grows for ever: rounds older than
  * RUN_HISTORY_DAYS go (an index probe on started_at each worker round).
@@ -359,6 +331,7 @@ prune_run_history(void)
 	SPI_finish();
 }
 
+/* The worker's round (see scheduler.h): sync what is due, one transaction per page. */
 long
 m365_worker_round(void)
 {
@@ -385,54 +358,25 @@ m365_worker_round(void)
 	return list_length(due) > 0 ? 1000L : Min((long) m365_sync_interval_s * 1000L, 10000L);
 }
 
-PG_FUNCTION_INFO_V1(m365sync_sync);
-
 /*
- * SQL: m365sync.sync(account_id bigint default null) → setof sync_result.
- * Runs in the caller's transaction: the whole round commits or rolls back
- * with it (the worker, by contrast, commits page by page).
+ * One round of the given account (account_id > 0) or of every due one, in
+ * the caller's transaction: the whole round commits or rolls back with it.
+ * Returns the rounds run (*n of them; none for an account that cannot be
+ * synced now). For m365sync.sync() (sql_sync.c).
  */
-Datum
-m365sync_sync(PG_FUNCTION_ARGS)
+M365SyncOutcome *
+m365_sync_in_caller_xact(int64 account_id, int *n)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int64		account_id = PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0);
-	List	   *due;
-	RoundJob   *jobs;
+	List	   *due = due_accounts(account_id, account_id > 0 ? 1 : INT_MAX);
+	RoundJob   *jobs = run_rounds(due, false);
+	M365SyncOutcome *out = palloc0(sizeof(M365SyncOutcome) * Max(list_length(due), 1));
 	int			i;
 
-	if (!PG_ARGISNULL(0) && account_id <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("account_id must be positive")));
-
-	InitMaterializedSRF(fcinfo, 0);
-	due = due_accounts(account_id, account_id > 0 ? 1 : INT_MAX);
-	if (account_id > 0 && due == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("account %lld does not exist or cannot be synced now", (long long) account_id),
-				 errhint("See m365sync.account_status: accounts that need the user to reconnect are not synced.")));
-
-	jobs = run_rounds(due, false);
 	for (i = 0; i < list_length(due); i++)
 	{
-		RoundJob   *j = &jobs[i];
-		Datum		values[9];
-		bool		nulls[9] = {0};
-		bool		busy = strcmp(j->stats.error, "busy") == 0;
-
-		values[0] = Int64GetDatum(j->account->account_id);
-		values[1] = Int32GetDatum(j->stats.calendars);
-		values[2] = Int32GetDatum(j->stats.fetched);
-		values[3] = Int32GetDatum(j->stats.applied);
-		values[4] = Int32GetDatum(j->stats.deleted);
-		values[5] = Int32GetDatum(j->stats.pushed);
-		values[6] = Int32GetDatum(j->stats.conflicts);
-		values[7] = CStringGetTextDatum(busy ? "busy" : j->stats.ok ? "ok" : "error");
-		values[8] = CStringGetTextDatum(j->stats.error);
-		nulls[8] = j->stats.ok && !busy;
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		out[i].account_id = jobs[i].account->account_id;
+		out[i].stats = jobs[i].stats;
 	}
-	return (Datum) 0;
+	*n = list_length(due);
+	return out;
 }

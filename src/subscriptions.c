@@ -24,7 +24,7 @@
 #include "settings.h"
 #include "notify_util.h"
 #include "oauth.h"
-#include "scheduler.h"
+#include "xact_util.h"
 #include "store_accounts.h"
 #include "store_notify.h"
 #include "subscriptions.h"

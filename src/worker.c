@@ -40,6 +40,7 @@
 #include "launcher.h"
 #include "settings.h"
 #include "masterkey.h"
+#include "scheduler.h"
 #include "worker.h"
 
 /* The database served, for log lines (read once, at start). */

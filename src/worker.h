@@ -15,11 +15,4 @@ extern void m365_wake_worker(void);
 /* Wake it when the current transaction commits (no-op on abort). */
 extern void m365_wake_worker_at_commit(void);
 
-/*
- * One round of the worker: sync whatever is due. Returns how many
- * milliseconds to sleep before the next round (the latch may cut it short).
- * Implemented by the scheduler (scheduler.c).
- */
-extern long m365_worker_round(void);
-
 #endif							/* M365SYNC_WORKER_H */
