@@ -25,7 +25,7 @@
 #include "oauth.h"
 #include "purge.h"
 #include "store_accounts.h"
-#include "worker.h"
+#include "wake.h"
 
 #define MAX_SECRET_LEN	1024
 #define MAX_URI_LEN		2048

@@ -20,7 +20,7 @@
 #include "crypto.h"
 #include "notify_util.h"
 #include "store_notify.h"
-#include "worker.h"
+#include "wake.h"
 
 /* Graph's notification bodies are small; anything this large is not one. */
 #define MAX_BODY_BYTES			(1024 * 1024)

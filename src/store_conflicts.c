@@ -26,6 +26,7 @@
 #include "store_events.h"
 #include "store_push.h"
 #include "spi_util.h"
+#include "wake.h"
 
 typedef struct LocalRow
 {
@@ -152,7 +153,7 @@ insert_outbox(int64 account_id, int64 event_id, const char *op, bool all_fields,
 								" base_change_key) VALUES ($1, $2, $3,"
 								" CASE WHEN $4 THEN '{" M365_ALL_FIELDS "}'::text[] END, $5)",
 								5, types, values, nulls, false, 0), SPI_OK_INSERT, "queueing a push");
-	m365_store_wake_at_commit();
+	m365_wake_worker_at_commit();
 }
 
 /*
@@ -177,7 +178,7 @@ push_local_whole(int64 account_id, int64 event_id, bool deleted, const char *bas
 	if (SPI_processed == 0)
 		insert_outbox(account_id, event_id, deleted ? "delete" : "update", !deleted, base);
 	else
-		m365_store_wake_at_commit();
+		m365_wake_worker_at_commit();
 }
 
 static bool

@@ -28,7 +28,7 @@
 #include "identity.h"
 #include "settings.h"
 #include "store_events.h"
-#include "worker.h"
+#include "wake.h"
 
 /*
  * Events longer than this are "long" (events.is_long, a generated column):
@@ -41,8 +41,6 @@
 #define SHORT_TIMED_BOUND	"interval '24 hours'"	/* DST-proof */
 #define SHORT_DAYS_BOUND	"1"
 
-static bool wake_at_commit = false;
-static bool xact_callback_registered = false;
 
 /* ------------------------------------------------------------ plumbing */
 
@@ -322,7 +320,7 @@ insert_outbox(int64 account_id, int64 event_id, const char *op,
 	run(plan(&p, "INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
 			 " base_change_key) VALUES ($1, $2, $3, $4, $5)", 5, types),
 		values, nulls, SPI_OK_INSERT, 0);
-	m365_store_wake_at_commit();
+	m365_wake_worker_at_commit();
 }
 
 void
@@ -353,7 +351,7 @@ m365_store_queue_upsert(int64 account_id, int64 event_id, bool new_event, bool n
 				 "SELECT DISTINCT f FROM pg_catalog.unnest(pg_catalog.array_cat(changed_fields, $3)) f"
 				 " ORDER BY f) WHERE account_id = $1 AND outbox_id = $2", 3, types),
 			values, NULL, SPI_OK_UPDATE, 0);
-		m365_store_wake_at_commit();
+		m365_wake_worker_at_commit();
 		return;
 	}
 	if (never_pushed)
@@ -393,46 +391,11 @@ m365_store_delete_event(int64 account_id, const M365StoredEvent *ev)
 		run(plan(&p_to_delete, "UPDATE m365sync.outbox SET op = 'delete', changed_fields = NULL"
 				 " WHERE account_id = $1 AND outbox_id = $2", 2, types),
 			values, NULL, SPI_OK_UPDATE, 0);
-		m365_store_wake_at_commit();
+		m365_wake_worker_at_commit();
 	}
 	else
 		insert_outbox(account_id, ev->event_id, "delete", NULL, 0, ev->change_key);
 	return M365_DELETE_QUEUED;
-}
-
-/* ------------------------------------------------------ wake at commit */
-
-static void
-store_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (wake_at_commit)
-				m365_wake_worker();
-			wake_at_commit = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			/* a prepared transaction's commit is found by the worker's timer */
-			wake_at_commit = false;
-			break;
-		default:
-			break;
-	}
-}
-
-void
-m365_store_wake_at_commit(void)
-{
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(store_xact_callback, NULL);
-		xact_callback_registered = true;
-	}
-	wake_at_commit = true;
 }
 
 /* ---------------------------------------------------------------- reads */
@@ -538,6 +501,6 @@ m365_store_set_calendar_sync(int64 account_id, int64 calendar_id, bool enabled)
 	if (SPI_processed == 0)
 		return false;
 	/* enabling (or disabling) sync is work for the worker */
-	m365_store_wake_at_commit();
+	m365_wake_worker_at_commit();
 	return true;
 }

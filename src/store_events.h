@@ -83,9 +83,6 @@ extern void m365_store_queue_upsert(int64 account_id, int64 event_id,
 /* Delete a locked event locally and queue the remote delete (see outcomes). */
 extern M365DeleteOutcome m365_store_delete_event(int64 account_id, const M365StoredEvent *ev);
 
-/* Wake the sync worker when this transaction commits. */
-extern void m365_store_wake_at_commit(void);
-
 /* Events overlapping a window; see the query for the index strategy. */
 extern uint64 m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
 										 DateADT from_date, DateADT to_date,

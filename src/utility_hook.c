@@ -31,7 +31,7 @@
 #include "launcher.h"
 #include "utility_hook.h"
 #include "settings.h"
-#include "worker.h"
+#include "wake.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 

@@ -1,5 +1,5 @@
 /*
- * worker.h — the sync worker's entry points other modules may call.
+ * worker.h — the sync worker's entry point, started by the launcher.
  */
 #ifndef M365SYNC_WORKER_H
 #define M365SYNC_WORKER_H
@@ -8,11 +8,5 @@
 
 /* The sync worker's entry point, started by the launcher (launcher.c). */
 extern PGDLLEXPORT void m365_worker_main(Datum arg);
-
-/* Wake the worker after a commit that queued work; no-op without preload. */
-extern void m365_wake_worker(void);
-
-/* Wake it when the current transaction commits (no-op on abort). */
-extern void m365_wake_worker_at_commit(void);
 
 #endif							/* M365SYNC_WORKER_H */
