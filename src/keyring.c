@@ -2,7 +2,8 @@
  * keyring.c — envelope encryption inside a backend (see keyring.h).
  *
  * Holds a small, bounded cache of unwrapped data keys (each with its own
- * keyed EVP contexts) under the master keys of masterkey.c; reads and writes m365sync.data_keys through SPI as the
+ * keyed EVP contexts) under the master keys of masterkey.c (dropped when
+ * masterkey.c's generation moves); reads and writes m365sync.data_keys through SPI as the
  * current user, so row level security applies to user functions. It never
  * writes plaintext anywhere, never falls back to it, and never puts a key, a
  * value or a decrypted byte into a message. Keys in memory are wiped when
@@ -91,9 +92,27 @@ forget_uncommitted(void)
 	dk_last = -1;
 }
 
+/* Master keys wiped since we last looked: the data keys unwrapped under them go too. */
+static uint64 dk_master_generation = 0;
+
+static void
+check_master_generation(void)
+{
+	uint64		g = m365_master_keys_generation();
+
+	if (g != dk_master_generation)
+	{
+		m365_forget_data_key(-1);
+		dk_master_generation = g;
+	}
+}
+
 static void
 keyring_xact_callback(XactEvent event, void *arg)
 {
+	/* a key file problem raised an ERROR after wiping the master keys */
+	check_master_generation();
+
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
@@ -140,6 +159,7 @@ static void
 keyring_exit(int code, Datum arg)
 {
 	m365_master_keys_forget();
+	check_master_generation();
 	m365_crypto_release();
 }
 
@@ -161,6 +181,7 @@ keyring_ready(void)
 {
 	register_callbacks();
 	(void) m365_master_keys();
+	check_master_generation();
 }
 
 /* ---- data keys ---- */
