@@ -144,7 +144,7 @@ exec_write(const char *sql, Args *a, int expect)
 /* --- app_config ----------------------------------------------------------- */
 
 void
-store_app_config_get(M365AppConfig *cfg, bool with_secret)
+m365_store_app_config_get(M365AppConfig *cfg, bool with_secret)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	bytea	   *secret = NULL;
@@ -172,7 +172,7 @@ store_app_config_get(M365AppConfig *cfg, bool with_secret)
 }
 
 void
-store_app_config_put(const char *client_id, const char *client_secret,
+m365_store_app_config_put(const char *client_id, const char *client_secret,
 					 const char *redirect_uri)
 {
 	Args		a = {0};
@@ -192,7 +192,7 @@ store_app_config_put(const char *client_id, const char *client_secret,
 /* --- oauth_states --------------------------------------------------------- */
 
 int64
-store_state_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
+m365_store_state_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
 				   const char *tenant, const char *code_verifier, int ttl_s)
 {
 	Args		a = {0};
@@ -223,7 +223,7 @@ store_state_insert(const uint8 hash[32], const char *kind, const char *flowagent
 }
 
 bool
-store_state_find(const uint8 hash[32], const char *kind, bool for_update, M365OAuthState *out)
+m365_store_state_find(const uint8 hash[32], const char *kind, bool for_update, M365OAuthState *out)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Args		a = {0};
@@ -254,7 +254,7 @@ store_state_find(const uint8 hash[32], const char *kind, bool for_update, M365OA
 }
 
 char *
-store_state_verifier(int64 state_id)
+m365_store_state_verifier(int64 state_id)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Args		a = {0};
@@ -273,7 +273,7 @@ store_state_verifier(int64 state_id)
 }
 
 void
-store_state_mark_used(int64 state_id)
+m365_store_state_mark_used(int64 state_id)
 {
 	Args		a = {0};
 
@@ -285,7 +285,7 @@ store_state_mark_used(int64 state_id)
 }
 
 void
-store_states_delete_expired(void)
+m365_store_states_delete_expired(void)
 {
 	/* Kept a day past expiry so a late replay still reads "expired". */
 	exec_write("DELETE FROM m365sync.oauth_states "
@@ -296,7 +296,7 @@ store_states_delete_expired(void)
 /* --- tenants -------------------------------------------------------------- */
 
 int64
-store_tenant_ensure(const char *tenant)
+m365_store_tenant_ensure(const char *tenant)
 {
 	Args		a = {0};
 	int64		id;
@@ -312,7 +312,7 @@ store_tenant_ensure(const char *tenant)
 }
 
 bool
-store_tenant_get(const char *tenant, M365Tenant *out)
+m365_store_tenant_get(const char *tenant, M365Tenant *out)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Args		a = {0};
@@ -335,7 +335,7 @@ store_tenant_get(const char *tenant, M365Tenant *out)
 }
 
 char *
-store_tenant_name(int64 tenant_id)
+m365_store_tenant_name(int64 tenant_id)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Args		a = {0};
@@ -350,7 +350,7 @@ store_tenant_name(int64 tenant_id)
 }
 
 void
-store_tenant_set_consent(int64 tenant_id, const char *status, const char *tenant_guid,
+m365_store_tenant_set_consent(int64 tenant_id, const char *status, const char *tenant_guid,
 						 const char *error)
 {
 	Args		a = {0};
@@ -367,7 +367,7 @@ store_tenant_set_consent(int64 tenant_id, const char *status, const char *tenant
 }
 
 void
-store_tenant_accounts_set_status(int64 tenant_id, const char *from_status, const char *to_status)
+m365_store_tenant_accounts_set_status(int64 tenant_id, const char *from_status, const char *to_status)
 {
 	Args		a = {0};
 
@@ -383,7 +383,7 @@ store_tenant_accounts_set_status(int64 tenant_id, const char *from_status, const
 /* --- accounts ------------------------------------------------------------- */
 
 void
-store_lock_user(const char *flowagent_user)
+m365_store_lock_user(const char *flowagent_user)
 {
 	Args		a = {0};
 
@@ -423,7 +423,7 @@ account_query(const char *sql, Args *a, M365Account *out)
 }
 
 bool
-store_account_lock(int64 account_id, M365Account *out)
+m365_store_account_lock(int64 account_id, M365Account *out)
 {
 	Args		a = {0};
 
@@ -432,7 +432,7 @@ store_account_lock(int64 account_id, M365Account *out)
 }
 
 bool
-store_account_of_user_lock(const char *flowagent_user, M365Account *out)
+m365_store_account_of_user_lock(const char *flowagent_user, M365Account *out)
 {
 	Args		a = {0};
 
@@ -442,7 +442,7 @@ store_account_of_user_lock(const char *flowagent_user, M365Account *out)
 }
 
 int64
-store_account_create(const char *flowagent_user, const char *mode, int64 tenant_id)
+m365_store_account_create(const char *flowagent_user, const char *mode, int64 tenant_id)
 {
 	Args		a = {0};
 	int64		id;
@@ -460,7 +460,7 @@ store_account_create(const char *flowagent_user, const char *mode, int64 tenant_
 }
 
 void
-store_account_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox)
+m365_store_account_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox)
 {
 	Args		a = {0};
 
@@ -473,7 +473,7 @@ store_account_set_identity(int64 account_id, const char *ms_user_id, const char 
 }
 
 void
-store_account_save_tokens(int64 account_id, const char *access_token,
+m365_store_account_save_tokens(int64 account_id, const char *access_token,
 						  const char *refresh_token, long expires_in)
 {
 	Args		a = {0};
@@ -512,19 +512,19 @@ account_secret(int64 account_id, const char *column)
 }
 
 char *
-store_account_access_token(int64 account_id)
+m365_store_account_access_token(int64 account_id)
 {
 	return account_secret(account_id, "access_token");
 }
 
 char *
-store_account_refresh_token(int64 account_id)
+m365_store_account_refresh_token(int64 account_id)
 {
 	return account_secret(account_id, "refresh_token");
 }
 
 void
-store_account_connected(int64 account_id)
+m365_store_account_connected(int64 account_id)
 {
 	Args		a = {0};
 
@@ -536,7 +536,7 @@ store_account_connected(int64 account_id)
 }
 
 void
-store_account_set_status(int64 account_id, const char *status, const char *last_error)
+m365_store_account_set_status(int64 account_id, const char *status, const char *last_error)
 {
 	Args		a = {0};
 
@@ -552,7 +552,7 @@ store_account_set_status(int64 account_id, const char *status, const char *last_
 }
 
 void
-store_account_backoff(int64 account_id, const char *last_error, double delay_s)
+m365_store_account_backoff(int64 account_id, const char *last_error, double delay_s)
 {
 	Args		a = {0};
 
@@ -570,7 +570,7 @@ store_account_backoff(int64 account_id, const char *last_error, double delay_s)
 /* --- calendars ------------------------------------------------------------ */
 
 int64
-store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool enable)
+m365_store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool enable)
 {
 	Args		a = {0};
 	int64		calendar_id;

@@ -50,46 +50,46 @@ typedef struct M365Account
 } M365Account;
 
 /* app_config: ERROR 55000 with a hint to configure() when missing. */
-extern void store_app_config_get(M365AppConfig *cfg, bool with_secret);
-extern void store_app_config_put(const char *client_id, const char *client_secret,
+extern void m365_store_app_config_get(M365AppConfig *cfg, bool with_secret);
+extern void m365_store_app_config_put(const char *client_id, const char *client_secret,
 								 const char *redirect_uri);
 
 /* oauth_states: only SHA-256(state) is stored; the verifier is encrypted. */
-extern int64 store_state_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
+extern int64 m365_store_state_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
 								const char *tenant, const char *code_verifier, int ttl_s);
-extern bool store_state_find(const uint8 hash[32], const char *kind, bool for_update,
+extern bool m365_store_state_find(const uint8 hash[32], const char *kind, bool for_update,
 							 M365OAuthState *out);
-extern char *store_state_verifier(int64 state_id);
-extern void store_state_mark_used(int64 state_id);
-extern void store_states_delete_expired(void);
+extern char *m365_store_state_verifier(int64 state_id);
+extern void m365_store_state_mark_used(int64 state_id);
+extern void m365_store_states_delete_expired(void);
 
 /* tenants */
-extern int64 store_tenant_ensure(const char *tenant);
-extern bool store_tenant_get(const char *tenant, M365Tenant *out);
-extern char *store_tenant_name(int64 tenant_id);
-extern void store_tenant_set_consent(int64 tenant_id, const char *status,
+extern int64 m365_store_tenant_ensure(const char *tenant);
+extern bool m365_store_tenant_get(const char *tenant, M365Tenant *out);
+extern char *m365_store_tenant_name(int64 tenant_id);
+extern void m365_store_tenant_set_consent(int64 tenant_id, const char *status,
 									 const char *tenant_guid, const char *error);
 
 /* Serialise account creation per FlowAgent user (advisory xact lock). */
-extern void store_lock_user(const char *flowagent_user);
+extern void m365_store_lock_user(const char *flowagent_user);
 
 /* accounts; the *_lock functions take the row lock FOR UPDATE */
-extern bool store_account_lock(int64 account_id, M365Account *out);
-extern bool store_account_of_user_lock(const char *flowagent_user, M365Account *out);
-extern int64 store_account_create(const char *flowagent_user, const char *mode, int64 tenant_id);
-extern void store_account_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox);
-extern void store_account_save_tokens(int64 account_id, const char *access_token,
+extern bool m365_store_account_lock(int64 account_id, M365Account *out);
+extern bool m365_store_account_of_user_lock(const char *flowagent_user, M365Account *out);
+extern int64 m365_store_account_create(const char *flowagent_user, const char *mode, int64 tenant_id);
+extern void m365_store_account_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox);
+extern void m365_store_account_save_tokens(int64 account_id, const char *access_token,
 									  const char *refresh_token, long expires_in);
-extern char *store_account_access_token(int64 account_id);
-extern char *store_account_refresh_token(int64 account_id);
-extern void store_account_connected(int64 account_id);
-extern void store_account_set_status(int64 account_id, const char *status, const char *last_error);
-extern void store_account_backoff(int64 account_id, const char *last_error, double delay_s);
-extern void store_tenant_accounts_set_status(int64 tenant_id, const char *from_status,
+extern char *m365_store_account_access_token(int64 account_id);
+extern char *m365_store_account_refresh_token(int64 account_id);
+extern void m365_store_account_connected(int64 account_id);
+extern void m365_store_account_set_status(int64 account_id, const char *status, const char *last_error);
+extern void m365_store_account_backoff(int64 account_id, const char *last_error, double delay_s);
+extern void m365_store_tenant_accounts_set_status(int64 tenant_id, const char *from_status,
 											 const char *to_status);
 
 /* calendars: insert or refresh by Graph id; new default calendar enabled. */
-extern int64 store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool enable);
+extern int64 m365_store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool enable);
 
 
 

@@ -32,7 +32,7 @@ exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, i
 }
 
 List *
-store_subscriptions_due(const char *notification_url, int limit)
+m365_store_subscriptions_due(const char *notification_url, int limit)
 {
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		values[2] = {CStringGetTextDatum(notification_url), Int32GetDatum(limit)};
@@ -71,7 +71,7 @@ store_subscriptions_due(const char *notification_url, int limit)
 }
 
 bool
-store_subscription_get(int64 account_id, M365Subscription *out)
+m365_store_subscription_get(int64 account_id, M365Subscription *out)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(account_id)};
@@ -103,7 +103,7 @@ store_subscription_get(int64 account_id, M365Subscription *out)
 }
 
 List *
-store_subscription_ids(int64 account_id)
+m365_store_subscription_ids(int64 account_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(account_id)};
@@ -127,7 +127,7 @@ store_subscription_ids(int64 account_id)
 }
 
 void
-store_subscription_insert(int64 account_id, const char *subscription_id,
+m365_store_subscription_insert(int64 account_id, const char *subscription_id,
 						  const char *client_state, const char *notification_url,
 						  const char *expiration)
 {
@@ -147,7 +147,7 @@ store_subscription_insert(int64 account_id, const char *subscription_id,
 }
 
 void
-store_subscription_renewed(int64 account_id, const char *subscription_id, const char *expiration)
+m365_store_subscription_renewed(int64 account_id, const char *subscription_id, const char *expiration)
 {
 	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
 	Datum		values[3] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id),
@@ -160,7 +160,7 @@ store_subscription_renewed(int64 account_id, const char *subscription_id, const 
 }
 
 void
-store_subscription_retry(int64 account_id, const char *subscription_id, int delay_s)
+m365_store_subscription_retry(int64 account_id, const char *subscription_id, int delay_s)
 {
 	Oid			types[3] = {INT8OID, TEXTOID, INT4OID};
 	Datum		values[3] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id),
@@ -172,7 +172,7 @@ store_subscription_retry(int64 account_id, const char *subscription_id, int dela
 }
 
 void
-store_subscription_delete(int64 account_id, const char *subscription_id)
+m365_store_subscription_delete(int64 account_id, const char *subscription_id)
 {
 	Oid			types[2] = {INT8OID, TEXTOID};
 	Datum		values[2] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id)};
@@ -182,7 +182,7 @@ store_subscription_delete(int64 account_id, const char *subscription_id)
 }
 
 void
-store_subscription_error(int64 account_id, const char *code, int delay_s)
+m365_store_subscription_error(int64 account_id, const char *code, int delay_s)
 {
 	Oid			types[3] = {INT8OID, TEXTOID, INT4OID};
 	Datum		values[3] = {Int64GetDatum(account_id), code ? CStringGetTextDatum(code) : (Datum) 0,
@@ -199,7 +199,7 @@ store_subscription_error(int64 account_id, const char *code, int delay_s)
 static SPIPlanPtr lookup_plan = NULL;
 
 int
-store_subscription_lookup(const char *subscription_id, int64 **account_ids, char ***client_states)
+m365_store_subscription_lookup(const char *subscription_id, int64 **account_ids, char ***client_states)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(subscription_id)};
@@ -233,7 +233,7 @@ store_subscription_lookup(const char *subscription_id, int64 **account_ids, char
 }
 
 void
-store_subscription_flag(int64 account_id, const char *subscription_id, bool recreate)
+m365_store_subscription_flag(int64 account_id, const char *subscription_id, bool recreate)
 {
 	Oid			types[3] = {INT8OID, TEXTOID, BOOLOID};
 	Datum		values[3] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id),
@@ -247,7 +247,7 @@ store_subscription_flag(int64 account_id, const char *subscription_id, bool recr
 static SPIPlanPtr mark_plan = NULL;
 
 void
-store_mark_due(const int64 *account_ids, int n)
+m365_store_mark_due(const int64 *account_ids, int n)
 {
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum	   *d;
@@ -270,7 +270,7 @@ store_mark_due(const int64 *account_ids, int n)
 }
 
 void
-store_wakeups_prune(void)
+m365_store_wakeups_prune(void)
 {
 	exec("DELETE FROM m365sync.account_wakeups w"
 		 " WHERE NOT EXISTS (SELECT 1 FROM m365sync.accounts a WHERE a.account_id = w.account_id)",
