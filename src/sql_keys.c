@@ -1,8 +1,8 @@
 /*
- * sql_keys.c — the SQL face of the keyring: rewrap_keys(), purge_user() (erasure
- * itself is purge.c) and
- * the internal encrypt/decrypt helpers that export_user() (SQL, in
- * src/sql/10_keys.sql), the tests and the benchmark use.
+ * sql_keys.c — the SQL face of the keyring: rewrap_keys(), purge_user()
+ * (erasure itself is purge.c) and the internal encrypt/decrypt helpers that
+ * export_user() (SQL, in src/sql/10_keys.sql), the tests and the benchmark
+ * use.
  *
  * Thin: unpack, check, call keyring.c, return. The internal helpers are
  * granted to nobody — only a superuser, or a function a superuser owns, can
