@@ -380,30 +380,3 @@ m365_account_token_source(M365TokenSource *ts, int64 *account_id)
 	ts->get = account_source_get;
 	ts->arg = account_id;
 }
-
-bool
-m365_account_refresh_calendars(int64 account_id, const char *ms_user_id, bool enable_default,
-							   M365GraphResult *res)
-{
-	M365TokenSource ts;
-	int64		id = account_id;
-	List	   *cals;
-	ListCell   *lc;
-	bool		any_default = false;
-
-	m365_account_token_source(&ts, &id);
-	if (!m365_graph_list_calendars(&ts, ms_user_id, &cals, res))
-		return false;
-	foreach(lc, cals)
-		any_default |= ((M365GraphCalendar *) lfirst(lc))->is_default;
-	foreach(lc, cals)
-	{
-		M365GraphCalendar *c = lfirst(lc);
-
-		/* No calendar marked default: the first one stands in for it. */
-		m365_store_calendar_upsert(account_id, c,
-							  enable_default && (c->is_default ||
-												 (!any_default && lc == list_head(cals))));
-	}
-	return true;
-}

@@ -16,6 +16,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "calendars.h"
 #include "crypto.h"
 #include "graph.h"
 #include "http_util.h"
@@ -317,7 +318,7 @@ m365sync_add_mailbox(PG_FUNCTION_ARGS)
 
 	m365_store_account_set_identity(account_id, gu.id, gu.upn ? gu.upn : mailbox);
 	m365_store_account_save_tokens(account_id, tok.access_token, NULL, tok.expires_in);
-	if (!m365_account_refresh_calendars(account_id, gu.id, true, &gres))
+	if (!m365_calendars_refresh(account_id, gu.id, true, &gres))
 		m365_graph_raise(&gres, "list the mailbox's calendars");
 	m365_store_account_connected(account_id);
 	m365_wake_worker_at_commit();
@@ -414,7 +415,7 @@ m365sync_connect_complete(PG_FUNCTION_ARGS)
 	m365_store_account_set_identity(account_id, me.id, me.upn ? me.upn : me.mail);
 	m365_store_account_save_tokens(account_id, tok.access_token, tok.refresh_token, tok.expires_in);
 	m365_store_account_connected(account_id);
-	if (!m365_account_refresh_calendars(account_id, me.id, !reused, &gres))
+	if (!m365_calendars_refresh(account_id, me.id, !reused, &gres))
 		m365_graph_raise(&gres, "list the user's calendars");
 	m365_store_state_mark_used(st.state_id);
 	m365_wake_worker_at_commit();
@@ -441,7 +442,7 @@ m365sync_debug_refresh_calendars(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("account %lld does not exist", (long long) account_id)));
-	if (!m365_account_refresh_calendars(account_id, acc.ms_user_id, false, &res) && !res.no_token)
+	if (!m365_calendars_refresh(account_id, acc.ms_user_id, false, &res) && !res.no_token)
 		m365_graph_raise(&res, "list the account's calendars");
 	m365_store_account_lock(account_id, &acc);
 	PG_RETURN_TEXT_P(cstring_to_text(acc.status));
