@@ -26,6 +26,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "conflicts.h"
 #include "delta_page.h"
 #include "event_json.h"
 #include "event_row.h"
@@ -108,6 +109,7 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 		M365EventError err;
 		M365EventColumns cols;
 		Jsonb	   *data;
+		int64		conflict_event_id = 0;
 
 		MemoryContextReset(event_cxt);
 		st->fetched++;
@@ -136,13 +138,15 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 			continue;
 		}
 		m365_event_columns(&ev, &cols);
-		switch (m365_pull_batch_apply(batch, cal->calendar_id, &cols, data))
+		switch (m365_pull_batch_apply(batch, cal->calendar_id, &cols, data, &conflict_event_id))
 		{
 			case M365_APPLY_INSERTED:
 			case M365_APPLY_UPDATED:
 				st->applied++;
 				break;
 			case M365_APPLY_CONFLICT:
+				(void) m365_conflicts_remote_changed(m365_conflict_policy, account_id,
+													 conflict_event_id, &cols, data);
 				st->conflicts++;
 				break;
 			case M365_APPLY_UNCHANGED:

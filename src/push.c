@@ -31,6 +31,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
+#include "conflicts.h"
 #include "event_json.h"
 #include "event_patch.h"
 #include "event_row.h"
@@ -41,7 +42,6 @@
 #include "oauth.h"
 #include "push.h"
 #include "xact_util.h"
-#include "store_conflicts.h"
 #include "store_push.h"
 
 #define MAX_WAVES_PER_ROUND 1000
@@ -515,7 +515,7 @@ settle_precondition(PushState *ps, Write *w)
 			transient(ps, w, "ErrorIrresolvableConflict");
 			return;
 		}
-		(void) m365_conflict_remote_changed(ps->account_id, w->e->event_id, &cols, data);
+		(void) m365_conflicts_remote_changed(m365_conflict_policy, ps->account_id, w->e->event_id, &cols, data);
 		ps->st->conflicts++;
 	}
 	else if (res.status == 404 && res.transport == M365_HTTP_OK)
@@ -527,7 +527,7 @@ settle_precondition(PushState *ps, Write *w)
 		}
 		else
 		{
-			(void) m365_conflict_remote_deleted(ps->account_id, w->e->event_id);
+			(void) m365_conflicts_remote_deleted(m365_conflict_policy, ps->account_id, w->e->event_id);
 			ps->st->conflicts++;
 		}
 	}
@@ -568,7 +568,7 @@ handle_answer(PushState *ps, Write *w)
 	}
 	else if (s == 404 && strcmp(op, "update") == 0)
 	{
-		(void) m365_conflict_remote_deleted(ps->account_id, w->e->event_id);
+		(void) m365_conflicts_remote_deleted(m365_conflict_policy, ps->account_id, w->e->event_id);
 		ps->st->conflicts++;
 	}
 	else if (s == 412 && strcmp(op, "create") != 0)

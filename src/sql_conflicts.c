@@ -36,7 +36,7 @@ m365sync_conflicts(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	account_id = m365_store_acting_account();
-	n = account_id ? m365_conflict_list(account_id) : 0;
+	n = account_id ? m365_store_conflicts_list(account_id) : 0;
 	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
@@ -80,7 +80,7 @@ m365sync_resolve_conflict(PG_FUNCTION_ARGS)
 	m365_acting_user();
 	SPI_connect();
 	account_id = m365_store_acting_account();
-	if (account_id == 0 || !m365_conflict_resolve(account_id, event_id, keep))
+	if (account_id == 0 || !m365_store_conflicts_resolve(account_id, event_id, keep))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("event %lld has no unresolved conflict", (long long) event_id),

@@ -1,9 +1,10 @@
 /*
- * store_conflicts.c — settling conflicts and listing the losing versions
- * (see store_conflicts.h).
+ * store_conflicts.c — the SQL of conflicts: writing the outcome conflicts.c
+ * decided, listing the losing versions and the user's resolution (see
+ * store_conflicts.h).
  *
- * Decides only between two versions by m365sync.conflict_policy and
- * records the loser; never sends anything (the push sends what the outbox
+ * Decides nothing between two versions (conflicts.c does, by the policy it
+ * is given) and records the loser; never sends anything (the push sends what the outbox
  * says) and never logs content. The losing version is encrypted with the
  * conflict's own id as row id (keyring.h).
  */
@@ -21,7 +22,6 @@
 #include "event_json.h"
 #include "event_patch.h"
 #include "keyring.h"
-#include "settings.h"
 #include "store_conflicts.h"
 #include "store_events.h"
 #include "store_push.h"
@@ -101,7 +101,7 @@ as_deleted(Jsonb *content, const char *graph_id)
 }
 
 static void
-record(int64 account_id, int64 event_id, const char *kept, Jsonb *lost)
+record(int64 account_id, int64 event_id, const char *policy, const char *kept, Jsonb *lost)
 {
 	Oid			types[6] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, BYTEAOID};
 	Datum		values[6];
@@ -114,7 +114,7 @@ record(int64 account_id, int64 event_id, const char *kept, Jsonb *lost)
 	values[0] = Int64GetDatum(account_id);
 	values[1] = Int64GetDatum(conflict_id);
 	values[2] = Int64GetDatum(event_id);
-	values[3] = CStringGetTextDatum(m365_conflict_policy_name(m365_conflict_policy));
+	values[3] = CStringGetTextDatum(policy);
 	values[4] = CStringGetTextDatum(kept);
 	values[5] = PointerGetDatum(m365_encrypt("conflicts", "lost", account_id, conflict_id,
 											 VARDATA(lost), VARSIZE(lost) - VARHDRSZ));
@@ -181,37 +181,42 @@ push_local_whole(int64 account_id, int64 event_id, bool deleted, const char *bas
 		m365_wake_worker_at_commit();
 }
 
-static bool
-policy_remote_wins(bool remote_deleted, bool has_remote_modified, TimestampTz remote_modified,
-				   const LocalRow *r)
+bool
+m365_store_conflicts_lock_event(int64 account_id, int64 event_id, M365ConflictLocal *local)
 {
-	switch (m365_conflict_policy)
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	bool		isnull;
+	Datum		v;
+	bool		found;
+
+	SPI_connect();
+	m365_spi_check(SPI_execute_with_args("SELECT local_modified_at FROM m365sync.events"
+								" WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
+								2, types, values, NULL, false, 1), SPI_OK_SELECT, "locking an event");
+	found = SPI_processed > 0;
+	if (found)
 	{
-		case M365_POLICY_REMOTE_WINS:
-			return true;
-		case M365_POLICY_LOCAL_WINS:
-			return false;
-		default:
-			if (remote_deleted || !r->has_local_modified)
-				return true;
-			/* a tie goes to Microsoft: what everyone else already sees */
-			return !has_remote_modified || remote_modified >= r->local_modified_at;
+		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		local->has_local_modified = !isnull;
+		local->local_modified_at = isnull ? 0 : DatumGetTimestampTz(v);
 	}
+	SPI_finish();
+	return found;
 }
 
-bool
-m365_conflict_remote_changed(int64 account_id, int64 event_id, const M365EventColumns *c, Jsonb *data)
+void
+m365_store_conflicts_settle_changed(int64 account_id, int64 event_id, const char *policy, bool remote,
+									const M365EventColumns *c, Jsonb *data)
 {
 	LocalRow	r;
-	bool		remote;
 
 	SPI_connect();
 	if (!lock_row(account_id, event_id, &r))
 		elog(ERROR, "m365sync: event %lld vanished while settling a conflict", (long long) event_id);
-	remote = policy_remote_wins(false, c->has_remote_modified, c->remote_modified_at, &r);
 	if (remote)
 	{
-		record(account_id, event_id, "remote", r.deleted ? as_deleted(r.content, r.graph_id) : r.content);
+		record(account_id, event_id, policy, "remote", r.deleted ? as_deleted(r.content, r.graph_id) : r.content);
 		withdraw_pending(account_id, event_id, "conflictLost");
 		m365_push_replace_row(account_id, event_id, c, data);
 	}
@@ -221,7 +226,7 @@ m365_conflict_remote_changed(int64 account_id, int64 event_id, const M365EventCo
 		Datum		values[4];
 		char		nulls[5] = "    ";
 
-		record(account_id, event_id, "local", data);
+		record(account_id, event_id, policy, "local", data);
 		values[0] = Int64GetDatum(account_id);
 		values[1] = Int64GetDatum(event_id);
 		values[2] = c->change_key ? CStringGetTextDatum(c->change_key) : (Datum) 0;
@@ -234,26 +239,23 @@ m365_conflict_remote_changed(int64 account_id, int64 event_id, const M365EventCo
 		push_local_whole(account_id, event_id, r.deleted, c->change_key);
 	}
 	SPI_finish();
-	return remote;
 }
 
-bool
-m365_conflict_remote_deleted(int64 account_id, int64 event_id)
+void
+m365_store_conflicts_settle_deleted(int64 account_id, int64 event_id, const char *policy, bool remote)
 {
 	LocalRow	r;
-	bool		remote;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
 
 	SPI_connect();
 	if (!lock_row(account_id, event_id, &r))
 		elog(ERROR, "m365sync: event %lld vanished while settling a conflict", (long long) event_id);
-	remote = policy_remote_wins(true, false, 0, &r);
 	withdraw_pending(account_id, event_id, remote ? "conflictLost" : "recreated");
 	if (remote)
 	{
 		/* kept as a tombstone while the local version is listed */
-		record(account_id, event_id, "remote", r.content);
+		record(account_id, event_id, policy, "remote", r.content);
 		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = true, graph_id = NULL,"
 									" change_key = NULL, sync_state = 'conflict'"
 									" WHERE account_id = $1 AND event_id = $2",
@@ -261,18 +263,17 @@ m365_conflict_remote_deleted(int64 account_id, int64 event_id)
 	}
 	else
 	{
-		record(account_id, event_id, "local", as_deleted(NULL, r.graph_id));
+		record(account_id, event_id, policy, "local", as_deleted(NULL, r.graph_id));
 		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
 									" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
 									2, types, values, NULL, false, 0), SPI_OK_UPDATE, "re-creating an event");
 		insert_outbox(account_id, event_id, "create", false, NULL);
 	}
 	SPI_finish();
-	return remote;
 }
 
 uint64
-m365_conflict_list(int64 account_id)
+m365_store_conflicts_list(int64 account_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(account_id)};
@@ -365,7 +366,7 @@ restore(int64 account_id, int64 event_id, LocalRow *r, Jsonb *lost)
 }
 
 bool
-m365_conflict_resolve(int64 account_id, int64 event_id, const char *keep)
+m365_store_conflicts_resolve(int64 account_id, int64 event_id, const char *keep)
 {
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};

@@ -4,8 +4,9 @@
  * Idempotent by construction: an event is found by its Graph id (immutable
  * ids), an unchanged changeKey writes nothing but the round mark, and a
  * removal of something already gone is a no-op. A remote change meeting a
- * local change waiting in the outbox is settled by the conflict policy
- * (store_conflicts.c): one version kept, the other listed, never lost. A
+ * local change waiting in the outbox is handed back to pull.c, which has
+ * it settled by the conflict policy (conflicts.c): one version kept, the
+ * other listed, never lost. A
  * new remote event carrying the transactionId of one of our pending creates
  * is linked to it, not copied. A full round marks every event it meets,
  * whether inserted, updated, linked or settled by a conflict, so that its
@@ -22,7 +23,6 @@
 #include "utils/timestamp.h"
 
 #include "keyring.h"
-#include "store_conflicts.h"
 #include "store_events.h"
 #include "store_pull.h"
 #include "store_push.h"
@@ -265,7 +265,8 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 }
 
 M365ApplyOutcome
-m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumns *c, Jsonb *data)
+m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumns *c, Jsonb *data,
+					  int64 *conflict_event_id)
 {
 	BatchEntry *e = find_entry(b, c->graph_id);
 	int64		master = 0;
@@ -304,8 +305,8 @@ m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumn
 	}
 	if (e->pending)
 	{
-		/* Both changed: the policy keeps one, the other is listed (store_conflicts.c). */
-		(void) m365_conflict_remote_changed(b->account_id, e->event_id, c, data);
+		/* Both changed: the caller settles it by the policy (conflicts.c). */
+		*conflict_event_id = e->event_id;
 		/* seen in a full round, whichever version the policy kept */
 		if (b->round_id != 0 && b->nseen < b->seen_cap)
 			b->seen[b->nseen++] = e->event_id;

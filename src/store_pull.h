@@ -51,9 +51,15 @@ typedef struct M365PullBatch M365PullBatch;
 extern M365PullBatch *m365_pull_batch_begin(int64 account_id, int64 round_id,
 											const char *const *graph_ids, int n);
 
-/* Insert or update one remote event; data is the whole Graph object. */
+/*
+ * Insert or update one remote event; data is the whole Graph object. On
+ * M365_APPLY_CONFLICT nothing is written: *conflict_event_id names the
+ * event whose pending local change the caller settles (conflicts.c) before
+ * the next apply.
+ */
 extern M365ApplyOutcome m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id,
-											  const M365EventColumns *cols, Jsonb *data);
+											  const M365EventColumns *cols, Jsonb *data,
+											  int64 *conflict_event_id);
 
 /* An @removed entry: delete locally unless a local change is pending. */
 extern bool m365_pull_batch_remove(M365PullBatch *b, const char *graph_id);
