@@ -27,6 +27,7 @@
 #include "keyring.h"
 #include "identity.h"
 #include "settings.h"
+#include "spi_util.h"
 #include "store_events.h"
 #include "wake.h"
 
@@ -44,46 +45,6 @@
 
 /* ------------------------------------------------------------ plumbing */
 
-static SPIPlanPtr
-plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*slot = p;
-	}
-	return *slot;
-}
-
-static void
-run(SPIPlanPtr p, Datum *values, const char *nulls, int expect, long limit)
-{
-	int			rc = SPI_execute_plan(p, values, nulls, false, limit);
-
-	if (rc != expect)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-}
-
-static Datum
-col(int i, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i, isnull);
-}
-
-static char *
-col_text(int i)
-{
-	bool		isnull;
-	Datum		d = col(i, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
 #define TEXT_OR_NULL(s, i) \
 	do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
 
@@ -98,12 +59,12 @@ m365_store_acting_account(void)
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(m365_acting_user());
-	run(plan(&p, "SELECT a.account_id FROM m365sync.accounts a"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT a.account_id FROM m365sync.accounts a"
 			 " WHERE a.flowagent_user = $1 ORDER BY a.account_id LIMIT 1", 1, types),
 		values, NULL, SPI_OK_SELECT, 1);
 	if (SPI_processed == 0)
 		return 0;
-	return DatumGetInt64(col(1, &isnull));
+	return DatumGetInt64(m365_spi_get_datum(1, &isnull));
 }
 
 bool
@@ -116,18 +77,18 @@ m365_store_find_calendar(int64 account_id, int64 calendar_id, int64 *found_id, b
 	bool		isnull;
 
 	if (calendar_id > 0)
-		run(plan(&p_one, "SELECT c.calendar_id, c.can_edit FROM m365sync.calendars c"
+		m365_spi_run_plan(m365_spi_saved_plan(&p_one, "SELECT c.calendar_id, c.can_edit FROM m365sync.calendars c"
 				 " WHERE c.account_id = $1 AND c.calendar_id = $2", 2, types),
 			values, NULL, SPI_OK_SELECT, 1);
 	else
-		run(plan(&p_default, "SELECT c.calendar_id, c.can_edit FROM m365sync.calendars c"
+		m365_spi_run_plan(m365_spi_saved_plan(&p_default, "SELECT c.calendar_id, c.can_edit FROM m365sync.calendars c"
 				 " WHERE c.account_id = $1 AND c.is_default ORDER BY c.calendar_id LIMIT 1",
 				 1, types),
 			values, NULL, SPI_OK_SELECT, 1);
 	if (SPI_processed == 0)
 		return false;
-	*found_id = DatumGetInt64(col(1, &isnull));
-	*can_edit = DatumGetBool(col(2, &isnull));
+	*found_id = DatumGetInt64(m365_spi_get_datum(1, &isnull));
+	*can_edit = DatumGetBool(m365_spi_get_datum(2, &isnull));
 	return true;
 }
 
@@ -163,7 +124,7 @@ m365_store_lock_event(int64 account_id, int64 event_id, M365StoredEvent *ev)
 	Datum		content;
 
 	/* READ COMMITTED: a concurrent writer's row version is what we get after the wait */
-	run(plan(&p, "SELECT e.calendar_id, e.graph_id, e.change_key, e.event_type, e.content"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT e.calendar_id, e.graph_id, e.change_key, e.event_type, e.content"
 			 " FROM m365sync.events e"
 			 " WHERE e.account_id = $1 AND e.event_id = $2 AND NOT e.deleted FOR UPDATE",
 			 2, types),
@@ -171,11 +132,11 @@ m365_store_lock_event(int64 account_id, int64 event_id, M365StoredEvent *ev)
 	if (SPI_processed == 0)
 		return false;
 	ev->event_id = event_id;
-	ev->calendar_id = DatumGetInt64(col(1, &isnull));
-	ev->graph_id = col_text(2);
-	ev->change_key = col_text(3);
-	ev->event_type = col_text(4);
-	content = col(5, &isnull);
+	ev->calendar_id = DatumGetInt64(m365_spi_get_datum(1, &isnull));
+	ev->graph_id = m365_spi_get_text(2, CurrentMemoryContext);
+	ev->change_key = m365_spi_get_text(3, CurrentMemoryContext);
+	ev->event_type = m365_spi_get_text(4, CurrentMemoryContext);
+	content = m365_spi_get_datum(5, &isnull);
 	ev->data = m365_store_open_content(account_id, event_id, DatumGetByteaPP(content));
 	return true;
 }
@@ -186,10 +147,10 @@ m365_store_next_event_id(void)
 	static SPIPlanPtr p;
 	bool		isnull;
 
-	run(plan(&p, "SELECT pg_catalog.nextval('m365sync.events_event_id_seq'::pg_catalog.regclass)",
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT pg_catalog.nextval('m365sync.events_event_id_seq'::pg_catalog.regclass)",
 			 0, NULL),
 		NULL, NULL, SPI_OK_SELECT, 1);
-	return DatumGetInt64(col(1, &isnull));
+	return DatumGetInt64(m365_spi_get_datum(1, &isnull));
 }
 
 void
@@ -229,7 +190,7 @@ m365_store_insert_event(int64 account_id, int64 event_id, int64 calendar_id,
 	values[17] = CStringGetTextDatum(sync_state);
 	values[18] = Int64GetDatum(seen_round);
 	nulls[18] = seen_round != 0 ? ' ' : 'n';
-	run(plan(&p, "INSERT INTO m365sync.events (account_id, event_id, calendar_id, graph_id,"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "INSERT INTO m365sync.events (account_id, event_id, calendar_id, graph_id,"
 			 " ical_uid, series_master_id, event_type, start_at, end_at, is_all_day, start_date,"
 			 " end_date, show_as, is_cancelled, content, change_key, remote_modified_at,"
 			 " local_modified_at, sync_state, seen_round)"
@@ -261,7 +222,7 @@ m365_store_update_event_local(int64 account_id, int64 event_id,
 	TEXT_OR_NULL(c->show_as, 8);
 	values[9] = BoolGetDatum(c->is_cancelled);
 	values[10] = PointerGetDatum(content);
-	run(plan(&p, "UPDATE m365sync.events SET event_type = $3, start_at = $4, end_at = $5,"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "UPDATE m365sync.events SET event_type = $3, start_at = $4, end_at = $5,"
 			 " is_all_day = $6, start_date = $7, end_date = $8, show_as = $9, is_cancelled = $10,"
 			 " content = $11, local_modified_at = pg_catalog.now(), sync_state = 'pending'"
 			 " WHERE account_id = $1 AND event_id = $2", 11, types),
@@ -279,14 +240,14 @@ lock_pending(int64 account_id, int64 event_id, int64 *outbox_id, char **op)
 	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
 	bool		isnull;
 
-	run(plan(&p, "SELECT o.outbox_id, o.op FROM m365sync.outbox o"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT o.outbox_id, o.op FROM m365sync.outbox o"
 			 " WHERE o.account_id = $1 AND o.event_id = $2 AND o.state = 'pending'"
 			 " ORDER BY o.outbox_id LIMIT 1 FOR UPDATE", 2, types),
 		values, NULL, SPI_OK_SELECT, 0);
 	if (SPI_processed == 0)
 		return false;
-	*outbox_id = DatumGetInt64(col(1, &isnull));
-	*op = col_text(2);
+	*outbox_id = DatumGetInt64(m365_spi_get_datum(1, &isnull));
+	*op = m365_spi_get_text(2, CurrentMemoryContext);
 	return true;
 }
 
@@ -317,7 +278,7 @@ insert_outbox(int64 account_id, int64 event_id, const char *op,
 	else
 		nulls[3] = 'n';
 	TEXT_OR_NULL(base_change_key, 4);
-	run(plan(&p, "INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
 			 " base_change_key) VALUES ($1, $2, $3, $4, $5)", 5, types),
 		values, nulls, SPI_OK_INSERT, 0);
 	m365_wake_worker_at_commit();
@@ -347,7 +308,7 @@ m365_store_queue_upsert(int64 account_id, int64 event_id, bool new_event, bool n
 		values[0] = Int64GetDatum(account_id);
 		values[1] = Int64GetDatum(outbox_id);
 		values[2] = text_array(changed, nchanged);
-		run(plan(&p_merge, "UPDATE m365sync.outbox SET changed_fields = ARRAY("
+		m365_spi_run_plan(m365_spi_saved_plan(&p_merge, "UPDATE m365sync.outbox SET changed_fields = ARRAY("
 				 "SELECT DISTINCT f FROM pg_catalog.unnest(pg_catalog.array_cat(changed_fields, $3)) f"
 				 " ORDER BY f) WHERE account_id = $1 AND outbox_id = $2", 3, types),
 			values, NULL, SPI_OK_UPDATE, 0);
@@ -375,12 +336,12 @@ m365_store_delete_event(int64 account_id, const M365StoredEvent *ev)
 	if (ev->graph_id == NULL)
 	{
 		/* Microsoft never saw it: nothing to delete there (outbox rows cascade) */
-		run(plan(&p_remove, "DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
+		m365_spi_run_plan(m365_spi_saved_plan(&p_remove, "DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
 				 2, types),
 			values, NULL, SPI_OK_DELETE, 0);
 		return M365_DELETE_REMOVED;
 	}
-	run(plan(&p_mark, "UPDATE m365sync.events SET deleted = true, sync_state = 'pending',"
+	m365_spi_run_plan(m365_spi_saved_plan(&p_mark, "UPDATE m365sync.events SET deleted = true, sync_state = 'pending',"
 			 " local_modified_at = pg_catalog.now() WHERE account_id = $1 AND event_id = $2",
 			 2, types),
 		values, NULL, SPI_OK_UPDATE, 0);
@@ -388,7 +349,7 @@ m365_store_delete_event(int64 account_id, const M365StoredEvent *ev)
 	{
 		/* a pending update becomes the delete; its If-Match stays the synced changeKey */
 		values[1] = Int64GetDatum(outbox_id);
-		run(plan(&p_to_delete, "UPDATE m365sync.outbox SET op = 'delete', changed_fields = NULL"
+		m365_spi_run_plan(m365_spi_saved_plan(&p_to_delete, "UPDATE m365sync.outbox SET op = 'delete', changed_fields = NULL"
 				 " WHERE account_id = $1 AND outbox_id = $2", 2, types),
 			values, NULL, SPI_OK_UPDATE, 0);
 		m365_wake_worker_at_commit();
@@ -437,7 +398,7 @@ m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to
 	 * [from_date, to_date) by date. Each splits into short (found by start,
 	 * within the bound) and long (found by end, partial index), disjoint.
 	 */
-	run(plan(&p,
+	m365_spi_run_plan(m365_spi_saved_plan(&p,
 			 "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
 			 " AND NOT e.is_all_day AND e.start_at >= $2 - " SHORT_TIMED_BOUND
 			 " AND e.start_at < $3 AND (e.end_at > $2 OR e.start_at >= $2)"
@@ -465,7 +426,7 @@ m365_store_event_by_id(int64 account_id, int64 event_id)
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
 
-	run(plan(&p, "SELECT " EVENT_COLUMNS " FROM m365sync.events e"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT " EVENT_COLUMNS " FROM m365sync.events e"
 			 " WHERE e.account_id = $1 AND e.event_id = $2 AND NOT e.deleted", 2, types),
 		values, NULL, SPI_OK_SELECT, 1);
 	return SPI_processed;
@@ -480,7 +441,7 @@ m365_store_calendars(int64 account_id)
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(account_id)};
 
-	run(plan(&p, "SELECT c.calendar_id, c.name, c.is_default, c.can_edit, c.sync_enabled"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT c.calendar_id, c.name, c.is_default, c.can_edit, c.sync_enabled"
 			 " FROM m365sync.calendars c WHERE c.account_id = $1 ORDER BY c.calendar_id",
 			 1, types),
 		values, NULL, SPI_OK_SELECT, 0);
@@ -495,7 +456,7 @@ m365_store_set_calendar_sync(int64 account_id, int64 calendar_id, bool enabled)
 	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(calendar_id),
 	BoolGetDatum(enabled)};
 
-	run(plan(&p, "UPDATE m365sync.calendars SET sync_enabled = $3"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "UPDATE m365sync.calendars SET sync_enabled = $3"
 			 " WHERE account_id = $1 AND calendar_id = $2", 3, types),
 		values, NULL, SPI_OK_UPDATE, 0);
 	if (SPI_processed == 0)

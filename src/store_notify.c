@@ -22,15 +22,6 @@
 #define SUB_TABLE	"subscriptions"
 #define SUB_COLUMN	"client_state"
 
-static void
-exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expected,
-	 const char *what)
-{
-	SPI_connect();
-	m365_spi_check(SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0), expected, what);
-	SPI_finish();
-}
-
 List *
 m365_store_subscriptions_due(const char *notification_url, int limit)
 {
@@ -131,69 +122,71 @@ m365_store_subscription_insert(int64 account_id, const char *subscription_id,
 						  const char *client_state, const char *notification_url,
 						  const char *expiration)
 {
-	Oid			types[5] = {INT8OID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID};
-	Datum		values[5];
+	M365SpiArgs a = {0};
 
-	values[0] = Int64GetDatum(account_id);
-	values[1] = CStringGetTextDatum(subscription_id);
-	values[2] = PointerGetDatum(m365_encrypt_text(SUB_TABLE, SUB_COLUMN, account_id, 0, client_state));
-	values[3] = CStringGetTextDatum(notification_url);
-	values[4] = CStringGetTextDatum(expiration);
-	exec("INSERT INTO m365sync.subscriptions (account_id, subscription_id, client_state, notification_url,"
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, subscription_id);
+	m365_spi_arg_bytea(&a, m365_encrypt_text(SUB_TABLE, SUB_COLUMN, account_id, 0, client_state));
+	m365_spi_arg_text(&a, notification_url);
+	m365_spi_arg_text(&a, expiration);
+	m365_spi_exec("INSERT INTO m365sync.subscriptions (account_id, subscription_id, client_state, notification_url,"
 		 " expires_at, renew_at)"
 		 " SELECT $1, $2, $3, $4, x, pg_catalog.now() + (x - pg_catalog.now()) / 2"
 		 " FROM CAST($5 AS timestamptz) AS x",
-		 5, types, values, NULL, SPI_OK_INSERT, "storing a subscription");
+		 &a, SPI_OK_INSERT, "storing a subscription");
 }
 
 void
 m365_store_subscription_renewed(int64 account_id, const char *subscription_id, const char *expiration)
 {
-	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
-	Datum		values[3] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id),
-	CStringGetTextDatum(expiration)};
+	M365SpiArgs a = {0};
 
-	exec("UPDATE m365sync.subscriptions SET renewed_at = pg_catalog.now(), expires_at = x,"
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, subscription_id);
+	m365_spi_arg_text(&a, expiration);
+	m365_spi_exec("UPDATE m365sync.subscriptions SET renewed_at = pg_catalog.now(), expires_at = x,"
 		 " renew_at = pg_catalog.now() + (x - pg_catalog.now()) / 2"
 		 " FROM CAST($3 AS timestamptz) AS x WHERE account_id = $1 AND subscription_id = $2",
-		 3, types, values, NULL, SPI_OK_UPDATE, "renewing a subscription");
+		 &a, SPI_OK_UPDATE, "renewing a subscription");
 }
 
 void
 m365_store_subscription_retry(int64 account_id, const char *subscription_id, int delay_s)
 {
-	Oid			types[3] = {INT8OID, TEXTOID, INT4OID};
-	Datum		values[3] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id),
-	Int32GetDatum(delay_s)};
+	M365SpiArgs a = {0};
 
-	exec("UPDATE m365sync.subscriptions SET renew_at = pg_catalog.now() + pg_catalog.make_interval(secs => $3)"
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, subscription_id);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(delay_s), false);
+	m365_spi_exec("UPDATE m365sync.subscriptions SET renew_at = pg_catalog.now() + pg_catalog.make_interval(secs => $3)"
 		 " WHERE account_id = $1 AND subscription_id = $2",
-		 3, types, values, NULL, SPI_OK_UPDATE, "postponing a subscription renewal");
+		 &a, SPI_OK_UPDATE, "postponing a subscription renewal");
 }
 
 void
 m365_store_subscription_delete(int64 account_id, const char *subscription_id)
 {
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id)};
+	M365SpiArgs a = {0};
 
-	exec("DELETE FROM m365sync.subscriptions WHERE account_id = $1 AND subscription_id = $2",
-		 2, types, values, NULL, SPI_OK_DELETE, "forgetting a subscription");
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, subscription_id);
+	m365_spi_exec("DELETE FROM m365sync.subscriptions WHERE account_id = $1 AND subscription_id = $2",
+		 &a, SPI_OK_DELETE, "forgetting a subscription");
 }
 
 void
 m365_store_subscription_error(int64 account_id, const char *code, int delay_s)
 {
-	Oid			types[3] = {INT8OID, TEXTOID, INT4OID};
-	Datum		values[3] = {Int64GetDatum(account_id), code ? CStringGetTextDatum(code) : (Datum) 0,
-	Int32GetDatum(delay_s)};
-	char		nulls[3] = {' ', code ? ' ' : 'n', ' '};
+	M365SpiArgs a = {0};
 
-	exec("UPDATE m365sync.accounts SET subscription_error = $2,"
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, code);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(delay_s), false);
+	m365_spi_exec("UPDATE m365sync.accounts SET subscription_error = $2,"
 		 " subscription_retry_at = CASE WHEN $2 IS NULL THEN NULL"
 		 "   ELSE pg_catalog.now() + pg_catalog.make_interval(secs => $3) END"
 		 " WHERE account_id = $1",
-		 3, types, values, nulls, SPI_OK_UPDATE, "recording a subscription failure");
+		 &a, SPI_OK_UPDATE, "recording a subscription failure");
 }
 
 static SPIPlanPtr lookup_plan = NULL;
@@ -235,13 +228,14 @@ m365_store_subscription_lookup(const char *subscription_id, int64 **account_ids,
 void
 m365_store_subscription_flag(int64 account_id, const char *subscription_id, bool recreate)
 {
-	Oid			types[3] = {INT8OID, TEXTOID, BOOLOID};
-	Datum		values[3] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id),
-	BoolGetDatum(recreate)};
+	M365SpiArgs a = {0};
 
-	exec("UPDATE m365sync.subscriptions SET renew_at = pg_catalog.now(), recreate = recreate OR $3"
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, subscription_id);
+	m365_spi_arg(&a, BOOLOID, BoolGetDatum(recreate), false);
+	m365_spi_exec("UPDATE m365sync.subscriptions SET renew_at = pg_catalog.now(), recreate = recreate OR $3"
 		 " WHERE account_id = $1 AND subscription_id = $2",
-		 3, types, values, NULL, SPI_OK_UPDATE, "flagging a subscription");
+		 &a, SPI_OK_UPDATE, "flagging a subscription");
 }
 
 static SPIPlanPtr mark_plan = NULL;
@@ -272,7 +266,7 @@ m365_store_mark_due(const int64 *account_ids, int n)
 void
 m365_store_wakeups_prune(void)
 {
-	exec("DELETE FROM m365sync.account_wakeups w"
+	m365_spi_exec("DELETE FROM m365sync.account_wakeups w"
 		 " WHERE NOT EXISTS (SELECT 1 FROM m365sync.accounts a WHERE a.account_id = w.account_id)",
-		 0, NULL, NULL, NULL, SPI_OK_DELETE, "pruning due marks");
+		 NULL, SPI_OK_DELETE, "pruning due marks");
 }
