@@ -19,6 +19,7 @@
 #include "events.h"
 #include "jsonb_cjson.h"
 #include "store_events.h"
+#include "store_outbox.h"
 
 /* Graph events have about 50 top-level fields; more is not an event */
 #define MAX_CHANGED_FIELDS 256
@@ -162,13 +163,13 @@ m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *sto
 				m365_store_insert_event(account_id, event_id, calendar_id, &cols, false, 0,
 										m365_store_seal_content(account_id, event_id, data),
 										"pending", 0);
-				m365_store_queue_upsert(account_id, event_id, true, true, NULL, 0, NULL);
+				m365_store_outbox_queue_upsert(account_id, event_id, true, true, NULL, 0, NULL);
 			}
 			else
 			{
 				m365_store_update_event_local(account_id, event_id, &cols,
 											  m365_store_seal_content(account_id, event_id, data));
-				m365_store_queue_upsert(account_id, event_id, false, stored->graph_id == NULL,
+				m365_store_outbox_queue_upsert(account_id, event_id, false, stored->graph_id == NULL,
 										changed, nchanged, stored->change_key);
 			}
 		}

@@ -24,9 +24,9 @@
 #include "keyring.h"
 #include "store_conflicts.h"
 #include "store_events.h"
+#include "store_outbox.h"
 #include "store_push.h"
 #include "spi_util.h"
-#include "wake.h"
 
 typedef struct LocalRow
 {
@@ -123,64 +123,6 @@ record(int64 account_id, int64 event_id, const char *policy, const char *kept, J
 								6, types, values, NULL, false, 0), SPI_OK_INSERT, "recording a conflict");
 }
 
-/* Withdraw the event's pending (and superseded failed) entries. */
-static void
-withdraw_pending(int64 account_id, int64 event_id, const char *why)
-{
-	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(event_id), CStringGetTextDatum(why)};
-
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'done', done_at = pg_catalog.now(),"
-								" last_error = $3, next_attempt_at = NULL"
-								" WHERE account_id = $1 AND event_id = $2 AND state IN ('pending', 'failed')",
-								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "withdrawing a push");
-}
-
-static void
-insert_outbox(int64 account_id, int64 event_id, const char *op, bool all_fields, const char *base)
-{
-	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, BOOLOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[6] = "     ";
-
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(event_id);
-	values[2] = CStringGetTextDatum(op);
-	values[3] = BoolGetDatum(all_fields);
-	values[4] = base ? CStringGetTextDatum(base) : (Datum) 0;
-	nulls[4] = base ? ' ' : 'n';
-	m365_spi_check(SPI_execute_with_args("INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
-								" base_change_key) VALUES ($1, $2, $3,"
-								" CASE WHEN $4 THEN '{" M365_ALL_FIELDS "}'::text[] END, $5)",
-								5, types, values, nulls, false, 0), SPI_OK_INSERT, "queueing a push");
-	m365_wake_worker_at_commit();
-}
-
-/*
- * The local version, whole, is to be pushed over base: the pending entry
- * (update or delete) is widened to all fields, or a new update queued.
- */
-static void
-push_local_whole(int64 account_id, int64 event_id, bool deleted, const char *base)
-{
-	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, BOOLOID};
-	Datum		values[4] = {Int64GetDatum(account_id), Int64GetDatum(event_id),
-	base ? CStringGetTextDatum(base) : (Datum) 0, BoolGetDatum(deleted)};
-	char		nulls[5] = "    ";
-
-	nulls[2] = base ? ' ' : 'n';
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET base_change_key = $3, next_attempt_at = NULL,"
-								" op = CASE WHEN op = 'create' THEN op WHEN $4 THEN 'delete' ELSE 'update' END,"
-								" changed_fields = CASE WHEN op = 'create' OR $4 THEN NULL"
-								"   ELSE '{" M365_ALL_FIELDS "}'::text[] END"
-								" WHERE account_id = $1 AND event_id = $2 AND state = 'pending'",
-								4, types, values, nulls, false, 0), SPI_OK_UPDATE, "widening a push");
-	if (SPI_processed == 0)
-		insert_outbox(account_id, event_id, deleted ? "delete" : "update", !deleted, base);
-	else
-		m365_wake_worker_at_commit();
-}
-
 bool
 m365_store_conflicts_lock_event(int64 account_id, int64 event_id, M365ConflictLocal *local)
 {
@@ -217,7 +159,7 @@ m365_store_conflicts_settle_changed(int64 account_id, int64 event_id, const char
 	if (remote)
 	{
 		record(account_id, event_id, policy, "remote", r.deleted ? as_deleted(r.content, r.graph_id) : r.content);
-		withdraw_pending(account_id, event_id, "conflictLost");
+		m365_store_outbox_withdraw(account_id, event_id, "conflictLost");
 		m365_push_replace_row(account_id, event_id, c, data);
 	}
 	else
@@ -236,7 +178,7 @@ m365_store_conflicts_settle_changed(int64 account_id, int64 event_id, const char
 		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET change_key = $3, remote_modified_at = $4,"
 									" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
 									4, types, values, nulls, false, 0), SPI_OK_UPDATE, "keeping a local change");
-		push_local_whole(account_id, event_id, r.deleted, c->change_key);
+		m365_store_outbox_push_whole(account_id, event_id, r.deleted, c->change_key);
 	}
 	SPI_finish();
 }
@@ -251,7 +193,7 @@ m365_store_conflicts_settle_deleted(int64 account_id, int64 event_id, const char
 	SPI_connect();
 	if (!lock_row(account_id, event_id, &r))
 		elog(ERROR, "m365sync: event %lld vanished while settling a conflict", (long long) event_id);
-	withdraw_pending(account_id, event_id, remote ? "conflictLost" : "recreated");
+	m365_store_outbox_withdraw(account_id, event_id, remote ? "conflictLost" : "recreated");
 	if (remote)
 	{
 		/* kept as a tombstone while the local version is listed */
@@ -267,7 +209,7 @@ m365_store_conflicts_settle_deleted(int64 account_id, int64 event_id, const char
 		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
 									" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
 									2, types, values, NULL, false, 0), SPI_OK_UPDATE, "re-creating an event");
-		insert_outbox(account_id, event_id, "create", false, NULL);
+		m365_store_outbox_insert_whole(account_id, event_id, "create", false, NULL);
 	}
 	SPI_finish();
 }
@@ -347,21 +289,18 @@ restore(int64 account_id, int64 event_id, LocalRow *r, Jsonb *lost)
 			/* gone at Microsoft (or never there): made again */
 			bool		pending_create;
 
-			m365_spi_check(SPI_execute_with_args("SELECT 1 FROM m365sync.outbox WHERE account_id = $1 AND event_id = $2"
-										" AND state = 'pending' AND op = 'create'",
-										2, types, values, NULL, false, 1), SPI_OK_SELECT, "finding a create");
-			pending_create = SPI_processed > 0;
+			pending_create = m365_store_outbox_has_pending_create(account_id, event_id);
 			m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = false"
 										" WHERE account_id = $1 AND event_id = $2",
 										2, types, values, NULL, false, 0), SPI_OK_UPDATE, "reviving an event");
 			if (!pending_create)
 			{
-				withdraw_pending(account_id, event_id, "recreated");
-				insert_outbox(account_id, event_id, "create", false, NULL);
+				m365_store_outbox_withdraw(account_id, event_id, "recreated");
+				m365_store_outbox_insert_whole(account_id, event_id, "create", false, NULL);
 			}
 		}
 		else
-			push_local_whole(account_id, event_id, false, r->change_key);
+			m365_store_outbox_push_whole(account_id, event_id, false, r->change_key);
 	}
 }
 

@@ -1,8 +1,8 @@
 /*
- * store_events.c — SPI for events, outbox and calendars, with saved plans.
+ * store_events.c — SPI for events and calendars, with saved plans.
  *
- * The only file that writes SQL against those tables for the API; pull and
- * push reuse it. Every statement is schema-qualified (plans are saved and
+ * The event rows of the API's writes and reads; pull and push reuse it.
+ * Their outbox entries are store_outbox.c's. Every statement is schema-qualified (plans are saved and
  * run under the user functions' pinned search_path anyway) and touches one
  * account's rows. It never decides policy (what a caller may do): the SQL
  * functions do, then call here. It never logs content.
@@ -16,7 +16,6 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -29,6 +28,7 @@
 #include "settings.h"
 #include "spi_util.h"
 #include "store_events.h"
+#include "store_outbox.h"
 #include "wake.h"
 
 /*
@@ -229,109 +229,13 @@ m365_store_update_event_local(int64 account_id, int64 event_id,
 		values, nulls, SPI_OK_UPDATE, 0);
 }
 
-/* --------------------------------------------------------------- outbox */
-
-/* The event's pending outbox row, locked: its id and op; false when none. */
-static bool
-lock_pending(int64 account_id, int64 event_id, int64 *outbox_id, char **op)
-{
-	static SPIPlanPtr p;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
-	bool		isnull;
-
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT o.outbox_id, o.op FROM m365sync.outbox o"
-			 " WHERE o.account_id = $1 AND o.event_id = $2 AND o.state = 'pending'"
-			 " ORDER BY o.outbox_id LIMIT 1 FOR UPDATE", 2, types),
-		values, NULL, SPI_OK_SELECT, 0);
-	if (SPI_processed == 0)
-		return false;
-	*outbox_id = DatumGetInt64(m365_spi_get_datum(1, &isnull));
-	*op = m365_spi_get_text(2, CurrentMemoryContext);
-	return true;
-}
-
-static Datum
-text_array(const char **items, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = CStringGetTextDatum(items[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-static void
-insert_outbox(int64 account_id, int64 event_id, const char *op,
-			  const char **changed, int nchanged, const char *base_change_key)
-{
-	static SPIPlanPtr p;
-	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, TEXTARRAYOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(event_id);
-	values[2] = CStringGetTextDatum(op);
-	if (changed != NULL)
-		values[3] = text_array(changed, nchanged);
-	else
-		nulls[3] = 'n';
-	TEXT_OR_NULL(base_change_key, 4);
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
-			 " base_change_key) VALUES ($1, $2, $3, $4, $5)", 5, types),
-		values, nulls, SPI_OK_INSERT, 0);
-	m365_wake_worker_at_commit();
-}
-
-void
-m365_store_queue_upsert(int64 account_id, int64 event_id, bool new_event, bool never_pushed,
-						const char **changed, int nchanged, const char *base_change_key)
-{
-	static SPIPlanPtr p_merge;
-	int64		outbox_id;
-	char	   *op;
-
-	if (new_event)
-	{
-		insert_outbox(account_id, event_id, "create", NULL, 0, NULL);
-		return;
-	}
-	if (lock_pending(account_id, event_id, &outbox_id, &op))
-	{
-		Oid			types[3] = {INT8OID, INT8OID, TEXTARRAYOID};
-		Datum		values[3];
-
-		/* a pending create sends the whole event anyway */
-		if (strcmp(op, "update") != 0)
-			return;
-		values[0] = Int64GetDatum(account_id);
-		values[1] = Int64GetDatum(outbox_id);
-		values[2] = text_array(changed, nchanged);
-		m365_spi_run_plan(m365_spi_saved_plan(&p_merge, "UPDATE m365sync.outbox SET changed_fields = ARRAY("
-				 "SELECT DISTINCT f FROM pg_catalog.unnest(pg_catalog.array_cat(changed_fields, $3)) f"
-				 " ORDER BY f) WHERE account_id = $1 AND outbox_id = $2", 3, types),
-			values, NULL, SPI_OK_UPDATE, 0);
-		m365_wake_worker_at_commit();
-		return;
-	}
-	if (never_pushed)
-		insert_outbox(account_id, event_id, "create", NULL, 0, NULL);
-	else
-		insert_outbox(account_id, event_id, "update", changed, nchanged, base_change_key);
-}
-
 M365DeleteOutcome
 m365_store_delete_event(int64 account_id, const M365StoredEvent *ev)
 {
 	static SPIPlanPtr p_remove,
-				p_mark,
-				p_to_delete;
+				p_mark;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(ev->event_id)};
-	int64		outbox_id;
-	char	   *op;
-	bool		pending = lock_pending(account_id, ev->event_id, &outbox_id, &op);
 
 	if (ev->graph_id == NULL)
 	{
@@ -345,17 +249,7 @@ m365_store_delete_event(int64 account_id, const M365StoredEvent *ev)
 			 " local_modified_at = pg_catalog.now() WHERE account_id = $1 AND event_id = $2",
 			 2, types),
 		values, NULL, SPI_OK_UPDATE, 0);
-	if (pending)
-	{
-		/* a pending update becomes the delete; its If-Match stays the synced changeKey */
-		values[1] = Int64GetDatum(outbox_id);
-		m365_spi_run_plan(m365_spi_saved_plan(&p_to_delete, "UPDATE m365sync.outbox SET op = 'delete', changed_fields = NULL"
-				 " WHERE account_id = $1 AND outbox_id = $2", 2, types),
-			values, NULL, SPI_OK_UPDATE, 0);
-		m365_wake_worker_at_commit();
-	}
-	else
-		insert_outbox(account_id, ev->event_id, "delete", NULL, 0, ev->change_key);
+	m365_store_outbox_queue_delete(account_id, ev->event_id, ev->change_key);
 	return M365_DELETE_QUEUED;
 }
 

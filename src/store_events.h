@@ -1,5 +1,5 @@
 /*
- * store_events.h — SPI reads and writes of events, outbox and calendars
+ * store_events.h — SPI reads and writes of events and calendars
  * (store_events.c), shared by the SQL API and later by pull and push.
  *
  * Every function expects the caller to be connected to SPI (between
@@ -67,18 +67,6 @@ typedef enum M365DeleteOutcome
 	M365_DELETE_QUEUED,			/* marked deleted, remote delete queued */
 	M365_DELETE_REMOVED			/* never pushed: row and its queue entries gone */
 } M365DeleteOutcome;
-
-/*
- * Queue a local create or update for the push, collapsing into the event's
- * pending outbox entry: create+update stays a create, update+update merges
- * changed_fields. A change to an event Microsoft never got (never_pushed,
- * no pending entry: its create failed) is queued as a create.
- * base_change_key is the If-Match for an update.
- */
-extern void m365_store_queue_upsert(int64 account_id, int64 event_id,
-									bool new_event, bool never_pushed,
-									const char **changed, int nchanged,
-									const char *base_change_key);
 
 /* Delete a locked event locally and queue the remote delete (see outcomes). */
 extern M365DeleteOutcome m365_store_delete_event(int64 account_id, const M365StoredEvent *ev);
