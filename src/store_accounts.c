@@ -13,6 +13,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "keyring.h"
 #include "spi_util.h"
@@ -495,3 +496,79 @@ m365_store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool en
 	return calendar_id;
 }
 
+/* --- the scheduler's view of accounts ------------------------------------- */
+
+/*
+ * Accounts to sync: one (account_id > 0, if it can be synced at all) or
+ * every due one.
+ */
+List *
+m365_store_accounts_due(int64 account_id, int limit)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int32GetDatum(limit)};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *out = NIL;
+	uint64		i;
+
+	SPI_connect();
+	/*
+	 * due: by the schedule, because a change notification marked it (those
+	 * first), or because a local change waits to be pushed
+	 */
+	m365_spi_check(SPI_execute_with_args("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
+								" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+								"   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
+								"       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
+								"        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
+								"         OR EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id)"
+								"         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
+								"          AND o.state = 'pending'"
+								"          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
+								" ORDER BY EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id) DESC,"
+								"          a.next_sync_at NULLS FIRST LIMIT $2",
+								2, types, values, NULL, true, 0), SPI_OK_SELECT, "finding due accounts");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		M365DueAccount *a = palloc(sizeof(M365DueAccount));
+
+		a->account_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		a->ms_user_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		out = lappend(out, a);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return out;
+}
+
+void
+m365_store_account_schedule(int64 account_id, const M365RoundStats *st, int interval_s)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8(&a, account_id);
+	if (st->ok)
+	{
+		m365_spi_arg(&a, INT4OID, Int32GetDatum(interval_s), false);
+		m365_spi_exec("UPDATE m365sync.accounts SET last_sync_at = pg_catalog.now(),"
+					  " next_sync_at = pg_catalog.now() + pg_catalog.make_interval(secs => $2),"
+					  " failures = 0, backoff_until = NULL, last_error = NULL,"
+					  " status = CASE WHEN status = 'error' THEN 'connected' ELSE status END"
+					  " WHERE account_id = $1",
+					  &a, SPI_OK_UPDATE, "scheduling an account");
+		return;
+	}
+	m365_spi_arg_text(&a, st->error);
+	m365_spi_arg(&a, FLOAT8OID, Float8GetDatum(st->retry_after_s), !st->has_retry_after);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(interval_s), false);
+	/* Retry-After when given, else 30 s doubling per failure up to the interval, with jitter. */
+	m365_spi_exec("UPDATE m365sync.accounts SET failures = failures + 1, last_error = $2,"
+				  " backoff_until = pg_catalog.now() + pg_catalog.make_interval(secs =>"
+				  "   coalesce($3, least($4, 30 * pg_catalog.power(2, least(failures, 12)))"
+				  "             * (0.75 + 0.5 * pg_catalog.random()))),"
+				  " next_sync_at = pg_catalog.now()"
+				  " WHERE account_id = $1",
+				  &a, SPI_OK_UPDATE, "backing off an account");
+}

@@ -13,7 +13,10 @@
 
 #include "postgres.h"
 
+#include "nodes/pg_list.h"
+
 #include "graph_util.h"
+#include "store_sync_log.h"
 
 typedef struct M365AppConfig
 {
@@ -92,5 +95,26 @@ extern void m365_store_tenant_accounts_set_status(int64 tenant_id, const char *f
 extern int64 m365_store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool enable);
 
 
+
+/* An account the scheduler may sync. */
+typedef struct M365DueAccount
+{
+	int64		account_id;
+	char	   *ms_user_id;
+} M365DueAccount;
+
+/*
+ * Accounts to sync (a List of M365DueAccount in the caller's context): the
+ * one named (account_id > 0, if it can be synced at all) or up to limit due
+ * ones, those a change notification marked first.
+ */
+extern List *m365_store_accounts_due(int64 account_id, int limit);
+
+/*
+ * After a round: on success the next sync in interval_s and the failures
+ * forgotten; on failure a backoff (Retry-After when given, else 30 s
+ * doubling per failure up to the interval, with jitter).
+ */
+extern void m365_store_account_schedule(int64 account_id, const M365RoundStats *st, int interval_s);
 
 #endif							/* M365SYNC_STORE_ACCOUNTS_H */

@@ -270,3 +270,13 @@ m365_store_wakeups_prune(void)
 		 " WHERE NOT EXISTS (SELECT 1 FROM m365sync.accounts a WHERE a.account_id = w.account_id)",
 		 NULL, SPI_OK_DELETE, "pruning due marks");
 }
+
+void
+m365_store_wakeups_clear(int64 account_id)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_exec("DELETE FROM m365sync.account_wakeups WHERE account_id = $1",
+				  &a, SPI_OK_DELETE, "clearing a due mark");
+}

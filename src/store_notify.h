@@ -73,4 +73,7 @@ extern void m365_store_mark_due(const int64 *account_ids, int n);
 /* Forget due marks of accounts that no longer exist. */
 extern void m365_store_wakeups_prune(void);
 
+/* The account's round starts: its due mark goes (later notifications mark it again). */
+extern void m365_store_wakeups_clear(int64 account_id);
+
 #endif							/* M365SYNC_STORE_NOTIFY_H */
