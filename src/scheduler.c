@@ -30,7 +30,7 @@
 #include "push.h"
 #include "scheduler.h"
 #include "store_accounts.h"
-#include "store_notify.h"
+#include "store_subscriptions.h"
 #include "store_sync_log.h"
 #include "subscriptions.h"
 #include "xact_util.h"

@@ -19,7 +19,7 @@
 
 #include "crypto.h"
 #include "notify_util.h"
-#include "store_notify.h"
+#include "store_subscriptions.h"
 #include "wake.h"
 
 /* Graph's notification bodies are small; anything this large is not one. */

@@ -7,7 +7,7 @@
  *
  * Runs in the worker's rounds, never in a caller's transaction — except the
  * DELETE at erasure, which must happen while the account's token can still
- * be decrypted. Network through graph.c, rows through store_notify.c. The
+ * be decrypted. Network through graph.c, rows through store_subscriptions.c. The
  * clientState is never logged; log lines carry account ids, HTTP statuses
  * and Graph error codes only, never a URL.
  */
@@ -26,7 +26,7 @@
 #include "oauth.h"
 #include "xact_util.h"
 #include "store_accounts.h"
-#include "store_notify.h"
+#include "store_subscriptions.h"
 #include "subscriptions.h"
 
 /* Accounts acted on per worker round. */

@@ -1,6 +1,6 @@
 /*
- * store_notify.c — SPI access to the change-notification tables (see
- * store_notify.h).
+ * store_subscriptions.c — SPI access to the change-notification tables (see
+ * store_subscriptions.h).
  *
  * The clientState is encrypted here under the account's data key (table
  * subscriptions, column client_state, row_id 0) and decrypted only for
@@ -17,7 +17,7 @@
 
 #include "keyring.h"
 #include "spi_util.h"
-#include "store_notify.h"
+#include "store_subscriptions.h"
 
 #define SUB_TABLE	"subscriptions"
 #define SUB_COLUMN	"client_state"

@@ -1,6 +1,6 @@
 /*
- * store_notify.h — SPI reads and writes of the change-notification tables
- * (store_notify.c): m365sync.subscriptions, the subscription columns of
+ * store_subscriptions.h — SPI reads and writes of the change-notification tables
+ * (store_subscriptions.c): m365sync.subscriptions, the subscription columns of
  * m365sync.accounts, and m365sync.account_wakeups (accounts a notification
  * marked due).
  *
@@ -8,8 +8,8 @@
  * decrypted inside (keyring.h, row_id 0). Every function runs in the
  * caller's transaction. Nothing above this layer sees SQL.
  */
-#ifndef M365SYNC_STORE_NOTIFY_H
-#define M365SYNC_STORE_NOTIFY_H
+#ifndef M365SYNC_STORE_SUBSCRIPTIONS_H
+#define M365SYNC_STORE_SUBSCRIPTIONS_H
 
 #include "postgres.h"
 
@@ -76,4 +76,4 @@ extern void m365_store_wakeups_prune(void);
 /* The account's round starts: its due mark goes (later notifications mark it again). */
 extern void m365_store_wakeups_clear(int64 account_id);
 
-#endif							/* M365SYNC_STORE_NOTIFY_H */
+#endif							/* M365SYNC_STORE_SUBSCRIPTIONS_H */
