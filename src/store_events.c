@@ -174,19 +174,9 @@ m365_store_insert_event(int64 account_id, int64 event_id, int64 calendar_id,
 	TEXT_OR_NULL(c->ical_uid, 4);
 	values[5] = Int64GetDatum(series_master_id);
 	nulls[5] = has_series_master ? ' ' : 'n';
-	values[6] = CStringGetTextDatum(c->event_type);
-	values[7] = TimestampTzGetDatum(c->start_at);
-	values[8] = TimestampTzGetDatum(c->end_at);
-	values[9] = BoolGetDatum(c->is_all_day);
-	values[10] = DateADTGetDatum(c->start_date);
-	values[11] = DateADTGetDatum(c->end_date);
-	nulls[10] = nulls[11] = c->is_all_day ? ' ' : 'n';
-	TEXT_OR_NULL(c->show_as, 12);
-	values[13] = BoolGetDatum(c->is_cancelled);
+	m365_event_row_bind_shape(c, &values[6], &nulls[6]);
 	values[14] = PointerGetDatum(content);
-	TEXT_OR_NULL(c->change_key, 15);
-	values[16] = TimestampTzGetDatum(c->remote_modified_at);
-	nulls[16] = c->has_remote_modified ? ' ' : 'n';
+	m365_event_row_bind_sync(c, &values[15], &nulls[15]);
 	values[17] = CStringGetTextDatum(sync_state);
 	values[18] = Int64GetDatum(seen_round);
 	nulls[18] = seen_round != 0 ? ' ' : 'n';
@@ -212,15 +202,7 @@ m365_store_update_event_local(int64 account_id, int64 event_id,
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(account_id);
 	values[1] = Int64GetDatum(event_id);
-	values[2] = CStringGetTextDatum(c->event_type);
-	values[3] = TimestampTzGetDatum(c->start_at);
-	values[4] = TimestampTzGetDatum(c->end_at);
-	values[5] = BoolGetDatum(c->is_all_day);
-	values[6] = DateADTGetDatum(c->start_date);
-	values[7] = DateADTGetDatum(c->end_date);
-	nulls[6] = nulls[7] = c->is_all_day ? ' ' : 'n';
-	TEXT_OR_NULL(c->show_as, 8);
-	values[9] = BoolGetDatum(c->is_cancelled);
+	m365_event_row_bind_shape(c, &values[2], &nulls[2]);
 	values[10] = PointerGetDatum(content);
 	m365_spi_run_plan(m365_spi_saved_plan(&p, "UPDATE m365sync.events SET event_type = $3, start_at = $4, end_at = $5,"
 			 " is_all_day = $6, start_date = $7, end_date = $8, show_as = $9, is_cancelled = $10,"

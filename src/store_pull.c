@@ -233,19 +233,9 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 	TEXT_ARG(2, c->ical_uid);
 	values[3] = Int64GetDatum(master);
 	nulls[3] = master ? ' ' : 'n';
-	values[4] = CStringGetTextDatum(c->event_type);
-	values[5] = TimestampTzGetDatum(c->start_at);
-	values[6] = TimestampTzGetDatum(c->end_at);
-	values[7] = BoolGetDatum(c->is_all_day);
-	values[8] = DateADTGetDatum(c->start_date);
-	values[9] = DateADTGetDatum(c->end_date);
-	nulls[8] = nulls[9] = c->is_all_day ? ' ' : 'n';
-	TEXT_ARG(10, c->show_as);
-	values[11] = BoolGetDatum(c->is_cancelled);
+	m365_event_row_bind_shape(c, &values[4], &nulls[4]);
 	values[12] = PointerGetDatum(m365_store_seal_content(b->account_id, e->event_id, data));
-	TEXT_ARG(13, c->change_key);
-	values[14] = TimestampTzGetDatum(c->remote_modified_at);
-	nulls[14] = c->has_remote_modified ? ' ' : 'n';
+	m365_event_row_bind_sync(c, &values[13], &nulls[13]);
 	values[15] = Int64GetDatum(b->round_id);
 	nulls[15] = b->round_id ? ' ' : 'n';
 	m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&plan,

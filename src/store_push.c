@@ -206,19 +206,9 @@ m365_push_replace_row(int64 account_id, int64 event_id, const M365EventColumns *
 	TEXT_ARG(2, c->graph_id);
 	TEXT_ARG(3, c->ical_uid);
 	TEXT_ARG(4, c->series_master_graph_id);
-	values[5] = CStringGetTextDatum(c->event_type);
-	values[6] = TimestampTzGetDatum(c->start_at);
-	values[7] = TimestampTzGetDatum(c->end_at);
-	values[8] = BoolGetDatum(c->is_all_day);
-	values[9] = DateADTGetDatum(c->start_date);
-	values[10] = DateADTGetDatum(c->end_date);
-	nulls[9] = nulls[10] = c->is_all_day ? ' ' : 'n';
-	TEXT_ARG(11, c->show_as);
-	values[12] = BoolGetDatum(c->is_cancelled);
+	m365_event_row_bind_shape(c, &values[5], &nulls[5]);
 	values[13] = PointerGetDatum(m365_store_seal_content(account_id, event_id, data));
-	TEXT_ARG(14, c->change_key);
-	values[15] = TimestampTzGetDatum(c->remote_modified_at);
-	nulls[15] = c->has_remote_modified ? ' ' : 'n';
+	m365_event_row_bind_sync(c, &values[14], &nulls[14]);
 	TEXT_ARG(16, c->graph_id);
 	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = $3, ical_uid = $4,"
 								" series_master_id = coalesce((SELECT m.event_id FROM m365sync.events m"
