@@ -21,6 +21,9 @@
  * remembers the stamp of the value now in effect. Local transaction ids are
  * per backend and never reused within it, and read-only transactions have one
  * too (an xid would not do: most reads never get one).
+ *
+ * The setting itself (m365sync.flowagent_user) is defined here too, from
+ * m365_define_settings, so its variable and its hooks live together.
  */
 #include "postgres.h"
 

@@ -1,7 +1,8 @@
 /*
  * pull.c — brings Outlook's changes into m365sync.events (see pull.h).
  *
- * The flow is pages → delta_page → event_json/event_row → store_pull, with
+ * The flow is pages → delta_page → event_json/event_row → store_pull (a
+ * remote change meeting a pending local one → conflicts.c), with
  * the cursor saved in the same transaction as the page it follows, so a
  * crash at any instant resumes from the last committed page: nothing lost,
  * nothing twice. A lost cursor (410, syncStateNotFound, resyncRequired)

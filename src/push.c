@@ -3,7 +3,7 @@
  *
  * The flow is outbox (store_push) → write bodies (event_patch, from the
  * stored Graph object) → $batch or single requests (graph, http) → answers
- * → store_push / store_conflicts. Exactly once: a create carries the
+ * → store_push, or conflicts.c by the policy. Exactly once: a create carries the
  * transactionId fixed when the app wrote it, so a resend after a crash
  * never makes a second event (a 409 to a repeated transactionId is settled
  * by finding the event that transactionId made); updates and deletes carry

@@ -3,7 +3,7 @@
  *
  * The only SQL text of the push. Every statement is parameterised and
  * keeps to one account. It never decides what to send or how a conflict
- * ends (push.c and store_conflicts.c do); it never logs content. The
+ * ends (push.c and conflicts.c do); it never logs content. The
  * answer of a write and the done-mark of its entry are written together
  * here, in the caller's transaction.
  */
