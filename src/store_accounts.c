@@ -503,13 +503,32 @@ m365_store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool en
  * every due one.
  */
 List *
+m365_store_accounts_of_result(MemoryContext cxt)
+{
+	List	   *out = NIL;
+	uint64		i;
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(cxt);
+		M365DueAccount *a = palloc(sizeof(M365DueAccount));
+
+		a->account_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		a->ms_user_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		out = lappend(out, a);
+		MemoryContextSwitchTo(spi);
+	}
+	return out;
+}
+
+List *
 m365_store_accounts_due(int64 account_id, int limit)
 {
 	Oid			types[2] = {INT8OID, INT4OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int32GetDatum(limit)};
 	MemoryContext caller = CurrentMemoryContext;
-	List	   *out = NIL;
-	uint64		i;
+	List	   *out;
 
 	SPI_connect();
 	/*
@@ -528,17 +547,7 @@ m365_store_accounts_due(int64 account_id, int limit)
 								" ORDER BY EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id) DESC,"
 								"          a.next_sync_at NULLS FIRST LIMIT $2",
 								2, types, values, NULL, true, 0), SPI_OK_SELECT, "finding due accounts");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		MemoryContext spi = MemoryContextSwitchTo(caller);
-		M365DueAccount *a = palloc(sizeof(M365DueAccount));
-
-		a->account_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		a->ms_user_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		out = lappend(out, a);
-		MemoryContextSwitchTo(spi);
-	}
+	out = m365_store_accounts_of_result(caller);
 	SPI_finish();
 	return out;
 }

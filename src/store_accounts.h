@@ -110,6 +110,9 @@ typedef struct M365DueAccount
  */
 extern List *m365_store_accounts_due(int64 account_id, int limit);
 
+/* The (account_id, ms_user_id) rows of the last SPI result as M365DueAccounts in cxt. */
+extern List *m365_store_accounts_of_result(MemoryContext cxt);
+
 /*
  * After a round: on success the next sync in interval_s and the failures
  * forgotten; on failure a backoff (Retry-After when given, else 30 s

@@ -17,6 +17,7 @@
 
 #include "keyring.h"
 #include "spi_util.h"
+#include "store_accounts.h"
 #include "store_subscriptions.h"
 
 #define SUB_TABLE	"subscriptions"
@@ -28,8 +29,7 @@ m365_store_subscriptions_due(const char *notification_url, int limit)
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		values[2] = {CStringGetTextDatum(notification_url), Int32GetDatum(limit)};
 	MemoryContext caller = CurrentMemoryContext;
-	List	   *out = NIL;
-	uint64		i;
+	List	   *out;
 
 	SPI_connect();
 	m365_spi_check(SPI_execute_with_args(
@@ -46,17 +46,7 @@ m365_store_subscriptions_due(const char *notification_url, int limit)
 		"   AND NOT EXISTS (SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = a.account_id)"
 		" ORDER BY 1 LIMIT $2",
 		2, types, values, NULL, true, 0), SPI_OK_SELECT, "finding subscriptions to maintain");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		MemoryContext spi = MemoryContextSwitchTo(caller);
-		M365SubscriptionJob *j = palloc(sizeof(M365SubscriptionJob));
-
-		j->account_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		j->ms_user_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		out = lappend(out, j);
-		MemoryContextSwitchTo(spi);
-	}
+	out = m365_store_accounts_of_result(caller);
 	SPI_finish();
 	return out;
 }

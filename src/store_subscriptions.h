@@ -15,13 +15,6 @@
 
 #include "nodes/pg_list.h"
 
-/* An account whose subscription needs the worker (m365_store_subscriptions_due). */
-typedef struct M365SubscriptionJob
-{
-	int64		account_id;
-	char	   *ms_user_id;
-} M365SubscriptionJob;
-
 /* The account's subscription row, as the worker sees it. */
 typedef struct M365Subscription
 {
@@ -34,7 +27,7 @@ typedef struct M365Subscription
 /*
  * Connected accounts whose subscription must be made (none yet, url not
  * empty, no retry pending), renewed, remade or removed (url changed or
- * emptied); at most limit, palloc'd M365SubscriptionJob.
+ * emptied); at most limit, palloc'd M365DueAccount (store_accounts.h).
  */
 extern List *m365_store_subscriptions_due(const char *notification_url, int limit);
 

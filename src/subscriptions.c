@@ -281,7 +281,7 @@ m365_subscriptions_maintain(void)
 	last_idle_pass = n < MAINTAIN_BATCH ? GetCurrentTimestamp() : 0;
 	foreach(lc, due)
 	{
-		M365SubscriptionJob *j = lfirst(lc);
+		M365DueAccount *j = lfirst(lc);
 
 		m365_commit_and_continue();
 		PG_TRY();
