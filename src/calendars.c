@@ -15,6 +15,7 @@
 #include "graph.h"
 #include "oauth.h"
 #include "store_accounts.h"
+#include "store_calendars.h"
 
 bool
 m365_calendars_refresh(int64 account_id, const char *ms_user_id, bool enable_default,
@@ -36,7 +37,7 @@ m365_calendars_refresh(int64 account_id, const char *ms_user_id, bool enable_def
 		M365GraphCalendar *c = lfirst(lc);
 
 		/* No calendar marked default: the first one stands in for it. */
-		m365_store_calendar_upsert(account_id, c,
+		m365_store_calendars_upsert(account_id, c,
 							  enable_default && (c->is_default ||
 												 (!any_default && lc == list_head(cals))));
 	}

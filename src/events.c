@@ -18,6 +18,7 @@
 #include "event_row.h"
 #include "events.h"
 #include "jsonb_cjson.h"
+#include "store_calendars.h"
 #include "store_events.h"
 #include "store_outbox.h"
 
@@ -31,7 +32,7 @@ check_calendar_writable(int64 account_id, int64 calendar_id, bool named)
 	int64		found;
 	bool		can_edit;
 
-	if (!m365_store_find_calendar(account_id, calendar_id, &found, &can_edit))
+	if (!m365_store_calendars_find(account_id, calendar_id, &found, &can_edit))
 	{
 		if (named)
 			ereport(ERROR,

@@ -36,6 +36,7 @@
 #include "settings.h"
 #include "oauth.h"
 #include "pull.h"
+#include "store_calendars.h"
 #include "xact_util.h"
 #include "store_pull.h"
 
@@ -309,7 +310,7 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 		job->stats->deleted += m365_pull_sweep(job->account_id, cal->calendar_id, cal->full_round_id);
 		cal->full_round_id = 0;
 	}
-	m365_pull_save_cursor(job->account_id, cal);
+	m365_store_calendars_save_cursor(job->account_id, cal);
 
 	/*
 	 * A page and its cursor may commit asynchronously: a crash that loses
@@ -358,7 +359,7 @@ start_jobs(List *jobs, bool commit_each_page)
 		M365PullJob *job = lfirst(lc);
 
 		job->stats->ok = true;
-		job->calendars = m365_pull_calendars(job->account_id);
+		job->calendars = m365_store_calendars_to_pull(job->account_id);
 		job->next_calendar = 0;
 		job->done = false;
 		job->token_retried = false;

@@ -28,6 +28,7 @@
 #include "keyring.h"
 #include "identity.h"
 #include "settings.h"
+#include "store_calendars.h"
 #include "store_events.h"
 #include "timezones.h"
 
@@ -197,7 +198,7 @@ m365sync_calendars(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
 	account_id = m365_store_acting_account();
-	n = account_id ? m365_store_calendars(account_id) : 0;
+	n = account_id ? m365_store_calendars_list(account_id) : 0;
 	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
@@ -237,7 +238,7 @@ m365sync_set_calendar_sync(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	account_id = m365_store_acting_account();
-	if (account_id == 0 || !m365_store_set_calendar_sync(account_id, calendar_id, enabled))
+	if (account_id == 0 || !m365_store_calendars_set_sync(account_id, calendar_id, enabled))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("calendar %lld does not exist", (long long) calendar_id)));

@@ -455,47 +455,6 @@ m365_store_account_backoff(int64 account_id, const char *last_error, double dela
 			   &a, SPI_OK_UPDATE, NULL);
 }
 
-/* --- calendars ------------------------------------------------------------ */
-
-int64
-m365_store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool enable)
-{
-	M365SpiArgs a = {0};
-	int64		calendar_id;
-	bool		found;
-	bytea	   *name;
-	M365SpiArgs		w = {0};
-
-	m365_spi_arg_int8(&a, account_id);
-	m365_spi_arg_text(&a, c->id);
-	SPI_connect();
-	found = m365_spi_run("SELECT calendar_id FROM m365sync.calendars WHERE account_id = $1 AND graph_id = $2",
-				&a, SPI_OK_SELECT, NULL) == 1;
-	if (!found)
-		m365_spi_run("SELECT pg_catalog.nextval('m365sync.calendars_calendar_id_seq')", NULL, SPI_OK_SELECT, NULL);
-	calendar_id = m365_spi_get_int8(1);
-	SPI_finish();
-
-	name = c->name ? m365_encrypt_text("calendars", "name", account_id, calendar_id, c->name) : NULL;
-	m365_spi_arg_int8(&w, account_id);
-	m365_spi_arg_int8(&w, calendar_id);
-	m365_spi_arg_text(&w, c->id);
-	m365_spi_arg_bytea(&w, name);
-	m365_spi_arg(&w, BOOLOID, BoolGetDatum(c->is_default), false);
-	m365_spi_arg(&w, BOOLOID, BoolGetDatum(c->can_edit), false);
-	m365_spi_arg(&w, BOOLOID, BoolGetDatum(enable), false);
-	if (found)
-		m365_spi_exec("UPDATE m365sync.calendars SET name = $4, is_default = $5, can_edit = $6 "
-				   "WHERE account_id = $1 AND calendar_id = $2 AND graph_id = $3",
-				   &w, SPI_OK_UPDATE, NULL);
-	else
-		m365_spi_exec("INSERT INTO m365sync.calendars "
-				   "(account_id, calendar_id, graph_id, name, is_default, can_edit, sync_enabled) "
-				   "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-				   &w, SPI_OK_INSERT, NULL);
-	return calendar_id;
-}
-
 /* --- the scheduler's view of accounts ------------------------------------- */
 
 /*

@@ -1,7 +1,7 @@
 /*
  * store_accounts.h — SPI reads and writes of the installation and account
  * tables the connect capability owns: app_config, tenants, oauth_states,
- * accounts (identity, tokens, status) and calendars (store_accounts.c).
+ * accounts (identity, tokens, status, schedule) (store_accounts.c).
  *
  * Secrets go in and out in clear here and are encrypted or decrypted inside
  * (keyring.h); nothing above this layer sees a ciphertext, nothing below it
@@ -90,11 +90,6 @@ extern void m365_store_account_set_status(int64 account_id, const char *status, 
 extern void m365_store_account_backoff(int64 account_id, const char *last_error, double delay_s);
 extern void m365_store_tenant_accounts_set_status(int64 tenant_id, const char *from_status,
 											 const char *to_status);
-
-/* calendars: insert or refresh by Graph id; new default calendar enabled. */
-extern int64 m365_store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool enable);
-
-
 
 /* An account the scheduler may sync. */
 typedef struct M365DueAccount

@@ -29,7 +29,6 @@
 #include "spi_util.h"
 #include "store_events.h"
 #include "store_outbox.h"
-#include "wake.h"
 
 /*
  * Events longer than this are "long" (events.is_long, a generated column):
@@ -65,31 +64,6 @@ m365_store_acting_account(void)
 	if (SPI_processed == 0)
 		return 0;
 	return DatumGetInt64(m365_spi_get_datum(1, &isnull));
-}
-
-bool
-m365_store_find_calendar(int64 account_id, int64 calendar_id, int64 *found_id, bool *can_edit)
-{
-	static SPIPlanPtr p_one,
-				p_default;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(calendar_id)};
-	bool		isnull;
-
-	if (calendar_id > 0)
-		m365_spi_run_plan(m365_spi_saved_plan(&p_one, "SELECT c.calendar_id, c.can_edit FROM m365sync.calendars c"
-				 " WHERE c.account_id = $1 AND c.calendar_id = $2", 2, types),
-			values, NULL, SPI_OK_SELECT, 1);
-	else
-		m365_spi_run_plan(m365_spi_saved_plan(&p_default, "SELECT c.calendar_id, c.can_edit FROM m365sync.calendars c"
-				 " WHERE c.account_id = $1 AND c.is_default ORDER BY c.calendar_id LIMIT 1",
-				 1, types),
-			values, NULL, SPI_OK_SELECT, 1);
-	if (SPI_processed == 0)
-		return false;
-	*found_id = DatumGetInt64(m365_spi_get_datum(1, &isnull));
-	*can_edit = DatumGetBool(m365_spi_get_datum(2, &isnull));
-	return true;
 }
 
 /* --------------------------------------------------------------- events */
@@ -308,36 +282,3 @@ m365_store_event_by_id(int64 account_id, int64 event_id)
 	return SPI_processed;
 }
 
-/* ------------------------------------------------------------ calendars */
-
-uint64
-m365_store_calendars(int64 account_id)
-{
-	static SPIPlanPtr p;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(account_id)};
-
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT c.calendar_id, c.name, c.is_default, c.can_edit, c.sync_enabled"
-			 " FROM m365sync.calendars c WHERE c.account_id = $1 ORDER BY c.calendar_id",
-			 1, types),
-		values, NULL, SPI_OK_SELECT, 0);
-	return SPI_processed;
-}
-
-bool
-m365_store_set_calendar_sync(int64 account_id, int64 calendar_id, bool enabled)
-{
-	static SPIPlanPtr p;
-	Oid			types[3] = {INT8OID, INT8OID, BOOLOID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(calendar_id),
-	BoolGetDatum(enabled)};
-
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "UPDATE m365sync.calendars SET sync_enabled = $3"
-			 " WHERE account_id = $1 AND calendar_id = $2", 3, types),
-		values, NULL, SPI_OK_UPDATE, 0);
-	if (SPI_processed == 0)
-		return false;
-	/* enabling (or disabling) sync is work for the worker */
-	m365_wake_worker_at_commit();
-	return true;
-}

@@ -1,5 +1,5 @@
 /*
- * store_events.h — SPI reads and writes of events and calendars
+ * store_events.h — SPI reads and writes of events
  * (store_events.c), shared by the SQL API and later by pull and push.
  *
  * Every function expects the caller to be connected to SPI (between
@@ -18,13 +18,6 @@
 
 /* The account of the acting FlowAgent user; 0 when they have none. */
 extern int64 m365_store_acting_account(void);
-
-/*
- * A calendar of the account: calendar_id > 0 names one, 0 asks for the
- * default. False when there is none.
- */
-extern bool m365_store_find_calendar(int64 account_id, int64 calendar_id,
-									 int64 *found_id, bool *can_edit);
 
 /* An event as the writers need it, locked FOR UPDATE. */
 typedef struct M365StoredEvent
@@ -89,11 +82,5 @@ typedef enum M365EventScanCol
 	ES_EVENT_TYPE, ES_START_AT, ES_END_AT, ES_IS_ALL_DAY, ES_START_DATE, ES_END_DATE,
 	ES_SHOW_AS, ES_IS_CANCELLED, ES_REMOTE_MODIFIED_AT, ES_SYNC_STATE, ES_CONTENT
 } M365EventScanCol;
-
-/* Calendars of the account into SPI_tuptable: calendar_id, name (encrypted), is_default, can_edit, sync_enabled. */
-extern uint64 m365_store_calendars(int64 account_id);
-
-/* False when the account has no such calendar. */
-extern bool m365_store_set_calendar_sync(int64 account_id, int64 calendar_id, bool enabled);
 
 #endif							/* M365SYNC_STORE_EVENTS_H */

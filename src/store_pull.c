@@ -22,83 +22,10 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "keyring.h"
 #include "store_events.h"
 #include "store_pull.h"
 #include "store_push.h"
 #include "spi_util.h"
-
-List *
-m365_pull_calendars(int64 account_id)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(account_id)};
-	MemoryContext caller = CurrentMemoryContext;
-	List	   *out = NIL;
-	uint64		i;
-
-	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("SELECT calendar_id, graph_id, delta_link, delta_is_final,"
-								" coalesce(full_round_id, 0), window_start, window_end"
-								" FROM m365sync.calendars WHERE account_id = $1 AND sync_enabled"
-								" ORDER BY calendar_id",
-								1, types, values, NULL, true, 0), SPI_OK_SELECT, "reading calendars");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		link;
-		MemoryContext spi = MemoryContextSwitchTo(caller);
-		M365PullCalendar *c = palloc0(sizeof(M365PullCalendar));
-
-		c->calendar_id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-		c->graph_id = SPI_getvalue(t, d, 2);
-		link = SPI_getbinval(t, d, 3, &isnull);
-		if (!isnull)
-			c->link = m365_decrypt_text("calendars", "delta_link", account_id, c->calendar_id,
-										DatumGetByteaPP(link));
-		c->link_is_final = DatumGetBool(SPI_getbinval(t, d, 4, &isnull));
-		c->full_round_id = DatumGetInt64(SPI_getbinval(t, d, 5, &isnull));
-		c->window_start = DatumGetTimestampTz(SPI_getbinval(t, d, 6, &isnull));
-		c->has_window = !isnull;
-		c->window_end = DatumGetTimestampTz(SPI_getbinval(t, d, 7, &isnull));
-		out = lappend(out, c);
-		MemoryContextSwitchTo(spi);
-	}
-	SPI_finish();
-	return out;
-}
-
-void
-m365_pull_save_cursor(int64 account_id, const M365PullCalendar *cal)
-{
-	static SPIPlanPtr plan;
-	Oid			types[7] = {INT8OID, INT8OID, BYTEAOID, BOOLOID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[7];
-	char		nulls[8] = "       ";
-	bytea	   *link = NULL;
-
-	if (cal->link)
-		link = m365_encrypt_text("calendars", "delta_link", account_id, cal->calendar_id, cal->link);
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(cal->calendar_id);
-	values[2] = PointerGetDatum(link);
-	nulls[2] = link ? ' ' : 'n';
-	values[3] = BoolGetDatum(cal->link_is_final);
-	values[4] = Int64GetDatum(cal->full_round_id);
-	nulls[4] = cal->full_round_id ? ' ' : 'n';
-	values[5] = TimestampTzGetDatum(cal->window_start);
-	values[6] = TimestampTzGetDatum(cal->window_end);
-	nulls[5] = nulls[6] = cal->has_window ? ' ' : 'n';
-
-	SPI_connect();
-	m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&plan, "UPDATE m365sync.calendars SET delta_link = $3, delta_is_final = $4,"
-									  " full_round_id = $5, window_start = $6, window_end = $7"
-									  " WHERE account_id = $1 AND calendar_id = $2", 7, types),
-						   values, nulls, false, 0), SPI_OK_UPDATE, "saving a cursor");
-	SPI_finish();
-}
 
 /* Local id of an event by Graph id (0 when unknown); series masters only. */
 static int64
