@@ -160,16 +160,16 @@ m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *sto
 			data = cjson_to_jsonb(doc);
 			if (is_create)
 			{
-				event_id = m365_store_next_event_id();
-				m365_store_insert_event(account_id, event_id, calendar_id, &cols, false, 0,
-										m365_store_seal_content(account_id, event_id, data),
+				event_id = m365_store_events_next_id();
+				m365_store_events_insert(account_id, event_id, calendar_id, &cols, false, 0,
+										m365_store_events_seal(account_id, event_id, data),
 										"pending", 0);
 				m365_store_outbox_queue_upsert(account_id, event_id, true, true, NULL, 0, NULL);
 			}
 			else
 			{
-				m365_store_update_event_local(account_id, event_id, &cols,
-											  m365_store_seal_content(account_id, event_id, data));
+				m365_store_events_update_local(account_id, event_id, &cols,
+											  m365_store_events_seal(account_id, event_id, data));
 				m365_store_outbox_queue_upsert(account_id, event_id, false, stored->graph_id == NULL,
 										changed, nchanged, stored->change_key);
 			}
@@ -189,5 +189,5 @@ void
 m365_events_delete(int64 account_id, const M365StoredEvent *ev)
 {
 	check_calendar_writable(account_id, ev->calendar_id, true);
-	(void) m365_store_delete_event(account_id, ev);
+	(void) m365_store_events_delete(account_id, ev);
 }

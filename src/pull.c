@@ -99,7 +99,7 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 	for (i = 0; i < page->n_items; i++)
 		ids[i] = page->items[i].id;
 	SPI_connect();
-	batch = m365_pull_batch_begin(account_id, cal->full_round_id, ids, page->n_items);
+	batch = m365_store_events_pull_begin(account_id, cal->full_round_id, ids, page->n_items);
 	/* each event's jsonb and row values go with it: the page's memory stays flat */
 	event_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync pull event",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -117,7 +117,7 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 		st->fetched++;
 		if (it->removed)
 		{
-			if (m365_pull_batch_remove(batch, it->id))
+			if (m365_store_events_pull_remove(batch, it->id))
 				st->deleted++;
 			continue;
 		}
@@ -140,7 +140,7 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 			continue;
 		}
 		m365_event_columns(&ev, &cols);
-		switch (m365_pull_batch_apply(batch, cal->calendar_id, &cols, data, &conflict_event_id))
+		switch (m365_store_events_pull_apply(batch, cal->calendar_id, &cols, data, &conflict_event_id))
 		{
 			case M365_APPLY_INSERTED:
 			case M365_APPLY_UPDATED:
@@ -157,7 +157,7 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 	}
 	MemoryContextSwitchTo(batch_cxt);
 	MemoryContextDelete(event_cxt);
-	m365_pull_batch_end(batch);
+	m365_store_events_pull_end(batch);
 	SPI_finish();
 }
 
@@ -307,7 +307,7 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 	cal->link_is_final = final;
 	if (final && cal->full_round_id != 0)
 	{
-		job->stats->deleted += m365_pull_sweep(job->account_id, cal->calendar_id, cal->full_round_id);
+		job->stats->deleted += m365_store_events_sweep(job->account_id, cal->calendar_id, cal->full_round_id);
 		cal->full_round_id = 0;
 	}
 	m365_store_calendars_save_cursor(job->account_id, cal);

@@ -83,7 +83,7 @@ event_values(int64 account_id, uint64 i, TupleDesc out, Datum *values, bool *nul
 		values[clear[k].to] = SPI_getbinval(t, d, clear[k].from, &nulls[clear[k].to]);
 	event_id = DatumGetInt64(values[EA_EVENT_ID]);
 	content = SPI_getbinval(t, d, ES_CONTENT, &isnull);
-	m365_event_content_values(m365_store_open_content(account_id, event_id,
+	m365_event_content_values(m365_store_events_open(account_id, event_id,
 													  DatumGetByteaPP(content)),
 							  out, values, nulls);
 }
@@ -175,7 +175,7 @@ m365sync_event(PG_FUNCTION_ARGS)
 	desc = BlessTupleDesc(desc);
 	SPI_connect();
 	account_id = m365_store_acting_account();
-	if (account_id == 0 || m365_store_event_by_id(account_id, event_id) == 0)
+	if (account_id == 0 || m365_store_events_by_id(account_id, event_id) == 0)
 		report_no_event(event_id);
 	event_values(account_id, 0, desc, values, nulls);
 	MemoryContextSwitchTo(callercxt);
@@ -269,7 +269,7 @@ m365sync_upsert_event(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	account_id = acting_account_or_error();
-	if (!is_create && !m365_store_lock_event(account_id, event_id, &stored))
+	if (!is_create && !m365_store_events_lock(account_id, event_id, &stored))
 		report_no_event(event_id);
 	event_id = m365_events_upsert(account_id, input, is_create ? NULL : &stored);
 	SPI_finish();
@@ -289,7 +289,7 @@ m365sync_delete_event(PG_FUNCTION_ARGS)
 	m365_acting_user();
 	SPI_connect();
 	account_id = m365_store_acting_account();
-	if (account_id == 0 || !m365_store_lock_event(account_id, event_id, &ev))
+	if (account_id == 0 || !m365_store_events_lock(account_id, event_id, &ev))
 		report_no_event(event_id);
 	m365_events_delete(account_id, &ev);
 	SPI_finish();

@@ -58,7 +58,7 @@ lock_row(int64 account_id, int64 event_id, LocalRow *r)
 		return false;
 	t = SPI_tuptable->vals[0];
 	d = SPI_tuptable->tupdesc;
-	r->content = m365_store_open_content(account_id, event_id,
+	r->content = m365_store_events_open(account_id, event_id,
 										 DatumGetByteaPP(SPI_getbinval(t, d, 1, &isnull)));
 	r->deleted = DatumGetBool(SPI_getbinval(t, d, 2, &isnull));
 	r->graph_id = SPI_getvalue(t, d, 3);
@@ -160,7 +160,7 @@ m365_store_conflicts_settle_changed(int64 account_id, int64 event_id, const char
 	{
 		record(account_id, event_id, policy, "remote", r.deleted ? as_deleted(r.content, r.graph_id) : r.content);
 		m365_store_outbox_withdraw(account_id, event_id, "conflictLost");
-		m365_push_replace_row(account_id, event_id, c, data);
+		m365_store_events_replace_row(account_id, event_id, c, data);
 	}
 	else
 	{
@@ -265,7 +265,7 @@ restore(int64 account_id, int64 event_id, LocalRow *r, Jsonb *lost)
 		ev.change_key = r->change_key;
 		ev.event_type = r->event_type;
 		ev.data = r->content;
-		(void) m365_store_delete_event(account_id, &ev);
+		(void) m365_store_events_delete(account_id, &ev);
 		return;
 	}
 	else
@@ -276,8 +276,8 @@ restore(int64 account_id, int64 event_id, LocalRow *r, Jsonb *lost)
 		PG_TRY();
 		{
 			columns_of(lost, r->event_type, &cols, (cJSON **) &tree);
-			m365_store_update_event_local(account_id, event_id, &cols,
-										  m365_store_seal_content(account_id, event_id, lost));
+			m365_store_events_update_local(account_id, event_id, &cols,
+										  m365_store_events_seal(account_id, event_id, lost));
 		}
 		PG_FINALLY();
 		{

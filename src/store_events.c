@@ -69,14 +69,14 @@ m365_store_acting_account(void)
 /* --------------------------------------------------------------- events */
 
 bytea *
-m365_store_seal_content(int64 account_id, int64 event_id, Jsonb *data)
+m365_store_events_seal(int64 account_id, int64 event_id, Jsonb *data)
 {
 	return m365_encrypt("events", "content", account_id, event_id,
 						VARDATA(data), VARSIZE(data) - VARHDRSZ);
 }
 
 Jsonb *
-m365_store_open_content(int64 account_id, int64 event_id, bytea *content)
+m365_store_events_open(int64 account_id, int64 event_id, bytea *content)
 {
 	size_t		len;
 	char	   *plain = m365_decrypt("events", "content", account_id, event_id, content, &len);
@@ -89,7 +89,7 @@ m365_store_open_content(int64 account_id, int64 event_id, bytea *content)
 }
 
 bool
-m365_store_lock_event(int64 account_id, int64 event_id, M365StoredEvent *ev)
+m365_store_events_lock(int64 account_id, int64 event_id, M365StoredEvent *ev)
 {
 	static SPIPlanPtr p;
 	Oid			types[2] = {INT8OID, INT8OID};
@@ -111,12 +111,12 @@ m365_store_lock_event(int64 account_id, int64 event_id, M365StoredEvent *ev)
 	ev->change_key = m365_spi_get_text(3, CurrentMemoryContext);
 	ev->event_type = m365_spi_get_text(4, CurrentMemoryContext);
 	content = m365_spi_get_datum(5, &isnull);
-	ev->data = m365_store_open_content(account_id, event_id, DatumGetByteaPP(content));
+	ev->data = m365_store_events_open(account_id, event_id, DatumGetByteaPP(content));
 	return true;
 }
 
 int64
-m365_store_next_event_id(void)
+m365_store_events_next_id(void)
 {
 	static SPIPlanPtr p;
 	bool		isnull;
@@ -128,7 +128,7 @@ m365_store_next_event_id(void)
 }
 
 void
-m365_store_insert_event(int64 account_id, int64 event_id, int64 calendar_id,
+m365_store_events_insert(int64 account_id, int64 event_id, int64 calendar_id,
 						const M365EventColumns *c, bool has_series_master,
 						int64 series_master_id, bytea *content, const char *sync_state,
 						int64 seen_round)
@@ -164,7 +164,7 @@ m365_store_insert_event(int64 account_id, int64 event_id, int64 calendar_id,
 }
 
 void
-m365_store_update_event_local(int64 account_id, int64 event_id,
+m365_store_events_update_local(int64 account_id, int64 event_id,
 							  const M365EventColumns *c, bytea *content)
 {
 	static SPIPlanPtr p;
@@ -186,7 +186,7 @@ m365_store_update_event_local(int64 account_id, int64 event_id,
 }
 
 M365DeleteOutcome
-m365_store_delete_event(int64 account_id, const M365StoredEvent *ev)
+m365_store_events_delete(int64 account_id, const M365StoredEvent *ev)
 {
 	static SPIPlanPtr p_remove,
 				p_mark;
@@ -270,7 +270,7 @@ m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to
 }
 
 uint64
-m365_store_event_by_id(int64 account_id, int64 event_id)
+m365_store_events_by_id(int64 account_id, int64 event_id)
 {
 	static SPIPlanPtr p;
 	Oid			types[2] = {INT8OID, INT8OID};

@@ -34,24 +34,24 @@ typedef struct M365StoredEvent
  * Lock a live (not deleted) event of the account and read it. False when
  * there is no such event: unknown id, deleted, or another user's.
  */
-extern bool m365_store_lock_event(int64 account_id, int64 event_id, M365StoredEvent *ev);
+extern bool m365_store_events_lock(int64 account_id, int64 event_id, M365StoredEvent *ev);
 
 /* A fresh event_id (rows are encrypted bound to it, so it comes first). */
-extern int64 m365_store_next_event_id(void);
+extern int64 m365_store_events_next_id(void);
 
 /* Encrypt a Graph object for events.content of one row. */
-extern bytea *m365_store_seal_content(int64 account_id, int64 event_id, Jsonb *data);
+extern bytea *m365_store_events_seal(int64 account_id, int64 event_id, Jsonb *data);
 
 /* Decrypt events.content into a jsonb datum. */
-extern Jsonb *m365_store_open_content(int64 account_id, int64 event_id, bytea *content);
+extern Jsonb *m365_store_events_open(int64 account_id, int64 event_id, bytea *content);
 
-extern void m365_store_insert_event(int64 account_id, int64 event_id, int64 calendar_id,
+extern void m365_store_events_insert(int64 account_id, int64 event_id, int64 calendar_id,
 									const M365EventColumns *cols, bool has_series_master,
 									int64 series_master_id, bytea *content,
 									const char *sync_state, int64 seen_round);
 
 /* A local change: scheduling columns and content; graph_id and change_key stay. */
-extern void m365_store_update_event_local(int64 account_id, int64 event_id,
+extern void m365_store_events_update_local(int64 account_id, int64 event_id,
 										  const M365EventColumns *cols, bytea *content);
 
 /* What queueing a delete did. */
@@ -62,7 +62,7 @@ typedef enum M365DeleteOutcome
 } M365DeleteOutcome;
 
 /* Delete a locked event locally and queue the remote delete (see outcomes). */
-extern M365DeleteOutcome m365_store_delete_event(int64 account_id, const M365StoredEvent *ev);
+extern M365DeleteOutcome m365_store_events_delete(int64 account_id, const M365StoredEvent *ev);
 
 /* Events overlapping a window; see the query for the index strategy. */
 extern uint64 m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
@@ -70,7 +70,7 @@ extern uint64 m365_store_events_in_range(int64 account_id, TimestampTz from_ts, 
 										 bool has_calendar, int64 calendar_id);
 
 /* One live event; rows in SPI_tuptable as m365_store_events_in_range. */
-extern uint64 m365_store_event_by_id(int64 account_id, int64 event_id);
+extern uint64 m365_store_events_by_id(int64 account_id, int64 event_id);
 
 /*
  * Columns of the rows those two leave in SPI_tuptable, numbered from 1 as

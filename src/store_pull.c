@@ -96,7 +96,7 @@ add_entry(M365PullBatch *b)
  * which no generic plan can get wrong as the table grows from empty.
  */
 M365PullBatch *
-m365_pull_batch_begin(int64 account_id, int64 round_id, const char *const *graph_ids, int n)
+m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const *graph_ids, int n)
 {
 	M365PullBatch *b = palloc0(sizeof(M365PullBatch));
 	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
@@ -161,7 +161,7 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 	values[3] = Int64GetDatum(master);
 	nulls[3] = master ? ' ' : 'n';
 	m365_event_row_bind_shape(c, &values[4], &nulls[4]);
-	values[12] = PointerGetDatum(m365_store_seal_content(b->account_id, e->event_id, data));
+	values[12] = PointerGetDatum(m365_store_events_seal(b->account_id, e->event_id, data));
 	m365_event_row_bind_sync(c, &values[13], &nulls[13]);
 	values[15] = Int64GetDatum(b->round_id);
 	nulls[15] = b->round_id ? ' ' : 'n';
@@ -182,7 +182,7 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 }
 
 M365ApplyOutcome
-m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumns *c, Jsonb *data,
+m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumns *c, Jsonb *data,
 					  int64 *conflict_event_id)
 {
 	BatchEntry *e = find_entry(b, c->graph_id);
@@ -194,13 +194,13 @@ m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumn
 	if (e == NULL)
 	{
 		/* Our own create whose answer was lost comes back here: link, don't copy. */
-		int64		event_id = m365_push_link_pulled(b->account_id, c, data);
+		int64		event_id = m365_store_events_link_pulled(b->account_id, c, data);
 
 		if (event_id == 0)
 		{
-			event_id = m365_store_next_event_id();
-			m365_store_insert_event(b->account_id, event_id, calendar_id, c, master != 0, master,
-									m365_store_seal_content(b->account_id, event_id, data), "synced",
+			event_id = m365_store_events_next_id();
+			m365_store_events_insert(b->account_id, event_id, calendar_id, c, master != 0, master,
+									m365_store_events_seal(b->account_id, event_id, data), "synced",
 									b->round_id);
 		}
 		/* A linked create was not inserted with the round's mark: mark it seen. */
@@ -249,7 +249,7 @@ m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumn
 }
 
 bool
-m365_pull_batch_remove(M365PullBatch *b, const char *graph_id)
+m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id)
 {
 	static SPIPlanPtr plan;
 	BatchEntry *e = find_entry(b, graph_id);
@@ -287,7 +287,7 @@ m365_pull_batch_remove(M365PullBatch *b, const char *graph_id)
 }
 
 void
-m365_pull_batch_end(M365PullBatch *b)
+m365_store_events_pull_end(M365PullBatch *b)
 {
 	Oid			types[3] = {INT8OID, INT8OID, INT8ARRAYOID};
 	Datum		values[3];
@@ -308,7 +308,7 @@ m365_pull_batch_end(M365PullBatch *b)
 }
 
 int
-m365_pull_sweep(int64 account_id, int64 calendar_id, int64 round_id)
+m365_store_events_sweep(int64 account_id, int64 calendar_id, int64 round_id)
 {
 	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
 	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(calendar_id), Int64GetDatum(round_id)};

@@ -30,7 +30,7 @@ typedef enum M365ApplyOutcome
  */
 typedef struct M365PullBatch M365PullBatch;
 
-extern M365PullBatch *m365_pull_batch_begin(int64 account_id, int64 round_id,
+extern M365PullBatch *m365_store_events_pull_begin(int64 account_id, int64 round_id,
 											const char *const *graph_ids, int n);
 
 /*
@@ -39,20 +39,20 @@ extern M365PullBatch *m365_pull_batch_begin(int64 account_id, int64 round_id,
  * event whose pending local change the caller settles (conflicts.c) before
  * the next apply.
  */
-extern M365ApplyOutcome m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id,
+extern M365ApplyOutcome m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id,
 											  const M365EventColumns *cols, Jsonb *data,
 											  int64 *conflict_event_id);
 
 /* An @removed entry: delete locally unless a local change is pending. */
-extern bool m365_pull_batch_remove(M365PullBatch *b, const char *graph_id);
+extern bool m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id);
 
 /* Mark what the page saw unchanged (full rounds), in one statement. */
-extern void m365_pull_batch_end(M365PullBatch *b);
+extern void m365_store_events_pull_end(M365PullBatch *b);
 
 /*
  * End of a full round: delete what the round did not see (and has no local
  * change pending). Returns how many.
  */
-extern int	m365_pull_sweep(int64 account_id, int64 calendar_id, int64 round_id);
+extern int	m365_store_events_sweep(int64 account_id, int64 calendar_id, int64 round_id);
 
 #endif							/* M365SYNC_STORE_PULL_H */
