@@ -65,7 +65,7 @@ static void
 finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
 {
 	m365_store_sync_log_finish(account_id, run_id, st);
-	m365_store_account_schedule(account_id, st, m365_sync_interval_s);
+	m365_store_accounts_schedule(account_id, st, m365_sync_interval_s);
 	if (st->applied + st->deleted > 0)
 	{
 		char		payload[96];

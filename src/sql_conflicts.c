@@ -19,6 +19,7 @@
 #include "keyring.h"
 #include "identity.h"
 #include "settings.h"
+#include "store_accounts.h"
 #include "store_conflicts.h"
 #include "store_events.h"
 
@@ -35,7 +36,7 @@ m365sync_conflicts(PG_FUNCTION_ARGS)
 	m365_acting_user();
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	account_id = m365_store_acting_account();
+	account_id = m365_store_accounts_of_acting_user();
 	n = account_id ? m365_store_conflicts_list(account_id) : 0;
 	for (uint64 i = 0; i < n; i++)
 	{
@@ -79,7 +80,7 @@ m365sync_resolve_conflict(PG_FUNCTION_ARGS)
 				 errmsg("keep must be 'local', 'remote' or 'kept'")));
 	m365_acting_user();
 	SPI_connect();
-	account_id = m365_store_acting_account();
+	account_id = m365_store_accounts_of_acting_user();
 	if (account_id == 0 || !m365_store_conflicts_resolve(account_id, event_id, keep))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

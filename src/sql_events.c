@@ -28,6 +28,7 @@
 #include "keyring.h"
 #include "identity.h"
 #include "settings.h"
+#include "store_accounts.h"
 #include "store_calendars.h"
 #include "store_events.h"
 #include "timezones.h"
@@ -43,7 +44,7 @@ report_no_event(int64 event_id)
 static int64
 acting_account_or_error(void)
 {
-	int64		account_id = m365_store_acting_account();
+	int64		account_id = m365_store_accounts_of_acting_user();
 
 	if (account_id == 0)
 		ereport(ERROR,
@@ -133,7 +134,7 @@ m365sync_events(PG_FUNCTION_ARGS)
 	}
 
 	SPI_connect();
-	account_id = m365_store_acting_account();
+	account_id = m365_store_accounts_of_acting_user();
 	if (account_id != 0)
 	{
 		n = m365_store_events_in_range(account_id, from_ts, to_ts, from_date, to_date,
@@ -174,7 +175,7 @@ m365sync_event(PG_FUNCTION_ARGS)
 		elog(ERROR, "m365sync.event() must return a composite type");
 	desc = BlessTupleDesc(desc);
 	SPI_connect();
-	account_id = m365_store_acting_account();
+	account_id = m365_store_accounts_of_acting_user();
 	if (account_id == 0 || m365_store_events_by_id(account_id, event_id) == 0)
 		report_no_event(event_id);
 	event_values(account_id, 0, desc, values, nulls);
@@ -197,7 +198,7 @@ m365sync_calendars(PG_FUNCTION_ARGS)
 	m365_acting_user();
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	account_id = m365_store_acting_account();
+	account_id = m365_store_accounts_of_acting_user();
 	n = account_id ? m365_store_calendars_list(account_id) : 0;
 	for (uint64 i = 0; i < n; i++)
 	{
@@ -237,7 +238,7 @@ m365sync_set_calendar_sync(PG_FUNCTION_ARGS)
 	int64		account_id;
 
 	SPI_connect();
-	account_id = m365_store_acting_account();
+	account_id = m365_store_accounts_of_acting_user();
 	if (account_id == 0 || !m365_store_calendars_set_sync(account_id, calendar_id, enabled))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -288,7 +289,7 @@ m365sync_delete_event(PG_FUNCTION_ARGS)
 
 	m365_acting_user();
 	SPI_connect();
-	account_id = m365_store_acting_account();
+	account_id = m365_store_accounts_of_acting_user();
 	if (account_id == 0 || !m365_store_events_lock(account_id, event_id, &ev))
 		report_no_event(event_id);
 	m365_events_delete(account_id, &ev);

@@ -15,6 +15,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "identity.h"
 #include "keyring.h"
 #include "spi_util.h"
 #include "store_accounts.h"
@@ -80,7 +81,7 @@ m365_store_app_config_put(const char *client_id, const char *client_secret,
 /* --- oauth_states --------------------------------------------------------- */
 
 int64
-m365_store_state_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
+m365_store_oauth_states_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
 				   const char *tenant, const char *code_verifier, int ttl_s)
 {
 	M365SpiArgs a = {0};
@@ -111,7 +112,7 @@ m365_store_state_insert(const uint8 hash[32], const char *kind, const char *flow
 }
 
 bool
-m365_store_state_find(const uint8 hash[32], const char *kind, bool for_update, M365OAuthState *out)
+m365_store_oauth_states_find(const uint8 hash[32], const char *kind, bool for_update, M365OAuthState *out)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	M365SpiArgs a = {0};
@@ -142,7 +143,7 @@ m365_store_state_find(const uint8 hash[32], const char *kind, bool for_update, M
 }
 
 char *
-m365_store_state_verifier(int64 state_id)
+m365_store_oauth_states_verifier(int64 state_id)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	M365SpiArgs a = {0};
@@ -161,7 +162,7 @@ m365_store_state_verifier(int64 state_id)
 }
 
 void
-m365_store_state_mark_used(int64 state_id)
+m365_store_oauth_states_mark_used(int64 state_id)
 {
 	M365SpiArgs a = {0};
 
@@ -173,7 +174,7 @@ m365_store_state_mark_used(int64 state_id)
 }
 
 void
-m365_store_states_delete_expired(void)
+m365_store_oauth_states_delete_expired(void)
 {
 	/* Kept a day past expiry so a late replay still reads "expired". */
 	m365_spi_exec("DELETE FROM m365sync.oauth_states "
@@ -184,7 +185,7 @@ m365_store_states_delete_expired(void)
 /* --- tenants -------------------------------------------------------------- */
 
 int64
-m365_store_tenant_ensure(const char *tenant)
+m365_store_tenants_ensure(const char *tenant)
 {
 	M365SpiArgs a = {0};
 	int64		id;
@@ -200,7 +201,7 @@ m365_store_tenant_ensure(const char *tenant)
 }
 
 bool
-m365_store_tenant_get(const char *tenant, M365Tenant *out)
+m365_store_tenants_get(const char *tenant, M365Tenant *out)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	M365SpiArgs a = {0};
@@ -223,7 +224,7 @@ m365_store_tenant_get(const char *tenant, M365Tenant *out)
 }
 
 char *
-m365_store_tenant_name(int64 tenant_id)
+m365_store_tenants_name(int64 tenant_id)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	M365SpiArgs a = {0};
@@ -238,7 +239,7 @@ m365_store_tenant_name(int64 tenant_id)
 }
 
 void
-m365_store_tenant_set_consent(int64 tenant_id, const char *status, const char *tenant_guid,
+m365_store_tenants_set_consent(int64 tenant_id, const char *status, const char *tenant_guid,
 						 const char *error)
 {
 	M365SpiArgs a = {0};
@@ -255,7 +256,7 @@ m365_store_tenant_set_consent(int64 tenant_id, const char *status, const char *t
 }
 
 void
-m365_store_tenant_accounts_set_status(int64 tenant_id, const char *from_status, const char *to_status)
+m365_store_tenants_accounts_set_status(int64 tenant_id, const char *from_status, const char *to_status)
 {
 	M365SpiArgs a = {0};
 
@@ -271,7 +272,7 @@ m365_store_tenant_accounts_set_status(int64 tenant_id, const char *from_status, 
 /* --- accounts ------------------------------------------------------------- */
 
 void
-m365_store_lock_user(const char *flowagent_user)
+m365_store_accounts_lock_user(const char *flowagent_user)
 {
 	M365SpiArgs a = {0};
 
@@ -311,7 +312,7 @@ account_query(const char *sql, M365SpiArgs *a, M365Account *out)
 }
 
 bool
-m365_store_account_lock(int64 account_id, M365Account *out)
+m365_store_accounts_lock(int64 account_id, M365Account *out)
 {
 	M365SpiArgs a = {0};
 
@@ -320,7 +321,7 @@ m365_store_account_lock(int64 account_id, M365Account *out)
 }
 
 bool
-m365_store_account_of_user_lock(const char *flowagent_user, M365Account *out)
+m365_store_accounts_of_user_lock(const char *flowagent_user, M365Account *out)
 {
 	M365SpiArgs a = {0};
 
@@ -330,7 +331,7 @@ m365_store_account_of_user_lock(const char *flowagent_user, M365Account *out)
 }
 
 int64
-m365_store_account_create(const char *flowagent_user, const char *mode, int64 tenant_id)
+m365_store_accounts_create(const char *flowagent_user, const char *mode, int64 tenant_id)
 {
 	M365SpiArgs a = {0};
 	int64		id;
@@ -348,7 +349,7 @@ m365_store_account_create(const char *flowagent_user, const char *mode, int64 te
 }
 
 void
-m365_store_account_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox)
+m365_store_accounts_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox)
 {
 	M365SpiArgs a = {0};
 
@@ -361,7 +362,7 @@ m365_store_account_set_identity(int64 account_id, const char *ms_user_id, const 
 }
 
 void
-m365_store_account_save_tokens(int64 account_id, const char *access_token,
+m365_store_accounts_save_tokens(int64 account_id, const char *access_token,
 						  const char *refresh_token, long expires_in)
 {
 	M365SpiArgs a = {0};
@@ -400,19 +401,19 @@ account_secret(int64 account_id, const char *column)
 }
 
 char *
-m365_store_account_access_token(int64 account_id)
+m365_store_accounts_access_token(int64 account_id)
 {
 	return account_secret(account_id, "access_token");
 }
 
 char *
-m365_store_account_refresh_token(int64 account_id)
+m365_store_accounts_refresh_token(int64 account_id)
 {
 	return account_secret(account_id, "refresh_token");
 }
 
 void
-m365_store_account_connected(int64 account_id)
+m365_store_accounts_connected(int64 account_id)
 {
 	M365SpiArgs a = {0};
 
@@ -424,7 +425,7 @@ m365_store_account_connected(int64 account_id)
 }
 
 void
-m365_store_account_set_status(int64 account_id, const char *status, const char *last_error)
+m365_store_accounts_set_status(int64 account_id, const char *status, const char *last_error)
 {
 	M365SpiArgs a = {0};
 
@@ -440,7 +441,7 @@ m365_store_account_set_status(int64 account_id, const char *status, const char *
 }
 
 void
-m365_store_account_backoff(int64 account_id, const char *last_error, double delay_s)
+m365_store_accounts_backoff(int64 account_id, const char *last_error, double delay_s)
 {
 	M365SpiArgs a = {0};
 
@@ -512,7 +513,7 @@ m365_store_accounts_due(int64 account_id, int limit)
 }
 
 void
-m365_store_account_schedule(int64 account_id, const M365RoundStats *st, int interval_s)
+m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int interval_s)
 {
 	M365SpiArgs a = {0};
 
@@ -539,4 +540,22 @@ m365_store_account_schedule(int64 account_id, const M365RoundStats *st, int inte
 				  " next_sync_at = pg_catalog.now()"
 				  " WHERE account_id = $1",
 				  &a, SPI_OK_UPDATE, "backing off an account");
+}
+
+/* The account of the acting FlowAgent user (the caller is connected to SPI). */
+int64
+m365_store_accounts_of_acting_user(void)
+{
+	static SPIPlanPtr p;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(m365_acting_user());
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT a.account_id FROM m365sync.accounts a"
+			 " WHERE a.flowagent_user = $1 ORDER BY a.account_id LIMIT 1", 1, types),
+		values, NULL, SPI_OK_SELECT, 1);
+	if (SPI_processed == 0)
+		return 0;
+	return DatumGetInt64(m365_spi_get_datum(1, &isnull));
 }

@@ -58,37 +58,37 @@ extern void m365_store_app_config_put(const char *client_id, const char *client_
 								 const char *redirect_uri);
 
 /* oauth_states: only SHA-256(state) is stored; the verifier is encrypted. */
-extern int64 m365_store_state_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
+extern int64 m365_store_oauth_states_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
 								const char *tenant, const char *code_verifier, int ttl_s);
-extern bool m365_store_state_find(const uint8 hash[32], const char *kind, bool for_update,
+extern bool m365_store_oauth_states_find(const uint8 hash[32], const char *kind, bool for_update,
 							 M365OAuthState *out);
-extern char *m365_store_state_verifier(int64 state_id);
-extern void m365_store_state_mark_used(int64 state_id);
-extern void m365_store_states_delete_expired(void);
+extern char *m365_store_oauth_states_verifier(int64 state_id);
+extern void m365_store_oauth_states_mark_used(int64 state_id);
+extern void m365_store_oauth_states_delete_expired(void);
 
 /* tenants */
-extern int64 m365_store_tenant_ensure(const char *tenant);
-extern bool m365_store_tenant_get(const char *tenant, M365Tenant *out);
-extern char *m365_store_tenant_name(int64 tenant_id);
-extern void m365_store_tenant_set_consent(int64 tenant_id, const char *status,
+extern int64 m365_store_tenants_ensure(const char *tenant);
+extern bool m365_store_tenants_get(const char *tenant, M365Tenant *out);
+extern char *m365_store_tenants_name(int64 tenant_id);
+extern void m365_store_tenants_set_consent(int64 tenant_id, const char *status,
 									 const char *tenant_guid, const char *error);
 
 /* Serialise account creation per FlowAgent user (advisory xact lock). */
-extern void m365_store_lock_user(const char *flowagent_user);
+extern void m365_store_accounts_lock_user(const char *flowagent_user);
 
 /* accounts; the *_lock functions take the row lock FOR UPDATE */
-extern bool m365_store_account_lock(int64 account_id, M365Account *out);
-extern bool m365_store_account_of_user_lock(const char *flowagent_user, M365Account *out);
-extern int64 m365_store_account_create(const char *flowagent_user, const char *mode, int64 tenant_id);
-extern void m365_store_account_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox);
-extern void m365_store_account_save_tokens(int64 account_id, const char *access_token,
+extern bool m365_store_accounts_lock(int64 account_id, M365Account *out);
+extern bool m365_store_accounts_of_user_lock(const char *flowagent_user, M365Account *out);
+extern int64 m365_store_accounts_create(const char *flowagent_user, const char *mode, int64 tenant_id);
+extern void m365_store_accounts_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox);
+extern void m365_store_accounts_save_tokens(int64 account_id, const char *access_token,
 									  const char *refresh_token, long expires_in);
-extern char *m365_store_account_access_token(int64 account_id);
-extern char *m365_store_account_refresh_token(int64 account_id);
-extern void m365_store_account_connected(int64 account_id);
-extern void m365_store_account_set_status(int64 account_id, const char *status, const char *last_error);
-extern void m365_store_account_backoff(int64 account_id, const char *last_error, double delay_s);
-extern void m365_store_tenant_accounts_set_status(int64 tenant_id, const char *from_status,
+extern char *m365_store_accounts_access_token(int64 account_id);
+extern char *m365_store_accounts_refresh_token(int64 account_id);
+extern void m365_store_accounts_connected(int64 account_id);
+extern void m365_store_accounts_set_status(int64 account_id, const char *status, const char *last_error);
+extern void m365_store_accounts_backoff(int64 account_id, const char *last_error, double delay_s);
+extern void m365_store_tenants_accounts_set_status(int64 tenant_id, const char *from_status,
 											 const char *to_status);
 
 /* An account the scheduler may sync. */
@@ -113,6 +113,9 @@ extern List *m365_store_accounts_of_result(MemoryContext cxt);
  * forgotten; on failure a backoff (Retry-After when given, else 30 s
  * doubling per failure up to the interval, with jitter).
  */
-extern void m365_store_account_schedule(int64 account_id, const M365RoundStats *st, int interval_s);
+extern void m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int interval_s);
+
+/* The account of the acting FlowAgent user; 0 when they have none (caller connected to SPI). */
+extern int64 m365_store_accounts_of_acting_user(void);
 
 #endif							/* M365SYNC_STORE_ACCOUNTS_H */

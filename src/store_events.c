@@ -24,7 +24,6 @@
 #include "utils/jsonb.h"
 
 #include "keyring.h"
-#include "identity.h"
 #include "settings.h"
 #include "spi_util.h"
 #include "store_events.h"
@@ -46,25 +45,6 @@
 
 #define TEXT_OR_NULL(s, i) \
 	do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
-
-/* ------------------------------------------------------------- accounts */
-
-int64
-m365_store_acting_account(void)
-{
-	static SPIPlanPtr p;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	bool		isnull;
-
-	values[0] = CStringGetTextDatum(m365_acting_user());
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT a.account_id FROM m365sync.accounts a"
-			 " WHERE a.flowagent_user = $1 ORDER BY a.account_id LIMIT 1", 1, types),
-		values, NULL, SPI_OK_SELECT, 1);
-	if (SPI_processed == 0)
-		return 0;
-	return DatumGetInt64(m365_spi_get_datum(1, &isnull));
-}
 
 /* --------------------------------------------------------------- events */
 

@@ -16,9 +16,6 @@
 
 #include "event_row.h"
 
-/* The account of the acting FlowAgent user; 0 when they have none. */
-extern int64 m365_store_acting_account(void);
-
 /* An event as the writers need it, locked FOR UPDATE. */
 typedef struct M365StoredEvent
 {

@@ -52,7 +52,7 @@ m365_store_subscriptions_due(const char *notification_url, int limit)
 }
 
 bool
-m365_store_subscription_get(int64 account_id, M365Subscription *out)
+m365_store_subscriptions_get(int64 account_id, M365Subscription *out)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(account_id)};
@@ -84,7 +84,7 @@ m365_store_subscription_get(int64 account_id, M365Subscription *out)
 }
 
 List *
-m365_store_subscription_ids(int64 account_id)
+m365_store_subscriptions_ids(int64 account_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(account_id)};
@@ -108,7 +108,7 @@ m365_store_subscription_ids(int64 account_id)
 }
 
 void
-m365_store_subscription_insert(int64 account_id, const char *subscription_id,
+m365_store_subscriptions_insert(int64 account_id, const char *subscription_id,
 						  const char *client_state, const char *notification_url,
 						  const char *expiration)
 {
@@ -127,7 +127,7 @@ m365_store_subscription_insert(int64 account_id, const char *subscription_id,
 }
 
 void
-m365_store_subscription_renewed(int64 account_id, const char *subscription_id, const char *expiration)
+m365_store_subscriptions_renewed(int64 account_id, const char *subscription_id, const char *expiration)
 {
 	M365SpiArgs a = {0};
 
@@ -141,7 +141,7 @@ m365_store_subscription_renewed(int64 account_id, const char *subscription_id, c
 }
 
 void
-m365_store_subscription_retry(int64 account_id, const char *subscription_id, int delay_s)
+m365_store_subscriptions_retry(int64 account_id, const char *subscription_id, int delay_s)
 {
 	M365SpiArgs a = {0};
 
@@ -154,7 +154,7 @@ m365_store_subscription_retry(int64 account_id, const char *subscription_id, int
 }
 
 void
-m365_store_subscription_delete(int64 account_id, const char *subscription_id)
+m365_store_subscriptions_delete(int64 account_id, const char *subscription_id)
 {
 	M365SpiArgs a = {0};
 
@@ -165,7 +165,7 @@ m365_store_subscription_delete(int64 account_id, const char *subscription_id)
 }
 
 void
-m365_store_subscription_error(int64 account_id, const char *code, int delay_s)
+m365_store_subscriptions_error(int64 account_id, const char *code, int delay_s)
 {
 	M365SpiArgs a = {0};
 
@@ -182,7 +182,7 @@ m365_store_subscription_error(int64 account_id, const char *code, int delay_s)
 static SPIPlanPtr lookup_plan = NULL;
 
 int
-m365_store_subscription_lookup(const char *subscription_id, int64 **account_ids, char ***client_states)
+m365_store_subscriptions_lookup(const char *subscription_id, int64 **account_ids, char ***client_states)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(subscription_id)};
@@ -216,7 +216,7 @@ m365_store_subscription_lookup(const char *subscription_id, int64 **account_ids,
 }
 
 void
-m365_store_subscription_flag(int64 account_id, const char *subscription_id, bool recreate)
+m365_store_subscriptions_flag(int64 account_id, const char *subscription_id, bool recreate)
 {
 	M365SpiArgs a = {0};
 
@@ -231,7 +231,7 @@ m365_store_subscription_flag(int64 account_id, const char *subscription_id, bool
 static SPIPlanPtr mark_plan = NULL;
 
 void
-m365_store_mark_due(const int64 *account_ids, int n)
+m365_store_wakeups_mark(const int64 *account_ids, int n)
 {
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum	   *d;

@@ -32,36 +32,36 @@ typedef struct M365Subscription
 extern List *m365_store_subscriptions_due(const char *notification_url, int limit);
 
 /* The account's subscription (the newest, if ever several); false if none. */
-extern bool m365_store_subscription_get(int64 account_id, M365Subscription *out);
+extern bool m365_store_subscriptions_get(int64 account_id, M365Subscription *out);
 
 /* Every subscription id of an account (palloc'd strings), for erasure. */
-extern List *m365_store_subscription_ids(int64 account_id);
+extern List *m365_store_subscriptions_ids(int64 account_id);
 
 /* A new subscription: clientState encrypted, renewal at half its lifetime. */
-extern void m365_store_subscription_insert(int64 account_id, const char *subscription_id,
+extern void m365_store_subscriptions_insert(int64 account_id, const char *subscription_id,
 									  const char *client_state, const char *notification_url,
 									  const char *expiration);
-extern void m365_store_subscription_renewed(int64 account_id, const char *subscription_id,
+extern void m365_store_subscriptions_renewed(int64 account_id, const char *subscription_id,
 									   const char *expiration);
 /* Renewal failed: try again in delay_s seconds (or earlier if it expires). */
-extern void m365_store_subscription_retry(int64 account_id, const char *subscription_id, int delay_s);
-extern void m365_store_subscription_delete(int64 account_id, const char *subscription_id);
+extern void m365_store_subscriptions_retry(int64 account_id, const char *subscription_id, int delay_s);
+extern void m365_store_subscriptions_delete(int64 account_id, const char *subscription_id);
 
 /* accounts.subscription_error / subscription_retry_at: a failure, or clear them (code NULL). */
-extern void m365_store_subscription_error(int64 account_id, const char *code, int delay_s);
+extern void m365_store_subscriptions_error(int64 account_id, const char *code, int delay_s);
 
 /*
  * Accounts whose subscription is subscription_id, with the clientState
  * decrypted (palloc'd, wipe after use): parallel arrays, returns how many.
  */
-extern int	m365_store_subscription_lookup(const char *subscription_id, int64 **account_ids,
+extern int	m365_store_subscriptions_lookup(const char *subscription_id, int64 **account_ids,
 									  char ***client_states);
 
 /* Lifecycle events: renew at once, or remake (it is gone at Microsoft). */
-extern void m365_store_subscription_flag(int64 account_id, const char *subscription_id, bool recreate);
+extern void m365_store_subscriptions_flag(int64 account_id, const char *subscription_id, bool recreate);
 
 /* Mark accounts due now (idempotent); the next worker round pulls them. */
-extern void m365_store_mark_due(const int64 *account_ids, int n);
+extern void m365_store_wakeups_mark(const int64 *account_ids, int n);
 
 /* Forget due marks of accounts that no longer exist. */
 extern void m365_store_wakeups_prune(void);
