@@ -18,6 +18,7 @@
 
 #include "keyring.h"
 #include "purge.h"
+#include "spi_util.h"
 #include "subscriptions.h"
 
 /*
@@ -38,21 +39,17 @@ static const char *const purge_statements[] = {
 int
 m365_purge_user(const char *flowagent_user)
 {
-	Datum		user_arg[1];
-	Oid			text_type[1] = {TEXTOID};
-	Oid			array_type[1] = {INT8ARRAYOID};
+	M365SpiArgs user = {0};
+	M365SpiArgs accounts = {0};
 	Datum	   *ids;
-	Datum		ids_arg[1];
 	int			n;
 	int			i;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	user_arg[0] = CStringGetTextDatum(flowagent_user);
-	if (SPI_execute_with_args("SELECT account_id FROM m365sync.accounts "
-							  "WHERE flowagent_user = $1 ORDER BY account_id FOR UPDATE",
-							  1, text_type, user_arg, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read m365sync.accounts");
+	m365_spi_arg_text(&user, flowagent_user);
+	SPI_connect();
+	m365_spi_run("SELECT account_id FROM m365sync.accounts "
+				 "WHERE flowagent_user = $1 ORDER BY account_id FOR UPDATE",
+				 &user, SPI_OK_SELECT, "reading the user's accounts");
 	n = (int) SPI_processed;
 	ids = palloc(sizeof(Datum) * (n + 1));
 	for (i = 0; i < n; i++)
@@ -75,15 +72,14 @@ m365_purge_user(const char *flowagent_user)
 		m365_destroy_data_key(DatumGetInt64(ids[i]));
 	}
 
-	ids_arg[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
-												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	m365_spi_arg(&accounts, INT8ARRAYOID,
+				 PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
+												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+				 false);
 	for (i = 0; i < (int) lengthof(purge_statements); i++)
-		if (SPI_execute_with_args(purge_statements[i], 1, array_type, ids_arg,
-								  NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not erase rows of the user");
-	if (SPI_execute_with_args("DELETE FROM m365sync.oauth_states WHERE flowagent_user = $1",
-							  1, text_type, user_arg, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not erase the user's sign-in states");
+		m365_spi_run(purge_statements[i], &accounts, SPI_OK_DELETE, "erasing rows of the user");
+	m365_spi_run("DELETE FROM m365sync.oauth_states WHERE flowagent_user = $1",
+				 &user, SPI_OK_DELETE, "erasing the user's sign-in states");
 	SPI_finish();
 	return n;
 }
