@@ -3,8 +3,10 @@
  *
  * event_json.c reads and checks JSON without a backend; this file does what
  * needs one: time zones (through timezones.c), SQLSTATEs for parse failures,
- * and reading the decrypted jsonb of a stored event into m365sync.event's
- * content columns. Field names come from event_json.h; no SPI, no crypto.
+ * reading the decrypted jsonb of a stored event into m365sync.event's
+ * content columns, and binding the clear columns as statement parameters
+ * (the one place every store statement that writes an events row uses).
+ * Field names come from event_json.h; no SPI, no crypto.
  */
 #include "postgres.h"
 
@@ -216,4 +218,33 @@ m365_event_content_values(Jsonb *data, TupleDesc desc, Datum *values, bool *null
 	set_jsonb(root, M365_F_ATTENDEES, EA_ATTENDEES, values, nulls);
 	set_categories(root, EA_CATEGORIES, values, nulls);
 	set_text(root, M365_F_WEB_LINK, EA_WEB_LINK, values, nulls);
+}
+
+void
+m365_event_row_bind_shape(const M365EventColumns *c, Datum *values, char *nulls)
+{
+	values[0] = CStringGetTextDatum(c->event_type);
+	nulls[0] = ' ';
+	values[1] = TimestampTzGetDatum(c->start_at);
+	nulls[1] = ' ';
+	values[2] = TimestampTzGetDatum(c->end_at);
+	nulls[2] = ' ';
+	values[3] = BoolGetDatum(c->is_all_day);
+	nulls[3] = ' ';
+	values[4] = DateADTGetDatum(c->start_date);
+	values[5] = DateADTGetDatum(c->end_date);
+	nulls[4] = nulls[5] = c->is_all_day ? ' ' : 'n';
+	values[6] = c->show_as ? CStringGetTextDatum(c->show_as) : (Datum) 0;
+	nulls[6] = c->show_as ? ' ' : 'n';
+	values[7] = BoolGetDatum(c->is_cancelled);
+	nulls[7] = ' ';
+}
+
+void
+m365_event_row_bind_sync(const M365EventColumns *c, Datum *values, char *nulls)
+{
+	values[0] = c->change_key ? CStringGetTextDatum(c->change_key) : (Datum) 0;
+	nulls[0] = c->change_key ? ' ' : 'n';
+	values[1] = TimestampTzGetDatum(c->remote_modified_at);
+	nulls[1] = c->has_remote_modified ? ' ' : 'n';
 }

@@ -35,6 +35,18 @@ typedef struct M365EventColumns
 } M365EventColumns;
 
 /*
+ * The clear columns bound as statement parameters, in one place for every
+ * statement that writes an events row: the shape (event_type, start_at,
+ * end_at, is_all_day, start_date, end_date, show_as, is_cancelled) and the
+ * sync state (change_key, remote_modified_at), each as consecutive
+ * parameters from values[0], nulls[0] (' ' or 'n').
+ */
+#define M365_EVENT_SHAPE_NARGS 8
+#define M365_EVENT_SYNC_NARGS 2
+extern void m365_event_row_bind_shape(const M365EventColumns *c, Datum *values, char *nulls);
+extern void m365_event_row_bind_sync(const M365EventColumns *c, Datum *values, char *nulls);
+
+/*
  * Clear columns of a parsed event. Checks what needs the tz database: known
  * zones (22023), timed end not before start (22023, field "end").
  */

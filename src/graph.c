@@ -13,7 +13,7 @@
 
 #include "graph.h"
 #include "http_util.h"
-#include "m365sync.h"
+#include "settings.h"
 
 #define MAX_CALENDAR_PAGES 100
 

@@ -37,7 +37,10 @@
 #include "crypto.h"
 #include "http.h"
 #include "http_util.h"
-#include "m365sync.h"
+#include "settings.h"
+
+/* The User-Agent's version, as 0.1.0 sent it. */
+#define M365SYNC_VERSION "0.1.0"
 
 #define DEFAULT_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
 #define MAX_HEADER_VALUE 2048

@@ -21,6 +21,9 @@
  * remembers the stamp of the value now in effect. Local transaction ids are
  * per backend and never reused within it, and read-only transactions have one
  * too (an xid would not do: most reads never get one).
+ *
+ * The setting itself (m365sync.flowagent_user) is defined here too, from
+ * m365_define_settings, so its variable and its hooks live together.
  */
 #include "postgres.h"
 
@@ -33,7 +36,9 @@
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
 
-#include "m365sync.h"
+#include "identity.h"
+
+char	   *m365_flowagent_user = NULL;
 
 /* Longest FlowAgent user id we accept; ids are opaque keys, not text blobs. */
 #define MAX_FLOWAGENT_USER_LEN 255
@@ -156,4 +161,23 @@ Datum
 m365sync_acting_user(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_TEXT_P(cstring_to_text(m365_acting_user()));
+}
+
+/* Defines m365sync.flowagent_user (from m365_define_settings). */
+void
+m365_identity_define_setting(void)
+{
+	bool		placeholder_fresh;
+
+	/* The hooks stamp each value with its transaction (identity.c). */
+	placeholder_fresh = m365_flowagent_user_placeholder_is_fresh();
+	m365_flowagent_user_defining(true, placeholder_fresh);
+	DefineCustomStringVariable("m365sync.flowagent_user",
+							   "The FlowAgent user the current transaction acts for.",
+							   "Set it in each transaction with SET LOCAL m365sync.flowagent_user = '<id>'; "
+							   "a value from an earlier transaction is refused.",
+							   &m365_flowagent_user, "",
+							   PGC_USERSET, 0,
+							   m365_flowagent_user_check, m365_flowagent_user_assign, NULL);
+	m365_flowagent_user_defining(false, placeholder_fresh);
 }

@@ -2,7 +2,8 @@
  * keyring.c — envelope encryption inside a backend (see keyring.h).
  *
  * Holds a small, bounded cache of unwrapped data keys (each with its own
- * keyed EVP contexts) under the master keys of masterkey.c; reads and writes m365sync.data_keys through SPI as the
+ * keyed EVP contexts) under the master keys of masterkey.c (dropped when
+ * masterkey.c's generation moves); reads and writes m365sync.data_keys through SPI as the
  * current user, so row level security applies to user functions. It never
  * writes plaintext anywhere, never falls back to it, and never puts a key, a
  * value or a decrypted byte into a message. Keys in memory are wiped when
@@ -37,6 +38,7 @@
 #include "keyfile.h"
 #include "keyring.h"
 #include "masterkey.h"
+#include "spi_util.h"
 
 #define DATA_KEY_CACHE		128 /* unwrapped data keys kept per backend */
 
@@ -91,9 +93,27 @@ forget_uncommitted(void)
 	dk_last = -1;
 }
 
+/* Master keys wiped since we last looked: the data keys unwrapped under them go too. */
+static uint64 dk_master_generation = 0;
+
+static void
+check_master_generation(void)
+{
+	uint64		g = m365_master_keys_generation();
+
+	if (g != dk_master_generation)
+	{
+		m365_forget_data_key(-1);
+		dk_master_generation = g;
+	}
+}
+
 static void
 keyring_xact_callback(XactEvent event, void *arg)
 {
+	/* a key file problem raised an ERROR after wiping the master keys */
+	check_master_generation();
+
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
@@ -140,6 +160,7 @@ static void
 keyring_exit(int code, Datum arg)
 {
 	m365_master_keys_forget();
+	check_master_generation();
 	m365_crypto_release();
 }
 
@@ -161,6 +182,7 @@ keyring_ready(void)
 {
 	register_callbacks();
 	(void) m365_master_keys();
+	check_master_generation();
 }
 
 /* ---- data keys ---- */
@@ -276,24 +298,16 @@ static bool
 load_data_key(int64 account_id, DataKeyEntry *e)
 {
 	Datum		arg[1];
+	Oid			types[1] = {INT8OID};
 	bool		found = false;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (select_plan == NULL)
-	{
-		Oid			types[1] = {INT8OID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT generation, master_key_id, wrapped_key "
-									   "FROM m365sync.data_keys WHERE account_id = $1",
-									   1, types);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the data key query: %s", SPI_result_code_string(SPI_result));
-		select_plan = plan;
-	}
+	SPI_connect();
 	arg[0] = Int64GetDatum(account_id);
-	if (SPI_execute_plan(select_plan, arg, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read m365sync.data_keys");
+	m365_spi_run_plan(m365_spi_saved_plan(&select_plan,
+										  "SELECT generation, master_key_id, wrapped_key "
+										  "FROM m365sync.data_keys WHERE account_id = $1",
+										  1, types),
+					  arg, NULL, SPI_OK_SELECT, 1);
 	if (SPI_processed == 1)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
@@ -330,6 +344,7 @@ create_data_key(int64 account_id, DataKeyEntry *e)
 	bytea	   *wrapped_value;
 	const char *master_id;
 	Datum		arg[3];
+	Oid			insert_types[3] = {INT8OID, TEXTOID, BYTEAOID};
 	M365CryptoStatus st;
 	bool		created;
 
@@ -344,28 +359,19 @@ create_data_key(int64 account_id, DataKeyEntry *e)
 		crypto_failed(st, "wrap a data key");
 	}
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (insert_plan == NULL)
-	{
-		Oid			types[3] = {INT8OID, TEXTOID, BYTEAOID};
-		SPIPlanPtr	plan = SPI_prepare("INSERT INTO m365sync.data_keys "
-									   "(account_id, generation, master_key_id, wrapped_key) "
-									   "VALUES ($1, 1, $2, $3) ON CONFLICT (account_id) DO NOTHING",
-									   3, types);
-
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the data key insert: %s", SPI_result_code_string(SPI_result));
-		insert_plan = plan;
-	}
+	SPI_connect();
 	wrapped_value = palloc(VARHDRSZ + sizeof(wrapped));
 	SET_VARSIZE(wrapped_value, VARHDRSZ + sizeof(wrapped));
 	memcpy(VARDATA(wrapped_value), wrapped, sizeof(wrapped));
 	arg[0] = Int64GetDatum(account_id);
 	arg[1] = CStringGetTextDatum(master_id);
 	arg[2] = PointerGetDatum(wrapped_value);
-	if (SPI_execute_plan(insert_plan, arg, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not write m365sync.data_keys");
+	m365_spi_run_plan(m365_spi_saved_plan(&insert_plan,
+										  "INSERT INTO m365sync.data_keys "
+										  "(account_id, generation, master_key_id, wrapped_key) "
+										  "VALUES ($1, 1, $2, $3) ON CONFLICT (account_id) DO NOTHING",
+										  3, insert_types),
+					  arg, NULL, SPI_OK_INSERT, 0);
 	created = (SPI_processed == 1);
 	SPI_finish();
 	if (!created)
@@ -559,12 +565,10 @@ m365_rewrap_data_keys(void)
 	uint64		i;
 
 	keyring_ready();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT account_id, generation, master_key_id, wrapped_key "
-					"FROM m365sync.data_keys ORDER BY account_id FOR UPDATE",
-					false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read m365sync.data_keys");
+	SPI_connect();
+	m365_spi_run("SELECT account_id, generation, master_key_id, wrapped_key "
+				 "FROM m365sync.data_keys ORDER BY account_id FOR UPDATE",
+				 NULL, SPI_OK_SELECT, "reading m365sync.data_keys");
 	rows = SPI_tuptable;
 	n = SPI_processed;
 	for (i = 0; i < n; i++)
@@ -579,8 +583,7 @@ m365_rewrap_data_keys(void)
 		uint8		wrapped[M365_WRAPPED_KEY_BYTES];
 		bytea	   *new_value = palloc(VARHDRSZ + sizeof(wrapped));
 		const char *new_id;
-		Datum		args[3];
-		Oid			types[3] = {INT8OID, TEXTOID, BYTEAOID};
+		M365SpiArgs args = {0};
 		M365CryptoStatus st;
 
 		/* unwrap_data_key leaves key unwritten or wiped when it fails */
@@ -593,14 +596,13 @@ m365_rewrap_data_keys(void)
 
 		SET_VARSIZE(new_value, VARHDRSZ + sizeof(wrapped));
 		memcpy(VARDATA(new_value), wrapped, sizeof(wrapped));
-		args[0] = Int64GetDatum(account_id);
-		args[1] = CStringGetTextDatum(new_id);
-		args[2] = PointerGetDatum(new_value);
-		if (SPI_execute_with_args("UPDATE m365sync.data_keys SET master_key_id = $2, "
-								  "wrapped_key = $3, rewrapped_at = pg_catalog.now() "
-								  "WHERE account_id = $1",
-								  3, types, args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not update m365sync.data_keys");
+		m365_spi_arg_int8(&args, account_id);
+		m365_spi_arg_text(&args, new_id);
+		m365_spi_arg_bytea(&args, new_value);
+		m365_spi_run("UPDATE m365sync.data_keys SET master_key_id = $2, "
+					 "wrapped_key = $3, rewrapped_at = pg_catalog.now() "
+					 "WHERE account_id = $1",
+					 &args, SPI_OK_UPDATE, "rewrapping m365sync.data_keys");
 	}
 	SPI_finish();
 	m365_forget_data_key(-1);
@@ -612,17 +614,12 @@ m365_rewrap_data_keys(void)
 void
 m365_destroy_data_key(int64 account_id)
 {
-	Datum		args[1];
-	Oid			types[1] = {INT8OID};
+	M365SpiArgs args = {0};
 
 	m365_forget_data_key(account_id);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	args[0] = Int64GetDatum(account_id);
-	if (SPI_execute_with_args("DELETE FROM m365sync.data_keys WHERE account_id = $1",
-							  1, types, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete from m365sync.data_keys");
-	SPI_finish();
+	m365_spi_arg_int8(&args, account_id);
+	m365_spi_exec("DELETE FROM m365sync.data_keys WHERE account_id = $1",
+				  &args, SPI_OK_DELETE, "deleting from m365sync.data_keys");
 	m365_forget_data_key(account_id);
 }
 

@@ -13,8 +13,8 @@
  * the holding transaction ends. Then it looks again: the database may be
  * gone, renamed, or still there (the command failed).
  *
- * The shared memory also carries the sync worker's latch, which backends
- * set at commit to wake it (worker.c). Nothing here touches an m365sync
+ * The shared memory request also carries the sync worker's latch slot,
+ * which backends set at commit to wake it (wake.c). Nothing here touches an m365sync
  * table, and the launcher never exits with code 0.
  */
 #include "postgres.h"
@@ -44,7 +44,8 @@
 #include "utils/timestamp.h"
 
 #include "launcher.h"
-#include "m365sync.h"
+#include "settings.h"
+#include "wake.h"
 
 /* How often the launcher looks for a missing database (a commit wakes it sooner). */
 #define LAUNCHER_POLL_MS		10000
@@ -61,8 +62,6 @@ typedef struct M365Shared
 {
 	slock_t		mutex;
 	Latch	   *launcher_latch;
-	Latch	   *worker_latch;	/* the sync worker's, for the wake at commit */
-	pid_t		worker_pid;
 	Oid			active_dboid;	/* database the launcher runs a worker in */
 	Oid			hold_dboid;		/* a DBA's command wants this database free */
 	pid_t		hold_pid;		/* ... in this backend's current transaction */
@@ -78,7 +77,7 @@ m365_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(M365Shared)));
+	RequestAddinShmemSpace(MAXALIGN(sizeof(M365Shared)) + m365_wake_shmem_size());
 }
 
 static void
@@ -96,6 +95,7 @@ m365_shmem_startup(void)
 		memset(shared, 0, sizeof(M365Shared));
 		SpinLockInit(&shared->mutex);
 	}
+	m365_wake_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -125,38 +125,6 @@ bool
 m365_shared_ready(void)
 {
 	return shared != NULL;
-}
-
-void
-m365_shared_set_worker(Latch *latch)
-{
-	if (shared == NULL)
-		return;
-	SpinLockAcquire(&shared->mutex);
-	if (latch != NULL)
-	{
-		shared->worker_latch = latch;
-		shared->worker_pid = MyProcPid;
-	}
-	else if (shared->worker_pid == MyProcPid)
-	{
-		shared->worker_latch = NULL;
-		shared->worker_pid = 0;
-	}
-	SpinLockRelease(&shared->mutex);
-}
-
-Latch *
-m365_shared_worker_latch(void)
-{
-	Latch	   *latch;
-
-	if (shared == NULL)
-		return NULL;
-	SpinLockAcquire(&shared->mutex);
-	latch = shared->worker_latch;
-	SpinLockRelease(&shared->mutex);
-	return latch;
 }
 
 void
@@ -460,9 +428,7 @@ m365_launcher_main(Datum arg)
 	{
 		pid_t		old_pid;
 
-		SpinLockAcquire(&shared->mutex);
-		old_pid = shared->worker_pid;
-		SpinLockRelease(&shared->mutex);
+		old_pid = m365_wake_worker_pid();
 		if (old_pid == 0 || kill(old_pid, 0) != 0)
 			break;
 		(void) kill(old_pid, SIGTERM);

@@ -16,10 +16,6 @@ extern void m365_register_launcher(void);
 /* True when the shared state exists (library preloaded). */
 extern bool m365_shared_ready(void);
 
-/* The sync worker publishes its latch so commits can wake it; NULL on exit. */
-extern void m365_shared_set_worker(Latch *latch);
-extern Latch *m365_shared_worker_latch(void);
-
 /* Set the launcher's latch (a database may have appeared or been freed), now or at commit. */
 extern void m365_wake_launcher(void);
 extern void m365_wake_launcher_at_commit(void);

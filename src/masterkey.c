@@ -22,7 +22,7 @@
 #include "crypto.h"
 #include "keyfile.h"
 #include "keyring.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "masterkey.h"
 
 typedef struct KeyFileSig
@@ -42,13 +42,22 @@ static bool master_loaded = false;
 static KeyFileSig master_sig;
 static bool recheck_key_file = true;
 
+/* Counts the wipes; keyring.c drops its data keys when it sees it move. */
+static uint64 master_generation = 0;
+
 void
 m365_master_keys_forget(void)
 {
 	m365_keyset_wipe(&master_keys);
 	memset(&master_sig, 0, sizeof(master_sig));
 	master_loaded = false;
-	m365_forget_data_key(-1);
+	master_generation++;
+}
+
+uint64
+m365_master_keys_generation(void)
+{
+	return master_generation;
 }
 
 void

@@ -17,7 +17,14 @@ extern const M365KeySet *m365_master_keys(void);
 /* Make the next m365_master_keys() look at the file again (transaction end). */
 extern void m365_master_keys_recheck(void);
 
-/* Wipe every master key and every cached data key (backend exit). */
+/* Wipe every master key (on any problem with the file, and at backend exit). */
 extern void m365_master_keys_forget(void);
+
+/*
+ * Moves whenever the master keys are wiped: the data keys unwrapped under
+ * them must go too, and keyring.c checks this to know (masterkey.c never
+ * reaches into keyring.c's cache).
+ */
+extern uint64 m365_master_keys_generation(void);
 
 #endif							/* M365SYNC_MASTERKEY_H */

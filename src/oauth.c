@@ -16,7 +16,7 @@
 
 #include "crypto.h"
 #include "http_util.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "oauth.h"
 
 static char *
@@ -288,16 +288,16 @@ record_failure(int64 account_id, const M365TokenFailure *fail)
 	switch (fail->outcome)
 	{
 		case M365_OAUTH_REAUTH:
-			store_account_set_status(account_id, "reauth_required", code);
+			m365_store_accounts_set_status(account_id, "reauth_required", code);
 			break;
 		case M365_OAUTH_CONSENT:
-			store_account_set_status(account_id, "consent_required", code);
+			m365_store_accounts_set_status(account_id, "consent_required", code);
 			break;
 		case M365_OAUTH_CLIENT:
-			store_account_set_status(account_id, "error", code);
+			m365_store_accounts_set_status(account_id, "error", code);
 			break;
 		default:
-			store_account_backoff(account_id, code,
+			m365_store_accounts_backoff(account_id, code,
 								  fail->has_retry_after ? fail->retry_after_s : -1);
 			break;
 	}
@@ -314,7 +314,7 @@ m365_account_access_token(int64 account_id, const char *rejected)
 	bool		ok;
 
 	/* The row lock: concurrent refreshes of one account queue up here. */
-	if (!store_account_lock(account_id, &acc))
+	if (!m365_store_accounts_lock(account_id, &acc))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("account %lld does not exist", (long long) account_id)));
@@ -323,31 +323,31 @@ m365_account_access_token(int64 account_id, const char *rejected)
 		strcmp(acc.status, "disabled") == 0)
 		return NULL;
 
-	current = store_account_access_token(account_id);
+	current = m365_store_accounts_access_token(account_id);
 	if (current != NULL && acc.token_fresh &&
 		(rejected == NULL || strcmp(current, rejected) != 0))
 		return current;
 	wipe(current);
 
-	store_app_config_get(&cfg, true);
+	m365_store_app_config_get(&cfg, true);
 	if (strcmp(acc.mode, "application") == 0)
 	{
-		char	   *tenant = store_tenant_name(acc.tenant_id);
+		char	   *tenant = m365_store_tenants_name(acc.tenant_id);
 
 		if (tenant == NULL)
 		{
-			store_account_set_status(account_id, "error", "no_tenant");
+			m365_store_accounts_set_status(account_id, "error", "no_tenant");
 			return NULL;
 		}
 		ok = m365_oauth_client_credentials(&cfg, tenant, &tok, &fail);
 	}
 	else
 	{
-		char	   *refresh = store_account_refresh_token(account_id);
+		char	   *refresh = m365_store_accounts_refresh_token(account_id);
 
 		if (refresh == NULL)
 		{
-			store_account_set_status(account_id, "reauth_required", "no_refresh_token");
+			m365_store_accounts_set_status(account_id, "reauth_required", "no_refresh_token");
 			wipe(cfg.client_secret);
 			return NULL;
 		}
@@ -363,7 +363,7 @@ m365_account_access_token(int64 account_id, const char *rejected)
 		return NULL;
 	}
 	/* Rotated refresh token and new access token in this transaction. */
-	store_account_save_tokens(account_id, tok.access_token, tok.refresh_token, tok.expires_in);
+	m365_store_accounts_save_tokens(account_id, tok.access_token, tok.refresh_token, tok.expires_in);
 	wipe(tok.refresh_token);
 	return tok.access_token;
 }
@@ -379,31 +379,4 @@ m365_account_token_source(M365TokenSource *ts, int64 *account_id)
 {
 	ts->get = account_source_get;
 	ts->arg = account_id;
-}
-
-bool
-m365_account_refresh_calendars(int64 account_id, const char *ms_user_id, bool enable_default,
-							   M365GraphResult *res)
-{
-	M365TokenSource ts;
-	int64		id = account_id;
-	List	   *cals;
-	ListCell   *lc;
-	bool		any_default = false;
-
-	m365_account_token_source(&ts, &id);
-	if (!m365_graph_list_calendars(&ts, ms_user_id, &cals, res))
-		return false;
-	foreach(lc, cals)
-		any_default |= ((M365GraphCalendar *) lfirst(lc))->is_default;
-	foreach(lc, cals)
-	{
-		M365GraphCalendar *c = lfirst(lc);
-
-		/* No calendar marked default: the first one stands in for it. */
-		store_calendar_upsert(account_id, c,
-							  enable_default && (c->is_default ||
-												 (!any_default && lc == list_head(cals))));
-	}
-	return true;
 }

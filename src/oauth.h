@@ -78,12 +78,4 @@ extern char *m365_account_access_token(int64 account_id, const char *rejected);
 /* A token source for graph.c bound to one account. */
 extern void m365_account_token_source(M365TokenSource *ts, int64 *account_id);
 
-/*
- * Re-read an account's calendars from Graph and store them (names
- * encrypted); new calendars are enabled when enable_default and they are
- * the default. Returns false with res filled when Graph or the token failed.
- */
-extern bool m365_account_refresh_calendars(int64 account_id, const char *ms_user_id,
-										   bool enable_default, M365GraphResult *res);
-
 #endif							/* M365SYNC_OAUTH_H */

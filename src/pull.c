@@ -1,7 +1,8 @@
 /*
  * pull.c — brings Outlook's changes into m365sync.events (see pull.h).
  *
- * The flow is pages → delta_page → event_json/event_row → store_pull, with
+ * The flow is pages → delta_page → event_json/event_row → store_pull (a
+ * remote change meeting a pending local one → conflicts.c), with
  * the cursor saved in the same transaction as the page it follows, so a
  * crash at any instant resumes from the last committed page: nothing lost,
  * nothing twice. A lost cursor (410, syncStateNotFound, resyncRequired)
@@ -26,15 +27,17 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "conflicts.h"
 #include "delta_page.h"
 #include "event_json.h"
 #include "event_row.h"
 #include "graph.h"
 #include "jsonb_cjson.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "oauth.h"
 #include "pull.h"
-#include "scheduler.h"
+#include "store_calendars.h"
+#include "xact_util.h"
 #include "store_pull.h"
 
 #define USECS_PER_DAY_I64 INT64CONST(86400000000)
@@ -96,7 +99,7 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 	for (i = 0; i < page->n_items; i++)
 		ids[i] = page->items[i].id;
 	SPI_connect();
-	batch = m365_pull_batch_begin(account_id, cal->full_round_id, ids, page->n_items);
+	batch = m365_store_events_pull_begin(account_id, cal->full_round_id, ids, page->n_items);
 	/* each event's jsonb and row values go with it: the page's memory stays flat */
 	event_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync pull event",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -108,12 +111,13 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 		M365EventError err;
 		M365EventColumns cols;
 		Jsonb	   *data;
+		int64		conflict_event_id = 0;
 
 		MemoryContextReset(event_cxt);
 		st->fetched++;
 		if (it->removed)
 		{
-			if (m365_pull_batch_remove(batch, it->id))
+			if (m365_store_events_pull_remove(batch, it->id))
 				st->deleted++;
 			continue;
 		}
@@ -136,13 +140,15 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 			continue;
 		}
 		m365_event_columns(&ev, &cols);
-		switch (m365_pull_batch_apply(batch, cal->calendar_id, &cols, data))
+		switch (m365_store_events_pull_apply(batch, cal->calendar_id, &cols, data, &conflict_event_id))
 		{
 			case M365_APPLY_INSERTED:
 			case M365_APPLY_UPDATED:
 				st->applied++;
 				break;
 			case M365_APPLY_CONFLICT:
+				(void) m365_conflicts_remote_changed(m365_conflict_policy, account_id,
+													 conflict_event_id, &cols, data);
 				st->conflicts++;
 				break;
 			case M365_APPLY_UNCHANGED:
@@ -151,7 +157,7 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 	}
 	MemoryContextSwitchTo(batch_cxt);
 	MemoryContextDelete(event_cxt);
-	m365_pull_batch_end(batch);
+	m365_store_events_pull_end(batch);
 	SPI_finish();
 }
 
@@ -301,10 +307,10 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 	cal->link_is_final = final;
 	if (final && cal->full_round_id != 0)
 	{
-		job->stats->deleted += m365_pull_sweep(job->account_id, cal->calendar_id, cal->full_round_id);
+		job->stats->deleted += m365_store_events_sweep(job->account_id, cal->calendar_id, cal->full_round_id);
 		cal->full_round_id = 0;
 	}
-	m365_pull_save_cursor(job->account_id, cal);
+	m365_store_calendars_save_cursor(job->account_id, cal);
 
 	/*
 	 * A page and its cursor may commit asynchronously: a crash that loses
@@ -353,7 +359,7 @@ start_jobs(List *jobs, bool commit_each_page)
 		M365PullJob *job = lfirst(lc);
 
 		job->stats->ok = true;
-		job->calendars = m365_pull_calendars(job->account_id);
+		job->calendars = m365_store_calendars_to_pull(job->account_id);
 		job->next_calendar = 0;
 		job->done = false;
 		job->token_retried = false;

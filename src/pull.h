@@ -18,23 +18,7 @@
 #include "nodes/pg_list.h"
 
 #include "http.h"
-
-typedef struct M365RoundStats
-{
-	int			calendars;
-	int			pages;
-	int			fetched;
-	int			applied;
-	int			deleted;
-	int			conflicts;
-	int			pushed;			/* outbox entries done (push.c) */
-	int			http_requests;
-	bool		ok;
-	bool		transient;		/* worth retrying soon (throttled, 5xx, network) */
-	bool		has_retry_after;
-	double		retry_after_s;
-	char		error[64];		/* an error code, never content */
-} M365RoundStats;
+#include "store_sync_log.h"
 
 /* One account's round; the caller fills account_id, ms_user_id and stats. */
 typedef struct M365PullJob

@@ -3,7 +3,7 @@
  *
  * The flow is outbox (store_push) → write bodies (event_patch, from the
  * stored Graph object) → $batch or single requests (graph, http) → answers
- * → store_push / store_conflicts. Exactly once: a create carries the
+ * → store_push, or conflicts.c by the policy. Exactly once: a create carries the
  * transactionId fixed when the app wrote it, so a resend after a crash
  * never makes a second event (a 409 to a repeated transactionId is settled
  * by finding the event that transactionId made); updates and deletes carry
@@ -31,17 +31,17 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
+#include "conflicts.h"
 #include "event_json.h"
 #include "event_patch.h"
 #include "event_row.h"
 #include "graph.h"
 #include "http_util.h"
 #include "jsonb_cjson.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "oauth.h"
 #include "push.h"
-#include "scheduler.h"
-#include "store_conflicts.h"
+#include "xact_util.h"
 #include "store_push.h"
 
 #define MAX_WAVES_PER_ROUND 1000
@@ -403,7 +403,7 @@ transient(PushState *ps, Write *w, const char *code)
 {
 	double		delay = backoff_s(w);
 
-	m365_push_retry_later(ps->account_id, w->e, delay, code);
+	m365_store_outbox_retry_later(ps->account_id, w->e, delay, code);
 	if (!ps->transient)
 		strlcpy(ps->transient_code, code, sizeof(ps->transient_code));
 	ps->transient = true;
@@ -447,7 +447,7 @@ done_write(PushState *ps, Write *w, const char *answer, bool reread)
 			transient(ps, w, "malformedResponse");
 		return;
 	}
-	if (m365_push_done_write(ps->account_id, w->e, &cols, data))
+	if (m365_store_outbox_done_write(ps->account_id, w->e, &cols, data))
 		ps->st->pushed++;
 }
 
@@ -515,19 +515,19 @@ settle_precondition(PushState *ps, Write *w)
 			transient(ps, w, "ErrorIrresolvableConflict");
 			return;
 		}
-		(void) m365_conflict_remote_changed(ps->account_id, w->e->event_id, &cols, data);
+		(void) m365_conflicts_remote_changed(m365_conflict_policy, ps->account_id, w->e->event_id, &cols, data);
 		ps->st->conflicts++;
 	}
 	else if (res.status == 404 && res.transport == M365_HTTP_OK)
 	{
 		if (is_delete)
 		{
-			m365_push_done_delete(ps->account_id, w->e);
+			m365_store_outbox_done_delete(ps->account_id, w->e);
 			ps->st->pushed++;
 		}
 		else
 		{
-			(void) m365_conflict_remote_deleted(ps->account_id, w->e->event_id);
+			(void) m365_conflicts_remote_deleted(m365_conflict_policy, ps->account_id, w->e->event_id);
 			ps->st->conflicts++;
 		}
 	}
@@ -552,7 +552,7 @@ handle_answer(PushState *ps, Write *w)
 	{
 		if (strcmp(op, "delete") == 0)
 		{
-			m365_push_done_delete(ps->account_id, w->e);
+			m365_store_outbox_done_delete(ps->account_id, w->e);
 			ps->st->pushed++;
 		}
 		else
@@ -563,12 +563,12 @@ handle_answer(PushState *ps, Write *w)
 		settle_duplicate(ps, w);
 	else if (s == 404 && strcmp(op, "delete") == 0)
 	{
-		m365_push_done_delete(ps->account_id, w->e);	/* already gone */
+		m365_store_outbox_done_delete(ps->account_id, w->e);	/* already gone */
 		ps->st->pushed++;
 	}
 	else if (s == 404 && strcmp(op, "update") == 0)
 	{
-		(void) m365_conflict_remote_deleted(ps->account_id, w->e->event_id);
+		(void) m365_conflicts_remote_deleted(m365_conflict_policy, ps->account_id, w->e->event_id);
 		ps->st->conflicts++;
 	}
 	else if (s == 412 && strcmp(op, "create") != 0)
@@ -576,7 +576,7 @@ handle_answer(PushState *ps, Write *w)
 	else if (s == 429 || s == 500 || s == 502 || s == 503 || s == 504)
 		transient(ps, w, error_code(w));
 	else
-		m365_push_failed(ps->account_id, w->e, error_code(w));
+		m365_store_outbox_failed(ps->account_id, w->e, error_code(w));
 }
 
 /* ------------------------------------------------------------ waves */
@@ -596,12 +596,12 @@ push_wave(PushState *ps, bool commit_each_wave, int per_batch)
 		(void) m365_account_access_token(ps->account_id, NULL);
 	ps->saw_401 = false;
 	ps->last_token = NULL;
-	ids = m365_push_mark_sending(ps->account_id, wave_size);
+	ids = m365_store_outbox_mark_sending(ps->account_id, wave_size);
 	if (ids == NIL)
 		return 0;
 	if (commit_each_wave)
 		m365_commit_and_continue();	/* the sends are counted before they happen */
-	entries = m365_push_lock_entries(ps->account_id, ids);
+	entries = m365_store_outbox_lock_entries(ps->account_id, ids);
 	if (entries == NIL)
 		return 0;				/* all held by the app: its commit wakes us */
 	ws = palloc0(sizeof(Write) * Max(list_length(entries), 1));
@@ -613,9 +613,9 @@ push_wave(PushState *ps, bool commit_each_wave, int per_batch)
 		if (!prepare_write(ps, w))
 		{
 			if (strcmp(w->e->op, "delete") == 0)
-				m365_push_done_delete(ps->account_id, w->e);
+				m365_store_outbox_done_delete(ps->account_id, w->e);
 			else
-				m365_push_done_nothing(ps->account_id, w->e);
+				m365_store_outbox_done_nothing(ps->account_id, w->e);
 			continue;
 		}
 		n++;

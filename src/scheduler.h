@@ -1,25 +1,26 @@
 /*
- * scheduler.h — transaction steps of a worker round (scheduler.c).
+ * scheduler.h — the rounds of the accounts that are due (scheduler.c).
  */
 #ifndef M365SYNC_SCHEDULER_H
 #define M365SYNC_SCHEDULER_H
 
-#include "utils/palloc.h"
+#include "pull.h"
 
 /*
- * Commit the current transaction and start the next one (which first holds
- * the extension object: extension_guard.h), staying in the caller's memory
- * context (which must not be a transaction context: the
- * worker keeps its round state in the round context across commits).
+ * One round of the worker: sync whatever is due, committing page by page.
+ * Returns how many milliseconds to sleep before the next round (the latch
+ * may cut it short).
  */
-extern void m365_commit_and_continue(void);
+extern long m365_worker_round(void);
 
-/*
- * In a PG_CATCH of one account's step: report the error, roll its
- * transaction back and start the next one, back in `keep` (the round's
- * memory), so the other accounts go on. A round cut by DROP or ALTER
- * EXTENSION is not one account's error: it is re-thrown.
- */
-extern void m365_report_and_continue(MemoryContext keep);
+/* One account's round as m365sync.sync() reports it. */
+typedef struct M365SyncOutcome
+{
+	int64		account_id;
+	M365RoundStats stats;
+} M365SyncOutcome;
+
+/* The rounds of sync(): see scheduler.c. */
+extern M365SyncOutcome *m365_sync_in_caller_xact(int64 account_id, int *n);
 
 #endif							/* M365SYNC_SCHEDULER_H */

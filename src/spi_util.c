@@ -1,8 +1,12 @@
 /*
- * spi_util.c — SPI helpers shared by the store modules (see spi_util.h).
+ * spi_util.c — the one SPI style shared by the store modules (see
+ * spi_util.h): checks, saved plans, an argument builder, typed getters.
  * Knows no table: callers own their SQL.
  */
 #include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
 
 #include "spi_util.h"
 
@@ -26,4 +30,116 @@ m365_spi_saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 		*slot = p;
 	}
 	return *slot;
+}
+
+void
+m365_spi_arg(M365SpiArgs *a, Oid type, Datum v, bool isnull)
+{
+	if (a->n >= M365_SPI_MAX_ARGS)
+		elog(ERROR, "m365sync: too many statement arguments");
+	a->types[a->n] = type;
+	a->values[a->n] = v;
+	a->nulls[a->n] = isnull ? 'n' : ' ';
+	a->n++;
+}
+
+void
+m365_spi_arg_text(M365SpiArgs *a, const char *s)
+{
+	m365_spi_arg(a, TEXTOID, s ? PointerGetDatum(cstring_to_text(s)) : (Datum) 0, s == NULL);
+}
+
+void
+m365_spi_arg_int8(M365SpiArgs *a, int64 v)
+{
+	m365_spi_arg(a, INT8OID, Int64GetDatum(v), false);
+}
+
+void
+m365_spi_arg_bytea(M365SpiArgs *a, bytea *b)
+{
+	m365_spi_arg(a, BYTEAOID, PointerGetDatum(b), b == NULL);
+}
+
+uint64
+m365_spi_run(const char *sql, const M365SpiArgs *a, int expected, const char *what)
+{
+	m365_spi_check(SPI_execute_with_args(sql, a ? a->n : 0, a ? (Oid *) a->types : NULL,
+										 a ? (Datum *) a->values : NULL, a ? a->nulls : NULL,
+										 false, 0),
+				   expected, what ? what : "an internal statement");
+	return SPI_processed;
+}
+
+uint64
+m365_spi_exec(const char *sql, const M365SpiArgs *a, int expected, const char *what)
+{
+	uint64		n;
+
+	SPI_connect();
+	n = m365_spi_run(sql, a, expected, what);
+	SPI_finish();
+	return n;
+}
+
+void
+m365_spi_run_plan(SPIPlanPtr p, Datum *values, const char *nulls, int expected, long limit)
+{
+	m365_spi_check(SPI_execute_plan(p, values, nulls, false, limit), expected, "an internal statement");
+}
+
+Datum
+m365_spi_get_datum(int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, isnull);
+}
+
+char *
+m365_spi_get_text(int col, MemoryContext cxt)
+{
+	bool		isnull;
+	Datum		d = m365_spi_get_datum(col, &isnull);
+	MemoryContext old;
+	char	   *s;
+
+	if (isnull)
+		return NULL;
+	old = MemoryContextSwitchTo(cxt);
+	s = TextDatumGetCString(d);
+	MemoryContextSwitchTo(old);
+	return s;
+}
+
+bytea *
+m365_spi_get_bytea(int col, MemoryContext cxt)
+{
+	bool		isnull;
+	Datum		d = m365_spi_get_datum(col, &isnull);
+	MemoryContext old;
+	bytea	   *b;
+
+	if (isnull)
+		return NULL;
+	old = MemoryContextSwitchTo(cxt);
+	b = DatumGetByteaPCopy(d);
+	MemoryContextSwitchTo(old);
+	return b;
+}
+
+int64
+m365_spi_get_int8(int col)
+{
+	bool		isnull;
+	Datum		d = m365_spi_get_datum(col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+bool
+m365_spi_get_bool(int col)
+{
+	bool		isnull;
+	Datum		d = m365_spi_get_datum(col, &isnull);
+
+	return isnull ? false : DatumGetBool(d);
 }

@@ -1,7 +1,8 @@
 /*
- * spi_util.h — the two SPI helpers every store module needs (spi_util.c):
- * a result check that names the step, and a statement planned once per
- * backend. Messages name the step, never a value.
+ * spi_util.h — the one SPI style of the store modules (spi_util.c): a
+ * result check that names the step, a statement planned once per backend,
+ * an argument builder and typed getters of the first result row. Messages
+ * name the step, never a value.
  */
 #ifndef M365SYNC_SPI_UTIL_H
 #define M365SYNC_SPI_UTIL_H
@@ -15,5 +16,41 @@ extern void m365_spi_check(int rc, int expected, const char *what);
 
 /* A statement planned once per backend and kept in *slot. */
 extern SPIPlanPtr m365_spi_saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types);
+
+#define M365_SPI_MAX_ARGS 16
+
+/* The arguments of one statement, built in order ($1, $2, ...). */
+typedef struct M365SpiArgs
+{
+	int			n;
+	Oid			types[M365_SPI_MAX_ARGS];
+	Datum		values[M365_SPI_MAX_ARGS];
+	char		nulls[M365_SPI_MAX_ARGS];
+} M365SpiArgs;
+
+extern void m365_spi_arg(M365SpiArgs *a, Oid type, Datum v, bool isnull);
+extern void m365_spi_arg_text(M365SpiArgs *a, const char *s);	/* NULL: SQL null */
+extern void m365_spi_arg_int8(M365SpiArgs *a, int64 v);
+extern void m365_spi_arg_bytea(M365SpiArgs *a, bytea *b);	/* NULL: SQL null */
+
+/*
+ * Run one statement in the current SPI connection (a may be NULL); returns
+ * SPI_processed. what names the step for the error (NULL: "an internal
+ * statement").
+ */
+extern uint64 m365_spi_run(const char *sql, const M365SpiArgs *a, int expected, const char *what);
+
+/* The same in its own SPI connection, for writes with no result rows of interest. */
+extern uint64 m365_spi_exec(const char *sql, const M365SpiArgs *a, int expected, const char *what);
+
+/* Run a saved plan (m365_spi_saved_plan) in the current SPI connection. */
+extern void m365_spi_run_plan(SPIPlanPtr p, Datum *values, const char *nulls, int expected, long limit);
+
+/* Columns of the first result row; text and bytea copied into cxt, NULL (0, false) when null. */
+extern Datum m365_spi_get_datum(int col, bool *isnull);
+extern char *m365_spi_get_text(int col, MemoryContext cxt);
+extern bytea *m365_spi_get_bytea(int col, MemoryContext cxt);
+extern int64 m365_spi_get_int8(int col);
+extern bool m365_spi_get_bool(int col);
 
 #endif							/* M365SYNC_SPI_UTIL_H */

@@ -17,7 +17,9 @@
 #include "utils/jsonb.h"
 
 #include "keyring.h"
-#include "m365sync.h"
+#include "identity.h"
+#include "settings.h"
+#include "store_accounts.h"
 #include "store_conflicts.h"
 #include "store_events.h"
 
@@ -34,8 +36,8 @@ m365sync_conflicts(PG_FUNCTION_ARGS)
 	m365_acting_user();
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	account_id = m365_store_acting_account();
-	n = account_id ? m365_conflict_list(account_id) : 0;
+	account_id = m365_store_accounts_of_acting_user();
+	n = account_id ? m365_store_conflicts_list(account_id) : 0;
 	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
@@ -78,8 +80,8 @@ m365sync_resolve_conflict(PG_FUNCTION_ARGS)
 				 errmsg("keep must be 'local', 'remote' or 'kept'")));
 	m365_acting_user();
 	SPI_connect();
-	account_id = m365_store_acting_account();
-	if (account_id == 0 || !m365_conflict_resolve(account_id, event_id, keep))
+	account_id = m365_store_accounts_of_acting_user();
+	if (account_id == 0 || !m365_store_conflicts_resolve(account_id, event_id, keep))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("event %lld has no unresolved conflict", (long long) event_id),

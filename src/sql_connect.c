@@ -16,15 +16,17 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "calendars.h"
 #include "crypto.h"
 #include "graph.h"
 #include "http_util.h"
 #include "keyring.h"
-#include "m365sync.h"
+#include "identity.h"
+#include "settings.h"
 #include "oauth.h"
 #include "purge.h"
 #include "store_accounts.h"
-#include "worker.h"
+#include "wake.h"
 
 #define MAX_SECRET_LEN	1024
 #define MAX_URI_LEN		2048
@@ -96,7 +98,7 @@ take_state(const char *state, const char *kind, const char *acting_user)
 				 errmsg("state is malformed"),
 				 errdetail("A state is the 43-character value m365sync put in the sign-in URL.")));
 	state_hash(state, hash);
-	if (!store_state_find(hash, kind, false, &st))
+	if (!m365_store_oauth_states_find(hash, kind, false, &st))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("state is unknown"),
@@ -108,7 +110,7 @@ take_state(const char *state, const char *kind, const char *acting_user)
 				 errmsg("state belongs to another FlowAgent user"),
 				 errhint("The sign-in must be completed by the user who started it.")));
 	/* Now lock it: two completions of one state cannot both pass. */
-	if (!store_state_find(hash, kind, true, &st))
+	if (!m365_store_oauth_states_find(hash, kind, true, &st))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("state is unknown")));
@@ -151,7 +153,7 @@ m365sync_configure(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("redirect_uri must be an https URL or http://localhost"),
 				 errdetail("Microsoft accepts plain http only for a loopback redirect.")));
-	store_app_config_put(client_id, client_secret, redirect_uri);
+	m365_store_app_config_put(client_id, client_secret, redirect_uri);
 	m365_secure_zero(client_secret, strlen(client_secret));
 	PG_RETURN_VOID();
 }
@@ -171,11 +173,11 @@ m365sync_admin_consent_url(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("tenant must be a tenant id (GUID) or a domain name"),
 				 errdetail("Organisation consent is given in one tenant: \"common\", \"organizations\" and \"consumers\" are not tenants.")));
-	store_app_config_get(&cfg, false);
-	(void) store_tenant_ensure(tenant);
-	store_states_delete_expired();
+	m365_store_app_config_get(&cfg, false);
+	(void) m365_store_tenants_ensure(tenant);
+	m365_store_oauth_states_delete_expired();
 	new_state(state, hash);
-	(void) store_state_insert(hash, "admin_consent", NULL, tenant, NULL, M365_STATE_TTL_S);
+	(void) m365_store_oauth_states_insert(hash, "admin_consent", NULL, tenant, NULL, M365_STATE_TTL_S);
 	PG_RETURN_TEXT_P(cstring_to_text(m365_oauth_admin_consent_url(&cfg, tenant, state)));
 }
 
@@ -208,8 +210,8 @@ m365sync_admin_consent_complete(PG_FUNCTION_ARGS)
 		code[i] = '\0';
 	}
 	st = take_state(state, "admin_consent", NULL);
-	if (!store_tenant_get(st.tenant, &t))
-		t.tenant_id = store_tenant_ensure(st.tenant);
+	if (!m365_store_tenants_get(st.tenant, &t))
+		t.tenant_id = m365_store_tenants_ensure(st.tenant);
 
 	if (granted && error == NULL)
 		status = "granted";
@@ -217,14 +219,14 @@ m365sync_admin_consent_complete(PG_FUNCTION_ARGS)
 		status = "permission_denied";
 	else
 		status = "consent_required";
-	store_tenant_set_consent(t.tenant_id, status,
+	m365_store_tenants_set_consent(t.tenant_id, status,
 							 (tenant_guid && m365_is_guid(tenant_guid)) ? tenant_guid : NULL,
 							 status[0] == 'g' ? NULL : (code[0] ? code : "consent_not_granted"));
-	store_state_mark_used(st.state_id);
+	m365_store_oauth_states_mark_used(st.state_id);
 	if (strcmp(status, "granted") == 0)
 	{
 		/* App-only accounts waiting for consent may sync again. */
-		store_tenant_accounts_set_status(t.tenant_id, "consent_required", "connected");
+		m365_store_tenants_accounts_set_status(t.tenant_id, "consent_required", "connected");
 		m365_wake_worker_at_commit();
 	}
 	else
@@ -275,14 +277,14 @@ m365sync_add_mailbox(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("mailbox must be an e-mail address or a Graph user id")));
-	if (!store_tenant_get(tenant, &t) || strcmp(t.consent_status, "granted") != 0)
+	if (!m365_store_tenants_get(tenant, &t) || strcmp(t.consent_status, "granted") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("tenant \"%s\" has not granted organisation consent", tenant),
 				 errhint("A tenant administrator must open the URL from SELECT m365sync.admin_consent_url('%s') and approve.",
 						 tenant)));
 
-	store_app_config_get(&cfg, true);
+	m365_store_app_config_get(&cfg, true);
 	if (!m365_oauth_client_credentials(&cfg, t.tenant, &tok, &fail))
 	{
 		if (fail.outcome == M365_OAUTH_CONSENT)
@@ -300,8 +302,8 @@ m365sync_add_mailbox(PG_FUNCTION_ARGS)
 	if (!m365_graph_get_user(&ts, mailbox, &gu, &gres))
 		m365_graph_raise(&gres, "look up the mailbox");
 
-	store_lock_user(user);
-	if (store_account_of_user_lock(user, &acc))
+	m365_store_accounts_lock_user(user);
+	if (m365_store_accounts_of_user_lock(user, &acc))
 	{
 		if (strcmp(acc.mode, "application") != 0 || acc.tenant_id != t.tenant_id ||
 			acc.ms_user_id == NULL || strcmp(acc.ms_user_id, gu.id) != 0)
@@ -312,13 +314,13 @@ m365sync_add_mailbox(PG_FUNCTION_ARGS)
 		account_id = acc.account_id;
 	}
 	else
-		account_id = store_account_create(user, "application", t.tenant_id);
+		account_id = m365_store_accounts_create(user, "application", t.tenant_id);
 
-	store_account_set_identity(account_id, gu.id, gu.upn ? gu.upn : mailbox);
-	store_account_save_tokens(account_id, tok.access_token, NULL, tok.expires_in);
-	if (!m365_account_refresh_calendars(account_id, gu.id, true, &gres))
+	m365_store_accounts_set_identity(account_id, gu.id, gu.upn ? gu.upn : mailbox);
+	m365_store_accounts_save_tokens(account_id, tok.access_token, NULL, tok.expires_in);
+	if (!m365_calendars_refresh(account_id, gu.id, true, &gres))
 		m365_graph_raise(&gres, "list the mailbox's calendars");
-	store_account_connected(account_id);
+	m365_store_accounts_connected(account_id);
 	m365_wake_worker_at_commit();
 	PG_RETURN_INT64(account_id);
 }
@@ -338,12 +340,12 @@ m365sync_connect_url(PG_FUNCTION_ARGS)
 	uint8		hash[32];
 	char	   *url;
 
-	store_app_config_get(&cfg, false);
-	store_states_delete_expired();
+	m365_store_app_config_get(&cfg, false);
+	m365_store_oauth_states_delete_expired();
 	new_state(state, hash);
 	if (m365_pkce_new_verifier(verifier) != 0 || m365_pkce_challenge(verifier, challenge) != 0)
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not generate random bytes")));
-	(void) store_state_insert(hash, "connect", user, NULL, verifier, M365_STATE_TTL_S);
+	(void) m365_store_oauth_states_insert(hash, "connect", user, NULL, verifier, M365_STATE_TTL_S);
 	m365_secure_zero(verifier, sizeof(verifier));
 	url = m365_oauth_authorize_url(&cfg, state, challenge);
 	PG_RETURN_TEXT_P(cstring_to_text(url));
@@ -376,13 +378,13 @@ m365sync_connect_complete(PG_FUNCTION_ARGS)
 				 errmsg("code is malformed"),
 				 errdetail("The code is the value of the \"code\" parameter Microsoft adds to the redirect URI.")));
 	st = take_state(state, "connect", user);
-	verifier = store_state_verifier(st.state_id);
+	verifier = m365_store_oauth_states_verifier(st.state_id);
 	if (verifier == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("state was already used")));
 
-	store_app_config_get(&cfg, true);
+	m365_store_app_config_get(&cfg, true);
 	if (!m365_oauth_redeem_code(&cfg, code, verifier, &tok, &fail))
 		m365_oauth_raise(&fail, "redeem the authorization code");
 	m365_secure_zero(verifier, strlen(verifier));
@@ -395,8 +397,8 @@ m365sync_connect_complete(PG_FUNCTION_ARGS)
 		m365_graph_raise(&gres, "read the signed-in user");
 
 	/* One account per FlowAgent user: creation serialised per user. */
-	store_lock_user(user);
-	if (store_account_of_user_lock(user, &acc))
+	m365_store_accounts_lock_user(user);
+	if (m365_store_accounts_of_user_lock(user, &acc))
 	{
 		if (strcmp(acc.mode, "delegated") != 0 || acc.ms_user_id == NULL ||
 			strcmp(acc.ms_user_id, me.id) != 0)
@@ -408,14 +410,14 @@ m365sync_connect_complete(PG_FUNCTION_ARGS)
 		reused = true;
 	}
 	else
-		account_id = store_account_create(user, "delegated", 0);
+		account_id = m365_store_accounts_create(user, "delegated", 0);
 
-	store_account_set_identity(account_id, me.id, me.upn ? me.upn : me.mail);
-	store_account_save_tokens(account_id, tok.access_token, tok.refresh_token, tok.expires_in);
-	store_account_connected(account_id);
-	if (!m365_account_refresh_calendars(account_id, me.id, !reused, &gres))
+	m365_store_accounts_set_identity(account_id, me.id, me.upn ? me.upn : me.mail);
+	m365_store_accounts_save_tokens(account_id, tok.access_token, tok.refresh_token, tok.expires_in);
+	m365_store_accounts_connected(account_id);
+	if (!m365_calendars_refresh(account_id, me.id, !reused, &gres))
 		m365_graph_raise(&gres, "list the user's calendars");
-	store_state_mark_used(st.state_id);
+	m365_store_oauth_states_mark_used(st.state_id);
 	m365_wake_worker_at_commit();
 	PG_RETURN_INT64(account_id);
 }
@@ -436,13 +438,13 @@ m365sync_debug_refresh_calendars(PG_FUNCTION_ARGS)
 	M365Account acc;
 	M365GraphResult res;
 
-	if (!store_account_lock(account_id, &acc))
+	if (!m365_store_accounts_lock(account_id, &acc))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("account %lld does not exist", (long long) account_id)));
-	if (!m365_account_refresh_calendars(account_id, acc.ms_user_id, false, &res) && !res.no_token)
+	if (!m365_calendars_refresh(account_id, acc.ms_user_id, false, &res) && !res.no_token)
 		m365_graph_raise(&res, "list the account's calendars");
-	store_account_lock(account_id, &acc);
+	m365_store_accounts_lock(account_id, &acc);
 	PG_RETURN_TEXT_P(cstring_to_text(acc.status));
 }
 
@@ -457,7 +459,7 @@ m365sync_disconnect(PG_FUNCTION_ARGS)
 {
 	const char *user = m365_acting_user();
 
-	store_lock_user(user);
+	m365_store_accounts_lock_user(user);
 	(void) m365_purge_user(user);
 	PG_RETURN_VOID();
 }

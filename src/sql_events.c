@@ -2,9 +2,10 @@
  * sql_events.c — the FlowAgent event API (SPEC §4 "User"), thin.
  *
  * events(), event(), calendars(), set_calendar_sync(), upsert_event(),
- * delete_event(). Each unpacks its arguments, decides what the acting user
- * may do, and leaves reading JSON to event_json.c, times to timezones.c,
- * rows to store_events.c and encryption to keyring.c. Everything runs in the
+ * delete_event(). Each unpacks its arguments, finds the acting user's
+ * account (and locks the event an update or delete names), and leaves the
+ * merge rules of a write to events.c, times to timezones.c, rows to
+ * store_events.c and encryption to keyring.c. Everything runs in the
  * caller's transaction; every check happens before the first write, so an
  * ERROR leaves nothing behind. Messages name fields and ids, never content.
  * Another user's event is reported exactly like a missing one (P0002).
@@ -21,15 +22,16 @@
 #include "utils/timestamp.h"
 
 #include "event_json.h"
+#include "events.h"
 #include "event_row.h"
 #include "jsonb_cjson.h"
 #include "keyring.h"
-#include "m365sync.h"
+#include "identity.h"
+#include "settings.h"
+#include "store_accounts.h"
+#include "store_calendars.h"
 #include "store_events.h"
 #include "timezones.h"
-
-/* Graph events have about 50 top-level fields; more is not an event */
-#define MAX_CHANGED_FIELDS 256
 
 static void
 report_no_event(int64 event_id)
@@ -42,7 +44,7 @@ report_no_event(int64 event_id)
 static int64
 acting_account_or_error(void)
 {
-	int64		account_id = m365_store_acting_account();
+	int64		account_id = m365_store_accounts_of_acting_user();
 
 	if (account_id == 0)
 		ereport(ERROR,
@@ -82,7 +84,7 @@ event_values(int64 account_id, uint64 i, TupleDesc out, Datum *values, bool *nul
 		values[clear[k].to] = SPI_getbinval(t, d, clear[k].from, &nulls[clear[k].to]);
 	event_id = DatumGetInt64(values[EA_EVENT_ID]);
 	content = SPI_getbinval(t, d, ES_CONTENT, &isnull);
-	m365_event_content_values(m365_store_open_content(account_id, event_id,
+	m365_event_content_values(m365_store_events_open(account_id, event_id,
 													  DatumGetByteaPP(content)),
 							  out, values, nulls);
 }
@@ -132,7 +134,7 @@ m365sync_events(PG_FUNCTION_ARGS)
 	}
 
 	SPI_connect();
-	account_id = m365_store_acting_account();
+	account_id = m365_store_accounts_of_acting_user();
 	if (account_id != 0)
 	{
 		n = m365_store_events_in_range(account_id, from_ts, to_ts, from_date, to_date,
@@ -173,8 +175,8 @@ m365sync_event(PG_FUNCTION_ARGS)
 		elog(ERROR, "m365sync.event() must return a composite type");
 	desc = BlessTupleDesc(desc);
 	SPI_connect();
-	account_id = m365_store_acting_account();
-	if (account_id == 0 || m365_store_event_by_id(account_id, event_id) == 0)
+	account_id = m365_store_accounts_of_acting_user();
+	if (account_id == 0 || m365_store_events_by_id(account_id, event_id) == 0)
 		report_no_event(event_id);
 	event_values(account_id, 0, desc, values, nulls);
 	MemoryContextSwitchTo(callercxt);
@@ -196,8 +198,8 @@ m365sync_calendars(PG_FUNCTION_ARGS)
 	m365_acting_user();
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	account_id = m365_store_acting_account();
-	n = account_id ? m365_store_calendars(account_id) : 0;
+	account_id = m365_store_accounts_of_acting_user();
+	n = account_id ? m365_store_calendars_list(account_id) : 0;
 	for (uint64 i = 0; i < n; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
@@ -236,8 +238,8 @@ m365sync_set_calendar_sync(PG_FUNCTION_ARGS)
 	int64		account_id;
 
 	SPI_connect();
-	account_id = m365_store_acting_account();
-	if (account_id == 0 || !m365_store_set_calendar_sync(account_id, calendar_id, enabled))
+	account_id = m365_store_accounts_of_acting_user();
+	if (account_id == 0 || !m365_store_calendars_set_sync(account_id, calendar_id, enabled))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("calendar %lld does not exist", (long long) calendar_id)));
@@ -247,180 +249,30 @@ m365sync_set_calendar_sync(PG_FUNCTION_ARGS)
 
 /* -------------------------------------------------------------- writes */
 
-/* The calendar to write to (0 = the default), checked; returns its id. */
-static int64
-check_calendar_writable(int64 account_id, int64 calendar_id, bool named)
-{
-	int64		found;
-	bool		can_edit;
-
-	if (!m365_store_find_calendar(account_id, calendar_id, &found, &can_edit))
-	{
-		if (named)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("event field calendarId names no calendar of this user")));
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("this user has no default calendar"),
-				 errhint("Name one in the event's calendarId (see m365sync.calendars()).")));
-	}
-	if (!can_edit)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("calendar %lld is read-only", (long long) found)));
-	return found;
-}
-
-/* The merged event as jsonb; its text came from a jsonb argument, so it is valid. */
-static Jsonb *
-cjson_to_jsonb(const cJSON *obj)
-{
-	Jsonb	   *jb = m365_cjson_to_jsonb(obj);
-
-	if (jb == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
-				 errmsg("event holds text that is not valid UTF-8")));
-	return jb;
-}
-
-static cJSON *
-jsonb_to_cjson(Jsonb *jb)
-{
-	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-	cJSON	   *obj = cJSON_Parse(text);
-
-	pfree(text);
-	if (obj == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("event is not valid JSON")));
-	return obj;
-}
-
-/* The stored type after a local change (Graph's own rules). */
-static const char *
-type_after_change(const char *stored, const M365Event *ev, bool is_create)
-{
-	if (is_create || strcmp(stored, "singleInstance") == 0 || strcmp(stored, "seriesMaster") == 0)
-		return ev->recurrence ? "seriesMaster" : "singleInstance";
-	if (strcmp(stored, "occurrence") == 0)
-		return "exception";
-	return stored;
-}
-
 PG_FUNCTION_INFO_V1(m365sync_upsert_event);
 
 /* upsert_event(event jsonb, event_id default null) → bigint */
 Datum
 m365sync_upsert_event(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *input_jb;
+	Jsonb	   *input;
 	bool		is_create = PG_ARGISNULL(1);
-	volatile int64 event_id = is_create ? 0 : PG_GETARG_INT64(1);
+	int64		event_id = is_create ? 0 : PG_GETARG_INT64(1);
 	int64		account_id;
-	int64		calendar_id = 0;
 	M365StoredEvent stored = {0};
-	cJSON	   *volatile input = NULL;
-	cJSON	   *volatile doc = NULL;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("event must not be null")));
-	input_jb = PG_GETARG_JSONB_P(0);
+	input = PG_GETARG_JSONB_P(0);
 	m365_acting_user();
 
 	SPI_connect();
 	account_id = acting_account_or_error();
-	if (!is_create && !m365_store_lock_event(account_id, event_id, &stored))
+	if (!is_create && !m365_store_events_lock(account_id, event_id, &stored))
 		report_no_event(event_id);
-
-	input = jsonb_to_cjson(input_jb);
-	PG_TRY();
-	{
-		M365Event	ev;
-		M365EventError err;
-		M365EventColumns cols;
-		const char *changed[MAX_CHANGED_FIELDS];
-		int			nchanged = 0;
-		bool		has_cal;
-		Jsonb	   *data;
-
-		if (cJSON_GetArraySize(input) > MAX_CHANGED_FIELDS)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("event has more than %d fields", MAX_CHANGED_FIELDS)));
-		m365_event_strip_readonly(input);
-		if (is_create)
-		{
-			if (m365_event_parse(input, M365_EV_FROM_CALLER, &ev, &err) != M365_EV_OK)
-				m365_event_report(&err);
-			has_cal = ev.has_calendar_id;
-			calendar_id = has_cal ? ev.calendar_id : 0;
-			doc = cJSON_Duplicate(input, true);
-			if (doc == NULL)
-				elog(ERROR, "out of memory");
-			cJSON_DeleteItemFromObjectCaseSensitive(doc, M365_F_CALENDAR_ID);
-		}
-		else
-		{
-			if (m365_event_parse(input, M365_EV_FROM_CALLER_PATCH, &ev, &err) != M365_EV_OK)
-				m365_event_report(&err);
-			if (ev.has_calendar_id && ev.calendar_id != stored.calendar_id)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("event field calendarId cannot change"),
-						 errhint("Delete the event and create it in the other calendar.")));
-			has_cal = true;
-			calendar_id = stored.calendar_id;
-			doc = jsonb_to_cjson(stored.data);
-			nchanged = m365_event_merge(doc, input, changed, MAX_CHANGED_FIELDS);
-			if (nchanged < 0)
-				elog(ERROR, "out of memory");
-		}
-		calendar_id = check_calendar_writable(account_id, calendar_id, has_cal);
-
-		/* the whole event as it will be stored: Graph's rules, and its times */
-		if (m365_event_parse(doc, M365_EV_FROM_GRAPH, &ev, &err) != M365_EV_OK)
-			m365_event_report(&err);
-		if (ev.recurrence && !is_create &&
-			(strcmp(stored.event_type, "occurrence") == 0 ||
-			 strcmp(stored.event_type, "exception") == 0))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("event field recurrence cannot be set on an occurrence")));
-		m365_event_columns(&ev, &cols);
-		cols.event_type = type_after_change(is_create ? NULL : stored.event_type, &ev, is_create);
-
-		/* all checked: now write */
-		if (is_create || nchanged > 0)
-		{
-			data = cjson_to_jsonb(doc);
-			if (is_create)
-			{
-				event_id = m365_store_next_event_id();
-				m365_store_insert_event(account_id, event_id, calendar_id, &cols, false, 0,
-										m365_store_seal_content(account_id, event_id, data),
-										"pending", 0);
-				m365_store_queue_upsert(account_id, event_id, true, true, NULL, 0, NULL);
-			}
-			else
-			{
-				m365_store_update_event_local(account_id, event_id, &cols,
-											  m365_store_seal_content(account_id, event_id, data));
-				m365_store_queue_upsert(account_id, event_id, false, stored.graph_id == NULL,
-										changed, nchanged, stored.change_key);
-			}
-		}
-	}
-	PG_FINALLY();
-	{
-		cJSON_Delete(input);
-		cJSON_Delete(doc);
-	}
-	PG_END_TRY();
+	event_id = m365_events_upsert(account_id, input, is_create ? NULL : &stored);
 	SPI_finish();
 	PG_RETURN_INT64(event_id);
 }
@@ -437,11 +289,10 @@ m365sync_delete_event(PG_FUNCTION_ARGS)
 
 	m365_acting_user();
 	SPI_connect();
-	account_id = m365_store_acting_account();
-	if (account_id == 0 || !m365_store_lock_event(account_id, event_id, &ev))
+	account_id = m365_store_accounts_of_acting_user();
+	if (account_id == 0 || !m365_store_events_lock(account_id, event_id, &ev))
 		report_no_event(event_id);
-	check_calendar_writable(account_id, ev.calendar_id, true);
-	m365_store_delete_event(account_id, &ev);
+	m365_events_delete(account_id, &ev);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -1,7 +1,8 @@
 /*
- * sql_keys.c — the SQL face of the keyring: rewrap_keys(), purge_user() and
- * the internal encrypt/decrypt helpers that export_user() (SQL, in
- * src/sql/10_keys.sql), the tests and the benchmark use.
+ * sql_keys.c — the SQL face of the keyring: rewrap_keys(), purge_user()
+ * (erasure itself is purge.c) and the internal encrypt/decrypt helpers that
+ * export_user() (SQL, in src/sql/10_keys.sql), the tests and the benchmark
+ * use.
  *
  * Thin: unpack, check, call keyring.c, return. The internal helpers are
  * granted to nobody — only a superuser, or a function a superuser owns, can
@@ -11,7 +12,6 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -19,8 +19,6 @@
 
 #include "keyring.h"
 #include "purge.h"
-
-m365_purge_remote_hook_type m365_purge_remote_hook = NULL;
 
 static char *
 required_text_arg(FunctionCallInfo fcinfo, int n, const char *name)
@@ -46,75 +44,6 @@ Datum
 m365sync_rewrap_keys(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT32(m365_rewrap_data_keys());
-}
-
-/*
- * Deleting per table rather than relying on ON DELETE CASCADE keeps the
- * order visible and lets RLS check every row for a user function caller.
- */
-static const char *const purge_statements[] = {
-	"DELETE FROM m365sync.conflicts WHERE account_id = ANY ($1)",
-	"DELETE FROM m365sync.outbox WHERE account_id = ANY ($1)",
-	"DELETE FROM m365sync.events WHERE account_id = ANY ($1)",
-	"DELETE FROM m365sync.calendars WHERE account_id = ANY ($1)",
-	"DELETE FROM m365sync.subscriptions WHERE account_id = ANY ($1)",
-	"DELETE FROM m365sync.account_wakeups WHERE account_id = ANY ($1)",
-	"DELETE FROM m365sync.sync_run_log WHERE account_id = ANY ($1)",
-	"DELETE FROM m365sync.accounts WHERE account_id = ANY ($1)",
-};
-
-int
-m365_purge_user(const char *flowagent_user)
-{
-	Datum		user_arg[1];
-	Oid			text_type[1] = {TEXTOID};
-	Oid			array_type[1] = {INT8ARRAYOID};
-	Datum	   *ids;
-	Datum		ids_arg[1];
-	int			n;
-	int			i;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	user_arg[0] = CStringGetTextDatum(flowagent_user);
-	if (SPI_execute_with_args("SELECT account_id FROM m365sync.accounts "
-							  "WHERE flowagent_user = $1 ORDER BY account_id FOR UPDATE",
-							  1, text_type, user_arg, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read m365sync.accounts");
-	n = (int) SPI_processed;
-	ids = palloc(sizeof(Datum) * (n + 1));
-	for (i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-	}
-
-	/*
-	 * Remote first (it needs the tokens), then the keys: from here on no copy
-	 * of these accounts' values — a backup, WAL, a dead tuple — decrypts. A
-	 * copy of the old data_keys row itself stays unwrappable until the master
-	 * key that wrapped it is retired, which is why erasure policy pairs purges
-	 * with master key rotation (new first line, rewrap_keys, drop the old line).
-	 */
-	for (i = 0; i < n; i++)
-	{
-		if (m365_purge_remote_hook != NULL)
-			m365_purge_remote_hook(DatumGetInt64(ids[i]));
-		m365_destroy_data_key(DatumGetInt64(ids[i]));
-	}
-
-	ids_arg[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
-												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	for (i = 0; i < (int) lengthof(purge_statements); i++)
-		if (SPI_execute_with_args(purge_statements[i], 1, array_type, ids_arg,
-								  NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not erase rows of the user");
-	if (SPI_execute_with_args("DELETE FROM m365sync.oauth_states WHERE flowagent_user = $1",
-							  1, text_type, user_arg, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not erase the user's sign-in states");
-	SPI_finish();
-	return n;
 }
 
 PG_FUNCTION_INFO_V1(m365sync_purge_user);

@@ -19,8 +19,8 @@
 
 #include "crypto.h"
 #include "notify_util.h"
-#include "store_notify.h"
-#include "worker.h"
+#include "store_subscriptions.h"
+#include "wake.h"
 
 /* Graph's notification bodies are small; anything this large is not one. */
 #define MAX_BODY_BYTES			(1024 * 1024)
@@ -69,7 +69,7 @@ verify(const Item *item)
 {
 	int64	   *accounts;
 	char	  **states;
-	int			n = store_subscription_lookup(item->subscription_id, &accounts, &states);
+	int			n = m365_store_subscriptions_lookup(item->subscription_id, &accounts, &states);
 	int64		found = 0;
 	int			i;
 
@@ -156,10 +156,10 @@ m365sync_handle_notification(PG_FUNCTION_ARGS)
 		switch (items[i].kind)
 		{
 			case M365_NOTE_REAUTHORIZE:
-				store_subscription_flag(items[i].account_id, items[i].subscription_id, false);
+				m365_store_subscriptions_flag(items[i].account_id, items[i].subscription_id, false);
 				break;
 			case M365_NOTE_REMOVED:
-				store_subscription_flag(items[i].account_id, items[i].subscription_id, true);
+				m365_store_subscriptions_flag(items[i].account_id, items[i].subscription_id, true);
 				due[ndue++] = items[i].account_id;
 				break;
 			case M365_NOTE_CHANGE:
@@ -168,7 +168,7 @@ m365sync_handle_notification(PG_FUNCTION_ARGS)
 				break;
 		}
 	}
-	store_mark_due(due, ndue);
+	m365_store_wakeups_mark(due, ndue);
 	m365_wake_worker_at_commit();
 	PG_RETURN_TEXT_P(cstring_to_text("accepted"));
 }

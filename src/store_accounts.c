@@ -13,47 +13,12 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
+#include "identity.h"
 #include "keyring.h"
+#include "spi_util.h"
 #include "store_accounts.h"
-
-#define MAX_ARGS 8
-
-typedef struct Args
-{
-	int			n;
-	Oid			types[MAX_ARGS];
-	Datum		values[MAX_ARGS];
-	char		nulls[MAX_ARGS];
-} Args;
-
-static void
-arg(Args *a, Oid type, Datum v, bool isnull)
-{
-	Assert(a->n < MAX_ARGS);
-	a->types[a->n] = type;
-	a->values[a->n] = v;
-	a->nulls[a->n] = isnull ? 'n' : ' ';
-	a->n++;
-}
-
-static void
-arg_text(Args *a, const char *s)
-{
-	arg(a, TEXTOID, s ? PointerGetDatum(cstring_to_text(s)) : (Datum) 0, s == NULL);
-}
-
-static void
-arg_int8(Args *a, int64 v)
-{
-	arg(a, INT8OID, Int64GetDatum(v), false);
-}
-
-static void
-arg_bytea(Args *a, bytea *b)
-{
-	arg(a, BYTEAOID, PointerGetDatum(b), b == NULL);
-}
 
 static bytea *
 hash_bytea(const uint8 hash[32])
@@ -65,86 +30,10 @@ hash_bytea(const uint8 hash[32])
 	return b;
 }
 
-/* Run one statement inside its own SPI connection; returns SPI_processed. */
-static uint64
-run(const char *sql, Args *a, int expect)
-{
-	int			rc;
-
-	rc = SPI_execute_with_args(sql, a ? a->n : 0, a ? a->types : NULL,
-							   a ? a->values : NULL, a ? a->nulls : NULL, false, 0);
-	if (rc != expect)
-		elog(ERROR, "m365sync: unexpected SPI result %d for an internal statement", rc);
-	return SPI_processed;
-}
-
-/* Column of the first result row, copied into cxt; NULL when null. */
-static char *
-get_text(int col, MemoryContext cxt)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
-	MemoryContext old;
-	char	   *s;
-
-	if (isnull)
-		return NULL;
-	old = MemoryContextSwitchTo(cxt);
-	s = TextDatumGetCString(d);
-	MemoryContextSwitchTo(old);
-	return s;
-}
-
-static bytea *
-get_bytea(int col, MemoryContext cxt)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
-	MemoryContext old;
-	bytea	   *b;
-
-	if (isnull)
-		return NULL;
-	old = MemoryContextSwitchTo(cxt);
-	b = DatumGetByteaPCopy(d);
-	MemoryContextSwitchTo(old);
-	return b;
-}
-
-static int64
-get_int8(int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
-
-	return isnull ? 0 : DatumGetInt64(d);
-}
-
-static bool
-get_bool(int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
-
-	return isnull ? false : DatumGetBool(d);
-}
-
-/* Run a write with no result rows of interest. */
-static uint64
-exec_write(const char *sql, Args *a, int expect)
-{
-	uint64		n;
-
-	SPI_connect();
-	n = run(sql, a, expect);
-	SPI_finish();
-	return n;
-}
-
 /* --- app_config ----------------------------------------------------------- */
 
 void
-store_app_config_get(M365AppConfig *cfg, bool with_secret)
+m365_store_app_config_get(M365AppConfig *cfg, bool with_secret)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	bytea	   *secret = NULL;
@@ -152,13 +41,13 @@ store_app_config_get(M365AppConfig *cfg, bool with_secret)
 
 	memset(cfg, 0, sizeof(*cfg));
 	SPI_connect();
-	n = run("SELECT client_id, client_secret, redirect_uri FROM m365sync.app_config WHERE id = 1",
-			NULL, SPI_OK_SELECT);
+	n = m365_spi_run("SELECT client_id, client_secret, redirect_uri FROM m365sync.app_config WHERE id = 1",
+			NULL, SPI_OK_SELECT, NULL);
 	if (n == 1)
 	{
-		cfg->client_id = get_text(1, cxt);
-		secret = with_secret ? get_bytea(2, cxt) : NULL;
-		cfg->redirect_uri = get_text(3, cxt);
+		cfg->client_id = m365_spi_get_text(1, cxt);
+		secret = with_secret ? m365_spi_get_bytea(2, cxt) : NULL;
+		cfg->redirect_uri = m365_spi_get_text(3, cxt);
 	}
 	SPI_finish();
 	if (n != 1)
@@ -172,99 +61,99 @@ store_app_config_get(M365AppConfig *cfg, bool with_secret)
 }
 
 void
-store_app_config_put(const char *client_id, const char *client_secret,
+m365_store_app_config_put(const char *client_id, const char *client_secret,
 					 const char *redirect_uri)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 
-	arg_text(&a, client_id);
-	arg_bytea(&a, m365_encrypt_text("app_config", "client_secret",
+	m365_spi_arg_text(&a, client_id);
+	m365_spi_arg_bytea(&a, m365_encrypt_text("app_config", "client_secret",
 									M365_INSTALLATION_ACCOUNT, 1, client_secret));
-	arg_text(&a, redirect_uri);
-	exec_write("INSERT INTO m365sync.app_config (id, client_id, client_secret, redirect_uri) "
+	m365_spi_arg_text(&a, redirect_uri);
+	m365_spi_exec("INSERT INTO m365sync.app_config (id, client_id, client_secret, redirect_uri) "
 			   "VALUES (1, $1, $2, $3) "
 			   "ON CONFLICT (id) DO UPDATE SET client_id = EXCLUDED.client_id, "
 			   "client_secret = EXCLUDED.client_secret, redirect_uri = EXCLUDED.redirect_uri, "
 			   "updated_at = pg_catalog.now()",
-			   &a, SPI_OK_INSERT);
+			   &a, SPI_OK_INSERT, NULL);
 }
 
 /* --- oauth_states --------------------------------------------------------- */
 
 int64
-store_state_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
+m365_store_oauth_states_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
 				   const char *tenant, const char *code_verifier, int ttl_s)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 	int64		state_id;
 	bytea	   *verifier = NULL;
 
 	SPI_connect();
-	run("SELECT pg_catalog.nextval('m365sync.oauth_states_state_id_seq')", NULL, SPI_OK_SELECT);
-	state_id = get_int8(1);
+	m365_spi_run("SELECT pg_catalog.nextval('m365sync.oauth_states_state_id_seq')", NULL, SPI_OK_SELECT, NULL);
+	state_id = m365_spi_get_int8(1);
 	SPI_finish();
 
 	if (code_verifier != NULL)
 		verifier = m365_encrypt_text("oauth_states", "code_verifier",
 									 M365_INSTALLATION_ACCOUNT, state_id, code_verifier);
-	arg_int8(&a, state_id);
-	arg_bytea(&a, hash_bytea(hash));
-	arg_text(&a, kind);
-	arg_text(&a, flowagent_user);
-	arg_text(&a, tenant);
-	arg_bytea(&a, verifier);
-	arg(&a, INT4OID, Int32GetDatum(ttl_s), false);
-	exec_write("INSERT INTO m365sync.oauth_states "
+	m365_spi_arg_int8(&a, state_id);
+	m365_spi_arg_bytea(&a, hash_bytea(hash));
+	m365_spi_arg_text(&a, kind);
+	m365_spi_arg_text(&a, flowagent_user);
+	m365_spi_arg_text(&a, tenant);
+	m365_spi_arg_bytea(&a, verifier);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(ttl_s), false);
+	m365_spi_exec("INSERT INTO m365sync.oauth_states "
 			   "(state_id, state_hash, kind, flowagent_user, tenant, code_verifier, expires_at) "
 			   "VALUES ($1, $2, $3, $4, $5, $6, "
 			   "pg_catalog.now() + pg_catalog.make_interval(secs => $7))",
-			   &a, SPI_OK_INSERT);
+			   &a, SPI_OK_INSERT, NULL);
 	return state_id;
 }
 
 bool
-store_state_find(const uint8 hash[32], const char *kind, bool for_update, M365OAuthState *out)
+m365_store_oauth_states_find(const uint8 hash[32], const char *kind, bool for_update, M365OAuthState *out)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	Args		a = {0};
+	M365SpiArgs a = {0};
 	uint64		n;
 
 	memset(out, 0, sizeof(*out));
-	arg_bytea(&a, hash_bytea(hash));
-	arg_text(&a, kind);
+	m365_spi_arg_bytea(&a, hash_bytea(hash));
+	m365_spi_arg_text(&a, kind);
 	SPI_connect();
-	n = run(for_update ?
+	n = m365_spi_run(for_update ?
 			"SELECT state_id, flowagent_user, tenant, expires_at <= pg_catalog.now(), "
 			"used_at IS NOT NULL FROM m365sync.oauth_states "
 			"WHERE state_hash = $1 AND kind = $2 FOR UPDATE" :
 			"SELECT state_id, flowagent_user, tenant, expires_at <= pg_catalog.now(), "
 			"used_at IS NOT NULL FROM m365sync.oauth_states "
 			"WHERE state_hash = $1 AND kind = $2",
-			&a, SPI_OK_SELECT);
+			&a, SPI_OK_SELECT, NULL);
 	if (n == 1)
 	{
-		out->state_id = get_int8(1);
-		out->flowagent_user = get_text(2, cxt);
-		out->tenant = get_text(3, cxt);
-		out->expired = get_bool(4);
-		out->used = get_bool(5);
+		out->state_id = m365_spi_get_int8(1);
+		out->flowagent_user = m365_spi_get_text(2, cxt);
+		out->tenant = m365_spi_get_text(3, cxt);
+		out->expired = m365_spi_get_bool(4);
+		out->used = m365_spi_get_bool(5);
 	}
 	SPI_finish();
 	return n == 1;
 }
 
 char *
-store_state_verifier(int64 state_id)
+m365_store_oauth_states_verifier(int64 state_id)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	Args		a = {0};
+	M365SpiArgs a = {0};
 	bytea	   *v = NULL;
 
-	arg_int8(&a, state_id);
+	m365_spi_arg_int8(&a, state_id);
 	SPI_connect();
-	if (run("SELECT code_verifier FROM m365sync.oauth_states WHERE state_id = $1",
-			&a, SPI_OK_SELECT) == 1)
-		v = get_bytea(1, cxt);
+	if (m365_spi_run("SELECT code_verifier FROM m365sync.oauth_states WHERE state_id = $1",
+			&a, SPI_OK_SELECT, NULL) == 1)
+		v = m365_spi_get_bytea(1, cxt);
 	SPI_finish();
 	if (v == NULL)
 		return NULL;
@@ -273,124 +162,124 @@ store_state_verifier(int64 state_id)
 }
 
 void
-store_state_mark_used(int64 state_id)
+m365_store_oauth_states_mark_used(int64 state_id)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 
-	arg_int8(&a, state_id);
+	m365_spi_arg_int8(&a, state_id);
 	/* The verifier has done its job: drop it with the use. */
-	exec_write("UPDATE m365sync.oauth_states SET used_at = pg_catalog.now(), code_verifier = NULL "
+	m365_spi_exec("UPDATE m365sync.oauth_states SET used_at = pg_catalog.now(), code_verifier = NULL "
 			   "WHERE state_id = $1 AND used_at IS NULL",
-			   &a, SPI_OK_UPDATE);
+			   &a, SPI_OK_UPDATE, NULL);
 }
 
 void
-store_states_delete_expired(void)
+m365_store_oauth_states_delete_expired(void)
 {
 	/* Kept a day past expiry so a late replay still reads "expired". */
-	exec_write("DELETE FROM m365sync.oauth_states "
+	m365_spi_exec("DELETE FROM m365sync.oauth_states "
 			   "WHERE expires_at < pg_catalog.now() - interval '1 day'",
-			   NULL, SPI_OK_DELETE);
+			   NULL, SPI_OK_DELETE, NULL);
 }
 
 /* --- tenants -------------------------------------------------------------- */
 
 int64
-store_tenant_ensure(const char *tenant)
+m365_store_tenants_ensure(const char *tenant)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 	int64		id;
 
-	arg_text(&a, tenant);
+	m365_spi_arg_text(&a, tenant);
 	SPI_connect();
-	run("INSERT INTO m365sync.tenants (tenant) VALUES ($1) ON CONFLICT (tenant) DO NOTHING",
-		&a, SPI_OK_INSERT);
-	run("SELECT tenant_id FROM m365sync.tenants WHERE tenant = $1", &a, SPI_OK_SELECT);
-	id = get_int8(1);
+	m365_spi_run("INSERT INTO m365sync.tenants (tenant) VALUES ($1) ON CONFLICT (tenant) DO NOTHING",
+		&a, SPI_OK_INSERT, NULL);
+	m365_spi_run("SELECT tenant_id FROM m365sync.tenants WHERE tenant = $1", &a, SPI_OK_SELECT, NULL);
+	id = m365_spi_get_int8(1);
 	SPI_finish();
 	return id;
 }
 
 bool
-store_tenant_get(const char *tenant, M365Tenant *out)
+m365_store_tenants_get(const char *tenant, M365Tenant *out)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	Args		a = {0};
+	M365SpiArgs a = {0};
 	uint64		n;
 
 	memset(out, 0, sizeof(*out));
-	arg_text(&a, tenant);
+	m365_spi_arg_text(&a, tenant);
 	SPI_connect();
-	n = run("SELECT tenant_id, tenant, consent_status FROM m365sync.tenants "
+	n = m365_spi_run("SELECT tenant_id, tenant, consent_status FROM m365sync.tenants "
 			"WHERE tenant = $1 OR tenant_guid = $1 ORDER BY tenant = $1 DESC LIMIT 1",
-			&a, SPI_OK_SELECT);
+			&a, SPI_OK_SELECT, NULL);
 	if (n == 1)
 	{
-		out->tenant_id = get_int8(1);
-		out->tenant = get_text(2, cxt);
-		out->consent_status = get_text(3, cxt);
+		out->tenant_id = m365_spi_get_int8(1);
+		out->tenant = m365_spi_get_text(2, cxt);
+		out->consent_status = m365_spi_get_text(3, cxt);
 	}
 	SPI_finish();
 	return n == 1;
 }
 
 char *
-store_tenant_name(int64 tenant_id)
+m365_store_tenants_name(int64 tenant_id)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	Args		a = {0};
+	M365SpiArgs a = {0};
 	char	   *name = NULL;
 
-	arg_int8(&a, tenant_id);
+	m365_spi_arg_int8(&a, tenant_id);
 	SPI_connect();
-	if (run("SELECT tenant FROM m365sync.tenants WHERE tenant_id = $1", &a, SPI_OK_SELECT) == 1)
-		name = get_text(1, cxt);
+	if (m365_spi_run("SELECT tenant FROM m365sync.tenants WHERE tenant_id = $1", &a, SPI_OK_SELECT, NULL) == 1)
+		name = m365_spi_get_text(1, cxt);
 	SPI_finish();
 	return name;
 }
 
 void
-store_tenant_set_consent(int64 tenant_id, const char *status, const char *tenant_guid,
+m365_store_tenants_set_consent(int64 tenant_id, const char *status, const char *tenant_guid,
 						 const char *error)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 
-	arg_int8(&a, tenant_id);
-	arg_text(&a, status);
-	arg_text(&a, tenant_guid);
-	arg_text(&a, error);
-	exec_write("UPDATE m365sync.tenants SET consent_status = $2, "
+	m365_spi_arg_int8(&a, tenant_id);
+	m365_spi_arg_text(&a, status);
+	m365_spi_arg_text(&a, tenant_guid);
+	m365_spi_arg_text(&a, error);
+	m365_spi_exec("UPDATE m365sync.tenants SET consent_status = $2, "
 			   "tenant_guid = COALESCE($3, tenant_guid), consent_error = $4, "
 			   "consented_at = CASE WHEN $2 = 'granted' THEN pg_catalog.now() ELSE consented_at END, "
 			   "updated_at = pg_catalog.now() WHERE tenant_id = $1",
-			   &a, SPI_OK_UPDATE);
+			   &a, SPI_OK_UPDATE, NULL);
 }
 
 void
-store_tenant_accounts_set_status(int64 tenant_id, const char *from_status, const char *to_status)
+m365_store_tenants_accounts_set_status(int64 tenant_id, const char *from_status, const char *to_status)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 
-	arg_int8(&a, tenant_id);
-	arg_text(&a, from_status);
-	arg_text(&a, to_status);
-	exec_write("UPDATE m365sync.accounts SET status = $3, last_error = NULL, "
+	m365_spi_arg_int8(&a, tenant_id);
+	m365_spi_arg_text(&a, from_status);
+	m365_spi_arg_text(&a, to_status);
+	m365_spi_exec("UPDATE m365sync.accounts SET status = $3, last_error = NULL, "
 			   "next_sync_at = pg_catalog.now() "
 			   "WHERE tenant_id = $1 AND mode = 'application' AND status = $2",
-			   &a, SPI_OK_UPDATE);
+			   &a, SPI_OK_UPDATE, NULL);
 }
 
 /* --- accounts ------------------------------------------------------------- */
 
 void
-store_lock_user(const char *flowagent_user)
+m365_store_accounts_lock_user(const char *flowagent_user)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 
-	arg_text(&a, flowagent_user);
+	m365_spi_arg_text(&a, flowagent_user);
 	SPI_connect();
-	run("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 365))",
-		&a, SPI_OK_SELECT);
+	m365_spi_run("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 365))",
+		&a, SPI_OK_SELECT, NULL);
 	SPI_finish();
 }
 
@@ -400,111 +289,111 @@ store_lock_user(const char *flowagent_user)
 	"FROM m365sync.accounts "
 
 static bool
-account_query(const char *sql, Args *a, M365Account *out)
+account_query(const char *sql, M365SpiArgs *a, M365Account *out)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	uint64		n;
 
 	memset(out, 0, sizeof(*out));
 	SPI_connect();
-	n = run(sql, a, SPI_OK_SELECT);
+	n = m365_spi_run(sql, a, SPI_OK_SELECT, NULL);
 	if (n >= 1)
 	{
-		out->account_id = get_int8(1);
-		out->flowagent_user = get_text(2, cxt);
-		out->tenant_id = get_int8(3);
-		out->mode = get_text(4, cxt);
-		out->ms_user_id = get_text(5, cxt);
-		out->status = get_text(6, cxt);
-		out->token_fresh = get_bool(7);
+		out->account_id = m365_spi_get_int8(1);
+		out->flowagent_user = m365_spi_get_text(2, cxt);
+		out->tenant_id = m365_spi_get_int8(3);
+		out->mode = m365_spi_get_text(4, cxt);
+		out->ms_user_id = m365_spi_get_text(5, cxt);
+		out->status = m365_spi_get_text(6, cxt);
+		out->token_fresh = m365_spi_get_bool(7);
 	}
 	SPI_finish();
 	return n >= 1;
 }
 
 bool
-store_account_lock(int64 account_id, M365Account *out)
+m365_store_accounts_lock(int64 account_id, M365Account *out)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 
-	arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, account_id);
 	return account_query(ACCOUNT_COLUMNS "WHERE account_id = $1 FOR UPDATE", &a, out);
 }
 
 bool
-store_account_of_user_lock(const char *flowagent_user, M365Account *out)
+m365_store_accounts_of_user_lock(const char *flowagent_user, M365Account *out)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 
-	arg_text(&a, flowagent_user);
+	m365_spi_arg_text(&a, flowagent_user);
 	return account_query(ACCOUNT_COLUMNS "WHERE flowagent_user = $1 "
 						 "ORDER BY account_id LIMIT 1 FOR UPDATE", &a, out);
 }
 
 int64
-store_account_create(const char *flowagent_user, const char *mode, int64 tenant_id)
+m365_store_accounts_create(const char *flowagent_user, const char *mode, int64 tenant_id)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 	int64		id;
 
-	arg_text(&a, flowagent_user);
-	arg_text(&a, mode);
-	arg(&a, INT8OID, Int64GetDatum(tenant_id), tenant_id == 0);
+	m365_spi_arg_text(&a, flowagent_user);
+	m365_spi_arg_text(&a, mode);
+	m365_spi_arg(&a, INT8OID, Int64GetDatum(tenant_id), tenant_id == 0);
 	SPI_connect();
-	run("INSERT INTO m365sync.accounts (flowagent_user, mode, tenant_id, status) "
+	m365_spi_run("INSERT INTO m365sync.accounts (flowagent_user, mode, tenant_id, status) "
 		"VALUES ($1, $2, $3, 'connecting') RETURNING account_id",
-		&a, SPI_OK_INSERT_RETURNING);
-	id = get_int8(1);
+		&a, SPI_OK_INSERT_RETURNING, NULL);
+	id = m365_spi_get_int8(1);
 	SPI_finish();
 	return id;
 }
 
 void
-store_account_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox)
+m365_store_accounts_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 
-	arg_int8(&a, account_id);
-	arg_text(&a, ms_user_id);
-	arg_bytea(&a, mailbox ? m365_encrypt_text("accounts", "mailbox", account_id, account_id, mailbox)
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, ms_user_id);
+	m365_spi_arg_bytea(&a, mailbox ? m365_encrypt_text("accounts", "mailbox", account_id, account_id, mailbox)
 			  : NULL);
-	exec_write("UPDATE m365sync.accounts SET ms_user_id = $2, mailbox = $3 WHERE account_id = $1",
-			   &a, SPI_OK_UPDATE);
+	m365_spi_exec("UPDATE m365sync.accounts SET ms_user_id = $2, mailbox = $3 WHERE account_id = $1",
+			   &a, SPI_OK_UPDATE, NULL);
 }
 
 void
-store_account_save_tokens(int64 account_id, const char *access_token,
+m365_store_accounts_save_tokens(int64 account_id, const char *access_token,
 						  const char *refresh_token, long expires_in)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 
-	arg_int8(&a, account_id);
-	arg_bytea(&a, m365_encrypt_text("accounts", "access_token", account_id, account_id,
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_bytea(&a, m365_encrypt_text("accounts", "access_token", account_id, account_id,
 									access_token));
-	arg_bytea(&a, refresh_token ?
+	m365_spi_arg_bytea(&a, refresh_token ?
 			  m365_encrypt_text("accounts", "refresh_token", account_id, account_id, refresh_token) :
 			  NULL);
-	arg(&a, INT8OID, Int64GetDatum((int64) expires_in), false);
+	m365_spi_arg(&a, INT8OID, Int64GetDatum((int64) expires_in), false);
 	/* A rotated refresh token replaces the old one; none issued keeps it. */
-	exec_write("UPDATE m365sync.accounts SET access_token = $2, "
+	m365_spi_exec("UPDATE m365sync.accounts SET access_token = $2, "
 			   "refresh_token = COALESCE($3, refresh_token), "
 			   "token_expires_at = pg_catalog.now() + pg_catalog.make_interval(secs => $4) "
 			   "WHERE account_id = $1",
-			   &a, SPI_OK_UPDATE);
+			   &a, SPI_OK_UPDATE, NULL);
 }
 
 static char *
 account_secret(int64 account_id, const char *column)
 {
 	MemoryContext cxt = CurrentMemoryContext;
-	Args		a = {0};
+	M365SpiArgs a = {0};
 	bytea	   *v = NULL;
 	char	   *sql = psprintf("SELECT %s FROM m365sync.accounts WHERE account_id = $1", column);
 
-	arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, account_id);
 	SPI_connect();
-	if (run(sql, &a, SPI_OK_SELECT) == 1)
-		v = get_bytea(1, cxt);
+	if (m365_spi_run(sql, &a, SPI_OK_SELECT, NULL) == 1)
+		v = m365_spi_get_bytea(1, cxt);
 	SPI_finish();
 	if (v == NULL)
 		return NULL;
@@ -512,99 +401,161 @@ account_secret(int64 account_id, const char *column)
 }
 
 char *
-store_account_access_token(int64 account_id)
+m365_store_accounts_access_token(int64 account_id)
 {
 	return account_secret(account_id, "access_token");
 }
 
 char *
-store_account_refresh_token(int64 account_id)
+m365_store_accounts_refresh_token(int64 account_id)
 {
 	return account_secret(account_id, "refresh_token");
 }
 
 void
-store_account_connected(int64 account_id)
+m365_store_accounts_connected(int64 account_id)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 
-	arg_int8(&a, account_id);
-	exec_write("UPDATE m365sync.accounts SET status = 'connected', last_error = NULL, "
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_exec("UPDATE m365sync.accounts SET status = 'connected', last_error = NULL, "
 			   "failures = 0, backoff_until = NULL, next_sync_at = pg_catalog.now() "
 			   "WHERE account_id = $1",
-			   &a, SPI_OK_UPDATE);
+			   &a, SPI_OK_UPDATE, NULL);
 }
 
 void
-store_account_set_status(int64 account_id, const char *status, const char *last_error)
+m365_store_accounts_set_status(int64 account_id, const char *status, const char *last_error)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 
-	arg_int8(&a, account_id);
-	arg_text(&a, status);
-	arg_text(&a, last_error);
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, status);
+	m365_spi_arg_text(&a, last_error);
 	/* Accounts that need a person stop polling until that person acts. */
-	exec_write("UPDATE m365sync.accounts SET status = $2, last_error = $3, "
+	m365_spi_exec("UPDATE m365sync.accounts SET status = $2, last_error = $3, "
 			   "next_sync_at = CASE WHEN $2 IN ('reauth_required', 'consent_required', 'disabled') "
 			   "THEN NULL ELSE next_sync_at END "
 			   "WHERE account_id = $1",
-			   &a, SPI_OK_UPDATE);
+			   &a, SPI_OK_UPDATE, NULL);
 }
 
 void
-store_account_backoff(int64 account_id, const char *last_error, double delay_s)
+m365_store_accounts_backoff(int64 account_id, const char *last_error, double delay_s)
 {
-	Args		a = {0};
+	M365SpiArgs a = {0};
 
-	arg_int8(&a, account_id);
-	arg_text(&a, last_error);
-	arg(&a, FLOAT8OID, Float8GetDatum(delay_s), delay_s < 0);
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, last_error);
+	m365_spi_arg(&a, FLOAT8OID, Float8GetDatum(delay_s), delay_s < 0);
 	/* Without Retry-After: 30 s doubling per failure, at most an hour. */
-	exec_write("UPDATE m365sync.accounts SET failures = failures + 1, last_error = $2, "
+	m365_spi_exec("UPDATE m365sync.accounts SET failures = failures + 1, last_error = $2, "
 			   "backoff_until = pg_catalog.now() + pg_catalog.make_interval(secs => "
 			   "COALESCE($3, LEAST(3600, 30 * pg_catalog.power(2, LEAST(failures, 10))))) "
 			   "WHERE account_id = $1",
-			   &a, SPI_OK_UPDATE);
+			   &a, SPI_OK_UPDATE, NULL);
 }
 
-/* --- calendars ------------------------------------------------------------ */
+/* --- the scheduler's view of accounts ------------------------------------- */
 
-int64
-store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool enable)
+/*
+ * Accounts to sync: one (account_id > 0, if it can be synced at all) or
+ * every due one.
+ */
+List *
+m365_store_accounts_of_result(MemoryContext cxt)
 {
-	Args		a = {0};
-	int64		calendar_id;
-	bool		found;
-	bytea	   *name;
-	Args		w = {0};
+	List	   *out = NIL;
+	uint64		i;
 
-	arg_int8(&a, account_id);
-	arg_text(&a, c->id);
-	SPI_connect();
-	found = run("SELECT calendar_id FROM m365sync.calendars WHERE account_id = $1 AND graph_id = $2",
-				&a, SPI_OK_SELECT) == 1;
-	if (!found)
-		run("SELECT pg_catalog.nextval('m365sync.calendars_calendar_id_seq')", NULL, SPI_OK_SELECT);
-	calendar_id = get_int8(1);
-	SPI_finish();
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(cxt);
+		M365DueAccount *a = palloc(sizeof(M365DueAccount));
 
-	name = c->name ? m365_encrypt_text("calendars", "name", account_id, calendar_id, c->name) : NULL;
-	arg_int8(&w, account_id);
-	arg_int8(&w, calendar_id);
-	arg_text(&w, c->id);
-	arg_bytea(&w, name);
-	arg(&w, BOOLOID, BoolGetDatum(c->is_default), false);
-	arg(&w, BOOLOID, BoolGetDatum(c->can_edit), false);
-	arg(&w, BOOLOID, BoolGetDatum(enable), false);
-	if (found)
-		exec_write("UPDATE m365sync.calendars SET name = $4, is_default = $5, can_edit = $6 "
-				   "WHERE account_id = $1 AND calendar_id = $2 AND graph_id = $3",
-				   &w, SPI_OK_UPDATE);
-	else
-		exec_write("INSERT INTO m365sync.calendars "
-				   "(account_id, calendar_id, graph_id, name, is_default, can_edit, sync_enabled) "
-				   "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-				   &w, SPI_OK_INSERT);
-	return calendar_id;
+		a->account_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		a->ms_user_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		out = lappend(out, a);
+		MemoryContextSwitchTo(spi);
+	}
+	return out;
 }
 
+List *
+m365_store_accounts_due(int64 account_id, int limit)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int32GetDatum(limit)};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *out;
+
+	SPI_connect();
+	/*
+	 * due: by the schedule, because a change notification marked it (those
+	 * first), or because a local change waits to be pushed
+	 */
+	m365_spi_check(SPI_execute_with_args("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
+								" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+								"   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
+								"       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
+								"        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
+								"         OR EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id)"
+								"         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
+								"          AND o.state = 'pending'"
+								"          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
+								" ORDER BY EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id) DESC,"
+								"          a.next_sync_at NULLS FIRST LIMIT $2",
+								2, types, values, NULL, true, 0), SPI_OK_SELECT, "finding due accounts");
+	out = m365_store_accounts_of_result(caller);
+	SPI_finish();
+	return out;
+}
+
+void
+m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int interval_s)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8(&a, account_id);
+	if (st->ok)
+	{
+		m365_spi_arg(&a, INT4OID, Int32GetDatum(interval_s), false);
+		m365_spi_exec("UPDATE m365sync.accounts SET last_sync_at = pg_catalog.now(),"
+					  " next_sync_at = pg_catalog.now() + pg_catalog.make_interval(secs => $2),"
+					  " failures = 0, backoff_until = NULL, last_error = NULL,"
+					  " status = CASE WHEN status = 'error' THEN 'connected' ELSE status END"
+					  " WHERE account_id = $1",
+					  &a, SPI_OK_UPDATE, "scheduling an account");
+		return;
+	}
+	m365_spi_arg_text(&a, st->error);
+	m365_spi_arg(&a, FLOAT8OID, Float8GetDatum(st->retry_after_s), !st->has_retry_after);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(interval_s), false);
+	/* Retry-After when given, else 30 s doubling per failure up to the interval, with jitter. */
+	m365_spi_exec("UPDATE m365sync.accounts SET failures = failures + 1, last_error = $2,"
+				  " backoff_until = pg_catalog.now() + pg_catalog.make_interval(secs =>"
+				  "   coalesce($3, least($4, 30 * pg_catalog.power(2, least(failures, 12)))"
+				  "             * (0.75 + 0.5 * pg_catalog.random()))),"
+				  " next_sync_at = pg_catalog.now()"
+				  " WHERE account_id = $1",
+				  &a, SPI_OK_UPDATE, "backing off an account");
+}
+
+/* The account of the acting FlowAgent user (the caller is connected to SPI). */
+int64
+m365_store_accounts_of_acting_user(void)
+{
+	static SPIPlanPtr p;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(m365_acting_user());
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT a.account_id FROM m365sync.accounts a"
+			 " WHERE a.flowagent_user = $1 ORDER BY a.account_id LIMIT 1", 1, types),
+		values, NULL, SPI_OK_SELECT, 1);
+	if (SPI_processed == 0)
+		return 0;
+	return DatumGetInt64(m365_spi_get_datum(1, &isnull));
+}

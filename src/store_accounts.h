@@ -1,7 +1,7 @@
 /*
  * store_accounts.h — SPI reads and writes of the installation and account
  * tables the connect capability owns: app_config, tenants, oauth_states,
- * accounts (identity, tokens, status) and calendars (store_accounts.c).
+ * accounts (identity, tokens, status, schedule) (store_accounts.c).
  *
  * Secrets go in and out in clear here and are encrypted or decrypted inside
  * (keyring.h); nothing above this layer sees a ciphertext, nothing below it
@@ -13,7 +13,10 @@
 
 #include "postgres.h"
 
+#include "nodes/pg_list.h"
+
 #include "graph_util.h"
+#include "store_sync_log.h"
 
 typedef struct M365AppConfig
 {
@@ -50,47 +53,69 @@ typedef struct M365Account
 } M365Account;
 
 /* app_config: ERROR 55000 with a hint to configure() when missing. */
-extern void store_app_config_get(M365AppConfig *cfg, bool with_secret);
-extern void store_app_config_put(const char *client_id, const char *client_secret,
+extern void m365_store_app_config_get(M365AppConfig *cfg, bool with_secret);
+extern void m365_store_app_config_put(const char *client_id, const char *client_secret,
 								 const char *redirect_uri);
 
 /* oauth_states: only SHA-256(state) is stored; the verifier is encrypted. */
-extern int64 store_state_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
+extern int64 m365_store_oauth_states_insert(const uint8 hash[32], const char *kind, const char *flowagent_user,
 								const char *tenant, const char *code_verifier, int ttl_s);
-extern bool store_state_find(const uint8 hash[32], const char *kind, bool for_update,
+extern bool m365_store_oauth_states_find(const uint8 hash[32], const char *kind, bool for_update,
 							 M365OAuthState *out);
-extern char *store_state_verifier(int64 state_id);
-extern void store_state_mark_used(int64 state_id);
-extern void store_states_delete_expired(void);
+extern char *m365_store_oauth_states_verifier(int64 state_id);
+extern void m365_store_oauth_states_mark_used(int64 state_id);
+extern void m365_store_oauth_states_delete_expired(void);
 
 /* tenants */
-extern int64 store_tenant_ensure(const char *tenant);
-extern bool store_tenant_get(const char *tenant, M365Tenant *out);
-extern char *store_tenant_name(int64 tenant_id);
-extern void store_tenant_set_consent(int64 tenant_id, const char *status,
+extern int64 m365_store_tenants_ensure(const char *tenant);
+extern bool m365_store_tenants_get(const char *tenant, M365Tenant *out);
+extern char *m365_store_tenants_name(int64 tenant_id);
+extern void m365_store_tenants_set_consent(int64 tenant_id, const char *status,
 									 const char *tenant_guid, const char *error);
 
 /* Serialise account creation per FlowAgent user (advisory xact lock). */
-extern void store_lock_user(const char *flowagent_user);
+extern void m365_store_accounts_lock_user(const char *flowagent_user);
 
 /* accounts; the *_lock functions take the row lock FOR UPDATE */
-extern bool store_account_lock(int64 account_id, M365Account *out);
-extern bool store_account_of_user_lock(const char *flowagent_user, M365Account *out);
-extern int64 store_account_create(const char *flowagent_user, const char *mode, int64 tenant_id);
-extern void store_account_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox);
-extern void store_account_save_tokens(int64 account_id, const char *access_token,
+extern bool m365_store_accounts_lock(int64 account_id, M365Account *out);
+extern bool m365_store_accounts_of_user_lock(const char *flowagent_user, M365Account *out);
+extern int64 m365_store_accounts_create(const char *flowagent_user, const char *mode, int64 tenant_id);
+extern void m365_store_accounts_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox);
+extern void m365_store_accounts_save_tokens(int64 account_id, const char *access_token,
 									  const char *refresh_token, long expires_in);
-extern char *store_account_access_token(int64 account_id);
-extern char *store_account_refresh_token(int64 account_id);
-extern void store_account_connected(int64 account_id);
-extern void store_account_set_status(int64 account_id, const char *status, const char *last_error);
-extern void store_account_backoff(int64 account_id, const char *last_error, double delay_s);
-extern void store_tenant_accounts_set_status(int64 tenant_id, const char *from_status,
+extern char *m365_store_accounts_access_token(int64 account_id);
+extern char *m365_store_accounts_refresh_token(int64 account_id);
+extern void m365_store_accounts_connected(int64 account_id);
+extern void m365_store_accounts_set_status(int64 account_id, const char *status, const char *last_error);
+extern void m365_store_accounts_backoff(int64 account_id, const char *last_error, double delay_s);
+extern void m365_store_tenants_accounts_set_status(int64 tenant_id, const char *from_status,
 											 const char *to_status);
 
-/* calendars: insert or refresh by Graph id; new default calendar enabled. */
-extern int64 store_calendar_upsert(int64 account_id, const M365GraphCalendar *c, bool enable);
+/* An account the scheduler may sync. */
+typedef struct M365DueAccount
+{
+	int64		account_id;
+	char	   *ms_user_id;
+} M365DueAccount;
 
+/*
+ * Accounts to sync (a List of M365DueAccount in the caller's context): the
+ * one named (account_id > 0, if it can be synced at all) or up to limit due
+ * ones, those a change notification marked first.
+ */
+extern List *m365_store_accounts_due(int64 account_id, int limit);
 
+/* The (account_id, ms_user_id) rows of the last SPI result as M365DueAccounts in cxt. */
+extern List *m365_store_accounts_of_result(MemoryContext cxt);
+
+/*
+ * After a round: on success the next sync in interval_s and the failures
+ * forgotten; on failure a backoff (Retry-After when given, else 30 s
+ * doubling per failure up to the interval, with jitter).
+ */
+extern void m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int interval_s);
+
+/* The account of the acting FlowAgent user; 0 when they have none (caller connected to SPI). */
+extern int64 m365_store_accounts_of_acting_user(void);
 
 #endif							/* M365SYNC_STORE_ACCOUNTS_H */

@@ -1,9 +1,10 @@
 /*
- * store_conflicts.c — settling conflicts and listing the losing versions
- * (see store_conflicts.h).
+ * store_conflicts.c — the SQL of conflicts: writing the outcome conflicts.c
+ * decided, listing the losing versions and the user's resolution (see
+ * store_conflicts.h).
  *
- * Decides only between two versions by m365sync.conflict_policy and
- * records the loser; never sends anything (the push sends what the outbox
+ * Decides nothing between two versions (conflicts.c does, by the policy it
+ * is given) and records the loser; never sends anything (the push sends what the outbox
  * says) and never logs content. The losing version is encrypted with the
  * conflict's own id as row id (keyring.h).
  */
@@ -21,9 +22,9 @@
 #include "event_json.h"
 #include "event_patch.h"
 #include "keyring.h"
-#include "m365sync.h"
 #include "store_conflicts.h"
 #include "store_events.h"
+#include "store_outbox.h"
 #include "store_push.h"
 #include "spi_util.h"
 
@@ -57,7 +58,7 @@ lock_row(int64 account_id, int64 event_id, LocalRow *r)
 		return false;
 	t = SPI_tuptable->vals[0];
 	d = SPI_tuptable->tupdesc;
-	r->content = m365_store_open_content(account_id, event_id,
+	r->content = m365_store_events_open(account_id, event_id,
 										 DatumGetByteaPP(SPI_getbinval(t, d, 1, &isnull)));
 	r->deleted = DatumGetBool(SPI_getbinval(t, d, 2, &isnull));
 	r->graph_id = SPI_getvalue(t, d, 3);
@@ -100,7 +101,7 @@ as_deleted(Jsonb *content, const char *graph_id)
 }
 
 static void
-record(int64 account_id, int64 event_id, const char *kept, Jsonb *lost)
+record(int64 account_id, int64 event_id, const char *policy, const char *kept, Jsonb *lost)
 {
 	Oid			types[6] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, BYTEAOID};
 	Datum		values[6];
@@ -113,7 +114,7 @@ record(int64 account_id, int64 event_id, const char *kept, Jsonb *lost)
 	values[0] = Int64GetDatum(account_id);
 	values[1] = Int64GetDatum(conflict_id);
 	values[2] = Int64GetDatum(event_id);
-	values[3] = CStringGetTextDatum(m365_conflict_policy_name(m365_conflict_policy));
+	values[3] = CStringGetTextDatum(policy);
 	values[4] = CStringGetTextDatum(kept);
 	values[5] = PointerGetDatum(m365_encrypt("conflicts", "lost", account_id, conflict_id,
 											 VARDATA(lost), VARSIZE(lost) - VARHDRSZ));
@@ -122,97 +123,44 @@ record(int64 account_id, int64 event_id, const char *kept, Jsonb *lost)
 								6, types, values, NULL, false, 0), SPI_OK_INSERT, "recording a conflict");
 }
 
-/* Withdraw the event's pending (and superseded failed) entries. */
-static void
-withdraw_pending(int64 account_id, int64 event_id, const char *why)
-{
-	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(event_id), CStringGetTextDatum(why)};
-
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'done', done_at = pg_catalog.now(),"
-								" last_error = $3, next_attempt_at = NULL"
-								" WHERE account_id = $1 AND event_id = $2 AND state IN ('pending', 'failed')",
-								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "withdrawing a push");
-}
-
-static void
-insert_outbox(int64 account_id, int64 event_id, const char *op, bool all_fields, const char *base)
-{
-	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, BOOLOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[6] = "     ";
-
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(event_id);
-	values[2] = CStringGetTextDatum(op);
-	values[3] = BoolGetDatum(all_fields);
-	values[4] = base ? CStringGetTextDatum(base) : (Datum) 0;
-	nulls[4] = base ? ' ' : 'n';
-	m365_spi_check(SPI_execute_with_args("INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
-								" base_change_key) VALUES ($1, $2, $3,"
-								" CASE WHEN $4 THEN '{" M365_ALL_FIELDS "}'::text[] END, $5)",
-								5, types, values, nulls, false, 0), SPI_OK_INSERT, "queueing a push");
-	m365_store_wake_at_commit();
-}
-
-/*
- * The local version, whole, is to be pushed over base: the pending entry
- * (update or delete) is widened to all fields, or a new update queued.
- */
-static void
-push_local_whole(int64 account_id, int64 event_id, bool deleted, const char *base)
-{
-	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, BOOLOID};
-	Datum		values[4] = {Int64GetDatum(account_id), Int64GetDatum(event_id),
-	base ? CStringGetTextDatum(base) : (Datum) 0, BoolGetDatum(deleted)};
-	char		nulls[5] = "    ";
-
-	nulls[2] = base ? ' ' : 'n';
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET base_change_key = $3, next_attempt_at = NULL,"
-								" op = CASE WHEN op = 'create' THEN op WHEN $4 THEN 'delete' ELSE 'update' END,"
-								" changed_fields = CASE WHEN op = 'create' OR $4 THEN NULL"
-								"   ELSE '{" M365_ALL_FIELDS "}'::text[] END"
-								" WHERE account_id = $1 AND event_id = $2 AND state = 'pending'",
-								4, types, values, nulls, false, 0), SPI_OK_UPDATE, "widening a push");
-	if (SPI_processed == 0)
-		insert_outbox(account_id, event_id, deleted ? "delete" : "update", !deleted, base);
-	else
-		m365_store_wake_at_commit();
-}
-
-static bool
-policy_remote_wins(bool remote_deleted, bool has_remote_modified, TimestampTz remote_modified,
-				   const LocalRow *r)
-{
-	switch (m365_conflict_policy)
-	{
-		case M365_POLICY_REMOTE_WINS:
-			return true;
-		case M365_POLICY_LOCAL_WINS:
-			return false;
-		default:
-			if (remote_deleted || !r->has_local_modified)
-				return true;
-			/* a tie goes to Microsoft: what everyone else already sees */
-			return !has_remote_modified || remote_modified >= r->local_modified_at;
-	}
-}
-
 bool
-m365_conflict_remote_changed(int64 account_id, int64 event_id, const M365EventColumns *c, Jsonb *data)
+m365_store_conflicts_lock_event(int64 account_id, int64 event_id, M365ConflictLocal *local)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	bool		isnull;
+	Datum		v;
+	bool		found;
+
+	SPI_connect();
+	m365_spi_check(SPI_execute_with_args("SELECT local_modified_at FROM m365sync.events"
+								" WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
+								2, types, values, NULL, false, 1), SPI_OK_SELECT, "locking an event");
+	found = SPI_processed > 0;
+	if (found)
+	{
+		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		local->has_local_modified = !isnull;
+		local->local_modified_at = isnull ? 0 : DatumGetTimestampTz(v);
+	}
+	SPI_finish();
+	return found;
+}
+
+void
+m365_store_conflicts_settle_changed(int64 account_id, int64 event_id, const char *policy, bool remote,
+									const M365EventColumns *c, Jsonb *data)
 {
 	LocalRow	r;
-	bool		remote;
 
 	SPI_connect();
 	if (!lock_row(account_id, event_id, &r))
 		elog(ERROR, "m365sync: event %lld vanished while settling a conflict", (long long) event_id);
-	remote = policy_remote_wins(false, c->has_remote_modified, c->remote_modified_at, &r);
 	if (remote)
 	{
-		record(account_id, event_id, "remote", r.deleted ? as_deleted(r.content, r.graph_id) : r.content);
-		withdraw_pending(account_id, event_id, "conflictLost");
-		m365_push_replace_row(account_id, event_id, c, data);
+		record(account_id, event_id, policy, "remote", r.deleted ? as_deleted(r.content, r.graph_id) : r.content);
+		m365_store_outbox_withdraw(account_id, event_id, "conflictLost");
+		m365_store_events_replace_row(account_id, event_id, c, data);
 	}
 	else
 	{
@@ -220,7 +168,7 @@ m365_conflict_remote_changed(int64 account_id, int64 event_id, const M365EventCo
 		Datum		values[4];
 		char		nulls[5] = "    ";
 
-		record(account_id, event_id, "local", data);
+		record(account_id, event_id, policy, "local", data);
 		values[0] = Int64GetDatum(account_id);
 		values[1] = Int64GetDatum(event_id);
 		values[2] = c->change_key ? CStringGetTextDatum(c->change_key) : (Datum) 0;
@@ -230,29 +178,26 @@ m365_conflict_remote_changed(int64 account_id, int64 event_id, const M365EventCo
 		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET change_key = $3, remote_modified_at = $4,"
 									" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
 									4, types, values, nulls, false, 0), SPI_OK_UPDATE, "keeping a local change");
-		push_local_whole(account_id, event_id, r.deleted, c->change_key);
+		m365_store_outbox_push_whole(account_id, event_id, r.deleted, c->change_key);
 	}
 	SPI_finish();
-	return remote;
 }
 
-bool
-m365_conflict_remote_deleted(int64 account_id, int64 event_id)
+void
+m365_store_conflicts_settle_deleted(int64 account_id, int64 event_id, const char *policy, bool remote)
 {
 	LocalRow	r;
-	bool		remote;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
 
 	SPI_connect();
 	if (!lock_row(account_id, event_id, &r))
 		elog(ERROR, "m365sync: event %lld vanished while settling a conflict", (long long) event_id);
-	remote = policy_remote_wins(true, false, 0, &r);
-	withdraw_pending(account_id, event_id, remote ? "conflictLost" : "recreated");
+	m365_store_outbox_withdraw(account_id, event_id, remote ? "conflictLost" : "recreated");
 	if (remote)
 	{
 		/* kept as a tombstone while the local version is listed */
-		record(account_id, event_id, "remote", r.content);
+		record(account_id, event_id, policy, "remote", r.content);
 		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = true, graph_id = NULL,"
 									" change_key = NULL, sync_state = 'conflict'"
 									" WHERE account_id = $1 AND event_id = $2",
@@ -260,18 +205,17 @@ m365_conflict_remote_deleted(int64 account_id, int64 event_id)
 	}
 	else
 	{
-		record(account_id, event_id, "local", as_deleted(NULL, r.graph_id));
+		record(account_id, event_id, policy, "local", as_deleted(NULL, r.graph_id));
 		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
 									" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
 									2, types, values, NULL, false, 0), SPI_OK_UPDATE, "re-creating an event");
-		insert_outbox(account_id, event_id, "create", false, NULL);
+		m365_store_outbox_insert_whole(account_id, event_id, "create", false, NULL);
 	}
 	SPI_finish();
-	return remote;
 }
 
 uint64
-m365_conflict_list(int64 account_id)
+m365_store_conflicts_list(int64 account_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(account_id)};
@@ -321,7 +265,7 @@ restore(int64 account_id, int64 event_id, LocalRow *r, Jsonb *lost)
 		ev.change_key = r->change_key;
 		ev.event_type = r->event_type;
 		ev.data = r->content;
-		(void) m365_store_delete_event(account_id, &ev);
+		(void) m365_store_events_delete(account_id, &ev);
 		return;
 	}
 	else
@@ -332,8 +276,8 @@ restore(int64 account_id, int64 event_id, LocalRow *r, Jsonb *lost)
 		PG_TRY();
 		{
 			columns_of(lost, r->event_type, &cols, (cJSON **) &tree);
-			m365_store_update_event_local(account_id, event_id, &cols,
-										  m365_store_seal_content(account_id, event_id, lost));
+			m365_store_events_update_local(account_id, event_id, &cols,
+										  m365_store_events_seal(account_id, event_id, lost));
 		}
 		PG_FINALLY();
 		{
@@ -345,26 +289,23 @@ restore(int64 account_id, int64 event_id, LocalRow *r, Jsonb *lost)
 			/* gone at Microsoft (or never there): made again */
 			bool		pending_create;
 
-			m365_spi_check(SPI_execute_with_args("SELECT 1 FROM m365sync.outbox WHERE account_id = $1 AND event_id = $2"
-										" AND state = 'pending' AND op = 'create'",
-										2, types, values, NULL, false, 1), SPI_OK_SELECT, "finding a create");
-			pending_create = SPI_processed > 0;
+			pending_create = m365_store_outbox_has_pending_create(account_id, event_id);
 			m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = false"
 										" WHERE account_id = $1 AND event_id = $2",
 										2, types, values, NULL, false, 0), SPI_OK_UPDATE, "reviving an event");
 			if (!pending_create)
 			{
-				withdraw_pending(account_id, event_id, "recreated");
-				insert_outbox(account_id, event_id, "create", false, NULL);
+				m365_store_outbox_withdraw(account_id, event_id, "recreated");
+				m365_store_outbox_insert_whole(account_id, event_id, "create", false, NULL);
 			}
 		}
 		else
-			push_local_whole(account_id, event_id, false, r->change_key);
+			m365_store_outbox_push_whole(account_id, event_id, false, r->change_key);
 	}
 }
 
 bool
-m365_conflict_resolve(int64 account_id, int64 event_id, const char *keep)
+m365_store_conflicts_resolve(int64 account_id, int64 event_id, const char *keep)
 {
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};

@@ -1,12 +1,12 @@
 /*
- * store_conflicts.h — conflicts between a local change and a remote one,
- * settled by m365sync.conflict_policy, and the user's own resolution
- * (store_conflicts.c).
+ * store_conflicts.h — the SQL of conflicts between a local change and a
+ * remote one: the outcome conflicts.c decided, the listing and the user's
+ * own resolution (store_conflicts.c).
  *
  * A conflict is met in three places: the pull sees a remote change of an
  * event with a local change pending; a PATCH or DELETE answers 412 (the
  * remote version then read again); a PATCH answers 404 (deleted remotely).
- * The policy picks the version kept at once, on both sides; the other one
+ * The policy (conflicts.c) picks the version kept at once, on both sides; the other one
  * is stored encrypted in m365sync.conflicts and listed until the user
  * resolves it, and the event's sync_state is 'conflict' meanwhile. Nothing
  * is ever dropped without a conflicts row. A deletion as the losing version
@@ -22,29 +22,38 @@
 #include "postgres.h"
 
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 #include "event_row.h"
 
-/*
- * The remote version (cols, data) met the event's pending local change.
- * Returns true when the remote version won (the row now holds it and the
- * pending change is withdrawn), false when the local one did (it will be
- * pushed whole, over the new changeKey).
- */
-extern bool m365_conflict_remote_changed(int64 account_id, int64 event_id,
-										 const M365EventColumns *cols, Jsonb *data);
+/* What the policy needs of the local version, read under the event's row lock. */
+typedef struct M365ConflictLocal
+{
+	bool		has_local_modified;
+	TimestampTz local_modified_at;
+} M365ConflictLocal;
+
+/* Lock the event row (FOR UPDATE) and read it; false when there is none. */
+extern bool m365_store_conflicts_lock_event(int64 account_id, int64 event_id, M365ConflictLocal *local);
 
 /*
- * The event was deleted remotely while a local change was pending. A
- * deletion has no time stamp: latest_wins counts it as made when seen, so
- * it wins like under remote_wins; local_wins creates the event again.
+ * The remote version (cols, data) met the event's pending local change and
+ * conflicts.c decided: remote (the row takes it, the pending change is
+ * withdrawn, the local version is listed) or local (listed the remote one,
+ * the local one pushed whole over the new changeKey). policy names the
+ * policy that decided, for the listing.
  */
-extern bool m365_conflict_remote_deleted(int64 account_id, int64 event_id);
+extern void m365_store_conflicts_settle_changed(int64 account_id, int64 event_id, const char *policy,
+												bool remote, const M365EventColumns *cols, Jsonb *data);
+
+/* The event was deleted remotely while a local change was pending, and conflicts.c decided. */
+extern void m365_store_conflicts_settle_deleted(int64 account_id, int64 event_id, const char *policy,
+												bool remote);
 
 /* Unresolved conflicts of the account into SPI_tuptable: event_id, detected_at, policy, kept, lost, conflict_id. */
-extern uint64 m365_conflict_list(int64 account_id);
+extern uint64 m365_store_conflicts_list(int64 account_id);
 
 /* The user's choice: keep is "local", "remote" or "kept"; false when the event has no open conflict. */
-extern bool m365_conflict_resolve(int64 account_id, int64 event_id, const char *keep);
+extern bool m365_store_conflicts_resolve(int64 account_id, int64 event_id, const char *keep);
 
 #endif							/* M365SYNC_STORE_CONFLICTS_H */

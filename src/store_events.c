@@ -1,8 +1,8 @@
 /*
- * store_events.c — SPI for events, outbox and calendars, with saved plans.
+ * store_events.c — SPI for events and calendars, with saved plans.
  *
- * The only file that writes SQL against those tables for the API; pull and
- * push reuse it. Every statement is schema-qualified (plans are saved and
+ * The event rows of the API's writes and reads; pull and push reuse it.
+ * Their outbox entries are store_outbox.c's. Every statement is schema-qualified (plans are saved and
  * run under the user functions' pinned search_path anyway) and touches one
  * account's rows. It never decides policy (what a caller may do): the SQL
  * functions do, then call here. It never logs content.
@@ -16,7 +16,6 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -25,9 +24,10 @@
 #include "utils/jsonb.h"
 
 #include "keyring.h"
-#include "m365sync.h"
+#include "settings.h"
+#include "spi_util.h"
 #include "store_events.h"
-#include "worker.h"
+#include "store_outbox.h"
 
 /*
  * Events longer than this are "long" (events.is_long, a generated column):
@@ -40,109 +40,23 @@
 #define SHORT_TIMED_BOUND	"interval '24 hours'"	/* DST-proof */
 #define SHORT_DAYS_BOUND	"1"
 
-static bool wake_at_commit = false;
-static bool xact_callback_registered = false;
 
 /* ------------------------------------------------------------ plumbing */
-
-static SPIPlanPtr
-plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*slot = p;
-	}
-	return *slot;
-}
-
-static void
-run(SPIPlanPtr p, Datum *values, const char *nulls, int expect, long limit)
-{
-	int			rc = SPI_execute_plan(p, values, nulls, false, limit);
-
-	if (rc != expect)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-}
-
-static Datum
-col(int i, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i, isnull);
-}
-
-static char *
-col_text(int i)
-{
-	bool		isnull;
-	Datum		d = col(i, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
 
 #define TEXT_OR_NULL(s, i) \
 	do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
 
-/* ------------------------------------------------------------- accounts */
-
-int64
-m365_store_acting_account(void)
-{
-	static SPIPlanPtr p;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	bool		isnull;
-
-	values[0] = CStringGetTextDatum(m365_acting_user());
-	run(plan(&p, "SELECT a.account_id FROM m365sync.accounts a"
-			 " WHERE a.flowagent_user = $1 ORDER BY a.account_id LIMIT 1", 1, types),
-		values, NULL, SPI_OK_SELECT, 1);
-	if (SPI_processed == 0)
-		return 0;
-	return DatumGetInt64(col(1, &isnull));
-}
-
-bool
-m365_store_find_calendar(int64 account_id, int64 calendar_id, int64 *found_id, bool *can_edit)
-{
-	static SPIPlanPtr p_one,
-				p_default;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(calendar_id)};
-	bool		isnull;
-
-	if (calendar_id > 0)
-		run(plan(&p_one, "SELECT c.calendar_id, c.can_edit FROM m365sync.calendars c"
-				 " WHERE c.account_id = $1 AND c.calendar_id = $2", 2, types),
-			values, NULL, SPI_OK_SELECT, 1);
-	else
-		run(plan(&p_default, "SELECT c.calendar_id, c.can_edit FROM m365sync.calendars c"
-				 " WHERE c.account_id = $1 AND c.is_default ORDER BY c.calendar_id LIMIT 1",
-				 1, types),
-			values, NULL, SPI_OK_SELECT, 1);
-	if (SPI_processed == 0)
-		return false;
-	*found_id = DatumGetInt64(col(1, &isnull));
-	*can_edit = DatumGetBool(col(2, &isnull));
-	return true;
-}
-
 /* --------------------------------------------------------------- events */
 
 bytea *
-m365_store_seal_content(int64 account_id, int64 event_id, Jsonb *data)
+m365_store_events_seal(int64 account_id, int64 event_id, Jsonb *data)
 {
 	return m365_encrypt("events", "content", account_id, event_id,
 						VARDATA(data), VARSIZE(data) - VARHDRSZ);
 }
 
 Jsonb *
-m365_store_open_content(int64 account_id, int64 event_id, bytea *content)
+m365_store_events_open(int64 account_id, int64 event_id, bytea *content)
 {
 	size_t		len;
 	char	   *plain = m365_decrypt("events", "content", account_id, event_id, content, &len);
@@ -155,7 +69,7 @@ m365_store_open_content(int64 account_id, int64 event_id, bytea *content)
 }
 
 bool
-m365_store_lock_event(int64 account_id, int64 event_id, M365StoredEvent *ev)
+m365_store_events_lock(int64 account_id, int64 event_id, M365StoredEvent *ev)
 {
 	static SPIPlanPtr p;
 	Oid			types[2] = {INT8OID, INT8OID};
@@ -164,7 +78,7 @@ m365_store_lock_event(int64 account_id, int64 event_id, M365StoredEvent *ev)
 	Datum		content;
 
 	/* READ COMMITTED: a concurrent writer's row version is what we get after the wait */
-	run(plan(&p, "SELECT e.calendar_id, e.graph_id, e.change_key, e.event_type, e.content"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT e.calendar_id, e.graph_id, e.change_key, e.event_type, e.content"
 			 " FROM m365sync.events e"
 			 " WHERE e.account_id = $1 AND e.event_id = $2 AND NOT e.deleted FOR UPDATE",
 			 2, types),
@@ -172,29 +86,29 @@ m365_store_lock_event(int64 account_id, int64 event_id, M365StoredEvent *ev)
 	if (SPI_processed == 0)
 		return false;
 	ev->event_id = event_id;
-	ev->calendar_id = DatumGetInt64(col(1, &isnull));
-	ev->graph_id = col_text(2);
-	ev->change_key = col_text(3);
-	ev->event_type = col_text(4);
-	content = col(5, &isnull);
-	ev->data = m365_store_open_content(account_id, event_id, DatumGetByteaPP(content));
+	ev->calendar_id = DatumGetInt64(m365_spi_get_datum(1, &isnull));
+	ev->graph_id = m365_spi_get_text(2, CurrentMemoryContext);
+	ev->change_key = m365_spi_get_text(3, CurrentMemoryContext);
+	ev->event_type = m365_spi_get_text(4, CurrentMemoryContext);
+	content = m365_spi_get_datum(5, &isnull);
+	ev->data = m365_store_events_open(account_id, event_id, DatumGetByteaPP(content));
 	return true;
 }
 
 int64
-m365_store_next_event_id(void)
+m365_store_events_next_id(void)
 {
 	static SPIPlanPtr p;
 	bool		isnull;
 
-	run(plan(&p, "SELECT pg_catalog.nextval('m365sync.events_event_id_seq'::pg_catalog.regclass)",
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT pg_catalog.nextval('m365sync.events_event_id_seq'::pg_catalog.regclass)",
 			 0, NULL),
 		NULL, NULL, SPI_OK_SELECT, 1);
-	return DatumGetInt64(col(1, &isnull));
+	return DatumGetInt64(m365_spi_get_datum(1, &isnull));
 }
 
 void
-m365_store_insert_event(int64 account_id, int64 event_id, int64 calendar_id,
+m365_store_events_insert(int64 account_id, int64 event_id, int64 calendar_id,
 						const M365EventColumns *c, bool has_series_master,
 						int64 series_master_id, bytea *content, const char *sync_state,
 						int64 seen_round)
@@ -214,23 +128,13 @@ m365_store_insert_event(int64 account_id, int64 event_id, int64 calendar_id,
 	TEXT_OR_NULL(c->ical_uid, 4);
 	values[5] = Int64GetDatum(series_master_id);
 	nulls[5] = has_series_master ? ' ' : 'n';
-	values[6] = CStringGetTextDatum(c->event_type);
-	values[7] = TimestampTzGetDatum(c->start_at);
-	values[8] = TimestampTzGetDatum(c->end_at);
-	values[9] = BoolGetDatum(c->is_all_day);
-	values[10] = DateADTGetDatum(c->start_date);
-	values[11] = DateADTGetDatum(c->end_date);
-	nulls[10] = nulls[11] = c->is_all_day ? ' ' : 'n';
-	TEXT_OR_NULL(c->show_as, 12);
-	values[13] = BoolGetDatum(c->is_cancelled);
+	m365_event_row_bind_shape(c, &values[6], &nulls[6]);
 	values[14] = PointerGetDatum(content);
-	TEXT_OR_NULL(c->change_key, 15);
-	values[16] = TimestampTzGetDatum(c->remote_modified_at);
-	nulls[16] = c->has_remote_modified ? ' ' : 'n';
+	m365_event_row_bind_sync(c, &values[15], &nulls[15]);
 	values[17] = CStringGetTextDatum(sync_state);
 	values[18] = Int64GetDatum(seen_round);
 	nulls[18] = seen_round != 0 ? ' ' : 'n';
-	run(plan(&p, "INSERT INTO m365sync.events (account_id, event_id, calendar_id, graph_id,"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "INSERT INTO m365sync.events (account_id, event_id, calendar_id, graph_id,"
 			 " ical_uid, series_master_id, event_type, start_at, end_at, is_all_day, start_date,"
 			 " end_date, show_as, is_cancelled, content, change_key, remote_modified_at,"
 			 " local_modified_at, sync_state, seen_round)"
@@ -240,7 +144,7 @@ m365_store_insert_event(int64 account_id, int64 event_id, int64 calendar_id,
 }
 
 void
-m365_store_update_event_local(int64 account_id, int64 event_id,
+m365_store_events_update_local(int64 account_id, int64 event_id,
 							  const M365EventColumns *c, bytea *content)
 {
 	static SPIPlanPtr p;
@@ -252,186 +156,37 @@ m365_store_update_event_local(int64 account_id, int64 event_id,
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(account_id);
 	values[1] = Int64GetDatum(event_id);
-	values[2] = CStringGetTextDatum(c->event_type);
-	values[3] = TimestampTzGetDatum(c->start_at);
-	values[4] = TimestampTzGetDatum(c->end_at);
-	values[5] = BoolGetDatum(c->is_all_day);
-	values[6] = DateADTGetDatum(c->start_date);
-	values[7] = DateADTGetDatum(c->end_date);
-	nulls[6] = nulls[7] = c->is_all_day ? ' ' : 'n';
-	TEXT_OR_NULL(c->show_as, 8);
-	values[9] = BoolGetDatum(c->is_cancelled);
+	m365_event_row_bind_shape(c, &values[2], &nulls[2]);
 	values[10] = PointerGetDatum(content);
-	run(plan(&p, "UPDATE m365sync.events SET event_type = $3, start_at = $4, end_at = $5,"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "UPDATE m365sync.events SET event_type = $3, start_at = $4, end_at = $5,"
 			 " is_all_day = $6, start_date = $7, end_date = $8, show_as = $9, is_cancelled = $10,"
 			 " content = $11, local_modified_at = pg_catalog.now(), sync_state = 'pending'"
 			 " WHERE account_id = $1 AND event_id = $2", 11, types),
 		values, nulls, SPI_OK_UPDATE, 0);
 }
 
-/* --------------------------------------------------------------- outbox */
-
-/* The event's pending outbox row, locked: its id and op; false when none. */
-static bool
-lock_pending(int64 account_id, int64 event_id, int64 *outbox_id, char **op)
-{
-	static SPIPlanPtr p;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
-	bool		isnull;
-
-	run(plan(&p, "SELECT o.outbox_id, o.op FROM m365sync.outbox o"
-			 " WHERE o.account_id = $1 AND o.event_id = $2 AND o.state = 'pending'"
-			 " ORDER BY o.outbox_id LIMIT 1 FOR UPDATE", 2, types),
-		values, NULL, SPI_OK_SELECT, 0);
-	if (SPI_processed == 0)
-		return false;
-	*outbox_id = DatumGetInt64(col(1, &isnull));
-	*op = col_text(2);
-	return true;
-}
-
-static Datum
-text_array(const char **items, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = CStringGetTextDatum(items[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-static void
-insert_outbox(int64 account_id, int64 event_id, const char *op,
-			  const char **changed, int nchanged, const char *base_change_key)
-{
-	static SPIPlanPtr p;
-	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, TEXTARRAYOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(event_id);
-	values[2] = CStringGetTextDatum(op);
-	if (changed != NULL)
-		values[3] = text_array(changed, nchanged);
-	else
-		nulls[3] = 'n';
-	TEXT_OR_NULL(base_change_key, 4);
-	run(plan(&p, "INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
-			 " base_change_key) VALUES ($1, $2, $3, $4, $5)", 5, types),
-		values, nulls, SPI_OK_INSERT, 0);
-	m365_store_wake_at_commit();
-}
-
-void
-m365_store_queue_upsert(int64 account_id, int64 event_id, bool new_event, bool never_pushed,
-						const char **changed, int nchanged, const char *base_change_key)
-{
-	static SPIPlanPtr p_merge;
-	int64		outbox_id;
-	char	   *op;
-
-	if (new_event)
-	{
-		insert_outbox(account_id, event_id, "create", NULL, 0, NULL);
-		return;
-	}
-	if (lock_pending(account_id, event_id, &outbox_id, &op))
-	{
-		Oid			types[3] = {INT8OID, INT8OID, TEXTARRAYOID};
-		Datum		values[3];
-
-		/* a pending create sends the whole event anyway */
-		if (strcmp(op, "update") != 0)
-			return;
-		values[0] = Int64GetDatum(account_id);
-		values[1] = Int64GetDatum(outbox_id);
-		values[2] = text_array(changed, nchanged);
-		run(plan(&p_merge, "UPDATE m365sync.outbox SET changed_fields = ARRAY("
-				 "SELECT DISTINCT f FROM pg_catalog.unnest(pg_catalog.array_cat(changed_fields, $3)) f"
-				 " ORDER BY f) WHERE account_id = $1 AND outbox_id = $2", 3, types),
-			values, NULL, SPI_OK_UPDATE, 0);
-		m365_store_wake_at_commit();
-		return;
-	}
-	if (never_pushed)
-		insert_outbox(account_id, event_id, "create", NULL, 0, NULL);
-	else
-		insert_outbox(account_id, event_id, "update", changed, nchanged, base_change_key);
-}
-
 M365DeleteOutcome
-m365_store_delete_event(int64 account_id, const M365StoredEvent *ev)
+m365_store_events_delete(int64 account_id, const M365StoredEvent *ev)
 {
 	static SPIPlanPtr p_remove,
-				p_mark,
-				p_to_delete;
+				p_mark;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(ev->event_id)};
-	int64		outbox_id;
-	char	   *op;
-	bool		pending = lock_pending(account_id, ev->event_id, &outbox_id, &op);
 
 	if (ev->graph_id == NULL)
 	{
 		/* Microsoft never saw it: nothing to delete there (outbox rows cascade) */
-		run(plan(&p_remove, "DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
+		m365_spi_run_plan(m365_spi_saved_plan(&p_remove, "DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
 				 2, types),
 			values, NULL, SPI_OK_DELETE, 0);
 		return M365_DELETE_REMOVED;
 	}
-	run(plan(&p_mark, "UPDATE m365sync.events SET deleted = true, sync_state = 'pending',"
+	m365_spi_run_plan(m365_spi_saved_plan(&p_mark, "UPDATE m365sync.events SET deleted = true, sync_state = 'pending',"
 			 " local_modified_at = pg_catalog.now() WHERE account_id = $1 AND event_id = $2",
 			 2, types),
 		values, NULL, SPI_OK_UPDATE, 0);
-	if (pending)
-	{
-		/* a pending update becomes the delete; its If-Match stays the synced changeKey */
-		values[1] = Int64GetDatum(outbox_id);
-		run(plan(&p_to_delete, "UPDATE m365sync.outbox SET op = 'delete', changed_fields = NULL"
-				 " WHERE account_id = $1 AND outbox_id = $2", 2, types),
-			values, NULL, SPI_OK_UPDATE, 0);
-		m365_store_wake_at_commit();
-	}
-	else
-		insert_outbox(account_id, ev->event_id, "delete", NULL, 0, ev->change_key);
+	m365_store_outbox_queue_delete(account_id, ev->event_id, ev->change_key);
 	return M365_DELETE_QUEUED;
-}
-
-/* ------------------------------------------------------ wake at commit */
-
-static void
-store_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (wake_at_commit)
-				m365_wake_worker();
-			wake_at_commit = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			/* a prepared transaction's commit is found by the worker's timer */
-			wake_at_commit = false;
-			break;
-		default:
-			break;
-	}
-}
-
-void
-m365_store_wake_at_commit(void)
-{
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(store_xact_callback, NULL);
-		xact_callback_registered = true;
-	}
-	wake_at_commit = true;
 }
 
 /* ---------------------------------------------------------------- reads */
@@ -473,7 +228,7 @@ m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to
 	 * [from_date, to_date) by date. Each splits into short (found by start,
 	 * within the bound) and long (found by end, partial index), disjoint.
 	 */
-	run(plan(&p,
+	m365_spi_run_plan(m365_spi_saved_plan(&p,
 			 "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
 			 " AND NOT e.is_all_day AND e.start_at >= $2 - " SHORT_TIMED_BOUND
 			 " AND e.start_at < $3 AND (e.end_at > $2 OR e.start_at >= $2)"
@@ -495,48 +250,15 @@ m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to
 }
 
 uint64
-m365_store_event_by_id(int64 account_id, int64 event_id)
+m365_store_events_by_id(int64 account_id, int64 event_id)
 {
 	static SPIPlanPtr p;
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
 
-	run(plan(&p, "SELECT " EVENT_COLUMNS " FROM m365sync.events e"
+	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT " EVENT_COLUMNS " FROM m365sync.events e"
 			 " WHERE e.account_id = $1 AND e.event_id = $2 AND NOT e.deleted", 2, types),
 		values, NULL, SPI_OK_SELECT, 1);
 	return SPI_processed;
 }
 
-/* ------------------------------------------------------------ calendars */
-
-uint64
-m365_store_calendars(int64 account_id)
-{
-	static SPIPlanPtr p;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(account_id)};
-
-	run(plan(&p, "SELECT c.calendar_id, c.name, c.is_default, c.can_edit, c.sync_enabled"
-			 " FROM m365sync.calendars c WHERE c.account_id = $1 ORDER BY c.calendar_id",
-			 1, types),
-		values, NULL, SPI_OK_SELECT, 0);
-	return SPI_processed;
-}
-
-bool
-m365_store_set_calendar_sync(int64 account_id, int64 calendar_id, bool enabled)
-{
-	static SPIPlanPtr p;
-	Oid			types[3] = {INT8OID, INT8OID, BOOLOID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(calendar_id),
-	BoolGetDatum(enabled)};
-
-	run(plan(&p, "UPDATE m365sync.calendars SET sync_enabled = $3"
-			 " WHERE account_id = $1 AND calendar_id = $2", 3, types),
-		values, NULL, SPI_OK_UPDATE, 0);
-	if (SPI_processed == 0)
-		return false;
-	/* enabling (or disabling) sync is work for the worker */
-	m365_store_wake_at_commit();
-	return true;
-}

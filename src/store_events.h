@@ -1,5 +1,5 @@
 /*
- * store_events.h — SPI reads and writes of events, outbox and calendars
+ * store_events.h — SPI reads and writes of events
  * (store_events.c), shared by the SQL API and later by pull and push.
  *
  * Every function expects the caller to be connected to SPI (between
@@ -16,16 +16,6 @@
 
 #include "event_row.h"
 
-/* The account of the acting FlowAgent user; 0 when they have none. */
-extern int64 m365_store_acting_account(void);
-
-/*
- * A calendar of the account: calendar_id > 0 names one, 0 asks for the
- * default. False when there is none.
- */
-extern bool m365_store_find_calendar(int64 account_id, int64 calendar_id,
-									 int64 *found_id, bool *can_edit);
-
 /* An event as the writers need it, locked FOR UPDATE. */
 typedef struct M365StoredEvent
 {
@@ -41,24 +31,24 @@ typedef struct M365StoredEvent
  * Lock a live (not deleted) event of the account and read it. False when
  * there is no such event: unknown id, deleted, or another user's.
  */
-extern bool m365_store_lock_event(int64 account_id, int64 event_id, M365StoredEvent *ev);
+extern bool m365_store_events_lock(int64 account_id, int64 event_id, M365StoredEvent *ev);
 
 /* A fresh event_id (rows are encrypted bound to it, so it comes first). */
-extern int64 m365_store_next_event_id(void);
+extern int64 m365_store_events_next_id(void);
 
 /* Encrypt a Graph object for events.content of one row. */
-extern bytea *m365_store_seal_content(int64 account_id, int64 event_id, Jsonb *data);
+extern bytea *m365_store_events_seal(int64 account_id, int64 event_id, Jsonb *data);
 
 /* Decrypt events.content into a jsonb datum. */
-extern Jsonb *m365_store_open_content(int64 account_id, int64 event_id, bytea *content);
+extern Jsonb *m365_store_events_open(int64 account_id, int64 event_id, bytea *content);
 
-extern void m365_store_insert_event(int64 account_id, int64 event_id, int64 calendar_id,
+extern void m365_store_events_insert(int64 account_id, int64 event_id, int64 calendar_id,
 									const M365EventColumns *cols, bool has_series_master,
 									int64 series_master_id, bytea *content,
 									const char *sync_state, int64 seen_round);
 
 /* A local change: scheduling columns and content; graph_id and change_key stay. */
-extern void m365_store_update_event_local(int64 account_id, int64 event_id,
+extern void m365_store_events_update_local(int64 account_id, int64 event_id,
 										  const M365EventColumns *cols, bytea *content);
 
 /* What queueing a delete did. */
@@ -68,23 +58,8 @@ typedef enum M365DeleteOutcome
 	M365_DELETE_REMOVED			/* never pushed: row and its queue entries gone */
 } M365DeleteOutcome;
 
-/*
- * Queue a local create or update for the push, collapsing into the event's
- * pending outbox entry: create+update stays a create, update+update merges
- * changed_fields. A change to an event Microsoft never got (never_pushed,
- * no pending entry: its create failed) is queued as a create.
- * base_change_key is the If-Match for an update.
- */
-extern void m365_store_queue_upsert(int64 account_id, int64 event_id,
-									bool new_event, bool never_pushed,
-									const char **changed, int nchanged,
-									const char *base_change_key);
-
 /* Delete a locked event locally and queue the remote delete (see outcomes). */
-extern M365DeleteOutcome m365_store_delete_event(int64 account_id, const M365StoredEvent *ev);
-
-/* Wake the sync worker when this transaction commits. */
-extern void m365_store_wake_at_commit(void);
+extern M365DeleteOutcome m365_store_events_delete(int64 account_id, const M365StoredEvent *ev);
 
 /* Events overlapping a window; see the query for the index strategy. */
 extern uint64 m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
@@ -92,7 +67,7 @@ extern uint64 m365_store_events_in_range(int64 account_id, TimestampTz from_ts, 
 										 bool has_calendar, int64 calendar_id);
 
 /* One live event; rows in SPI_tuptable as m365_store_events_in_range. */
-extern uint64 m365_store_event_by_id(int64 account_id, int64 event_id);
+extern uint64 m365_store_events_by_id(int64 account_id, int64 event_id);
 
 /*
  * Columns of the rows those two leave in SPI_tuptable, numbered from 1 as
@@ -104,11 +79,5 @@ typedef enum M365EventScanCol
 	ES_EVENT_TYPE, ES_START_AT, ES_END_AT, ES_IS_ALL_DAY, ES_START_DATE, ES_END_DATE,
 	ES_SHOW_AS, ES_IS_CANCELLED, ES_REMOTE_MODIFIED_AT, ES_SYNC_STATE, ES_CONTENT
 } M365EventScanCol;
-
-/* Calendars of the account into SPI_tuptable: calendar_id, name (encrypted), is_default, can_edit, sync_enabled. */
-extern uint64 m365_store_calendars(int64 account_id);
-
-/* False when the account has no such calendar. */
-extern bool m365_store_set_calendar_sync(int64 account_id, int64 calendar_id, bool enabled);
 
 #endif							/* M365SYNC_STORE_EVENTS_H */

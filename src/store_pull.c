@@ -4,8 +4,9 @@
  * Idempotent by construction: an event is found by its Graph id (immutable
  * ids), an unchanged changeKey writes nothing but the round mark, and a
  * removal of something already gone is a no-op. A remote change meeting a
- * local change waiting in the outbox is settled by the conflict policy
- * (store_conflicts.c): one version kept, the other listed, never lost. A
+ * local change waiting in the outbox is handed back to pull.c, which has
+ * it settled by the conflict policy (conflicts.c): one version kept, the
+ * other listed, never lost. A
  * new remote event carrying the transactionId of one of our pending creates
  * is linked to it, not copied. A full round marks every event it meets,
  * whether inserted, updated, linked or settled by a conflict, so that its
@@ -21,84 +22,10 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "keyring.h"
-#include "store_conflicts.h"
 #include "store_events.h"
 #include "store_pull.h"
 #include "store_push.h"
 #include "spi_util.h"
-
-List *
-m365_pull_calendars(int64 account_id)
-{
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(account_id)};
-	MemoryContext caller = CurrentMemoryContext;
-	List	   *out = NIL;
-	uint64		i;
-
-	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("SELECT calendar_id, graph_id, delta_link, delta_is_final,"
-								" coalesce(full_round_id, 0), window_start, window_end"
-								" FROM m365sync.calendars WHERE account_id = $1 AND sync_enabled"
-								" ORDER BY calendar_id",
-								1, types, values, NULL, true, 0), SPI_OK_SELECT, "reading calendars");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		link;
-		MemoryContext spi = MemoryContextSwitchTo(caller);
-		M365PullCalendar *c = palloc0(sizeof(M365PullCalendar));
-
-		c->calendar_id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-		c->graph_id = SPI_getvalue(t, d, 2);
-		link = SPI_getbinval(t, d, 3, &isnull);
-		if (!isnull)
-			c->link = m365_decrypt_text("calendars", "delta_link", account_id, c->calendar_id,
-										DatumGetByteaPP(link));
-		c->link_is_final = DatumGetBool(SPI_getbinval(t, d, 4, &isnull));
-		c->full_round_id = DatumGetInt64(SPI_getbinval(t, d, 5, &isnull));
-		c->window_start = DatumGetTimestampTz(SPI_getbinval(t, d, 6, &isnull));
-		c->has_window = !isnull;
-		c->window_end = DatumGetTimestampTz(SPI_getbinval(t, d, 7, &isnull));
-		out = lappend(out, c);
-		MemoryContextSwitchTo(spi);
-	}
-	SPI_finish();
-	return out;
-}
-
-void
-m365_pull_save_cursor(int64 account_id, const M365PullCalendar *cal)
-{
-	static SPIPlanPtr plan;
-	Oid			types[7] = {INT8OID, INT8OID, BYTEAOID, BOOLOID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[7];
-	char		nulls[8] = "       ";
-	bytea	   *link = NULL;
-
-	if (cal->link)
-		link = m365_encrypt_text("calendars", "delta_link", account_id, cal->calendar_id, cal->link);
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(cal->calendar_id);
-	values[2] = PointerGetDatum(link);
-	nulls[2] = link ? ' ' : 'n';
-	values[3] = BoolGetDatum(cal->link_is_final);
-	values[4] = Int64GetDatum(cal->full_round_id);
-	nulls[4] = cal->full_round_id ? ' ' : 'n';
-	values[5] = TimestampTzGetDatum(cal->window_start);
-	values[6] = TimestampTzGetDatum(cal->window_end);
-	nulls[5] = nulls[6] = cal->has_window ? ' ' : 'n';
-
-	SPI_connect();
-	m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&plan, "UPDATE m365sync.calendars SET delta_link = $3, delta_is_final = $4,"
-									  " full_round_id = $5, window_start = $6, window_end = $7"
-									  " WHERE account_id = $1 AND calendar_id = $2", 7, types),
-						   values, nulls, false, 0), SPI_OK_UPDATE, "saving a cursor");
-	SPI_finish();
-}
 
 /* Local id of an event by Graph id (0 when unknown); series masters only. */
 static int64
@@ -169,7 +96,7 @@ add_entry(M365PullBatch *b)
  * which no generic plan can get wrong as the table grows from empty.
  */
 M365PullBatch *
-m365_pull_batch_begin(int64 account_id, int64 round_id, const char *const *graph_ids, int n)
+m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const *graph_ids, int n)
 {
 	M365PullBatch *b = palloc0(sizeof(M365PullBatch));
 	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
@@ -233,19 +160,9 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 	TEXT_ARG(2, c->ical_uid);
 	values[3] = Int64GetDatum(master);
 	nulls[3] = master ? ' ' : 'n';
-	values[4] = CStringGetTextDatum(c->event_type);
-	values[5] = TimestampTzGetDatum(c->start_at);
-	values[6] = TimestampTzGetDatum(c->end_at);
-	values[7] = BoolGetDatum(c->is_all_day);
-	values[8] = DateADTGetDatum(c->start_date);
-	values[9] = DateADTGetDatum(c->end_date);
-	nulls[8] = nulls[9] = c->is_all_day ? ' ' : 'n';
-	TEXT_ARG(10, c->show_as);
-	values[11] = BoolGetDatum(c->is_cancelled);
-	values[12] = PointerGetDatum(m365_store_seal_content(b->account_id, e->event_id, data));
-	TEXT_ARG(13, c->change_key);
-	values[14] = TimestampTzGetDatum(c->remote_modified_at);
-	nulls[14] = c->has_remote_modified ? ' ' : 'n';
+	m365_event_row_bind_shape(c, &values[4], &nulls[4]);
+	values[12] = PointerGetDatum(m365_store_events_seal(b->account_id, e->event_id, data));
+	m365_event_row_bind_sync(c, &values[13], &nulls[13]);
 	values[15] = Int64GetDatum(b->round_id);
 	nulls[15] = b->round_id ? ' ' : 'n';
 	m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&plan,
@@ -265,7 +182,8 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 }
 
 M365ApplyOutcome
-m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumns *c, Jsonb *data)
+m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumns *c, Jsonb *data,
+					  int64 *conflict_event_id)
 {
 	BatchEntry *e = find_entry(b, c->graph_id);
 	int64		master = 0;
@@ -276,13 +194,13 @@ m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumn
 	if (e == NULL)
 	{
 		/* Our own create whose answer was lost comes back here: link, don't copy. */
-		int64		event_id = m365_push_link_pulled(b->account_id, c, data);
+		int64		event_id = m365_store_events_link_pulled(b->account_id, c, data);
 
 		if (event_id == 0)
 		{
-			event_id = m365_store_next_event_id();
-			m365_store_insert_event(b->account_id, event_id, calendar_id, c, master != 0, master,
-									m365_store_seal_content(b->account_id, event_id, data), "synced",
+			event_id = m365_store_events_next_id();
+			m365_store_events_insert(b->account_id, event_id, calendar_id, c, master != 0, master,
+									m365_store_events_seal(b->account_id, event_id, data), "synced",
 									b->round_id);
 		}
 		/* A linked create was not inserted with the round's mark: mark it seen. */
@@ -304,8 +222,8 @@ m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumn
 	}
 	if (e->pending)
 	{
-		/* Both changed: the policy keeps one, the other is listed (store_conflicts.c). */
-		(void) m365_conflict_remote_changed(b->account_id, e->event_id, c, data);
+		/* Both changed: the caller settles it by the policy (conflicts.c). */
+		*conflict_event_id = e->event_id;
 		/* seen in a full round, whichever version the policy kept */
 		if (b->round_id != 0 && b->nseen < b->seen_cap)
 			b->seen[b->nseen++] = e->event_id;
@@ -331,7 +249,7 @@ m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumn
 }
 
 bool
-m365_pull_batch_remove(M365PullBatch *b, const char *graph_id)
+m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id)
 {
 	static SPIPlanPtr plan;
 	BatchEntry *e = find_entry(b, graph_id);
@@ -369,7 +287,7 @@ m365_pull_batch_remove(M365PullBatch *b, const char *graph_id)
 }
 
 void
-m365_pull_batch_end(M365PullBatch *b)
+m365_store_events_pull_end(M365PullBatch *b)
 {
 	Oid			types[3] = {INT8OID, INT8OID, INT8ARRAYOID};
 	Datum		values[3];
@@ -390,7 +308,7 @@ m365_pull_batch_end(M365PullBatch *b)
 }
 
 int
-m365_pull_sweep(int64 account_id, int64 calendar_id, int64 round_id)
+m365_store_events_sweep(int64 account_id, int64 calendar_id, int64 round_id)
 {
 	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
 	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(calendar_id), Int64GetDatum(round_id)};

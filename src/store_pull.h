@@ -1,6 +1,5 @@
 /*
- * store_pull.h — SPI for the pull (store_pull.c): calendars' cursors and
- * applying remote events to m365sync.events. Runs in the caller's
+ * store_pull.h — SPI for the pull (store_pull.c): applying remote events to m365sync.events. Runs in the caller's
  * transaction; the pull commits a page and its cursor together.
  */
 #ifndef M365SYNC_STORE_PULL_H
@@ -12,18 +11,7 @@
 #include "utils/jsonb.h"
 
 #include "event_row.h"
-
-typedef struct M365PullCalendar
-{
-	int64		calendar_id;
-	char	   *graph_id;
-	char	   *link;			/* decrypted next/delta link, NULL: start a round */
-	bool		link_is_final;	/* a deltaLink (round finished) */
-	int64		full_round_id;	/* 0 unless a full round is under way */
-	TimestampTz window_start;
-	TimestampTz window_end;
-	bool		has_window;
-} M365PullCalendar;
+#include "store_calendars.h"
 
 typedef enum M365ApplyOutcome
 {
@@ -32,12 +20,6 @@ typedef enum M365ApplyOutcome
 	M365_APPLY_UNCHANGED,		/* same changeKey: a replay or our own echo */
 	M365_APPLY_CONFLICT			/* a local change is pending: both kept */
 } M365ApplyOutcome;
-
-/* Sync-enabled calendars of an account. */
-extern List *m365_pull_calendars(int64 account_id);
-
-/* Save a calendar's cursor (encrypted) and round state. */
-extern void m365_pull_save_cursor(int64 account_id, const M365PullCalendar *cal);
 
 /*
  * A page's events as stored: one lookup (and row lock) for every Graph id
@@ -48,23 +30,29 @@ extern void m365_pull_save_cursor(int64 account_id, const M365PullCalendar *cal)
  */
 typedef struct M365PullBatch M365PullBatch;
 
-extern M365PullBatch *m365_pull_batch_begin(int64 account_id, int64 round_id,
+extern M365PullBatch *m365_store_events_pull_begin(int64 account_id, int64 round_id,
 											const char *const *graph_ids, int n);
 
-/* Insert or update one remote event; data is the whole Graph object. */
-extern M365ApplyOutcome m365_pull_batch_apply(M365PullBatch *b, int64 calendar_id,
-											  const M365EventColumns *cols, Jsonb *data);
+/*
+ * Insert or update one remote event; data is the whole Graph object. On
+ * M365_APPLY_CONFLICT nothing is written: *conflict_event_id names the
+ * event whose pending local change the caller settles (conflicts.c) before
+ * the next apply.
+ */
+extern M365ApplyOutcome m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id,
+											  const M365EventColumns *cols, Jsonb *data,
+											  int64 *conflict_event_id);
 
 /* An @removed entry: delete locally unless a local change is pending. */
-extern bool m365_pull_batch_remove(M365PullBatch *b, const char *graph_id);
+extern bool m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id);
 
 /* Mark what the page saw unchanged (full rounds), in one statement. */
-extern void m365_pull_batch_end(M365PullBatch *b);
+extern void m365_store_events_pull_end(M365PullBatch *b);
 
 /*
  * End of a full round: delete what the round did not see (and has no local
  * change pending). Returns how many.
  */
-extern int	m365_pull_sweep(int64 account_id, int64 calendar_id, int64 round_id);
+extern int	m365_store_events_sweep(int64 account_id, int64 calendar_id, int64 round_id);
 
 #endif							/* M365SYNC_STORE_PULL_H */

@@ -3,7 +3,7 @@
  *
  * The only SQL text of the push. Every statement is parameterised and
  * keeps to one account. It never decides what to send or how a conflict
- * ends (push.c and store_conflicts.c do); it never logs content. The
+ * ends (push.c and conflicts.c do); it never logs content. The
  * answer of a write and the done-mark of its entry are written together
  * here, in the caller's transaction.
  */
@@ -40,7 +40,7 @@ int8_array(List *ids)
 	" AND c.event_id = $2 AND c.resolved_at IS NULL) THEN 'conflict' ELSE 'synced' END"
 
 List *
-m365_push_mark_sending(int64 account_id, int limit)
+m365_store_outbox_mark_sending(int64 account_id, int limit)
 {
 	Oid			types[2] = {INT8OID, INT4OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int32GetDatum(limit)};
@@ -82,7 +82,7 @@ text_or_null(HeapTuple t, TupleDesc d, int col)
 }
 
 List *
-m365_push_lock_entries(int64 account_id, List *outbox_ids)
+m365_store_outbox_lock_entries(int64 account_id, List *outbox_ids)
 {
 	Oid			types[2] = {INT8OID, INT8ARRAYOID};
 	Datum		values[2];
@@ -148,7 +148,7 @@ m365_push_lock_entries(int64 account_id, List *outbox_ids)
 		e->deleted = DatumGetBool(SPI_getbinval(t, d, 13, &isnull));
 		e->local_modified_at = DatumGetTimestampTz(SPI_getbinval(t, d, 14, &isnull));
 		v = SPI_getbinval(t, d, 15, &isnull);
-		e->data = m365_store_open_content(account_id, e->event_id, DatumGetByteaPP(v));
+		e->data = m365_store_events_open(account_id, e->event_id, DatumGetByteaPP(v));
 		out = lappend(out, e);
 		MemoryContextSwitchTo(spi);
 	}
@@ -191,7 +191,7 @@ drop_pulled_twin(int64 account_id, int64 event_id, const char *graph_id)
 
 /* The row becomes Graph's version (cols, data); sync_state by STATE_AFTER_SYNC. */
 void
-m365_push_replace_row(int64 account_id, int64 event_id, const M365EventColumns *c, Jsonb *data)
+m365_store_events_replace_row(int64 account_id, int64 event_id, const M365EventColumns *c, Jsonb *data)
 {
 	Oid			types[17] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
 		TIMESTAMPTZOID, BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID, BYTEAOID, TEXTOID,
@@ -206,19 +206,9 @@ m365_push_replace_row(int64 account_id, int64 event_id, const M365EventColumns *
 	TEXT_ARG(2, c->graph_id);
 	TEXT_ARG(3, c->ical_uid);
 	TEXT_ARG(4, c->series_master_graph_id);
-	values[5] = CStringGetTextDatum(c->event_type);
-	values[6] = TimestampTzGetDatum(c->start_at);
-	values[7] = TimestampTzGetDatum(c->end_at);
-	values[8] = BoolGetDatum(c->is_all_day);
-	values[9] = DateADTGetDatum(c->start_date);
-	values[10] = DateADTGetDatum(c->end_date);
-	nulls[9] = nulls[10] = c->is_all_day ? ' ' : 'n';
-	TEXT_ARG(11, c->show_as);
-	values[12] = BoolGetDatum(c->is_cancelled);
-	values[13] = PointerGetDatum(m365_store_seal_content(account_id, event_id, data));
-	TEXT_ARG(14, c->change_key);
-	values[15] = TimestampTzGetDatum(c->remote_modified_at);
-	nulls[15] = c->has_remote_modified ? ' ' : 'n';
+	m365_event_row_bind_shape(c, &values[5], &nulls[5]);
+	values[13] = PointerGetDatum(m365_store_events_seal(account_id, event_id, data));
+	m365_event_row_bind_sync(c, &values[14], &nulls[14]);
 	TEXT_ARG(16, c->graph_id);
 	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = $3, ical_uid = $4,"
 								" series_master_id = coalesce((SELECT m.event_id FROM m365sync.events m"
@@ -266,12 +256,12 @@ done_write(int64 account_id, const M365PushEntry *e, const M365EventColumns *c, 
 		return false;
 	}
 	mark_done(account_id, e);
-	m365_push_replace_row(account_id, e->event_id, c, data);
+	m365_store_events_replace_row(account_id, e->event_id, c, data);
 	return true;
 }
 
 bool
-m365_push_done_write(int64 account_id, const M365PushEntry *e, const M365EventColumns *c, Jsonb *data)
+m365_store_outbox_done_write(int64 account_id, const M365PushEntry *e, const M365EventColumns *c, Jsonb *data)
 {
 	bool		done;
 
@@ -282,7 +272,7 @@ m365_push_done_write(int64 account_id, const M365PushEntry *e, const M365EventCo
 }
 
 void
-m365_push_done_delete(int64 account_id, const M365PushEntry *e)
+m365_store_outbox_done_delete(int64 account_id, const M365PushEntry *e)
 {
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(e->event_id)};
@@ -302,7 +292,7 @@ m365_push_done_delete(int64 account_id, const M365PushEntry *e)
 }
 
 void
-m365_push_done_nothing(int64 account_id, const M365PushEntry *e)
+m365_store_outbox_done_nothing(int64 account_id, const M365PushEntry *e)
 {
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(e->event_id)};
@@ -316,7 +306,7 @@ m365_push_done_nothing(int64 account_id, const M365PushEntry *e)
 }
 
 void
-m365_push_failed(int64 account_id, const M365PushEntry *e, const char *code)
+m365_store_outbox_failed(int64 account_id, const M365PushEntry *e, const char *code)
 {
 	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
 	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(e->outbox_id),
@@ -334,7 +324,7 @@ m365_push_failed(int64 account_id, const M365PushEntry *e, const char *code)
 }
 
 void
-m365_push_retry_later(int64 account_id, const M365PushEntry *e, double delay_s, const char *code)
+m365_store_outbox_retry_later(int64 account_id, const M365PushEntry *e, double delay_s, const char *code)
 {
 	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, FLOAT8OID};
 	Datum		values[4] = {Int64GetDatum(account_id), Int64GetDatum(e->outbox_id),
@@ -349,7 +339,7 @@ m365_push_retry_later(int64 account_id, const M365PushEntry *e, double delay_s, 
 }
 
 int64
-m365_push_link_pulled(int64 account_id, const M365EventColumns *c, Jsonb *data)
+m365_store_events_link_pulled(int64 account_id, const M365EventColumns *c, Jsonb *data)
 {
 	JsonbValue *txid = getKeyJsonValueFromContainer(&data->root, "transactionId",
 													strlen("transactionId"), NULL);

@@ -3,9 +3,9 @@
  * entries with their events, and recording what Microsoft answered.
  *
  * Every function runs in the caller's transaction. An entry is taken in
- * two steps: m365_push_mark_sending counts the send (attempts, first
+ * two steps: m365_store_outbox_mark_sending counts the send (attempts, first
  * sent_at) so that, in the worker, a crash after the request still leaves
- * a trace; m365_push_lock_entries then locks the events rows (FOR UPDATE,
+ * a trace; m365_store_outbox_lock_entries then locks the events rows (FOR UPDATE,
  * SKIP LOCKED: an event the app is writing waits for the next wave) and
  * reads them. The locks are held until the answer and its done-mark commit,
  * so a change the app makes meanwhile waits instead of being folded into an
@@ -48,10 +48,10 @@ typedef struct M365PushEntry
  * outbox order (entries the app holds locked are left for later). Returns
  * their outbox ids (List of int64 pointers), NIL when none is due.
  */
-extern List *m365_push_mark_sending(int64 account_id, int limit);
+extern List *m365_store_outbox_mark_sending(int64 account_id, int limit);
 
 /* Lock and read those entries still pending (M365PushEntry *, outbox order). */
-extern List *m365_push_lock_entries(int64 account_id, List *outbox_ids);
+extern List *m365_store_outbox_lock_entries(int64 account_id, List *outbox_ids);
 
 /*
  * A create or update Microsoft accepted: the answer (cols and data: the
@@ -61,20 +61,20 @@ extern List *m365_push_lock_entries(int64 account_id, List *outbox_ids);
  * the event in between) keeps the local content and becomes a full update.
  * Returns true when the entry is done.
  */
-extern bool m365_push_done_write(int64 account_id, const M365PushEntry *e,
+extern bool m365_store_outbox_done_write(int64 account_id, const M365PushEntry *e,
 								 const M365EventColumns *cols, Jsonb *data);
 
 /* A delete Microsoft accepted (or the event was already gone). */
-extern void m365_push_done_delete(int64 account_id, const M365PushEntry *e);
+extern void m365_store_outbox_done_delete(int64 account_id, const M365PushEntry *e);
 
 /* A write with nothing Graph accepts to send: done without a request. */
-extern void m365_push_done_nothing(int64 account_id, const M365PushEntry *e);
+extern void m365_store_outbox_done_nothing(int64 account_id, const M365PushEntry *e);
 
 /* A permanent failure: entry failed with Graph's code, event 'failed', row kept. */
-extern void m365_push_failed(int64 account_id, const M365PushEntry *e, const char *code);
+extern void m365_store_outbox_failed(int64 account_id, const M365PushEntry *e, const char *code);
 
 /* A transient failure: try again after delay_s. */
-extern void m365_push_retry_later(int64 account_id, const M365PushEntry *e,
+extern void m365_store_outbox_retry_later(int64 account_id, const M365PushEntry *e,
 								  double delay_s, const char *code);
 
 /*
@@ -83,14 +83,14 @@ extern void m365_push_retry_later(int64 account_id, const M365PushEntry *e,
  * lost), link it to the local row as that create's answer and return the
  * row's event_id; the pull then inserts nothing. 0 otherwise.
  */
-extern int64 m365_push_link_pulled(int64 account_id, const M365EventColumns *cols, Jsonb *data);
+extern int64 m365_store_events_link_pulled(int64 account_id, const M365EventColumns *cols, Jsonb *data);
 
 /*
  * The row becomes Graph's version (cols, data), live, with its sync_state
  * 'conflict' while an unresolved conflict is listed, else 'synced'. For
  * store_conflicts.c; the caller is connected to SPI.
  */
-extern void m365_push_replace_row(int64 account_id, int64 event_id,
+extern void m365_store_events_replace_row(int64 account_id, int64 event_id,
 								  const M365EventColumns *cols, Jsonb *data);
 
 #endif							/* M365SYNC_STORE_PUSH_H */

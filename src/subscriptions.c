@@ -7,7 +7,7 @@
  *
  * Runs in the worker's rounds, never in a caller's transaction — except the
  * DELETE at erasure, which must happen while the account's token can still
- * be decrypted. Network through graph.c, rows through store_notify.c. The
+ * be decrypted. Network through graph.c, rows through store_subscriptions.c. The
  * clientState is never logged; log lines carry account ids, HTTP statuses
  * and Graph error codes only, never a URL.
  */
@@ -21,12 +21,12 @@
 
 #include "crypto.h"
 #include "graph.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "notify_util.h"
 #include "oauth.h"
-#include "scheduler.h"
+#include "xact_util.h"
 #include "store_accounts.h"
-#include "store_notify.h"
+#include "store_subscriptions.h"
 #include "subscriptions.h"
 
 /* Accounts acted on per worker round. */
@@ -147,7 +147,7 @@ create(int64 account_id, const char *ms_user_id)
 	{
 		m365_secure_zero(body, strlen(body));
 		m365_secure_zero(client_state, sizeof(client_state));
-		store_subscription_error(account_id, failure_code(&res), M365_SUBSCRIPTION_RETRY_S);
+		m365_store_subscriptions_error(account_id, failure_code(&res), M365_SUBSCRIPTION_RETRY_S);
 		ereport(LOG,
 				(errmsg("m365sync: could not create a subscription for account %lld: %s",
 						(long long) account_id, failure_code(&res)),
@@ -161,14 +161,14 @@ create(int64 account_id, const char *ms_user_id)
 	if (rc != 0)
 	{
 		m365_secure_zero(client_state, sizeof(client_state));
-		store_subscription_error(account_id, "malformedResponse", M365_SUBSCRIPTION_RETRY_S);
+		m365_store_subscriptions_error(account_id, "malformedResponse", M365_SUBSCRIPTION_RETRY_S);
 		return false;
 	}
 	sid = take(sid);
 	exp = take(exp);
-	store_subscription_insert(account_id, sid, client_state, m365_notification_url, exp);
+	m365_store_subscriptions_insert(account_id, sid, client_state, m365_notification_url, exp);
 	m365_secure_zero(client_state, sizeof(client_state));
-	store_subscription_error(account_id, NULL, 0);
+	m365_store_subscriptions_error(account_id, NULL, 0);
 	return true;
 }
 
@@ -193,8 +193,8 @@ renew(int64 account_id, const char *subscription_id)
 	{
 		if (res.status == 404)
 			return 0;
-		store_subscription_retry(account_id, subscription_id, M365_SUBSCRIPTION_RETRY_S);
-		store_subscription_error(account_id, failure_code(&res), 0);
+		m365_store_subscriptions_retry(account_id, subscription_id, M365_SUBSCRIPTION_RETRY_S);
+		m365_store_subscriptions_error(account_id, failure_code(&res), 0);
 		ereport(LOG,
 				(errmsg("m365sync: could not renew the subscription of account %lld: %s",
 						(long long) account_id, failure_code(&res)),
@@ -206,14 +206,14 @@ renew(int64 account_id, const char *subscription_id)
 	m365_secure_zero(req.response.body, req.response.body_len);	/* Graph echoes the clientState */
 	if (rc != 0)
 	{
-		store_subscription_retry(account_id, subscription_id, M365_SUBSCRIPTION_RETRY_S);
-		store_subscription_error(account_id, "malformedResponse", 0);
+		m365_store_subscriptions_retry(account_id, subscription_id, M365_SUBSCRIPTION_RETRY_S);
+		m365_store_subscriptions_error(account_id, "malformedResponse", 0);
 		return -1;
 	}
 	free(sid);
 	exp = take(exp);
-	store_subscription_renewed(account_id, subscription_id, exp);
-	store_subscription_error(account_id, NULL, 0);
+	m365_store_subscriptions_renewed(account_id, subscription_id, exp);
+	m365_store_subscriptions_error(account_id, NULL, 0);
 	return 1;
 }
 
@@ -229,18 +229,18 @@ maintain_account(int64 account_id)
 	bool		have;
 	const char *url = m365_notification_url ? m365_notification_url : "";
 
-	if (!store_account_lock(account_id, &acc) || acc.ms_user_id == NULL ||
+	if (!m365_store_accounts_lock(account_id, &acc) || acc.ms_user_id == NULL ||
 		(strcmp(acc.status, "connected") != 0 && strcmp(acc.status, "error") != 0))
 		return;
-	have = store_subscription_get(account_id, &sub);
+	have = m365_store_subscriptions_get(account_id, &sub);
 	if (have && (url[0] == '\0' || sub.recreate || strcmp(sub.notification_url, url) != 0))
 	{
 		/* Removed at Microsoft already, or no longer wanted as it is. */
 		if (!sub.recreate)
 			(void) delete_remote(account_id, sub.subscription_id);
-		store_subscription_delete(account_id, sub.subscription_id);
+		m365_store_subscriptions_delete(account_id, sub.subscription_id);
 		if (sub.recreate)
-			store_mark_due(&account_id, 1);	/* what changed meanwhile */
+			m365_store_wakeups_mark(&account_id, 1);	/* what changed meanwhile */
 		have = false;
 	}
 	else if (have && sub.renew_due)
@@ -253,8 +253,8 @@ maintain_account(int64 account_id)
 		ereport(LOG,
 				(errmsg("m365sync: the subscription of account %lld is gone at Microsoft, making a new one",
 						(long long) account_id)));
-		store_subscription_delete(account_id, sub.subscription_id);
-		store_mark_due(&account_id, 1);
+		m365_store_subscriptions_delete(account_id, sub.subscription_id);
+		m365_store_wakeups_mark(&account_id, 1);
 		have = false;
 	}
 	if (!have && url[0] != '\0')
@@ -275,13 +275,13 @@ m365_subscriptions_maintain(void)
 	if (last_idle_pass != 0 &&
 		!TimestampDifferenceExceeds(last_idle_pass, GetCurrentTimestamp(), MAINTAIN_IDLE_S * 1000))
 		return 0;
-	store_wakeups_prune();
-	due = store_subscriptions_due(url, MAINTAIN_BATCH);
+	m365_store_wakeups_prune();
+	due = m365_store_subscriptions_due(url, MAINTAIN_BATCH);
 	n = list_length(due);
 	last_idle_pass = n < MAINTAIN_BATCH ? GetCurrentTimestamp() : 0;
 	foreach(lc, due)
 	{
-		M365SubscriptionJob *j = lfirst(lc);
+		M365DueAccount *j = lfirst(lc);
 
 		m365_commit_and_continue();
 		PG_TRY();
@@ -292,7 +292,7 @@ m365_subscriptions_maintain(void)
 		{
 			/* One account's failure is its own: report, roll back, go on. */
 			m365_report_and_continue(cxt);
-			store_subscription_error(j->account_id, "internalError", M365_SUBSCRIPTION_RETRY_S);
+			m365_store_subscriptions_error(j->account_id, "internalError", M365_SUBSCRIPTION_RETRY_S);
 		}
 		PG_END_TRY();
 	}
@@ -302,7 +302,7 @@ m365_subscriptions_maintain(void)
 void
 m365_subscriptions_purge_remote(int64 account_id)
 {
-	List	   *ids = store_subscription_ids(account_id);
+	List	   *ids = m365_store_subscriptions_ids(account_id);
 	ListCell   *lc;
 
 	foreach(lc, ids)

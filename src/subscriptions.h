@@ -25,7 +25,7 @@
 extern int	m365_subscriptions_maintain(void);
 
 /*
- * Erasure (the purge hook): delete the account's subscriptions at Microsoft
+ * Erasure (purge.c, before the keys go): delete the account's subscriptions at Microsoft
  * while its token can still be decrypted. Best effort: a failed request is
  * logged and forgotten (the subscription then expires, and its
  * notifications fail the clientState check because the row is gone).

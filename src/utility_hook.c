@@ -29,8 +29,9 @@
 #include "tcop/utility.h"
 
 #include "launcher.h"
-#include "m365sync.h"
-#include "worker.h"
+#include "utility_hook.h"
+#include "settings.h"
+#include "wake.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 

@@ -1,6 +1,6 @@
 /*
- * worker.c — the sync worker's life: signals, states, the latch loop, and
- * the wake at commit.
+ * worker.c — the sync worker's life: signals, states and the latch loop;
+ * it publishes its latch through wake.c, where commits set it.
  *
  * The launcher (launcher.c) starts one sync worker in the database named by
  * m365sync.database and stops it when a DBA's command needs that database
@@ -38,8 +38,10 @@
 
 #include "extension_guard.h"
 #include "launcher.h"
-#include "m365sync.h"
+#include "settings.h"
 #include "masterkey.h"
+#include "scheduler.h"
+#include "wake.h"
 #include "worker.h"
 
 /* The database served, for log lines (read once, at start). */
@@ -56,51 +58,10 @@ static char database_name[NAMEDATALEN];
  */
 #define MIN_WOKEN_ROUND_GAP_MS	100
 
-/*
- * Wake the worker (after a commit that queued work). A no-op when the
- * library was not preloaded or the worker is not running.
- */
-void
-m365_wake_worker(void)
-{
-	Latch	   *latch = m365_shared_worker_latch();
-
-	if (latch != NULL)
-		SetLatch(latch);
-}
-
-/*
- * Wake the worker when the current transaction commits (what it queued is
- * visible to the worker only then); nothing on abort.
- */
-static bool wake_registered = false;
-static bool wake_at_commit = false;
-
-static void
-wake_xact_callback(XactEvent event, void *arg)
-{
-	if (event == XACT_EVENT_COMMIT && wake_at_commit)
-		m365_wake_worker();
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-		wake_at_commit = false;
-}
-
-void
-m365_wake_worker_at_commit(void)
-{
-	if (!wake_registered)
-	{
-		RegisterXactCallback(wake_xact_callback, NULL);
-		wake_registered = true;
-	}
-	wake_at_commit = true;
-}
-
 static void
 m365_worker_detach_shared(int code, Datum arg)
 {
-	m365_shared_set_worker(NULL);
+	m365_wake_publish_worker(NULL);
 }
 
 typedef enum WorkerState
@@ -220,7 +181,7 @@ m365_worker_main(Datum arg)
 	/* By oid: the launcher found it by name; if it went meanwhile this is one FATAL line and the launcher looks again. */
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
-	m365_shared_set_worker(MyLatch);
+	m365_wake_publish_worker(MyLatch);
 	on_shmem_exit(m365_worker_detach_shared, (Datum) 0);
 
 	StartTransactionCommand();

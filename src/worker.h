@@ -1,20 +1,12 @@
 /*
- * worker.h — the sync worker's entry points other modules may call.
+ * worker.h — the sync worker's entry point, started by the launcher.
  */
 #ifndef M365SYNC_WORKER_H
 #define M365SYNC_WORKER_H
 
-/* Wake the worker after a commit that queued work; no-op without preload. */
-extern void m365_wake_worker(void);
+#include "postgres.h"
 
-/* Wake it when the current transaction commits (no-op on abort). */
-extern void m365_wake_worker_at_commit(void);
-
-/*
- * One round of the worker: sync whatever is due. Returns how many
- * milliseconds to sleep before the next round (the latch may cut it short).
- * Implemented by the scheduler (scheduler.c).
- */
-extern long m365_worker_round(void);
+/* The sync worker's entry point, started by the launcher (launcher.c). */
+extern PGDLLEXPORT void m365_worker_main(Datum arg);
 
 #endif							/* M365SYNC_WORKER_H */

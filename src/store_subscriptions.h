@@ -1,6 +1,6 @@
 /*
- * store_notify.h — SPI reads and writes of the change-notification tables
- * (store_notify.c): m365sync.subscriptions, the subscription columns of
+ * store_subscriptions.h — SPI reads and writes of the change-notification tables
+ * (store_subscriptions.c): m365sync.subscriptions, the subscription columns of
  * m365sync.accounts, and m365sync.account_wakeups (accounts a notification
  * marked due).
  *
@@ -8,19 +8,12 @@
  * decrypted inside (keyring.h, row_id 0). Every function runs in the
  * caller's transaction. Nothing above this layer sees SQL.
  */
-#ifndef M365SYNC_STORE_NOTIFY_H
-#define M365SYNC_STORE_NOTIFY_H
+#ifndef M365SYNC_STORE_SUBSCRIPTIONS_H
+#define M365SYNC_STORE_SUBSCRIPTIONS_H
 
 #include "postgres.h"
 
 #include "nodes/pg_list.h"
-
-/* An account whose subscription needs the worker (store_subscriptions_due). */
-typedef struct M365SubscriptionJob
-{
-	int64		account_id;
-	char	   *ms_user_id;
-} M365SubscriptionJob;
 
 /* The account's subscription row, as the worker sees it. */
 typedef struct M365Subscription
@@ -34,43 +27,46 @@ typedef struct M365Subscription
 /*
  * Connected accounts whose subscription must be made (none yet, url not
  * empty, no retry pending), renewed, remade or removed (url changed or
- * emptied); at most limit, palloc'd M365SubscriptionJob.
+ * emptied); at most limit, palloc'd M365DueAccount (store_accounts.h).
  */
-extern List *store_subscriptions_due(const char *notification_url, int limit);
+extern List *m365_store_subscriptions_due(const char *notification_url, int limit);
 
 /* The account's subscription (the newest, if ever several); false if none. */
-extern bool store_subscription_get(int64 account_id, M365Subscription *out);
+extern bool m365_store_subscriptions_get(int64 account_id, M365Subscription *out);
 
 /* Every subscription id of an account (palloc'd strings), for erasure. */
-extern List *store_subscription_ids(int64 account_id);
+extern List *m365_store_subscriptions_ids(int64 account_id);
 
 /* A new subscription: clientState encrypted, renewal at half its lifetime. */
-extern void store_subscription_insert(int64 account_id, const char *subscription_id,
+extern void m365_store_subscriptions_insert(int64 account_id, const char *subscription_id,
 									  const char *client_state, const char *notification_url,
 									  const char *expiration);
-extern void store_subscription_renewed(int64 account_id, const char *subscription_id,
+extern void m365_store_subscriptions_renewed(int64 account_id, const char *subscription_id,
 									   const char *expiration);
 /* Renewal failed: try again in delay_s seconds (or earlier if it expires). */
-extern void store_subscription_retry(int64 account_id, const char *subscription_id, int delay_s);
-extern void store_subscription_delete(int64 account_id, const char *subscription_id);
+extern void m365_store_subscriptions_retry(int64 account_id, const char *subscription_id, int delay_s);
+extern void m365_store_subscriptions_delete(int64 account_id, const char *subscription_id);
 
 /* accounts.subscription_error / subscription_retry_at: a failure, or clear them (code NULL). */
-extern void store_subscription_error(int64 account_id, const char *code, int delay_s);
+extern void m365_store_subscriptions_error(int64 account_id, const char *code, int delay_s);
 
 /*
  * Accounts whose subscription is subscription_id, with the clientState
  * decrypted (palloc'd, wipe after use): parallel arrays, returns how many.
  */
-extern int	store_subscription_lookup(const char *subscription_id, int64 **account_ids,
+extern int	m365_store_subscriptions_lookup(const char *subscription_id, int64 **account_ids,
 									  char ***client_states);
 
 /* Lifecycle events: renew at once, or remake (it is gone at Microsoft). */
-extern void store_subscription_flag(int64 account_id, const char *subscription_id, bool recreate);
+extern void m365_store_subscriptions_flag(int64 account_id, const char *subscription_id, bool recreate);
 
 /* Mark accounts due now (idempotent); the next worker round pulls them. */
-extern void store_mark_due(const int64 *account_ids, int n);
+extern void m365_store_wakeups_mark(const int64 *account_ids, int n);
 
 /* Forget due marks of accounts that no longer exist. */
-extern void store_wakeups_prune(void);
+extern void m365_store_wakeups_prune(void);
 
-#endif							/* M365SYNC_STORE_NOTIFY_H */
+/* The account's round starts: its due mark goes (later notifications mark it again). */
+extern void m365_store_wakeups_clear(int64 account_id);
+
+#endif							/* M365SYNC_STORE_SUBSCRIPTIONS_H */

@@ -1,6 +1,6 @@
 /*
- * store_notify.c — SPI access to the change-notification tables (see
- * store_notify.h).
+ * store_subscriptions.c — SPI access to the change-notification tables (see
+ * store_subscriptions.h).
  *
  * The clientState is encrypted here under the account's data key (table
  * subscriptions, column client_state, row_id 0) and decrypted only for
@@ -17,28 +17,19 @@
 
 #include "keyring.h"
 #include "spi_util.h"
-#include "store_notify.h"
+#include "store_accounts.h"
+#include "store_subscriptions.h"
 
 #define SUB_TABLE	"subscriptions"
 #define SUB_COLUMN	"client_state"
 
-static void
-exec(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls, int expected,
-	 const char *what)
-{
-	SPI_connect();
-	m365_spi_check(SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0), expected, what);
-	SPI_finish();
-}
-
 List *
-store_subscriptions_due(const char *notification_url, int limit)
+m365_store_subscriptions_due(const char *notification_url, int limit)
 {
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		values[2] = {CStringGetTextDatum(notification_url), Int32GetDatum(limit)};
 	MemoryContext caller = CurrentMemoryContext;
-	List	   *out = NIL;
-	uint64		i;
+	List	   *out;
 
 	SPI_connect();
 	m365_spi_check(SPI_execute_with_args(
@@ -55,23 +46,13 @@ store_subscriptions_due(const char *notification_url, int limit)
 		"   AND NOT EXISTS (SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = a.account_id)"
 		" ORDER BY 1 LIMIT $2",
 		2, types, values, NULL, true, 0), SPI_OK_SELECT, "finding subscriptions to maintain");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		MemoryContext spi = MemoryContextSwitchTo(caller);
-		M365SubscriptionJob *j = palloc(sizeof(M365SubscriptionJob));
-
-		j->account_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		j->ms_user_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		out = lappend(out, j);
-		MemoryContextSwitchTo(spi);
-	}
+	out = m365_store_accounts_of_result(caller);
 	SPI_finish();
 	return out;
 }
 
 bool
-store_subscription_get(int64 account_id, M365Subscription *out)
+m365_store_subscriptions_get(int64 account_id, M365Subscription *out)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(account_id)};
@@ -103,7 +84,7 @@ store_subscription_get(int64 account_id, M365Subscription *out)
 }
 
 List *
-store_subscription_ids(int64 account_id)
+m365_store_subscriptions_ids(int64 account_id)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(account_id)};
@@ -127,79 +108,81 @@ store_subscription_ids(int64 account_id)
 }
 
 void
-store_subscription_insert(int64 account_id, const char *subscription_id,
+m365_store_subscriptions_insert(int64 account_id, const char *subscription_id,
 						  const char *client_state, const char *notification_url,
 						  const char *expiration)
 {
-	Oid			types[5] = {INT8OID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID};
-	Datum		values[5];
+	M365SpiArgs a = {0};
 
-	values[0] = Int64GetDatum(account_id);
-	values[1] = CStringGetTextDatum(subscription_id);
-	values[2] = PointerGetDatum(m365_encrypt_text(SUB_TABLE, SUB_COLUMN, account_id, 0, client_state));
-	values[3] = CStringGetTextDatum(notification_url);
-	values[4] = CStringGetTextDatum(expiration);
-	exec("INSERT INTO m365sync.subscriptions (account_id, subscription_id, client_state, notification_url,"
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, subscription_id);
+	m365_spi_arg_bytea(&a, m365_encrypt_text(SUB_TABLE, SUB_COLUMN, account_id, 0, client_state));
+	m365_spi_arg_text(&a, notification_url);
+	m365_spi_arg_text(&a, expiration);
+	m365_spi_exec("INSERT INTO m365sync.subscriptions (account_id, subscription_id, client_state, notification_url,"
 		 " expires_at, renew_at)"
 		 " SELECT $1, $2, $3, $4, x, pg_catalog.now() + (x - pg_catalog.now()) / 2"
 		 " FROM CAST($5 AS timestamptz) AS x",
-		 5, types, values, NULL, SPI_OK_INSERT, "storing a subscription");
+		 &a, SPI_OK_INSERT, "storing a subscription");
 }
 
 void
-store_subscription_renewed(int64 account_id, const char *subscription_id, const char *expiration)
+m365_store_subscriptions_renewed(int64 account_id, const char *subscription_id, const char *expiration)
 {
-	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
-	Datum		values[3] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id),
-	CStringGetTextDatum(expiration)};
+	M365SpiArgs a = {0};
 
-	exec("UPDATE m365sync.subscriptions SET renewed_at = pg_catalog.now(), expires_at = x,"
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, subscription_id);
+	m365_spi_arg_text(&a, expiration);
+	m365_spi_exec("UPDATE m365sync.subscriptions SET renewed_at = pg_catalog.now(), expires_at = x,"
 		 " renew_at = pg_catalog.now() + (x - pg_catalog.now()) / 2"
 		 " FROM CAST($3 AS timestamptz) AS x WHERE account_id = $1 AND subscription_id = $2",
-		 3, types, values, NULL, SPI_OK_UPDATE, "renewing a subscription");
+		 &a, SPI_OK_UPDATE, "renewing a subscription");
 }
 
 void
-store_subscription_retry(int64 account_id, const char *subscription_id, int delay_s)
+m365_store_subscriptions_retry(int64 account_id, const char *subscription_id, int delay_s)
 {
-	Oid			types[3] = {INT8OID, TEXTOID, INT4OID};
-	Datum		values[3] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id),
-	Int32GetDatum(delay_s)};
+	M365SpiArgs a = {0};
 
-	exec("UPDATE m365sync.subscriptions SET renew_at = pg_catalog.now() + pg_catalog.make_interval(secs => $3)"
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, subscription_id);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(delay_s), false);
+	m365_spi_exec("UPDATE m365sync.subscriptions SET renew_at = pg_catalog.now() + pg_catalog.make_interval(secs => $3)"
 		 " WHERE account_id = $1 AND subscription_id = $2",
-		 3, types, values, NULL, SPI_OK_UPDATE, "postponing a subscription renewal");
+		 &a, SPI_OK_UPDATE, "postponing a subscription renewal");
 }
 
 void
-store_subscription_delete(int64 account_id, const char *subscription_id)
+m365_store_subscriptions_delete(int64 account_id, const char *subscription_id)
 {
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id)};
+	M365SpiArgs a = {0};
 
-	exec("DELETE FROM m365sync.subscriptions WHERE account_id = $1 AND subscription_id = $2",
-		 2, types, values, NULL, SPI_OK_DELETE, "forgetting a subscription");
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, subscription_id);
+	m365_spi_exec("DELETE FROM m365sync.subscriptions WHERE account_id = $1 AND subscription_id = $2",
+		 &a, SPI_OK_DELETE, "forgetting a subscription");
 }
 
 void
-store_subscription_error(int64 account_id, const char *code, int delay_s)
+m365_store_subscriptions_error(int64 account_id, const char *code, int delay_s)
 {
-	Oid			types[3] = {INT8OID, TEXTOID, INT4OID};
-	Datum		values[3] = {Int64GetDatum(account_id), code ? CStringGetTextDatum(code) : (Datum) 0,
-	Int32GetDatum(delay_s)};
-	char		nulls[3] = {' ', code ? ' ' : 'n', ' '};
+	M365SpiArgs a = {0};
 
-	exec("UPDATE m365sync.accounts SET subscription_error = $2,"
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, code);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(delay_s), false);
+	m365_spi_exec("UPDATE m365sync.accounts SET subscription_error = $2,"
 		 " subscription_retry_at = CASE WHEN $2 IS NULL THEN NULL"
 		 "   ELSE pg_catalog.now() + pg_catalog.make_interval(secs => $3) END"
 		 " WHERE account_id = $1",
-		 3, types, values, nulls, SPI_OK_UPDATE, "recording a subscription failure");
+		 &a, SPI_OK_UPDATE, "recording a subscription failure");
 }
 
 static SPIPlanPtr lookup_plan = NULL;
 
 int
-store_subscription_lookup(const char *subscription_id, int64 **account_ids, char ***client_states)
+m365_store_subscriptions_lookup(const char *subscription_id, int64 **account_ids, char ***client_states)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(subscription_id)};
@@ -233,21 +216,22 @@ store_subscription_lookup(const char *subscription_id, int64 **account_ids, char
 }
 
 void
-store_subscription_flag(int64 account_id, const char *subscription_id, bool recreate)
+m365_store_subscriptions_flag(int64 account_id, const char *subscription_id, bool recreate)
 {
-	Oid			types[3] = {INT8OID, TEXTOID, BOOLOID};
-	Datum		values[3] = {Int64GetDatum(account_id), CStringGetTextDatum(subscription_id),
-	BoolGetDatum(recreate)};
+	M365SpiArgs a = {0};
 
-	exec("UPDATE m365sync.subscriptions SET renew_at = pg_catalog.now(), recreate = recreate OR $3"
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, subscription_id);
+	m365_spi_arg(&a, BOOLOID, BoolGetDatum(recreate), false);
+	m365_spi_exec("UPDATE m365sync.subscriptions SET renew_at = pg_catalog.now(), recreate = recreate OR $3"
 		 " WHERE account_id = $1 AND subscription_id = $2",
-		 3, types, values, NULL, SPI_OK_UPDATE, "flagging a subscription");
+		 &a, SPI_OK_UPDATE, "flagging a subscription");
 }
 
 static SPIPlanPtr mark_plan = NULL;
 
 void
-store_mark_due(const int64 *account_ids, int n)
+m365_store_wakeups_mark(const int64 *account_ids, int n)
 {
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum	   *d;
@@ -270,9 +254,19 @@ store_mark_due(const int64 *account_ids, int n)
 }
 
 void
-store_wakeups_prune(void)
+m365_store_wakeups_prune(void)
 {
-	exec("DELETE FROM m365sync.account_wakeups w"
+	m365_spi_exec("DELETE FROM m365sync.account_wakeups w"
 		 " WHERE NOT EXISTS (SELECT 1 FROM m365sync.accounts a WHERE a.account_id = w.account_id)",
-		 0, NULL, NULL, NULL, SPI_OK_DELETE, "pruning due marks");
+		 NULL, SPI_OK_DELETE, "pruning due marks");
+}
+
+void
+m365_store_wakeups_clear(int64 account_id)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_exec("DELETE FROM m365sync.account_wakeups WHERE account_id = $1",
+				  &a, SPI_OK_DELETE, "clearing a due mark");
 }

@@ -1,0 +1,63 @@
+/*
+ * conflicts.c — decides who wins when a local change meets a remote one,
+ * by the policy the caller passes (see conflicts.h).
+ *
+ * No SQL here: the event row is locked and read, and the outcome written,
+ * by store_conflicts.c. Nothing is ever dropped: the losing version is
+ * always listed there.
+ */
+#include "postgres.h"
+
+#include "conflicts.h"
+#include "store_conflicts.h"
+
+static bool
+remote_wins(M365ConflictPolicy policy, bool remote_deleted, bool has_remote_modified,
+			TimestampTz remote_modified, const M365ConflictLocal *local)
+{
+	switch (policy)
+	{
+		case M365_POLICY_REMOTE_WINS:
+			return true;
+		case M365_POLICY_LOCAL_WINS:
+			return false;
+		default:
+			if (remote_deleted || !local->has_local_modified)
+				return true;
+			/* a tie goes to Microsoft: what everyone else already sees */
+			return !has_remote_modified || remote_modified >= local->local_modified_at;
+	}
+}
+
+static void
+lock_event(int64 account_id, int64 event_id, M365ConflictLocal *local)
+{
+	if (!m365_store_conflicts_lock_event(account_id, event_id, local))
+		elog(ERROR, "m365sync: event %lld vanished while settling a conflict", (long long) event_id);
+}
+
+bool
+m365_conflicts_remote_changed(M365ConflictPolicy policy, int64 account_id, int64 event_id,
+							  const M365EventColumns *c, Jsonb *data)
+{
+	M365ConflictLocal local;
+	bool		remote;
+
+	lock_event(account_id, event_id, &local);
+	remote = remote_wins(policy, false, c->has_remote_modified, c->remote_modified_at, &local);
+	m365_store_conflicts_settle_changed(account_id, event_id, m365_conflict_policy_name(policy),
+										remote, c, data);
+	return remote;
+}
+
+bool
+m365_conflicts_remote_deleted(M365ConflictPolicy policy, int64 account_id, int64 event_id)
+{
+	M365ConflictLocal local;
+	bool		remote;
+
+	lock_event(account_id, event_id, &local);
+	remote = remote_wins(policy, true, false, 0, &local);
+	m365_store_conflicts_settle_deleted(account_id, event_id, m365_conflict_policy_name(policy), remote);
+	return remote;
+}

@@ -1,0 +1,47 @@
+/*
+ * store_outbox.h — the queue of local changes for the push
+ * (store_outbox.c). Every function expects the caller to be connected to
+ * SPI, holding the event's row lock, in the caller's transaction; each
+ * queued entry wakes the worker when that transaction commits.
+ */
+#ifndef M365SYNC_STORE_OUTBOX_H
+#define M365SYNC_STORE_OUTBOX_H
+
+#include "postgres.h"
+
+/* A new entry: op create, update (changed: the fields, or NULL) or delete; base is the If-Match. */
+extern void m365_store_outbox_insert(int64 account_id, int64 event_id, const char *op,
+									 const char **changed, int nchanged, const char *base_change_key);
+
+/*
+ * Queue a local create or update for the push, collapsing into the event's
+ * pending outbox entry: create+update stays a create, update+update merges
+ * changed_fields. A change to an event Microsoft never got (never_pushed,
+ * no pending entry: its create failed) is queued as a create.
+ * base_change_key is the If-Match for an update.
+ */
+extern void m365_store_outbox_queue_upsert(int64 account_id, int64 event_id,
+									bool new_event, bool never_pushed,
+									const char **changed, int nchanged,
+									const char *base_change_key);
+
+/* Queue a local delete: a pending entry becomes the delete, else a new one (If-Match change_key). */
+extern void m365_store_outbox_queue_delete(int64 account_id, int64 event_id, const char *change_key);
+
+/* Is a create of the event waiting? */
+extern bool m365_store_outbox_has_pending_create(int64 account_id, int64 event_id);
+
+/* Withdraw the event's pending (and superseded failed) entries; why goes into last_error. */
+extern void m365_store_outbox_withdraw(int64 account_id, int64 event_id, const char *why);
+
+/* A new entry sending the whole stored event (all_fields) or a create/delete. */
+extern void m365_store_outbox_insert_whole(int64 account_id, int64 event_id, const char *op,
+										   bool all_fields, const char *base);
+
+/*
+ * The local version, whole, is to be pushed over base: the pending entry
+ * (update or delete) is widened to all fields, or a new one queued.
+ */
+extern void m365_store_outbox_push_whole(int64 account_id, int64 event_id, bool deleted, const char *base);
+
+#endif							/* M365SYNC_STORE_OUTBOX_H */

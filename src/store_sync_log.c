@@ -1,0 +1,68 @@
+/*
+ * store_sync_log.c — SPI for m365sync.sync_run_log, one row per account
+ * round (see store_sync_log.h): opened when a round starts, closed with its
+ * counts, pruned after a while. Counts and error codes only, never content.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+
+#include "spi_util.h"
+#include "store_sync_log.h"
+
+int64
+m365_store_sync_log_start(int64 account_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(account_id)};
+	bool		isnull;
+	int64		run_id;
+
+	SPI_connect();
+	/* We hold the account's round lock: a round still "running" was cut off by a crash or shutdown. */
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.sync_run_log SET status = 'interrupted',"
+								" finished_at = pg_catalog.clock_timestamp()"
+								" WHERE account_id = $1 AND status = 'running'",
+								1, types, values, NULL, false, 0), SPI_OK_UPDATE, "closing an interrupted round");
+	m365_spi_check(SPI_execute_with_args("INSERT INTO m365sync.sync_run_log (account_id) VALUES ($1) RETURNING run_id",
+								1, types, values, NULL, false, 0), SPI_OK_INSERT_RETURNING, "logging a round");
+	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return run_id;
+}
+
+void
+m365_store_sync_log_finish(int64 account_id, int64 run_id, const M365RoundStats *st)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, run_id);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(st->pages), false);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(st->fetched), false);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(st->applied), false);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(st->deleted), false);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(st->http_requests), false);
+	m365_spi_arg_text(&a, st->ok ? "ok" : "error");
+	m365_spi_arg_text(&a, st->ok ? NULL : st->error);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(st->pushed), false);
+	m365_spi_exec("UPDATE m365sync.sync_run_log SET finished_at = pg_catalog.clock_timestamp(),"
+				  " pages = $3, fetched = $4, applied = $5, deleted = $6, http_requests = $7,"
+				  " status = $8, error_code = $9, pushed = $10 WHERE account_id = $1 AND run_id = $2",
+				  &a, SPI_OK_UPDATE, "logging a round");
+}
+
+void
+m365_store_sync_log_prune(int days)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(days)};
+
+	SPI_connect();
+	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.sync_run_log"
+								" WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(days => $1)",
+								1, types, values, NULL, false, 0), SPI_OK_DELETE, "pruning sync_runs");
+	SPI_finish();
+}

@@ -1,0 +1,41 @@
+/*
+ * store_sync_log.h — the log of account rounds (store_sync_log.c) and the
+ * counts a round keeps while it runs. Every function connects to SPI
+ * itself and runs in the caller's transaction.
+ */
+#ifndef M365SYNC_STORE_SYNC_LOG_H
+#define M365SYNC_STORE_SYNC_LOG_H
+
+#include "postgres.h"
+
+typedef struct M365RoundStats
+{
+	int			calendars;
+	int			pages;
+	int			fetched;
+	int			applied;
+	int			deleted;
+	int			conflicts;
+	int			pushed;			/* outbox entries done (push.c) */
+	int			http_requests;
+	bool		ok;
+	bool		transient;		/* worth retrying soon (throttled, 5xx, network) */
+	bool		has_retry_after;
+	double		retry_after_s;
+	char		error[64];		/* an error code, never content */
+} M365RoundStats;
+
+/*
+ * A round of the account starts (the caller holds its round lock): a round
+ * still "running" was cut off by a crash or shutdown and is closed as
+ * interrupted. Returns the new run_id.
+ */
+extern int64 m365_store_sync_log_start(int64 account_id);
+
+/* Close the round's row with its counts and outcome. */
+extern void m365_store_sync_log_finish(int64 account_id, int64 run_id, const M365RoundStats *st);
+
+/* Delete rounds that started more than days ago. */
+extern void m365_store_sync_log_prune(int days);
+
+#endif							/* M365SYNC_STORE_SYNC_LOG_H */

@@ -1,0 +1,130 @@
+/*
+ * wake.c — the one wake path of the sync worker: the shared-memory slot
+ * where the worker publishes its latch, and the single at-commit callback
+ * that sets it.
+ *
+ * Whoever queues work (an app write, a conflict resolved, a notification, a
+ * connect, CREATE EXTENSION) asks for a wake at commit: what it queued is
+ * visible to the worker only then. An abort wakes nobody, and neither does
+ * PREPARE TRANSACTION: the prepared transaction's later COMMIT PREPARED is
+ * found by the worker's timer. The slot lives in the launcher's shared
+ * memory request (launcher.c); without preload there is no slot and every
+ * wake is a no-op (m365sync.sync() drives syncing then). Knows no table.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+
+#include "wake.h"
+
+typedef struct WakeSlot
+{
+	slock_t		mutex;
+	Latch	   *worker_latch;
+	pid_t		worker_pid;
+} WakeSlot;
+
+static WakeSlot *slot = NULL;
+
+Size
+m365_wake_shmem_size(void)
+{
+	return MAXALIGN(sizeof(WakeSlot));
+}
+
+void
+m365_wake_shmem_init(void)
+{
+	bool		found;
+
+	slot = ShmemInitStruct("m365sync wake", sizeof(WakeSlot), &found);
+	if (!found)
+	{
+		memset(slot, 0, sizeof(WakeSlot));
+		SpinLockInit(&slot->mutex);
+	}
+}
+
+void
+m365_wake_publish_worker(Latch *latch)
+{
+	if (slot == NULL)
+		return;
+	SpinLockAcquire(&slot->mutex);
+	if (latch != NULL)
+	{
+		slot->worker_latch = latch;
+		slot->worker_pid = MyProcPid;
+	}
+	else if (slot->worker_pid == MyProcPid)
+	{
+		slot->worker_latch = NULL;
+		slot->worker_pid = 0;
+	}
+	SpinLockRelease(&slot->mutex);
+}
+
+pid_t
+m365_wake_worker_pid(void)
+{
+	pid_t		pid;
+
+	if (slot == NULL)
+		return 0;
+	SpinLockAcquire(&slot->mutex);
+	pid = slot->worker_pid;
+	SpinLockRelease(&slot->mutex);
+	return pid;
+}
+
+void
+m365_wake_worker(void)
+{
+	Latch	   *latch;
+
+	if (slot == NULL)
+		return;
+	SpinLockAcquire(&slot->mutex);
+	latch = slot->worker_latch;
+	SpinLockRelease(&slot->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+static bool callback_registered = false;
+static bool wake_at_commit = false;
+
+static void
+wake_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_at_commit)
+				m365_wake_worker();
+			wake_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			wake_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+m365_wake_worker_at_commit(void)
+{
+	if (!callback_registered)
+	{
+		RegisterXactCallback(wake_xact_callback, NULL);
+		callback_registered = true;
+	}
+	wake_at_commit = true;
+}
