@@ -19,7 +19,7 @@ REGRESS      = $(sort $(basename $(notdir $(wildcard sql/*.sql))))
 REGRESS_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -I$(CURDIR)/src
+PG_CPPFLAGS = -I$(CURDIR)/src -DM365SYNC_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS  ?= -Wall -Wextra -Wno-unused-parameter -Werror
 SHLIB_LINK = -lcurl -lssl -lcrypto -lcjson
 

@@ -39,8 +39,10 @@
 #include "http_util.h"
 #include "settings.h"
 
-/* The User-Agent's version, as 0.1.0 sent it. */
-#define M365SYNC_VERSION "0.1.0"
+/* The User-Agent names the version the Makefile passes (m365sync.control's). */
+#ifndef M365SYNC_VERSION
+#define M365SYNC_VERSION "unknown"
+#endif
 
 #define DEFAULT_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
 #define MAX_HEADER_VALUE 2048
