@@ -297,25 +297,20 @@ lookup_data_keys_relid(void)
 static bool
 load_data_key(int64 account_id, DataKeyEntry *e)
 {
-	Datum		arg[1];
-	Oid			types[1] = {INT8OID};
+	M365SpiArgs a = {0};
 	bool		found = false;
 
+	m365_spi_arg_int8(&a, account_id);
 	SPI_connect();
-	arg[0] = Int64GetDatum(account_id);
-	m365_spi_run_plan(m365_spi_saved_plan(&select_plan,
-										  "SELECT generation, master_key_id, wrapped_key "
-										  "FROM m365sync.data_keys WHERE account_id = $1",
-										  1, types),
-					  arg, NULL, SPI_OK_SELECT, 1);
-	if (SPI_processed == 1)
+	if (m365_spi_run_saved(&select_plan,
+						   "SELECT generation, master_key_id, wrapped_key "
+						   "FROM m365sync.data_keys WHERE account_id = $1",
+						   &a, SPI_OK_SELECT, 1, "reading a data key") == 1)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull[3];
-		Datum		generation = SPI_getbinval(tup, desc, 1, &isnull[0]);
-		Datum		master_id = SPI_getbinval(tup, desc, 2, &isnull[1]);
-		Datum		wrapped = SPI_getbinval(tup, desc, 3, &isnull[2]);
+		Datum		generation = m365_spi_get_datum(1, &isnull[0]);
+		Datum		master_id = m365_spi_get_datum(2, &isnull[1]);
+		Datum		wrapped = m365_spi_get_datum(3, &isnull[2]);
 		bytea	   *w;
 		char	   *mid;
 
@@ -343,8 +338,7 @@ create_data_key(int64 account_id, DataKeyEntry *e)
 	uint8		wrapped[M365_WRAPPED_KEY_BYTES];
 	bytea	   *wrapped_value;
 	const char *master_id;
-	Datum		arg[3];
-	Oid			insert_types[3] = {INT8OID, TEXTOID, BYTEAOID};
+	M365SpiArgs a = {0};
 	M365CryptoStatus st;
 	bool		created;
 
@@ -363,16 +357,14 @@ create_data_key(int64 account_id, DataKeyEntry *e)
 	wrapped_value = palloc(VARHDRSZ + sizeof(wrapped));
 	SET_VARSIZE(wrapped_value, VARHDRSZ + sizeof(wrapped));
 	memcpy(VARDATA(wrapped_value), wrapped, sizeof(wrapped));
-	arg[0] = Int64GetDatum(account_id);
-	arg[1] = CStringGetTextDatum(master_id);
-	arg[2] = PointerGetDatum(wrapped_value);
-	m365_spi_run_plan(m365_spi_saved_plan(&insert_plan,
-										  "INSERT INTO m365sync.data_keys "
-										  "(account_id, generation, master_key_id, wrapped_key) "
-										  "VALUES ($1, 1, $2, $3) ON CONFLICT (account_id) DO NOTHING",
-										  3, insert_types),
-					  arg, NULL, SPI_OK_INSERT, 0);
-	created = (SPI_processed == 1);
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, master_id);
+	m365_spi_arg_bytea(&a, wrapped_value);
+	created = m365_spi_run_saved(&insert_plan,
+								 "INSERT INTO m365sync.data_keys "
+								 "(account_id, generation, master_key_id, wrapped_key) "
+								 "VALUES ($1, 1, $2, $3) ON CONFLICT (account_id) DO NOTHING",
+								 &a, SPI_OK_INSERT, 0, "storing a data key") == 1;
 	SPI_finish();
 	if (!created)
 		m365_secure_zero(e->key, M365_KEY_BYTES);
@@ -560,25 +552,31 @@ m365_decrypt_text(const char *table, const char *column,
 int
 m365_rewrap_data_keys(void)
 {
-	SPITupleTable *rows;
 	uint64		n;
-	uint64		i;
+	int64	   *account_ids;
+	uint32	   *generations;
+	char	  **old_ids;
+	bytea	  **olds;
 
 	keyring_ready();
 	SPI_connect();
-	m365_spi_run("SELECT account_id, generation, master_key_id, wrapped_key "
-				 "FROM m365sync.data_keys ORDER BY account_id FOR UPDATE",
-				 NULL, SPI_OK_SELECT, "reading m365sync.data_keys");
-	rows = SPI_tuptable;
-	n = SPI_processed;
-	for (i = 0; i < n; i++)
+	n = m365_spi_run("SELECT account_id, generation, master_key_id, wrapped_key "
+					 "FROM m365sync.data_keys ORDER BY account_id FOR UPDATE",
+					 NULL, SPI_OK_SELECT, "reading m365sync.data_keys");
+	/* read every row first: each UPDATE below replaces the result */
+	account_ids = palloc(sizeof(int64) * Max(n, 1));
+	generations = palloc(sizeof(uint32) * Max(n, 1));
+	old_ids = palloc(sizeof(char *) * Max(n, 1));
+	olds = palloc(sizeof(bytea *) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
 	{
-		HeapTuple	tup = rows->vals[i];
-		bool		isnull;
-		int64		account_id = DatumGetInt64(SPI_getbinval(tup, rows->tupdesc, 1, &isnull));
-		uint32		generation = (uint32) DatumGetInt32(SPI_getbinval(tup, rows->tupdesc, 2, &isnull));
-		char	   *old_id = SPI_getvalue(tup, rows->tupdesc, 3);
-		bytea	   *old = DatumGetByteaPP(SPI_getbinval(tup, rows->tupdesc, 4, &isnull));
+		account_ids[i] = m365_spi_row_int8(i, 1);
+		generations[i] = (uint32) m365_spi_row_int4(i, 2);
+		old_ids[i] = m365_spi_row_text(i, 3, CurrentMemoryContext);
+		olds[i] = m365_spi_row_bytea(i, 4, CurrentMemoryContext);
+	}
+	for (uint64 i = 0; i < n; i++)
+	{
 		uint8		key[M365_KEY_BYTES];
 		uint8		wrapped[M365_WRAPPED_KEY_BYTES];
 		bytea	   *new_value = palloc(VARHDRSZ + sizeof(wrapped));
@@ -587,16 +585,16 @@ m365_rewrap_data_keys(void)
 		M365CryptoStatus st;
 
 		/* unwrap_data_key leaves key unwritten or wiped when it fails */
-		unwrap_data_key(account_id, generation, old_id,
-						(const uint8 *) VARDATA_ANY(old), VARSIZE_ANY_EXHDR(old), key);
-		st = wrap_data_key(account_id, generation, key, wrapped, &new_id);
+		unwrap_data_key(account_ids[i], generations[i], old_ids[i],
+						(const uint8 *) VARDATA_ANY(olds[i]), VARSIZE_ANY_EXHDR(olds[i]), key);
+		st = wrap_data_key(account_ids[i], generations[i], key, wrapped, &new_id);
 		m365_secure_zero(key, sizeof(key));
 		if (st != M365_CRYPTO_OK)
 			crypto_failed(st, "wrap a data key");
 
 		SET_VARSIZE(new_value, VARHDRSZ + sizeof(wrapped));
 		memcpy(VARDATA(new_value), wrapped, sizeof(wrapped));
-		m365_spi_arg_int8(&args, account_id);
+		m365_spi_arg_int8(&args, account_ids[i]);
 		m365_spi_arg_text(&args, new_id);
 		m365_spi_arg_bytea(&args, new_value);
 		m365_spi_run("UPDATE m365sync.data_keys SET master_key_id = $2, "

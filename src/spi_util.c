@@ -82,6 +82,17 @@ m365_spi_exec(const char *sql, const M365SpiArgs *a, int expected, const char *w
 	return n;
 }
 
+uint64
+m365_spi_run_saved(SPIPlanPtr *slot, const char *sql, const M365SpiArgs *a,
+				   int expected, long limit, const char *what)
+{
+	SPIPlanPtr	p = m365_spi_saved_plan(slot, sql, a->n, (Oid *) a->types);
+
+	m365_spi_check(SPI_execute_plan(p, (Datum *) a->values, a->nulls, false, limit),
+				   expected, what ? what : "an internal statement");
+	return SPI_processed;
+}
+
 void
 m365_spi_run_plan(SPIPlanPtr p, Datum *values, const char *nulls, int expected, long limit)
 {
@@ -89,16 +100,17 @@ m365_spi_run_plan(SPIPlanPtr p, Datum *values, const char *nulls, int expected, 
 }
 
 Datum
-m365_spi_get_datum(int col, bool *isnull)
+m365_spi_row_datum(uint64 row, int col, bool *isnull)
 {
-	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, isnull);
+	Assert(row < SPI_processed);
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
 }
 
 char *
-m365_spi_get_text(int col, MemoryContext cxt)
+m365_spi_row_text(uint64 row, int col, MemoryContext cxt)
 {
 	bool		isnull;
-	Datum		d = m365_spi_get_datum(col, &isnull);
+	Datum		d = m365_spi_row_datum(row, col, &isnull);
 	MemoryContext old;
 	char	   *s;
 
@@ -111,10 +123,10 @@ m365_spi_get_text(int col, MemoryContext cxt)
 }
 
 bytea *
-m365_spi_get_bytea(int col, MemoryContext cxt)
+m365_spi_row_bytea(uint64 row, int col, MemoryContext cxt)
 {
 	bool		isnull;
-	Datum		d = m365_spi_get_datum(col, &isnull);
+	Datum		d = m365_spi_row_datum(row, col, &isnull);
 	MemoryContext old;
 	bytea	   *b;
 
@@ -127,19 +139,28 @@ m365_spi_get_bytea(int col, MemoryContext cxt)
 }
 
 int64
-m365_spi_get_int8(int col)
+m365_spi_row_int8(uint64 row, int col)
 {
 	bool		isnull;
-	Datum		d = m365_spi_get_datum(col, &isnull);
+	Datum		d = m365_spi_row_datum(row, col, &isnull);
 
 	return isnull ? 0 : DatumGetInt64(d);
 }
 
-bool
-m365_spi_get_bool(int col)
+int32
+m365_spi_row_int4(uint64 row, int col)
 {
 	bool		isnull;
-	Datum		d = m365_spi_get_datum(col, &isnull);
+	Datum		d = m365_spi_row_datum(row, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
+}
+
+bool
+m365_spi_row_bool(uint64 row, int col)
+{
+	bool		isnull;
+	Datum		d = m365_spi_row_datum(row, col, &isnull);
 
 	return isnull ? false : DatumGetBool(d);
 }

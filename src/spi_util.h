@@ -1,7 +1,7 @@
 /*
  * spi_util.h — the one SPI style of the store modules (spi_util.c): a
  * result check that names the step, a statement planned once per backend,
- * an argument builder and typed getters of the first result row. Messages
+ * an argument builder and typed getters of result rows. Messages
  * name the step, never a value.
  */
 #ifndef M365SYNC_SPI_UTIL_H
@@ -43,14 +43,33 @@ extern uint64 m365_spi_run(const char *sql, const M365SpiArgs *a, int expected, 
 /* The same in its own SPI connection, for writes with no result rows of interest. */
 extern uint64 m365_spi_exec(const char *sql, const M365SpiArgs *a, int expected, const char *what);
 
+/*
+ * Run a statement planned once per backend (kept in *slot) with arguments
+ * from the builder, in the current SPI connection; returns SPI_processed.
+ * Every call of one slot must build the same argument types.
+ */
+extern uint64 m365_spi_run_saved(SPIPlanPtr *slot, const char *sql, const M365SpiArgs *a,
+								 int expected, long limit, const char *what);
+
 /* Run a saved plan (m365_spi_saved_plan) in the current SPI connection. */
 extern void m365_spi_run_plan(SPIPlanPtr p, Datum *values, const char *nulls, int expected, long limit);
 
-/* Columns of the first result row; text and bytea copied into cxt, NULL (0, false) when null. */
-extern Datum m365_spi_get_datum(int col, bool *isnull);
-extern char *m365_spi_get_text(int col, MemoryContext cxt);
-extern bytea *m365_spi_get_bytea(int col, MemoryContext cxt);
-extern int64 m365_spi_get_int8(int col);
-extern bool m365_spi_get_bool(int col);
+/*
+ * Columns of result row `row` (from 0) of the last statement; text and bytea
+ * copied into cxt, NULL (0, false) when null.
+ */
+extern Datum m365_spi_row_datum(uint64 row, int col, bool *isnull);
+extern char *m365_spi_row_text(uint64 row, int col, MemoryContext cxt);
+extern bytea *m365_spi_row_bytea(uint64 row, int col, MemoryContext cxt);
+extern int64 m365_spi_row_int8(uint64 row, int col);
+extern int32 m365_spi_row_int4(uint64 row, int col);
+extern bool m365_spi_row_bool(uint64 row, int col);
+
+/* The same for the first result row. */
+#define m365_spi_get_datum(col, isnull)	m365_spi_row_datum(0, (col), (isnull))
+#define m365_spi_get_text(col, cxt)		m365_spi_row_text(0, (col), (cxt))
+#define m365_spi_get_bytea(col, cxt)	m365_spi_row_bytea(0, (col), (cxt))
+#define m365_spi_get_int8(col)			m365_spi_row_int8(0, (col))
+#define m365_spi_get_bool(col)			m365_spi_row_bool(0, (col))
 
 #endif							/* M365SYNC_SPI_UTIL_H */

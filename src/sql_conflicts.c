@@ -17,6 +17,7 @@
 #include "utils/jsonb.h"
 
 #include "keyring.h"
+#include "spi_util.h"
 #include "identity.h"
 #include "settings.h"
 #include "store_accounts.h"
@@ -40,20 +41,17 @@ m365sync_conflicts(PG_FUNCTION_ARGS)
 	n = account_id ? m365_store_conflicts_list(account_id) : 0;
 	for (uint64 i = 0; i < n; i++)
 	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
 		Datum		values[5];
 		bool		nulls[5] = {0};
-		bool		isnull;
-		int64		conflict_id = DatumGetInt64(SPI_getbinval(t, d, 6, &isnull));
+		int64		conflict_id = m365_spi_row_int8(i, 6);
 		size_t		len;
 		char	   *plain;
 		Jsonb	   *lost;
 
 		for (int k = 0; k < 4; k++)
-			values[k] = SPI_getbinval(t, d, k + 1, &nulls[k]);
+			values[k] = m365_spi_row_datum(i, k + 1, &nulls[k]);
 		plain = m365_decrypt("conflicts", "lost", account_id, conflict_id,
-							 DatumGetByteaPP(SPI_getbinval(t, d, 5, &isnull)), &len);
+							 m365_spi_row_bytea(i, 5, CurrentMemoryContext), &len);
 		lost = palloc(VARHDRSZ + len);
 		SET_VARSIZE(lost, VARHDRSZ + len);
 		memcpy(VARDATA(lost), plain, len);

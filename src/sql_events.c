@@ -26,6 +26,7 @@
 #include "event_row.h"
 #include "jsonb_cjson.h"
 #include "keyring.h"
+#include "spi_util.h"
 #include "identity.h"
 #include "settings.h"
 #include "store_accounts.h"
@@ -60,8 +61,6 @@ acting_account_or_error(void)
 static void
 event_values(int64 account_id, uint64 i, TupleDesc out, Datum *values, bool *nulls)
 {
-	HeapTuple	t = SPI_tuptable->vals[i];
-	TupleDesc	d = SPI_tuptable->tupdesc;
 	bool		isnull;
 	Datum		content;
 	int64		event_id;
@@ -81,9 +80,9 @@ event_values(int64 account_id, uint64 i, TupleDesc out, Datum *values, bool *nul
 
 	memset(nulls, true, sizeof(bool) * EA_COUNT);
 	for (size_t k = 0; k < lengthof(clear); k++)
-		values[clear[k].to] = SPI_getbinval(t, d, clear[k].from, &nulls[clear[k].to]);
+		values[clear[k].to] = m365_spi_row_datum(i, clear[k].from, &nulls[clear[k].to]);
 	event_id = DatumGetInt64(values[EA_EVENT_ID]);
-	content = SPI_getbinval(t, d, ES_CONTENT, &isnull);
+	content = m365_spi_row_datum(i, ES_CONTENT, &isnull);
 	m365_event_content_values(m365_store_events_open(account_id, event_id,
 													  DatumGetByteaPP(content)),
 							  out, values, nulls);
@@ -202,15 +201,13 @@ m365sync_calendars(PG_FUNCTION_ARGS)
 	n = account_id ? m365_store_calendars_list(account_id) : 0;
 	for (uint64 i = 0; i < n; i++)
 	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
 		Datum		values[5];
 		bool		nulls[5];
 		Datum		name;
 		bool		name_null;
 
 		for (int k = 0; k < 5; k++)
-			values[k] = SPI_getbinval(t, d, k + 1, &nulls[k]);
+			values[k] = m365_spi_row_datum(i, k + 1, &nulls[k]);
 		name = values[1];
 		name_null = nulls[1];
 		if (!name_null)

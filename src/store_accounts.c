@@ -470,12 +470,11 @@ m365_store_accounts_of_result(MemoryContext cxt)
 
 	for (i = 0; i < SPI_processed; i++)
 	{
-		bool		isnull;
 		MemoryContext spi = MemoryContextSwitchTo(cxt);
 		M365DueAccount *a = palloc(sizeof(M365DueAccount));
 
-		a->account_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		a->ms_user_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		a->account_id = m365_spi_row_int8(i, 1);
+		a->ms_user_id = m365_spi_row_text(i, 2, cxt);
 		out = lappend(out, a);
 		MemoryContextSwitchTo(spi);
 	}
@@ -485,28 +484,29 @@ m365_store_accounts_of_result(MemoryContext cxt)
 List *
 m365_store_accounts_due(int64 account_id, int limit)
 {
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int32GetDatum(limit)};
+	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *out;
 
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
 	SPI_connect();
 	/*
 	 * due: by the schedule, because a change notification marked it (those
 	 * first), or because a local change waits to be pushed
 	 */
-	m365_spi_check(SPI_execute_with_args("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
-								" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
-								"   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
-								"       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
-								"        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
-								"         OR EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id)"
-								"         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
-								"          AND o.state = 'pending'"
-								"          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
-								" ORDER BY EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id) DESC,"
-								"          a.next_sync_at NULLS FIRST LIMIT $2",
-								2, types, values, NULL, true, 0), SPI_OK_SELECT, "finding due accounts");
+	m365_spi_run("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
+				 " WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+				 "   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
+				 "       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
+				 "        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
+				 "         OR EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id)"
+				 "         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
+				 "          AND o.state = 'pending'"
+				 "          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
+				 " ORDER BY EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id) DESC,"
+				 "          a.next_sync_at NULLS FIRST LIMIT $2",
+				 &a, SPI_OK_SELECT, "finding due accounts");
 	out = m365_store_accounts_of_result(caller);
 	SPI_finish();
 	return out;

@@ -25,23 +25,25 @@ m365_store_calendars_find(int64 account_id, int64 calendar_id, int64 *found_id, 
 {
 	static SPIPlanPtr p_one,
 				p_default;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(calendar_id)};
-	bool		isnull;
+	M365SpiArgs a = {0};
+	uint64		n;
 
+	m365_spi_arg_int8(&a, account_id);
 	if (calendar_id > 0)
-		m365_spi_run_plan(m365_spi_saved_plan(&p_one, "SELECT c.calendar_id, c.can_edit FROM m365sync.calendars c"
-				 " WHERE c.account_id = $1 AND c.calendar_id = $2", 2, types),
-			values, NULL, SPI_OK_SELECT, 1);
+	{
+		m365_spi_arg_int8(&a, calendar_id);
+		n = m365_spi_run_saved(&p_one, "SELECT c.calendar_id, c.can_edit FROM m365sync.calendars c"
+							   " WHERE c.account_id = $1 AND c.calendar_id = $2",
+							   &a, SPI_OK_SELECT, 1, "finding a calendar");
+	}
 	else
-		m365_spi_run_plan(m365_spi_saved_plan(&p_default, "SELECT c.calendar_id, c.can_edit FROM m365sync.calendars c"
-				 " WHERE c.account_id = $1 AND c.is_default ORDER BY c.calendar_id LIMIT 1",
-				 1, types),
-			values, NULL, SPI_OK_SELECT, 1);
-	if (SPI_processed == 0)
+		n = m365_spi_run_saved(&p_default, "SELECT c.calendar_id, c.can_edit FROM m365sync.calendars c"
+							   " WHERE c.account_id = $1 AND c.is_default ORDER BY c.calendar_id LIMIT 1",
+							   &a, SPI_OK_SELECT, 1, "finding the default calendar");
+	if (n == 0)
 		return false;
-	*found_id = DatumGetInt64(m365_spi_get_datum(1, &isnull));
-	*can_edit = DatumGetBool(m365_spi_get_datum(2, &isnull));
+	*found_id = m365_spi_get_int8(1);
+	*can_edit = m365_spi_get_bool(2);
 	return true;
 }
 
@@ -49,28 +51,26 @@ uint64
 m365_store_calendars_list(int64 account_id)
 {
 	static SPIPlanPtr p;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(account_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT c.calendar_id, c.name, c.is_default, c.can_edit, c.sync_enabled"
-			 " FROM m365sync.calendars c WHERE c.account_id = $1 ORDER BY c.calendar_id",
-			 1, types),
-		values, NULL, SPI_OK_SELECT, 0);
-	return SPI_processed;
+	m365_spi_arg_int8(&a, account_id);
+	return m365_spi_run_saved(&p, "SELECT c.calendar_id, c.name, c.is_default, c.can_edit, c.sync_enabled"
+							  " FROM m365sync.calendars c WHERE c.account_id = $1 ORDER BY c.calendar_id",
+							  &a, SPI_OK_SELECT, 0, "listing calendars");
 }
 
 bool
 m365_store_calendars_set_sync(int64 account_id, int64 calendar_id, bool enabled)
 {
 	static SPIPlanPtr p;
-	Oid			types[3] = {INT8OID, INT8OID, BOOLOID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(calendar_id),
-	BoolGetDatum(enabled)};
+	M365SpiArgs a = {0};
 
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "UPDATE m365sync.calendars SET sync_enabled = $3"
-			 " WHERE account_id = $1 AND calendar_id = $2", 3, types),
-		values, NULL, SPI_OK_UPDATE, 0);
-	if (SPI_processed == 0)
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, calendar_id);
+	m365_spi_arg(&a, BOOLOID, BoolGetDatum(enabled), false);
+	if (m365_spi_run_saved(&p, "UPDATE m365sync.calendars SET sync_enabled = $3"
+						   " WHERE account_id = $1 AND calendar_id = $2",
+						   &a, SPI_OK_UPDATE, 0, "switching a calendar's sync") == 0)
 		return false;
 	/* enabling (or disabling) sync is work for the worker */
 	m365_wake_worker_at_commit();
@@ -84,7 +84,7 @@ m365_store_calendars_upsert(int64 account_id, const M365GraphCalendar *c, bool e
 	int64		calendar_id;
 	bool		found;
 	bytea	   *name;
-	M365SpiArgs		w = {0};
+	M365SpiArgs w = {0};
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, c->id);
@@ -119,38 +119,34 @@ m365_store_calendars_upsert(int64 account_id, const M365GraphCalendar *c, bool e
 List *
 m365_store_calendars_to_pull(int64 account_id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(account_id)};
+	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *out = NIL;
-	uint64		i;
+	uint64		n;
 
+	m365_spi_arg_int8(&a, account_id);
 	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("SELECT calendar_id, graph_id, delta_link, delta_is_final,"
-								" coalesce(full_round_id, 0), window_start, window_end"
-								" FROM m365sync.calendars WHERE account_id = $1 AND sync_enabled"
-								" ORDER BY calendar_id",
-								1, types, values, NULL, true, 0), SPI_OK_SELECT, "reading calendars");
-	for (i = 0; i < SPI_processed; i++)
+	n = m365_spi_run("SELECT calendar_id, graph_id, delta_link, delta_is_final,"
+					 " coalesce(full_round_id, 0), window_start, window_end"
+					 " FROM m365sync.calendars WHERE account_id = $1 AND sync_enabled"
+					 " ORDER BY calendar_id", &a, SPI_OK_SELECT, "reading calendars");
+	for (uint64 i = 0; i < n; i++)
 	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
 		bool		isnull;
-		Datum		link;
 		MemoryContext spi = MemoryContextSwitchTo(caller);
 		M365PullCalendar *c = palloc0(sizeof(M365PullCalendar));
+		bytea	   *link;
 
-		c->calendar_id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-		c->graph_id = SPI_getvalue(t, d, 2);
-		link = SPI_getbinval(t, d, 3, &isnull);
-		if (!isnull)
-			c->link = m365_decrypt_text("calendars", "delta_link", account_id, c->calendar_id,
-										DatumGetByteaPP(link));
-		c->link_is_final = DatumGetBool(SPI_getbinval(t, d, 4, &isnull));
-		c->full_round_id = DatumGetInt64(SPI_getbinval(t, d, 5, &isnull));
-		c->window_start = DatumGetTimestampTz(SPI_getbinval(t, d, 6, &isnull));
+		c->calendar_id = m365_spi_row_int8(i, 1);
+		c->graph_id = m365_spi_row_text(i, 2, caller);
+		link = m365_spi_row_bytea(i, 3, CurrentMemoryContext);
+		if (link)
+			c->link = m365_decrypt_text("calendars", "delta_link", account_id, c->calendar_id, link);
+		c->link_is_final = m365_spi_row_bool(i, 4);
+		c->full_round_id = m365_spi_row_int8(i, 5);
+		c->window_start = DatumGetTimestampTz(m365_spi_row_datum(i, 6, &isnull));
 		c->has_window = !isnull;
-		c->window_end = DatumGetTimestampTz(SPI_getbinval(t, d, 7, &isnull));
+		c->window_end = DatumGetTimestampTz(m365_spi_row_datum(i, 7, &isnull));
 		out = lappend(out, c);
 		MemoryContextSwitchTo(spi);
 	}
@@ -162,28 +158,23 @@ void
 m365_store_calendars_save_cursor(int64 account_id, const M365PullCalendar *cal)
 {
 	static SPIPlanPtr plan;
-	Oid			types[7] = {INT8OID, INT8OID, BYTEAOID, BOOLOID, INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[7];
-	char		nulls[8] = "       ";
+	M365SpiArgs a = {0};
 	bytea	   *link = NULL;
 
 	if (cal->link)
 		link = m365_encrypt_text("calendars", "delta_link", account_id, cal->calendar_id, cal->link);
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(cal->calendar_id);
-	values[2] = PointerGetDatum(link);
-	nulls[2] = link ? ' ' : 'n';
-	values[3] = BoolGetDatum(cal->link_is_final);
-	values[4] = Int64GetDatum(cal->full_round_id);
-	nulls[4] = cal->full_round_id ? ' ' : 'n';
-	values[5] = TimestampTzGetDatum(cal->window_start);
-	values[6] = TimestampTzGetDatum(cal->window_end);
-	nulls[5] = nulls[6] = cal->has_window ? ' ' : 'n';
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, cal->calendar_id);
+	m365_spi_arg_bytea(&a, link);
+	m365_spi_arg(&a, BOOLOID, BoolGetDatum(cal->link_is_final), false);
+	m365_spi_arg(&a, INT8OID, Int64GetDatum(cal->full_round_id), cal->full_round_id == 0);
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(cal->window_start), !cal->has_window);
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(cal->window_end), !cal->has_window);
 
 	SPI_connect();
-	m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&plan, "UPDATE m365sync.calendars SET delta_link = $3, delta_is_final = $4,"
-									  " full_round_id = $5, window_start = $6, window_end = $7"
-									  " WHERE account_id = $1 AND calendar_id = $2", 7, types),
-						   values, nulls, false, 0), SPI_OK_UPDATE, "saving a cursor");
+	m365_spi_run_saved(&plan, "UPDATE m365sync.calendars SET delta_link = $3, delta_is_final = $4,"
+					   " full_round_id = $5, window_start = $6, window_end = $7"
+					   " WHERE account_id = $1 AND calendar_id = $2",
+					   &a, SPI_OK_UPDATE, 0, "saving a cursor");
 	SPI_finish();
 }

@@ -26,13 +26,14 @@
 List *
 m365_store_subscriptions_due(const char *notification_url, int limit)
 {
-	Oid			types[2] = {TEXTOID, INT4OID};
-	Datum		values[2] = {CStringGetTextDatum(notification_url), Int32GetDatum(limit)};
+	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *out;
 
+	m365_spi_arg_text(&a, notification_url);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
 	SPI_connect();
-	m365_spi_check(SPI_execute_with_args(
+	m365_spi_run(
 		/* subscriptions to renew, remake or remove (a small table) */
 		"SELECT a.account_id, a.ms_user_id FROM m365sync.subscriptions s"
 		" JOIN m365sync.accounts a ON a.account_id = s.account_id"
@@ -45,7 +46,7 @@ m365_store_subscriptions_due(const char *notification_url, int limit)
 		"   AND coalesce(a.subscription_retry_at, '-infinity') <= pg_catalog.now()"
 		"   AND NOT EXISTS (SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = a.account_id)"
 		" ORDER BY 1 LIMIT $2",
-		2, types, values, NULL, true, 0), SPI_OK_SELECT, "finding subscriptions to maintain");
+		&a, SPI_OK_SELECT, "finding subscriptions to maintain");
 	out = m365_store_accounts_of_result(caller);
 	SPI_finish();
 	return out;
@@ -54,30 +55,23 @@ m365_store_subscriptions_due(const char *notification_url, int limit)
 bool
 m365_store_subscriptions_get(int64 account_id, M365Subscription *out)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(account_id)};
+	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
 	bool		found;
 
 	memset(out, 0, sizeof(*out));
+	m365_spi_arg_int8(&a, account_id);
 	SPI_connect();
-	m365_spi_check(SPI_execute_with_args(
-		"SELECT subscription_id, notification_url, recreate, renew_at <= pg_catalog.now()"
-		" FROM m365sync.subscriptions WHERE account_id = $1 ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
-		1, types, values, NULL, false, 0), SPI_OK_SELECT, "reading a subscription");
-	found = SPI_processed > 0;
+	found = m365_spi_run("SELECT subscription_id, notification_url, recreate, renew_at <= pg_catalog.now()"
+						 " FROM m365sync.subscriptions WHERE account_id = $1"
+						 " ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
+						 &a, SPI_OK_SELECT, "reading a subscription") > 0;
 	if (found)
 	{
-		HeapTuple	t = SPI_tuptable->vals[0];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		bool		isnull;
-		MemoryContext spi = MemoryContextSwitchTo(caller);
-
-		out->subscription_id = SPI_getvalue(t, d, 1);
-		out->notification_url = SPI_getvalue(t, d, 2);
-		out->recreate = DatumGetBool(SPI_getbinval(t, d, 3, &isnull));
-		out->renew_due = DatumGetBool(SPI_getbinval(t, d, 4, &isnull));
-		MemoryContextSwitchTo(spi);
+		out->subscription_id = m365_spi_get_text(1, caller);
+		out->notification_url = m365_spi_get_text(2, caller);
+		out->recreate = m365_spi_get_bool(3);
+		out->renew_due = m365_spi_get_bool(4);
 	}
 	SPI_finish();
 	return found;
@@ -86,21 +80,20 @@ m365_store_subscriptions_get(int64 account_id, M365Subscription *out)
 List *
 m365_store_subscriptions_ids(int64 account_id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(account_id)};
+	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *out = NIL;
-	uint64		i;
+	uint64		n;
 
+	m365_spi_arg_int8(&a, account_id);
 	SPI_connect();
-	m365_spi_check(SPI_execute_with_args(
-		"SELECT subscription_id FROM m365sync.subscriptions WHERE account_id = $1 AND NOT recreate",
-		1, types, values, NULL, false, 0), SPI_OK_SELECT, "reading subscriptions");
-	for (i = 0; i < SPI_processed; i++)
+	n = m365_spi_run("SELECT subscription_id FROM m365sync.subscriptions WHERE account_id = $1 AND NOT recreate",
+					 &a, SPI_OK_SELECT, "reading subscriptions");
+	for (uint64 i = 0; i < n; i++)
 	{
 		MemoryContext spi = MemoryContextSwitchTo(caller);
 
-		out = lappend(out, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		out = lappend(out, m365_spi_row_text(i, 1, caller));
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
@@ -184,31 +177,30 @@ static SPIPlanPtr lookup_plan = NULL;
 int
 m365_store_subscriptions_lookup(const char *subscription_id, int64 **account_ids, char ***client_states)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(subscription_id)};
+	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
-	SPITupleTable *tuptable;
+	bytea	  **sealed;
 	int			n;
-	int			i;
 
+	m365_spi_arg_text(&a, subscription_id);
 	SPI_connect();
-	m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&lookup_plan,
-		"SELECT account_id, client_state FROM m365sync.subscriptions WHERE subscription_id = $1",
-		1, types), values, NULL, true, 0), SPI_OK_SELECT, "finding a subscription");
-	n = (int) SPI_processed;
-	tuptable = SPI_tuptable;	/* decryption below may run SPI of its own */
+	n = (int) m365_spi_run_saved(&lookup_plan,
+								 "SELECT account_id, client_state FROM m365sync.subscriptions WHERE subscription_id = $1",
+								 &a, SPI_OK_SELECT, 0, "finding a subscription");
 	*account_ids = MemoryContextAlloc(caller, sizeof(int64) * Max(n, 1));
 	*client_states = MemoryContextAlloc(caller, sizeof(char *) * Max(n, 1));
-	for (i = 0; i < n; i++)
+	sealed = palloc(sizeof(bytea *) * Max(n, 1));
+	/* read every row first: decryption may run SPI of its own */
+	for (int i = 0; i < n; i++)
 	{
-		HeapTuple	t = tuptable->vals[i];
-		bool		isnull;
-		int64		id = DatumGetInt64(SPI_getbinval(t, tuptable->tupdesc, 1, &isnull));
-		bytea	   *cs = DatumGetByteaPP(SPI_getbinval(t, tuptable->tupdesc, 2, &isnull));
+		(*account_ids)[i] = m365_spi_row_int8(i, 1);
+		sealed[i] = m365_spi_row_bytea(i, 2, CurrentMemoryContext);
+	}
+	for (int i = 0; i < n; i++)
+	{
 		MemoryContext spi = MemoryContextSwitchTo(caller);
 
-		(*account_ids)[i] = id;
-		(*client_states)[i] = m365_decrypt_text(SUB_TABLE, SUB_COLUMN, id, 0, cs);
+		(*client_states)[i] = m365_decrypt_text(SUB_TABLE, SUB_COLUMN, (*account_ids)[i], 0, sealed[i]);
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
@@ -233,23 +225,22 @@ static SPIPlanPtr mark_plan = NULL;
 void
 m365_store_wakeups_mark(const int64 *account_ids, int n)
 {
-	Oid			types[1] = {INT8ARRAYOID};
+	M365SpiArgs a = {0};
 	Datum	   *d;
-	Datum		values[1];
-	int			i;
 
 	if (n <= 0)
 		return;
 	d = palloc(sizeof(Datum) * n);
-	for (i = 0; i < n; i++)
+	for (int i = 0; i < n; i++)
 		d[i] = Int64GetDatum(account_ids[i]);
-	values[0] = PointerGetDatum(construct_array(d, n, INT8OID, sizeof(int64),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	m365_spi_arg(&a, INT8ARRAYOID,
+				 PointerGetDatum(construct_array(d, n, INT8OID, sizeof(int64),
+												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)), false);
 	SPI_connect();
-	m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&mark_plan,
-		"INSERT INTO m365sync.account_wakeups (account_id)"
-		" SELECT DISTINCT pg_catalog.unnest($1) ON CONFLICT (account_id) DO NOTHING",
-		1, types), values, NULL, false, 0), SPI_OK_INSERT, "marking accounts due");
+	m365_spi_run_saved(&mark_plan,
+					   "INSERT INTO m365sync.account_wakeups (account_id)"
+					   " SELECT DISTINCT pg_catalog.unnest($1) ON CONFLICT (account_id) DO NOTHING",
+					   &a, SPI_OK_INSERT, 0, "marking accounts due");
 	SPI_finish();
 }
 

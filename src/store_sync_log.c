@@ -15,20 +15,19 @@
 int64
 m365_store_sync_log_start(int64 account_id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(account_id)};
-	bool		isnull;
+	M365SpiArgs a = {0};
 	int64		run_id;
 
+	m365_spi_arg_int8(&a, account_id);
 	SPI_connect();
 	/* We hold the account's round lock: a round still "running" was cut off by a crash or shutdown. */
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.sync_run_log SET status = 'interrupted',"
-								" finished_at = pg_catalog.clock_timestamp()"
-								" WHERE account_id = $1 AND status = 'running'",
-								1, types, values, NULL, false, 0), SPI_OK_UPDATE, "closing an interrupted round");
-	m365_spi_check(SPI_execute_with_args("INSERT INTO m365sync.sync_run_log (account_id) VALUES ($1) RETURNING run_id",
-								1, types, values, NULL, false, 0), SPI_OK_INSERT_RETURNING, "logging a round");
-	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	m365_spi_run("UPDATE m365sync.sync_run_log SET status = 'interrupted',"
+				 " finished_at = pg_catalog.clock_timestamp()"
+				 " WHERE account_id = $1 AND status = 'running'",
+				 &a, SPI_OK_UPDATE, "closing an interrupted round");
+	m365_spi_run("INSERT INTO m365sync.sync_run_log (account_id) VALUES ($1) RETURNING run_id",
+				 &a, SPI_OK_INSERT_RETURNING, "logging a round");
+	run_id = m365_spi_get_int8(1);
 	SPI_finish();
 	return run_id;
 }
@@ -57,12 +56,10 @@ m365_store_sync_log_finish(int64 account_id, int64 run_id, const M365RoundStats 
 void
 m365_store_sync_log_prune(int days)
 {
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(days)};
+	M365SpiArgs a = {0};
 
-	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.sync_run_log"
-								" WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(days => $1)",
-								1, types, values, NULL, false, 0), SPI_OK_DELETE, "pruning sync_runs");
-	SPI_finish();
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(days), false);
+	m365_spi_exec("DELETE FROM m365sync.sync_run_log"
+				  " WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(days => $1)",
+				  &a, SPI_OK_DELETE, "pruning sync_runs");
 }
