@@ -118,4 +118,9 @@ extern void m365_store_accounts_schedule(int64 account_id, const M365RoundStats 
 /* The account of the acting FlowAgent user; 0 when they have none (caller connected to SPI). */
 extern int64 m365_store_accounts_of_acting_user(void);
 
+extern void m365_store_accounts_delete_accounts(const int64 *account_ids, int n);
+
+extern int	m365_store_accounts_ids_of_user_lock(const char *flowagent_user, int64 **ids);
+extern void m365_store_oauth_states_delete_user(const char *flowagent_user);
+
 #endif							/* M365SYNC_STORE_ACCOUNTS_H */

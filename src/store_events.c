@@ -262,3 +262,13 @@ m365_store_events_by_id(int64 account_id, int64 event_id)
 	return SPI_processed;
 }
 
+/* purge.c's erasure of a user's rows (see purge.c for the order). */
+void
+m365_store_events_delete_accounts(const int64 *account_ids, int n)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.events WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "erasing rows of the user");
+}

@@ -80,4 +80,6 @@ typedef enum M365EventScanCol
 	ES_SHOW_AS, ES_IS_CANCELLED, ES_REMOTE_MODIFIED_AT, ES_SYNC_STATE, ES_CONTENT
 } M365EventScanCol;
 
+extern void m365_store_events_delete_accounts(const int64 *account_ids, int n);
+
 #endif							/* M365SYNC_STORE_EVENTS_H */

@@ -205,3 +205,14 @@ m365_store_outbox_push_whole(int64 account_id, int64 event_id, bool deleted, con
 	else
 		m365_wake_worker_at_commit();
 }
+
+/* purge.c's erasure of a user's rows (see purge.c for the order). */
+void
+m365_store_outbox_delete_accounts(const int64 *account_ids, int n)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.outbox WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "erasing rows of the user");
+}

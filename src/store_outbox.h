@@ -44,4 +44,6 @@ extern void m365_store_outbox_insert_whole(int64 account_id, int64 event_id, con
  */
 extern void m365_store_outbox_push_whole(int64 account_id, int64 event_id, bool deleted, const char *base);
 
+extern void m365_store_outbox_delete_accounts(const int64 *account_ids, int n);
+
 #endif							/* M365SYNC_STORE_OUTBOX_H */

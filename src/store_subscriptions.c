@@ -270,3 +270,25 @@ m365_store_wakeups_clear(int64 account_id)
 	m365_spi_exec("DELETE FROM m365sync.account_wakeups WHERE account_id = $1",
 				  &a, SPI_OK_DELETE, "clearing a due mark");
 }
+
+/* purge.c's erasure of a user's rows (see purge.c for the order). */
+void
+m365_store_subscriptions_delete_accounts(const int64 *account_ids, int n)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.subscriptions WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "erasing rows of the user");
+}
+
+/* purge.c's erasure of a user's rows (see purge.c for the order). */
+void
+m365_store_wakeups_delete_accounts(const int64 *account_ids, int n)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.account_wakeups WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "erasing rows of the user");
+}

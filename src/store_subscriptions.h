@@ -69,4 +69,8 @@ extern void m365_store_wakeups_prune(void);
 /* The account's round starts: its due mark goes (later notifications mark it again). */
 extern void m365_store_wakeups_clear(int64 account_id);
 
+extern void m365_store_subscriptions_delete_accounts(const int64 *account_ids, int n);
+
+extern void m365_store_wakeups_delete_accounts(const int64 *account_ids, int n);
+
 #endif							/* M365SYNC_STORE_SUBSCRIPTIONS_H */
