@@ -82,4 +82,20 @@ typedef enum M365EventScanCol
 
 extern void m365_store_events_delete_accounts(const int64 *account_ids, int n);
 
+/*
+ * The row becomes Graph's version (cols, data), live, with its sync_state
+ * 'conflict' while an unresolved conflict is listed, else 'synced'. For
+ * store_push.c and store_conflicts.c; the caller is connected to SPI.
+ */
+extern void m365_store_events_replace_row(int64 account_id, int64 event_id,
+										  const M365EventColumns *cols, Jsonb *data);
+
+/* The rest of the push's answers (store_push.c); the caller is connected to SPI. */
+extern void m365_store_events_drop_pulled_twin(int64 account_id, int64 event_id, const char *graph_id);
+extern void m365_store_events_link_graph_id(int64 account_id, int64 event_id, const char *graph_id,
+											const char *change_key);
+extern void m365_store_events_remove_pushed(int64 account_id, int64 event_id);
+extern void m365_store_events_mark_synced(int64 account_id, int64 event_id);
+extern void m365_store_events_mark_failed(int64 account_id, int64 event_id);
+
 #endif							/* M365SYNC_STORE_EVENTS_H */
