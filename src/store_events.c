@@ -386,3 +386,146 @@ m365_store_events_mark_failed(int64 account_id, int64 event_id)
 								" WHERE account_id = $1 AND event_id = $2",
 								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "failing an event");
 }
+
+/* --- a conflict's settling and resolving (store_conflicts.c; the caller is connected to SPI) --- */
+
+bool
+m365_store_events_lock_any(int64 account_id, int64 event_id, M365EventAnyRow *r)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	HeapTuple	t;
+	TupleDesc	d;
+	bool		isnull;
+	Datum		v;
+
+	m365_spi_check(SPI_execute_with_args("SELECT content, deleted, graph_id, change_key, event_type, calendar_id,"
+								" local_modified_at FROM m365sync.events"
+								" WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
+								2, types, values, NULL, false, 1), SPI_OK_SELECT, "locking an event");
+	if (SPI_processed == 0)
+		return false;
+	t = SPI_tuptable->vals[0];
+	d = SPI_tuptable->tupdesc;
+	r->content = m365_store_events_open(account_id, event_id,
+										 DatumGetByteaPP(SPI_getbinval(t, d, 1, &isnull)));
+	r->deleted = DatumGetBool(SPI_getbinval(t, d, 2, &isnull));
+	r->graph_id = SPI_getvalue(t, d, 3);
+	r->change_key = SPI_getvalue(t, d, 4);
+	r->event_type = SPI_getvalue(t, d, 5);
+	r->calendar_id = DatumGetInt64(SPI_getbinval(t, d, 6, &isnull));
+	v = SPI_getbinval(t, d, 7, &isnull);
+	r->has_local_modified = !isnull;
+	r->local_modified_at = isnull ? 0 : DatumGetTimestampTz(v);
+	return true;
+}
+
+/* Lock the row and read local_modified_at; connects to SPI itself. */
+bool
+m365_store_events_lock_modified(int64 account_id, int64 event_id, bool *has_local_modified,
+								TimestampTz *local_modified_at)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	bool		isnull;
+	Datum		v;
+	bool		found;
+
+	SPI_connect();
+	m365_spi_check(SPI_execute_with_args("SELECT local_modified_at FROM m365sync.events"
+								" WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
+								2, types, values, NULL, false, 1), SPI_OK_SELECT, "locking an event");
+	found = SPI_processed > 0;
+	if (found)
+	{
+		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		*has_local_modified = !isnull;
+		*local_modified_at = isnull ? 0 : DatumGetTimestampTz(v);
+	}
+	SPI_finish();
+	return found;
+}
+
+/* The local change wins: the row takes the remote changeKey and shows the conflict. */
+void
+m365_store_events_keep_local(int64 account_id, int64 event_id, const M365EventColumns *c)
+{
+	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	char		nulls[5] = "    ";
+
+	values[0] = Int64GetDatum(account_id);
+	values[1] = Int64GetDatum(event_id);
+	values[2] = c->change_key ? CStringGetTextDatum(c->change_key) : (Datum) 0;
+	nulls[2] = c->change_key ? ' ' : 'n';
+	values[3] = TimestampTzGetDatum(c->remote_modified_at);
+	nulls[3] = c->has_remote_modified ? ' ' : 'n';
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET change_key = $3, remote_modified_at = $4,"
+								" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
+								4, types, values, nulls, false, 0), SPI_OK_UPDATE, "keeping a local change");
+}
+
+/* A remote delete won: the row stays as a tombstone while the local version is listed. */
+void
+m365_store_events_tombstone(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = true, graph_id = NULL,"
+								" change_key = NULL, sync_state = 'conflict'"
+								" WHERE account_id = $1 AND event_id = $2",
+								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "accepting a remote delete");
+}
+
+/* The local version won over a remote delete: the row is made again at Microsoft. */
+void
+m365_store_events_unlink(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
+								" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
+								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "re-creating an event");
+}
+
+/* A restored version of a deleted row is live again. */
+void
+m365_store_events_revive(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = false"
+								" WHERE account_id = $1 AND event_id = $2",
+								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "reviving an event");
+}
+
+/* The deletion stands: the tombstone goes, unless something is still queued for it. */
+void
+m365_store_events_drop_tombstone(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.event_id = $2"
+								" AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = $1"
+								"  AND o.event_id = $2 AND o.state = 'pending')",
+								2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing a tombstone");
+}
+
+/* A resolved conflict: the row shows pending or synced again. */
+void
+m365_store_events_settle_state(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = CASE"
+								" WHEN EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = $1"
+								"  AND o.event_id = $2 AND o.state = 'pending') THEN 'pending'"
+								" WHEN sync_state = 'conflict' THEN 'synced' ELSE sync_state END"
+								" WHERE account_id = $1 AND event_id = $2",
+								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "settling an event");
+}

@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 #include "event_row.h"
 
@@ -97,5 +98,29 @@ extern void m365_store_events_link_graph_id(int64 account_id, int64 event_id, co
 extern void m365_store_events_remove_pushed(int64 account_id, int64 event_id);
 extern void m365_store_events_mark_synced(int64 account_id, int64 event_id);
 extern void m365_store_events_mark_failed(int64 account_id, int64 event_id);
+
+/* A conflict's row as store_conflicts.c reads it, deleted or not, locked FOR UPDATE. */
+typedef struct M365EventAnyRow
+{
+	Jsonb	   *content;
+	bool		deleted;
+	char	   *graph_id;
+	char	   *change_key;
+	char	   *event_type;
+	int64		calendar_id;
+	TimestampTz local_modified_at;
+	bool		has_local_modified;
+} M365EventAnyRow;
+
+/* For store_conflicts.c; the caller is connected to SPI unless said. */
+extern bool m365_store_events_lock_any(int64 account_id, int64 event_id, M365EventAnyRow *r);
+extern bool m365_store_events_lock_modified(int64 account_id, int64 event_id, bool *has_local_modified,
+											TimestampTz *local_modified_at);	/* connects itself */
+extern void m365_store_events_keep_local(int64 account_id, int64 event_id, const M365EventColumns *c);
+extern void m365_store_events_tombstone(int64 account_id, int64 event_id);
+extern void m365_store_events_unlink(int64 account_id, int64 event_id);
+extern void m365_store_events_revive(int64 account_id, int64 event_id);
+extern void m365_store_events_drop_tombstone(int64 account_id, int64 event_id);
+extern void m365_store_events_settle_state(int64 account_id, int64 event_id);
 
 #endif							/* M365SYNC_STORE_EVENTS_H */
