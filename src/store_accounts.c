@@ -604,3 +604,19 @@ m365_store_oauth_states_delete_user(const char *flowagent_user)
 	m365_spi_exec("DELETE FROM m365sync.oauth_states WHERE flowagent_user = $1",
 				  &a, SPI_OK_DELETE, "erasing the user's sign-in states");
 }
+
+/* The account's subscription state (subscriptions.c): a failure, or clear it. */
+void
+m365_store_accounts_subscription_error(int64 account_id, const char *code, int delay_s)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, code);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(delay_s), false);
+	m365_spi_exec("UPDATE m365sync.accounts SET subscription_error = $2,"
+		 " subscription_retry_at = CASE WHEN $2 IS NULL THEN NULL"
+		 "   ELSE pg_catalog.now() + pg_catalog.make_interval(secs => $3) END"
+		 " WHERE account_id = $1",
+		 &a, SPI_OK_UPDATE, "recording a subscription failure");
+}
