@@ -118,6 +118,7 @@ extern void m365_store_accounts_schedule(int64 account_id, const M365RoundStats 
 /* The account of the acting FlowAgent user; 0 when they have none (caller connected to SPI). */
 extern int64 m365_store_accounts_of_acting_user(void);
 
+/* purge.c: the rows of these accounts (connects itself). */
 extern void m365_store_accounts_delete_accounts(const int64 *account_ids, int n);
 
 extern int	m365_store_accounts_ids_of_user_lock(const char *flowagent_user, int64 **ids);

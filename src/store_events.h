@@ -1,9 +1,10 @@
 /*
- * store_events.h — SPI reads and writes of events
- * (store_events.c), shared by the SQL API and later by pull and push.
+ * store_events.h — SPI reads and writes of events (store_events.c), for
+ * the SQL API, the push's answers (store_push.c) and conflicts
+ * (store_conflicts.c); the pull's are in store_events_pull.h.
  *
- * Every function expects the caller to be connected to SPI (between
- * SPI_connect and SPI_finish) and runs in the caller's transaction. Rows are
+ * Every function but those marked "connects itself" expects the caller
+ * to be connected to SPI (between SPI_connect and SPI_finish) and runs in the caller's transaction. Rows are
  * only ever those the row level security policies show the current role:
  * under the user functions, the acting FlowAgent user's.
  */
@@ -81,6 +82,7 @@ typedef enum M365EventScanCol
 	ES_SHOW_AS, ES_IS_CANCELLED, ES_REMOTE_MODIFIED_AT, ES_SYNC_STATE, ES_CONTENT
 } M365EventScanCol;
 
+/* purge.c: the rows of these accounts (connects itself). */
 extern void m365_store_events_delete_accounts(const int64 *account_ids, int n);
 
 /*

@@ -46,6 +46,7 @@ extern void m365_store_outbox_insert_whole(int64 account_id, int64 event_id, con
  */
 extern void m365_store_outbox_push_whole(int64 account_id, int64 event_id, bool deleted, const char *base);
 
+/* purge.c: the rows of these accounts (connects itself). */
 extern void m365_store_outbox_delete_accounts(const int64 *account_ids, int n);
 
 /* --- the push's marks (store_push.h has the reads and the answers) --- */

@@ -3,7 +3,7 @@
  * entries with their events, and recording what Microsoft answered.
  *
  * Every function runs in the caller's transaction. An entry is taken in
- * two steps: m365_store_outbox_mark_sending counts the send (attempts, first
+ * two steps: m365_store_outbox_mark_sending (store_outbox.h) counts the send (attempts, first
  * sent_at) so that, in the worker, a crash after the request still leaves
  * a trace; m365_store_outbox_lock_entries then locks the events rows (FOR UPDATE,
  * SKIP LOCKED: an event the app is writing waits for the next wave) and
