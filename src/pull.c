@@ -1,7 +1,7 @@
 /*
  * pull.c — brings Outlook's changes into m365sync.events (see pull.h).
  *
- * The flow is pages → delta_page → event_json/event_row → store_pull (a
+ * The flow is pages → delta_page → event_json/event_row → store_events_pull (a
  * remote change meeting a pending local one → conflicts.c), with
  * the cursor saved in the same transaction as the page it follows, so a
  * crash at any instant resumes from the last committed page: nothing lost,
@@ -13,7 +13,7 @@
  *
  * Rounds advance in waves (see pull.h). In the worker each page's
  * handling is its own transaction, and an ERROR there fails that account's
- * round alone. Knows nothing of HTTP (graph.c) or SQL text (store_pull.c).
+ * round alone. Knows nothing of HTTP (graph.c) or SQL text (store_events_pull.c).
  */
 #include "postgres.h"
 
@@ -38,7 +38,7 @@
 #include "pull.h"
 #include "store_calendars.h"
 #include "xact_util.h"
-#include "store_pull.h"
+#include "store_events_pull.h"
 
 #define USECS_PER_DAY_I64 INT64CONST(86400000000)
 

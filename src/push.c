@@ -403,7 +403,7 @@ transient(PushState *ps, Write *w, const char *code)
 {
 	double		delay = backoff_s(w);
 
-	m365_store_outbox_retry_later(ps->account_id, w->e, delay, code);
+	m365_store_outbox_retry_later(ps->account_id, w->e->outbox_id, delay, code);
 	if (!ps->transient)
 		strlcpy(ps->transient_code, code, sizeof(ps->transient_code));
 	ps->transient = true;

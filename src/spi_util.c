@@ -6,6 +6,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 
 #include "spi_util.h"
@@ -163,4 +164,17 @@ m365_spi_row_bool(uint64 row, int col)
 	Datum		d = m365_spi_row_datum(row, col, &isnull);
 
 	return isnull ? false : DatumGetBool(d);
+}
+
+void
+m365_spi_arg_int8_array(M365SpiArgs *a, const int64 *v, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(v[i]);
+	m365_spi_arg(a, INT8ARRAYOID,
+				 PointerGetDatum(construct_array(d, n, INT8OID, sizeof(int64),
+												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+				 false);
 }

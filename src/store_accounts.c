@@ -559,3 +559,64 @@ m365_store_accounts_of_acting_user(void)
 		return 0;
 	return DatumGetInt64(m365_spi_get_datum(1, &isnull));
 }
+
+/* purge.c's erasure of a user's rows (see purge.c for the order). */
+void
+m365_store_accounts_delete_accounts(const int64 *account_ids, int n)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.accounts WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "erasing rows of the user");
+}
+
+/* The user's accounts, locked for the purge; *ids in the caller's context. */
+int
+m365_store_accounts_ids_of_user_lock(const char *flowagent_user, int64 **ids)
+{
+	M365SpiArgs a = {0};
+	MemoryContext caller = CurrentMemoryContext;
+	int			n;
+
+	m365_spi_arg_text(&a, flowagent_user);
+	SPI_connect();
+	n = (int) m365_spi_run("SELECT account_id FROM m365sync.accounts "
+						   "WHERE flowagent_user = $1 ORDER BY account_id FOR UPDATE",
+						   &a, SPI_OK_SELECT, "reading the user's accounts");
+	*ids = MemoryContextAlloc(caller, sizeof(int64) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		(*ids)[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	return n;
+}
+
+void
+m365_store_oauth_states_delete_user(const char *flowagent_user)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_text(&a, flowagent_user);
+	m365_spi_exec("DELETE FROM m365sync.oauth_states WHERE flowagent_user = $1",
+				  &a, SPI_OK_DELETE, "erasing the user's sign-in states");
+}
+
+/* The account's subscription state (subscriptions.c): a failure, or clear it. */
+void
+m365_store_accounts_subscription_error(int64 account_id, const char *code, int delay_s)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, code);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(delay_s), false);
+	m365_spi_exec("UPDATE m365sync.accounts SET subscription_error = $2,"
+		 " subscription_retry_at = CASE WHEN $2 IS NULL THEN NULL"
+		 "   ELSE pg_catalog.now() + pg_catalog.make_interval(secs => $3) END"
+		 " WHERE account_id = $1",
+		 &a, SPI_OK_UPDATE, "recording a subscription failure");
+}

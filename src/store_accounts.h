@@ -118,4 +118,13 @@ extern void m365_store_accounts_schedule(int64 account_id, const M365RoundStats 
 /* The account of the acting FlowAgent user; 0 when they have none (caller connected to SPI). */
 extern int64 m365_store_accounts_of_acting_user(void);
 
+/* purge.c: the rows of these accounts (connects itself). */
+extern void m365_store_accounts_delete_accounts(const int64 *account_ids, int n);
+
+extern int	m365_store_accounts_ids_of_user_lock(const char *flowagent_user, int64 **ids);
+extern void m365_store_oauth_states_delete_user(const char *flowagent_user);
+
+/* accounts.subscription_error / subscription_retry_at: a failure, or clear them (code NULL). */
+extern void m365_store_accounts_subscription_error(int64 account_id, const char *code, int delay_s);
+
 #endif							/* M365SYNC_STORE_ACCOUNTS_H */

@@ -178,3 +178,14 @@ m365_store_calendars_save_cursor(int64 account_id, const M365PullCalendar *cal)
 					   &a, SPI_OK_UPDATE, 0, "saving a cursor");
 	SPI_finish();
 }
+
+/* purge.c's erasure of a user's rows (see purge.c for the order). */
+void
+m365_store_calendars_delete_accounts(const int64 *account_ids, int n)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.calendars WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "erasing rows of the user");
+}

@@ -48,4 +48,7 @@ extern List *m365_store_calendars_to_pull(int64 account_id);
 /* Save a calendar's cursor (encrypted) and round state. */
 extern void m365_store_calendars_save_cursor(int64 account_id, const M365PullCalendar *cal);
 
+/* purge.c: the rows of these accounts (connects itself). */
+extern void m365_store_calendars_delete_accounts(const int64 *account_ids, int n);
+
 #endif							/* M365SYNC_STORE_CALENDARS_H */

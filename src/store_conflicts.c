@@ -1,7 +1,9 @@
 /*
  * store_conflicts.c — the SQL of conflicts: writing the outcome conflicts.c
  * decided, listing the losing versions and the user's resolution (see
- * store_conflicts.h).
+ * store_conflicts.h). It runs each outcome in one SPI connection; the
+ * statements on the event row itself are store_events.c's, the outbox
+ * entries store_outbox.c's.
  *
  * Decides nothing between two versions (conflicts.c does, by the policy it
  * is given) and records the loser; never sends anything (the push sends what the outbox
@@ -27,49 +29,6 @@
 #include "store_outbox.h"
 #include "store_push.h"
 #include "spi_util.h"
-
-typedef struct LocalRow
-{
-	Jsonb	   *content;
-	bool		deleted;
-	char	   *graph_id;
-	char	   *change_key;
-	char	   *event_type;
-	int64		calendar_id;
-	TimestampTz local_modified_at;
-	bool		has_local_modified;
-} LocalRow;
-
-static bool
-lock_row(int64 account_id, int64 event_id, LocalRow *r)
-{
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
-	HeapTuple	t;
-	TupleDesc	d;
-	bool		isnull;
-	Datum		v;
-
-	m365_spi_check(SPI_execute_with_args("SELECT content, deleted, graph_id, change_key, event_type, calendar_id,"
-								" local_modified_at FROM m365sync.events"
-								" WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
-								2, types, values, NULL, false, 1), SPI_OK_SELECT, "locking an event");
-	if (SPI_processed == 0)
-		return false;
-	t = SPI_tuptable->vals[0];
-	d = SPI_tuptable->tupdesc;
-	r->content = m365_store_events_open(account_id, event_id,
-										 DatumGetByteaPP(SPI_getbinval(t, d, 1, &isnull)));
-	r->deleted = DatumGetBool(SPI_getbinval(t, d, 2, &isnull));
-	r->graph_id = SPI_getvalue(t, d, 3);
-	r->change_key = SPI_getvalue(t, d, 4);
-	r->event_type = SPI_getvalue(t, d, 5);
-	r->calendar_id = DatumGetInt64(SPI_getbinval(t, d, 6, &isnull));
-	v = SPI_getbinval(t, d, 7, &isnull);
-	r->has_local_modified = !isnull;
-	r->local_modified_at = isnull ? 0 : DatumGetTimestampTz(v);
-	return true;
-}
 
 static Jsonb *
 jsonb_of(const char *text)
@@ -126,24 +85,10 @@ record(int64 account_id, int64 event_id, const char *policy, const char *kept, J
 bool
 m365_store_conflicts_lock_event(int64 account_id, int64 event_id, M365ConflictLocal *local)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
-	bool		isnull;
-	Datum		v;
 	bool		found;
 
-	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("SELECT local_modified_at FROM m365sync.events"
-								" WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
-								2, types, values, NULL, false, 1), SPI_OK_SELECT, "locking an event");
-	found = SPI_processed > 0;
-	if (found)
-	{
-		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		local->has_local_modified = !isnull;
-		local->local_modified_at = isnull ? 0 : DatumGetTimestampTz(v);
-	}
-	SPI_finish();
+	found = m365_store_events_lock_modified(account_id, event_id, &local->has_local_modified,
+											 &local->local_modified_at);
 	return found;
 }
 
@@ -151,10 +96,10 @@ void
 m365_store_conflicts_settle_changed(int64 account_id, int64 event_id, const char *policy, bool remote,
 									const M365EventColumns *c, Jsonb *data)
 {
-	LocalRow	r;
+	M365EventAnyRow r;
 
 	SPI_connect();
-	if (!lock_row(account_id, event_id, &r))
+	if (!m365_store_events_lock_any(account_id, event_id, &r))
 		elog(ERROR, "m365sync: event %lld vanished while settling a conflict", (long long) event_id);
 	if (remote)
 	{
@@ -164,20 +109,8 @@ m365_store_conflicts_settle_changed(int64 account_id, int64 event_id, const char
 	}
 	else
 	{
-		Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID};
-		Datum		values[4];
-		char		nulls[5] = "    ";
-
 		record(account_id, event_id, policy, "local", data);
-		values[0] = Int64GetDatum(account_id);
-		values[1] = Int64GetDatum(event_id);
-		values[2] = c->change_key ? CStringGetTextDatum(c->change_key) : (Datum) 0;
-		nulls[2] = c->change_key ? ' ' : 'n';
-		values[3] = TimestampTzGetDatum(c->remote_modified_at);
-		nulls[3] = c->has_remote_modified ? ' ' : 'n';
-		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET change_key = $3, remote_modified_at = $4,"
-									" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
-									4, types, values, nulls, false, 0), SPI_OK_UPDATE, "keeping a local change");
+		m365_store_events_keep_local(account_id, event_id, c);
 		m365_store_outbox_push_whole(account_id, event_id, r.deleted, c->change_key);
 	}
 	SPI_finish();
@@ -186,29 +119,22 @@ m365_store_conflicts_settle_changed(int64 account_id, int64 event_id, const char
 void
 m365_store_conflicts_settle_deleted(int64 account_id, int64 event_id, const char *policy, bool remote)
 {
-	LocalRow	r;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365EventAnyRow r;
 
 	SPI_connect();
-	if (!lock_row(account_id, event_id, &r))
+	if (!m365_store_events_lock_any(account_id, event_id, &r))
 		elog(ERROR, "m365sync: event %lld vanished while settling a conflict", (long long) event_id);
 	m365_store_outbox_withdraw(account_id, event_id, remote ? "conflictLost" : "recreated");
 	if (remote)
 	{
 		/* kept as a tombstone while the local version is listed */
 		record(account_id, event_id, policy, "remote", r.content);
-		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = true, graph_id = NULL,"
-									" change_key = NULL, sync_state = 'conflict'"
-									" WHERE account_id = $1 AND event_id = $2",
-									2, types, values, NULL, false, 0), SPI_OK_UPDATE, "accepting a remote delete");
+		m365_store_events_tombstone(account_id, event_id);
 	}
 	else
 	{
 		record(account_id, event_id, policy, "local", as_deleted(NULL, r.graph_id));
-		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
-									" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
-									2, types, values, NULL, false, 0), SPI_OK_UPDATE, "re-creating an event");
+		m365_store_events_unlink(account_id, event_id);
 		m365_store_outbox_insert_whole(account_id, event_id, "create", false, NULL);
 	}
 	SPI_finish();
@@ -246,12 +172,10 @@ columns_of(Jsonb *content, const char *event_type, M365EventColumns *cols, cJSON
 
 /* Restore a listed version as the local one, to be pushed like any change. */
 static void
-restore(int64 account_id, int64 event_id, LocalRow *r, Jsonb *lost)
+restore(int64 account_id, int64 event_id, M365EventAnyRow *r, Jsonb *lost)
 {
 	bool		is_deletion = getKeyJsonValueFromContainer(&lost->root, "@removed",
 														   strlen("@removed"), NULL) != NULL;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
 
 	if (is_deletion)
 	{
@@ -290,9 +214,7 @@ restore(int64 account_id, int64 event_id, LocalRow *r, Jsonb *lost)
 			bool		pending_create;
 
 			pending_create = m365_store_outbox_has_pending_create(account_id, event_id);
-			m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = false"
-										" WHERE account_id = $1 AND event_id = $2",
-										2, types, values, NULL, false, 0), SPI_OK_UPDATE, "reviving an event");
+			m365_store_events_revive(account_id, event_id);
 			if (!pending_create)
 			{
 				m365_store_outbox_withdraw(account_id, event_id, "recreated");
@@ -309,7 +231,7 @@ m365_store_conflicts_resolve(int64 account_id, int64 event_id, const char *keep)
 {
 	Oid			types[2] = {INT8OID, INT8OID};
 	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
-	LocalRow	r;
+	M365EventAnyRow r;
 	int64		conflict_id;
 	char	   *kept;
 	Jsonb	   *lost;
@@ -318,7 +240,7 @@ m365_store_conflicts_resolve(int64 account_id, int64 event_id, const char *keep)
 	char	   *plain;
 
 	SPI_connect();
-	if (!lock_row(account_id, event_id, &r))
+	if (!m365_store_events_lock_any(account_id, event_id, &r))
 	{
 		SPI_finish();
 		return false;
@@ -349,18 +271,21 @@ m365_store_conflicts_resolve(int64 account_id, int64 event_id, const char *keep)
 	else if (r.deleted && r.graph_id == NULL)
 	{
 		/* the deletion stands: the tombstone goes (unless something is still queued for it) */
-		m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.event_id = $2"
-									" AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = $1"
-									"  AND o.event_id = $2 AND o.state = 'pending')",
-									2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing a tombstone");
+		m365_store_events_drop_tombstone(account_id, event_id);
 	}
 	else
-		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = CASE"
-									" WHEN EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = $1"
-									"  AND o.event_id = $2 AND o.state = 'pending') THEN 'pending'"
-									" WHEN sync_state = 'conflict' THEN 'synced' ELSE sync_state END"
-									" WHERE account_id = $1 AND event_id = $2",
-									2, types, values, NULL, false, 0), SPI_OK_UPDATE, "settling an event");
+		m365_store_events_settle_state(account_id, event_id);
 	SPI_finish();
 	return true;
+}
+
+/* purge.c's erasure of a user's rows (see purge.c for the order). */
+void
+m365_store_conflicts_delete_accounts(const int64 *account_ids, int n)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.conflicts WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "erasing rows of the user");
 }

@@ -56,4 +56,7 @@ extern uint64 m365_store_conflicts_list(int64 account_id);
 /* The user's choice: keep is "local", "remote" or "kept"; false when the event has no open conflict. */
 extern bool m365_store_conflicts_resolve(int64 account_id, int64 event_id, const char *keep);
 
+/* purge.c: the rows of these accounts (connects itself). */
+extern void m365_store_conflicts_delete_accounts(const int64 *account_ids, int n);
+
 #endif							/* M365SYNC_STORE_CONFLICTS_H */

@@ -1,7 +1,8 @@
 /*
- * store_events.c — SPI for events and calendars, with saved plans.
+ * store_events.c — SPI for m365sync.events, with saved plans.
  *
- * The event rows of the API's writes and reads; pull and push reuse it.
+ * The event rows of the API's writes and reads, and the push's answers on
+ * them (store_push.c); the pull's statements are store_events_pull.c's.
  * Their outbox entries are store_outbox.c's. Every statement is schema-qualified (plans are saved and
  * run under the user functions' pinned search_path anyway) and touches one
  * account's rows. It never decides policy (what a caller may do): the SQL
@@ -262,3 +263,269 @@ m365_store_events_by_id(int64 account_id, int64 event_id)
 	return SPI_processed;
 }
 
+/* purge.c's erasure of a user's rows (see purge.c for the order). */
+void
+m365_store_events_delete_accounts(const int64 *account_ids, int n)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.events WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "erasing rows of the user");
+}
+
+/* --- the push's answers (store_push.c; the caller is connected to SPI) --- */
+
+/* Same sync_state rule everywhere: a listed, unresolved conflict shows. */
+#define STATE_AFTER_SYNC \
+	"CASE WHEN EXISTS (SELECT 1 FROM m365sync.conflicts c WHERE c.account_id = $1" \
+	" AND c.event_id = $2 AND c.resolved_at IS NULL) THEN 'conflict' ELSE 'synced' END"
+
+#define TEXT_ARG(i, s) do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
+
+/* The row becomes Graph's version (cols, data); sync_state by STATE_AFTER_SYNC. */
+void
+m365_store_events_replace_row(int64 account_id, int64 event_id, const M365EventColumns *c, Jsonb *data)
+{
+	Oid			types[17] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+		TIMESTAMPTZOID, BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID, BYTEAOID, TEXTOID,
+	TIMESTAMPTZOID, TEXTOID};
+	Datum		values[17];
+	char		nulls[18];
+
+	memset(nulls, ' ', 17);
+	nulls[17] = '\0';
+	values[0] = Int64GetDatum(account_id);
+	values[1] = Int64GetDatum(event_id);
+	TEXT_ARG(2, c->graph_id);
+	TEXT_ARG(3, c->ical_uid);
+	TEXT_ARG(4, c->series_master_graph_id);
+	m365_event_row_bind_shape(c, &values[5], &nulls[5]);
+	values[13] = PointerGetDatum(m365_store_events_seal(account_id, event_id, data));
+	m365_event_row_bind_sync(c, &values[14], &nulls[14]);
+	TEXT_ARG(16, c->graph_id);
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = $3, ical_uid = $4,"
+								" series_master_id = coalesce((SELECT m.event_id FROM m365sync.events m"
+								"   WHERE m.account_id = $1 AND m.graph_id = $5), series_master_id),"
+								" event_type = $6, start_at = $7, end_at = $8, is_all_day = $9,"
+								" start_date = $10, end_date = $11, show_as = $12, is_cancelled = $13,"
+								" content = $14, change_key = $15, remote_modified_at = $16, deleted = false,"
+								" sync_state = " STATE_AFTER_SYNC
+								" WHERE account_id = $1 AND event_id = $2",
+								17, types, values, nulls, false, 0), SPI_OK_UPDATE, "storing a push answer");
+}
+
+/* Another row already holding graph_id (pulled before we knew it was ours) gives way. */
+void
+m365_store_events_drop_pulled_twin(int64 account_id, int64 event_id, const char *graph_id)
+{
+	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
+	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(event_id),
+	CStringGetTextDatum(graph_id)};
+
+	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = $3"
+								" AND e.event_id <> $2 AND e.sync_state = 'synced' AND NOT EXISTS ("
+								"  SELECT 1 FROM m365sync.outbox o WHERE o.account_id = e.account_id"
+								"  AND o.event_id = e.event_id AND o.state = 'pending')",
+								3, types, values, NULL, false, 0), SPI_OK_DELETE, "merging a pulled twin");
+}
+
+/* A create's answer linked to the row without taking its content. */
+void
+m365_store_events_link_graph_id(int64 account_id, int64 event_id, const char *graph_id, const char *change_key)
+{
+	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[5] = "    ";
+
+	values[0] = Int64GetDatum(account_id);
+	values[1] = Int64GetDatum(event_id);
+	TEXT_ARG(2, graph_id);
+	TEXT_ARG(3, change_key);
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = $3, change_key = $4"
+								" WHERE account_id = $1 AND event_id = $2",
+								4, types, values, nulls, false, 0), SPI_OK_UPDATE, "linking a create");
+}
+
+/* A pushed delete: the row goes, or stays as a tombstone while its conflict is listed. */
+void
+m365_store_events_remove_pushed(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	/* A row whose conflict is still listed stays as a tombstone (the listing needs it). */
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
+								" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2"
+								" AND EXISTS (SELECT 1 FROM m365sync.conflicts c WHERE c.account_id = $1"
+								"  AND c.event_id = $2 AND c.resolved_at IS NULL)",
+								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "keeping a tombstone");
+	if (SPI_processed == 0)
+		m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
+									2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing a deleted event");
+}
+
+void
+m365_store_events_mark_synced(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = " STATE_AFTER_SYNC
+								" WHERE account_id = $1 AND event_id = $2",
+								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "marking an event synced");
+}
+
+void
+m365_store_events_mark_failed(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = 'failed'"
+								" WHERE account_id = $1 AND event_id = $2",
+								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "failing an event");
+}
+
+/* --- a conflict's settling and resolving (store_conflicts.c; the caller is connected to SPI) --- */
+
+bool
+m365_store_events_lock_any(int64 account_id, int64 event_id, M365EventAnyRow *r)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	HeapTuple	t;
+	TupleDesc	d;
+	bool		isnull;
+	Datum		v;
+
+	m365_spi_check(SPI_execute_with_args("SELECT content, deleted, graph_id, change_key, event_type, calendar_id,"
+								" local_modified_at FROM m365sync.events"
+								" WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
+								2, types, values, NULL, false, 1), SPI_OK_SELECT, "locking an event");
+	if (SPI_processed == 0)
+		return false;
+	t = SPI_tuptable->vals[0];
+	d = SPI_tuptable->tupdesc;
+	r->content = m365_store_events_open(account_id, event_id,
+										 DatumGetByteaPP(SPI_getbinval(t, d, 1, &isnull)));
+	r->deleted = DatumGetBool(SPI_getbinval(t, d, 2, &isnull));
+	r->graph_id = SPI_getvalue(t, d, 3);
+	r->change_key = SPI_getvalue(t, d, 4);
+	r->event_type = SPI_getvalue(t, d, 5);
+	r->calendar_id = DatumGetInt64(SPI_getbinval(t, d, 6, &isnull));
+	v = SPI_getbinval(t, d, 7, &isnull);
+	r->has_local_modified = !isnull;
+	r->local_modified_at = isnull ? 0 : DatumGetTimestampTz(v);
+	return true;
+}
+
+/* Lock the row and read local_modified_at; connects to SPI itself. */
+bool
+m365_store_events_lock_modified(int64 account_id, int64 event_id, bool *has_local_modified,
+								TimestampTz *local_modified_at)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	bool		isnull;
+	Datum		v;
+	bool		found;
+
+	SPI_connect();
+	m365_spi_check(SPI_execute_with_args("SELECT local_modified_at FROM m365sync.events"
+								" WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
+								2, types, values, NULL, false, 1), SPI_OK_SELECT, "locking an event");
+	found = SPI_processed > 0;
+	if (found)
+	{
+		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		*has_local_modified = !isnull;
+		*local_modified_at = isnull ? 0 : DatumGetTimestampTz(v);
+	}
+	SPI_finish();
+	return found;
+}
+
+/* The local change wins: the row takes the remote changeKey and shows the conflict. */
+void
+m365_store_events_keep_local(int64 account_id, int64 event_id, const M365EventColumns *c)
+{
+	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	char		nulls[5] = "    ";
+
+	values[0] = Int64GetDatum(account_id);
+	values[1] = Int64GetDatum(event_id);
+	values[2] = c->change_key ? CStringGetTextDatum(c->change_key) : (Datum) 0;
+	nulls[2] = c->change_key ? ' ' : 'n';
+	values[3] = TimestampTzGetDatum(c->remote_modified_at);
+	nulls[3] = c->has_remote_modified ? ' ' : 'n';
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET change_key = $3, remote_modified_at = $4,"
+								" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
+								4, types, values, nulls, false, 0), SPI_OK_UPDATE, "keeping a local change");
+}
+
+/* A remote delete won: the row stays as a tombstone while the local version is listed. */
+void
+m365_store_events_tombstone(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = true, graph_id = NULL,"
+								" change_key = NULL, sync_state = 'conflict'"
+								" WHERE account_id = $1 AND event_id = $2",
+								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "accepting a remote delete");
+}
+
+/* The local version won over a remote delete: the row is made again at Microsoft. */
+void
+m365_store_events_unlink(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
+								" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
+								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "re-creating an event");
+}
+
+/* A restored version of a deleted row is live again. */
+void
+m365_store_events_revive(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = false"
+								" WHERE account_id = $1 AND event_id = $2",
+								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "reviving an event");
+}
+
+/* The deletion stands: the tombstone goes, unless something is still queued for it. */
+void
+m365_store_events_drop_tombstone(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.event_id = $2"
+								" AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = $1"
+								"  AND o.event_id = $2 AND o.state = 'pending')",
+								2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing a tombstone");
+}
+
+/* A resolved conflict: the row shows pending or synced again. */
+void
+m365_store_events_settle_state(int64 account_id, int64 event_id)
+{
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = CASE"
+								" WHEN EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = $1"
+								"  AND o.event_id = $2 AND o.state = 'pending') THEN 'pending'"
+								" WHEN sync_state = 'conflict' THEN 'synced' ELSE sync_state END"
+								" WHERE account_id = $1 AND event_id = $2",
+								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "settling an event");
+}

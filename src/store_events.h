@@ -1,9 +1,10 @@
 /*
- * store_events.h — SPI reads and writes of events
- * (store_events.c), shared by the SQL API and later by pull and push.
+ * store_events.h — SPI reads and writes of events (store_events.c), for
+ * the SQL API, the push's answers (store_push.c) and conflicts
+ * (store_conflicts.c); the pull's are in store_events_pull.h.
  *
- * Every function expects the caller to be connected to SPI (between
- * SPI_connect and SPI_finish) and runs in the caller's transaction. Rows are
+ * Every function but those marked "connects itself" expects the caller
+ * to be connected to SPI (between SPI_connect and SPI_finish) and runs in the caller's transaction. Rows are
  * only ever those the row level security policies show the current role:
  * under the user functions, the acting FlowAgent user's.
  */
@@ -13,6 +14,7 @@
 #include "postgres.h"
 
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 #include "event_row.h"
 
@@ -79,5 +81,48 @@ typedef enum M365EventScanCol
 	ES_EVENT_TYPE, ES_START_AT, ES_END_AT, ES_IS_ALL_DAY, ES_START_DATE, ES_END_DATE,
 	ES_SHOW_AS, ES_IS_CANCELLED, ES_REMOTE_MODIFIED_AT, ES_SYNC_STATE, ES_CONTENT
 } M365EventScanCol;
+
+/* purge.c: the rows of these accounts (connects itself). */
+extern void m365_store_events_delete_accounts(const int64 *account_ids, int n);
+
+/*
+ * The row becomes Graph's version (cols, data), live, with its sync_state
+ * 'conflict' while an unresolved conflict is listed, else 'synced'. For
+ * store_push.c and store_conflicts.c; the caller is connected to SPI.
+ */
+extern void m365_store_events_replace_row(int64 account_id, int64 event_id,
+										  const M365EventColumns *cols, Jsonb *data);
+
+/* The rest of the push's answers (store_push.c); the caller is connected to SPI. */
+extern void m365_store_events_drop_pulled_twin(int64 account_id, int64 event_id, const char *graph_id);
+extern void m365_store_events_link_graph_id(int64 account_id, int64 event_id, const char *graph_id,
+											const char *change_key);
+extern void m365_store_events_remove_pushed(int64 account_id, int64 event_id);
+extern void m365_store_events_mark_synced(int64 account_id, int64 event_id);
+extern void m365_store_events_mark_failed(int64 account_id, int64 event_id);
+
+/* A conflict's row as store_conflicts.c reads it, deleted or not, locked FOR UPDATE. */
+typedef struct M365EventAnyRow
+{
+	Jsonb	   *content;
+	bool		deleted;
+	char	   *graph_id;
+	char	   *change_key;
+	char	   *event_type;
+	int64		calendar_id;
+	TimestampTz local_modified_at;
+	bool		has_local_modified;
+} M365EventAnyRow;
+
+/* For store_conflicts.c; the caller is connected to SPI unless said. */
+extern bool m365_store_events_lock_any(int64 account_id, int64 event_id, M365EventAnyRow *r);
+extern bool m365_store_events_lock_modified(int64 account_id, int64 event_id, bool *has_local_modified,
+											TimestampTz *local_modified_at);	/* connects itself */
+extern void m365_store_events_keep_local(int64 account_id, int64 event_id, const M365EventColumns *c);
+extern void m365_store_events_tombstone(int64 account_id, int64 event_id);
+extern void m365_store_events_unlink(int64 account_id, int64 event_id);
+extern void m365_store_events_revive(int64 account_id, int64 event_id);
+extern void m365_store_events_drop_tombstone(int64 account_id, int64 event_id);
+extern void m365_store_events_settle_state(int64 account_id, int64 event_id);
 
 #endif							/* M365SYNC_STORE_EVENTS_H */

@@ -1,7 +1,9 @@
 /*
  * store_outbox.c — SPI for m365sync.outbox, the queue of local changes for
  * the push (see store_outbox.h): queueing, collapsing, widening and
- * withdrawing entries. The push's reads and done-marks are store_push.c's.
+ * withdrawing entries; the push's marks (counting a send, done, failed,
+ * retry later). The push's joined read of entries and events, and its
+ * answers spanning both tables, are store_push.c's.
  *
  * Outbox collapse: an event has at most one pending outbox row. A later
  * change locks that row (FOR UPDATE) and folds into it; the caller holds
@@ -204,4 +206,112 @@ m365_store_outbox_push_whole(int64 account_id, int64 event_id, bool deleted, con
 		m365_store_outbox_insert_whole(account_id, event_id, deleted ? "delete" : "update", !deleted, base);
 	else
 		m365_wake_worker_at_commit();
+}
+
+/* purge.c's erasure of a user's rows (see purge.c for the order). */
+void
+m365_store_outbox_delete_accounts(const int64 *account_ids, int n)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.outbox WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "erasing rows of the user");
+}
+
+/* --- the push's marks (push.c and store_push.c) --- */
+
+/* Connects to SPI itself. */
+List *
+m365_store_outbox_mark_sending(int64 account_id, int limit)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(account_id), Int32GetDatum(limit)};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *out = NIL;
+
+	SPI_connect();
+	m365_spi_check(SPI_execute_with_args("WITH due AS (SELECT o.outbox_id FROM m365sync.outbox o"
+								"  WHERE o.account_id = $1 AND o.state = 'pending'"
+								"  AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now()"
+								"  ORDER BY o.outbox_id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+								" UPDATE m365sync.outbox o SET attempts = o.attempts + 1,"
+								"  sent_at = coalesce(o.sent_at, pg_catalog.now())"
+								" FROM due WHERE o.account_id = $1 AND o.outbox_id = due.outbox_id"
+								" RETURNING o.outbox_id",
+								2, types, values, NULL, false, 0),
+		  SPI_OK_UPDATE_RETURNING, "counting a push");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		int64	   *id = palloc(sizeof(int64));
+
+		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		out = lappend(out, id);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return out;
+}
+
+/* The entry, and earlier failed ones of the event it supersedes, are done. */
+void
+m365_store_outbox_mark_done(int64 account_id, int64 outbox_id, int64 event_id)
+{
+	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
+	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(event_id),
+	Int64GetDatum(outbox_id)};
+
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'done', done_at = pg_catalog.now(),"
+								" last_error = CASE WHEN outbox_id = $3 THEN NULL ELSE last_error END,"
+								" next_attempt_at = NULL"
+								" WHERE account_id = $1 AND event_id = $2"
+								" AND (outbox_id = $3 OR (state = 'failed' AND outbox_id < $3))",
+								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "marking a push done");
+}
+
+/* A create already made at Microsoft is sent again as a full update. */
+void
+m365_store_outbox_requeue_update(int64 account_id, int64 outbox_id, const char *base_change_key)
+{
+	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
+	Datum		values[3];
+	char		nulls[4] = "   ";
+
+	values[0] = Int64GetDatum(account_id);
+	values[1] = Int64GetDatum(outbox_id);
+	TEXT_OR_NULL(base_change_key, 2);
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET op = 'update', changed_fields = '{" M365_ALL_FIELDS "}',"
+								" base_change_key = $3, next_attempt_at = NULL"
+								" WHERE account_id = $1 AND outbox_id = $2",
+								3, types, values, nulls, false, 0), SPI_OK_UPDATE, "re-queueing a create");
+}
+
+void
+m365_store_outbox_set_failed(int64 account_id, int64 outbox_id, const char *code)
+{
+	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
+	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(outbox_id),
+	CStringGetTextDatum(code)};
+
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'failed', last_error = $3,"
+								" next_attempt_at = NULL WHERE account_id = $1 AND outbox_id = $2",
+								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "failing a push");
+}
+
+/* A transient failure: try again after delay_s. Connects to SPI itself. */
+void
+m365_store_outbox_retry_later(int64 account_id, int64 outbox_id, double delay_s, const char *code)
+{
+	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, FLOAT8OID};
+	Datum		values[4] = {Int64GetDatum(account_id), Int64GetDatum(outbox_id),
+	CStringGetTextDatum(code), Float8GetDatum(delay_s)};
+
+	SPI_connect();
+	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET last_error = $3,"
+								" next_attempt_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $4)"
+								" WHERE account_id = $1 AND outbox_id = $2",
+								4, types, values, NULL, false, 0), SPI_OK_UPDATE, "delaying a push");
+	SPI_finish();
 }

@@ -1,13 +1,15 @@
 /*
  * store_outbox.h — the queue of local changes for the push
- * (store_outbox.c). Every function expects the caller to be connected to
- * SPI, holding the event's row lock, in the caller's transaction; each
+ * (store_outbox.c). Every function but mark_sending and retry_later (which
+ * connect themselves) expects the caller to be connected to SPI, holding the event's row lock, in the caller's transaction; each
  * queued entry wakes the worker when that transaction commits.
  */
 #ifndef M365SYNC_STORE_OUTBOX_H
 #define M365SYNC_STORE_OUTBOX_H
 
 #include "postgres.h"
+
+#include "nodes/pg_list.h"
 
 /* A new entry: op create, update (changed: the fields, or NULL) or delete; base is the If-Match. */
 extern void m365_store_outbox_insert(int64 account_id, int64 event_id, const char *op,
@@ -43,5 +45,25 @@ extern void m365_store_outbox_insert_whole(int64 account_id, int64 event_id, con
  * (update or delete) is widened to all fields, or a new one queued.
  */
 extern void m365_store_outbox_push_whole(int64 account_id, int64 event_id, bool deleted, const char *base);
+
+/* purge.c: the rows of these accounts (connects itself). */
+extern void m365_store_outbox_delete_accounts(const int64 *account_ids, int n);
+
+/* --- the push's marks (store_push.h has the reads and the answers) --- */
+
+/*
+ * Count a send of up to limit due pending entries of the account, in
+ * outbox order (entries the app holds locked are left for later). Returns
+ * their outbox ids (List of int64 pointers), NIL when none is due.
+ */
+extern List *m365_store_outbox_mark_sending(int64 account_id, int limit);
+
+extern void m365_store_outbox_mark_done(int64 account_id, int64 outbox_id, int64 event_id);
+extern void m365_store_outbox_requeue_update(int64 account_id, int64 outbox_id, const char *base_change_key);
+extern void m365_store_outbox_set_failed(int64 account_id, int64 outbox_id, const char *code);
+
+/* A transient failure: try again after delay_s. */
+extern void m365_store_outbox_retry_later(int64 account_id, int64 outbox_id, double delay_s,
+										  const char *code);
 
 #endif							/* M365SYNC_STORE_OUTBOX_H */

@@ -1,11 +1,15 @@
 /*
- * store_push.c — SPI for the push (see store_push.h).
+ * store_push.c — the push's entries and answers across two tables (see
+ * store_push.h).
  *
- * The only SQL text of the push. Every statement is parameterised and
- * keeps to one account. It never decides what to send or how a conflict
- * ends (push.c and conflicts.c do); it never logs content. The
- * answer of a write and the done-mark of its entry are written together
- * here, in the caller's transaction.
+ * What is left here is what spans the outbox and the events table at
+ * once: reading due entries joined to their (locked) event rows, and each
+ * answer, whose outbox done-mark (store_outbox.c) and event write
+ * (store_events.c) are made together in one SPI connection, in the
+ * caller's transaction. The statements on one table live in that table's
+ * module; the two joins here read both. Every statement is parameterised
+ * and keeps to one account. It never decides what to send or how a
+ * conflict ends (push.c and conflicts.c do); it never logs content.
  */
 #include "postgres.h"
 
@@ -19,6 +23,7 @@
 #include "event_patch.h"
 #include "keyring.h"
 #include "store_events.h"
+#include "store_outbox.h"
 #include "store_push.h"
 #include "spi_util.h"
 
@@ -32,44 +37,6 @@ int8_array(List *ids)
 	foreach(lc, ids)
 		d[i++] = Int64GetDatum(*(int64 *) lfirst(lc));
 	return PointerGetDatum(construct_array(d, i, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
-/* Same sync_state rule everywhere: a listed, unresolved conflict shows. */
-#define STATE_AFTER_SYNC \
-	"CASE WHEN EXISTS (SELECT 1 FROM m365sync.conflicts c WHERE c.account_id = $1" \
-	" AND c.event_id = $2 AND c.resolved_at IS NULL) THEN 'conflict' ELSE 'synced' END"
-
-List *
-m365_store_outbox_mark_sending(int64 account_id, int limit)
-{
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int32GetDatum(limit)};
-	MemoryContext caller = CurrentMemoryContext;
-	List	   *out = NIL;
-
-	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("WITH due AS (SELECT o.outbox_id FROM m365sync.outbox o"
-								"  WHERE o.account_id = $1 AND o.state = 'pending'"
-								"  AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now()"
-								"  ORDER BY o.outbox_id LIMIT $2 FOR UPDATE SKIP LOCKED)"
-								" UPDATE m365sync.outbox o SET attempts = o.attempts + 1,"
-								"  sent_at = coalesce(o.sent_at, pg_catalog.now())"
-								" FROM due WHERE o.account_id = $1 AND o.outbox_id = due.outbox_id"
-								" RETURNING o.outbox_id",
-								2, types, values, NULL, false, 0),
-		  SPI_OK_UPDATE_RETURNING, "counting a push");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		MemoryContext spi = MemoryContextSwitchTo(caller);
-		int64	   *id = palloc(sizeof(int64));
-
-		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		out = lappend(out, id);
-		MemoryContextSwitchTo(spi);
-	}
-	SPI_finish();
-	return out;
 }
 
 static char *
@@ -156,98 +123,19 @@ m365_store_outbox_lock_entries(int64 account_id, List *outbox_ids)
 	return out;
 }
 
-/* The entry, and earlier failed ones of the event it supersedes, are done. */
-static void
-mark_done(int64 account_id, const M365PushEntry *e)
-{
-	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(e->event_id),
-	Int64GetDatum(e->outbox_id)};
-
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'done', done_at = pg_catalog.now(),"
-								" last_error = CASE WHEN outbox_id = $3 THEN NULL ELSE last_error END,"
-								" next_attempt_at = NULL"
-								" WHERE account_id = $1 AND event_id = $2"
-								" AND (outbox_id = $3 OR (state = 'failed' AND outbox_id < $3))",
-								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "marking a push done");
-}
-
-/* Another row already holding graph_id (pulled before we knew it was ours) gives way. */
-static void
-drop_pulled_twin(int64 account_id, int64 event_id, const char *graph_id)
-{
-	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(event_id),
-	CStringGetTextDatum(graph_id)};
-
-	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = $3"
-								" AND e.event_id <> $2 AND e.sync_state = 'synced' AND NOT EXISTS ("
-								"  SELECT 1 FROM m365sync.outbox o WHERE o.account_id = e.account_id"
-								"  AND o.event_id = e.event_id AND o.state = 'pending')",
-								3, types, values, NULL, false, 0), SPI_OK_DELETE, "merging a pulled twin");
-}
-
-#define TEXT_ARG(i, s) do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
-
-/* The row becomes Graph's version (cols, data); sync_state by STATE_AFTER_SYNC. */
-void
-m365_store_events_replace_row(int64 account_id, int64 event_id, const M365EventColumns *c, Jsonb *data)
-{
-	Oid			types[17] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
-		TIMESTAMPTZOID, BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID, BYTEAOID, TEXTOID,
-	TIMESTAMPTZOID, TEXTOID};
-	Datum		values[17];
-	char		nulls[18];
-
-	memset(nulls, ' ', 17);
-	nulls[17] = '\0';
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(event_id);
-	TEXT_ARG(2, c->graph_id);
-	TEXT_ARG(3, c->ical_uid);
-	TEXT_ARG(4, c->series_master_graph_id);
-	m365_event_row_bind_shape(c, &values[5], &nulls[5]);
-	values[13] = PointerGetDatum(m365_store_events_seal(account_id, event_id, data));
-	m365_event_row_bind_sync(c, &values[14], &nulls[14]);
-	TEXT_ARG(16, c->graph_id);
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = $3, ical_uid = $4,"
-								" series_master_id = coalesce((SELECT m.event_id FROM m365sync.events m"
-								"   WHERE m.account_id = $1 AND m.graph_id = $5), series_master_id),"
-								" event_type = $6, start_at = $7, end_at = $8, is_all_day = $9,"
-								" start_date = $10, end_date = $11, show_as = $12, is_cancelled = $13,"
-								" content = $14, change_key = $15, remote_modified_at = $16, deleted = false,"
-								" sync_state = " STATE_AFTER_SYNC
-								" WHERE account_id = $1 AND event_id = $2",
-								17, types, values, nulls, false, 0), SPI_OK_UPDATE, "storing a push answer");
-}
-
 /* A create's answer when the row changed after the first send: keep local content, send it all. */
 static void
 link_then_update_all(int64 account_id, const M365PushEntry *e, const M365EventColumns *c)
 {
-	Oid			types[5] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[6] = "     ";
-
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(e->event_id);
-	values[2] = Int64GetDatum(e->outbox_id);
-	TEXT_ARG(3, c->graph_id);
-	TEXT_ARG(4, c->change_key);
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = $4, change_key = $5"
-								" WHERE account_id = $1 AND event_id = $2",
-								5, types, values, nulls, false, 0), SPI_OK_UPDATE, "linking a create");
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET op = 'update', changed_fields = '{" M365_ALL_FIELDS "}',"
-								" base_change_key = $5, next_attempt_at = NULL"
-								" WHERE account_id = $1 AND outbox_id = $3",
-								5, types, values, nulls, false, 0), SPI_OK_UPDATE, "re-queueing a create");
+	m365_store_events_link_graph_id(account_id, e->event_id, c->graph_id, c->change_key);
+	m365_store_outbox_requeue_update(account_id, e->outbox_id, c->change_key);
 }
 
 static bool
 done_write(int64 account_id, const M365PushEntry *e, const M365EventColumns *c, Jsonb *data)
 {
 	if (c->graph_id != NULL && (e->graph_id == NULL || strcmp(e->graph_id, c->graph_id) != 0))
-		drop_pulled_twin(account_id, e->event_id, c->graph_id);
+		m365_store_events_drop_pulled_twin(account_id, e->event_id, c->graph_id);
 	if (strcmp(e->op, "create") == 0 && e->attempts > 1 && e->has_sent_at &&
 		e->local_modified_at > e->sent_at)
 	{
@@ -255,7 +143,7 @@ done_write(int64 account_id, const M365PushEntry *e, const M365EventColumns *c, 
 		link_then_update_all(account_id, e, c);
 		return false;
 	}
-	mark_done(account_id, e);
+	m365_store_outbox_mark_done(account_id, e->outbox_id, e->event_id);
 	m365_store_events_replace_row(account_id, e->event_id, c, data);
 	return true;
 }
@@ -274,67 +162,27 @@ m365_store_outbox_done_write(int64 account_id, const M365PushEntry *e, const M36
 void
 m365_store_outbox_done_delete(int64 account_id, const M365PushEntry *e)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(e->event_id)};
-
 	SPI_connect();
-	mark_done(account_id, e);
-	/* A row whose conflict is still listed stays as a tombstone (the listing needs it). */
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
-								" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2"
-								" AND EXISTS (SELECT 1 FROM m365sync.conflicts c WHERE c.account_id = $1"
-								"  AND c.event_id = $2 AND c.resolved_at IS NULL)",
-								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "keeping a tombstone");
-	if (SPI_processed == 0)
-		m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
-									2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing a deleted event");
+	m365_store_outbox_mark_done(account_id, e->outbox_id, e->event_id);
+	m365_store_events_remove_pushed(account_id, e->event_id);
 	SPI_finish();
 }
 
 void
 m365_store_outbox_done_nothing(int64 account_id, const M365PushEntry *e)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(e->event_id)};
-
 	SPI_connect();
-	mark_done(account_id, e);
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = " STATE_AFTER_SYNC
-								" WHERE account_id = $1 AND event_id = $2",
-								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "marking an event synced");
+	m365_store_outbox_mark_done(account_id, e->outbox_id, e->event_id);
+	m365_store_events_mark_synced(account_id, e->event_id);
 	SPI_finish();
 }
 
 void
 m365_store_outbox_failed(int64 account_id, const M365PushEntry *e, const char *code)
 {
-	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(e->outbox_id),
-	CStringGetTextDatum(code)};
-
 	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'failed', last_error = $3,"
-								" next_attempt_at = NULL WHERE account_id = $1 AND outbox_id = $2",
-								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "failing a push");
-	values[1] = Int64GetDatum(e->event_id);
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = 'failed'"
-								" WHERE account_id = $1 AND event_id = $2",
-								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "failing an event");
-	SPI_finish();
-}
-
-void
-m365_store_outbox_retry_later(int64 account_id, const M365PushEntry *e, double delay_s, const char *code)
-{
-	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, FLOAT8OID};
-	Datum		values[4] = {Int64GetDatum(account_id), Int64GetDatum(e->outbox_id),
-	CStringGetTextDatum(code), Float8GetDatum(delay_s)};
-
-	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET last_error = $3,"
-								" next_attempt_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $4)"
-								" WHERE account_id = $1 AND outbox_id = $2",
-								4, types, values, NULL, false, 0), SPI_OK_UPDATE, "delaying a push");
+	m365_store_outbox_set_failed(account_id, e->outbox_id, code);
+	m365_store_events_mark_failed(account_id, e->event_id);
 	SPI_finish();
 }
 

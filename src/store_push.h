@@ -3,7 +3,7 @@
  * entries with their events, and recording what Microsoft answered.
  *
  * Every function runs in the caller's transaction. An entry is taken in
- * two steps: m365_store_outbox_mark_sending counts the send (attempts, first
+ * two steps: m365_store_outbox_mark_sending (store_outbox.h) counts the send (attempts, first
  * sent_at) so that, in the worker, a crash after the request still leaves
  * a trace; m365_store_outbox_lock_entries then locks the events rows (FOR UPDATE,
  * SKIP LOCKED: an event the app is writing waits for the next wave) and
@@ -20,6 +20,7 @@
 #include "utils/jsonb.h"
 
 #include "event_row.h"
+#include "store_outbox.h"
 
 typedef struct M365PushEntry
 {
@@ -42,13 +43,6 @@ typedef struct M365PushEntry
 	TimestampTz local_modified_at;
 	Jsonb	   *data;			/* decrypted Graph object */
 } M365PushEntry;
-
-/*
- * Count a send of up to limit due pending entries of the account, in
- * outbox order (entries the app holds locked are left for later). Returns
- * their outbox ids (List of int64 pointers), NIL when none is due.
- */
-extern List *m365_store_outbox_mark_sending(int64 account_id, int limit);
 
 /* Lock and read those entries still pending (M365PushEntry *, outbox order). */
 extern List *m365_store_outbox_lock_entries(int64 account_id, List *outbox_ids);
@@ -73,10 +67,6 @@ extern void m365_store_outbox_done_nothing(int64 account_id, const M365PushEntry
 /* A permanent failure: entry failed with Graph's code, event 'failed', row kept. */
 extern void m365_store_outbox_failed(int64 account_id, const M365PushEntry *e, const char *code);
 
-/* A transient failure: try again after delay_s. */
-extern void m365_store_outbox_retry_later(int64 account_id, const M365PushEntry *e,
-								  double delay_s, const char *code);
-
 /*
  * The pull met a new remote event: when it carries the transactionId of a
  * pending create of ours (the create reached Microsoft but its answer was
@@ -84,13 +74,5 @@ extern void m365_store_outbox_retry_later(int64 account_id, const M365PushEntry 
  * row's event_id; the pull then inserts nothing. 0 otherwise.
  */
 extern int64 m365_store_events_link_pulled(int64 account_id, const M365EventColumns *cols, Jsonb *data);
-
-/*
- * The row becomes Graph's version (cols, data), live, with its sync_state
- * 'conflict' while an unresolved conflict is listed, else 'synced'. For
- * store_conflicts.c; the caller is connected to SPI.
- */
-extern void m365_store_events_replace_row(int64 account_id, int64 event_id,
-								  const M365EventColumns *cols, Jsonb *data);
 
 #endif							/* M365SYNC_STORE_PUSH_H */

@@ -157,21 +157,6 @@ m365_store_subscriptions_delete(int64 account_id, const char *subscription_id)
 		 &a, SPI_OK_DELETE, "forgetting a subscription");
 }
 
-void
-m365_store_subscriptions_error(int64 account_id, const char *code, int delay_s)
-{
-	M365SpiArgs a = {0};
-
-	m365_spi_arg_int8(&a, account_id);
-	m365_spi_arg_text(&a, code);
-	m365_spi_arg(&a, INT4OID, Int32GetDatum(delay_s), false);
-	m365_spi_exec("UPDATE m365sync.accounts SET subscription_error = $2,"
-		 " subscription_retry_at = CASE WHEN $2 IS NULL THEN NULL"
-		 "   ELSE pg_catalog.now() + pg_catalog.make_interval(secs => $3) END"
-		 " WHERE account_id = $1",
-		 &a, SPI_OK_UPDATE, "recording a subscription failure");
-}
-
 static SPIPlanPtr lookup_plan = NULL;
 
 int
@@ -260,4 +245,26 @@ m365_store_wakeups_clear(int64 account_id)
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_exec("DELETE FROM m365sync.account_wakeups WHERE account_id = $1",
 				  &a, SPI_OK_DELETE, "clearing a due mark");
+}
+
+/* purge.c's erasure of a user's rows (see purge.c for the order). */
+void
+m365_store_subscriptions_delete_accounts(const int64 *account_ids, int n)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.subscriptions WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "erasing rows of the user");
+}
+
+/* purge.c's erasure of a user's rows (see purge.c for the order). */
+void
+m365_store_wakeups_delete_accounts(const int64 *account_ids, int n)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.account_wakeups WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "erasing rows of the user");
 }

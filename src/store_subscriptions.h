@@ -47,9 +47,6 @@ extern void m365_store_subscriptions_renewed(int64 account_id, const char *subsc
 extern void m365_store_subscriptions_retry(int64 account_id, const char *subscription_id, int delay_s);
 extern void m365_store_subscriptions_delete(int64 account_id, const char *subscription_id);
 
-/* accounts.subscription_error / subscription_retry_at: a failure, or clear them (code NULL). */
-extern void m365_store_subscriptions_error(int64 account_id, const char *code, int delay_s);
-
 /*
  * Accounts whose subscription is subscription_id, with the clientState
  * decrypted (palloc'd, wipe after use): parallel arrays, returns how many.
@@ -68,5 +65,11 @@ extern void m365_store_wakeups_prune(void);
 
 /* The account's round starts: its due mark goes (later notifications mark it again). */
 extern void m365_store_wakeups_clear(int64 account_id);
+
+/* purge.c: the rows of these accounts (connects itself). */
+extern void m365_store_subscriptions_delete_accounts(const int64 *account_ids, int n);
+
+/* purge.c: the rows of these accounts (connects itself). */
+extern void m365_store_wakeups_delete_accounts(const int64 *account_ids, int n);
 
 #endif							/* M365SYNC_STORE_SUBSCRIPTIONS_H */

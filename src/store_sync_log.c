@@ -63,3 +63,14 @@ m365_store_sync_log_prune(int days)
 				  " WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(days => $1)",
 				  &a, SPI_OK_DELETE, "pruning sync_runs");
 }
+
+/* purge.c's erasure of a user's rows (see purge.c for the order). */
+void
+m365_store_sync_log_delete_accounts(const int64 *account_ids, int n)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.sync_run_log WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "erasing rows of the user");
+}

@@ -38,4 +38,7 @@ extern void m365_store_sync_log_finish(int64 account_id, int64 run_id, const M36
 /* Delete rounds that started more than days ago. */
 extern void m365_store_sync_log_prune(int days);
 
+/* purge.c: the rows of these accounts (connects itself). */
+extern void m365_store_sync_log_delete_accounts(const int64 *account_ids, int n);
+
 #endif							/* M365SYNC_STORE_SYNC_LOG_H */

@@ -147,7 +147,7 @@ create(int64 account_id, const char *ms_user_id)
 	{
 		m365_secure_zero(body, strlen(body));
 		m365_secure_zero(client_state, sizeof(client_state));
-		m365_store_subscriptions_error(account_id, failure_code(&res), M365_SUBSCRIPTION_RETRY_S);
+		m365_store_accounts_subscription_error(account_id, failure_code(&res), M365_SUBSCRIPTION_RETRY_S);
 		ereport(LOG,
 				(errmsg("m365sync: could not create a subscription for account %lld: %s",
 						(long long) account_id, failure_code(&res)),
@@ -161,14 +161,14 @@ create(int64 account_id, const char *ms_user_id)
 	if (rc != 0)
 	{
 		m365_secure_zero(client_state, sizeof(client_state));
-		m365_store_subscriptions_error(account_id, "malformedResponse", M365_SUBSCRIPTION_RETRY_S);
+		m365_store_accounts_subscription_error(account_id, "malformedResponse", M365_SUBSCRIPTION_RETRY_S);
 		return false;
 	}
 	sid = take(sid);
 	exp = take(exp);
 	m365_store_subscriptions_insert(account_id, sid, client_state, m365_notification_url, exp);
 	m365_secure_zero(client_state, sizeof(client_state));
-	m365_store_subscriptions_error(account_id, NULL, 0);
+	m365_store_accounts_subscription_error(account_id, NULL, 0);
 	return true;
 }
 
@@ -194,7 +194,7 @@ renew(int64 account_id, const char *subscription_id)
 		if (res.status == 404)
 			return 0;
 		m365_store_subscriptions_retry(account_id, subscription_id, M365_SUBSCRIPTION_RETRY_S);
-		m365_store_subscriptions_error(account_id, failure_code(&res), 0);
+		m365_store_accounts_subscription_error(account_id, failure_code(&res), 0);
 		ereport(LOG,
 				(errmsg("m365sync: could not renew the subscription of account %lld: %s",
 						(long long) account_id, failure_code(&res)),
@@ -207,13 +207,13 @@ renew(int64 account_id, const char *subscription_id)
 	if (rc != 0)
 	{
 		m365_store_subscriptions_retry(account_id, subscription_id, M365_SUBSCRIPTION_RETRY_S);
-		m365_store_subscriptions_error(account_id, "malformedResponse", 0);
+		m365_store_accounts_subscription_error(account_id, "malformedResponse", 0);
 		return -1;
 	}
 	free(sid);
 	exp = take(exp);
 	m365_store_subscriptions_renewed(account_id, subscription_id, exp);
-	m365_store_subscriptions_error(account_id, NULL, 0);
+	m365_store_accounts_subscription_error(account_id, NULL, 0);
 	return 1;
 }
 
@@ -292,7 +292,7 @@ m365_subscriptions_maintain(void)
 		{
 			/* One account's failure is its own: report, roll back, go on. */
 			m365_report_and_continue(cxt);
-			m365_store_subscriptions_error(j->account_id, "internalError", M365_SUBSCRIPTION_RETRY_S);
+			m365_store_accounts_subscription_error(j->account_id, "internalError", M365_SUBSCRIPTION_RETRY_S);
 		}
 		PG_END_TRY();
 	}

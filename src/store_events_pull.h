@@ -1,9 +1,9 @@
 /*
- * store_pull.h — SPI for the pull (store_pull.c): applying remote events to m365sync.events. Runs in the caller's
+ * store_events_pull.h — SPI for the pull (store_events_pull.c): applying remote events to m365sync.events. Runs in the caller's
  * transaction; the pull commits a page and its cursor together.
  */
-#ifndef M365SYNC_STORE_PULL_H
-#define M365SYNC_STORE_PULL_H
+#ifndef M365SYNC_STORE_EVENTS_PULL_H
+#define M365SYNC_STORE_EVENTS_PULL_H
 
 #include "postgres.h"
 
@@ -55,4 +55,4 @@ extern void m365_store_events_pull_end(M365PullBatch *b);
  */
 extern int	m365_store_events_sweep(int64 account_id, int64 calendar_id, int64 round_id);
 
-#endif							/* M365SYNC_STORE_PULL_H */
+#endif							/* M365SYNC_STORE_EVENTS_PULL_H */

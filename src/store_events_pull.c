@@ -1,5 +1,7 @@
 /*
- * store_pull.c — SPI for the pull (see store_pull.h).
+ * store_events_pull.c — the pull's statements on m365sync.events (see
+ * store_events_pull.h): the events module's remote side, apart from
+ * store_events.c (rows of app writes, sealing) for size.
  *
  * Idempotent by construction: an event is found by its Graph id (immutable
  * ids), an unchanged changeKey writes nothing but the round mark, and a
@@ -23,7 +25,7 @@
 #include "utils/timestamp.h"
 
 #include "store_events.h"
-#include "store_pull.h"
+#include "store_events_pull.h"
 #include "store_push.h"
 #include "spi_util.h"
 
