@@ -547,17 +547,14 @@ int64
 m365_store_accounts_of_acting_user(void)
 {
 	static SPIPlanPtr p;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	bool		isnull;
+	M365SpiArgs a = {0};
 
-	values[0] = CStringGetTextDatum(m365_acting_user());
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT a.account_id FROM m365sync.accounts a"
-			 " WHERE a.flowagent_user = $1 ORDER BY a.account_id LIMIT 1", 1, types),
-		values, NULL, SPI_OK_SELECT, 1);
-	if (SPI_processed == 0)
+	m365_spi_arg_text(&a, m365_acting_user());
+	if (m365_spi_run_saved(&p, "SELECT a.account_id FROM m365sync.accounts a"
+						   " WHERE a.flowagent_user = $1 ORDER BY a.account_id LIMIT 1",
+						   &a, SPI_OK_SELECT, 1, "finding the acting user's account") == 0)
 		return 0;
-	return DatumGetInt64(m365_spi_get_datum(1, &isnull));
+	return m365_spi_get_int8(1);
 }
 
 /* purge.c's erasure of a user's rows (see purge.c for the order). */
@@ -586,11 +583,7 @@ m365_store_accounts_ids_of_user_lock(const char *flowagent_user, int64 **ids)
 						   &a, SPI_OK_SELECT, "reading the user's accounts");
 	*ids = MemoryContextAlloc(caller, sizeof(int64) * (n + 1));
 	for (int i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		(*ids)[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-	}
+		(*ids)[i] = m365_spi_row_int8(i, 1);
 	SPI_finish();
 	return n;
 }

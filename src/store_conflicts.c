@@ -62,24 +62,22 @@ as_deleted(Jsonb *content, const char *graph_id)
 static void
 record(int64 account_id, int64 event_id, const char *policy, const char *kept, Jsonb *lost)
 {
-	Oid			types[6] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, BYTEAOID};
-	Datum		values[6];
-	bool		isnull;
+	M365SpiArgs a = {0};
 	int64		conflict_id;
 
-	m365_spi_check(SPI_execute("SELECT pg_catalog.nextval('m365sync.conflicts_conflict_id_seq')", false, 1),
-		  SPI_OK_SELECT, "numbering a conflict");
-	conflict_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(conflict_id);
-	values[2] = Int64GetDatum(event_id);
-	values[3] = CStringGetTextDatum(policy);
-	values[4] = CStringGetTextDatum(kept);
-	values[5] = PointerGetDatum(m365_encrypt("conflicts", "lost", account_id, conflict_id,
-											 VARDATA(lost), VARSIZE(lost) - VARHDRSZ));
-	m365_spi_check(SPI_execute_with_args("INSERT INTO m365sync.conflicts (account_id, conflict_id, event_id,"
-								" policy, kept, lost) VALUES ($1, $2, $3, $4, $5, $6)",
-								6, types, values, NULL, false, 0), SPI_OK_INSERT, "recording a conflict");
+	m365_spi_run("SELECT pg_catalog.nextval('m365sync.conflicts_conflict_id_seq')",
+				 NULL, SPI_OK_SELECT, "numbering a conflict");
+	conflict_id = m365_spi_get_int8(1);
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, conflict_id);
+	m365_spi_arg_int8(&a, event_id);
+	m365_spi_arg_text(&a, policy);
+	m365_spi_arg_text(&a, kept);
+	m365_spi_arg_bytea(&a, m365_encrypt("conflicts", "lost", account_id, conflict_id,
+										 VARDATA(lost), VARSIZE(lost) - VARHDRSZ));
+	m365_spi_run("INSERT INTO m365sync.conflicts (account_id, conflict_id, event_id,"
+				 " policy, kept, lost) VALUES ($1, $2, $3, $4, $5, $6)",
+				 &a, SPI_OK_INSERT, "recording a conflict");
 }
 
 bool
@@ -143,14 +141,13 @@ m365_store_conflicts_settle_deleted(int64 account_id, int64 event_id, const char
 uint64
 m365_store_conflicts_list(int64 account_id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(account_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("SELECT event_id, detected_at, policy, kept, lost, conflict_id"
-								" FROM m365sync.conflicts WHERE account_id = $1 AND resolved_at IS NULL"
-								" ORDER BY detected_at, conflict_id",
-								1, types, values, NULL, true, 0), SPI_OK_SELECT, "listing conflicts");
-	return SPI_processed;
+	m365_spi_arg_int8(&a, account_id);
+	return m365_spi_run("SELECT event_id, detected_at, policy, kept, lost, conflict_id"
+						" FROM m365sync.conflicts WHERE account_id = $1 AND resolved_at IS NULL"
+						" ORDER BY detected_at, conflict_id",
+						&a, SPI_OK_SELECT, "listing conflicts");
 }
 
 /* Columns of a stored version, through event_json; event_type stays the row's. */
@@ -229,13 +226,11 @@ restore(int64 account_id, int64 event_id, M365EventAnyRow *r, Jsonb *lost)
 bool
 m365_store_conflicts_resolve(int64 account_id, int64 event_id, const char *keep)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 	M365EventAnyRow r;
 	int64		conflict_id;
 	char	   *kept;
 	Jsonb	   *lost;
-	bool		isnull;
 	size_t		len;
 	char	   *plain;
 
@@ -245,27 +240,27 @@ m365_store_conflicts_resolve(int64 account_id, int64 event_id, const char *keep)
 		SPI_finish();
 		return false;
 	}
-	m365_spi_check(SPI_execute_with_args("SELECT conflict_id, kept, lost FROM m365sync.conflicts"
-								" WHERE account_id = $1 AND event_id = $2 AND resolved_at IS NULL"
-								" ORDER BY conflict_id DESC LIMIT 1 FOR UPDATE",
-								2, types, values, NULL, false, 1), SPI_OK_SELECT, "reading a conflict");
-	if (SPI_processed == 0)
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	if (m365_spi_run("SELECT conflict_id, kept, lost FROM m365sync.conflicts"
+					 " WHERE account_id = $1 AND event_id = $2 AND resolved_at IS NULL"
+					 " ORDER BY conflict_id DESC LIMIT 1 FOR UPDATE",
+					 &a, SPI_OK_SELECT, "reading a conflict") == 0)
 	{
 		SPI_finish();
 		return false;
 	}
-	conflict_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	kept = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	conflict_id = m365_spi_get_int8(1);
+	kept = m365_spi_get_text(2, CurrentMemoryContext);
 	plain = m365_decrypt("conflicts", "lost", account_id, conflict_id,
-						 DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)),
-						 &len);
+						 m365_spi_get_bytea(3, CurrentMemoryContext), &len);
 	lost = palloc(VARHDRSZ + len);
 	SET_VARSIZE(lost, VARHDRSZ + len);
 	memcpy(VARDATA(lost), plain, len);
 
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.conflicts SET resolved_at = pg_catalog.now()"
-								" WHERE account_id = $1 AND event_id = $2 AND resolved_at IS NULL",
-								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "resolving a conflict");
+	m365_spi_run("UPDATE m365sync.conflicts SET resolved_at = pg_catalog.now()"
+				 " WHERE account_id = $1 AND event_id = $2 AND resolved_at IS NULL",
+				 &a, SPI_OK_UPDATE, "resolving a conflict");
 	if (strcmp(keep, "kept") != 0 && strcmp(keep, kept) != 0)
 		restore(account_id, event_id, &r, lost);
 	else if (r.deleted && r.graph_id == NULL)

@@ -23,25 +23,21 @@
 #include "store_outbox.h"
 #include "wake.h"
 
-#define TEXT_OR_NULL(s, i) \
-	do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
-
 /* The event's pending outbox row, locked: its id and op; false when none. */
 static bool
 lock_pending(int64 account_id, int64 event_id, int64 *outbox_id, char **op)
 {
 	static SPIPlanPtr p;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
-	bool		isnull;
+	M365SpiArgs a = {0};
 
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT o.outbox_id, o.op FROM m365sync.outbox o"
-			 " WHERE o.account_id = $1 AND o.event_id = $2 AND o.state = 'pending'"
-			 " ORDER BY o.outbox_id LIMIT 1 FOR UPDATE", 2, types),
-		values, NULL, SPI_OK_SELECT, 0);
-	if (SPI_processed == 0)
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	if (m365_spi_run_saved(&p, "SELECT o.outbox_id, o.op FROM m365sync.outbox o"
+						   " WHERE o.account_id = $1 AND o.event_id = $2 AND o.state = 'pending'"
+						   " ORDER BY o.outbox_id LIMIT 1 FOR UPDATE",
+						   &a, SPI_OK_SELECT, 0, "locking a pending push") == 0)
 		return false;
-	*outbox_id = DatumGetInt64(m365_spi_get_datum(1, &isnull));
+	*outbox_id = m365_spi_get_int8(1);
 	*op = m365_spi_get_text(2, CurrentMemoryContext);
 	return true;
 }
@@ -61,21 +57,16 @@ m365_store_outbox_insert(int64 account_id, int64 event_id, const char *op,
 			  const char **changed, int nchanged, const char *base_change_key)
 {
 	static SPIPlanPtr p;
-	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, TEXTARRAYOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	M365SpiArgs a = {0};
 
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(event_id);
-	values[2] = CStringGetTextDatum(op);
-	if (changed != NULL)
-		values[3] = text_array(changed, nchanged);
-	else
-		nulls[3] = 'n';
-	TEXT_OR_NULL(base_change_key, 4);
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
-			 " base_change_key) VALUES ($1, $2, $3, $4, $5)", 5, types),
-		values, nulls, SPI_OK_INSERT, 0);
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	m365_spi_arg_text(&a, op);
+	m365_spi_arg(&a, TEXTARRAYOID, changed ? text_array(changed, nchanged) : (Datum) 0, changed == NULL);
+	m365_spi_arg_text(&a, base_change_key);
+	m365_spi_run_saved(&p, "INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
+					   " base_change_key) VALUES ($1, $2, $3, $4, $5)",
+					   &a, SPI_OK_INSERT, 0, "queueing a push");
 	m365_wake_worker_at_commit();
 }
 
@@ -94,19 +85,18 @@ m365_store_outbox_queue_upsert(int64 account_id, int64 event_id, bool new_event,
 	}
 	if (lock_pending(account_id, event_id, &outbox_id, &op))
 	{
-		Oid			types[3] = {INT8OID, INT8OID, TEXTARRAYOID};
-		Datum		values[3];
+		M365SpiArgs a = {0};
 
 		/* a pending create sends the whole event anyway */
 		if (strcmp(op, "update") != 0)
 			return;
-		values[0] = Int64GetDatum(account_id);
-		values[1] = Int64GetDatum(outbox_id);
-		values[2] = text_array(changed, nchanged);
-		m365_spi_run_plan(m365_spi_saved_plan(&p_merge, "UPDATE m365sync.outbox SET changed_fields = ARRAY("
-				 "SELECT DISTINCT f FROM pg_catalog.unnest(pg_catalog.array_cat(changed_fields, $3)) f"
-				 " ORDER BY f) WHERE account_id = $1 AND outbox_id = $2", 3, types),
-			values, NULL, SPI_OK_UPDATE, 0);
+		m365_spi_arg_int8(&a, account_id);
+		m365_spi_arg_int8(&a, outbox_id);
+		m365_spi_arg(&a, TEXTARRAYOID, text_array(changed, nchanged), false);
+		m365_spi_run_saved(&p_merge, "UPDATE m365sync.outbox SET changed_fields = ARRAY("
+						   "SELECT DISTINCT f FROM pg_catalog.unnest(pg_catalog.array_cat(changed_fields, $3)) f"
+						   " ORDER BY f) WHERE account_id = $1 AND outbox_id = $2",
+						   &a, SPI_OK_UPDATE, 0, "merging a pending push");
 		m365_wake_worker_at_commit();
 		return;
 	}
@@ -125,13 +115,14 @@ m365_store_outbox_queue_delete(int64 account_id, int64 event_id, const char *cha
 
 	if (lock_pending(account_id, event_id, &outbox_id, &op))
 	{
-		Oid			types[2] = {INT8OID, INT8OID};
-		Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(outbox_id)};
+		M365SpiArgs a = {0};
 
+		m365_spi_arg_int8(&a, account_id);
+		m365_spi_arg_int8(&a, outbox_id);
 		/* a pending update becomes the delete; its If-Match stays the synced changeKey */
-		m365_spi_run_plan(m365_spi_saved_plan(&p_to_delete, "UPDATE m365sync.outbox SET op = 'delete', changed_fields = NULL"
-				 " WHERE account_id = $1 AND outbox_id = $2", 2, types),
-			values, NULL, SPI_OK_UPDATE, 0);
+		m365_spi_run_saved(&p_to_delete, "UPDATE m365sync.outbox SET op = 'delete', changed_fields = NULL"
+						   " WHERE account_id = $1 AND outbox_id = $2",
+						   &a, SPI_OK_UPDATE, 0, "turning a push into a delete");
 		m365_wake_worker_at_commit();
 	}
 	else
@@ -141,45 +132,44 @@ m365_store_outbox_queue_delete(int64 account_id, int64 event_id, const char *cha
 bool
 m365_store_outbox_has_pending_create(int64 account_id, int64 event_id)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("SELECT 1 FROM m365sync.outbox WHERE account_id = $1 AND event_id = $2"
-								" AND state = 'pending' AND op = 'create'",
-								2, types, values, NULL, false, 1), SPI_OK_SELECT, "finding a create");
-	return SPI_processed > 0;
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	return m365_spi_run("SELECT 1 FROM m365sync.outbox WHERE account_id = $1 AND event_id = $2"
+						" AND state = 'pending' AND op = 'create' LIMIT 1",
+						&a, SPI_OK_SELECT, "finding a create") > 0;
 }
 
 /* Withdraw the event's pending (and superseded failed) entries. */
 void
 m365_store_outbox_withdraw(int64 account_id, int64 event_id, const char *why)
 {
-	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(event_id), CStringGetTextDatum(why)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'done', done_at = pg_catalog.now(),"
-								" last_error = $3, next_attempt_at = NULL"
-								" WHERE account_id = $1 AND event_id = $2 AND state IN ('pending', 'failed')",
-								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "withdrawing a push");
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	m365_spi_arg_text(&a, why);
+	m365_spi_run("UPDATE m365sync.outbox SET state = 'done', done_at = pg_catalog.now(),"
+				 " last_error = $3, next_attempt_at = NULL"
+				 " WHERE account_id = $1 AND event_id = $2 AND state IN ('pending', 'failed')",
+				 &a, SPI_OK_UPDATE, "withdrawing a push");
 }
 
 void
 m365_store_outbox_insert_whole(int64 account_id, int64 event_id, const char *op, bool all_fields, const char *base)
 {
-	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, BOOLOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[6] = "     ";
+	M365SpiArgs a = {0};
 
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(event_id);
-	values[2] = CStringGetTextDatum(op);
-	values[3] = BoolGetDatum(all_fields);
-	values[4] = base ? CStringGetTextDatum(base) : (Datum) 0;
-	nulls[4] = base ? ' ' : 'n';
-	m365_spi_check(SPI_execute_with_args("INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
-								" base_change_key) VALUES ($1, $2, $3,"
-								" CASE WHEN $4 THEN '{" M365_ALL_FIELDS "}'::text[] END, $5)",
-								5, types, values, nulls, false, 0), SPI_OK_INSERT, "queueing a push");
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	m365_spi_arg_text(&a, op);
+	m365_spi_arg(&a, BOOLOID, BoolGetDatum(all_fields), false);
+	m365_spi_arg_text(&a, base);
+	m365_spi_run("INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
+				 " base_change_key) VALUES ($1, $2, $3,"
+				 " CASE WHEN $4 THEN '{" M365_ALL_FIELDS "}'::text[] END, $5)",
+				 &a, SPI_OK_INSERT, "queueing a push");
 	m365_wake_worker_at_commit();
 }
 
@@ -190,19 +180,18 @@ m365_store_outbox_insert_whole(int64 account_id, int64 event_id, const char *op,
 void
 m365_store_outbox_push_whole(int64 account_id, int64 event_id, bool deleted, const char *base)
 {
-	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, BOOLOID};
-	Datum		values[4] = {Int64GetDatum(account_id), Int64GetDatum(event_id),
-	base ? CStringGetTextDatum(base) : (Datum) 0, BoolGetDatum(deleted)};
-	char		nulls[5] = "    ";
+	M365SpiArgs a = {0};
 
-	nulls[2] = base ? ' ' : 'n';
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET base_change_key = $3, next_attempt_at = NULL,"
-								" op = CASE WHEN op = 'create' THEN op WHEN $4 THEN 'delete' ELSE 'update' END,"
-								" changed_fields = CASE WHEN op = 'create' OR $4 THEN NULL"
-								"   ELSE '{" M365_ALL_FIELDS "}'::text[] END"
-								" WHERE account_id = $1 AND event_id = $2 AND state = 'pending'",
-								4, types, values, nulls, false, 0), SPI_OK_UPDATE, "widening a push");
-	if (SPI_processed == 0)
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	m365_spi_arg_text(&a, base);
+	m365_spi_arg(&a, BOOLOID, BoolGetDatum(deleted), false);
+	if (m365_spi_run("UPDATE m365sync.outbox SET base_change_key = $3, next_attempt_at = NULL,"
+					 " op = CASE WHEN op = 'create' THEN op WHEN $4 THEN 'delete' ELSE 'update' END,"
+					 " changed_fields = CASE WHEN op = 'create' OR $4 THEN NULL"
+					 "   ELSE '{" M365_ALL_FIELDS "}'::text[] END"
+					 " WHERE account_id = $1 AND event_id = $2 AND state = 'pending'",
+					 &a, SPI_OK_UPDATE, "widening a push") == 0)
 		m365_store_outbox_insert_whole(account_id, event_id, deleted ? "delete" : "update", !deleted, base);
 	else
 		m365_wake_worker_at_commit();
@@ -225,29 +214,29 @@ m365_store_outbox_delete_accounts(const int64 *account_ids, int n)
 List *
 m365_store_outbox_mark_sending(int64 account_id, int limit)
 {
-	Oid			types[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int32GetDatum(limit)};
+	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *out = NIL;
+	uint64		n;
 
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
 	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("WITH due AS (SELECT o.outbox_id FROM m365sync.outbox o"
-								"  WHERE o.account_id = $1 AND o.state = 'pending'"
-								"  AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now()"
-								"  ORDER BY o.outbox_id LIMIT $2 FOR UPDATE SKIP LOCKED)"
-								" UPDATE m365sync.outbox o SET attempts = o.attempts + 1,"
-								"  sent_at = coalesce(o.sent_at, pg_catalog.now())"
-								" FROM due WHERE o.account_id = $1 AND o.outbox_id = due.outbox_id"
-								" RETURNING o.outbox_id",
-								2, types, values, NULL, false, 0),
-		  SPI_OK_UPDATE_RETURNING, "counting a push");
-	for (uint64 i = 0; i < SPI_processed; i++)
+	n = m365_spi_run("WITH due AS (SELECT o.outbox_id FROM m365sync.outbox o"
+					 "  WHERE o.account_id = $1 AND o.state = 'pending'"
+					 "  AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now()"
+					 "  ORDER BY o.outbox_id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+					 " UPDATE m365sync.outbox o SET attempts = o.attempts + 1,"
+					 "  sent_at = coalesce(o.sent_at, pg_catalog.now())"
+					 " FROM due WHERE o.account_id = $1 AND o.outbox_id = due.outbox_id"
+					 " RETURNING o.outbox_id",
+					 &a, SPI_OK_UPDATE_RETURNING, "counting a push");
+	for (uint64 i = 0; i < n; i++)
 	{
-		bool		isnull;
+		int64	   *id = MemoryContextAlloc(caller, sizeof(int64));
 		MemoryContext spi = MemoryContextSwitchTo(caller);
-		int64	   *id = palloc(sizeof(int64));
 
-		*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		*id = m365_spi_row_int8(i, 1);
 		out = lappend(out, id);
 		MemoryContextSwitchTo(spi);
 	}
@@ -259,59 +248,59 @@ m365_store_outbox_mark_sending(int64 account_id, int limit)
 void
 m365_store_outbox_mark_done(int64 account_id, int64 outbox_id, int64 event_id)
 {
-	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(event_id),
-	Int64GetDatum(outbox_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'done', done_at = pg_catalog.now(),"
-								" last_error = CASE WHEN outbox_id = $3 THEN NULL ELSE last_error END,"
-								" next_attempt_at = NULL"
-								" WHERE account_id = $1 AND event_id = $2"
-								" AND (outbox_id = $3 OR (state = 'failed' AND outbox_id < $3))",
-								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "marking a push done");
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	m365_spi_arg_int8(&a, outbox_id);
+	m365_spi_run("UPDATE m365sync.outbox SET state = 'done', done_at = pg_catalog.now(),"
+				 " last_error = CASE WHEN outbox_id = $3 THEN NULL ELSE last_error END,"
+				 " next_attempt_at = NULL"
+				 " WHERE account_id = $1 AND event_id = $2"
+				 " AND (outbox_id = $3 OR (state = 'failed' AND outbox_id < $3))",
+				 &a, SPI_OK_UPDATE, "marking a push done");
 }
 
 /* A create already made at Microsoft is sent again as a full update. */
 void
 m365_store_outbox_requeue_update(int64 account_id, int64 outbox_id, const char *base_change_key)
 {
-	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
-	Datum		values[3];
-	char		nulls[4] = "   ";
+	M365SpiArgs a = {0};
 
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(outbox_id);
-	TEXT_OR_NULL(base_change_key, 2);
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET op = 'update', changed_fields = '{" M365_ALL_FIELDS "}',"
-								" base_change_key = $3, next_attempt_at = NULL"
-								" WHERE account_id = $1 AND outbox_id = $2",
-								3, types, values, nulls, false, 0), SPI_OK_UPDATE, "re-queueing a create");
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, outbox_id);
+	m365_spi_arg_text(&a, base_change_key);
+	m365_spi_run("UPDATE m365sync.outbox SET op = 'update', changed_fields = '{" M365_ALL_FIELDS "}',"
+				 " base_change_key = $3, next_attempt_at = NULL"
+				 " WHERE account_id = $1 AND outbox_id = $2",
+				 &a, SPI_OK_UPDATE, "re-queueing a create");
 }
 
 void
 m365_store_outbox_set_failed(int64 account_id, int64 outbox_id, const char *code)
 {
-	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(outbox_id),
-	CStringGetTextDatum(code)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET state = 'failed', last_error = $3,"
-								" next_attempt_at = NULL WHERE account_id = $1 AND outbox_id = $2",
-								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "failing a push");
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, outbox_id);
+	m365_spi_arg_text(&a, code);
+	m365_spi_run("UPDATE m365sync.outbox SET state = 'failed', last_error = $3,"
+				 " next_attempt_at = NULL WHERE account_id = $1 AND outbox_id = $2",
+				 &a, SPI_OK_UPDATE, "failing a push");
 }
 
 /* A transient failure: try again after delay_s. Connects to SPI itself. */
 void
 m365_store_outbox_retry_later(int64 account_id, int64 outbox_id, double delay_s, const char *code)
 {
-	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, FLOAT8OID};
-	Datum		values[4] = {Int64GetDatum(account_id), Int64GetDatum(outbox_id),
-	CStringGetTextDatum(code), Float8GetDatum(delay_s)};
+	M365SpiArgs a = {0};
 
-	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.outbox SET last_error = $3,"
-								" next_attempt_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $4)"
-								" WHERE account_id = $1 AND outbox_id = $2",
-								4, types, values, NULL, false, 0), SPI_OK_UPDATE, "delaying a push");
-	SPI_finish();
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, outbox_id);
+	m365_spi_arg_text(&a, code);
+	m365_spi_arg(&a, FLOAT8OID, Float8GetDatum(delay_s), false);
+	m365_spi_exec("UPDATE m365sync.outbox SET last_error = $3,"
+				  " next_attempt_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $4)"
+				  " WHERE account_id = $1 AND outbox_id = $2",
+				  &a, SPI_OK_UPDATE, "delaying a push");
 }

@@ -39,82 +39,71 @@ int8_array(List *ids)
 	return PointerGetDatum(construct_array(d, i, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
-static char *
-text_or_null(HeapTuple t, TupleDesc d, int col)
-{
-	bool		isnull;
-	Datum		v = SPI_getbinval(t, d, col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(v);
-}
-
 List *
 m365_store_outbox_lock_entries(int64 account_id, List *outbox_ids)
 {
-	Oid			types[2] = {INT8OID, INT8ARRAYOID};
-	Datum		values[2];
+	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *out = NIL;
+	uint64		n;
 
 	if (outbox_ids == NIL)
 		return NIL;
-	values[0] = Int64GetDatum(account_id);
-	values[1] = int8_array(outbox_ids);
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg(&a, INT8ARRAYOID, int8_array(outbox_ids), false);
 	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("SELECT o.outbox_id, o.event_id, e.calendar_id, o.op, o.transaction_id::text,"
-								" CASE WHEN o.op = 'update' THEN ARRAY(SELECT DISTINCT f FROM pg_catalog.unnest("
-								"   o.changed_fields || coalesce((SELECT pg_catalog.array_agg(x) FROM m365sync.outbox p,"
-								"     pg_catalog.unnest(p.changed_fields) x WHERE p.account_id = o.account_id"
-								"     AND p.event_id = o.event_id AND p.state = 'failed' AND p.op = 'update'"
-								"     AND p.outbox_id < o.outbox_id), '{}')) f ORDER BY f) END,"
-								" o.attempts, o.sent_at, e.graph_id, e.change_key, c.graph_id, e.event_type,"
-								" e.deleted, e.local_modified_at, e.content"
-								" FROM m365sync.outbox o"
-								" JOIN m365sync.events e ON e.account_id = o.account_id AND e.event_id = o.event_id"
-								" JOIN m365sync.calendars c ON c.account_id = e.account_id AND c.calendar_id = e.calendar_id"
-								" WHERE o.account_id = $1 AND o.outbox_id = ANY ($2) AND o.state = 'pending'"
-								" ORDER BY o.outbox_id FOR UPDATE OF e SKIP LOCKED",
-								2, types, values, NULL, false, 0), SPI_OK_SELECT, "taking outbox entries");
-	for (uint64 i = 0; i < SPI_processed; i++)
+	n = m365_spi_run("SELECT o.outbox_id, o.event_id, e.calendar_id, o.op, o.transaction_id::text,"
+					 " CASE WHEN o.op = 'update' THEN ARRAY(SELECT DISTINCT f FROM pg_catalog.unnest("
+					 "   o.changed_fields || coalesce((SELECT pg_catalog.array_agg(x) FROM m365sync.outbox p,"
+					 "     pg_catalog.unnest(p.changed_fields) x WHERE p.account_id = o.account_id"
+					 "     AND p.event_id = o.event_id AND p.state = 'failed' AND p.op = 'update'"
+					 "     AND p.outbox_id < o.outbox_id), '{}')) f ORDER BY f) END,"
+					 " o.attempts, o.sent_at, e.graph_id, e.change_key, c.graph_id, e.event_type,"
+					 " e.deleted, e.local_modified_at, e.content"
+					 " FROM m365sync.outbox o"
+					 " JOIN m365sync.events e ON e.account_id = o.account_id AND e.event_id = o.event_id"
+					 " JOIN m365sync.calendars c ON c.account_id = e.account_id AND c.calendar_id = e.calendar_id"
+					 " WHERE o.account_id = $1 AND o.outbox_id = ANY ($2) AND o.state = 'pending'"
+					 " ORDER BY o.outbox_id FOR UPDATE OF e SKIP LOCKED",
+					 &a, SPI_OK_SELECT, "taking outbox entries");
+	for (uint64 i = 0; i < n; i++)
 	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
 		bool		isnull;
 		Datum		v;
 		MemoryContext spi = MemoryContextSwitchTo(caller);
 		M365PushEntry *e = palloc0(sizeof(M365PushEntry));
 
-		e->outbox_id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-		e->event_id = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
-		e->calendar_id = DatumGetInt64(SPI_getbinval(t, d, 3, &isnull));
-		e->op = text_or_null(t, d, 4);
-		e->transaction_id = text_or_null(t, d, 5);
-		v = SPI_getbinval(t, d, 6, &isnull);
+		e->outbox_id = m365_spi_row_int8(i, 1);
+		e->event_id = m365_spi_row_int8(i, 2);
+		e->calendar_id = m365_spi_row_int8(i, 3);
+		e->op = m365_spi_row_text(i, 4, caller);
+		e->transaction_id = m365_spi_row_text(i, 5, caller);
+		v = m365_spi_row_datum(i, 6, &isnull);
 		if (!isnull)
 		{
 			Datum	   *elems;
 			bool	   *enulls;
-			int			n;
+			int			nelems;
 
 			deconstruct_array(DatumGetArrayTypeP(v), TEXTOID, -1, false, TYPALIGN_INT,
-							  &elems, &enulls, &n);
-			e->changed = palloc(sizeof(char *) * Max(n, 1));
-			for (int k = 0; k < n; k++)
+							  &elems, &enulls, &nelems);
+			e->changed = palloc(sizeof(char *) * Max(nelems, 1));
+			for (int k = 0; k < nelems; k++)
 				if (!enulls[k])
 					e->changed[e->nchanged++] = TextDatumGetCString(elems[k]);
 		}
-		e->attempts = DatumGetInt32(SPI_getbinval(t, d, 7, &isnull));
-		v = SPI_getbinval(t, d, 8, &isnull);
+		e->attempts = m365_spi_row_int4(i, 7);
+		v = m365_spi_row_datum(i, 8, &isnull);
 		e->has_sent_at = !isnull;
 		if (!isnull)
 			e->sent_at = DatumGetTimestampTz(v);
-		e->graph_id = text_or_null(t, d, 9);
-		e->change_key = text_or_null(t, d, 10);
-		e->calendar_graph_id = text_or_null(t, d, 11);
-		e->event_type = text_or_null(t, d, 12);
-		e->deleted = DatumGetBool(SPI_getbinval(t, d, 13, &isnull));
-		e->local_modified_at = DatumGetTimestampTz(SPI_getbinval(t, d, 14, &isnull));
-		v = SPI_getbinval(t, d, 15, &isnull);
+		e->graph_id = m365_spi_row_text(i, 9, caller);
+		e->change_key = m365_spi_row_text(i, 10, caller);
+		e->calendar_graph_id = m365_spi_row_text(i, 11, caller);
+		e->event_type = m365_spi_row_text(i, 12, caller);
+		e->deleted = m365_spi_row_bool(i, 13);
+		e->local_modified_at = DatumGetTimestampTz(m365_spi_row_datum(i, 14, &isnull));
+		v = m365_spi_row_datum(i, 15, &isnull);
 		e->data = m365_store_events_open(account_id, e->event_id, DatumGetByteaPP(v));
 		out = lappend(out, e);
 		MemoryContextSwitchTo(spi);
@@ -191,41 +180,36 @@ m365_store_events_link_pulled(int64 account_id, const M365EventColumns *c, Jsonb
 {
 	JsonbValue *txid = getKeyJsonValueFromContainer(&data->root, "transactionId",
 													strlen("transactionId"), NULL);
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2];
+	M365SpiArgs a = {0};
 	M365PushEntry e = {0};
 	bool		isnull;
-	HeapTuple	t;
-	TupleDesc	d;
 	Datum		v;
 
 	if (txid == NULL || txid->type != jbvString || txid->val.string.len == 0)
 		return 0;
-	values[0] = Int64GetDatum(account_id);
-	values[1] = PointerGetDatum(cstring_to_text_with_len(txid->val.string.val, txid->val.string.len));
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg(&a, TEXTOID,
+				 PointerGetDatum(cstring_to_text_with_len(txid->val.string.val, txid->val.string.len)), false);
 	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("SELECT o.outbox_id, o.event_id, o.attempts, o.sent_at, e.local_modified_at"
-								" FROM m365sync.outbox o JOIN m365sync.events e"
-								"  ON e.account_id = o.account_id AND e.event_id = o.event_id"
-								" WHERE o.account_id = $1 AND o.state = 'pending' AND o.op = 'create'"
-								" AND o.transaction_id::text = $2 AND e.graph_id IS NULL FOR UPDATE OF e",
-								2, types, values, NULL, false, 1), SPI_OK_SELECT, "finding a create");
-	if (SPI_processed == 0)
+	if (m365_spi_run("SELECT o.outbox_id, o.event_id, o.attempts, o.sent_at, e.local_modified_at"
+					 " FROM m365sync.outbox o JOIN m365sync.events e"
+					 "  ON e.account_id = o.account_id AND e.event_id = o.event_id"
+					 " WHERE o.account_id = $1 AND o.state = 'pending' AND o.op = 'create'"
+					 " AND o.transaction_id::text = $2 AND e.graph_id IS NULL LIMIT 1 FOR UPDATE OF e",
+					 &a, SPI_OK_SELECT, "finding a create") == 0)
 	{
 		SPI_finish();
 		return 0;
 	}
-	t = SPI_tuptable->vals[0];
-	d = SPI_tuptable->tupdesc;
-	e.outbox_id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-	e.event_id = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
+	e.outbox_id = m365_spi_get_int8(1);
+	e.event_id = m365_spi_get_int8(2);
 	/* it reached Microsoft before: treat as a resent create */
-	e.attempts = Max(DatumGetInt32(SPI_getbinval(t, d, 3, &isnull)), 2);
-	v = SPI_getbinval(t, d, 4, &isnull);
+	e.attempts = Max(m365_spi_row_int4(0, 3), 2);
+	v = m365_spi_get_datum(4, &isnull);
 	e.has_sent_at = !isnull;
 	if (!isnull)
 		e.sent_at = DatumGetTimestampTz(v);
-	e.local_modified_at = DatumGetTimestampTz(SPI_getbinval(t, d, 5, &isnull));
+	e.local_modified_at = DatumGetTimestampTz(m365_spi_get_datum(5, &isnull));
 	e.op = "create";
 	(void) done_write(account_id, &e, c, data);
 	SPI_finish();
