@@ -17,7 +17,8 @@ extern void m365_spi_check(int rc, int expected, const char *what);
 /* A statement planned once per backend and kept in *slot. */
 extern SPIPlanPtr m365_spi_saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types);
 
-#define M365_SPI_MAX_ARGS 16
+/* the widest statement: store_events.c's insert (19) */
+#define M365_SPI_MAX_ARGS 20
 
 /* The arguments of one statement, built in order ($1, $2, ...). */
 typedef struct M365SpiArgs

@@ -44,8 +44,31 @@
 
 /* ------------------------------------------------------------ plumbing */
 
-#define TEXT_OR_NULL(s, i) \
-	do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
+/* An event's shape columns (8 arguments, as m365_event_row_bind_shape orders them). */
+void
+m365_store_events_arg_shape(M365SpiArgs *a, const M365EventColumns *c)
+{
+	static const Oid types[8] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID,
+	DATEOID, DATEOID, TEXTOID, BOOLOID};
+	Datum		values[8];
+	char		nulls[8];
+
+	m365_event_row_bind_shape(c, values, nulls);
+	for (int i = 0; i < 8; i++)
+		m365_spi_arg(a, types[i], values[i], nulls[i] == 'n');
+}
+
+/* An event's sync columns: change_key, remote_modified_at. */
+void
+m365_store_events_arg_sync(M365SpiArgs *a, const M365EventColumns *c)
+{
+	Datum		values[2];
+	char		nulls[2];
+
+	m365_event_row_bind_sync(c, values, nulls);
+	m365_spi_arg(a, TEXTOID, values[0], nulls[0] == 'n');
+	m365_spi_arg(a, TIMESTAMPTZOID, values[1], nulls[1] == 'n');
+}
 
 /* --------------------------------------------------------------- events */
 
@@ -73,21 +96,20 @@ bool
 m365_store_events_lock(int64 account_id, int64 event_id, M365StoredEvent *ev)
 {
 	static SPIPlanPtr p;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 	bool		isnull;
 	Datum		content;
 
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
 	/* READ COMMITTED: a concurrent writer's row version is what we get after the wait */
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT e.calendar_id, e.graph_id, e.change_key, e.event_type, e.content"
-			 " FROM m365sync.events e"
-			 " WHERE e.account_id = $1 AND e.event_id = $2 AND NOT e.deleted FOR UPDATE",
-			 2, types),
-		values, NULL, SPI_OK_SELECT, 1);
-	if (SPI_processed == 0)
+	if (m365_spi_run_saved(&p, "SELECT e.calendar_id, e.graph_id, e.change_key, e.event_type, e.content"
+						   " FROM m365sync.events e"
+						   " WHERE e.account_id = $1 AND e.event_id = $2 AND NOT e.deleted FOR UPDATE",
+						   &a, SPI_OK_SELECT, 1, NULL) == 0)
 		return false;
 	ev->event_id = event_id;
-	ev->calendar_id = DatumGetInt64(m365_spi_get_datum(1, &isnull));
+	ev->calendar_id = m365_spi_get_int8(1);
 	ev->graph_id = m365_spi_get_text(2, CurrentMemoryContext);
 	ev->change_key = m365_spi_get_text(3, CurrentMemoryContext);
 	ev->event_type = m365_spi_get_text(4, CurrentMemoryContext);
@@ -100,12 +122,11 @@ int64
 m365_store_events_next_id(void)
 {
 	static SPIPlanPtr p;
-	bool		isnull;
+	M365SpiArgs a = {0};
 
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT pg_catalog.nextval('m365sync.events_event_id_seq'::pg_catalog.regclass)",
-			 0, NULL),
-		NULL, NULL, SPI_OK_SELECT, 1);
-	return DatumGetInt64(m365_spi_get_datum(1, &isnull));
+	m365_spi_run_saved(&p, "SELECT pg_catalog.nextval('m365sync.events_event_id_seq'::pg_catalog.regclass)",
+					   &a, SPI_OK_SELECT, 1, NULL);
+	return m365_spi_get_int8(1);
 }
 
 void
@@ -115,33 +136,26 @@ m365_store_events_insert(int64 account_id, int64 event_id, int64 calendar_id,
 						int64 seen_round)
 {
 	static SPIPlanPtr p;
-	Oid			types[19] = {INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
-		TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID,
-	BYTEAOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, INT8OID};
-	Datum		values[19];
-	char		nulls[19];
+	M365SpiArgs a = {0};
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(event_id);
-	values[2] = Int64GetDatum(calendar_id);
-	TEXT_OR_NULL(c->graph_id, 3);
-	TEXT_OR_NULL(c->ical_uid, 4);
-	values[5] = Int64GetDatum(series_master_id);
-	nulls[5] = has_series_master ? ' ' : 'n';
-	m365_event_row_bind_shape(c, &values[6], &nulls[6]);
-	values[14] = PointerGetDatum(content);
-	m365_event_row_bind_sync(c, &values[15], &nulls[15]);
-	values[17] = CStringGetTextDatum(sync_state);
-	values[18] = Int64GetDatum(seen_round);
-	nulls[18] = seen_round != 0 ? ' ' : 'n';
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "INSERT INTO m365sync.events (account_id, event_id, calendar_id, graph_id,"
-			 " ical_uid, series_master_id, event_type, start_at, end_at, is_all_day, start_date,"
-			 " end_date, show_as, is_cancelled, content, change_key, remote_modified_at,"
-			 " local_modified_at, sync_state, seen_round)"
-			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-			 " pg_catalog.now(), $18, $19)", 19, types),
-		values, nulls, SPI_OK_INSERT, 0);
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	m365_spi_arg_int8(&a, calendar_id);
+	m365_spi_arg_text(&a, c->graph_id);
+	m365_spi_arg_text(&a, c->ical_uid);
+	m365_spi_arg(&a, INT8OID, Int64GetDatum(series_master_id), !has_series_master);
+	m365_store_events_arg_shape(&a, c);
+	m365_spi_arg(&a, BYTEAOID, PointerGetDatum(content), false);
+	m365_store_events_arg_sync(&a, c);
+	m365_spi_arg_text(&a, sync_state);
+	m365_spi_arg(&a, INT8OID, Int64GetDatum(seen_round), seen_round == 0);
+	m365_spi_run_saved(&p, "INSERT INTO m365sync.events (account_id, event_id, calendar_id, graph_id,"
+					   " ical_uid, series_master_id, event_type, start_at, end_at, is_all_day, start_date,"
+					   " end_date, show_as, is_cancelled, content, change_key, remote_modified_at,"
+					   " local_modified_at, sync_state, seen_round)"
+					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+					   " pg_catalog.now(), $18, $19)",
+					   &a, SPI_OK_INSERT, 0, NULL);
 }
 
 void
@@ -149,21 +163,17 @@ m365_store_events_update_local(int64 account_id, int64 event_id,
 							  const M365EventColumns *c, bytea *content)
 {
 	static SPIPlanPtr p;
-	Oid			types[11] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-	BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID, BYTEAOID};
-	Datum		values[11];
-	char		nulls[11];
+	M365SpiArgs a = {0};
 
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(event_id);
-	m365_event_row_bind_shape(c, &values[2], &nulls[2]);
-	values[10] = PointerGetDatum(content);
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "UPDATE m365sync.events SET event_type = $3, start_at = $4, end_at = $5,"
-			 " is_all_day = $6, start_date = $7, end_date = $8, show_as = $9, is_cancelled = $10,"
-			 " content = $11, local_modified_at = pg_catalog.now(), sync_state = 'pending'"
-			 " WHERE account_id = $1 AND event_id = $2", 11, types),
-		values, nulls, SPI_OK_UPDATE, 0);
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	m365_store_events_arg_shape(&a, c);
+	m365_spi_arg(&a, BYTEAOID, PointerGetDatum(content), false);
+	m365_spi_run_saved(&p, "UPDATE m365sync.events SET event_type = $3, start_at = $4, end_at = $5,"
+					   " is_all_day = $6, start_date = $7, end_date = $8, show_as = $9, is_cancelled = $10,"
+					   " content = $11, local_modified_at = pg_catalog.now(), sync_state = 'pending'"
+					   " WHERE account_id = $1 AND event_id = $2",
+					   &a, SPI_OK_UPDATE, 0, NULL);
 }
 
 M365DeleteOutcome
@@ -171,21 +181,20 @@ m365_store_events_delete(int64 account_id, const M365StoredEvent *ev)
 {
 	static SPIPlanPtr p_remove,
 				p_mark;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(ev->event_id)};
+	M365SpiArgs a = {0};
 
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, ev->event_id);
 	if (ev->graph_id == NULL)
 	{
 		/* Microsoft never saw it: nothing to delete there (outbox rows cascade) */
-		m365_spi_run_plan(m365_spi_saved_plan(&p_remove, "DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
-				 2, types),
-			values, NULL, SPI_OK_DELETE, 0);
+		m365_spi_run_saved(&p_remove, "DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
+						   &a, SPI_OK_DELETE, 0, NULL);
 		return M365_DELETE_REMOVED;
 	}
-	m365_spi_run_plan(m365_spi_saved_plan(&p_mark, "UPDATE m365sync.events SET deleted = true, sync_state = 'pending',"
-			 " local_modified_at = pg_catalog.now() WHERE account_id = $1 AND event_id = $2",
-			 2, types),
-		values, NULL, SPI_OK_UPDATE, 0);
+	m365_spi_run_saved(&p_mark, "UPDATE m365sync.events SET deleted = true, sync_state = 'pending',"
+					   " local_modified_at = pg_catalog.now() WHERE account_id = $1 AND event_id = $2",
+					   &a, SPI_OK_UPDATE, 0, NULL);
 	m365_store_outbox_queue_delete(account_id, ev->event_id, ev->change_key);
 	return M365_DELETE_QUEUED;
 }
@@ -211,17 +220,14 @@ m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to
 						   bool has_calendar, int64 calendar_id)
 {
 	static SPIPlanPtr p;
-	Oid			types[6] = {INT8OID, TIMESTAMPTZOID, TIMESTAMPTZOID, DATEOID, DATEOID, INT8OID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	M365SpiArgs a = {0};
 
-	values[0] = Int64GetDatum(account_id);
-	values[1] = TimestampTzGetDatum(from_ts);
-	values[2] = TimestampTzGetDatum(to_ts);
-	values[3] = DateADTGetDatum(from_date);
-	values[4] = DateADTGetDatum(to_date);
-	values[5] = Int64GetDatum(calendar_id);
-	nulls[5] = has_calendar ? ' ' : 'n';
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(from_ts), false);
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(to_ts), false);
+	m365_spi_arg(&a, DATEOID, DateADTGetDatum(from_date), false);
+	m365_spi_arg(&a, DATEOID, DateADTGetDatum(to_date), false);
+	m365_spi_arg(&a, INT8OID, Int64GetDatum(calendar_id), !has_calendar);
 
 	/*
 	 * Timed events overlap [from, to) by instant (an event of no duration
@@ -229,38 +235,37 @@ m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to
 	 * [from_date, to_date) by date. Each splits into short (found by start,
 	 * within the bound) and long (found by end, partial index), disjoint.
 	 */
-	m365_spi_run_plan(m365_spi_saved_plan(&p,
-			 "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
-			 " AND NOT e.is_all_day AND e.start_at >= $2 - " SHORT_TIMED_BOUND
-			 " AND e.start_at < $3 AND (e.end_at > $2 OR e.start_at >= $2)"
-			 " UNION ALL "
-			 "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
-			 " AND e.is_long AND NOT e.is_all_day"
-			 " AND e.end_at > $2 AND e.start_at < $2 - " SHORT_TIMED_BOUND
-			 " UNION ALL "
-			 "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
-			 " AND e.is_all_day AND e.start_date >= $4 - " SHORT_DAYS_BOUND
-			 " AND e.start_date < $5 AND e.end_date > $4"
-			 " UNION ALL "
-			 "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
-			 " AND e.is_long AND e.is_all_day"
-			 " AND e.end_date > $4 AND e.start_date < $4 - " SHORT_DAYS_BOUND
-			 " ORDER BY 7, 1", 6, types),
-		values, nulls, SPI_OK_SELECT, 0);
-	return SPI_processed;
+	return m365_spi_run_saved(&p,
+							  "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
+							  " AND NOT e.is_all_day AND e.start_at >= $2 - " SHORT_TIMED_BOUND
+							  " AND e.start_at < $3 AND (e.end_at > $2 OR e.start_at >= $2)"
+							  " UNION ALL "
+							  "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
+							  " AND e.is_long AND NOT e.is_all_day"
+							  " AND e.end_at > $2 AND e.start_at < $2 - " SHORT_TIMED_BOUND
+							  " UNION ALL "
+							  "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
+							  " AND e.is_all_day AND e.start_date >= $4 - " SHORT_DAYS_BOUND
+							  " AND e.start_date < $5 AND e.end_date > $4"
+							  " UNION ALL "
+							  "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
+							  " AND e.is_long AND e.is_all_day"
+							  " AND e.end_date > $4 AND e.start_date < $4 - " SHORT_DAYS_BOUND
+							  " ORDER BY 7, 1",
+							  &a, SPI_OK_SELECT, 0, NULL);
 }
 
 uint64
 m365_store_events_by_id(int64 account_id, int64 event_id)
 {
 	static SPIPlanPtr p;
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_run_plan(m365_spi_saved_plan(&p, "SELECT " EVENT_COLUMNS " FROM m365sync.events e"
-			 " WHERE e.account_id = $1 AND e.event_id = $2 AND NOT e.deleted", 2, types),
-		values, NULL, SPI_OK_SELECT, 1);
-	return SPI_processed;
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	return m365_spi_run_saved(&p, "SELECT " EVENT_COLUMNS " FROM m365sync.events e"
+							  " WHERE e.account_id = $1 AND e.event_id = $2 AND NOT e.deleted",
+							  &a, SPI_OK_SELECT, 1, NULL);
 }
 
 /* purge.c's erasure of a user's rows (see purge.c for the order). */
@@ -281,110 +286,105 @@ m365_store_events_delete_accounts(const int64 *account_ids, int n)
 	"CASE WHEN EXISTS (SELECT 1 FROM m365sync.conflicts c WHERE c.account_id = $1" \
 	" AND c.event_id = $2 AND c.resolved_at IS NULL) THEN 'conflict' ELSE 'synced' END"
 
-#define TEXT_ARG(i, s) do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
+/* The two arguments of a statement on one event row: $1 account, $2 event. */
+static void
+arg_row(M365SpiArgs *a, int64 account_id, int64 event_id)
+{
+	m365_spi_arg_int8(a, account_id);
+	m365_spi_arg_int8(a, event_id);
+}
 
 /* The row becomes Graph's version (cols, data); sync_state by STATE_AFTER_SYNC. */
 void
 m365_store_events_replace_row(int64 account_id, int64 event_id, const M365EventColumns *c, Jsonb *data)
 {
-	Oid			types[17] = {INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
-		TIMESTAMPTZOID, BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID, BYTEAOID, TEXTOID,
-	TIMESTAMPTZOID, TEXTOID};
-	Datum		values[17];
-	char		nulls[18];
+	M365SpiArgs a = {0};
 
-	memset(nulls, ' ', 17);
-	nulls[17] = '\0';
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(event_id);
-	TEXT_ARG(2, c->graph_id);
-	TEXT_ARG(3, c->ical_uid);
-	TEXT_ARG(4, c->series_master_graph_id);
-	m365_event_row_bind_shape(c, &values[5], &nulls[5]);
-	values[13] = PointerGetDatum(m365_store_events_seal(account_id, event_id, data));
-	m365_event_row_bind_sync(c, &values[14], &nulls[14]);
-	TEXT_ARG(16, c->graph_id);
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = $3, ical_uid = $4,"
-								" series_master_id = coalesce((SELECT m.event_id FROM m365sync.events m"
-								"   WHERE m.account_id = $1 AND m.graph_id = $5), series_master_id),"
-								" event_type = $6, start_at = $7, end_at = $8, is_all_day = $9,"
-								" start_date = $10, end_date = $11, show_as = $12, is_cancelled = $13,"
-								" content = $14, change_key = $15, remote_modified_at = $16, deleted = false,"
-								" sync_state = " STATE_AFTER_SYNC
-								" WHERE account_id = $1 AND event_id = $2",
-								17, types, values, nulls, false, 0), SPI_OK_UPDATE, "storing a push answer");
+	arg_row(&a, account_id, event_id);
+	m365_spi_arg_text(&a, c->graph_id);
+	m365_spi_arg_text(&a, c->ical_uid);
+	m365_spi_arg_text(&a, c->series_master_graph_id);
+	m365_store_events_arg_shape(&a, c);
+	m365_spi_arg(&a, BYTEAOID, PointerGetDatum(m365_store_events_seal(account_id, event_id, data)), false);
+	m365_store_events_arg_sync(&a, c);
+	m365_spi_arg_text(&a, c->graph_id);
+	m365_spi_run("UPDATE m365sync.events SET graph_id = $3, ical_uid = $4,"
+				 " series_master_id = coalesce((SELECT m.event_id FROM m365sync.events m"
+				 "   WHERE m.account_id = $1 AND m.graph_id = $5), series_master_id),"
+				 " event_type = $6, start_at = $7, end_at = $8, is_all_day = $9,"
+				 " start_date = $10, end_date = $11, show_as = $12, is_cancelled = $13,"
+				 " content = $14, change_key = $15, remote_modified_at = $16, deleted = false,"
+				 " sync_state = " STATE_AFTER_SYNC
+				 " WHERE account_id = $1 AND event_id = $2",
+				 &a, SPI_OK_UPDATE, "storing a push answer");
 }
 
 /* Another row already holding graph_id (pulled before we knew it was ours) gives way. */
 void
 m365_store_events_drop_pulled_twin(int64 account_id, int64 event_id, const char *graph_id)
 {
-	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(event_id),
-	CStringGetTextDatum(graph_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = $3"
-								" AND e.event_id <> $2 AND e.sync_state = 'synced' AND NOT EXISTS ("
-								"  SELECT 1 FROM m365sync.outbox o WHERE o.account_id = e.account_id"
-								"  AND o.event_id = e.event_id AND o.state = 'pending')",
-								3, types, values, NULL, false, 0), SPI_OK_DELETE, "merging a pulled twin");
+	arg_row(&a, account_id, event_id);
+	m365_spi_arg_text(&a, graph_id);
+	m365_spi_run("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = $3"
+				 " AND e.event_id <> $2 AND e.sync_state = 'synced' AND NOT EXISTS ("
+				 "  SELECT 1 FROM m365sync.outbox o WHERE o.account_id = e.account_id"
+				 "  AND o.event_id = e.event_id AND o.state = 'pending')",
+				 &a, SPI_OK_DELETE, "merging a pulled twin");
 }
 
 /* A create's answer linked to the row without taking its content. */
 void
 m365_store_events_link_graph_id(int64 account_id, int64 event_id, const char *graph_id, const char *change_key)
 {
-	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[5] = "    ";
+	M365SpiArgs a = {0};
 
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(event_id);
-	TEXT_ARG(2, graph_id);
-	TEXT_ARG(3, change_key);
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = $3, change_key = $4"
-								" WHERE account_id = $1 AND event_id = $2",
-								4, types, values, nulls, false, 0), SPI_OK_UPDATE, "linking a create");
+	arg_row(&a, account_id, event_id);
+	m365_spi_arg_text(&a, graph_id);
+	m365_spi_arg_text(&a, change_key);
+	m365_spi_run("UPDATE m365sync.events SET graph_id = $3, change_key = $4"
+				 " WHERE account_id = $1 AND event_id = $2",
+				 &a, SPI_OK_UPDATE, "linking a create");
 }
 
 /* A pushed delete: the row goes, or stays as a tombstone while its conflict is listed. */
 void
 m365_store_events_remove_pushed(int64 account_id, int64 event_id)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 
+	arg_row(&a, account_id, event_id);
 	/* A row whose conflict is still listed stays as a tombstone (the listing needs it). */
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
-								" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2"
-								" AND EXISTS (SELECT 1 FROM m365sync.conflicts c WHERE c.account_id = $1"
-								"  AND c.event_id = $2 AND c.resolved_at IS NULL)",
-								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "keeping a tombstone");
-	if (SPI_processed == 0)
-		m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
-									2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing a deleted event");
+	if (m365_spi_run("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
+					 " sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2"
+					 " AND EXISTS (SELECT 1 FROM m365sync.conflicts c WHERE c.account_id = $1"
+					 "  AND c.event_id = $2 AND c.resolved_at IS NULL)",
+					 &a, SPI_OK_UPDATE, "keeping a tombstone") == 0)
+		m365_spi_run("DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
+					 &a, SPI_OK_DELETE, "removing a deleted event");
 }
 
 void
 m365_store_events_mark_synced(int64 account_id, int64 event_id)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = " STATE_AFTER_SYNC
-								" WHERE account_id = $1 AND event_id = $2",
-								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "marking an event synced");
+	arg_row(&a, account_id, event_id);
+	m365_spi_run("UPDATE m365sync.events SET sync_state = " STATE_AFTER_SYNC
+				 " WHERE account_id = $1 AND event_id = $2",
+				 &a, SPI_OK_UPDATE, "marking an event synced");
 }
 
 void
 m365_store_events_mark_failed(int64 account_id, int64 event_id)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = 'failed'"
-								" WHERE account_id = $1 AND event_id = $2",
-								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "failing an event");
+	arg_row(&a, account_id, event_id);
+	m365_spi_run("UPDATE m365sync.events SET sync_state = 'failed'"
+				 " WHERE account_id = $1 AND event_id = $2",
+				 &a, SPI_OK_UPDATE, "failing an event");
 }
 
 /* --- a conflict's settling and resolving (store_conflicts.c; the caller is connected to SPI) --- */
@@ -392,29 +392,26 @@ m365_store_events_mark_failed(int64 account_id, int64 event_id)
 bool
 m365_store_events_lock_any(int64 account_id, int64 event_id, M365EventAnyRow *r)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
-	HeapTuple	t;
-	TupleDesc	d;
+	M365SpiArgs a = {0};
 	bool		isnull;
 	Datum		v;
 
-	m365_spi_check(SPI_execute_with_args("SELECT content, deleted, graph_id, change_key, event_type, calendar_id,"
-								" local_modified_at FROM m365sync.events"
-								" WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
-								2, types, values, NULL, false, 1), SPI_OK_SELECT, "locking an event");
-	if (SPI_processed == 0)
+	arg_row(&a, account_id, event_id);
+	/* (account_id, event_id) is unique: at most one row */
+	if (m365_spi_run("SELECT content, deleted, graph_id, change_key, event_type, calendar_id,"
+					 " local_modified_at FROM m365sync.events"
+					 " WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
+					 &a, SPI_OK_SELECT, "locking an event") == 0)
 		return false;
-	t = SPI_tuptable->vals[0];
-	d = SPI_tuptable->tupdesc;
+	/* opening may load a key in a nested SPI connection, which restores SPI_tuptable */
 	r->content = m365_store_events_open(account_id, event_id,
-										 DatumGetByteaPP(SPI_getbinval(t, d, 1, &isnull)));
-	r->deleted = DatumGetBool(SPI_getbinval(t, d, 2, &isnull));
-	r->graph_id = SPI_getvalue(t, d, 3);
-	r->change_key = SPI_getvalue(t, d, 4);
-	r->event_type = SPI_getvalue(t, d, 5);
-	r->calendar_id = DatumGetInt64(SPI_getbinval(t, d, 6, &isnull));
-	v = SPI_getbinval(t, d, 7, &isnull);
+										 DatumGetByteaPP(m365_spi_get_datum(1, &isnull)));
+	r->deleted = m365_spi_get_bool(2);
+	r->graph_id = m365_spi_get_text(3, CurrentMemoryContext);
+	r->change_key = m365_spi_get_text(4, CurrentMemoryContext);
+	r->event_type = m365_spi_get_text(5, CurrentMemoryContext);
+	r->calendar_id = m365_spi_get_int8(6);
+	v = m365_spi_get_datum(7, &isnull);
 	r->has_local_modified = !isnull;
 	r->local_modified_at = isnull ? 0 : DatumGetTimestampTz(v);
 	return true;
@@ -425,20 +422,19 @@ bool
 m365_store_events_lock_modified(int64 account_id, int64 event_id, bool *has_local_modified,
 								TimestampTz *local_modified_at)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 	bool		isnull;
 	Datum		v;
 	bool		found;
 
+	arg_row(&a, account_id, event_id);
 	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("SELECT local_modified_at FROM m365sync.events"
-								" WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
-								2, types, values, NULL, false, 1), SPI_OK_SELECT, "locking an event");
-	found = SPI_processed > 0;
+	found = m365_spi_run("SELECT local_modified_at FROM m365sync.events"
+						 " WHERE account_id = $1 AND event_id = $2 FOR UPDATE",
+						 &a, SPI_OK_SELECT, "locking an event") > 0;
 	if (found)
 	{
-		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		v = m365_spi_get_datum(1, &isnull);
 		*has_local_modified = !isnull;
 		*local_modified_at = isnull ? 0 : DatumGetTimestampTz(v);
 	}
@@ -450,82 +446,76 @@ m365_store_events_lock_modified(int64 account_id, int64 event_id, bool *has_loca
 void
 m365_store_events_keep_local(int64 account_id, int64 event_id, const M365EventColumns *c)
 {
-	Oid			types[4] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID};
-	Datum		values[4];
-	char		nulls[5] = "    ";
+	M365SpiArgs a = {0};
 
-	values[0] = Int64GetDatum(account_id);
-	values[1] = Int64GetDatum(event_id);
-	values[2] = c->change_key ? CStringGetTextDatum(c->change_key) : (Datum) 0;
-	nulls[2] = c->change_key ? ' ' : 'n';
-	values[3] = TimestampTzGetDatum(c->remote_modified_at);
-	nulls[3] = c->has_remote_modified ? ' ' : 'n';
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET change_key = $3, remote_modified_at = $4,"
-								" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
-								4, types, values, nulls, false, 0), SPI_OK_UPDATE, "keeping a local change");
+	arg_row(&a, account_id, event_id);
+	m365_store_events_arg_sync(&a, c);
+	m365_spi_run("UPDATE m365sync.events SET change_key = $3, remote_modified_at = $4,"
+				 " sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
+				 &a, SPI_OK_UPDATE, "keeping a local change");
 }
 
 /* A remote delete won: the row stays as a tombstone while the local version is listed. */
 void
 m365_store_events_tombstone(int64 account_id, int64 event_id)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = true, graph_id = NULL,"
-								" change_key = NULL, sync_state = 'conflict'"
-								" WHERE account_id = $1 AND event_id = $2",
-								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "accepting a remote delete");
+	arg_row(&a, account_id, event_id);
+	m365_spi_run("UPDATE m365sync.events SET deleted = true, graph_id = NULL,"
+				 " change_key = NULL, sync_state = 'conflict'"
+				 " WHERE account_id = $1 AND event_id = $2",
+				 &a, SPI_OK_UPDATE, "accepting a remote delete");
 }
 
 /* The local version won over a remote delete: the row is made again at Microsoft. */
 void
 m365_store_events_unlink(int64 account_id, int64 event_id)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
-								" sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
-								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "re-creating an event");
+	arg_row(&a, account_id, event_id);
+	m365_spi_run("UPDATE m365sync.events SET graph_id = NULL, change_key = NULL,"
+				 " sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
+				 &a, SPI_OK_UPDATE, "re-creating an event");
 }
 
 /* A restored version of a deleted row is live again. */
 void
 m365_store_events_revive(int64 account_id, int64 event_id)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = false"
-								" WHERE account_id = $1 AND event_id = $2",
-								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "reviving an event");
+	arg_row(&a, account_id, event_id);
+	m365_spi_run("UPDATE m365sync.events SET deleted = false"
+				 " WHERE account_id = $1 AND event_id = $2",
+				 &a, SPI_OK_UPDATE, "reviving an event");
 }
 
 /* The deletion stands: the tombstone goes, unless something is still queued for it. */
 void
 m365_store_events_drop_tombstone(int64 account_id, int64 event_id)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.event_id = $2"
-								" AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = $1"
-								"  AND o.event_id = $2 AND o.state = 'pending')",
-								2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing a tombstone");
+	arg_row(&a, account_id, event_id);
+	m365_spi_run("DELETE FROM m365sync.events e WHERE e.account_id = $1 AND e.event_id = $2"
+				 " AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = $1"
+				 "  AND o.event_id = $2 AND o.state = 'pending')",
+				 &a, SPI_OK_DELETE, "removing a tombstone");
 }
 
 /* A resolved conflict: the row shows pending or synced again. */
 void
 m365_store_events_settle_state(int64 account_id, int64 event_id)
 {
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(account_id), Int64GetDatum(event_id)};
+	M365SpiArgs a = {0};
 
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET sync_state = CASE"
-								" WHEN EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = $1"
-								"  AND o.event_id = $2 AND o.state = 'pending') THEN 'pending'"
-								" WHEN sync_state = 'conflict' THEN 'synced' ELSE sync_state END"
-								" WHERE account_id = $1 AND event_id = $2",
-								2, types, values, NULL, false, 0), SPI_OK_UPDATE, "settling an event");
+	arg_row(&a, account_id, event_id);
+	m365_spi_run("UPDATE m365sync.events SET sync_state = CASE"
+				 " WHEN EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = $1"
+				 "  AND o.event_id = $2 AND o.state = 'pending') THEN 'pending'"
+				 " WHEN sync_state = 'conflict' THEN 'synced' ELSE sync_state END"
+				 " WHERE account_id = $1 AND event_id = $2",
+				 &a, SPI_OK_UPDATE, "settling an event");
 }

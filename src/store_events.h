@@ -17,6 +17,15 @@
 #include "utils/timestamp.h"
 
 #include "event_row.h"
+#include "spi_util.h"
+
+/*
+ * Append an event's shape columns (event_type, start_at, end_at, is_all_day,
+ * start_date, end_date, show_as, is_cancelled) or its sync columns
+ * (change_key, remote_modified_at) to a statement's arguments.
+ */
+extern void m365_store_events_arg_shape(M365SpiArgs *a, const M365EventColumns *c);
+extern void m365_store_events_arg_sync(M365SpiArgs *a, const M365EventColumns *c);
 
 /* An event as the writers need it, locked FOR UPDATE. */
 typedef struct M365StoredEvent

@@ -33,15 +33,22 @@
 static int64
 local_id(int64 account_id, const char *graph_id)
 {
-	Oid			types[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(account_id), CStringGetTextDatum(graph_id)};
-	bool		isnull;
+	M365SpiArgs a = {0};
 
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, graph_id);
+
+	/*
+	 * Raw call on purpose: read_only (the caller's snapshot, no command
+	 * counter step), which m365_spi_run does not offer; the one SPI style
+	 * otherwise.
+	 */
 	m365_spi_check(SPI_execute_with_args("SELECT event_id FROM m365sync.events WHERE account_id = $1 AND graph_id = $2",
-								2, types, values, NULL, true, 1), SPI_OK_SELECT, "finding an event");
+										 a.n, a.types, a.values, a.nulls, true, 1),
+				   SPI_OK_SELECT, "finding an event");
 	if (SPI_processed == 0)
 		return 0;
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return m365_spi_get_int8(1);
 }
 
 typedef struct BatchEntry
@@ -102,8 +109,8 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 {
 	M365PullBatch *b = palloc0(sizeof(M365PullBatch));
 	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
-	Oid			types[2] = {INT8OID, TEXTARRAYOID};
-	Datum		values[2];
+	M365SpiArgs a = {0};
+	uint64		nrows;
 	uint64		i;
 	int			k;
 
@@ -114,72 +121,59 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 	b->seen_cap = n;
 	for (k = 0; k < n; k++)
 		ids[k] = CStringGetTextDatum(graph_ids[k]);
-	values[0] = Int64GetDatum(account_id);
-	values[1] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
-	m365_spi_check(SPI_execute_with_args("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg(&a, TEXTARRAYOID, PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT)),
+				 false);
+	nrows = m365_spi_run("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
 								" e.sync_state IN ('pending', 'failed') OR EXISTS (SELECT 1 FROM m365sync.outbox o"
 								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
 								"   AND o.state = 'pending'),"
 								" e.sync_state = 'conflict'"
 								" FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = ANY ($2)"
 								" FOR UPDATE",
-								2, types, values, NULL, false, 0), SPI_OK_SELECT, "locking a page's events");
-	for (i = 0; i < SPI_processed; i++)
+								&a, SPI_OK_SELECT, "locking a page's events");
+	for (i = 0; i < nrows; i++)
 	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
 		BatchEntry *e = add_entry(b);
 		bool		isnull;
 
-		e->graph_id = SPI_getvalue(t, d, 1);
-		e->event_id = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
-		e->change_key = SPI_getvalue(t, d, 3);
-		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(t, d, 4, &isnull)), &e->tid);
-		e->pending = DatumGetBool(SPI_getbinval(t, d, 5, &isnull));
-		e->in_conflict = DatumGetBool(SPI_getbinval(t, d, 6, &isnull));
+		e->graph_id = m365_spi_row_text(i, 1, b->cxt);
+		e->event_id = m365_spi_row_int8(i, 2);
+		e->change_key = m365_spi_row_text(i, 3, b->cxt);
+		ItemPointerCopy((ItemPointer) DatumGetPointer(m365_spi_row_datum(i, 4, &isnull)), &e->tid);
+		e->pending = m365_spi_row_bool(i, 5);
+		e->in_conflict = m365_spi_row_bool(i, 6);
 	}
 	return b;
 }
-
-#define TEXT_ARG(i, s) do { values[i] = (s) ? CStringGetTextDatum(s) : (Datum) 0; nulls[i] = (s) ? ' ' : 'n'; } while (0)
 
 /* A remote change to a synced event: the new version replaces the row. */
 static void
 update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 master, Jsonb *data)
 {
 	static SPIPlanPtr plan;
-	Oid			types[16] = {INT8OID, TIDOID, TEXTOID, INT8OID, TEXTOID, TIMESTAMPTZOID,
-		TIMESTAMPTZOID, BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID, BYTEAOID, TEXTOID,
-	TIMESTAMPTZOID, INT8OID};
-	Datum		values[16];
-	char		nulls[17];
+	M365SpiArgs a = {0};
 	bool		isnull;
 
-	memset(nulls, ' ', 16);
-	nulls[16] = '\0';
-	values[0] = Int64GetDatum(b->account_id);
-	values[1] = PointerGetDatum(&e->tid);
-	TEXT_ARG(2, c->ical_uid);
-	values[3] = Int64GetDatum(master);
-	nulls[3] = master ? ' ' : 'n';
-	m365_event_row_bind_shape(c, &values[4], &nulls[4]);
-	values[12] = PointerGetDatum(m365_store_events_seal(b->account_id, e->event_id, data));
-	m365_event_row_bind_sync(c, &values[13], &nulls[13]);
-	values[15] = Int64GetDatum(b->round_id);
-	nulls[15] = b->round_id ? ' ' : 'n';
-	m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&plan,
+	m365_spi_arg_int8(&a, b->account_id);
+	m365_spi_arg(&a, TIDOID, PointerGetDatum(&e->tid), false);
+	m365_spi_arg_text(&a, c->ical_uid);
+	m365_spi_arg(&a, INT8OID, Int64GetDatum(master), master == 0);
+	m365_store_events_arg_shape(&a, c);
+	m365_spi_arg(&a, BYTEAOID, PointerGetDatum(m365_store_events_seal(b->account_id, e->event_id, data)), false);
+	m365_store_events_arg_sync(&a, c);
+	m365_spi_arg(&a, INT8OID, Int64GetDatum(b->round_id), b->round_id == 0);
+	if (m365_spi_run_saved(&plan,
 									  "UPDATE m365sync.events SET ical_uid = $3, series_master_id = $4,"
 									  " event_type = $5, start_at = $6, end_at = $7, is_all_day = $8,"
 									  " start_date = $9, end_date = $10, show_as = $11, is_cancelled = $12,"
 									  " content = $13, change_key = $14, remote_modified_at = $15,"
 									  " seen_round = coalesce($16, seen_round),"
 									  " sync_state = CASE WHEN sync_state = 'conflict' THEN 'conflict' ELSE 'synced' END"
-									  " WHERE ctid = $2 AND account_id = $1 RETURNING ctid", 16, types),
-						   values, nulls, false, 0), SPI_OK_UPDATE_RETURNING, "updating an event");
-	if (SPI_processed != 1)
+									  " WHERE ctid = $2 AND account_id = $1 RETURNING ctid",
+						   &a, SPI_OK_UPDATE_RETURNING, 0, "updating an event") != 1)
 		elog(ERROR, "m365sync: a locked event changed under the pull");
-	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
-					&e->tid);
+	ItemPointerCopy((ItemPointer) DatumGetPointer(m365_spi_get_datum(1, &isnull)), &e->tid);
 	e->change_key = c->change_key ? MemoryContextStrdup(b->cxt, c->change_key) : NULL;
 }
 
@@ -237,14 +231,15 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 	if (!ItemPointerIsValid(&e->tid))
 	{
 		/* Inserted earlier in this page and changed again: find the new row. */
-		Oid			types[2] = {INT8OID, INT8OID};
-		Datum		values[2] = {Int64GetDatum(b->account_id), Int64GetDatum(e->event_id)};
+		M365SpiArgs a = {0};
 		bool		isnull;
 
-		m365_spi_check(SPI_execute_with_args("SELECT ctid FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
-									2, types, values, NULL, false, 1), SPI_OK_SELECT, "finding an event");
-		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
-						&e->tid);
+		m365_spi_arg_int8(&a, b->account_id);
+		m365_spi_arg_int8(&a, e->event_id);
+		/* (account_id, event_id) is unique: one row */
+		m365_spi_run("SELECT ctid FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
+					 &a, SPI_OK_SELECT, "finding an event");
+		ItemPointerCopy((ItemPointer) DatumGetPointer(m365_spi_get_datum(1, &isnull)), &e->tid);
 	}
 	update_row(b, e, c, master, data);
 	return M365_APPLY_UPDATED;
@@ -255,65 +250,57 @@ m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id)
 {
 	static SPIPlanPtr plan;
 	BatchEntry *e = find_entry(b, graph_id);
-	Oid			types[2] = {INT8OID, INT8OID};
-	Datum		values[2];
+	M365SpiArgs a = {0};
+	uint64		n;
 
 	if (e == NULL || e->pending)
 		return false;			/* already gone, or kept for the push to settle */
-	values[0] = Int64GetDatum(b->account_id);
+	m365_spi_arg_int8(&a, b->account_id);
 	if (e->in_conflict)
 	{
 		/* A listed conflict keeps its row as a tombstone, so the listing keeps its loser. */
-		values[1] = Int64GetDatum(e->event_id);
-		m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET deleted = true, graph_id = NULL, change_key = NULL"
-									" WHERE account_id = $1 AND event_id = $2",
-									2, types, values, NULL, false, 0), SPI_OK_UPDATE, "removing an event");
+		m365_spi_arg_int8(&a, e->event_id);
+		n = m365_spi_run("UPDATE m365sync.events SET deleted = true, graph_id = NULL, change_key = NULL"
+						 " WHERE account_id = $1 AND event_id = $2",
+						 &a, SPI_OK_UPDATE, "removing an event");
 		e->gone = true;
-		return SPI_processed > 0;
+		return n > 0;
 	}
 	if (ItemPointerIsValid(&e->tid))
 	{
-		types[1] = TIDOID;
-		values[1] = PointerGetDatum(&e->tid);
-		m365_spi_check(SPI_execute_plan(m365_spi_saved_plan(&plan, "DELETE FROM m365sync.events WHERE ctid = $2 AND account_id = $1",
-										  2, types), values, NULL, false, 0), SPI_OK_DELETE, "removing an event");
+		m365_spi_arg(&a, TIDOID, PointerGetDatum(&e->tid), false);
+		n = m365_spi_run_saved(&plan, "DELETE FROM m365sync.events WHERE ctid = $2 AND account_id = $1",
+							   &a, SPI_OK_DELETE, 0, "removing an event");
 	}
 	else
 	{
-		values[1] = Int64GetDatum(e->event_id);
-		m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
-									2, types, values, NULL, false, 0), SPI_OK_DELETE, "removing an event");
+		m365_spi_arg_int8(&a, e->event_id);
+		n = m365_spi_run("DELETE FROM m365sync.events WHERE account_id = $1 AND event_id = $2",
+						 &a, SPI_OK_DELETE, "removing an event");
 	}
 	e->gone = true;
-	return SPI_processed > 0;
+	return n > 0;
 }
 
 void
 m365_store_events_pull_end(M365PullBatch *b)
 {
-	Oid			types[3] = {INT8OID, INT8OID, INT8ARRAYOID};
-	Datum		values[3];
-	Datum	   *ids;
-	int			i;
+	M365SpiArgs a = {0};
 
 	if (b->round_id == 0 || b->nseen == 0)
 		return;
-	ids = palloc(sizeof(Datum) * b->nseen);
-	for (i = 0; i < b->nseen; i++)
-		ids[i] = Int64GetDatum(b->seen[i]);
-	values[0] = Int64GetDatum(b->account_id);
-	values[1] = Int64GetDatum(b->round_id);
-	values[2] = PointerGetDatum(construct_array(ids, b->nseen, INT8OID, 8, true, TYPALIGN_DOUBLE));
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events SET seen_round = $2"
-								" WHERE account_id = $1 AND event_id = ANY ($3)",
-								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "marking events seen");
+	m365_spi_arg_int8(&a, b->account_id);
+	m365_spi_arg_int8(&a, b->round_id);
+	m365_spi_arg_int8_array(&a, b->seen, b->nseen);
+	m365_spi_run("UPDATE m365sync.events SET seen_round = $2"
+				 " WHERE account_id = $1 AND event_id = ANY ($3)",
+				 &a, SPI_OK_UPDATE, "marking events seen");
 }
 
 int
 m365_store_events_sweep(int64 account_id, int64 calendar_id, int64 round_id)
 {
-	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
-	Datum		values[3] = {Int64GetDatum(account_id), Int64GetDatum(calendar_id), Int64GetDatum(round_id)};
+	M365SpiArgs a = {0};
 	int			n;
 
 /* Not seen by this full round: gone at Microsoft (calendarView never shows masters). */
@@ -323,16 +310,17 @@ m365_store_events_sweep(int64 account_id, int64 calendar_id, int64 round_id)
 	" AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = e.account_id" \
 	"   AND o.event_id = e.event_id AND o.state = 'pending')"
 
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, calendar_id);
+	m365_spi_arg_int8(&a, round_id);
 	SPI_connect();
-	m365_spi_check(SPI_execute_with_args("DELETE FROM m365sync.events e WHERE" UNSEEN
-								" AND e.sync_state = 'synced'",
-								3, types, values, NULL, false, 0), SPI_OK_DELETE, "sweeping a calendar");
-	n = (int) SPI_processed;
+	n = (int) m365_spi_run("DELETE FROM m365sync.events e WHERE" UNSEEN
+						   " AND e.sync_state = 'synced'",
+						   &a, SPI_OK_DELETE, "sweeping a calendar");
 	/* A listed conflict keeps its row as a tombstone, as a removal in a delta page does. */
-	m365_spi_check(SPI_execute_with_args("UPDATE m365sync.events e SET deleted = true, graph_id = NULL,"
-								" change_key = NULL WHERE" UNSEEN " AND e.sync_state = 'conflict'",
-								3, types, values, NULL, false, 0), SPI_OK_UPDATE, "sweeping a calendar");
-	n += (int) SPI_processed;
+	n += (int) m365_spi_run("UPDATE m365sync.events e SET deleted = true, graph_id = NULL,"
+							" change_key = NULL WHERE" UNSEEN " AND e.sync_state = 'conflict'",
+							&a, SPI_OK_UPDATE, "sweeping a calendar");
 	SPI_finish();
 	return n;
 }
