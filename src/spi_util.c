@@ -18,8 +18,8 @@ m365_spi_check(int rc, int expected, const char *what)
 		elog(ERROR, "m365sync: %s failed: %s", what, SPI_result_code_string(rc));
 }
 
-SPIPlanPtr
-m365_spi_saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
+static SPIPlanPtr
+saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types)
 {
 	if (*slot == NULL)
 	{
@@ -73,6 +73,16 @@ m365_spi_run(const char *sql, const M365SpiArgs *a, int expected, const char *wh
 }
 
 uint64
+m365_spi_run_read_only(const char *sql, const M365SpiArgs *a, int expected, const char *what)
+{
+	m365_spi_check(SPI_execute_with_args(sql, a ? a->n : 0, a ? (Oid *) a->types : NULL,
+										 a ? (Datum *) a->values : NULL, a ? a->nulls : NULL,
+										 true, 0),
+				   expected, what ? what : "an internal statement");
+	return SPI_processed;
+}
+
+uint64
 m365_spi_exec(const char *sql, const M365SpiArgs *a, int expected, const char *what)
 {
 	uint64		n;
@@ -87,17 +97,11 @@ uint64
 m365_spi_run_saved(SPIPlanPtr *slot, const char *sql, const M365SpiArgs *a,
 				   int expected, long limit, const char *what)
 {
-	SPIPlanPtr	p = m365_spi_saved_plan(slot, sql, a->n, (Oid *) a->types);
+	SPIPlanPtr	p = saved_plan(slot, sql, a->n, (Oid *) a->types);
 
 	m365_spi_check(SPI_execute_plan(p, (Datum *) a->values, a->nulls, false, limit),
 				   expected, what ? what : "an internal statement");
 	return SPI_processed;
-}
-
-void
-m365_spi_run_plan(SPIPlanPtr p, Datum *values, const char *nulls, int expected, long limit)
-{
-	m365_spi_check(SPI_execute_plan(p, values, nulls, false, limit), expected, "an internal statement");
 }
 
 Datum

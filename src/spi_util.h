@@ -14,9 +14,6 @@
 /* ERROR unless an SPI call returned what was expected; what names the step. */
 extern void m365_spi_check(int rc, int expected, const char *what);
 
-/* A statement planned once per backend and kept in *slot. */
-extern SPIPlanPtr m365_spi_saved_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *types);
-
 /* the widest statement: store_events.c's insert (19) */
 #define M365_SPI_MAX_ARGS 20
 
@@ -42,6 +39,12 @@ extern void m365_spi_arg_int8_array(M365SpiArgs *a, const int64 *v, int n);
  */
 extern uint64 m365_spi_run(const char *sql, const M365SpiArgs *a, int expected, const char *what);
 
+/*
+ * A read in the caller's snapshot (SPI read_only: no command counter step,
+ * so rows written earlier in the same command stay invisible).
+ */
+extern uint64 m365_spi_run_read_only(const char *sql, const M365SpiArgs *a, int expected, const char *what);
+
 /* The same in its own SPI connection, for writes with no result rows of interest. */
 extern uint64 m365_spi_exec(const char *sql, const M365SpiArgs *a, int expected, const char *what);
 
@@ -52,9 +55,6 @@ extern uint64 m365_spi_exec(const char *sql, const M365SpiArgs *a, int expected,
  */
 extern uint64 m365_spi_run_saved(SPIPlanPtr *slot, const char *sql, const M365SpiArgs *a,
 								 int expected, long limit, const char *what);
-
-/* Run a saved plan (m365_spi_saved_plan) in the current SPI connection. */
-extern void m365_spi_run_plan(SPIPlanPtr p, Datum *values, const char *nulls, int expected, long limit);
 
 /*
  * Columns of result row `row` (from 0) of the last statement; text and bytea

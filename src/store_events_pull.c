@@ -38,15 +38,9 @@ local_id(int64 account_id, const char *graph_id)
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, graph_id);
 
-	/*
-	 * Raw call on purpose: read_only (the caller's snapshot, no command
-	 * counter step), which m365_spi_run does not offer; the one SPI style
-	 * otherwise.
-	 */
-	m365_spi_check(SPI_execute_with_args("SELECT event_id FROM m365sync.events WHERE account_id = $1 AND graph_id = $2",
-										 a.n, a.types, a.values, a.nulls, true, 1),
-				   SPI_OK_SELECT, "finding an event");
-	if (SPI_processed == 0)
+	/* in the caller's snapshot, as before: rows of this page stay unseen */
+	if (m365_spi_run_read_only("SELECT event_id FROM m365sync.events WHERE account_id = $1 AND graph_id = $2 LIMIT 1",
+							   &a, SPI_OK_SELECT, "finding an event") == 0)
 		return 0;
 	return m365_spi_get_int8(1);
 }
