@@ -182,3 +182,15 @@ m365_spi_arg_int8_array(M365SpiArgs *a, const int64 *v, int n)
 												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
 				 false);
 }
+
+void
+m365_spi_arg_text_array(M365SpiArgs *a, const char *const *items, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(items[i]);
+	m365_spi_arg(a, TEXTARRAYOID,
+				 PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT)),
+				 false);
+}

@@ -102,22 +102,17 @@ M365PullBatch *
 m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const *graph_ids, int n)
 {
 	M365PullBatch *b = palloc0(sizeof(M365PullBatch));
-	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
 	M365SpiArgs a = {0};
 	uint64		nrows;
 	uint64		i;
-	int			k;
 
 	b->cxt = CurrentMemoryContext;
 	b->account_id = account_id;
 	b->round_id = round_id;
 	b->seen = palloc(sizeof(int64) * Max(n, 1));
 	b->seen_cap = n;
-	for (k = 0; k < n; k++)
-		ids[k] = CStringGetTextDatum(graph_ids[k]);
 	m365_spi_arg_int8(&a, account_id);
-	m365_spi_arg(&a, TEXTARRAYOID, PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT)),
-				 false);
+	m365_spi_arg_text_array(&a, graph_ids, n);
 	nrows = m365_spi_run("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
 								" e.sync_state IN ('pending', 'failed') OR EXISTS (SELECT 1 FROM m365sync.outbox o"
 								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"

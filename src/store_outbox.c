@@ -42,16 +42,6 @@ lock_pending(int64 account_id, int64 event_id, int64 *outbox_id, char **op)
 	return true;
 }
 
-static Datum
-text_array(const char **items, int n)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		d[i] = CStringGetTextDatum(items[i]);
-	return PointerGetDatum(construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
 void
 m365_store_outbox_insert(int64 account_id, int64 event_id, const char *op,
 			  const char **changed, int nchanged, const char *base_change_key)
@@ -62,7 +52,10 @@ m365_store_outbox_insert(int64 account_id, int64 event_id, const char *op,
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_int8(&a, event_id);
 	m365_spi_arg_text(&a, op);
-	m365_spi_arg(&a, TEXTARRAYOID, changed ? text_array(changed, nchanged) : (Datum) 0, changed == NULL);
+	if (changed != NULL)
+		m365_spi_arg_text_array(&a, changed, nchanged);
+	else
+		m365_spi_arg(&a, TEXTARRAYOID, (Datum) 0, true);
 	m365_spi_arg_text(&a, base_change_key);
 	m365_spi_run_saved(&p, "INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
 					   " base_change_key) VALUES ($1, $2, $3, $4, $5)",
@@ -92,7 +85,7 @@ m365_store_outbox_queue_upsert(int64 account_id, int64 event_id, bool new_event,
 			return;
 		m365_spi_arg_int8(&a, account_id);
 		m365_spi_arg_int8(&a, outbox_id);
-		m365_spi_arg(&a, TEXTARRAYOID, text_array(changed, nchanged), false);
+		m365_spi_arg_text_array(&a, changed, nchanged);
 		m365_spi_run_saved(&p_merge, "UPDATE m365sync.outbox SET changed_fields = ARRAY("
 						   "SELECT DISTINCT f FROM pg_catalog.unnest(pg_catalog.array_cat(changed_fields, $3)) f"
 						   " ORDER BY f) WHERE account_id = $1 AND outbox_id = $2",

@@ -27,18 +27,6 @@
 #include "store_push.h"
 #include "spi_util.h"
 
-static Datum
-int8_array(List *ids)
-{
-	Datum	   *d = palloc(sizeof(Datum) * Max(list_length(ids), 1));
-	int			i = 0;
-	ListCell   *lc;
-
-	foreach(lc, ids)
-		d[i++] = Int64GetDatum(*(int64 *) lfirst(lc));
-	return PointerGetDatum(construct_array(d, i, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-}
-
 List *
 m365_store_outbox_lock_entries(int64 account_id, List *outbox_ids)
 {
@@ -50,7 +38,15 @@ m365_store_outbox_lock_entries(int64 account_id, List *outbox_ids)
 	if (outbox_ids == NIL)
 		return NIL;
 	m365_spi_arg_int8(&a, account_id);
-	m365_spi_arg(&a, INT8ARRAYOID, int8_array(outbox_ids), false);
+	{
+		int64	   *ids = palloc(sizeof(int64) * list_length(outbox_ids));
+		int			n_ids = 0;
+		ListCell   *lc;
+
+		foreach(lc, outbox_ids)
+			ids[n_ids++] = *(int64 *) lfirst(lc);
+		m365_spi_arg_int8_array(&a, ids, n_ids);
+	}
 	SPI_connect();
 	n = m365_spi_run("SELECT o.outbox_id, o.event_id, e.calendar_id, o.op, o.transaction_id::text,"
 					 " CASE WHEN o.op = 'update' THEN ARRAY(SELECT DISTINCT f FROM pg_catalog.unnest("

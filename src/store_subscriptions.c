@@ -211,16 +211,10 @@ void
 m365_store_wakeups_mark(const int64 *account_ids, int n)
 {
 	M365SpiArgs a = {0};
-	Datum	   *d;
 
 	if (n <= 0)
 		return;
-	d = palloc(sizeof(Datum) * n);
-	for (int i = 0; i < n; i++)
-		d[i] = Int64GetDatum(account_ids[i]);
-	m365_spi_arg(&a, INT8ARRAYOID,
-				 PointerGetDatum(construct_array(d, n, INT8OID, sizeof(int64),
-												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)), false);
+	m365_spi_arg_int8_array(&a, account_ids, n);
 	SPI_connect();
 	m365_spi_run_saved(&mark_plan,
 					   "INSERT INTO m365sync.account_wakeups (account_id)"
