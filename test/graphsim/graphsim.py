@@ -39,7 +39,7 @@ import simtime as T  # noqa: E402
 from simcommon import (JSON_CT, STATUS_FAULTS, Ctx, Resp, graph_error, jbytes, ok_json, qparse,  # noqa: E402
                        redact_body, redact_headers)
 from simcontrol import control  # noqa: E402
-from simgraph import authenticate, batch, gone, graph_call, throttle_exit  # noqa: E402
+from simgraph import MAILBOX_CONCURRENCY, authenticate, batch, gone, graph_call, throttle_exit  # noqa: E402
 from simidentity import aad_response, identity  # noqa: E402
 from simstate import State, load_state, save_state  # noqa: E402
 from simstore import GraphError  # noqa: E402
@@ -48,6 +48,22 @@ from simstore import GraphError  # noqa: E402
 STATE = None
 REASONS = http.server.BaseHTTPRequestHandler.responses
 
+
+
+def fault_error(f):
+    """A status fault's Graph error: the kind's usual code, or the fault's own code and message."""
+    code, msg = STATUS_FAULTS[int(f["kind"])]
+    if f.get("code"):
+        code, msg = f["code"], f.get("message") or FAULT_MESSAGES.get(f["code"], msg)
+    return code, msg
+
+
+# messages of codes a status fault may carry instead of its kind's usual one
+FAULT_MESSAGES = {
+    "MailboxNotEnabledForRESTAPI": "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+    "ErrorDuplicateTransactionId": "The TransactionId specified in the request has already been used to create "
+                                   "a different event.",
+}
 
 
 def batch_contains(body, rx):
@@ -187,6 +203,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             if st.latency:
                 time.sleep(st.latency)
+            if resp.pause:
+                time.sleep(resp.pause)      # a $batch's waves of inner requests, its slots held
             if fault is not None and fault["after"]:
                 k = fault["kind"]
                 if k == "pause":
@@ -210,6 +228,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             resp.headers.append(("request-id", ctx.req_id))
             resp.headers.append(("client-request-id", ctx.client_req_id))
             self.log_entry(st, method, path, qs, body, resp.status, t0, fault)
+            if ctx.held:
+                # the request is over before its answer goes out: a client that sends the next
+                # request on receipt must find the slot free
+                with st.lock:
+                    throttle_exit(st, ctx)
             self.write(resp, truncate=truncate)
         finally:
             if ctx.held:
@@ -264,7 +287,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if f_ and len(f_) == 11:
                     return gone(st, ctx, bp, f_[4], f_[5])
                 return gone(st, ctx)
-        code, msg = STATUS_FAULTS[status]
+        code, msg = fault_error(f)
         return graph_error(ctx, status, code, msg, hdrs)
 
     def process(self, st, ctx, method, path, qs, body, is_identity):
@@ -292,7 +315,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if path.rstrip("/").lower() == "/v1.0/$batch":
                     if method != "POST":
                         raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
-                    authenticate(st, ctx, self.headers_lower())
+                    ctx.token = authenticate(st, ctx, self.headers_lower())
                     return batch(st, ctx, self.headers, body, self)
                 return graph_call(st, ctx, method, path, q, HeaderView(self.headers), body)
             except GraphError as ex:
@@ -305,8 +328,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def headers_lower(self):
         return HeaderView(self.headers)
 
-    def inner(self, st, ctx, rid, r, outer_headers):
-        """One request of a $batch, under the lock."""
+    def inner(self, st, ctx, rid, r, outer_headers, throttled=False):
+        """One request of a $batch, under the lock; throttled: beyond the mailbox's free slots."""
         method = str(r.get("method", "GET")).upper()
         url = str(r.get("url", ""))
         if not url.startswith("/"):
@@ -321,11 +344,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         bb = jbytes(body) if body is not None and not isinstance(body, str) else (body or "").encode()
         ictx = Ctx()
         ictx.base, ictx.req_id, ictx.client_req_id = ctx.base, st.guid(), ctx.client_req_id
-        fault = self.match_fault(st, method, path)
+        ictx.in_batch = True
+        fault = None if throttled else self.match_fault(st, method, path)
         resp = None
-        if fault is not None and fault["kind"].isdigit():
+        if throttled:
+            st.stats["throttled"] += 1
+            if st.fault_rng.random() < float(st.cfg["throttled_inner_executes"]):
+                # a throttled inner request may still have run (GRAPH.md §11)
+                st.stats["throttled_ran"] += 1
+                try:
+                    graph_call(st, ictx, method, path, qparse(qs), DictHeaders(hdrs), bb)
+                except GraphError:
+                    pass
+            code, msg = MAILBOX_CONCURRENCY
+            resp = graph_error(ictx, 429, code, msg, [("Retry-After", str(st.cfg["concurrency_retry_after"]))])
+        elif fault is not None and fault["kind"].isdigit():
             k = int(fault["kind"])
-            code, msg = STATUS_FAULTS[k]
+            code, msg = fault_error(fault)
             resp = graph_error(ictx, k, code, msg,
                                [("Retry-After", str(fault["retry_after"] or "1"))] if k in (429, 503) else [])
         if resp is None:

@@ -17,7 +17,7 @@ GRAPH_CT = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754
 JSON_CT = "application/json; charset=utf-8"
 
 DEFAULT_CONFIG = {
-    "txid_duplicate": "existing",        # or "409"
+    "txid_duplicate": "400",             # or "existing", "409" (GRAPH.md §11: the live service answers 400)
     "delta_gone_style": "SyncStateNotFound",   # syncStateNotFound | resyncRequired | location
     "delta_gone_status": 410,
     "overshoot_pagesize": False,
@@ -39,6 +39,9 @@ DEFAULT_CONFIG = {
     "invalid_client_status": 400,
     "mailbox_not_enabled_status": 404,
     "batch_shuffle": True,
+    "batch_wave_ms": 0,                 # time Outlook takes per wave of 4 inner requests of a $batch
+    "throttled_inner_executes": 0.0,    # probability that an inner request answered 429 ran all the same
+    "changekey_bump": 0.0,              # probability that Exchange rewrites a new event's changeKey after the create
     "log": True,
     "log_limit": 20000,
     "sign_in_pages": False,      # true: authorize and adminconsent show pages a browser clicks through
@@ -75,11 +78,12 @@ class Resp:
 
 class Ctx:
     """Per outer request: identity, request id, throttle slots to release."""
-    __slots__ = ("token", "req_id", "client_req_id", "held", "base", "prefer")
+    __slots__ = ("token", "req_id", "client_req_id", "held", "base", "prefer", "in_batch")
 
     def __init__(self):
         self.token = None
         self.held = []
+        self.in_batch = False
 
 
 def jbytes(obj):

@@ -79,6 +79,9 @@ def control(st, method, path, q, body_bytes):
         if rest == ["mailbox"] and method == "POST":
             m.enabled = bool(body.get("enabled", True))
             return 200, user_ctl(m)
+        if rest == ["app_access"] and method == "POST":
+            m.app_access = bool(body.get("allowed", True))
+            return 200, user_ctl(m)
         variant = (q.get("idtype", "immutable") != "default", q.get("tz") or None, q.get("body") == "text")
         if rest == ["events", "bulk"] and method == "POST":
             cal = m.cals.get(body.get("calendar_id")) or m.default_cal()
@@ -154,6 +157,13 @@ def control(st, method, path, q, body_bytes):
                 return 404, {"error": "no such tenant"}
             out = _issue(st, app, t["id"], None, ["https://graph.microsoft.com/.default"], False, app_only=True)
         return 200, out
+    if segs == ["app_permissions"] and method == "POST":
+        t = st.tenant(body.get("tenant"))
+        if t is None:
+            return 404, {"error": "no such tenant"}
+        roles = body.get("roles")
+        t["app_roles"] = None if roles is None else [str(r) for r in roles]
+        return 200, {"id": t["id"], "tenant": t["tenant"], "roles": t["app_roles"]}
     if segs == ["consent"] and method == "POST":
         t = st.tenant(body.get("tenant"))
         if t is None:
@@ -171,6 +181,7 @@ def control(st, method, path, q, body_bytes):
                  "count": body.get("count"), "probability": body.get("probability"),
                  "retry_after": body.get("retry_after"), "delay_ms": body.get("delay_ms"),
                  "after": bool(body.get("after", kind == "pause")), "hits": 0,
+                 "code": body.get("code"), "message": body.get("message"),
                  "batch_contains": body.get("batch_contains"),
                  "batch_re": re.compile(body["batch_contains"]) if body.get("batch_contains") else None}
             if f["count"] is None and f["probability"] is None:
@@ -249,11 +260,12 @@ def control(st, method, path, q, body_bytes):
 
 def fault_json(f):
     return {k: f[k] for k in ("id", "route", "method", "kind", "count", "probability", "retry_after", "delay_ms",
-                              "after", "hits", "batch_contains")}
+                              "after", "hits", "batch_contains", "code", "message")}
 
 
 def user_ctl(m):
     return {"id": m.id, "upn": m.upn, "display_name": m.name, "tenant_id": m.tenant, "mailbox_enabled": m.enabled,
+            "app_access": m.app_access,
             "calendars": [cal_ctl(c) for c in m.cal_list]}
 
 

@@ -70,7 +70,8 @@ def resolve_who(st, tok, segs):
 def throttle_enter(st, ctx, tok, m):
     key = (tok["client"], m.id)
     n = st.inflight.get(key, 0)
-    if n >= int(st.cfg["concurrency_limit"]):
+    # inside a $batch the batch holds the mailbox's slots (batch_slots); only the rate counts here
+    if not ctx.in_batch and n >= int(st.cfg["concurrency_limit"]):
         st.stats["throttled"] += 1
         raise GraphError(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.",
                          [("Retry-After", str(st.cfg["concurrency_retry_after"]))])
@@ -85,8 +86,54 @@ def throttle_enter(st, ctx, tok, m):
         raise GraphError(429, "ApplicationThrottled", "Application is over its MailboxRequestRate limit.",
                          [("Retry-After", str(wait))])
     w[1] += 1
-    st.inflight[key] = n + 1
-    ctx.held.append(key)
+    if not ctx.in_batch:
+        st.inflight[key] = n + 1
+        ctx.held.append(key)
+
+
+MAILBOX_CONCURRENCY = ("ApplicationThrottled", "Application is over its MailboxConcurrency limit.")
+
+
+def inner_mailbox(st, tok, url):
+    """The mailbox an inner request of a $batch addresses, or None."""
+    segs = [urllib.parse.unquote(x) for x in str(url).partition("?")[0].split("/") if x]
+    if not segs:
+        return None
+    if segs[0].lower() == "me":
+        return st.store.mailboxes.get(tok["user"]) if tok["user"] else None
+    if segs[0].lower() == "users" and len(segs) > 1:
+        m = st.store.find_mailbox(segs[1])
+        return m if m is not None and m.tenant == tok["tenant"] else None
+    return None
+
+
+def batch_slots(st, ctx, tok, reqs):
+    """Graph runs up to 4 inner requests of a batch at a time against a mailbox, and
+    those count toward the mailbox's concurrency limit like any request (GRAPH.md §11,
+    throttling guidance: "sends the Outlook service up to four individual requests from
+    the batch at a time").  The batch holds min(4, its requests for the mailbox) slots
+    until it answers; when other requests already hold some, the inner requests beyond
+    the free slots in each wave of 4 are answered 429 MailboxConcurrency.
+    Returns ({request id: True when throttled}, the number of waves)."""
+    limit = int(st.cfg["concurrency_limit"])
+    per = {}
+    for r in reqs:
+        m = inner_mailbox(st, tok, r.get("url", ""))
+        if m is not None:
+            per.setdefault(m.id, []).append(str(r["id"]))
+    throttled = {}
+    waves = 0
+    for mid, ids in per.items():
+        key = (tok["client"], mid)
+        other = st.inflight.get(key, 0)
+        free = max(0, limit - other)
+        take = min(limit, len(ids))
+        st.inflight[key] = other + take
+        ctx.held.extend([key] * take)
+        for i, rid in enumerate(ids):
+            throttled[rid] = (i % limit) >= free
+        waves = max(waves, (len(ids) + limit - 1) // limit)
+    return throttled, waves
 
 
 def throttle_exit(st, ctx):
@@ -99,8 +146,33 @@ def throttle_exit(st, ctx):
     ctx.held = []
 
 
-def needs_calendar_scope(tok, write):
+APP_USER_ROLES = ("User.Read.All", "User.ReadBasic.All", "User.ReadWrite.All", "Directory.Read.All")
+APP_CAL_ROLES = ("Calendars.ReadWrite", "Calendars.Read")
+
+
+def app_roles(st, tok):
+    """The application permissions the tenant granted the app (None: all that FlowAgent asks)."""
+    t = st.tenants.get(tok["tenant"]) or {}
+    return t.get("app_roles")
+
+
+def needs_user_read(st, tok):
+    """GET /users/{id} with an app-only token needs User.Read.All (GRAPH.md §11)."""
+    roles = app_roles(st, tok) if tok["app_only"] else None
+    if roles is not None and not any(r in roles for r in APP_USER_ROLES):
+        raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+
+
+def needs_calendar_scope(tok, write, st=None, m=None):
     if tok["app_only"]:
+        if st is None:
+            return
+        roles = app_roles(st, tok)
+        if roles is not None and not ("Calendars.ReadWrite" in roles or (not write and "Calendars.Read" in roles)):
+            raise GraphError(403, "ErrorAccessDenied", S.ACCESS_DENIED)
+        # an Exchange ApplicationAccessPolicy that leaves this mailbox out of the app's scope
+        if m is not None and not m.app_access:
+            raise GraphError(403, "ErrorAccessDenied", S.ACCESS_DENIED)
         return
     sc = tok["scopes"]
     if "calendars.readwrite" in sc or "calendars.readwrite.shared" in sc:
@@ -256,6 +328,7 @@ def graph_call(st, ctx, method, path, q, headers, body_bytes):
     if not rest:
         if method != "GET":
             raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
+        needs_user_read(st, tok)
         d = {"@odata.context": "%s/v1.0/$metadata#users/$entity" % ctx.base}
         d.update(user_json(st, m))
         return ok_json(d)
@@ -265,7 +338,7 @@ def graph_call(st, ctx, method, path, q, headers, body_bytes):
         if len(rest) == 1:
             if method != "GET":
                 raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
-            needs_calendar_scope(tok, False)
+            needs_calendar_scope(tok, False, st, m)
             items = [jbytes(c.to_json()) for c in m.cal_list]
             return paged(st, ctx, items, q, "%s/v1.0/%s/calendars" % (ctx.base, prefix),
                          "users('%s')/calendars" % m.id)
@@ -278,7 +351,7 @@ def graph_call(st, ctx, method, path, q, headers, body_bytes):
         rest, lrest = rest[1:], lrest[1:]
     else:
         cal_path = prefix
-    needs_calendar_scope(tok, method != "GET")
+    needs_calendar_scope(tok, method != "GET", st, m)
     if cal is not None and not rest:
         if method != "GET":
             raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
@@ -313,9 +386,15 @@ def graph_call(st, ctx, method, path, q, headers, body_bytes):
         if method == "POST":
             body = parse_json(body_bytes)
             v, created = store.create(m, cal or m.default_cal(), body, now, txdup=st.cfg["txid_duplicate"])
-            return entity_bytes(ctx, "users('%s')/events" % m.id, store.render(m, v, variant), 201,
-                                ([("Preference-Applied", ", ".join(applied))] if applied else []) +
-                                [("Location", "%s/v1.0/users('%s')/events('%s')" % (ctx.base, m.id, store.id_of(v, variant[0])))])
+            r = entity_bytes(ctx, "users('%s')/events" % m.id, store.render(m, v, variant), 201,
+                             ([("Preference-Applied", ", ".join(applied))] if applied else []) +
+                             [("Location", "%s/v1.0/users('%s')/events('%s')" % (ctx.base, m.id, store.id_of(v, variant[0])))])
+            bump = float(st.cfg["changekey_bump"])
+            if created and bump > 0 and st.fault_rng.random() < bump:
+                # Exchange rewrites the new event's changeKey after answering (GRAPH.md §11)
+                store.bump_change_key(m, v.core, now)
+                st.stats["changekey_bumps"] += 1
+            return r
         raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
     eid = rest[1]
     if len(rest) == 3 and lrest[2] == "instances" and method == "GET":
@@ -457,6 +536,7 @@ def batch(st, ctx, headers, body_bytes, handler):
         for d in r.get("dependsOn") or []:
             if str(d) not in byid:
                 raise GraphError(400, "BadRequest", "Request dependsOn an id that is not in the batch.")
+    throttled, waves = batch_slots(st, ctx, ctx.token, reqs)
     done = {}
     order = []
 
@@ -476,7 +556,7 @@ def batch(st, ctx, headers, body_bytes, handler):
                 done[rid] = res
                 order.append(res)
                 return res
-        res = handler.inner(st, ctx, rid, r, headers)
+        res = handler.inner(st, ctx, rid, r, headers, throttled.get(rid, False))
         done[rid] = res
         order.append(res)
         return res
@@ -485,4 +565,6 @@ def batch(st, ctx, headers, body_bytes, handler):
         run(str(r["id"]))
     if st.cfg["batch_shuffle"]:
         st.fault_rng.shuffle(order)
-    return ok_json({"responses": order})
+    resp = ok_json({"responses": order})
+    resp.pause = waves * float(st.cfg["batch_wave_ms"]) / 1000.0   # slots held meanwhile
+    return resp

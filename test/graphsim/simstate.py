@@ -43,7 +43,7 @@ class State:
         self.log = []
         self.log_seq = 0
         self.stats = {"requests": 0, "by_status": {}, "graph": 0, "identity": 0, "control": 0, "faults": 0,
-                      "throttled": 0, "delta_pages": 0, "notifications_sent": 0, "notifications_failed": 0}
+                      "throttled": 0, "throttled_ran": 0, "changekey_bumps": 0, "delta_pages": 0, "notifications_sent": 0, "notifications_failed": 0}
         self.inflight = {}
         self.rate = {}
         self.subs = {}
@@ -87,6 +87,7 @@ def save_state(st, path):
                "mailboxes": []}
         for m in st.store.by_idx:
             mb = {"id": m.id, "upn": m.upn, "name": m.name, "tenant": m.tenant, "enabled": m.enabled,
+                  "app_access": m.app_access,
                   "seq": m.seq, "epoch": m.epoch, "txids": m.txids,
                   "cals": [{"id": c.id, "name": c.name, "can_edit": c.can_edit, "color": c.color,
                             "hex_color": c.hex_color, "owner_name": c.owner_name, "owner_addr": c.owner_addr,
@@ -119,6 +120,7 @@ def load_state(st, path):
     for mb in d["mailboxes"]:
         m = S.Mailbox()
         m.id, m.upn, m.name, m.tenant, m.enabled = mb["id"], mb["upn"], mb["name"], mb["tenant"], mb["enabled"]
+        m.app_access = mb.get("app_access", True)
         m.idx = len(st.store.by_idx)
         st.store.by_idx.append(m)
         st.store.mailboxes[m.id] = m

@@ -121,7 +121,7 @@ class Calendar:
 
 class Mailbox:
     __slots__ = ("id", "upn", "name", "tenant", "idx", "cals", "cal_list", "items", "log_seq", "log_eid",
-                 "seq", "epoch", "txids", "enabled")
+                 "seq", "epoch", "txids", "enabled", "app_access")
 
     def __init__(self):
         self.cals = {}
@@ -133,6 +133,7 @@ class Mailbox:
         self.epoch = 0
         self.txids = {}
         self.enabled = True
+        self.app_access = True     # false: an ApplicationAccessPolicy keeps app-only tokens out
 
     def default_cal(self):
         return self.cal_list[0]
@@ -292,6 +293,11 @@ class Store:
                 if txdup == "409":
                     raise GraphError(409, "ErrorDuplicateTransactionId",
                                      "An item with the same transactionId already exists.")
+                if txdup == "400":
+                    # the live service (GRAPH.md §11, alcionai/corso 2490)
+                    raise GraphError(400, "ErrorDuplicateTransactionId",
+                                     "The TransactionId specified in the request has already been used to "
+                                     "create a different event.")
                 return m.items[prev], False
         times = self._times(body)
         rec = body.get("recurrence")
@@ -454,6 +460,16 @@ class Store:
         v.modified = now
         v.span_end = self._span_end(v)
         return self._commit(m, v, "updated"), None
+
+    def bump_change_key(self, m, core, now):
+        """Exchange rewrites an item's changeKey with no change of content (GRAPH.md §11)."""
+        head = m.items.get(core)
+        if head is None or head.deleted:
+            return None
+        v = head.copy()
+        v.ck = m.seq + 1
+        v.modified = now
+        return self._commit(m, v, "updated")
 
     def _update_occurrence(self, m, v, key, patch, fields, now):
         exc = dict(v.exc)

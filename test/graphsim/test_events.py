@@ -30,6 +30,7 @@ class Writes(SimCase):
         self.assertEqual(self.g("GET", "users/ada@contoso.example/events").json()["value"][0]["subject"], "mine")
 
     def test_transaction_id_deduplicates_a_retried_create(self):
+        self.sim.ctl("POST", "config", {"txid_duplicate": "existing"}, expect=200)
         body = event("once", transactionId="6f1c5d2e-0000-4000-8000-000000000001")
         a = self.g("POST", "me/events", body)
         b = self.g("POST", "me/events", body)
