@@ -8,8 +8,43 @@
  */
 #include "postgres.h"
 
+#include "utils/jsonb.h"
+
 #include "conflicts.h"
+#include "event_patch.h"
 #include "store_conflicts.h"
+
+static cJSON *
+tree_of(Jsonb *jb)
+{
+	char	   *text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	cJSON	   *tree = cJSON_Parse(text);
+
+	pfree(text);
+	return tree;
+}
+
+bool
+m365_conflicts_only_etag_moved(int64 account_id, int64 event_id, const M365EventColumns *c, Jsonb *data)
+{
+	Jsonb	   *known;
+	char	  **fields = NULL;
+	int			n;
+	cJSON	   *a;
+	cJSON	   *b;
+	bool		same;
+
+	if (!m365_store_conflicts_lock_known(account_id, event_id, &known, &fields, &n) || known == NULL)
+		return false;
+	a = tree_of(known);
+	b = tree_of(data);
+	same = a != NULL && b != NULL && m365_event_same_writable(a, b, (const char *const *) fields, n);
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+	if (same)
+		m365_store_conflicts_refresh_etag(account_id, event_id, c);
+	return same;
+}
 
 static bool
 remote_wins(M365ConflictPolicy policy, bool remote_deleted, bool has_remote_modified,

@@ -23,6 +23,18 @@ extern bool m365_conflicts_remote_changed(M365ConflictPolicy policy, int64 accou
 										  const M365EventColumns *cols, Jsonb *data);
 
 /*
+ * The remote version (cols, data) met the event's pending local change, or
+ * answered its write with 412: when its writable fields are those last
+ * known here (all but the fields the pending change touches), only the
+ * changeKey moved, as Exchange may do by itself after a create (GRAPH.md
+ * §11). Then the row takes the new changeKey, the pending change stays and
+ * goes with it, nothing is listed, and the answer is true. False: a real
+ * change, for m365_conflicts_remote_changed.
+ */
+extern bool m365_conflicts_only_etag_moved(int64 account_id, int64 event_id,
+										   const M365EventColumns *cols, Jsonb *data);
+
+/*
  * The event was deleted remotely while a local change was pending. A
  * deletion has no time stamp: latest_wins counts it as made when seen, so
  * it wins like under remote_wins; local_wins creates the event again.

@@ -103,3 +103,36 @@ m365_event_write_body(const cJSON *data, const char *const *fields, int nfields,
 	}
 	return out;
 }
+
+bool
+m365_event_same_writable(const cJSON *a, const cJSON *b, const char *const *skip, int nskip)
+{
+	bool		times = false;
+
+	for (int i = 0; i < nskip; i++)
+	{
+		if (skip[i] != NULL && strcmp(skip[i], M365_ALL_FIELDS) == 0)
+		{
+			nskip = 0;			/* which fields changed is not known: compare them all */
+			times = false;
+			break;
+		}
+		if (skip[i] != NULL && is_time_field(skip[i]))
+			times = true;
+	}
+	for (const char *const *f = writable; *f; f++)
+	{
+		const cJSON *va;
+		const cJSON *vb;
+
+		if (nskip > 0 && wanted(*f, skip, nskip, false, times))
+			continue;
+		va = cJSON_GetObjectItemCaseSensitive(a, *f);
+		vb = cJSON_GetObjectItemCaseSensitive(b, *f);
+		if ((va == NULL || cJSON_IsNull(va)) && (vb == NULL || cJSON_IsNull(vb)))
+			continue;
+		if (va == NULL || vb == NULL || !cJSON_Compare(va, vb, true))
+			return false;
+	}
+	return true;
+}

@@ -32,4 +32,14 @@ extern cJSON *m365_event_write_body(const cJSON *data, const char *const *fields
 									bool series_member, const char *transaction_id,
 									int *ncopied);
 
+/*
+ * Do a and b hold the same writable fields, those named in skip left out
+ * (a time field in skip leaves out all three; M365_ALL_FIELDS in skip
+ * leaves out nothing: every field is compared)? An absent field equals
+ * null. For a 412 or a delta item whose only news is its changeKey
+ * (GRAPH.md §11): skip names the fields changed locally, whose last remote
+ * values are not kept.
+ */
+extern bool m365_event_same_writable(const cJSON *a, const cJSON *b, const char *const *skip, int nskip);
+
 #endif							/* M365SYNC_EVENT_PATCH_H */

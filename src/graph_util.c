@@ -55,6 +55,24 @@ m365_graph_parse_error(const char *body, size_t len, char *code, size_t codelen)
 	return rc;
 }
 
+const char *
+m365_graph_account_state(long status, const char *code)
+{
+	if (code == NULL)
+		return NULL;
+	if ((status == 404 || status == 401) && strcmp(code, "MailboxNotEnabledForRESTAPI") == 0)
+		return "mailbox_disabled";
+	if (status == 403 && strcmp(code, "ErrorAccessDenied") == 0)
+		return "access_denied";
+	return NULL;
+}
+
+bool
+m365_graph_item_gone(long status, const char *code)
+{
+	return status == 404 && code != NULL && strcmp(code, "ErrorItemNotFound") == 0;
+}
+
 void
 m365_graph_user_free(M365GraphUser *u)
 {

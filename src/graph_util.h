@@ -15,6 +15,19 @@
 /* {"error":{"code":"...","message":"..."}}: only the code is kept. */
 extern int	m365_graph_parse_error(const char *body, size_t len, char *code, size_t codelen);
 
+/*
+ * An answer that is a state of the whole account, not a verdict on one
+ * request (GRAPH.md §11): "mailbox_disabled" for MailboxNotEnabledForRESTAPI
+ * (a lapsed licence or an inactive mailbox; seen as 404 or 401),
+ * "access_denied" for 403 ErrorAccessDenied (an ApplicationAccessPolicy, a
+ * permission taken away); NULL otherwise. Only 404 ErrorItemNotFound means
+ * an item is gone.
+ */
+extern const char *m365_graph_account_state(long status, const char *code);
+
+/* 404 ErrorItemNotFound: the item is gone (and nothing else is). */
+extern bool m365_graph_item_gone(long status, const char *code);
+
 typedef struct M365GraphUser
 {
 	char	   *id;				/* Graph user id (GUID) */

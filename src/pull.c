@@ -147,9 +147,13 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 				st->applied++;
 				break;
 			case M365_APPLY_CONFLICT:
-				(void) m365_conflicts_remote_changed(m365_conflict_policy, account_id,
-													 conflict_event_id, &cols, data);
-				st->conflicts++;
+				/* a changeKey that moved by itself is no conflict (GRAPH.md §11) */
+				if (!m365_conflicts_only_etag_moved(account_id, conflict_event_id, &cols, data))
+				{
+					(void) m365_conflicts_remote_changed(m365_conflict_policy, account_id,
+														 conflict_event_id, &cols, data);
+					st->conflicts++;
+				}
 				break;
 			case M365_APPLY_UNCHANGED:
 				break;
@@ -193,6 +197,11 @@ fail_round(M365RoundStats *st, const M365GraphResult *res, const char *code)
 	st->ok = false;
 	if (res)
 	{
+		const char *state = res->transport == M365_HTTP_OK ?
+			m365_graph_account_state(res->status, res->code) : NULL;
+
+		if (state != NULL)		/* not this calendar's failure: the account's state */
+			strlcpy(st->account_state, state, sizeof(st->account_state));
 		st->transient = res->transient || res->transport != M365_HTTP_OK;
 		st->has_retry_after = res->has_retry_after;
 		st->retry_after_s = res->retry_after_s;

@@ -5,17 +5,25 @@
  * stored Graph object) → $batch or single requests (graph, http) → answers
  * → store_push, or conflicts.c by the policy. Exactly once: a create carries the
  * transactionId fixed when the app wrote it, so a resend after a crash
- * never makes a second event (a 409 to a repeated transactionId is settled
- * by finding the event that transactionId made); updates and deletes carry
+ * never makes a second event (a repeated transactionId, answered 400
+ * ErrorDuplicateTransactionId by the live service or 409, is settled by
+ * finding the event that transactionId made); updates and deletes carry
  * If-Match with the last known changeKey, and a delete of something already
- * gone is done. A 412 reads the remote version and hands both to the
- * conflict policy; a 404 on an update is a remote delete meeting a local
- * edit. A success whose body arrives garbled is read again (a create by its
- * transactionId), never failed: the write happened. Permanent failures
- * (4xx) mark the entry failed with Graph's code and are never retried on
- * their own; transient ones wait (Retry-After, else exponential backoff
- * with jitter). A $batch refused as a whole is no verdict on its changes:
- * they are sent again one by one.
+ * gone (404 ErrorItemNotFound) is done. A 412 reads the remote version: when
+ * its writable fields are those we last knew (Exchange moved the changeKey
+ * by itself), the etag is refreshed and the write sent again, otherwise
+ * both go to the conflict policy; a 404 ErrorItemNotFound on an update is a
+ * remote delete meeting a local edit. Any other 404 is not "gone". Answers
+ * that are a state of the account (MailboxNotEnabledForRESTAPI, 403
+ * ErrorAccessDenied: graph_util.h) fail no write: they stay pending, the
+ * round stops and the account shows the state and backs off. A success
+ * whose body arrives garbled is read again (a create by its transactionId),
+ * never failed: the write happened. Permanent failures (4xx) mark the entry
+ * failed with Graph's code and are never retried on their own; transient
+ * ones wait (Retry-After, else exponential backoff with jitter). A $batch
+ * refused as a whole is no verdict on its changes: they are sent again one
+ * by one. Never more than 4 requests are in flight for the mailbox, inner
+ * requests of $batch counted (Graph runs up to 4 of a batch at a time).
  *
  * Knows nothing of SQL text (store_push.c) or of Graph's field names
  * (event_json.h, event_patch.c). Never logs content.
@@ -79,6 +87,8 @@ typedef struct PushState
 	bool		has_retry_after;
 	double		retry_after_s;
 	char		transient_code[64];
+	const char *account_state;	/* graph_util.h: the account's state, round over */
+	char		state_code[64];
 	M365RoundStats *st;
 } PushState;
 
@@ -266,6 +276,18 @@ batch_refused_as_whole(const M365HttpResponse *r)
 		r->status != 401 && r->status != 429;
 }
 
+/*
+ * $batch requests in flight at once for one mailbox: Graph runs up to 4
+ * inner requests of each at a time, and they count toward the mailbox's 4
+ * concurrent requests like any other (GRAPH.md §11), so batches of 4 or
+ * more go one after the other.
+ */
+static int
+parallel_batches(int per_batch)
+{
+	return Max(1, M365_MAX_REQUESTS_PER_MAILBOX / Min(per_batch, M365_MAX_REQUESTS_PER_MAILBOX));
+}
+
 static void
 send_batched(PushState *ps, Write *ws, int n, int per_batch)
 {
@@ -298,7 +320,7 @@ send_batched(PushState *ps, Write *ws, int n, int per_batch)
 		cJSON_free(body);
 	}
 	ps->st->http_requests += nb;
-	if (!m365_graph_send_many(reqs, nb, M365_MAX_REQUESTS_PER_MAILBOX, &ps->ts, ps->rejected, &token))
+	if (!m365_graph_send_many(reqs, nb, parallel_batches(per_batch), &ps->ts, ps->rejected, &token))
 	{
 		for (int i = 0; i < n; i++)
 			ws[i].status = 401;
@@ -414,6 +436,46 @@ transient(PushState *ps, Write *w, const char *code)
 	}
 }
 
+/*
+ * The answer is a state of the account (graph_util.h): the write stays
+ * pending, untouched, and the round ends; the scheduler shows the state and
+ * backs the account off.
+ */
+static void
+account_state(PushState *ps, Write *w, const char *state, const char *code)
+{
+	m365_store_outbox_retry_later(ps->account_id, w->e->outbox_id, 0, code);
+	if (ps->account_state == NULL)
+	{
+		ps->account_state = state;
+		strlcpy(ps->state_code, code, sizeof(ps->state_code));
+	}
+}
+
+/* Graph's error code of an answer, "" when it has none. */
+static const char *
+answer_code(const Write *w)
+{
+	char		code[64];
+
+	if (w->transport == M365_HTTP_OK && w->answer != NULL &&
+		m365_graph_parse_error(w->answer, strlen(w->answer), code, sizeof(code)) == 0)
+		return pstrdup(code);
+	return "";
+}
+
+/* A lookup of ours failed: an account state, or try again later. */
+static void
+lookup_failed(PushState *ps, Write *w, const M365GraphResult *res, const char *fallback)
+{
+	const char *state = res->transport == M365_HTTP_OK ? m365_graph_account_state(res->status, res->code) : NULL;
+
+	if (state != NULL)
+		account_state(ps, w, state, res->code);
+	else
+		transient(ps, w, res->code[0] ? res->code : fallback);
+}
+
 static const char *
 error_code(const Write *w)
 {
@@ -466,7 +528,7 @@ settle_duplicate(PushState *ps, Write *w)
 		/* not listed (yet): the pull links it by transactionId, or we ask again */
 		transient(ps, w, "ErrorDuplicateTransactionId");
 	else
-		transient(ps, w, res.code[0] ? res.code : "networkError");
+		lookup_failed(ps, w, &res, "networkError");
 }
 
 static void
@@ -486,7 +548,7 @@ reread_answer(PushState *ps, Write *w)
 	if (m365_graph_send(&req, &ps->ts, &res))
 		done_write(ps, w, req.response.body, false);
 	else
-		transient(ps, w, res.code[0] ? res.code : "malformedResponse");
+		lookup_failed(ps, w, &res, "malformedResponse");
 }
 
 /* A 412: read the remote version and let the policy choose. */
@@ -515,10 +577,17 @@ settle_precondition(PushState *ps, Write *w)
 			transient(ps, w, "ErrorIrresolvableConflict");
 			return;
 		}
+		/*
+		 * Only the changeKey moved (Exchange rewrites it by itself, GRAPH.md
+		 * §11): the row takes the new one and the entry, still pending, goes
+		 * again in the next wave with it.
+		 */
+		if (m365_conflicts_only_etag_moved(ps->account_id, w->e->event_id, &cols, data))
+			return;
 		(void) m365_conflicts_remote_changed(m365_conflict_policy, ps->account_id, w->e->event_id, &cols, data);
 		ps->st->conflicts++;
 	}
-	else if (res.status == 404 && res.transport == M365_HTTP_OK)
+	else if (res.transport == M365_HTTP_OK && m365_graph_item_gone(res.status, res.code))
 	{
 		if (is_delete)
 		{
@@ -532,7 +601,7 @@ settle_precondition(PushState *ps, Write *w)
 		}
 	}
 	else
-		transient(ps, w, res.code[0] ? res.code : "ErrorIrresolvableConflict");
+		lookup_failed(ps, w, &res, "ErrorIrresolvableConflict");
 }
 
 static void
@@ -540,10 +609,19 @@ handle_answer(PushState *ps, Write *w)
 {
 	const char *op = w->e->op;
 	long		s = w->status;
+	const char *code;
+	const char *state;
 
 	if (w->transport != M365_HTTP_OK)
 	{
 		transient(ps, w, "networkError");
+		return;
+	}
+	code = s >= 400 ? answer_code(w) : "";
+	state = m365_graph_account_state(s, code);
+	if (state != NULL)
+	{
+		account_state(ps, w, state, code);
 		return;
 	}
 	if (s == 401)
@@ -559,18 +637,21 @@ handle_answer(PushState *ps, Write *w)
 			done_write(ps, w, w->answer, true);
 		return;
 	}
-	if (s == 409 && strcmp(op, "create") == 0)
-		settle_duplicate(ps, w);
-	else if (s == 404 && strcmp(op, "delete") == 0)
+	if (strcmp(op, "create") == 0 &&
+		(s == 409 || (s == 400 && strcmp(code, "ErrorDuplicateTransactionId") == 0)))
+		settle_duplicate(ps, w);	/* the first send made it: find it */
+	else if (m365_graph_item_gone(s, code) && strcmp(op, "delete") == 0)
 	{
 		m365_store_outbox_done_delete(ps->account_id, w->e);	/* already gone */
 		ps->st->pushed++;
 	}
-	else if (s == 404 && strcmp(op, "update") == 0)
+	else if (m365_graph_item_gone(s, code) && strcmp(op, "update") == 0)
 	{
 		(void) m365_conflicts_remote_deleted(m365_conflict_policy, ps->account_id, w->e->event_id);
 		ps->st->conflicts++;
 	}
+	else if (s == 404 && strcmp(op, "create") != 0)
+		transient(ps, w, code[0] ? code : "http404");	/* not "gone": ask again later */
 	else if (s == 412 && strcmp(op, "create") != 0)
 		settle_precondition(ps, w);
 	else if (s == 429 || s == 500 || s == 502 || s == 503 || s == 504)
@@ -676,11 +757,18 @@ m365_push_account(int64 account_id, const char *ms_user_id, bool commit_each_wav
 			}
 		}
 		MemoryContextReset(wave_cxt);
-		if (taken == 0 || ps.transient)
+		if (taken == 0 || ps.transient || ps.account_state)
 			break;
 	}
 	MemoryContextDelete(wave_cxt);
-	if (ps.transient)
+	if (ps.account_state)
+	{
+		st->ok = false;
+		st->transient = false;
+		strlcpy(st->account_state, ps.account_state, sizeof(st->account_state));
+		strlcpy(st->error, ps.state_code, sizeof(st->error));
+	}
+	else if (ps.transient)
 	{
 		st->ok = false;
 		st->transient = true;

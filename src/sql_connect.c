@@ -300,7 +300,30 @@ m365sync_add_mailbox(PG_FUNCTION_ARGS)
 	ts.get = fixed_source_get;
 	ts.arg = tok.access_token;
 	if (!m365_graph_get_user(&ts, mailbox, &gu, &gres))
-		m365_graph_raise(&gres, "look up the mailbox");
+	{
+		bool		no_directory = gres.transport == M365_HTTP_OK && gres.status == 403 &&
+			strcmp(gres.code, "Authorization_RequestDenied") == 0;
+
+		/*
+		 * GET /users/{id} needs User.Read.All (GRAPH.md §11); the calendars
+		 * need only Calendars.ReadWrite. A Graph user id reaches the mailbox
+		 * without the directory, so it does not need that permission.
+		 */
+		if (no_directory && m365_is_guid(mailbox))
+		{
+			memset(&gu, 0, sizeof(gu));
+			gu.id = pstrdup(mailbox);
+		}
+		else if (no_directory)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("could not look up the mailbox: the app may not read the directory"),
+					 errdetail("Microsoft Graph answered HTTP 403 Authorization_RequestDenied to the user lookup."),
+					 errhint("Pass the mailbox's Graph user id (its object id, a GUID) instead of its address, "
+							 "or grant the application permission User.Read.All with admin consent.")));
+		else
+			m365_graph_raise(&gres, "look up the mailbox");
+	}
 
 	m365_store_accounts_lock_user(user);
 	if (m365_store_accounts_of_user_lock(user, &acc))
@@ -319,7 +342,18 @@ m365sync_add_mailbox(PG_FUNCTION_ARGS)
 	m365_store_accounts_set_identity(account_id, gu.id, gu.upn ? gu.upn : mailbox);
 	m365_store_accounts_save_tokens(account_id, tok.access_token, NULL, tok.expires_in);
 	if (!m365_calendars_refresh(account_id, gu.id, true, &gres))
+	{
+		if (gres.transport == M365_HTTP_OK && m365_graph_account_state(gres.status, gres.code) != NULL)
+			ereport(ERROR,
+					(errcode(gres.status == 403 ? ERRCODE_INSUFFICIENT_PRIVILEGE : ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("could not list the mailbox's calendars: Microsoft Graph answered HTTP %ld %s",
+							gres.status, gres.code),
+					 gres.status == 403 ?
+					 errhint("The application needs the permission Calendars.ReadWrite with admin consent, and an "
+							 "Exchange ApplicationAccessPolicy, if the tenant has one, must include this mailbox.") :
+					 errhint("The mailbox has no Exchange Online licence or is inactive.")));
 		m365_graph_raise(&gres, "list the mailbox's calendars");
+	}
 	m365_store_accounts_connected(account_id);
 	m365_wake_worker_at_commit();
 	PG_RETURN_INT64(account_id);

@@ -496,7 +496,8 @@ m365_store_accounts_due(int64 account_id, int limit)
 	 * first), or because a local change waits to be pushed
 	 */
 	m365_spi_run("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
-				 " WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+				 " WHERE a.status IN ('connected', 'error', 'mailbox_disabled', 'access_denied')"
+				 "   AND a.ms_user_id IS NOT NULL"
 				 "   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
 				 "       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
 				 "        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
@@ -524,7 +525,8 @@ m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int int
 		m365_spi_exec("UPDATE m365sync.accounts SET last_sync_at = pg_catalog.now(),"
 					  " next_sync_at = pg_catalog.now() + pg_catalog.make_interval(secs => $2),"
 					  " failures = 0, backoff_until = NULL, last_error = NULL,"
-					  " status = CASE WHEN status = 'error' THEN 'connected' ELSE status END"
+					  " status = CASE WHEN status IN ('error', 'mailbox_disabled', 'access_denied')"
+					  "   THEN 'connected' ELSE status END"
 					  " WHERE account_id = $1",
 					  &a, SPI_OK_UPDATE, "scheduling an account");
 		return;
@@ -532,10 +534,20 @@ m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int int
 	m365_spi_arg_text(&a, st->error);
 	m365_spi_arg(&a, FLOAT8OID, Float8GetDatum(st->retry_after_s), !st->has_retry_after);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(interval_s), false);
-	/* Retry-After when given, else 30 s doubling per failure up to the interval, with jitter. */
+	m365_spi_arg_text(&a, st->account_state[0] ? st->account_state : NULL);
+	/*
+	 * Retry-After when given, else 30 s doubling per failure up to the
+	 * interval, with jitter. A state of the account (a mailbox without
+	 * licence, an access policy: graph_util.h) shows in status and is
+	 * retried after a while: 5 minutes doubling up to an hour (an access
+	 * policy may take an hour to apply), whatever the sync interval.
+	 */
 	m365_spi_exec("UPDATE m365sync.accounts SET failures = failures + 1, last_error = $2,"
+				  " status = coalesce($5, status),"
 				  " backoff_until = pg_catalog.now() + pg_catalog.make_interval(secs =>"
-				  "   coalesce($3, least($4, 30 * pg_catalog.power(2, least(failures, 12)))"
+				  "   coalesce($3, CASE WHEN $5 IS NULL"
+				  "                THEN least($4, 30 * pg_catalog.power(2, least(failures, 12)))"
+				  "                ELSE least(3600, 300 * pg_catalog.power(2, least(failures, 4))) END"
 				  "             * (0.75 + 0.5 * pg_catalog.random()))),"
 				  " next_sync_at = pg_catalog.now()"
 				  " WHERE account_id = $1",

@@ -29,6 +29,7 @@
 #include "store_outbox.h"
 #include "store_push.h"
 #include "spi_util.h"
+#include "wake.h"
 
 static Jsonb *
 jsonb_of(const char *text)
@@ -88,6 +89,39 @@ m365_store_conflicts_lock_event(int64 account_id, int64 event_id, M365ConflictLo
 	found = m365_store_events_lock_modified(account_id, event_id, &local->has_local_modified,
 											 &local->local_modified_at);
 	return found;
+}
+
+bool
+m365_store_conflicts_lock_known(int64 account_id, int64 event_id, Jsonb **content, char ***fields, int *nfields)
+{
+	M365EventAnyRow r;
+	MemoryContext caller = CurrentMemoryContext;
+	bool		found;
+
+	*content = NULL;
+	*nfields = 0;
+	SPI_connect();
+	found = m365_store_events_lock_any(account_id, event_id, &r);
+	if (found && r.content != NULL)
+	{
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		*content = (Jsonb *) pg_detoast_datum_copy((struct varlena *) r.content);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	if (found)
+		*nfields = m365_store_outbox_pending_fields(account_id, event_id, fields);
+	return found;
+}
+
+void
+m365_store_conflicts_refresh_etag(int64 account_id, int64 event_id, const M365EventColumns *c)
+{
+	SPI_connect();
+	m365_store_events_refresh_etag(account_id, event_id, c);
+	SPI_finish();
+	m365_wake_worker_at_commit();	/* the pending change goes with the new changeKey */
 }
 
 void

@@ -33,6 +33,17 @@ typedef struct M365ConflictLocal
 	TimestampTz local_modified_at;
 } M365ConflictLocal;
 
+/*
+ * For "only the changeKey moved" (conflicts.c): lock the event row and read
+ * its content and the fields its pending changes touch (*content NULL for
+ * a row without content); false when there is no row.
+ */
+extern bool m365_store_conflicts_lock_known(int64 account_id, int64 event_id, Jsonb **content,
+											char ***fields, int *nfields);
+
+/* It was only the changeKey: the row takes it, the pending change stays as it is. */
+extern void m365_store_conflicts_refresh_etag(int64 account_id, int64 event_id, const M365EventColumns *c);
+
 /* Lock the event row (FOR UPDATE) and read it; false when there is none. */
 extern bool m365_store_conflicts_lock_event(int64 account_id, int64 event_id, M365ConflictLocal *local);
 

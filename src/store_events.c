@@ -455,6 +455,18 @@ m365_store_events_keep_local(int64 account_id, int64 event_id, const M365EventCo
 				 &a, SPI_OK_UPDATE, "keeping a local change");
 }
 
+void
+m365_store_events_refresh_etag(int64 account_id, int64 event_id, const M365EventColumns *c)
+{
+	M365SpiArgs a = {0};
+
+	arg_row(&a, account_id, event_id);
+	m365_store_events_arg_sync(&a, c);
+	m365_spi_run("UPDATE m365sync.events SET change_key = $3, remote_modified_at = $4"
+				 " WHERE account_id = $1 AND event_id = $2",
+				 &a, SPI_OK_UPDATE, "refreshing a changeKey");
+}
+
 /* A remote delete won: the row stays as a tombstone while the local version is listed. */
 void
 m365_store_events_tombstone(int64 account_id, int64 event_id)

@@ -128,6 +128,8 @@ extern bool m365_store_events_lock_any(int64 account_id, int64 event_id, M365Eve
 extern bool m365_store_events_lock_modified(int64 account_id, int64 event_id, bool *has_local_modified,
 											TimestampTz *local_modified_at);	/* connects itself */
 extern void m365_store_events_keep_local(int64 account_id, int64 event_id, const M365EventColumns *c);
+/* Only the changeKey moved remotely: the row takes it, its state stays. */
+extern void m365_store_events_refresh_etag(int64 account_id, int64 event_id, const M365EventColumns *c);
 extern void m365_store_events_tombstone(int64 account_id, int64 event_id);
 extern void m365_store_events_unlink(int64 account_id, int64 event_id);
 extern void m365_store_events_revive(int64 account_id, int64 event_id);

@@ -201,6 +201,28 @@ m365_store_outbox_delete_accounts(const int64 *account_ids, int n)
 				  &a, SPI_OK_DELETE, "erasing rows of the user");
 }
 
+int
+m365_store_outbox_pending_fields(int64 account_id, int64 event_id, char ***fields)
+{
+	M365SpiArgs a = {0};
+	MemoryContext caller = CurrentMemoryContext;
+	int			n;
+
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	SPI_connect();
+	n = (int) m365_spi_run("SELECT DISTINCT f FROM m365sync.outbox o,"
+						   " pg_catalog.unnest(coalesce(o.changed_fields, '{" M365_ALL_FIELDS "}')) f"
+						   " WHERE o.account_id = $1 AND o.event_id = $2 AND o.op = 'update'"
+						   " AND o.state IN ('pending', 'failed')",
+						   &a, SPI_OK_SELECT, "reading the fields of pending changes");
+	*fields = MemoryContextAlloc(caller, sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		(*fields)[i] = m365_spi_row_text(i, 1, caller);
+	SPI_finish();
+	return n;
+}
+
 /* --- the push's marks (push.c and store_push.c) --- */
 
 /* Connects to SPI itself. */

@@ -30,6 +30,13 @@ extern void m365_store_outbox_queue_upsert(int64 account_id, int64 event_id,
 /* Queue a local delete: a pending entry becomes the delete, else a new one (If-Match change_key). */
 extern void m365_store_outbox_queue_delete(int64 account_id, int64 event_id, const char *change_key);
 
+/*
+ * The fields the event's pending (and superseded failed) updates change,
+ * palloc'd into *fields; M365_ALL_FIELDS among them when one changes all.
+ * Returns their number, 0 when only a delete (or nothing) waits.
+ */
+extern int	m365_store_outbox_pending_fields(int64 account_id, int64 event_id, char ***fields);
+
 /* Is a create of the event waiting? */
 extern bool m365_store_outbox_has_pending_create(int64 account_id, int64 event_id);
 

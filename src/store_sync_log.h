@@ -23,6 +23,8 @@ typedef struct M365RoundStats
 	bool		has_retry_after;
 	double		retry_after_s;
 	char		error[64];		/* an error code, never content */
+	char		account_state[24];	/* "" or a state of the account the round met
+									 * (graph_util.h: mailbox_disabled, access_denied) */
 } M365RoundStats;
 
 /*

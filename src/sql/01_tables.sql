@@ -59,7 +59,9 @@ CREATE TABLE m365sync.accounts (
     mailbox         bytea,                   -- encrypted user principal name / address
     status          text NOT NULL DEFAULT 'connecting'
                     CHECK (status IN ('connecting', 'connected', 'reauth_required',
-                                      'consent_required', 'disabled', 'error')),
+                                      'consent_required', 'disabled', 'error',
+                                      -- states of the mailbox, retried after a while (issue 22)
+                                      'mailbox_disabled', 'access_denied')),
     last_error      text,                    -- an error code, never content
     access_token    bytea,                   -- encrypted
     refresh_token   bytea,                   -- encrypted

@@ -226,6 +226,17 @@ test_graph(void)
 	ok(m365_graph_parse_error(err, strlen(err), code, sizeof(code)) == 0 && strcmp(code, "ErrorItemNotFound") == 0,
 	   "Graph error code read, message ignored");
 	ok(m365_graph_parse_error("oops", 4, code, sizeof(code)) == -1 && code[0] == '\0', "non-JSON error body");
+	ok(strcmp(m365_graph_account_state(404, "MailboxNotEnabledForRESTAPI"), "mailbox_disabled") == 0 &&
+	   strcmp(m365_graph_account_state(401, "MailboxNotEnabledForRESTAPI"), "mailbox_disabled") == 0 &&
+	   strcmp(m365_graph_account_state(403, "ErrorAccessDenied"), "access_denied") == 0 &&
+	   m365_graph_account_state(404, "ErrorItemNotFound") == NULL &&
+	   m365_graph_account_state(403, "Authorization_RequestDenied") == NULL &&
+	   m365_graph_account_state(401, "InvalidAuthenticationToken") == NULL &&
+	   m365_graph_account_state(404, NULL) == NULL,
+	   "account states: MailboxNotEnabledForRESTAPI (404 or 401), 403 ErrorAccessDenied; nothing else");
+	ok(m365_graph_item_gone(404, "ErrorItemNotFound") && !m365_graph_item_gone(404, "MailboxNotEnabledForRESTAPI") &&
+	   !m365_graph_item_gone(404, "") && !m365_graph_item_gone(410, "ErrorItemNotFound"),
+	   "only 404 ErrorItemNotFound means gone");
 	ok(m365_graph_parse_user(S("{\"id\":\"u1\",\"userPrincipalName\":\"a@b.c\",\"mail\":null}"), &u) == 0 &&
 	   strcmp(u.id, "u1") == 0 && strcmp(u.upn, "a@b.c") == 0 && u.mail == NULL, "user read");
 	m365_graph_user_free(&u);

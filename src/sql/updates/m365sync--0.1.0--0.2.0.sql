@@ -39,3 +39,14 @@ CREATE TRIGGER data_key_check
     BEFORE INSERT ON m365sync.data_keys
     FOR EACH ROW EXECUTE FUNCTION m365sync._data_key_check();
 REVOKE ALL ON FUNCTION m365sync._data_key_check() FROM PUBLIC;
+
+-- ---- live-service behaviours (issue 22) ----
+
+-- Two states of the mailbox, retried after a while (01_tables.sql):
+-- mailbox_disabled (MailboxNotEnabledForRESTAPI) and access_denied (403
+-- ErrorAccessDenied, e.g. an Exchange ApplicationAccessPolicy).
+ALTER TABLE m365sync.accounts DROP CONSTRAINT accounts_status_check;
+ALTER TABLE m365sync.accounts ADD CONSTRAINT accounts_status_check
+    CHECK (status IN ('connecting', 'connected', 'reauth_required',
+                      'consent_required', 'disabled', 'error',
+                      'mailbox_disabled', 'access_denied'));
