@@ -97,6 +97,13 @@ def control(st, method, path, q, body_bytes):
                 return 404, {"error": "no such calendar"}
             v, _ = store.create(m, cal, body, now, outlook=True)
             return 201, ctl_event(store, m, v, variant)
+        if len(rest) == 3 and rest[0] == "events" and rest[2] == "bump_change_key" and method == "POST":
+            v, k = store.lookup(m, rest[1])
+            if k is not None:
+                return 400, {"error": "not for an occurrence"}
+            v = store.bump_change_key(m, v.core, now)
+            st.stats["changekey_bumps"] += 1
+            return 200, ctl_event(store, m, v, variant)
         if len(rest) == 2 and rest[0] == "events":
             if method == "PATCH":
                 move = None

@@ -157,6 +157,13 @@ class ChangeKeyMovesByItself(SimCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(self.sim.ctl("GET", "stats")["changekey_bumps"], 1)
 
+    def test_control_route_bumps_an_existing_event(self):
+        made = self.g("POST", "me/events", event("later")).json()
+        b = self.sim.ctl("POST", "users/%s/events/%s/bump_change_key" % (self.uid, made["id"]), expect=200)
+        self.assertNotEqual(b["changeKey"], made["changeKey"])
+        self.assertEqual(b["subject"], "later")
+        self.assertEqual(self.g("GET", "me/events/" + made["id"]).json()["changeKey"], b["changeKey"])
+
     def test_no_bump_by_default_and_not_for_outlook_edits(self):
         made = self.g("POST", "me/events", event("steady")).json()
         self.assertEqual(self.g("GET", "me/events/" + made["id"]).json()["changeKey"], made["changeKey"])
