@@ -61,6 +61,7 @@ def fault_error(f):
 # messages of codes a status fault may carry instead of its kind's usual one
 FAULT_MESSAGES = {
     "MailboxNotEnabledForRESTAPI": "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+    "ApplicationThrottled": "Application is over its MailboxConcurrency limit.",
     "ErrorDuplicateTransactionId": "The TransactionId specified in the request has already been used to create "
                                    "a different event.",
 }
@@ -360,6 +361,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             resp = graph_error(ictx, 429, code, msg, [("Retry-After", str(st.cfg["concurrency_retry_after"]))])
         elif fault is not None and fault["kind"].isdigit():
             k = int(fault["kind"])
+            if fault["after"]:
+                # applied, then answered with the fault (a throttled request that still ran)
+                try:
+                    graph_call(st, ictx, method, path, qparse(qs), DictHeaders(hdrs), bb)
+                except GraphError:
+                    pass
             code, msg = fault_error(fault)
             resp = graph_error(ictx, k, code, msg,
                                [("Retry-After", str(fault["retry_after"] or "1"))] if k in (429, 503) else [])

@@ -140,6 +140,19 @@ class BatchConcurrency(SimCase):
         self.assertEqual((r.status, r.json()["error"]["code"]), (400, "ErrorDuplicateTransactionId"))
 
 
+class ThrottledButRan(SimCase):
+    def test_status_fault_after_inside_a_batch_applies_then_answers_the_fault(self):
+        self.sim.ctl("POST", "faults", {"route": "/events$", "method": "POST", "kind": "429", "after": True,
+                                        "code": "ApplicationThrottled", "count": 1}, expect=201)
+        body = event("ran", transactionId="tx-ran")
+        r = self.g("POST", "$batch", {"requests": [{"id": "1", "method": "POST", "url": "/me/events",
+                                                    "headers": {"Content-Type": "application/json"}, "body": body}]})
+        inner = r.json()["responses"][0]
+        self.assertEqual((inner["status"], inner["body"]["error"]["code"]), (429, "ApplicationThrottled"))
+        self.assertIn("MailboxConcurrency", inner["body"]["error"]["message"])
+        self.assertEqual([e["subject"] for e in self.sim.ctl("GET", "users/%s/truth" % self.uid)["events"]], ["ran"])
+
+
 class ChangeKeyMovesByItself(SimCase):
     """Behaviour 5: Exchange may rewrite a new event's changeKey with no change of content."""
 

@@ -1,7 +1,12 @@
 # Chaos: the simulator answers a share of all requests (20% by default) with
 # a fault, every kind in equal parts (429, 503, 504, 410 on delta requests,
 # a connection dropped before or after the request was applied, a slow
-# answer, a truncated body, a malformed body), while Outlook (through the
+# answer, a truncated body, a malformed body, and the live-service
+# behaviours of issue 22: 404 MailboxNotEnabledForRESTAPI, a 429
+# MailboxConcurrency on a request that still ran, inside $batch too), with
+# repeated transactionIds answered 400 ErrorDuplicateTransactionId and a
+# share of new events whose changeKey Exchange moves by itself after the
+# create, while Outlook (through the
 # simulator's control API) and FlowAgent (upsert_event / delete_event, as
 # m365sync_app with SET LOCAL m365sync.flowagent_user) edit the same
 # calendar at random, and the worker or the postmaster is killed with -9 at
@@ -329,7 +334,15 @@ ok($node->poll_query_until('postgres',
 # 410 only answers delta requests: Graph says "gone" of a delta token, not
 # of an event. 'drop' is split: before the request is applied, and after.
 my @kinds = ([ '429' ], [ '503' ], [ '504' ], [ 'drop' ], [ 'drop', after => JSON::PP::true ],
-	[ 'slow', delay_ms => 1500 ], [ 'truncated' ], [ 'malformed' ]);
+	[ 'slow', delay_ms => 1500 ], [ 'truncated' ], [ 'malformed' ],
+	# issue 22, behaviour 2: a 404 that is a state of the mailbox, not "gone"
+	[ '404', code => 'MailboxNotEnabledForRESTAPI' ],
+	# issue 22, behaviour 4: throttled for MailboxConcurrency, yet it ran (transactionId and etag rules)
+	[ '429', after => JSON::PP::true, code => 'ApplicationThrottled' ]);
+# issue 22, behaviours 1 and 5: a repeated transactionId is refused with 400
+# (the live service), and Exchange moves a share of new events' changeKey
+# after the create; $batch waves take a little time, their slots held.
+$t->sim('POST', '/_sim/config', { txid_duplicate => '400', changekey_bump => 0.3, batch_wave_ms => 10 });
 sub faults_on
 {
 	my $q = $rate / (@kinds + 1);
@@ -355,6 +368,10 @@ for my $trial (1 .. $trials)
 		last;
 	}
 	wait_server();
+	# time passes: an account set back by a state of its mailbox (minutes of
+	# backoff, issue 22) is retried, as it would be a few minutes on
+	run_sql("UPDATE m365sync.accounts SET backoff_until = NULL WHERE account_id = $account"
+		  . " AND status IN ('mailbox_disabled', 'access_denied')");
 	random_edit() for 1 .. 1 + int(rand(6));
 	# now and then Graph forgets the delta tokens: a full resync (sweep)
 	if (rand() < 0.15)
@@ -404,6 +421,8 @@ while ($clean < 2 && time < $settle_deadline)
 }
 my $settle_s = Time::HiRes::time() - $settle_t0;
 is($clean, 2, 'two clean rounds after the faults stop');
+is((run_sql("SELECT status FROM m365sync.accounts WHERE account_id = $account"))[1], 'connected',
+	'the account is connected again (no state of the mailbox left over)');
 
 # ------------------------------------------------------------ verdict
 
