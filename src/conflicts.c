@@ -36,6 +36,14 @@ m365_conflicts_only_etag_moved(int64 account_id, int64 event_id, const M365Event
 
 	if (!m365_store_conflicts_lock_known(account_id, event_id, &known, &fields, &n) || known == NULL)
 		return false;
+	/*
+	 * A pending update: the remote values of the fields it changes, as last
+	 * known, are not kept, so a remote edit of those very fields could not
+	 * be told from a changeKey that moved by itself. Only a row whose
+	 * content is all last-known remote (a pending delete) is compared.
+	 */
+	if (n > 0)
+		return false;
 	a = tree_of(known);
 	b = tree_of(data);
 	same = a != NULL && b != NULL && m365_event_same_writable(a, b, (const char *const *) fields, n);

@@ -14,9 +14,10 @@
  * by itself), the etag is refreshed and the write sent again, otherwise
  * both go to the conflict policy; a 404 ErrorItemNotFound on an update is a
  * remote delete meeting a local edit. Any other 404 is not "gone". Answers
- * that are a state of the account (MailboxNotEnabledForRESTAPI, 403
- * ErrorAccessDenied: graph_util.h) fail no write: they stay pending, the
- * round stops and the account shows the state and backs off. A success
+ * that are a state of the account (MailboxNotEnabledForRESTAPI; 403
+ * ErrorAccessDenied when the mailbox cannot be read either, else it is a
+ * refusal of that write: graph_util.h) fail no write: they stay pending,
+ * the round stops and the account shows the state and backs off. A success
  * whose body arrives garbled is read again (a create by its transactionId),
  * never failed: the write happened. Permanent failures (4xx) mark the entry
  * failed with Graph's code and are never retried on their own; transient
@@ -89,6 +90,8 @@ typedef struct PushState
 	char		transient_code[64];
 	const char *account_state;	/* graph_util.h: the account's state, round over */
 	char		state_code[64];
+	int			probe;			/* this wave's read after a 403: 0 not yet, 1 readable,
+								 * 2 denied too, 3 failed otherwise */
 	M365RoundStats *st;
 } PushState;
 
@@ -452,6 +455,32 @@ account_state(PushState *ps, Write *w, const char *state, const char *code)
 	}
 }
 
+/*
+ * A write answered 403 ErrorAccessDenied: is it the account (an Exchange
+ * ApplicationAccessPolicy, a permission taken away: reads are refused
+ * too) or this write (a calendar we may only read)? One read of the
+ * write's calendar per wave tells.
+ */
+static int
+access_probe(PushState *ps, Write *w)
+{
+	const char *segs[] = {"users", ps->ms_user_id, "calendars", w->e->calendar_graph_id, NULL};
+	M365HttpRequest req;
+	M365GraphResult res;
+
+	if (ps->probe != 0)
+		return ps->probe;
+	m365_graph_prepare(&req, M365_HTTP_GET, m365_graph_url_of(m365_graph_build_path(segs)));
+	ps->st->http_requests++;
+	if (m365_graph_send(&req, &ps->ts, &res))
+		ps->probe = 1;
+	else if (res.transport == M365_HTTP_OK && m365_graph_account_state(res.status, res.code) != NULL)
+		ps->probe = 2;
+	else
+		ps->probe = 3;
+	return ps->probe;
+}
+
 /* Graph's error code of an answer, "" when it has none. */
 static const char *
 answer_code(const Write *w)
@@ -619,6 +648,18 @@ handle_answer(PushState *ps, Write *w)
 	}
 	code = s >= 400 ? answer_code(w) : "";
 	state = m365_graph_account_state(s, code);
+	if (state != NULL && s == 403)
+	{
+		int			probe = access_probe(ps, w);
+
+		if (probe == 3)
+		{
+			transient(ps, w, code);
+			return;
+		}
+		if (probe == 1)
+			state = NULL;		/* the mailbox reads: this write is refused (below) */
+	}
 	if (state != NULL)
 	{
 		account_state(ps, w, state, code);
@@ -677,6 +718,7 @@ push_wave(PushState *ps, bool commit_each_wave, int per_batch)
 		(void) m365_account_access_token(ps->account_id, NULL);
 	ps->saw_401 = false;
 	ps->last_token = NULL;
+	ps->probe = 0;
 	ids = m365_store_outbox_mark_sending(ps->account_id, wave_size);
 	if (ids == NIL)
 		return 0;
