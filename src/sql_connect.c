@@ -26,6 +26,7 @@
 #include "oauth.h"
 #include "purge.h"
 #include "store_accounts.h"
+#include "store_audit.h"
 #include "wake.h"
 
 #define MAX_SECRET_LEN	1024
@@ -155,6 +156,7 @@ m365sync_configure(PG_FUNCTION_ARGS)
 				 errdetail("Microsoft accepts plain http only for a loopback redirect.")));
 	m365_store_app_config_put(client_id, client_secret, redirect_uri);
 	m365_secure_zero(client_secret, strlen(client_secret));
+	m365_audit_record("configure", NULL, 0);
 	PG_RETURN_VOID();
 }
 
@@ -233,6 +235,7 @@ m365sync_admin_consent_complete(PG_FUNCTION_ARGS)
 		ereport(NOTICE,
 				(errmsg("organisation consent for tenant \"%s\" was not granted", st.tenant),
 				 errdetail("Microsoft reported: %s.", code[0] ? code : "no consent")));
+	m365_audit_record("consent", NULL, 0);
 	PG_RETURN_VOID();
 }
 
@@ -322,6 +325,7 @@ m365sync_add_mailbox(PG_FUNCTION_ARGS)
 		m365_graph_raise(&gres, "list the mailbox's calendars");
 	m365_store_accounts_connected(account_id);
 	m365_wake_worker_at_commit();
+	m365_audit_record("add_mailbox", user, account_id);
 	PG_RETURN_INT64(account_id);
 }
 
@@ -419,6 +423,7 @@ m365sync_connect_complete(PG_FUNCTION_ARGS)
 		m365_graph_raise(&gres, "list the user's calendars");
 	m365_store_oauth_states_mark_used(st.state_id);
 	m365_wake_worker_at_commit();
+	m365_audit_record("connect", user, account_id);
 	PG_RETURN_INT64(account_id);
 }
 
@@ -461,5 +466,6 @@ m365sync_disconnect(PG_FUNCTION_ARGS)
 
 	m365_store_accounts_lock_user(user);
 	(void) m365_purge_user(user);
+	m365_audit_record("disconnect", user, 0);
 	PG_RETURN_VOID();
 }
