@@ -306,6 +306,17 @@ m365sync_add_mailbox(PG_FUNCTION_ARGS)
 		m365_graph_raise(&gres, "look up the mailbox");
 
 	m365_store_accounts_lock_user(user);
+	/*
+	 * One FlowAgent user per mailbox: an operator must not attach a mailbox
+	 * another user connected (a shadow account whose events could then be
+	 * read). Compared by Graph's user id, which every alias and address of
+	 * the mailbox resolves to, rather than by the encrypted address.
+	 */
+	if (m365_store_accounts_ms_user_taken(gu.id, user))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("mailbox is already connected by another FlowAgent user"),
+				 errhint("A mailbox syncs for one FlowAgent user. That user keeps it, or disconnects it, or it is erased with m365sync.purge_user(...) first.")));
 	if (m365_store_accounts_of_user_lock(user, &acc))
 	{
 		if (strcmp(acc.mode, "application") != 0 || acc.tenant_id != t.tenant_id ||
