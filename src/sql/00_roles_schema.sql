@@ -33,4 +33,6 @@ END
 $roles$;
 
 REVOKE ALL ON SCHEMA m365sync FROM PUBLIC;
-GRANT USAGE ON SCHEMA m365sync TO m365sync_admin, m365sync_privacy, m365sync_app, m365sync_definer;
+GRANT USAGE ON SCHEMA m365sync TO m365sync_admin, m365sync_app, m365sync_definer;
+-- (its own statement, as in the 0.2.0 upgrade script, so both give one ACL)
+GRANT USAGE ON SCHEMA m365sync TO m365sync_privacy;
