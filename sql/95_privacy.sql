@@ -186,6 +186,15 @@ RESET ROLE;
 
 -- ---- 5. Honest metadata ----
 
+-- Every clear (not bytea) column of every table. SECURITY.md §1 says what
+-- each one reveals: a column added here must be added there.
+SELECT c.relname, string_agg(a.attname, ', ' ORDER BY a.attnum) AS clear_columns
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE n.nspname = 'm365sync' AND c.relkind = 'r'
+   AND (a.atttypid <> 'bytea'::regtype OR (c.relname, a.attname) = ('oauth_states', 'state_hash'))
+ GROUP BY c.relname ORDER BY 1;
+
 -- Reproduction (issue 23, 3): the JSON keys of an update were stored in
 -- clear in outbox.changed_fields, a made-up key included. Now the outbox
 -- lists only names Graph accepts in a PATCH; the other keys stay in the
