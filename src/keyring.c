@@ -557,8 +557,6 @@ m365_decrypt_text(const char *table, const char *column,
 	return m365_decrypt(table, column, account_id, row_id, value, NULL);
 }
 
-/* ---- admin operations ---- */
-
 char *
 m365_keyed_hash(int64 account_id, const char *purpose, const char *value, size_t len)
 {
@@ -585,6 +583,8 @@ m365_keyed_hash(int64 account_id, const char *purpose, const char *value, size_t
 	out[sizeof(M365_KEYED_HASH_PREFIX) - 1 + 64] = '\0';
 	return out;
 }
+
+/* ---- admin operations ---- */
 
 int
 m365_rewrap_data_keys(void)
