@@ -19,6 +19,8 @@
 
 #include "keyring.h"
 #include "purge.h"
+#include "store_audit.h"
+#include "store_events.h"
 
 static char *
 required_text_arg(FunctionCallInfo fcinfo, int n, const char *name)
@@ -43,7 +45,10 @@ PG_FUNCTION_INFO_V1(m365sync_rewrap_keys);
 Datum
 m365sync_rewrap_keys(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT32(m365_rewrap_data_keys());
+	int			n = m365_rewrap_data_keys();
+
+	m365_audit_record("rewrap_keys", NULL, 0);
+	PG_RETURN_INT32(n);
 }
 
 PG_FUNCTION_INFO_V1(m365sync_purge_user);
@@ -52,11 +57,28 @@ PG_FUNCTION_INFO_V1(m365sync_purge_user);
 Datum
 m365sync_purge_user(PG_FUNCTION_ARGS)
 {
-	m365_purge_user(required_text_arg(fcinfo, 0, "flowagent_user"));
+	char	   *user = required_text_arg(fcinfo, 0, "flowagent_user");
+
+	m365_purge_user(user);
+	m365_audit_record("purge", user, 0);
 	PG_RETURN_VOID();
 }
 
 /* ---- internal helpers (superuser only) ---- */
+
+PG_FUNCTION_INFO_V1(m365sync_ical_uid_hash);
+
+/*
+ * The upgrade from 0.1.0 hashes the iCalUIds 0.1.0 stored in clear
+ * (m365sync--0.1.0--0.2.0.sql creates a function on this for the update
+ * and drops it again). STRICT.
+ */
+Datum
+m365sync_ical_uid_hash(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(m365_store_events_ical_uid_hash(PG_GETARG_INT64(0),
+																	 text_to_cstring(PG_GETARG_TEXT_PP(1)))));
+}
 
 typedef struct ValueAddress
 {
