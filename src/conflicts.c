@@ -13,6 +13,7 @@
 #include "conflicts.h"
 #include "event_patch.h"
 #include "store_conflicts.h"
+#include "store_outbox.h"
 
 static cJSON *
 tree_of(Jsonb *jb)
@@ -22,6 +23,39 @@ tree_of(Jsonb *jb)
 
 	pfree(text);
 	return tree;
+}
+
+/*
+ * Every field a pending update changes has its last-known remote value
+ * kept as a keyed hash (store_outbox.h); the remote version must hash the
+ * same. A field without one (a whole-event update, "*") is never unchanged.
+ */
+static bool
+bases_unchanged(int64 account_id, int64 event_id, const cJSON *remote, char **fields, int n)
+{
+	char	  **bases;
+	int			nb = m365_store_outbox_pending_bases(account_id, event_id, &bases);
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *want = m365_store_outbox_base_hash(account_id, remote, fields[i]);
+		size_t		klen = strchr(want, '=') - want + 1;
+		bool		found = false;
+
+		if (strcmp(fields[i], M365_ALL_FIELDS) == 0)
+			return false;
+		/* the earliest base of the field is the last-known remote value */
+		for (int k = 0; k < nb && !found; k++)
+			if (strncmp(bases[k], want, klen) == 0)
+			{
+				if (strcmp(bases[k], want) != 0)
+					return false;
+				found = true;
+			}
+		if (!found)
+			return false;
+	}
+	return true;
 }
 
 bool
@@ -36,17 +70,11 @@ m365_conflicts_only_etag_moved(int64 account_id, int64 event_id, const M365Event
 
 	if (!m365_store_conflicts_lock_known(account_id, event_id, &known, &fields, &n) || known == NULL)
 		return false;
-	/*
-	 * A pending update: the remote values of the fields it changes, as last
-	 * known, are not kept, so a remote edit of those very fields could not
-	 * be told from a changeKey that moved by itself. Only a row whose
-	 * content is all last-known remote (a pending delete) is compared.
-	 */
-	if (n > 0)
-		return false;
 	a = tree_of(known);
 	b = tree_of(data);
-	same = a != NULL && b != NULL && m365_event_same_writable(a, b, (const char *const *) fields, n);
+	/* the fields changed here: their remote values must be the last known ones */
+	same = a != NULL && b != NULL && m365_event_same_writable(a, b, (const char *const *) fields, n) &&
+		bases_unchanged(account_id, event_id, b, fields, n);
 	cJSON_Delete(a);
 	cJSON_Delete(b);
 	if (same)

@@ -25,8 +25,9 @@ extern bool m365_conflicts_remote_changed(M365ConflictPolicy policy, int64 accou
 /*
  * The remote version (cols, data) met the event's pending local change, or
  * answered its write with 412: when its writable fields are those last
- * known here (all but the fields the pending change touches), only the
- * changeKey moved, as Exchange may do by itself after a create (GRAPH.md
+ * known here (the fields the pending change touches by the keyed hashes of
+ * their last-known values, outbox.base_hashes; the others by the row's
+ * content), only the changeKey moved, as Exchange may do by itself after a create (GRAPH.md
  * §11). Then the row takes the new changeKey, the pending change stays and
  * goes with it, nothing is listed, and the answer is true. False: a real
  * change, for m365_conflicts_remote_changed.

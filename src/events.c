@@ -116,6 +116,7 @@ m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *sto
 	int64		calendar_id = 0;
 	cJSON	   *volatile input = NULL;
 	cJSON	   *volatile doc = NULL;
+	cJSON	   *volatile old = NULL;
 
 	input = jsonb_to_cjson(input_jb);
 	PG_TRY();
@@ -194,6 +195,13 @@ m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *sto
 											  m365_store_events_seal(account_id, event_id, data));
 				m365_store_outbox_queue_upsert(account_id, event_id, false, stored->graph_id == NULL,
 										changed, nwritable, stored->change_key);
+				if (stored->graph_id != NULL && nwritable > 0)
+				{
+					/* what Microsoft last had in those fields, as keyed hashes (conflicts.c) */
+					old = jsonb_to_cjson(stored->data);
+					m365_store_outbox_note_bases(account_id, event_id, old,
+												 (const char *const *) changed, nwritable);
+				}
 			}
 		}
 	}
@@ -201,6 +209,7 @@ m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *sto
 	{
 		cJSON_Delete(input);
 		cJSON_Delete(doc);
+		cJSON_Delete(old);
 	}
 	PG_END_TRY();
 	return event_id;

@@ -454,29 +454,32 @@ m365_store_events_lock_modified(int64 account_id, int64 event_id, bool *has_loca
 	return found;
 }
 
-/* The local change wins: the row takes the remote changeKey and shows the conflict. */
-void
-m365_store_events_keep_local(int64 account_id, int64 event_id, const M365EventColumns *c)
+/* The row takes the remote changeKey; conflict: and shows the conflict. */
+static void
+take_remote_etag(int64 account_id, int64 event_id, const M365EventColumns *c, bool conflict)
 {
 	M365SpiArgs a = {0};
 
 	arg_row(&a, account_id, event_id);
 	m365_store_events_arg_sync(&a, c);
+	m365_spi_arg(&a, BOOLOID, BoolGetDatum(conflict), false);
 	m365_spi_run("UPDATE m365sync.events SET change_key = $3, remote_modified_at = $4,"
-				 " sync_state = 'conflict' WHERE account_id = $1 AND event_id = $2",
-				 &a, SPI_OK_UPDATE, "keeping a local change");
+				 " sync_state = CASE WHEN $5 THEN 'conflict' ELSE sync_state END"
+				 " WHERE account_id = $1 AND event_id = $2",
+				 &a, SPI_OK_UPDATE, conflict ? "keeping a local change" : "refreshing a changeKey");
+}
+
+/* The local change wins: the row takes the remote changeKey and shows the conflict. */
+void
+m365_store_events_keep_local(int64 account_id, int64 event_id, const M365EventColumns *c)
+{
+	take_remote_etag(account_id, event_id, c, true);
 }
 
 void
 m365_store_events_refresh_etag(int64 account_id, int64 event_id, const M365EventColumns *c)
 {
-	M365SpiArgs a = {0};
-
-	arg_row(&a, account_id, event_id);
-	m365_store_events_arg_sync(&a, c);
-	m365_spi_run("UPDATE m365sync.events SET change_key = $3, remote_modified_at = $4"
-				 " WHERE account_id = $1 AND event_id = $2",
-				 &a, SPI_OK_UPDATE, "refreshing a changeKey");
+	take_remote_etag(account_id, event_id, c, false);
 }
 
 /* A remote delete won: the row stays as a tombstone while the local version is listed. */

@@ -14,11 +14,14 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 
+#include "event_json.h"
 #include "event_patch.h"
+#include "keyring.h"
 #include "spi_util.h"
 #include "store_outbox.h"
 #include "wake.h"
@@ -201,8 +204,71 @@ m365_store_outbox_delete_accounts(const int64 *account_ids, int n)
 				  &a, SPI_OK_DELETE, "erasing rows of the user");
 }
 
-int
-m365_store_outbox_pending_fields(int64 account_id, int64 event_id, char ***fields)
+static bool
+is_time(const char *f)
+{
+	return strcmp(f, M365_F_START) == 0 || strcmp(f, M365_F_END) == 0 || strcmp(f, M365_F_IS_ALL_DAY) == 0;
+}
+
+static void
+append_value(StringInfo buf, const cJSON *ev, const char *field)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, field);
+	char	   *text = (v == NULL || cJSON_IsNull(v)) ? NULL : cJSON_PrintUnformatted(v);
+
+	appendStringInfoString(buf, text ? text : "null");
+	appendStringInfoChar(buf, '\n');
+	if (text)
+		cJSON_free(text);
+}
+
+char *
+m365_store_outbox_base_hash(int64 account_id, const cJSON *ev, const char *field)
+{
+	StringInfoData buf;
+	const char *name = is_time(field) ? M365_F_START : field;
+
+	initStringInfo(&buf);
+	if (is_time(field))
+	{
+		append_value(&buf, ev, M365_F_START);
+		append_value(&buf, ev, M365_F_END);
+		append_value(&buf, ev, M365_F_IS_ALL_DAY);
+	}
+	else
+		append_value(&buf, ev, field);
+	return psprintf("%s=%s", name, m365_keyed_hash(account_id, "outbox.base_hashes", buf.data, buf.len));
+}
+
+void
+m365_store_outbox_note_bases(int64 account_id, int64 event_id, const cJSON *old,
+							 const char *const *fields, int nfields)
+{
+	M365SpiArgs a = {0};
+	const char **hashes = palloc(sizeof(char *) * Max(nfields, 1));
+	int			n = 0;
+
+	for (int i = 0; i < nfields; i++)
+	{
+		if (fields[i] == NULL || strcmp(fields[i], M365_ALL_FIELDS) == 0)
+			return;
+		hashes[n++] = m365_store_outbox_base_hash(account_id, old, fields[i]);
+	}
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, event_id);
+	m365_spi_arg_text_array(&a, hashes, n);
+	/* the first base of each field stays: later ones are our own edits */
+	m365_spi_exec("UPDATE m365sync.outbox o SET base_hashes = coalesce(o.base_hashes, '{}') || ARRAY("
+				  " SELECT DISTINCT h FROM pg_catalog.unnest($3::text[]) h"
+				  "  WHERE pg_catalog.split_part(h, '=', 1) <> ALL (SELECT pg_catalog.split_part(x, '=', 1)"
+				  "   FROM pg_catalog.unnest(coalesce(o.base_hashes, '{}')) x))"
+				  " WHERE o.account_id = $1 AND o.event_id = $2 AND o.state = 'pending' AND o.op = 'update'",
+				  &a, SPI_OK_UPDATE, "noting the base of a push");
+}
+
+/* One text column of the event's rows for sql ($1 account, $2 event), palloc'd into *out. */
+static int
+event_texts(int64 account_id, int64 event_id, const char *sql, const char *what, char ***out)
 {
 	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
@@ -211,16 +277,33 @@ m365_store_outbox_pending_fields(int64 account_id, int64 event_id, char ***field
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_int8(&a, event_id);
 	SPI_connect();
-	n = (int) m365_spi_run("SELECT DISTINCT f FROM m365sync.outbox o,"
-						   " pg_catalog.unnest(coalesce(o.changed_fields, '{" M365_ALL_FIELDS "}')) f"
-						   " WHERE o.account_id = $1 AND o.event_id = $2 AND o.op = 'update'"
-						   " AND o.state IN ('pending', 'failed')",
-						   &a, SPI_OK_SELECT, "reading the fields of pending changes");
-	*fields = MemoryContextAlloc(caller, sizeof(char *) * Max(n, 1));
+	n = (int) m365_spi_run(sql, &a, SPI_OK_SELECT, what);
+	*out = MemoryContextAlloc(caller, sizeof(char *) * Max(n, 1));
 	for (int i = 0; i < n; i++)
-		(*fields)[i] = m365_spi_row_text(i, 1, caller);
+		(*out)[i] = m365_spi_row_text(i, 1, caller);
 	SPI_finish();
 	return n;
+}
+
+int
+m365_store_outbox_pending_bases(int64 account_id, int64 event_id, char ***hashes)
+{
+	return event_texts(account_id, event_id,
+					   "SELECT h FROM m365sync.outbox o, pg_catalog.unnest(o.base_hashes) WITH ORDINALITY AS u(h, k)"
+					   " WHERE o.account_id = $1 AND o.event_id = $2 AND o.op = 'update'"
+					   " AND o.state IN ('pending', 'failed') ORDER BY o.outbox_id, u.k",
+					   "reading the base of pending changes", hashes);
+}
+
+int
+m365_store_outbox_pending_fields(int64 account_id, int64 event_id, char ***fields)
+{
+	return event_texts(account_id, event_id,
+					   "SELECT DISTINCT f FROM m365sync.outbox o,"
+					   " pg_catalog.unnest(coalesce(o.changed_fields, '{" M365_ALL_FIELDS "}')) f"
+					   " WHERE o.account_id = $1 AND o.event_id = $2 AND o.op = 'update'"
+					   " AND o.state IN ('pending', 'failed')",
+					   "reading the fields of pending changes", fields);
 }
 
 /* --- the push's marks (push.c and store_push.c) --- */

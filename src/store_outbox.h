@@ -9,6 +9,8 @@
 
 #include "postgres.h"
 
+#include <cjson/cJSON.h>
+
 #include "nodes/pg_list.h"
 
 /* A new entry: op create, update (changed: the fields, or NULL) or delete; base is the If-Match. */
@@ -36,6 +38,28 @@ extern void m365_store_outbox_queue_delete(int64 account_id, int64 event_id, con
  * Returns their number, 0 when only a delete (or nothing) waits.
  */
 extern int	m365_store_outbox_pending_fields(int64 account_id, int64 event_id, char ***fields);
+
+/*
+ * The keyed hash of field's value in ev (a Graph event; absent = null) as
+ * the outbox keeps it, "field=hmac:...": time fields hash start, end and
+ * isAllDay together. NULL when out of memory.
+ */
+extern char *m365_store_outbox_base_hash(int64 account_id, const cJSON *ev, const char *field);
+
+/*
+ * An update of the event was queued over old (its content before the
+ * change, the last-known remote version of the fields it changes): the
+ * pending update keeps the hashes of those fields' old values, the first
+ * one of each field only. Not for "*" (whole event) entries.
+ */
+extern void m365_store_outbox_note_bases(int64 account_id, int64 event_id, const cJSON *old,
+										 const char *const *fields, int nfields);
+
+/*
+ * The base hashes of the event's pending (and superseded failed) updates,
+ * earliest first, palloc'd into *hashes; returns their number.
+ */
+extern int	m365_store_outbox_pending_bases(int64 account_id, int64 event_id, char ***hashes);
 
 /* Is a create of the event waiting? */
 extern bool m365_store_outbox_has_pending_create(int64 account_id, int64 event_id);

@@ -152,6 +152,9 @@ CREATE TABLE m365sync.outbox (
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     sent_at         timestamptz,             -- first send (a resent create may meet its first incarnation)
     done_at         timestamptz,
+    base_hashes     text[],                  -- update: "field=hmac:..." keyed hashes of the last-known
+                                             -- remote value of each changed field (a changeKey that moved
+                                             -- by itself is told from a remote edit by them; issue 22)
     PRIMARY KEY (account_id, outbox_id),
     FOREIGN KEY (account_id, event_id) REFERENCES m365sync.events ON DELETE CASCADE
 );

@@ -594,11 +594,11 @@ sub behaviour_2
 	is(join(',', sort map { $_->{subject} } @{ remote($a, 'Lapsed') }), 'Lapsed keep, while disabled,Lapsed new while disabled',
 		'b2b: both changes reached Microsoft once');
 
-	# (c) a real "gone": DELETE of an event already deleted in Outlook is done; PATCH of one is a remote delete
-	my $g = sql1("SELECT graph_id FROM m365sync.events WHERE event_id = $new");
-	$t->sim('DELETE', "/_sim/users/$a->{sim}{id}/events/$g");
+	# (c) a real "gone": a DELETE answered 404 ErrorItemNotFound (deleted in Outlook meanwhile) is done
+	$t->sim('POST', '/_sim/faults', { route => '/events/', method => 'DELETE', kind => '404', count => 1 });
 	$t->as_user($a->{user}, "SELECT m365sync.delete_event($new)");
-	like(sync_acct($a), qr/^ok/, 'b2c: a delete of an event already gone');
+	wait_ok("SELECT count(*) = 0 FROM m365sync.outbox WHERE event_id = $new AND state <> 'done'",
+		'b2c: a delete answered 404 ErrorItemNotFound');
 	is(outbox_states($a), '', 'b2c: 404 ErrorItemNotFound on DELETE counts as done');
 	like(account_status($a), qr/^connected:$/, 'b2c: and is no account state');
 	reset_sim_switches();
@@ -627,6 +627,89 @@ sub behaviour_4
 	ok($batches >= 4, "b4: they went as \$batch requests ($batches)");
 	is(scalar(@{ remote($a, 'Busy ') }), 80, 'b4: each once at Microsoft');
 	is(outbox_states($a), '', 'b4: nothing failed or waits');
+	reset_sim_switches();
+}
+
+# --- behaviour 5: an etag that moves by itself ------------------------------------------
+# Exchange may rewrite a new event's changeKey after the create with no
+# change of content (GRAPH.md §11). Seen by the pull, or met as a 412 by the
+# push, a remote version whose writable fields are the last known ones is no
+# conflict: the etag is refreshed and the change sent with it. A real remote
+# change still is a conflict.
+sub behaviour_5
+{
+	my $a = new_account('etag');
+	my $cal = unsynced_calendar($a);
+	reset_sim_switches();
+	my $synced = upsert($a, ev('Etag synced', 3, 9));
+	wait_ok("SELECT graph_id IS NOT NULL AND sync_state = 'synced' FROM m365sync.events WHERE event_id = $synced",
+		'b5: an event created');
+	my $gs = sql1("SELECT graph_id FROM m365sync.events WHERE event_id = $synced");
+
+	# (a) the pull sees the bump while a local edit waits (its first send met a 503)
+	$t->sim('POST', '/_sim/faults', { route => '/events/', method => 'PATCH', kind => '503', count => 1 });
+	upsert($a, ev('Etag synced', 3, 9, location => { displayName => 'Room 5' }), $synced);
+	wait_ok("SELECT last_error = 'serviceNotAvailable' FROM m365sync.outbox WHERE event_id = $synced AND state = 'pending'",
+		'b5a: the local edit waits');
+	my $b = $t->sim('POST', "/_sim/users/$a->{sim}{id}/events/$gs/bump_change_key");
+	isnt($b->{changeKey}, sql1("SELECT change_key FROM m365sync.events WHERE event_id = $synced"),
+		'b5a: Exchange moved the changeKey by itself');
+	my $seq = log_seq();
+	like(sync_acct($a), qr/^ok/, 'b5a: a round pulls the bumped version and pushes the edit');
+	is(sql1("SELECT count(*) FROM m365sync.conflicts WHERE account_id = $a->{account}"), '0',
+		'b5a: a delta item whose only news is its changeKey is no conflict');
+	wait_ok("SELECT state = 'done' FROM m365sync.outbox WHERE event_id = $synced ORDER BY outbox_id DESC LIMIT 1",
+		'b5a: the edit is sent when its retry is due');
+	my @st = map { $_->{status} } grep { $_->{method} eq 'PATCH' } @{ $t->sim('GET', "/_sim/log?since=$seq")->{value} };
+	is("@st", '200', 'b5a: it went with the new changeKey, no 412');
+	is($t->sim('GET', "/_sim/users/$a->{sim}{id}/events/$gs")->{location}{displayName}, 'Room 5', 'b5a: Microsoft has the edit');
+
+	# (b) the push meets it as a 412 (the calendar is not pulled)
+	$t->sim('POST', '/_sim/config', { changekey_bump => 1.0 });
+	my $bumps = sim_stat('changekey_bumps');
+	my $unsynced = upsert($a, ev('Etag unsynced', 3, 10, calendarId => $cal + 0));
+	wait_ok("SELECT graph_id IS NOT NULL AND sync_state = 'synced' FROM m365sync.events WHERE event_id = $unsynced",
+		'b5b: an event created in a calendar that is not pulled');
+	$t->sim('POST', '/_sim/config', { changekey_bump => 0 });
+	is(sim_stat('changekey_bumps') - $bumps, 1, 'b5b: Exchange moved its changeKey after the create');
+	my $gu = sql1("SELECT graph_id FROM m365sync.events WHERE event_id = $unsynced");
+	isnt($t->sim('GET', "/_sim/users/$a->{sim}{id}/events/$gu")->{changeKey},
+		sql1("SELECT change_key FROM m365sync.events WHERE event_id = $unsynced"), 'b5b: the stored changeKey is stale');
+	$seq = log_seq();
+	upsert($a, ev('Etag unsynced', 3, 10, location => { displayName => 'Room 6' }, calendarId => $cal + 0), $unsynced);
+	wait_ok("SELECT state = 'done' FROM m365sync.outbox WHERE event_id = $unsynced ORDER BY outbox_id DESC LIMIT 1",
+		'b5b: the edit is settled');
+	@st = map { $_->{status} } grep { $_->{method} eq 'PATCH' } @{ $t->sim('GET', "/_sim/log?since=$seq")->{value} };
+	is("@st", '412 200', 'b5b: a 412, then the same edit with the refreshed etag');
+	is($t->sim('GET', "/_sim/users/$a->{sim}{id}/events/$gu")->{location}{displayName}, 'Room 6', 'b5b: Microsoft has the edit');
+	is(sql1("SELECT count(*) FROM m365sync.conflicts WHERE account_id = $a->{account}"), '0', 'b5b: no conflict');
+
+	# (c) a real remote edit met by a 412 still is a conflict
+	my $control = upsert($a, ev('Etag control', 3, 11, calendarId => $cal + 0));
+	wait_ok("SELECT graph_id IS NOT NULL AND sync_state = 'synced' FROM m365sync.events WHERE event_id = $control",
+		'b5c: a third event created');
+	my $gc = sql1("SELECT graph_id FROM m365sync.events WHERE event_id = $control");
+	$t->sim('PATCH', "/_sim/users/$a->{sim}{id}/events/$gc", { subject => 'Etag control, edited in Outlook' });
+	upsert($a, ev('Etag control', 3, 11, location => { displayName => 'Room 7' }, calendarId => $cal + 0), $control);
+	wait_ok("SELECT count(*) = 0 FROM m365sync.outbox WHERE event_id = $control AND state = 'pending'"
+		  . " AND coalesce(next_attempt_at, '-infinity') <= now()", 'b5c: the edit is settled');
+	is(sql1("SELECT string_agg(event_id::text, ',') FROM m365sync.conflicts WHERE account_id = $a->{account}"), $control,
+		'b5c: a real remote change is listed as a conflict');
+
+	# (d) a remote edit of the very field changed here, met by a 412, is a conflict too
+	my $same = upsert($a, ev('Etag same field', 3, 12, calendarId => $cal + 0));
+	wait_ok("SELECT graph_id IS NOT NULL AND sync_state = 'synced' FROM m365sync.events WHERE event_id = $same",
+		'b5d: a fourth event created');
+	my $gf = sql1("SELECT graph_id FROM m365sync.events WHERE event_id = $same");
+	$t->sim('PATCH', "/_sim/users/$a->{sim}{id}/events/$gf", { location => { displayName => 'Room in Outlook' } });
+	upsert($a, ev('Etag same field', 3, 12, location => { displayName => 'Room here' }, calendarId => $cal + 0), $same);
+	wait_ok("SELECT count(*) = 0 FROM m365sync.outbox WHERE event_id = $same AND state = 'pending'"
+		  . " AND coalesce(next_attempt_at, '-infinity') <= now()", 'b5d: the edit is settled');
+	is(sql1("SELECT count(*) FROM m365sync.conflicts WHERE event_id = $same"), '1',
+		'b5d: the same field changed on both sides is listed as a conflict');
+	is(sql1("SELECT count(*) FROM m365sync.events WHERE event_id IN ($synced, $unsynced) AND sync_state = 'synced'"), '2',
+		'b5: the other two rows are synced');
+	is(sql1("SELECT count(*) FROM m365sync.outbox WHERE account_id = $a->{account} AND state = 'failed'"), '0', 'b5: nothing failed');
 	reset_sim_switches();
 }
 
@@ -697,6 +780,7 @@ behaviour_7();
 behaviour_1();
 behaviour_2();
 behaviour_4();
+behaviour_5();
 behaviour_10();
 
 done_testing();

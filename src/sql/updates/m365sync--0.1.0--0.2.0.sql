@@ -289,3 +289,8 @@ ALTER TABLE m365sync.accounts ADD CONSTRAINT accounts_status_check
     CHECK (status IN ('connecting', 'connected', 'reauth_required',
                       'consent_required', 'disabled', 'error',
                       'mailbox_disabled', 'access_denied'));
+
+-- Keyed hashes of the last-known remote values of an update's fields
+-- (01_tables.sql): a 412 or a delta item whose only news is the changeKey
+-- is no conflict.
+ALTER TABLE m365sync.outbox ADD COLUMN base_hashes text[];
