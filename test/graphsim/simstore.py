@@ -522,6 +522,10 @@ class Store:
             exc = dict(v.exc)
             exc[key] = None
             v.exc = exc
+            # the master records the cancellation: its changeKey (and its
+            # plain occurrences' etags) change (a guess, see README)
+            v.ck = m.seq + 1
+            v.modified = now
             return self._commit(m, v, "updated")
         v.deleted = True
         v.modified = now
@@ -546,11 +550,12 @@ class Store:
         s = T.local_to_epoch(_dt.datetime.combine(d, tod), rtz)
         return s, s + (v.e - v.s)
 
-    def instances(self, m, v, cal_idx, ws, we, variant):
-        """{instance id: rendered bytes} of version v in calendar/window, as calendarView shows it."""
-        return {iid: b for _, iid, b in self.instance_list(m, v, cal_idx, ws, we, variant)}
+    def instances(self, m, v, cal_idx, ws, we, variant, stub=False):
+        """{instance id: rendered bytes} of version v in calendar/window, as calendarView shows it
+        (with stub: as calendarView/delta shows it, plain occurrences as stubs)."""
+        return {iid: b for _, iid, b in self.instance_list(m, v, cal_idx, ws, we, variant, stub)}
 
-    def instance_list(self, m, v, cal_idx, ws, we, variant):
+    def instance_list(self, m, v, cal_idx, ws, we, variant, stub=False):
         """[(start epoch, instance id, rendered bytes)] ordered by start."""
         if v is None or v.deleted or v.cal != cal_idx:
             return []
@@ -577,7 +582,8 @@ class Store:
                 out.append((x.s, k))
         out.sort()
         base = self.id_of(v, variant[0])
-        return [(s, occ_id(base, k), self.render(m, v, variant, k)) for s, k in out]
+        return [(s, occ_id(base, k), self.render_stub(m, v, variant, k) if stub and exc.get(k) is None
+                 else self.render(m, v, variant, k)) for s, k in out]
 
     # ------------------------------------------------------------ rendering
     def id_of(self, v, imm):
@@ -595,6 +601,23 @@ class Store:
                 b = c[ck] = self._render_shared(m, v, variant)
             else:
                 b = c[ck] = dumps(self.render_dict(m, v, variant, key)).encode()
+        return b
+
+    STUB_FIELDS = ("@odata.etag", "id", "seriesMasterId", "type", "start", "end")
+
+    def render_stub(self, m, v, variant, key):
+        """A plain occurrence as calendarView/delta sends it in the live service (GRAPH.md section 11):
+        @odata.type, @odata.etag, id, seriesMasterId, type, start, end; nothing else."""
+        c = v.cache
+        if c is None:
+            c = v.cache = {}
+        ck = (variant, key, "stub")
+        b = c.get(ck)
+        if b is None:
+            d = self.render_dict(m, v, variant, key)
+            out = {"@odata.type": "#microsoft.graph.event"}
+            out.update((k, d[k]) for k in self.STUB_FIELDS)
+            b = c[ck] = dumps(out).encode()
         return b
 
     DYNAMIC = ("@odata.etag", "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "transactionId",
@@ -825,13 +848,26 @@ class Store:
             if cur.cal != cal_idx or not overlaps(cur.s, cur.e, ws, we):
                 return []
             return [self.render(m, cur, variant)]
-        cur_map = self.instances(m, cur, cal_idx, ws, we, variant)
+        stub = not self.cfg.get("full_occurrences")
+        cur_map = self.instances(m, cur, cal_idx, ws, we, variant, stub)
         if known is None:
             return list(cur_map.values())
-        known_map = self.instances(m, known, cal_idx, ws, we, variant)
+        known_map = self.instances(m, known, cal_idx, ws, we, variant, stub)
         out = [b for iid, b in cur_map.items() if known_map.get(iid) != b]
-        out.extend(self.removed(iid) for iid in known_map if iid not in cur_map)
+        out.extend(self.removed(iid) for iid in known_map
+                   if iid not in cur_map and not self._cancelled_quietly(cur, iid))
         return out
+
+    def _cancelled_quietly(self, cur, iid):
+        """A cancelled occurrence of a live series: the live service sends no @removed for it
+        (GRAPH.md section 11), unless removed_for_cancelled is set."""
+        if self.cfg.get("removed_for_cancelled") or cur.deleted or not cur.exc:
+            return False
+        p = parse_event_id(iid)
+        if p is None or p[2] is None:
+            return False
+        k = p[2]
+        return k in cur.exc and cur.exc[k] is None
 
     # ------------------------------------------------------------ ground truth
     def truth(self, m, variant, cal_idx=None):
