@@ -218,6 +218,10 @@ m365_event_content_values(Jsonb *data, TupleDesc desc, Datum *values, bool *null
 	set_jsonb(root, M365_F_ATTENDEES, EA_ATTENDEES, values, nulls);
 	set_categories(root, EA_CATEGORIES, values, nulls);
 	set_text(root, M365_F_WEB_LINK, EA_WEB_LINK, values, nulls);
+	/* a master's pattern and range (JSON null on everything else: SQL null) */
+	set_jsonb(root, M365_F_RECURRENCE, EA_RECURRENCE, values, nulls);
+	set_text(get_object(root, "onlineMeeting"), "joinUrl", EA_JOIN_URL, values, nulls);
+	set_text(get_object(root, "responseStatus"), "response", EA_MY_RESPONSE, values, nulls);
 }
 
 void

@@ -39,3 +39,11 @@ CREATE TRIGGER data_key_check
     BEFORE INSERT ON m365sync.data_keys
     FOR EACH ROW EXECUTE FUNCTION m365sync._data_key_check();
 REVOKE ALL ON FUNCTION m365sync._data_key_check() FROM PUBLIC;
+
+-- ---- recurring series, online meetings (issue 17) ----
+
+-- Typed fields of m365sync.event the app would otherwise dig out of data
+-- (01_tables.sql): a master's recurrence, the join link, the user's response.
+ALTER TYPE m365sync.event ADD ATTRIBUTE recurrence jsonb;
+ALTER TYPE m365sync.event ADD ATTRIBUTE join_url text;
+ALTER TYPE m365sync.event ADD ATTRIBUTE my_response text;
