@@ -54,6 +54,7 @@ sub local_series
 }
 
 # ------------------------------------------------------------------ stubs filled from the master
+$t->sim_clear_log;
 my $first = day(1);
 my $team = outlook('POST', '/events', { subject => 'Team sync',
 	body => { contentType => 'text', content => 'Agenda: the week ahead' },
@@ -71,14 +72,13 @@ my $conf = outlook('POST', '/events', { subject => 'Conference', isAllDay => JSO
 		range => { type => 'numbered', startDate => day(3), numberOfOccurrences => 3 } } });
 
 is($t->sim('GET', '/_sim/config')->{full_occurrences}, JSON::PP::false, 'the simulator sends occurrence stubs (the default)');
-$t->sim_clear_log;
 sync_now();
 ok($node->poll_query_until('postgres', "SELECT count(*) = 9 FROM m365sync.events WHERE account_id = $account AND event_type = 'occurrence'")
 	  || (sync_now() && 0), 'the first round brings the 9 occurrences');
 my $team_id = as_ada("SELECT event_id FROM m365sync.events($range) WHERE event_type = 'occurrence' AND subject = 'Team sync' LIMIT 1");
 $team_id = as_ada("SELECT series_master_id FROM m365sync.event($team_id)");
 ok($team_id, 'the occurrences are linked to their local master');
-is(as_ada("SELECT count(*) || ':' || count(DISTINCT series_master_id) || ':' || bool_and(body = 'Agenda: the week ahead')"
+is(as_ada("SELECT count(*) || ':' || count(DISTINCT series_master_id) || ':' || bool_and(body LIKE '%Agenda: the week ahead%')"
 	  . " || ':' || bool_and(location = 'Room 4') || ':' || bool_and(attendees->0->'emailAddress'->>'address' = 'bo\@contoso.example')"
 	  . " || ':' || bool_and(categories = '{\"Blue category\"}') || ':' || bool_and(show_as = 'tentative')"
 	  . " || ':' || bool_and(sensitivity = 'private') || ':' || bool_and(NOT is_all_day)"
@@ -95,7 +95,7 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM m365sync.events WHERE acco
 	'2', 'both masters are stored (encrypted content)');
 my @batches = grep { $_->{path} =~ m{/\$batch$} } @{ $t->sim_log };
 ok(@batches >= 1, 'the masters were fetched through $batch');
-like(join(' ', map { $_->{body} // '' } @batches), qr{/events/\Q$team->{immutable_id}\E"}, '... a GET of the master by its id');
+like(join(' ', map { $_->{body} // '' } @batches), qr{/events/\Q${\ ($team->{immutable_id} =~ s/=/%3D/gr)}\E"}, '... a GET of the master by its id');
 is(as_ada("SELECT count(*) FROM m365sync.events($range) WHERE event_type = 'occurrence' AND (data->>'changeKey') IS NULL"), '0',
 	'each occurrence keeps an etag (changeKey from @odata.etag)');
 
@@ -140,5 +140,96 @@ outlook('PATCH', "/events/$conf->{immutable_id}", { start => { dateTime => "${fa
 like(sync_now(), qr/^ok:\d+:\d+:3$/, 'the round removes its three occurrences');
 is($node->safe_psql('postgres', "SELECT count(*) FROM m365sync.events WHERE account_id = $account AND (event_id = $conf_id OR series_master_id = $conf_id)"),
 	'0', 'a series that leaves the window loses its master');
+
+# ------------------------------------------------------------------ kill -9 while masters are fetched
+# The worker's round is held at its $batch of masters (the simulator
+# applies the request and holds the answer), then the postmaster or the
+# worker is killed. The page that revealed the masters commits with them or
+# not at all: after recovery local = Outlook, 0 lost, 0 twice, no orphan master.
+$node->safe_psql('postgres', "ALTER SYSTEM SET m365sync.sync_interval = '1s'; SELECT pg_reload_conf()");
+sub local_set
+{
+	return join ',', sort split /\n/, $node->safe_psql('postgres',
+		"SELECT graph_id || '/' || change_key FROM m365sync.events WHERE account_id = $account AND event_type <> 'seriesMaster'");
+}
+sub truth_set
+{
+	return join ',', sort map { "$_->{id}/$_->{changeKey}" } @{ truth()->{instances} };
+}
+sub masters_ok
+{
+	# one local master per series with an instance in the window, none without an occurrence
+	my %want = map { ($_->{seriesMasterId} // '') => 1 } @{ truth()->{instances} };
+	delete $want{''};
+	my $got = $node->safe_psql('postgres', "SELECT string_agg(graph_id, ',' ORDER BY graph_id) FROM m365sync.events m"
+		  . " WHERE account_id = $account AND event_type = 'seriesMaster' AND EXISTS (SELECT 1 FROM m365sync.events o"
+		  . "   WHERE o.account_id = m.account_id AND o.series_master_id = m.event_id)");
+	my $orphans = $node->safe_psql('postgres', "SELECT count(*) FROM m365sync.events m WHERE account_id = $account"
+		  . " AND event_type = 'seriesMaster' AND NOT EXISTS (SELECT 1 FROM m365sync.events o"
+		  . "   WHERE o.account_id = m.account_id AND o.series_master_id = m.event_id)");
+	return $got eq join(',', sort keys %want) && $orphans eq '0';
+}
+sub settle
+{
+	for (1 .. 240)
+	{
+		$node->safe_psql('postgres', "UPDATE m365sync.accounts SET next_sync_at = now(), backoff_until = NULL WHERE account_id = $account");
+		return 1 if local_set() eq truth_set() && masters_ok();
+		usleep(250_000);
+	}
+	return 0;
+}
+my ($lost, $twice, $orphan_trials, $ok_trials) = (0, 0, 0, 0);
+my $trials = 4;
+for my $trial (1 .. $trials)
+{
+	# Outlook: two new series (a batch of masters to fetch), a renamed one, a cancelled occurrence.
+	for my $k (1 .. 2)
+	{
+		my $d = day(2 + $trial + $k);
+		outlook('POST', '/events', { subject => "Crash series $trial.$k",
+			start => { dateTime => "${d}T07:00:00", timeZone => 'GMT Standard Time' },
+			end => { dateTime => "${d}T07:30:00", timeZone => 'GMT Standard Time' },
+			recurrence => { pattern => { type => 'daily', interval => 1 },
+				range => { type => 'numbered', startDate => $d, numberOfOccurrences => 4 } } });
+	}
+	outlook('PATCH', "/events/$team->{immutable_id}", { subject => "Team sync $trial" });
+	my @o = grep { ($_->{seriesMasterId} // '') eq $team->{immutable_id} && $_->{type} eq 'occurrence' } @{ truth()->{instances} };
+	outlook('DELETE', "/events/$o[-1]{id}") if @o > 1;
+	$t->sim('POST', '/_sim/faults', { route => '\$batch$', method => 'POST', kind => 'pause', count => 1 });
+	$node->safe_psql('postgres', "UPDATE m365sync.accounts SET next_sync_at = now(), backoff_until = NULL WHERE account_id = $account");
+	my $held = 0;
+	for (1 .. 240) { last if ($held = $t->sim('GET', '/_sim/stats')->{paused}); usleep(100_000); }
+	ok($held, "trial $trial: the worker's round is held at its \$batch of masters");
+	if ($trial % 2)
+	{
+		$t->kill9_postmaster_and_restart;
+	}
+	else
+	{
+		my $pid = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'm365sync worker'");
+		kill 'KILL', $pid if $pid;
+		$node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
+	}
+	$t->sim('POST', '/_sim/release', {});
+	$t->sim('DELETE', '/_sim/faults');
+	if (settle())
+	{
+		$ok_trials++;
+		next;
+	}
+	my %l = map { $_ => 1 } split /,/, local_set();
+	my %r = map { $_ => 1 } split /,/, truth_set();
+	$lost += grep { !$l{$_} } keys %r;
+	$twice += grep { !$r{$_} } keys %l;
+	$orphan_trials++ unless masters_ok();
+}
+is($ok_trials, $trials, "after $trials kill -9 trials mid-fetch, the local events equal Outlook's");
+is($lost, 0, '0 lost');
+is($twice, 0, '0 duplicated or stale');
+is($orphan_trials, 0, 'no orphan master, and one master per series');
+is($node->safe_psql('postgres', "SELECT count(*) FROM (SELECT graph_id FROM m365sync.events WHERE account_id = $account"
+	  . " AND graph_id IS NOT NULL GROUP BY graph_id HAVING count(*) > 1) d"), '0', 'no Graph id twice');
+$node->safe_psql('postgres', "ALTER SYSTEM RESET m365sync.sync_interval; SELECT pg_reload_conf()");
 
 done_testing();
