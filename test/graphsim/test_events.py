@@ -110,6 +110,36 @@ class Writes(SimCase):
         self.assertEqual(r.status, 400)
 
 
+class ZoneNamesOnWrite(SimCase):
+    """GRAPH.md section 10: Windows names are taken on write, IANA names refused."""
+
+    def test_windows_names_are_taken(self):
+        r = self.g("POST", "me/events", event("w", tz="Romance Standard Time"))
+        self.assertEqual(r.status, 201)
+
+    def test_an_iana_name_is_refused_like_graph_does(self):
+        for name in ("Europe/Copenhagen", "America/New_York"):
+            r = self.g("POST", "me/events", event("i", tz=name))
+            self.assertEqual(r.status, 400)
+            err = r.json()["error"]
+            self.assertEqual(err["code"], "TimeZoneNotSupportedException")
+            self.assertIn("The following TimeZone value is not supported: '%s'." % name, err["message"])
+        self.assertEqual(self.sim.ctl("GET", "users/%s/truth" % self.uid)["events"], [])
+
+    def test_recurrence_time_zone_and_updates_are_checked_too(self):
+        rec = dict(WEEKLY, range=dict(WEEKLY["range"], recurrenceTimeZone="Europe/Berlin"))
+        r = self.g("POST", "me/events", event("r", recurrence=rec))
+        self.assertEqual((r.status, r.json()["error"]["code"]), (400, "TimeZoneNotSupportedException"))
+        ev = self.g("POST", "me/events", event("u")).json()
+        r = self.g("PATCH", "me/events/" + ev["id"], {"start": {"dateTime": "2025-03-03T10:00:00", "timeZone": "Asia/Tokyo"}})
+        self.assertEqual(r.status, 400)
+
+    def test_outlook_itself_and_the_switch_take_any_zone(self):
+        self.outlook_create(event("o", tz="America/New_York"))
+        self.sim.ctl("POST", "config", {"iana_zones_on_write": True}, expect=200)
+        self.assertEqual(self.g("POST", "me/events", event("i", tz="Europe/Copenhagen")).status, 201)
+
+
 class Occurrences(SimCase):
     def series(self):
         m = self.g("POST", "me/events", event("weekly", recurrence=WEEKLY), headers={"Prefer": 'IdType="ImmutableId"'}).json()
