@@ -332,6 +332,7 @@ class Store:
         v.data["recurrence"] = rec
         v.sdt, v.stz, v.edt, v.etz, v.s, v.e, v.allday = times
         v.data.pop("isAllDay", None)
+        self._online_meeting(v.core, v.data, body)
         v.txid = txid
         v.cal = cal.idx
         v.gen = 0
@@ -460,6 +461,7 @@ class Store:
                 patch, (head.sdt, head.stz, head.edt, head.etz, head.allday))
         data = dict(head.data)
         data.update(fields)
+        self._online_meeting(head.core, data, patch)
         rec_change = "recurrence" in patch and patch["recurrence"] != head.data.get("recurrence")
         if rec_change and patch["recurrence"] is not None:
             try:
@@ -478,6 +480,32 @@ class Store:
         v.modified = now
         v.span_end = self._span_end(v)
         return self._commit(m, v, "updated"), None
+
+    TEAMS_MARK = "________________________________________________________________________________"
+
+    def _online_meeting(self, core, data, written):
+        """A Teams meeting gets its join link (onlineMeeting.joinUrl) and a join block in its body
+        ([D] event resource type: "After you set isOnlineMeeting and onlineMeetingProvider ...
+        Microsoft Graph initializes onlineMeeting"). A PATCH of body that does not carry
+        isOnlineMeeting loses the block ([O] GRAPH.md section 11, docs 16336 and 12244); the
+        property stays. isOnlineMeeting cannot be set back to false ([O] docs 17308)."""
+        if written.get("isOnlineMeeting") is False and data.get("onlineMeeting"):
+            raise bad("isOnlineMeeting cannot be set to false for an online meeting.")
+        if not data.get("isOnlineMeeting") or data.get("onlineMeetingProvider") != "teamsForBusiness":
+            return
+        if not data.get("onlineMeeting"):
+            data["onlineMeeting"] = {"joinUrl": "https://teams.microsoft.com/l/meetup-join/19%%3ameeting_%s%%40thread.v2/0" % core}
+        url = data["onlineMeeting"]["joinUrl"]
+        body = dict(data.get("body") or {"contentType": "html", "content": ""})
+        content = body.get("content") or ""
+        if url not in content and ("body" not in written or "isOnlineMeeting" in written):
+            if str(body.get("contentType", "html")).lower() == "text":
+                content += "\n%s\nMicrosoft Teams meeting\nJoin: %s\n" % (self.TEAMS_MARK, url)
+            else:
+                content += '<div>%s<p>Microsoft Teams meeting</p><a href="%s">Join the meeting now</a></div>' % (
+                    self.TEAMS_MARK, url)
+            body["content"] = content
+            data["body"] = body
 
     def _update_occurrence(self, m, v, key, patch, fields, now):
         exc = dict(v.exc)

@@ -140,6 +140,32 @@ class ZoneNamesOnWrite(SimCase):
         self.assertEqual(self.g("POST", "me/events", event("i", tz="Europe/Copenhagen")).status, 201)
 
 
+class OnlineMeetings(SimCase):
+    def create(self):
+        return self.g("POST", "me/events", event("teams", isOnlineMeeting=True, onlineMeetingProvider="teamsForBusiness",
+                                                 body={"contentType": "html", "content": "<p>hello</p>"})).json()
+
+    def test_a_teams_meeting_gets_a_join_link(self):
+        ev = self.create()
+        url = ev["onlineMeeting"]["joinUrl"]
+        self.assertTrue(url.startswith("https://teams.microsoft.com/l/meetup-join/"))
+        self.assertIn(url, ev["body"]["content"])
+
+    def test_a_body_patch_without_the_meeting_fields_drops_the_link_from_the_body(self):
+        ev = self.create()
+        url = ev["onlineMeeting"]["joinUrl"]
+        r = self.g("PATCH", "me/events/" + ev["id"], {"body": {"contentType": "html", "content": "<p>new</p>"}}).json()
+        self.assertNotIn(url, r["body"]["content"])
+        self.assertEqual(r["onlineMeeting"]["joinUrl"], url)
+        r = self.g("PATCH", "me/events/" + ev["id"], {"body": {"contentType": "html", "content": "<p>again</p>"},
+                                                      "isOnlineMeeting": True, "onlineMeetingProvider": "teamsForBusiness"}).json()
+        self.assertIn(url, r["body"]["content"])
+
+    def test_is_online_meeting_cannot_go_back_to_false(self):
+        ev = self.create()
+        self.assertEqual(self.g("PATCH", "me/events/" + ev["id"], {"isOnlineMeeting": False}).status, 400)
+
+
 class Occurrences(SimCase):
     def series(self):
         m = self.g("POST", "me/events", event("weekly", recurrence=WEEKLY), headers={"Prefer": 'IdType="ImmutableId"'}).json()
