@@ -459,6 +459,8 @@ class Store:
         if time_change:
             v.sdt, v.stz, v.edt, v.etz, v.s, v.e, v.allday = self._times(
                 patch, (head.sdt, head.stz, head.edt, head.etz, head.allday))
+            # the same times written again change nothing (exceptions stay)
+            time_change = (v.s, v.e, v.allday, v.stz) != (head.s, head.e, head.allday, head.stz)
         data = dict(head.data)
         data.update(fields)
         self._online_meeting(head.core, data, patch)
