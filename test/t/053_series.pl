@@ -183,6 +183,8 @@ my ($lost, $twice, $orphan_trials, $ok_trials) = (0, 0, 0, 0);
 my $trials = 4;
 for my $trial (1 .. $trials)
 {
+	# The fault first: the worker polls every second and must not see the changes before it.
+	$t->sim('POST', '/_sim/faults', { route => '\$batch$', method => 'POST', kind => 'pause', count => 1 });
 	# Outlook: two new series (a batch of masters to fetch), a renamed one, a cancelled occurrence.
 	for my $k (1 .. 2)
 	{
@@ -196,7 +198,6 @@ for my $trial (1 .. $trials)
 	outlook('PATCH', "/events/$team->{immutable_id}", { subject => "Team sync $trial" });
 	my @o = grep { ($_->{seriesMasterId} // '') eq $team->{immutable_id} && $_->{type} eq 'occurrence' } @{ truth()->{instances} };
 	outlook('DELETE', "/events/$o[-1]{id}") if @o > 1;
-	$t->sim('POST', '/_sim/faults', { route => '\$batch$', method => 'POST', kind => 'pause', count => 1 });
 	$node->safe_psql('postgres', "UPDATE m365sync.accounts SET next_sync_at = now(), backoff_until = NULL WHERE account_id = $account");
 	my $held = 0;
 	for (1 .. 240) { last if ($held = $t->sim('GET', '/_sim/stats')->{paused}); usleep(100_000); }
