@@ -42,6 +42,9 @@ DEFAULT_CONFIG = {
     "batch_wave_ms": 0,                 # time Outlook takes per wave of 4 inner requests of a $batch
     "throttled_inner_executes": 0.0,    # probability that an inner request answered 429 ran all the same
     "changekey_bump": 0.0,              # probability that Exchange rewrites a new event's changeKey after the create
+    "full_occurrences": False,   # true: delta sends occurrences in full (old tests); false: stubs, as the live service
+    "removed_for_cancelled": False,  # true: a cancelled occurrence gets @removed in delta (the live service sends none)
+    "iana_zones_on_write": False,    # true: create/update accept any IANA zone name (the live service refuses them)
     "log": True,
     "log_limit": 20000,
     "sign_in_pages": False,      # true: authorize and adminconsent show pages a browser clicks through
