@@ -566,7 +566,9 @@ m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int int
 	m365_spi_arg_text(&a, st->error);
 	m365_spi_arg(&a, FLOAT8OID, Float8GetDatum(st->retry_after_s), !st->has_retry_after);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(interval_s), false);
-	m365_spi_arg_text(&a, st->account_state[0] ? st->account_state : NULL);
+	/* 0.1.0's status check knows no account states until ALTER EXTENSION UPDATE: back off only */
+	m365_spi_arg_text(&a, st->account_state[0] && m365_schema_is_0_2() ? st->account_state : NULL);
+	m365_spi_arg(&a, BOOLOID, BoolGetDatum(st->account_state[0] != '\0'), false);
 	/*
 	 * Retry-After when given, else 30 s doubling per failure up to the
 	 * interval, with jitter. A state of the account (a mailbox without
@@ -577,7 +579,7 @@ m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int int
 	m365_spi_exec("UPDATE m365sync.accounts SET failures = failures + 1, last_error = $2,"
 				  " status = coalesce($5, status),"
 				  " backoff_until = pg_catalog.now() + pg_catalog.make_interval(secs =>"
-				  "   coalesce($3, CASE WHEN $5 IS NULL"
+				  "   coalesce($3, CASE WHEN NOT $6"
 				  "                THEN least($4, 30 * pg_catalog.power(2, least(failures, 12)))"
 				  "                ELSE least(3600, 300 * pg_catalog.power(2, least(failures, 4))) END"
 				  "             * (0.75 + 0.5 * pg_catalog.random()))),"

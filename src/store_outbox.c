@@ -20,6 +20,7 @@
 #include "utils/builtins.h"
 
 #include "event_json.h"
+#include "extension_guard.h"
 #include "event_patch.h"
 #include "keyring.h"
 #include "spi_util.h"
@@ -248,6 +249,8 @@ m365_store_outbox_note_bases(int64 account_id, int64 event_id, const cJSON *old,
 	const char **hashes = palloc(sizeof(char *) * Max(nfields, 1));
 	int			n = 0;
 
+	if (!m365_schema_is_0_2())
+		return;					/* 0.1.0's outbox has no base_hashes until ALTER EXTENSION UPDATE */
 	for (int i = 0; i < nfields; i++)
 	{
 		if (fields[i] == NULL || strcmp(fields[i], M365_ALL_FIELDS) == 0)
@@ -288,6 +291,11 @@ event_texts(int64 account_id, int64 event_id, const char *sql, const char *what,
 int
 m365_store_outbox_pending_bases(int64 account_id, int64 event_id, char ***hashes)
 {
+	if (!m365_schema_is_0_2())
+	{
+		*hashes = palloc(sizeof(char *));
+		return 0;
+	}
 	return event_texts(account_id, event_id,
 					   "SELECT h FROM m365sync.outbox o, pg_catalog.unnest(o.base_hashes) WITH ORDINALITY AS u(h, k)"
 					   " WHERE o.account_id = $1 AND o.event_id = $2 AND o.op = 'update'"
