@@ -72,6 +72,13 @@ m365_conflicts_only_etag_moved(int64 account_id, int64 event_id, const M365Event
 		return false;
 	a = tree_of(known);
 	b = tree_of(data);
+	/* the row may keep the caller's zone names: times compare as instants */
+	if (!m365_event_times_as_instants(a) || !m365_event_times_as_instants(b))
+	{
+		cJSON_Delete(a);
+		cJSON_Delete(b);
+		return false;
+	}
 	/* the fields changed here: their remote values must be the last known ones */
 	same = a != NULL && b != NULL && m365_event_same_writable(a, b, (const char *const *) fields, n) &&
 		bases_unchanged(account_id, event_id, b, fields, n);

@@ -256,3 +256,25 @@ m365_event_row_bind_sync(const M365EventColumns *c, Datum *values, char *nulls)
 	values[1] = TimestampTzGetDatum(c->remote_modified_at);
 	nulls[1] = c->has_remote_modified ? ' ' : 'n';
 }
+
+bool
+m365_event_times_as_instants(cJSON *tree)
+{
+	M365Event	ev;
+	M365EventError err;
+	M365EventColumns cols;
+	double		s;
+	double		e;
+
+	if (tree == NULL || m365_event_parse(tree, M365_EV_FROM_GRAPH, &ev, &err) != M365_EV_OK)
+		return false;
+	m365_event_columns(&ev, &cols);
+	s = cols.is_all_day ? (double) cols.start_date : (double) cols.start_at;
+	e = cols.is_all_day ? (double) cols.end_date : (double) cols.end_at;
+	cJSON_DeleteItemFromObjectCaseSensitive(tree, M365_F_START);
+	cJSON_DeleteItemFromObjectCaseSensitive(tree, M365_F_END);
+	cJSON_DeleteItemFromObjectCaseSensitive(tree, M365_F_IS_ALL_DAY);
+	return cJSON_AddNumberToObject(tree, M365_F_START, s) != NULL &&
+		cJSON_AddNumberToObject(tree, M365_F_END, e) != NULL &&
+		cJSON_AddBoolToObject(tree, M365_F_IS_ALL_DAY, cols.is_all_day) != NULL;
+}

@@ -52,6 +52,15 @@ extern void m365_event_row_bind_sync(const M365EventColumns *c, Datum *values, c
  */
 extern void m365_event_columns(const M365Event *ev, M365EventColumns *cols);
 
+/*
+ * Replace start, end and isAllDay of a Graph event tree by the instants
+ * (or dates) they mean, so that two versions compare equal when their
+ * times are the same whatever zone names or fraction digits they are
+ * written with (the row may keep the caller's zones, Graph answers in
+ * UTC). False, tree unchanged, when the tree is no event.
+ */
+extern bool m365_event_times_as_instants(cJSON *tree);
+
 /* ereport for a failed m365_event_parse: SQLSTATE by status, message names the field. */
 extern void m365_event_report(const M365EventError *err) pg_attribute_noreturn();
 

@@ -239,8 +239,9 @@ m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *sto
 				{
 					/* what Microsoft last had in those fields, as keyed hashes (conflicts.c) */
 					old = jsonb_to_cjson(stored->data);
-					m365_store_outbox_note_bases(account_id, event_id, old,
-												 (const char *const *) changed, nwritable);
+					if (m365_event_times_as_instants(old))
+						m365_store_outbox_note_bases(account_id, event_id, old,
+													 (const char *const *) changed, nwritable);
 				}
 			}
 		}
