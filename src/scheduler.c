@@ -218,7 +218,7 @@ m365_worker_round(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(round_cxt);
 	m365_store_sync_log_prune(RUN_HISTORY_DAYS);
-	due = m365_store_accounts_due(0, batch);
+	due = m365_store_accounts_due(0, batch, true);
 	if (due != NIL)
 		(void) run_rounds(due, true);
 	/* Subscriptions after the pulls: a notification's pull never waits for one. */
@@ -242,7 +242,7 @@ m365_worker_round(void)
 M365SyncOutcome *
 m365_sync_in_caller_xact(int64 account_id, int *n)
 {
-	List	   *due = m365_store_accounts_due(account_id, account_id > 0 ? 1 : INT_MAX);
+	List	   *due = m365_store_accounts_due(account_id, account_id > 0 ? 1 : INT_MAX, false);
 	RoundJob   *jobs = run_rounds(due, false);
 	M365SyncOutcome *out = palloc0(sizeof(M365SyncOutcome) * Max(list_length(due), 1));
 	int			i;

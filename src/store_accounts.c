@@ -19,6 +19,7 @@
 #include "keyring.h"
 #include "spi_util.h"
 #include "store_accounts.h"
+#include "store_placement.h"
 
 static bytea *
 hash_bytea(const uint8 hash[32])
@@ -70,11 +71,12 @@ m365_store_app_config_put(const char *client_id, const char *client_secret,
 	m365_spi_arg_bytea(&a, m365_encrypt_text("app_config", "client_secret",
 									M365_INSTALLATION_ACCOUNT, 1, client_secret));
 	m365_spi_arg_text(&a, redirect_uri);
-	m365_spi_exec("INSERT INTO m365sync.app_config (id, client_id, client_secret, redirect_uri) "
-			   "VALUES (1, $1, $2, $3) "
+	/* now() in VALUES, not in DO UPDATE: Citus allows only immutable functions there */
+	m365_spi_exec("INSERT INTO m365sync.app_config (id, client_id, client_secret, redirect_uri, updated_at) "
+			   "VALUES (1, $1, $2, $3, pg_catalog.now()) "
 			   "ON CONFLICT (id) DO UPDATE SET client_id = EXCLUDED.client_id, "
 			   "client_secret = EXCLUDED.client_secret, redirect_uri = EXCLUDED.redirect_uri, "
-			   "updated_at = pg_catalog.now()",
+			   "updated_at = EXCLUDED.updated_at",
 			   &a, SPI_OK_INSERT, NULL);
 }
 
@@ -482,11 +484,13 @@ m365_store_accounts_of_result(MemoryContext cxt)
 }
 
 List *
-m365_store_accounts_due(int64 account_id, int limit)
+m365_store_accounts_due(int64 account_id, int limit, bool owned_only)
 {
 	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *out;
+	/* ownership: on a Citus node, only the accounts whose shards it holds */
+	const char *owned = owned_only ? m365_store_placement_owned_filter("a.account_id") : "";
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
@@ -495,17 +499,17 @@ m365_store_accounts_due(int64 account_id, int limit)
 	 * due: by the schedule, because a change notification marked it (those
 	 * first), or because a local change waits to be pushed
 	 */
-	m365_spi_run("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
-				 " WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
-				 "   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
-				 "       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
-				 "        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
-				 "         OR EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id)"
-				 "         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
-				 "          AND o.state = 'pending'"
-				 "          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
-				 " ORDER BY EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id) DESC,"
-				 "          a.next_sync_at NULLS FIRST LIMIT $2",
+	m365_spi_run(psprintf("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
+						  " WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL%s"
+						  "   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
+						  "       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
+						  "        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
+						  "         OR EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id)"
+						  "         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
+						  "          AND o.state = 'pending'"
+						  "          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
+						  " ORDER BY EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id) DESC,"
+						  "          a.next_sync_at NULLS FIRST LIMIT $2", owned),
 				 &a, SPI_OK_SELECT, "finding due accounts");
 	out = m365_store_accounts_of_result(caller);
 	SPI_finish();

@@ -18,7 +18,7 @@
 #include "keyring.h"
 #include "spi_util.h"
 #include "store_calendars.h"
-#include "wake.h"
+#include "store_placement.h"
 
 bool
 m365_store_calendars_find(int64 account_id, int64 calendar_id, int64 *found_id, bool *can_edit)
@@ -73,7 +73,7 @@ m365_store_calendars_set_sync(int64 account_id, int64 calendar_id, bool enabled)
 						   &a, SPI_OK_UPDATE, 0, "switching a calendar's sync") == 0)
 		return false;
 	/* enabling (or disabling) sync is work for the worker */
-	m365_wake_worker_at_commit();
+	m365_store_placement_wake_owner(account_id);
 	return true;
 }
 

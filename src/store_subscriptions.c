@@ -18,6 +18,7 @@
 #include "keyring.h"
 #include "spi_util.h"
 #include "store_accounts.h"
+#include "store_placement.h"
 #include "store_subscriptions.h"
 
 #define SUB_TABLE	"subscriptions"
@@ -30,22 +31,25 @@ m365_store_subscriptions_due(const char *notification_url, int limit)
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *out;
 
+	/* the worker's: on a Citus node, only the accounts whose shards it holds */
+	const char *owned = m365_store_placement_owned_filter("a.account_id");
+
 	m365_spi_arg_text(&a, notification_url);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
 	SPI_connect();
-	m365_spi_run(
+	m365_spi_run(psprintf(
 		/* subscriptions to renew, remake or remove (a small table) */
 		"SELECT a.account_id, a.ms_user_id FROM m365sync.subscriptions s"
 		" JOIN m365sync.accounts a ON a.account_id = s.account_id"
-		" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+		" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL%s"
 		"   AND (s.renew_at <= pg_catalog.now() OR s.recreate OR s.notification_url <> $1)"
 		" UNION"
 		/* accounts without one; with notifications off this reads nothing */
 		" SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
-		" WHERE $1 <> '' AND a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+		" WHERE $1 <> '' AND a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL%s"
 		"   AND coalesce(a.subscription_retry_at, '-infinity') <= pg_catalog.now()"
 		"   AND NOT EXISTS (SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = a.account_id)"
-		" ORDER BY 1 LIMIT $2",
+		" ORDER BY 1 LIMIT $2", owned, owned),
 		&a, SPI_OK_SELECT, "finding subscriptions to maintain");
 	out = m365_store_accounts_of_result(caller);
 	SPI_finish();
