@@ -119,7 +119,8 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 								"   AND o.state = 'pending'),"
 								" e.sync_state = 'conflict'"
 								" FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = ANY ($2)"
-								" FOR UPDATE",
+								/* OF e: Citus refuses a plain FOR UPDATE beside a subquery */
+								" FOR UPDATE OF e",
 								&a, SPI_OK_SELECT, "locking a page's events");
 	for (i = 0; i < nrows; i++)
 	{

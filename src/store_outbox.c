@@ -13,10 +13,12 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "event_patch.h"
 #include "spi_util.h"
@@ -214,13 +216,15 @@ m365_store_outbox_mark_sending(int64 account_id, int limit)
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
+	/* now() as $3: Citus refuses non-immutable functions inside coalesce in an UPDATE */
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
 	SPI_connect();
 	n = m365_spi_run("WITH due AS (SELECT o.outbox_id FROM m365sync.outbox o"
 					 "  WHERE o.account_id = $1 AND o.state = 'pending'"
 					 "  AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now()"
 					 "  ORDER BY o.outbox_id LIMIT $2 FOR UPDATE SKIP LOCKED)"
 					 " UPDATE m365sync.outbox o SET attempts = o.attempts + 1,"
-					 "  sent_at = coalesce(o.sent_at, pg_catalog.now())"
+					 "  sent_at = coalesce(o.sent_at, $3)"
 					 " FROM due WHERE o.account_id = $1 AND o.outbox_id = due.outbox_id"
 					 " RETURNING o.outbox_id",
 					 &a, SPI_OK_UPDATE_RETURNING, "counting a push");
@@ -292,8 +296,10 @@ m365_store_outbox_retry_later(int64 account_id, int64 outbox_id, double delay_s,
 	m365_spi_arg_int8(&a, outbox_id);
 	m365_spi_arg_text(&a, code);
 	m365_spi_arg(&a, FLOAT8OID, Float8GetDatum(delay_s), false);
+	/* clock_timestamp() as $5: Citus refuses volatile functions in an UPDATE */
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTimestamp()), false);
 	m365_spi_exec("UPDATE m365sync.outbox SET last_error = $3,"
-				  " next_attempt_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $4)"
+				  " next_attempt_at = $5 + pg_catalog.make_interval(secs => $4)"
 				  " WHERE account_id = $1 AND outbox_id = $2",
 				  &a, SPI_OK_UPDATE, "delaying a push");
 }

@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "storage/proc.h"
@@ -35,20 +36,17 @@ m365_store_placement_distributed(void)
 
 	if (distributed_seen)
 		return true;
+	/* no Citus in this database: a catalog cache lookup, no query */
+	if (!OidIsValid(get_extension_oid("citus", true)))
+		return false;
 	if (MyProc != NULL && LocalTransactionIdIsValid(not_distributed_lxid) &&
 		not_distributed_lxid == MyProc->lxid)
 		return false;
 	SPI_connect();
-	m365_spi_run_read_only("SELECT pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL",
-						   NULL, SPI_OK_SELECT, "looking for Citus");
+	m365_spi_run_read_only("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition"
+						   " WHERE logicalrelid = 'm365sync.accounts'::pg_catalog.regclass)",
+						   NULL, SPI_OK_SELECT, "asking Citus whether m365sync is distributed");
 	dist = m365_spi_get_bool(1);
-	if (dist)
-	{
-		m365_spi_run_read_only("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition"
-							   " WHERE logicalrelid = 'm365sync.accounts'::pg_catalog.regclass)",
-							   NULL, SPI_OK_SELECT, "asking Citus whether m365sync is distributed");
-		dist = m365_spi_get_bool(1);
-	}
 	SPI_finish();
 	if (dist)
 		distributed_seen = true;
