@@ -110,7 +110,7 @@ BEGIN
     END IF;
     EXECUTE pg_catalog.format('ALTER DATABASE %I SET citus.propagate_set_commands = local',
                               pg_catalog.current_database());
-    -- AUDIT: record the act in m365sync.audit_log here once privpowers lands it
+    PERFORM m365sync._audit('distribute', NULL, NULL);
 END
 $distribute$;
 COMMENT ON FUNCTION m365sync.distribute() IS
