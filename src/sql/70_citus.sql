@@ -21,7 +21,8 @@
 -- calls it through a query routed to an account's shard (store_placement.c),
 -- so a change committed there wakes the owning node's worker.
 CREATE FUNCTION m365sync._wake_here() RETURNS boolean
-    LANGUAGE c VOLATILE
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
     AS 'MODULE_PATHNAME', 'm365sync_wake_here';
 REVOKE ALL ON FUNCTION m365sync._wake_here() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION m365sync._wake_here() TO m365sync_definer;
