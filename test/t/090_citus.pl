@@ -404,29 +404,49 @@ for my $acc ($ga[8], $gb[8])
 
 {
 	$place = placement();
-	my ($a, $b) = ($ga[0], $gb[0]);
-	$place->{$a} != $place->{$b} or BAIL_OUT('isolation accounts on one node');
-	my $b_event = (as_fa($coord, "fa-$b", "SELECT min(event_id) FROM m365sync.events(now() - interval '30 days', now() + interval '400 days')"))[1];
+	# two users with events, whose accounts are on different nodes now
+	my @with_events = sort { $a <=> $b } keys %expect;
+	my ($ua) = grep { $place->{$_} == $groups[0] } @with_events;
+	my ($ub) = grep { $place->{$_} == $groups[1] } @with_events;
+	my $b_event = (as_fa($coord, "fa-$ub", "SELECT min(event_id) FROM m365sync.events(now() - interval '30 days', now() + interval '400 days')"))[1];
 	like($b_event, qr/^\d+$/, 'the other user has an event');
 	for my $node (@nodes)
 	{
 		my $name = $node->name;
-		my $own = local_subjects($a, $node);
-		ok($own && keys(%$own) && !grep({ !$expect{$a}{$_} } keys %$own), "$name: events() shows the user's own events only");
-		my ($ok, $out, $st) = as_fa($node, "fa-$a", "SELECT subject FROM m365sync.event($b_event)");
+		my $own = local_subjects($ua, $node);
+		ok($own && keys(%$own) && !grep({ !$expect{$ua}{$_} } keys %$own), "$name: events() shows the user's own events only");
+		my ($ok, $out, $st) = as_fa($node, "fa-$ua", "SELECT subject FROM m365sync.event($b_event)");
 		is($st, 'P0002', "$name: event() of another user's event: not found");
-		($ok, $out, $st) = as_fa($node, "fa-$a", "SELECT m365sync.upsert_event('{\"subject\":\"x\"}', $b_event)");
+		($ok, $out, $st) = as_fa($node, "fa-$ua", "SELECT m365sync.upsert_event('{\"subject\":\"x\"}', $b_event)");
 		ok(!$ok && $st ne '', "$name: upsert_event() of another user's event refused ($st)");
-		($ok, $out, $st) = as_fa($node, "fa-$a", "SELECT m365sync.delete_event($b_event)");
+		($ok, $out, $st) = as_fa($node, "fa-$ua", "SELECT m365sync.delete_event($b_event)");
 		ok(!$ok && $st ne '', "$name: delete_event() of another user's event refused ($st)");
-		($ok, $out, $st) = as_fa($node, "fa-$a", 'SELECT count(*) FROM m365sync.conflicts()');
+		($ok, $out, $st) = as_fa($node, "fa-$ua", 'SELECT count(*) FROM m365sync.conflicts()');
 		ok($ok, "$name: conflicts() answers");
-		($ok, $out, $st) = as_fa($node, "fa-$a", 'SELECT count(*) FROM m365sync.events');
+		($ok, $out, $st) = as_fa($node, "fa-$ua", 'SELECT count(*) FROM m365sync.events');
 		is($st, '42501', "$name: the events table is closed to the app");
-		($ok, $out, $st) = as_fa($node, "fa-$a", 'SELECT count(*) FROM m365sync.accounts');
+		($ok, $out, $st) = as_fa($node, "fa-$ua", 'SELECT count(*) FROM m365sync.accounts');
 		is($st, '42501', "$name: the accounts table is closed to the app");
 	}
-	is_deeply(local_subjects($b), remote_subjects($b), 'the other user\'s events are untouched');
+	is_deeply(local_subjects($ub), remote_subjects($ub), 'the other user\'s events are untouched');
+
+	# The second wall: row level security on the shards, as the role the
+	# user functions run as. The acting user reaches the shards by SET LOCAL
+	# (distribute() set citus.propagate_set_commands); without it nothing.
+	my $acc_of = sub { q1($coord, "SELECT account_id FROM m365sync.accounts WHERE flowagent_user = 'fa-$_[0]'") };
+	for my $node (@nodes)
+	{
+		my $name = $node->name;
+		is(q1($node, "BEGIN; SET LOCAL ROLE m365sync_definer; SET LOCAL m365sync.flowagent_user = 'fa-$ua';"
+			  . " SELECT string_agg(DISTINCT account_id::text, ',') FROM m365sync.events; COMMIT;"),
+			$acc_of->($ua), "$name: row level security on the shards: the acting user's events only");
+		is(q1($node, "BEGIN; SET LOCAL ROLE m365sync_definer; SET LOCAL m365sync.flowagent_user = 'fa-$ua';"
+			  . " SELECT count(*) FROM m365sync.accounts WHERE account_id = " . $acc_of->($ub) . "; COMMIT;"),
+			'0', "$name: row level security on the shards: another user's account row is invisible");
+		is(q1($node, "BEGIN; SET LOCAL ROLE m365sync_definer;"
+			  . " SELECT count(*) FROM m365sync.events; COMMIT;"),
+			'0', "$name: row level security on the shards: no acting user, no rows");
+	}
 }
 
 # ------------------------------------------------------------ plaintext
