@@ -229,8 +229,14 @@ $coord->safe_psql('plain', 'CREATE EXTENSION m365sync');
 	like($err, qr/HINT:.*CREATE EXTENSION citus/, '... with a hint naming the order of steps');
 }
 
+# rows made before distribute() (the app's registration and the
+# installation's data key) move into the shards with it
+$t->setup_app;
 $t->as_admin('SELECT m365sync.distribute()');
 $t->as_admin('SELECT m365sync.distribute()');
+is(q1($coord, 'SELECT count(*) FROM m365sync.app_config') . '/' . q1($coord, 'SELECT count(*) FROM m365sync.data_keys WHERE account_id = 0'),
+	'1/1', 'the app registration and the installation key made before distribute() are kept (add_mailbox below uses them)');
+is(q1($coord, "SELECT count(*) FROM m365sync.audit_log WHERE act = 'distribute'"), '2', 'distribute() is audited');
 is(q1($coord, "SELECT string_agg(logicalrelid::regclass::text || ':' || partmethod::text || ':' ||"
 	  . " (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'm365sync.accounts'::regclass))::text,"
 	  . " ',' ORDER BY logicalrelid::regclass::text COLLATE \"C\") FROM pg_dist_partition"),
@@ -248,7 +254,6 @@ for my $w (@workers)
 
 # ------------------------------------------------------------ 200 mailboxes
 
-$t->setup_app;
 my $t0 = time;
 for my $i (1 .. $N)
 {
@@ -306,6 +311,18 @@ is(q1($coord, 'SELECT count(DISTINCT event_id) = count(*) FROM m365sync.events')
 
 # ------------------------------------------------------------ latency of the hand-off
 
+# No round scheduled for an hour, so a node's worker runs only when woken
+# (its idle timer is 10 s): what follows measures the hand-off, not a round
+# that happened to be under way or due.
+sub quiet
+{
+	q1($coord, "UPDATE m365sync.accounts SET next_sync_at = now() + interval '1 hour'");
+	$coord->poll_query_until('postgres', "SELECT count(*) = 0 FROM m365sync.sync_run_log WHERE status = 'running'", 't')
+	  or die 'rounds did not stop';
+	q1($coord, "UPDATE m365sync.accounts SET next_sync_at = now() + interval '1 hour'");
+}
+quiet();
+
 for my $acc ($ga[8], $gb[8])
 {
 	my @ms;
@@ -325,6 +342,48 @@ for my $acc ($ga[8], $gb[8])
 	ok(!grep({ $_ eq 'never' || $_ >= 1000 } @ms),
 		"a change committed on the coordinator reaches the simulator in < 1 s (node group $place->{$acc}: @ms ms)");
 }
+
+# ------------------------------------------------------------ sync() and webhooks on the coordinator
+
+like($t->as_admin("SELECT string_agg(status, ',') FROM m365sync.sync($ga[9])"), qr/^(ok|busy)$/,
+	'sync() of an account on a worker node, called on the coordinator');
+like($t->as_admin("SELECT count(*) FROM m365sync.sync_runs WHERE account_id IN ($ga[9], $gb[9])"), qr/^[1-9]\d*$/,
+	'sync_runs on the coordinator');
+
+# FlowAgent's webhook handler calls handle_notification() on the coordinator:
+# the notified account's node pulls at once (its timer is 10 s).
+{
+	my $rx = $t->start_receiver;
+	$_->safe_psql('postgres', "ALTER SYSTEM SET m365sync.notification_url = '$rx/notify';"
+		  . " ALTER SYSTEM SET m365sync.lifecycle_url = '$rx/lifecycle'; SELECT pg_reload_conf();") for @nodes;
+	ok($coord->poll_query_until('postgres',
+		"SELECT count(DISTINCT account_id) = 2 FROM m365sync.subscriptions WHERE account_id IN ($ga[9], $gb[9])", 't'),
+		'each node subscribes to the changes of its accounts');
+	for my $acc ($ga[9], $gb[9])
+	{
+		my @ms;
+		for (1 .. 2)
+		{
+			my $t1 = time;
+			my $n = $n_edit + 1;
+			ol_create($acc);
+			my $seen;
+			while (time - $t1 < 30)
+			{
+				my $l = local_subjects($acc);
+				if ($l && $l->{"$marker e$n"}) { $seen = time - $t1; last; }
+				usleep(50_000);
+			}
+			push @ms, defined $seen ? sprintf('%.0f', 1000 * $seen) : 'never';
+		}
+		ok(!grep({ $_ eq 'never' || $_ >= 3000 } @ms),
+			"an Outlook change notified through the coordinator reaches events() in < 3 s (node group $place->{$acc}: @ms ms)");
+	}
+	ok(!grep({ ($_->{sqlstate} // '') ne '' } @{ $t->receiver_log }) && grep({ $_->{kind} eq 'notification' } @{ $t->receiver_log }),
+		'every notification was accepted by handle_notification() on the coordinator');
+}
+
+q1($coord, 'UPDATE m365sync.accounts SET next_sync_at = now()');
 
 # ------------------------------------------------------------ kill -9
 
