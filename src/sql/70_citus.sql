@@ -35,7 +35,7 @@ DECLARE
     t text;
     seq text;
     per_account constant text[] := ARRAY['calendars', 'events', 'outbox', 'conflicts',
-        'sync_run_log', 'subscriptions', 'account_wakeups', 'data_keys'];
+        'sync_run_log', 'subscriptions', 'account_wakeups', 'data_keys', 'removed_events'];
     reference constant text[] := ARRAY['app_config', 'tenants', 'oauth_states'];
 BEGIN
     IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN

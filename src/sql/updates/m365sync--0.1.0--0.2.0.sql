@@ -126,7 +126,8 @@ GRANT SELECT ON m365sync.audit_trail TO m365sync_admin;
 SELECT pg_catalog.pg_extension_config_dump('m365sync.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.audit_log_audit_id_seq', '');
 
--- export_user records itself in the audit trail (10_keys.sql).
+-- export_user records itself in the audit trail, and leaves the ical_uid
+-- column (a keyed hash from 0.2.0) out: the content holds the iCalUId (10_keys.sql).
 CREATE OR REPLACE FUNCTION m365sync.export_user(flowagent_user text) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
     SET search_path = pg_catalog, m365sync, pg_temp
@@ -168,7 +169,6 @@ BEGIN
                         'event_id', e.event_id,
                         'calendar_id', e.calendar_id,
                         'graph_id', e.graph_id,
-                        'ical_uid', e.ical_uid,
                         'series_master_id', e.series_master_id,
                         'event_type', e.event_type,
                         'start_at', e.start_at,
@@ -221,6 +221,64 @@ BEGIN
 END
 $export$;
 
+-- events.ical_uid holds a keyed hash from 0.2.0, never the iCalUId itself
+-- (store_events.h); the clear value is in the encrypted content. Hash what
+-- 0.1.0 stored in clear. The hash needs each account's data key, so this
+-- step needs m365sync.key_file, as every read of the data does; a value
+-- the 0.2.0 library already hashed (between installing it and this update)
+-- is left as it is.
+CREATE FUNCTION m365sync._upgrade_ical_uid_hash(account_id bigint, ical_uid text) RETURNS text
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'm365sync_ical_uid_hash';
+UPDATE m365sync.events SET ical_uid = m365sync._upgrade_ical_uid_hash(account_id, ical_uid)
+ WHERE ical_uid IS NOT NULL AND ical_uid !~ '^hmac:[0-9a-f]{64}$';
+DROP FUNCTION m365sync._upgrade_ical_uid_hash(bigint, text);
+
+-- outbox.changed_fields lists only names Graph accepts in a PATCH (the only
+-- ones a push sends; event_patch.c), or '*' for the whole event. 0.1.0
+-- listed every top-level key the caller sent, made-up ones included: keep
+-- the accepted ones, which is all the push ever used.
+UPDATE m365sync.outbox
+   SET changed_fields = ARRAY(
+         SELECT f FROM pg_catalog.unnest(changed_fields) WITH ORDINALITY AS u(f, n)
+          WHERE f = ANY (ARRAY['*', 'subject', 'body', 'start', 'end', 'isAllDay', 'location',
+                               'attendees', 'categories', 'showAs', 'sensitivity', 'importance',
+                               'isReminderOn', 'reminderMinutesBeforeStart', 'recurrence',
+                               'isOnlineMeeting', 'onlineMeetingProvider', 'responseRequested',
+                               'allowNewTimeProposals', 'hideAttendees'])
+          ORDER BY n)
+ WHERE changed_fields IS NOT NULL;
+
+-- ---- Live-service behaviours (issue 22: items 3, 6, 7) ----
+
+-- When the calendar list was last read (daily, and at once after a calendar
+-- answered 404), and which calendars answered 404 (01_tables.sql).
+ALTER TABLE m365sync.accounts ADD COLUMN calendars_listed_at timestamptz;
+ALTER TABLE m365sync.calendars ADD COLUMN gone_at timestamptz;
+
+-- One subscription per synced calendar; 0.1.0's account-wide ones keep a
+-- null calendar_id, and the worker replaces them.
+ALTER TABLE m365sync.subscriptions ADD COLUMN calendar_id bigint;
+
+-- Event ids of removed events, for an event moved between calendars.
+CREATE TABLE m365sync.removed_events (
+    account_id      bigint NOT NULL REFERENCES m365sync.accounts ON DELETE CASCADE,
+    graph_id        text NOT NULL,
+    event_id        bigint NOT NULL,
+    removed_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (account_id, graph_id)
+);
+REVOKE ALL ON m365sync.removed_events FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON m365sync.removed_events TO m365sync_definer;
+ALTER TABLE m365sync.removed_events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY acting_user ON m365sync.removed_events TO m365sync_definer
+    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+SELECT pg_catalog.pg_extension_config_dump('m365sync.removed_events', '');
+
+-- A notification POST is accepted when one of its items passes (issue 22
+-- item 9, 60_notifications.sql).
+COMMENT ON FUNCTION m365sync.handle_notification(text, text) IS
+    'For the webhook handler: with validation_token returns it (the handshake); otherwise checks each item''s clientState, marks the accounts of the items that pass due and logs the others by subscription id; returns ''accepted'' (42501 when no item passes, nothing done).';
+
 -- ---- Scale-out on Citus (issue 19) ----
 
 -- Row level security without subqueries, which Citus refuses in policies on
@@ -248,6 +306,8 @@ ALTER POLICY acting_user ON m365sync.subscriptions
     USING (m365sync._acting_owns(account_id));
 ALTER POLICY acting_user ON m365sync.account_wakeups
     USING (m365sync._acting_owns(account_id));
+ALTER POLICY acting_user ON m365sync.removed_events
+    USING (m365sync._acting_owns(account_id));
 ALTER POLICY acting_user ON m365sync.data_keys
     USING (account_id = 0 OR m365sync._acting_owns(account_id));
 
@@ -267,7 +327,7 @@ DECLARE
     t text;
     seq text;
     per_account constant text[] := ARRAY['calendars', 'events', 'outbox', 'conflicts',
-        'sync_run_log', 'subscriptions', 'account_wakeups', 'data_keys'];
+        'sync_run_log', 'subscriptions', 'account_wakeups', 'data_keys', 'removed_events'];
     reference constant text[] := ARRAY['app_config', 'tenants', 'oauth_states'];
 BEGIN
     IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
