@@ -508,6 +508,13 @@ q1($coord, 'UPDATE m365sync.accounts SET next_sync_at = now()');
 	}
 }
 
+# ------------------------------------------------------------ keys
+
+like($t->as_admin('SELECT m365sync.rewrap_keys()'), qr/^[1-9]\d*$/, 'rewrap_keys() on the coordinator rewraps the data keys on every node');
+fa_create($_) for @edited[ 0, 8 ];
+ol_create($_) for @edited[ 1, 9 ];
+settle('after rewrap_keys(), mailboxes on both nodes still read and sync', @edited[ 0 .. 3 ], @edited[ 8 .. 11 ]);
+
 # ------------------------------------------------------------ plaintext
 
 $_->safe_psql('postgres', 'CHECKPOINT') for @nodes;
