@@ -73,6 +73,8 @@ SELECT account_id, started_at, finished_at, pages, fetched, applied, deleted,
   FROM m365sync.sync_run_log
 $runs$;
 REVOKE ALL ON FUNCTION m365sync._account_status(), m365sync._sync_runs() FROM PUBLIC;
+-- a view's functions run with the querying role's EXECUTE right
+GRANT EXECUTE ON FUNCTION m365sync._account_status(), m365sync._sync_runs() TO m365sync_admin;
 
 CREATE VIEW m365sync.account_status AS
 SELECT * FROM m365sync._account_status();

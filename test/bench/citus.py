@@ -113,6 +113,7 @@ def part1():
         if nodes == 2:
             t = time.time()
             sql("coord", "SELECT citus_add_node('127.0.0.1', %s)" % PORT["w2"])
+            sql("coord", "SELECT m365sync.distribute()")    # the new node's id ranges
             sql("coord", "SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')")
             sql("coord", "SELECT citus_rebalance_wait()")
             print("second worker node added and shards rebalanced (%.1f s): %s" % (time.time() - t, sql(
