@@ -674,12 +674,15 @@ m365_store_accounts_subscription_error(int64 account_id, const char *code, int d
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, code);
-	m365_spi_arg(&a, INT4OID, Int32GetDatum(delay_s), false);
-	/* now() as $4: Citus refuses non-immutable functions inside CASE in an UPDATE */
-	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
+	/*
+	 * now() + delay_s computed here: Citus refuses non-immutable functions
+	 * (now(), timestamptz + interval) inside CASE in an UPDATE
+	 */
+	m365_spi_arg(&a, TIMESTAMPTZOID,
+				 TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(),
+																 (int64) delay_s * 1000)), false);
 	m365_spi_exec("UPDATE m365sync.accounts SET subscription_error = $2,"
-		 " subscription_retry_at = CASE WHEN $2 IS NULL THEN NULL"
-		 "   ELSE $4 + pg_catalog.make_interval(secs => $3) END"
+		 " subscription_retry_at = CASE WHEN $2 IS NULL THEN NULL ELSE $3 END"
 		 " WHERE account_id = $1",
 		 &a, SPI_OK_UPDATE, "recording a subscription failure");
 }

@@ -107,13 +107,18 @@ m365_store_calendars_upsert(int64 account_id, const M365GraphCalendar *c, bool e
 	m365_spi_arg(&w, BOOLOID, BoolGetDatum(c->is_default), false);
 	m365_spi_arg(&w, BOOLOID, BoolGetDatum(c->can_edit), false);
 	m365_spi_arg(&w, BOOLOID, BoolGetDatum(enable), false);
-	/* now() as $8: Citus refuses non-immutable functions inside CASE in an UPDATE */
-	m365_spi_arg(&w, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
+	/*
+	 * now() - 1 day as $8: Citus refuses non-immutable functions (now(),
+	 * timestamptz - interval) inside CASE in an UPDATE
+	 */
+	m365_spi_arg(&w, TIMESTAMPTZOID,
+				 TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(),
+																 -(int64) 86400 * 1000)), false);
 	if (found)
 		m365_spi_exec(m365_schema_is_0_2()
 					  /* still listed a day after its 404: tried again (a listed calendar that keeps answering 404 costs a request a day) */
 					  ? "UPDATE m365sync.calendars SET name = $4, is_default = $5, can_edit = $6,"
-					  " gone_at = CASE WHEN gone_at > $8 - interval '1 day' THEN gone_at END "
+					  " gone_at = CASE WHEN gone_at > $8 THEN gone_at END "
 					  "WHERE account_id = $1 AND calendar_id = $2 AND graph_id = $3"
 					  : "UPDATE m365sync.calendars SET name = $4, is_default = $5, can_edit = $6 "
 					  "WHERE account_id = $1 AND calendar_id = $2 AND graph_id = $3",

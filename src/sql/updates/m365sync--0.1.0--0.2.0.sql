@@ -414,6 +414,15 @@ BEGIN
     SET LOCAL citus.multi_shard_modify_mode = 'sequential';
     SET LOCAL client_min_messages = warning;
 
+    -- The first time: the tables to ourselves, accounts first (as every
+    -- round takes them), so no worker round deadlocks with the conversion.
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid = 'm365sync.accounts'::regclass) THEN
+        LOCK TABLE m365sync.accounts, m365sync.tenants, m365sync.app_config, m365sync.oauth_states,
+                   m365sync.calendars, m365sync.events, m365sync.outbox, m365sync.conflicts,
+                   m365sync.sync_run_log, m365sync.subscriptions, m365sync.account_wakeups,
+                   m365sync.data_keys, m365sync.removed_events IN ACCESS EXCLUSIVE MODE;
+    END IF;
     -- accounts refers to tenants: distribute both without the key, then restore it
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
                     WHERE logicalrelid = 'm365sync.tenants'::regclass) THEN
