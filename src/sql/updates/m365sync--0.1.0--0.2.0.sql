@@ -413,6 +413,8 @@ BEGIN
     SET LOCAL citus.enable_unsafe_triggers = on;
     SET LOCAL citus.multi_shard_modify_mode = 'sequential';
     SET LOCAL client_min_messages = warning;
+    -- a sync round meeting the conversion's locks gives way (it retries), not this
+    SET LOCAL deadlock_timeout = '60s';
 
     -- The first time: the tables to ourselves, accounts first (as every
     -- round takes them), so no worker round deadlocks with the conversion.
