@@ -66,8 +66,43 @@ struct M365PullBatch
 	int64	   *seen;			/* unchanged events to mark with round_id */
 	int			nseen;
 	int			seen_cap;
+	M365EventRows *rows;		/* new events not yet inserted (NULL until the first) */
+	int64	   *ids;			/* fresh event_ids, taken from the sequence at once */
+	int			ids_used;
+	int			ids_n;
+	int			unknown;		/* the page's ids not yet stored: at most that many new events */
 	MemoryContext cxt;			/* the batch's memory; callers reset theirs per event */
 };
+
+/*
+ * Insert the page's new events gathered so far, in one statement. Every
+ * other write of the page runs after it, so it sees them, as it saw them
+ * when each row was inserted on its own.
+ */
+static void
+flush_inserts(M365PullBatch *b)
+{
+	if (b->rows)
+		m365_store_events_rows_insert(b->rows);
+}
+
+/* A fresh event_id: the page's new events take theirs from one statement. */
+static int64
+take_id(M365PullBatch *b)
+{
+	if (b->ids_used == b->ids_n)
+	{
+		MemoryContext old = MemoryContextSwitchTo(b->cxt);
+
+		b->ids_n = Max(b->unknown - b->ids_used, 1);
+		b->ids = palloc(sizeof(int64) * b->ids_n);
+		b->ids_used = 0;
+		MemoryContextSwitchTo(old);
+		m365_store_events_next_ids(b->ids, b->ids_n);
+		b->unknown = 0;
+	}
+	return b->ids[b->ids_used++];
+}
 
 static BatchEntry *
 find_entry(M365PullBatch *b, const char *graph_id)
@@ -133,6 +168,7 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 		e->pending = m365_spi_row_bool(i, 5);
 		e->in_conflict = m365_spi_row_bool(i, 6);
 	}
+	b->unknown = n - (int) nrows;
 	return b;
 }
 
@@ -183,14 +219,27 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 
 		if (event_id == 0)
 		{
-			event_id = m365_store_events_next_id();
-			m365_store_events_insert(b->account_id, event_id, calendar_id, c, master != 0, master,
-									m365_store_events_seal(b->account_id, event_id, data), "synced",
-									b->round_id);
+			/* inserted with the round's mark, with the page's other new events */
+			event_id = take_id(b);
+			if (b->rows == NULL)
+			{
+				/* in the batch's memory: the caller's is reset per event */
+				MemoryContext old = MemoryContextSwitchTo(b->cxt);
+
+				b->rows = m365_store_events_rows_new(b->account_id, calendar_id, "synced", b->round_id,
+													 Max(b->seen_cap, 1));
+				MemoryContextSwitchTo(old);
+			}
+			else if (m365_store_events_rows_calendar(b->rows) != calendar_id)
+				elog(ERROR, "m365sync: one page's events belong to one calendar");
+			m365_store_events_rows_add(b->rows, event_id, c, master != 0, master,
+									   m365_store_events_seal(b->account_id, event_id, data));
 		}
-		/* A linked create was not inserted with the round's mark: mark it seen. */
-		if (b->round_id != 0 && b->nseen < b->seen_cap)
+		else if (b->round_id != 0 && b->nseen < b->seen_cap)
+		{
+			/* A linked create was not inserted with the round's mark: mark it seen. */
 			b->seen[b->nseen++] = event_id;
+		}
 		/* Seen twice in one page: the second sight finds this row. */
 		e = add_entry(b);
 		e->graph_id = MemoryContextStrdup(b->cxt, c->graph_id);
@@ -205,6 +254,7 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 			b->seen[b->nseen++] = e->event_id;
 		return M365_APPLY_UNCHANGED;
 	}
+	flush_inserts(b);
 	if (e->pending)
 	{
 		/* Both changed: the caller settles it by the policy (conflicts.c). */
@@ -244,6 +294,7 @@ m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id)
 
 	if (e == NULL || e->pending)
 		return false;			/* already gone, or kept for the push to settle */
+	flush_inserts(b);
 	m365_spi_arg_int8(&a, b->account_id);
 	if (e->in_conflict)
 	{
@@ -276,6 +327,7 @@ m365_store_events_pull_end(M365PullBatch *b)
 {
 	M365SpiArgs a = {0};
 
+	flush_inserts(b);
 	if (b->round_id == 0 || b->nseen == 0)
 		return;
 	m365_spi_arg_int8(&a, b->account_id);
