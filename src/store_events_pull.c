@@ -148,7 +148,7 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 	b->seen_cap = n;
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text_array(&a, graph_ids, n);
-	nrows = m365_spi_run("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
+	nrows = n == 0 ? 0 : m365_spi_run_once("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
 								" e.sync_state IN ('pending', 'failed') OR EXISTS (SELECT 1 FROM m365sync.outbox o"
 								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
 								"   AND o.state = 'pending'),"
