@@ -33,6 +33,7 @@
 #include "store_subscriptions.h"
 #include "store_sync_log.h"
 #include "subscriptions.h"
+#include "wake.h"
 #include "xact_util.h"
 
 /* Advisory lock space of m365sync rounds: (this, account_id). */
@@ -206,23 +207,38 @@ batch_size(void)
  */
 #define RUN_HISTORY_DAYS 14
 
-/* The worker's round (see scheduler.h): sync what is due, one transaction per page. */
+/*
+ * The worker's round (see scheduler.h): sync what is due of this worker's
+ * share, one transaction per page. The first worker also does the chores
+ * that span accounts (history pruning, subscriptions), so they run once.
+ */
 long
-m365_worker_round(void)
+m365_worker_round(int worker_index, int n_workers)
 {
 	MemoryContext round_cxt = CurrentMemoryContext;	/* the worker's, reset each round */
 	List	   *due;
 	int			batch = batch_size();
+	M365WorkerShare share = {worker_index, n_workers};
 
 	m365_worker_start_xact();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(round_cxt);
-	m365_store_sync_log_prune(RUN_HISTORY_DAYS);
-	due = m365_store_accounts_due(0, batch);
+	if (worker_index == M365_CHORES_WORKER)
+		m365_store_sync_log_prune(RUN_HISTORY_DAYS);
+	due = m365_store_accounts_due(0, batch, &share);
 	if (due != NIL)
+	{
+		ListCell   *lc;
+
+		/* which worker runs which account: ids only (TAP 043 reads these) */
+		foreach(lc, due)
+			elog(DEBUG1, "m365sync worker %d: round of account %lld", worker_index,
+				 (long long) ((M365DueAccount *) lfirst(lc))->account_id);
 		(void) run_rounds(due, true);
+	}
 	/* Subscriptions after the pulls: a notification's pull never waits for one. */
-	(void) m365_subscriptions_maintain();
+	if (worker_index == M365_CHORES_WORKER)
+		(void) m365_subscriptions_maintain();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(round_cxt);
@@ -242,7 +258,7 @@ m365_worker_round(void)
 M365SyncOutcome *
 m365_sync_in_caller_xact(int64 account_id, int *n)
 {
-	List	   *due = m365_store_accounts_due(account_id, account_id > 0 ? 1 : INT_MAX);
+	List	   *due = m365_store_accounts_due(account_id, account_id > 0 ? 1 : INT_MAX, NULL);
 	RoundJob   *jobs = run_rounds(due, false);
 	M365SyncOutcome *out = palloc0(sizeof(M365SyncOutcome) * Max(list_length(due), 1));
 	int			i;

@@ -169,6 +169,10 @@ m365sync_handle_notification(PG_FUNCTION_ARGS)
 		}
 	}
 	m365_store_wakeups_mark(due, ndue);
-	m365_wake_worker_at_commit();
+	/* each account's pull in its worker; a flagged subscription in the one that keeps them */
+	for (i = 0; i < ndue; i++)
+		m365_wake_account_at_commit(due[i]);
+	if (ndue < count)
+		m365_wake_chores_at_commit();
 	PG_RETURN_TEXT_P(cstring_to_text("accepted"));
 }

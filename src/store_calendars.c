@@ -73,7 +73,7 @@ m365_store_calendars_set_sync(int64 account_id, int64 calendar_id, bool enabled)
 						   &a, SPI_OK_UPDATE, 0, "switching a calendar's sync") == 0)
 		return false;
 	/* enabling (or disabling) sync is work for the worker */
-	m365_wake_worker_at_commit();
+	m365_wake_account_at_commit(account_id);
 	return true;
 }
 

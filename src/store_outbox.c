@@ -60,7 +60,7 @@ m365_store_outbox_insert(int64 account_id, int64 event_id, const char *op,
 	m365_spi_run_saved(&p, "INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
 					   " base_change_key) VALUES ($1, $2, $3, $4, $5)",
 					   &a, SPI_OK_INSERT, 0, "queueing a push");
-	m365_wake_worker_at_commit();
+	m365_wake_account_at_commit(account_id);
 }
 
 void
@@ -90,7 +90,7 @@ m365_store_outbox_queue_upsert(int64 account_id, int64 event_id, bool new_event,
 						   "SELECT DISTINCT f FROM pg_catalog.unnest(pg_catalog.array_cat(changed_fields, $3)) f"
 						   " ORDER BY f) WHERE account_id = $1 AND outbox_id = $2",
 						   &a, SPI_OK_UPDATE, 0, "merging a pending push");
-		m365_wake_worker_at_commit();
+		m365_wake_account_at_commit(account_id);
 		return;
 	}
 	if (never_pushed)
@@ -116,7 +116,7 @@ m365_store_outbox_queue_delete(int64 account_id, int64 event_id, const char *cha
 		m365_spi_run_saved(&p_to_delete, "UPDATE m365sync.outbox SET op = 'delete', changed_fields = NULL"
 						   " WHERE account_id = $1 AND outbox_id = $2",
 						   &a, SPI_OK_UPDATE, 0, "turning a push into a delete");
-		m365_wake_worker_at_commit();
+		m365_wake_account_at_commit(account_id);
 	}
 	else
 		m365_store_outbox_insert(account_id, event_id, "delete", NULL, 0, change_key);
@@ -163,7 +163,7 @@ m365_store_outbox_insert_whole(int64 account_id, int64 event_id, const char *op,
 				 " base_change_key) VALUES ($1, $2, $3,"
 				 " CASE WHEN $4 THEN '{" M365_ALL_FIELDS "}'::text[] END, $5)",
 				 &a, SPI_OK_INSERT, "queueing a push");
-	m365_wake_worker_at_commit();
+	m365_wake_account_at_commit(account_id);
 }
 
 /*
@@ -187,7 +187,7 @@ m365_store_outbox_push_whole(int64 account_id, int64 event_id, bool deleted, con
 					 &a, SPI_OK_UPDATE, "widening a push") == 0)
 		m365_store_outbox_insert_whole(account_id, event_id, deleted ? "delete" : "update", !deleted, base);
 	else
-		m365_wake_worker_at_commit();
+		m365_wake_account_at_commit(account_id);
 }
 
 /* purge.c's erasure of a user's rows (see purge.c for the order). */

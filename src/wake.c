@@ -1,7 +1,11 @@
 /*
- * wake.c — the one wake path of the sync worker: the shared-memory slot
- * where the worker publishes its latch, and the single at-commit callback
- * that sets it.
+ * wake.c — the one wake path of the sync workers: the shared-memory slots
+ * where the workers publish their latches (one per worker,
+ * m365sync.max_workers of them), and the single at-commit callback that
+ * sets them. Which worker serves an account is decided here too
+ * (m365_wake_account_worker), so a wake reaches the worker that will sync
+ * the account; store_accounts.c picks each worker's accounts by the same
+ * rule.
  *
  * Whoever queues work (an app write, a conflict resolved, a notification, a
  * connect, CREATE EXTENSION) asks for a wake at commit: what it queued is
@@ -18,6 +22,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 
+#include "settings.h"
 #include "wake.h"
 
 typedef struct WakeSlot
@@ -27,12 +32,13 @@ typedef struct WakeSlot
 	pid_t		worker_pid;
 } WakeSlot;
 
-static WakeSlot *slot = NULL;
+/* m365_max_workers slots (a postmaster setting: fixed while the server runs) */
+static WakeSlot *slots = NULL;
 
 Size
 m365_wake_shmem_size(void)
 {
-	return MAXALIGN(sizeof(WakeSlot));
+	return MAXALIGN(mul_size(sizeof(WakeSlot), m365_max_workers));
 }
 
 void
@@ -40,19 +46,30 @@ m365_wake_shmem_init(void)
 {
 	bool		found;
 
-	slot = ShmemInitStruct("m365sync wake", sizeof(WakeSlot), &found);
+	slots = ShmemInitStruct("m365sync wake", mul_size(sizeof(WakeSlot), m365_max_workers), &found);
 	if (!found)
 	{
-		memset(slot, 0, sizeof(WakeSlot));
-		SpinLockInit(&slot->mutex);
+		memset(slots, 0, sizeof(WakeSlot) * m365_max_workers);
+		for (int i = 0; i < m365_max_workers; i++)
+			SpinLockInit(&slots[i].mutex);
 	}
 }
 
-void
-m365_wake_publish_worker(Latch *latch)
+int
+m365_wake_account_worker(int64 account_id)
 {
-	if (slot == NULL)
+	/* account ids are positive (bigserial): the same as SQL's mod(account_id, n) */
+	return (int) (account_id % m365_max_workers);
+}
+
+void
+m365_wake_publish_worker(int index, Latch *latch)
+{
+	WakeSlot   *slot;
+
+	if (slots == NULL || index < 0 || index >= m365_max_workers)
 		return;
+	slot = &slots[index];
 	SpinLockAcquire(&slot->mutex);
 	if (latch != NULL)
 	{
@@ -68,34 +85,52 @@ m365_wake_publish_worker(Latch *latch)
 }
 
 pid_t
-m365_wake_worker_pid(void)
+m365_wake_worker_pid(int index)
 {
 	pid_t		pid;
 
-	if (slot == NULL)
+	if (slots == NULL || index < 0 || index >= m365_max_workers)
 		return 0;
-	SpinLockAcquire(&slot->mutex);
-	pid = slot->worker_pid;
-	SpinLockRelease(&slot->mutex);
+	SpinLockAcquire(&slots[index].mutex);
+	pid = slots[index].worker_pid;
+	SpinLockRelease(&slots[index].mutex);
 	return pid;
+}
+
+static void
+wake_one(int index)
+{
+	Latch	   *latch;
+
+	SpinLockAcquire(&slots[index].mutex);
+	latch = slots[index].worker_latch;
+	SpinLockRelease(&slots[index].mutex);
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 void
 m365_wake_worker(void)
 {
-	Latch	   *latch;
-
-	if (slot == NULL)
+	if (slots == NULL)
 		return;
-	SpinLockAcquire(&slot->mutex);
-	latch = slot->worker_latch;
-	SpinLockRelease(&slot->mutex);
-	if (latch != NULL)
-		SetLatch(latch);
+	for (int i = 0; i < m365_max_workers; i++)
+		wake_one(i);
 }
 
 static bool callback_registered = false;
-static bool wake_at_commit = false;
+static bool wake_at_commit = false;		/* every worker */
+static uint64 wake_mask = 0;	/* workers of the accounts named (bit = index, up to 64) */
+
+static void
+wake_pending(void)
+{
+	if (slots == NULL)
+		return;
+	for (int i = 0; i < m365_max_workers; i++)
+		if (wake_at_commit || (i < 64 && (wake_mask & (UINT64CONST(1) << i))))
+			wake_one(i);
+}
 
 static void
 wake_xact_callback(XactEvent event, void *arg)
@@ -104,27 +139,53 @@ wake_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (wake_at_commit)
-				m365_wake_worker();
+			wake_pending();
 			wake_at_commit = false;
+			wake_mask = 0;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			wake_at_commit = false;
+			wake_mask = 0;
 			break;
 		default:
 			break;
 	}
 }
 
-void
-m365_wake_worker_at_commit(void)
+static void
+register_callback(void)
 {
 	if (!callback_registered)
 	{
 		RegisterXactCallback(wake_xact_callback, NULL);
 		callback_registered = true;
 	}
+}
+
+void
+m365_wake_worker_at_commit(void)
+{
+	register_callback();
 	wake_at_commit = true;
+}
+
+void
+m365_wake_chores_at_commit(void)
+{
+	register_callback();
+	wake_mask |= UINT64CONST(1) << M365_CHORES_WORKER;
+}
+
+void
+m365_wake_account_at_commit(int64 account_id)
+{
+	int			i = m365_wake_account_worker(account_id);
+
+	register_callback();
+	if (i < 64)
+		wake_mask |= UINT64CONST(1) << i;
+	else
+		wake_at_commit = true;
 }
