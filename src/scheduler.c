@@ -30,6 +30,7 @@
 #include "push.h"
 #include "scheduler.h"
 #include "store_accounts.h"
+#include "store_audit.h"
 #include "store_subscriptions.h"
 #include "store_sync_log.h"
 #include "subscriptions.h"
@@ -208,6 +209,18 @@ batch_size(void)
 #define RUN_HISTORY_DAYS 14
 
 /*
+ * Housekeeping of every round, the worker's and m365sync.sync()'s: old
+ * sync history, and audit rows past m365sync.audit_retention (the only
+ * delete audit_log's trigger lets through).
+ */
+static void
+prune_history(void)
+{
+	m365_store_sync_log_prune(RUN_HISTORY_DAYS);
+	m365_store_audit_prune(m365_audit_retention_s);
+}
+
+/*
  * The worker's round (see scheduler.h): sync what is due of this worker's
  * share, one transaction per page. The first worker also does the chores
  * that span accounts (history pruning, subscriptions), so they run once.
@@ -224,7 +237,7 @@ m365_worker_round(int worker_index, int n_workers)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(round_cxt);
 	if (worker_index == M365_CHORES_WORKER)
-		m365_store_sync_log_prune(RUN_HISTORY_DAYS);
+		prune_history();
 	due = m365_store_accounts_due(0, batch, &share);
 	if (due != NIL)
 	{
@@ -258,10 +271,15 @@ m365_worker_round(int worker_index, int n_workers)
 M365SyncOutcome *
 m365_sync_in_caller_xact(int64 account_id, int *n)
 {
-	List	   *due = m365_store_accounts_due(account_id, account_id > 0 ? 1 : INT_MAX, NULL);
-	RoundJob   *jobs = run_rounds(due, false);
-	M365SyncOutcome *out = palloc0(sizeof(M365SyncOutcome) * Max(list_length(due), 1));
+	List	   *due;
+	RoundJob   *jobs;
+	M365SyncOutcome *out;
 	int			i;
+
+	prune_history();
+	due = m365_store_accounts_due(account_id, account_id > 0 ? 1 : INT_MAX, NULL);
+	jobs = run_rounds(due, false);
+	out = palloc0(sizeof(M365SyncOutcome) * Max(list_length(due), 1));
 
 	for (i = 0; i < list_length(due); i++)
 	{
