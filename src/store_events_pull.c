@@ -20,6 +20,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "common/hashfn.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -63,6 +64,8 @@ struct M365PullBatch
 	BatchEntry *entries;
 	int			n;
 	int			cap;
+	int		   *index;			/* by graph_id: entry number + 1, 0 = free */
+	int			index_size;		/* a power of two, twice cap */
 	int64	   *seen;			/* unchanged events to mark with round_id */
 	int			nseen;
 	int			seen_cap;
@@ -104,28 +107,70 @@ take_id(M365PullBatch *b)
 	return b->ids[b->ids_used++];
 }
 
-static BatchEntry *
-find_entry(M365PullBatch *b, const char *graph_id)
+/*
+ * The entries are found by graph_id through an open-addressing index of
+ * entry numbers (+1; 0 is a free slot), at most half full: a page of 100
+ * events no longer compares every id with every other.
+ */
+static uint32
+id_hash(const char *graph_id)
 {
-	int			i;
+	return hash_bytes((const unsigned char *) graph_id, (int) strlen(graph_id));
+}
 
-	for (i = 0; i < b->n; i++)
-		if (!b->entries[i].gone && strcmp(b->entries[i].graph_id, graph_id) == 0)
-			return &b->entries[i];
-	return NULL;
+static void
+index_entry(M365PullBatch *b, int n)
+{
+	uint32		mask = b->index_size - 1;
+	uint32		i;
+
+	for (i = id_hash(b->entries[n].graph_id) & mask; b->index[i] != 0; i = (i + 1) & mask)
+		;
+	b->index[i] = n + 1;
 }
 
 static BatchEntry *
-add_entry(M365PullBatch *b)
+find_entry(M365PullBatch *b, const char *graph_id)
 {
+	uint32		mask = b->index_size - 1;
+	uint32		i;
+
+	if (b->index_size == 0)
+		return NULL;
+	for (i = id_hash(graph_id) & mask; b->index[i] != 0; i = (i + 1) & mask)
+	{
+		BatchEntry *e = &b->entries[b->index[i] - 1];
+
+		if (!e->gone && strcmp(e->graph_id, graph_id) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* A new entry for graph_id (a copy in the batch's memory). */
+static BatchEntry *
+add_entry(M365PullBatch *b, char *graph_id)
+{
+	BatchEntry *e;
+
 	if (b->n == b->cap)
 	{
 		b->cap = Max(16, b->cap * 2);
 		b->entries = b->entries ? repalloc(b->entries, sizeof(BatchEntry) * b->cap)
 			: MemoryContextAlloc(b->cxt, sizeof(BatchEntry) * b->cap);
+		/* grow the index with the entries, and index them all again */
+		b->index_size = 2 * b->cap;
+		b->index = b->index ? repalloc(b->index, sizeof(int) * b->index_size)
+			: MemoryContextAlloc(b->cxt, sizeof(int) * b->index_size);
+		memset(b->index, 0, sizeof(int) * b->index_size);
+		for (int k = 0; k < b->n; k++)
+			index_entry(b, k);
 	}
-	memset(&b->entries[b->n], 0, sizeof(BatchEntry));
-	return &b->entries[b->n++];
+	e = &b->entries[b->n];
+	memset(e, 0, sizeof(BatchEntry));
+	e->graph_id = graph_id;
+	index_entry(b, b->n++);
+	return e;
 }
 
 /*
@@ -158,10 +203,9 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 								&a, SPI_OK_SELECT, "locking a page's events");
 	for (i = 0; i < nrows; i++)
 	{
-		BatchEntry *e = add_entry(b);
+		BatchEntry *e = add_entry(b, m365_spi_row_text(i, 1, b->cxt));
 		bool		isnull;
 
-		e->graph_id = m365_spi_row_text(i, 1, b->cxt);
 		e->event_id = m365_spi_row_int8(i, 2);
 		e->change_key = m365_spi_row_text(i, 3, b->cxt);
 		ItemPointerCopy((ItemPointer) DatumGetPointer(m365_spi_row_datum(i, 4, &isnull)), &e->tid);
@@ -241,8 +285,7 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 			b->seen[b->nseen++] = event_id;
 		}
 		/* Seen twice in one page: the second sight finds this row. */
-		e = add_entry(b);
-		e->graph_id = MemoryContextStrdup(b->cxt, c->graph_id);
+		e = add_entry(b, MemoryContextStrdup(b->cxt, c->graph_id));
 		e->event_id = event_id;
 		e->change_key = c->change_key ? MemoryContextStrdup(b->cxt, c->change_key) : NULL;
 		ItemPointerSetInvalid(&e->tid);
