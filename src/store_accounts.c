@@ -560,23 +560,35 @@ m365_store_accounts_due(int64 account_id, int limit, const M365WorkerShare *shar
 	return out;
 }
 
+/* The next poll of many accounts whose rounds succeeded (one statement). */
+void
+m365_store_accounts_schedule_ok_many(const int64 *account_ids, int n, int interval_s)
+{
+	M365SpiArgs a = {0};
+
+	if (n == 0)
+		return;
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(interval_s), false);
+	m365_spi_exec("UPDATE m365sync.accounts SET last_sync_at = pg_catalog.now(),"
+				  " next_sync_at = pg_catalog.now() + pg_catalog.make_interval(secs => $2),"
+				  " failures = 0, backoff_until = NULL, last_error = NULL,"
+				  " status = CASE WHEN status = 'error' THEN 'connected' ELSE status END"
+				  " WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_UPDATE, "scheduling accounts");
+}
+
 void
 m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int interval_s)
 {
 	M365SpiArgs a = {0};
 
-	m365_spi_arg_int8(&a, account_id);
 	if (st->ok)
 	{
-		m365_spi_arg(&a, INT4OID, Int32GetDatum(interval_s), false);
-		m365_spi_exec("UPDATE m365sync.accounts SET last_sync_at = pg_catalog.now(),"
-					  " next_sync_at = pg_catalog.now() + pg_catalog.make_interval(secs => $2),"
-					  " failures = 0, backoff_until = NULL, last_error = NULL,"
-					  " status = CASE WHEN status = 'error' THEN 'connected' ELSE status END"
-					  " WHERE account_id = $1",
-					  &a, SPI_OK_UPDATE, "scheduling an account");
+		m365_store_accounts_schedule_ok_many(&account_id, 1, interval_s);
 		return;
 	}
+	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, st->error);
 	m365_spi_arg(&a, FLOAT8OID, Float8GetDatum(st->retry_after_s), !st->has_retry_after);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(interval_s), false);

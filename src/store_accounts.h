@@ -135,6 +135,8 @@ extern List *m365_store_accounts_of_result(MemoryContext cxt);
  * doubling per failure up to the interval, with jitter).
  */
 extern void m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int interval_s);
+/* The same, in one statement, for many accounts whose rounds succeeded. */
+extern void m365_store_accounts_schedule_ok_many(const int64 *account_ids, int n, int interval_s);
 
 /* The account of the acting FlowAgent user; 0 when they have none (caller connected to SPI). */
 extern int64 m365_store_accounts_of_acting_user(void);
