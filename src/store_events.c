@@ -268,6 +268,7 @@ m365_store_events_rows_add(M365EventRows *r, int64 event_id, const M365EventColu
 	Datum		sync[M365_EVENT_SYNC_NARGS];
 	char		sync_nulls[M365_EVENT_SYNC_NARGS];
 	int			col = 0;
+	char	   *ical;
 
 	if (r->n == r->cap)
 	{
@@ -283,7 +284,8 @@ m365_store_events_rows_add(M365EventRows *r, int64 event_id, const M365EventColu
 	old = MemoryContextSwitchTo(r->values_cxt);
 	rows_set(r, col++, Int64GetDatum(event_id), false);
 	rows_set(r, col++, c->graph_id ? CStringGetTextDatum(c->graph_id) : (Datum) 0, c->graph_id == NULL);
-	rows_set(r, col++, c->ical_uid ? CStringGetTextDatum(c->ical_uid) : (Datum) 0, c->ical_uid == NULL);
+	ical = m365_store_events_ical_uid_hash(r->account_id, c->ical_uid);	/* as every writer stores it */
+	rows_set(r, col++, ical ? CStringGetTextDatum(ical) : (Datum) 0, ical == NULL);
 	rows_set(r, col++, Int64GetDatum(series_master_id), !has_series_master);
 	for (int i = 0; i < M365_EVENT_SHAPE_NARGS; i++)
 		rows_set(r, col++, shape[i], shape_nulls[i] == 'n');
