@@ -148,6 +148,10 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 				st->deleted++;
 			continue;
 		}
+		/* the version we hold (a full round's relist): not even parsed */
+		if (m365_store_events_pull_unchanged(batch, it->id,
+											 cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it->event, M365_F_CHANGE_KEY))))
+			continue;
 		if (m365_event_parse(it->event, M365_EV_FROM_GRAPH, &ev, &err) != M365_EV_OK)
 		{
 			/* One odd event must not stop the calendar; the field, never content. */

@@ -246,6 +246,25 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 	e->change_key = c->change_key ? MemoryContextStrdup(b->cxt, c->change_key) : NULL;
 }
 
+/* The stored version has this changeKey: nothing to write but the round's mark. */
+static bool
+entry_unchanged(M365PullBatch *b, BatchEntry *e, const char *change_key)
+{
+	if (e->change_key == NULL || strcmp(e->change_key, change_key) != 0)
+		return false;
+	if (b->round_id != 0 && ItemPointerIsValid(&e->tid) && b->nseen < b->seen_cap)
+		b->seen[b->nseen++] = e->event_id;
+	return true;
+}
+
+bool
+m365_store_events_pull_unchanged(M365PullBatch *b, const char *graph_id, const char *change_key)
+{
+	BatchEntry *e = find_entry(b, graph_id);
+
+	return e != NULL && change_key != NULL && entry_unchanged(b, e, change_key);
+}
+
 M365ApplyOutcome
 m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumns *c, Jsonb *data,
 					  int64 *conflict_event_id)
@@ -291,12 +310,8 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 		ItemPointerSetInvalid(&e->tid);
 		return M365_APPLY_INSERTED;
 	}
-	if (e->change_key && c->change_key && strcmp(e->change_key, c->change_key) == 0)
-	{
-		if (b->round_id != 0 && ItemPointerIsValid(&e->tid) && b->nseen < b->seen_cap)
-			b->seen[b->nseen++] = e->event_id;
+	if (c->change_key && entry_unchanged(b, e, c->change_key))
 		return M365_APPLY_UNCHANGED;
-	}
 	flush_inserts(b);
 	if (e->pending)
 	{
