@@ -34,10 +34,12 @@ extern M365PullBatch *m365_store_events_pull_begin(int64 account_id, int64 round
 											const char *const *graph_ids, int n);
 
 /*
- * True when the stored version of the event has this changeKey: it is
- * marked seen by the round, as apply would, and needs no parsing.
+ * True when the stored version of the event has this changeKey and is in
+ * this calendar: it is marked seen by the round, as apply would, and needs
+ * no parsing.
  */
-extern bool m365_store_events_pull_unchanged(M365PullBatch *b, const char *graph_id, const char *change_key);
+extern bool m365_store_events_pull_unchanged(M365PullBatch *b, int64 calendar_id, const char *graph_id,
+											 const char *change_key);
 
 /*
  * Insert or update one remote event; data is the whole Graph object. On
@@ -49,8 +51,13 @@ extern M365ApplyOutcome m365_store_events_pull_apply(M365PullBatch *b, int64 cal
 											  const M365EventColumns *cols, Jsonb *data,
 											  int64 *conflict_event_id);
 
-/* An @removed entry: delete locally unless a local change is pending. */
-extern bool m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id);
+/*
+ * An @removed entry in calendar_id's delta: delete locally unless a local
+ * change is pending, or the row already moved to another calendar (an
+ * event moved between calendars keeps its Graph id; its id is kept a while
+ * for its appearance there, store_removed_events.h).
+ */
+extern bool m365_store_events_pull_remove(M365PullBatch *b, int64 calendar_id, const char *graph_id);
 
 /* Mark what the page saw unchanged (full rounds), in one statement. */
 extern void m365_store_events_pull_end(M365PullBatch *b);
