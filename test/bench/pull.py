@@ -198,26 +198,9 @@ def part1():
 
 def part2():
     sim = Sim(os.environ["SIM_SLOW"])
-    setup_app(sim, "fabrikam.example")
     t = time.time()
-    users = sim.ctl("POST", "bulk_users", {"tenant": "fabrikam.example", "count": N_ACCOUNTS,
-                                           "events_per_user": 1})["users"]
-    rows = []
-    for i, u in enumerate(users):
-        cal = sim.ctl("GET", "users/%s" % u["id"])["calendars"][0]["id"]
-        rows.append("%d\t%s\t%s" % (1000 + i, u["id"], cal))
-    token = sim.ctl("POST", "tokens/issue", {"tenant": "fabrikam.example", "client_id": CLIENT_ID})["access_token"]
-    sql("""CREATE TEMP TABLE bench_rows (account_id bigint, user_id text, cal_id text);
-           COPY bench_rows FROM STDIN;
-           INSERT INTO m365sync.tenants (tenant, consent_status) VALUES ('fabrikam.example', 'granted');
-           INSERT INTO m365sync.accounts (account_id, flowagent_user, mode, ms_user_id, status, token_expires_at, next_sync_at, tenant_id)
-             SELECT account_id, 'bench-' || account_id, 'application', user_id, 'connected', now() + interval '55 minutes',
-                    'infinity', (SELECT tenant_id FROM m365sync.tenants WHERE tenant = 'fabrikam.example') FROM bench_rows;
-           UPDATE m365sync.accounts a SET access_token = m365sync._encrypt_text('accounts', 'access_token', a.account_id, a.account_id, '%s')
-             FROM bench_rows b WHERE b.account_id = a.account_id;
-           INSERT INTO m365sync.calendars (account_id, calendar_id, graph_id, is_default, sync_enabled)
-             SELECT account_id, account_id, cal_id, true, true FROM bench_rows;""" % token,
-        stdin="\n".join(rows) + "\n\\.\n")
+    ids = add_mailboxes(sim, "fabrikam.example", N_ACCOUNTS, 1)
+    lo, hi = min(ids), max(ids)
     print("setup: %d app-only mailboxes (%.1f s)" % (N_ACCOUNTS, time.time() - t))
     sql("ALTER SYSTEM SET m365sync.graph_url = '%s/v1.0'" % os.environ["SIM_SLOW"])
     sql("ALTER SYSTEM SET m365sync.login_url = '%s'" % os.environ["SIM_SLOW"])
@@ -229,13 +212,14 @@ def part2():
         mark = sql("SELECT coalesce(max(run_id), 0) FROM m365sync.sync_run_log")
         pids = workers()
         cpu0 = sum(cpu_s(p) for p in pids)
-        sql("UPDATE m365sync.accounts SET next_sync_at = now() WHERE account_id >= 1000")
+        sql("UPDATE m365sync.accounts SET next_sync_at = now() WHERE account_id BETWEEN %d AND %d" % (lo, hi))
         sql("SELECT pg_reload_conf()")
-        while int(sql("SELECT count(*) FROM m365sync.sync_run_log WHERE run_id > %s AND finished_at IS NOT NULL AND account_id >= 1000" % mark)) < N_ACCOUNTS:
+        while int(sql("SELECT count(*) FROM m365sync.sync_run_log WHERE run_id > %s AND finished_at IS NOT NULL"
+                      " AND account_id BETWEEN %d AND %d" % (mark, lo, hi))) < N_ACCOUNTS:
             time.sleep(0.5)
         out = sql("""SELECT count(*), sum(http_requests), extract(epoch FROM max(finished_at) - min(started_at)),
                             count(*) FILTER (WHERE status <> 'ok')
-                       FROM m365sync.sync_run_log WHERE run_id > %s AND account_id >= 1000""" % mark)
+                       FROM m365sync.sync_run_log WHERE run_id > %s AND account_id BETWEEN %d AND %d""" % (mark, lo, hi))
         n, reqs, secs, bad = out.split("|")
         cpu = sum(cpu_s(p) for p in pids) - cpu0
         return int(n), int(reqs), float(secs), int(bad), cpu
