@@ -144,7 +144,9 @@ my $before_move = events();
 $t->node->safe_psql('postgres', "UPDATE m365sync.calendars SET window_start = window_start - interval '7 days',"
 	  . " window_end = window_end - interval '7 days' WHERE account_id = $account");
 $t->sim_clear_log;
-my $n_live = $t->node->safe_psql('postgres', "SELECT count(*) FROM m365sync.events WHERE account_id = $account");
+# (series masters are not in calendarView: the pull fetches them apart)
+my $n_live = $t->node->safe_psql('postgres', "SELECT count(*) FROM m365sync.events WHERE account_id = $account"
+	  . " AND event_type <> 'seriesMaster'");
 like(sync_now(), qr/^ok:$n_live:0:0$/, 'a moved window is one full round: every event fetched, none changed or lost');
 is(events(), $before_move, 'event_ids and content unchanged by the move');
 my @starts = grep { /startDateTime=/ } map { ($_->{path} // '') . '?' . ($_->{query} // '') } @{ $t->sim_log };
