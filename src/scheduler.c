@@ -73,45 +73,19 @@ typedef struct RoundJob
 	M365PullJob pull;
 } RoundJob;
 
-/*
- * Close the rounds' log rows, set the accounts' schedules and tell
- * listeners: the log rows and the successful accounts' schedules in one
- * statement each for the whole batch, a failed account's backoff on its own.
- */
+/* Close the round's log row, set the account's schedule and tell listeners. */
 static void
-finish_rounds(RoundJob **jobs, int n)
+finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
 {
-	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
-	int64	   *run_ids = palloc(sizeof(int64) * Max(n, 1));
-	int64	   *ok_ids = palloc(sizeof(int64) * Max(n, 1));
-	M365RoundStats **stats = palloc(sizeof(M365RoundStats *) * Max(n, 1));
-	int			n_ok = 0;
-	int			i;
-
-	for (i = 0; i < n; i++)
+	m365_store_sync_log_finish(account_id, run_id, st);
+	m365_store_accounts_schedule(account_id, st, m365_sync_interval_s);
+	if (st->applied + st->deleted > 0)
 	{
-		ids[i] = jobs[i]->account->account_id;
-		run_ids[i] = jobs[i]->run_id;
-		stats[i] = &jobs[i]->stats;
-		if (stats[i]->ok)
-			ok_ids[n_ok++] = ids[i];
-	}
-	m365_store_sync_log_finish_many(ids, run_ids, stats, n);
-	m365_store_accounts_schedule_ok_many(ok_ids, n_ok, m365_sync_interval_s);
-	for (i = 0; i < n; i++)
-	{
-		const M365RoundStats *st = stats[i];
+		char		payload[96];
 
-		if (!st->ok)
-			m365_store_accounts_schedule(ids[i], st, m365_sync_interval_s);
-		if (st->applied + st->deleted > 0)
-		{
-			char		payload[96];
-
-			snprintf(payload, sizeof(payload), "{\"account_id\":%lld,\"changed\":%d}",
-					 (long long) ids[i], st->applied + st->deleted);
-			Async_Notify("m365sync", payload);
-		}
+		snprintf(payload, sizeof(payload), "{\"account_id\":%lld,\"changed\":%d}",
+				 (long long) account_id, st->applied + st->deleted);
+		Async_Notify("m365sync", payload);
 	}
 }
 
@@ -202,10 +176,6 @@ run_rounds(List *due, bool commit_each_page)
 	List	   *pulls = NIL;
 	ListCell   *lc;
 	int			i = 0;
-	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
-	int64	   *run_ids = palloc(sizeof(int64) * Max(n, 1));
-	RoundJob  **locked = palloc(sizeof(RoundJob *) * Max(n, 1));
-	int			nlocked = 0;
 
 	foreach(lc, due)
 	{
@@ -223,19 +193,14 @@ run_rounds(List *due, bool commit_each_page)
 				strlcpy(j->stats.error, "busy", sizeof(j->stats.error));
 				continue;
 			}
-			ids[nlocked] = j->account->account_id;
-			locked[nlocked++] = j;
+			j->run_id = m365_store_sync_log_start(j->account->account_id);
+			/* This round pulls what any notification so far announced; later ones mark it again. */
+			m365_store_wakeups_clear(j->account->account_id);
 			j->pull.account_id = j->account->account_id;
 			j->pull.ms_user_id = j->account->ms_user_id;
 			j->pull.stats = &j->stats;
 			pulls = lappend(pulls, &j->pull);
 		}
-		/* the batch's log rows and due marks in one statement each */
-		m365_store_sync_log_start_many(ids, nlocked, run_ids);
-		for (i = 0; i < nlocked; i++)
-			locked[i]->run_id = run_ids[i];
-		/* This round pulls what any notification so far announced; later ones mark it again. */
-		m365_store_wakeups_clear_many(ids, nlocked);
 		if (commit_each_page)
 			m365_commit_and_continue();
 
@@ -256,7 +221,9 @@ run_rounds(List *due, bool commit_each_page)
 			if (jobs[i].locked && jobs[i].stats.ok)
 				push_isolated(&jobs[i], commit_each_page);
 
-		finish_rounds(locked, nlocked);
+		for (i = 0; i < n; i++)
+			if (jobs[i].locked)
+				finish_round(jobs[i].account->account_id, jobs[i].run_id, &jobs[i].stats);
 	}
 	PG_CATCH();
 	{

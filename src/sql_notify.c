@@ -23,6 +23,7 @@
 #include "crypto.h"
 #include "notify_util.h"
 #include "store_subscriptions.h"
+#include "store_placement.h"
 #include "wake.h"
 
 /* Graph's notification bodies are small; anything this large is not one. */
@@ -191,9 +192,9 @@ m365sync_handle_notification(PG_FUNCTION_ARGS)
 		}
 	}
 	m365_store_wakeups_mark(due, ndue);
-	/* each account's pull in its worker; a flagged subscription in the one that keeps them */
+	/* each account's worker, on Citus on the account's node; a flagged subscription: the one that keeps them */
 	for (i = 0; i < ndue; i++)
-		m365_wake_account_at_commit(due[i]);
+		m365_store_placement_wake_owner(due[i]);
 	if (ndue < count)
 		m365_wake_chores_at_commit();
 	PG_RETURN_TEXT_P(cstring_to_text("accepted"));

@@ -121,8 +121,9 @@ typedef struct M365WorkerShare
 /*
  * Accounts to sync (a List of M365DueAccount in the caller's context): the
  * one named (account_id > 0, if it can be synced at all) or up to limit due
- * ones, those a change notification marked first; only those of share
- * (NULL: every account).
+ * ones, those a change notification marked first; only those of share, a
+ * sync worker's (NULL, m365sync.sync(): every account). A worker's share
+ * is also, on a Citus node, only the accounts whose shards the node holds.
  */
 extern List *m365_store_accounts_due(int64 account_id, int limit, const M365WorkerShare *share);
 
@@ -135,8 +136,6 @@ extern List *m365_store_accounts_of_result(MemoryContext cxt);
  * doubling per failure up to the interval, with jitter).
  */
 extern void m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int interval_s);
-/* The same, in one statement, for many accounts whose rounds succeeded. */
-extern void m365_store_accounts_schedule_ok_many(const int64 *account_ids, int n, int interval_s);
 
 /* The account of the acting FlowAgent user; 0 when they have none (caller connected to SPI). */
 extern int64 m365_store_accounts_of_acting_user(void);

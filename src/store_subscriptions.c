@@ -18,6 +18,7 @@
 #include "keyring.h"
 #include "spi_util.h"
 #include "store_accounts.h"
+#include "store_placement.h"
 #include "store_subscriptions.h"
 
 #define SUB_TABLE	"subscriptions"
@@ -41,23 +42,26 @@ m365_store_subscriptions_due(const char *notification_url, int limit)
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *out;
 
+	/* the worker's: on a Citus node, only the accounts whose shards it holds */
+	const char *owned = m365_store_placement_owned_filter("a.account_id");
+
 	m365_spi_arg_text(&a, notification_url);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
 	SPI_connect();
-	m365_spi_run(
+	m365_spi_run(psprintf(
 		/* subscriptions to renew, remake or remove (a small table) */
 		"SELECT a.account_id, a.ms_user_id FROM m365sync.subscriptions s"
 		" JOIN m365sync.accounts a ON a.account_id = s.account_id"
-		" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+		" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL%s"
 		"   AND (s.renew_at <= pg_catalog.now() OR s.recreate OR s.notification_url <> $1"
 		"        OR NOT " WANTED ")"
 		" UNION"
 		/* synced calendars without one; with notifications off this reads nothing */
 		" SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
-		" WHERE $1 <> '' AND a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+		" WHERE $1 <> '' AND a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL%s"
 		"   AND coalesce(a.subscription_retry_at, '-infinity') <= pg_catalog.now()"
 		"   AND EXISTS (SELECT 1 FROM m365sync.calendars c WHERE " UNWATCHED ")"
-		" ORDER BY 1 LIMIT $2",
+		" ORDER BY 1 LIMIT $2", owned, owned),
 		&a, SPI_OK_SELECT, "finding subscriptions to maintain");
 	out = m365_store_accounts_of_result(caller);
 	SPI_finish();
@@ -74,10 +78,13 @@ m365_store_subscriptions_of_account(int64 account_id)
 
 	m365_spi_arg_int8(&a, account_id);
 	SPI_connect();
+	/* locked, then read: Citus locks rows only in a single-table query of one shard */
+	m365_spi_run("SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = $1 FOR UPDATE",
+				 &a, SPI_OK_SELECT, "locking subscriptions");
 	n = m365_spi_run("SELECT s.subscription_id, s.notification_url, coalesce(s.calendar_id, 0), s.recreate,"
 					 " s.renew_at <= pg_catalog.now(), " WANTED
 					 " FROM m365sync.subscriptions s WHERE s.account_id = $1"
-					 " ORDER BY s.created_at FOR UPDATE OF s",
+					 " ORDER BY s.created_at",
 					 &a, SPI_OK_SELECT, "reading subscriptions");
 	for (uint64 i = 0; i < n; i++)
 	{
@@ -285,20 +292,11 @@ m365_store_wakeups_prune(void)
 void
 m365_store_wakeups_clear(int64 account_id)
 {
-	m365_store_wakeups_clear_many(&account_id, 1);
-}
-
-/* The due marks of many accounts (one statement). */
-void
-m365_store_wakeups_clear_many(const int64 *account_ids, int n)
-{
 	M365SpiArgs a = {0};
 
-	if (n == 0)
-		return;
-	m365_spi_arg_int8_array(&a, account_ids, n);
-	m365_spi_exec("DELETE FROM m365sync.account_wakeups WHERE account_id = ANY ($1)",
-				  &a, SPI_OK_DELETE, "clearing due marks");
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_exec("DELETE FROM m365sync.account_wakeups WHERE account_id = $1",
+				  &a, SPI_OK_DELETE, "clearing a due mark");
 }
 
 /* purge.c's erasure of a user's rows (see purge.c for the order). */

@@ -81,7 +81,6 @@ extern void m365_store_wakeups_prune(void);
 
 /* The account's round starts: its due mark goes (later notifications mark it again). */
 extern void m365_store_wakeups_clear(int64 account_id);
-extern void m365_store_wakeups_clear_many(const int64 *account_ids, int n);
 
 /* purge.c: the rows of these accounts (connects itself). */
 extern void m365_store_subscriptions_delete_accounts(const int64 *account_ids, int n);

@@ -35,11 +35,6 @@ extern int64 m365_store_sync_log_start(int64 account_id);
 /* Close the round's row with its counts and outcome. */
 extern void m365_store_sync_log_finish(int64 account_id, int64 run_id, const M365RoundStats *st);
 
-/* The same for many accounts at once, one statement each (a batch of the worker). */
-extern void m365_store_sync_log_start_many(const int64 *account_ids, int n, int64 *run_ids);
-extern void m365_store_sync_log_finish_many(const int64 *account_ids, const int64 *run_ids,
-											M365RoundStats *const *stats, int n);
-
 /* Delete rounds that started more than days ago. */
 extern void m365_store_sync_log_prune(int days);
 

@@ -9,9 +9,10 @@
  *
  * Whoever queues work (an app write, a conflict resolved, a notification, a
  * connect, CREATE EXTENSION) asks for a wake at commit: what it queued is
- * visible to the worker only then. An abort wakes nobody, and neither does
- * PREPARE TRANSACTION: the prepared transaction's later COMMIT PREPARED is
- * found by the worker's timer. The slot lives in the launcher's shared
+ * visible to the worker only then. An abort wakes nobody. PREPARE
+ * TRANSACTION (a Citus coordinator's two-phase commit across nodes) wakes
+ * the workers and has them look again shortly, until the later COMMIT
+ * PREPARED has landed. The slot lives in the launcher's shared
  * memory request (launcher.c); without preload there is no slot and every
  * wake is a no-op (m365sync.sync() drives syncing then). Knows no table.
  */
@@ -21,6 +22,7 @@
 #include "miscadmin.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/timestamp.h"
 
 #include "settings.h"
 #include "wake.h"
@@ -35,21 +37,26 @@ typedef struct WakeSlot
 /* m365_max_workers slots (a postmaster setting: fixed while the server runs) */
 static WakeSlot *slots = NULL;
 
+/* The last PREPARE TRANSACTION that asked for a wake (slots[0]'s mutex guards it). */
+static TimestampTz *prepared_wake_at = NULL;
+
 Size
 m365_wake_shmem_size(void)
 {
-	return MAXALIGN(mul_size(sizeof(WakeSlot), m365_max_workers));
+	return add_size(MAXALIGN(mul_size(sizeof(WakeSlot), m365_max_workers)), sizeof(TimestampTz));
 }
 
 void
 m365_wake_shmem_init(void)
 {
 	bool		found;
+	Size		slots_size = MAXALIGN(mul_size(sizeof(WakeSlot), m365_max_workers));
 
-	slots = ShmemInitStruct("m365sync wake", mul_size(sizeof(WakeSlot), m365_max_workers), &found);
+	slots = ShmemInitStruct("m365sync wake", add_size(slots_size, sizeof(TimestampTz)), &found);
+	prepared_wake_at = (TimestampTz *) ((char *) slots + slots_size);
 	if (!found)
 	{
-		memset(slots, 0, sizeof(WakeSlot) * m365_max_workers);
+		memset(slots, 0, slots_size + sizeof(TimestampTz));
 		for (int i = 0; i < m365_max_workers; i++)
 			SpinLockInit(&slots[i].mutex);
 	}
@@ -118,6 +125,19 @@ m365_wake_worker(void)
 		wake_one(i);
 }
 
+bool
+m365_wake_prepared_recently(int within_ms)
+{
+	TimestampTz at;
+
+	if (slots == NULL)
+		return false;
+	SpinLockAcquire(&slots[0].mutex);
+	at = *prepared_wake_at;
+	SpinLockRelease(&slots[0].mutex);
+	return at != 0 && !TimestampDifferenceExceeds(at, GetCurrentTimestamp(), within_ms);
+}
+
 static bool callback_registered = false;
 static bool wake_at_commit = false;		/* every worker */
 static uint64 wake_mask = 0;	/* workers of the accounts named (bit = index, up to 64) */
@@ -143,9 +163,26 @@ wake_xact_callback(XactEvent event, void *arg)
 			wake_at_commit = false;
 			wake_mask = 0;
 			break;
+		case XACT_EVENT_PREPARE:
+			/*
+			 * A Citus coordinator commits a transaction spanning nodes in two
+			 * phases: this node's part is prepared now and committed by a
+			 * COMMIT PREPARED moments later, which runs no callback of ours.
+			 * Wake the workers now and let them look again soon (see
+			 * m365_wake_prepared_recently), until the commit has landed.
+			 */
+			if ((wake_at_commit || wake_mask != 0) && slots != NULL)
+			{
+				SpinLockAcquire(&slots[0].mutex);
+				*prepared_wake_at = GetCurrentTimestamp();
+				SpinLockRelease(&slots[0].mutex);
+				wake_pending();
+			}
+			wake_at_commit = false;
+			wake_mask = 0;
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
 			wake_at_commit = false;
 			wake_mask = 0;
 			break;

@@ -28,7 +28,7 @@ extern pid_t m365_wake_worker_pid(int index);
 /* Wake every worker now; a no-op without preload or without a worker. */
 extern void m365_wake_worker(void);
 
-/* Wake every worker when the current transaction commits (nothing on abort or PREPARE). */
+/* Wake every worker when the current transaction commits (nothing on abort; PREPARE: see wake.c). */
 extern void m365_wake_worker_at_commit(void);
 
 /* Wake, at commit, the worker that syncs this account. */
@@ -40,5 +40,8 @@ extern void m365_wake_account_at_commit(int64 account_id);
  */
 #define M365_CHORES_WORKER 0
 extern void m365_wake_chores_at_commit(void);
+
+/* Did a PREPARE TRANSACTION ask for a wake within the last within_ms? */
+extern bool m365_wake_prepared_recently(int within_ms);
 
 #endif							/* M365SYNC_WAKE_H */
