@@ -117,8 +117,10 @@ def part1():
             sql("coord", "SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')")
             sql("coord", "SELECT citus_rebalance_wait()")
             print("second worker node added and shards rebalanced (%.1f s): %s" % (time.time() - t, sql(
-                "coord", "SELECT string_agg(nodeport || ':' || n, ' ') FROM (SELECT nodeport, count(*) n FROM citus_shards"
-                         " WHERE table_name = 'm365sync.accounts'::regclass GROUP BY 1 ORDER BY 1) s")))
+                "coord", "SELECT string_agg('port ' || nodeport || ': ' || n || ' shards', ', ') FROM"
+                         " (SELECT n.nodeport, count(*) n FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)"
+                         " JOIN pg_dist_node n USING (groupid) WHERE s.logicalrelid = 'm365sync.accounts'::regclass"
+                         " GROUP BY 1 ORDER BY 1) x")))
             poll_all()    # the moved accounts' first rounds on their new node
         n, reqs, secs, bad = poll_all()
         bound = reqs * LATENCY / (MAX_CONN * nodes)
@@ -166,6 +168,10 @@ def part2():
     coord = pgbench_ms("coord", script)
     print("events() of a one-week window (%s events of %d): single server %.2f ms, Citus coordinator %.2f ms"
           " -> %.2fx (goal <= 1.5x)" % (n, N_EVENTS, single, coord, coord / single))
+    # the same with one connection per node: the acting user's account is
+    # found by flowagent_user, a query over every shard
+    pool1 = pgbench_ms("coord", script.replace("BEGIN;\n", "BEGIN;\nSET LOCAL citus.max_adaptive_executor_pool_size = 1;\n", 1))
+    print("  the same, citus.max_adaptive_executor_pool_size = 1: %.2f ms -> %.2fx" % (pool1, pool1 / single))
 
 
 print("== test/bench/citus (CITUS_ACCOUNTS=%d CITUS_EVENTS=%d)" % (N, N_EVENTS))
