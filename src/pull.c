@@ -32,10 +32,10 @@
 #include "event_json.h"
 #include "event_row.h"
 #include "graph.h"
-#include "jsonb_cjson.h"
 #include "settings.h"
 #include "oauth.h"
 #include "pull.h"
+#include "pull_item.h"
 #include "store_calendars.h"
 #include "xact_util.h"
 #include "store_events_pull.h"
@@ -108,7 +108,6 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 	{
 		M365DeltaItem *it = &page->items[i];
 		M365Event	ev;
-		M365EventError err;
 		M365EventColumns cols;
 		Jsonb	   *data;
 		int64		conflict_event_id = 0;
@@ -121,25 +120,13 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 				st->deleted++;
 			continue;
 		}
-		if (m365_event_parse(it->event, M365_EV_FROM_GRAPH, &ev, &err) != M365_EV_OK)
+		if (!m365_pull_item_map(account_id, it->id, it->event, &ev, &cols, &data))
 		{
-			/* One odd event must not stop the calendar; the field, never content. */
-			ereport(WARNING,
-					(errmsg("m365sync: skipped an event Graph sent for account %lld",
-							(long long) account_id),
-					 errdetail("Field \"%s\" could not be read.", err.field)));
+			/* No poison events: skipped, counted, its stored copy kept; read again when it next changes. */
+			m365_store_events_pull_keep(batch, it->id);
+			st->skipped++;
 			continue;
 		}
-		data = m365_cjson_to_jsonb(it->event);
-		if (data == NULL)
-		{
-			ereport(WARNING,
-					(errmsg("m365sync: skipped an event Graph sent for account %lld",
-							(long long) account_id),
-					 errdetail("A text value is not valid UTF-8.")));
-			continue;
-		}
-		m365_event_columns(&ev, &cols);
 		switch (m365_store_events_pull_apply(batch, cal->calendar_id, &cols, data, &conflict_event_id))
 		{
 			case M365_APPLY_INSERTED:

@@ -272,6 +272,16 @@ m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id)
 }
 
 void
+m365_store_events_pull_keep(M365PullBatch *b, const char *graph_id)
+{
+	BatchEntry *e = find_entry(b, graph_id);
+
+	/* seen in a full round: the sweep leaves the stored copy alone */
+	if (e != NULL && b->round_id != 0 && b->nseen < b->seen_cap)
+		b->seen[b->nseen++] = e->event_id;
+}
+
+void
 m365_store_events_pull_end(M365PullBatch *b)
 {
 	M365SpiArgs a = {0};

@@ -46,6 +46,12 @@ extern M365ApplyOutcome m365_store_events_pull_apply(M365PullBatch *b, int64 cal
 /* An @removed entry: delete locally unless a local change is pending. */
 extern bool m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id);
 
+/*
+ * An item the pull skipped (pull_item.c): its stored copy, if any, stays as
+ * it is and counts as seen, so a full round's sweep keeps it.
+ */
+extern void m365_store_events_pull_keep(M365PullBatch *b, const char *graph_id);
+
 /* Mark what the page saw unchanged (full rounds), in one statement. */
 extern void m365_store_events_pull_end(M365PullBatch *b);
 

@@ -47,9 +47,11 @@ m365_store_sync_log_finish(int64 account_id, int64 run_id, const M365RoundStats 
 	m365_spi_arg_text(&a, st->ok ? "ok" : "error");
 	m365_spi_arg_text(&a, st->ok ? NULL : st->error);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(st->pushed), false);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(st->skipped), false);
 	m365_spi_exec("UPDATE m365sync.sync_run_log SET finished_at = pg_catalog.clock_timestamp(),"
 				  " pages = $3, fetched = $4, applied = $5, deleted = $6, http_requests = $7,"
-				  " status = $8, error_code = $9, pushed = $10 WHERE account_id = $1 AND run_id = $2",
+				  " status = $8, error_code = $9, pushed = $10, skipped = $11"
+				  " WHERE account_id = $1 AND run_id = $2",
 				  &a, SPI_OK_UPDATE, "logging a round");
 }
 

@@ -50,7 +50,7 @@ SELECT a.account_id,
 
 CREATE VIEW m365sync.sync_runs AS
 SELECT account_id, started_at, finished_at, pages, fetched, applied, deleted,
-       pushed, http_requests, status, error_code
+       pushed, http_requests, status, error_code, skipped
   FROM m365sync.sync_run_log;
 
 REVOKE ALL ON m365sync.account_status, m365sync.sync_runs FROM PUBLIC;

@@ -39,3 +39,12 @@ CREATE TRIGGER data_key_check
     BEFORE INSERT ON m365sync.data_keys
     FOR EACH ROW EXECUTE FUNCTION m365sync._data_key_check();
 REVOKE ALL ON FUNCTION m365sync._data_key_check() FROM PUBLIC;
+
+-- ---- no poison events (issue 23) ----
+
+-- Items of a delta page the pull could not map and skipped (pull_item.c).
+ALTER TABLE m365sync.sync_run_log ADD COLUMN skipped integer NOT NULL DEFAULT 0;
+CREATE OR REPLACE VIEW m365sync.sync_runs AS
+SELECT account_id, started_at, finished_at, pages, fetched, applied, deleted,
+       pushed, http_requests, status, error_code, skipped
+  FROM m365sync.sync_run_log;
