@@ -9,8 +9,11 @@
  * rejects the whole body with 42501 before anything is written — then mark
  * the accounts due, flag lifecycle events for the worker and wake it at
  * commit. A notification never carries event content into the database:
- * the worker's next delta round fetches the change. Replays only mark due
- * again. No message echoes the body, a clientState or a token.
+ * the worker's next delta round fetches the change. Replays cost no round:
+ * a change already pulled (same event id and changeKey) marks nothing, a
+ * pending mark takes no second one, and marks made right after a round wait
+ * for the gap (store_subscriptions.c). No message echoes the body, a
+ * clientState or a token.
  */
 #include "postgres.h"
 
@@ -19,6 +22,7 @@
 
 #include "crypto.h"
 #include "notify_util.h"
+#include "store_events_pull.h"
 #include "store_subscriptions.h"
 #include "wake.h"
 
@@ -32,6 +36,9 @@ typedef struct Item
 	uint8		state_hash[32]; /* SHA-256 of the clientState given */
 	bool		has_state;
 	M365NotificationKind kind;
+	char	   *resource_id;	/* a change's event and version, when named */
+	char	   *change_key;
+	bool		deleted;
 	int64		account_id;		/* once verified */
 } Item;
 
@@ -49,6 +56,9 @@ take_items(M365Notification *n)
 
 		strlcpy(items[i].subscription_id, it->subscription_id, sizeof(items[i].subscription_id));
 		items[i].kind = it->kind;
+		items[i].resource_id = it->resource_id ? pstrdup(it->resource_id) : NULL;
+		items[i].change_key = it->change_key ? pstrdup(it->change_key) : NULL;
+		items[i].deleted = it->deleted;
 		if (it->client_state != NULL)
 		{
 			items[i].has_state = true;
@@ -163,6 +173,13 @@ m365sync_handle_notification(PG_FUNCTION_ARGS)
 				due[ndue++] = items[i].account_id;
 				break;
 			case M365_NOTE_CHANGE:
+				/* a change already pulled (a replay, or Graph sending it again): nothing to do */
+				if (items[i].resource_id != NULL &&
+					m365_store_events_pull_is_current(items[i].account_id, items[i].resource_id,
+													  items[i].change_key, items[i].deleted))
+					break;
+				due[ndue++] = items[i].account_id;
+				break;
 			case M365_NOTE_MISSED:
 				due[ndue++] = items[i].account_id;
 				break;

@@ -492,19 +492,22 @@ m365_store_accounts_due(int64 account_id, int limit)
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
 	SPI_connect();
 	/*
-	 * due: by the schedule, because a change notification marked it (those
-	 * first), or because a local change waits to be pushed
+	 * due: by the schedule, because a change notification marked it and the
+	 * mark is due (those first; store_subscriptions.c), or because a local
+	 * change waits to be pushed
 	 */
 	m365_spi_run("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
 				 " WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
 				 "   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
 				 "       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
 				 "        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
-				 "         OR EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id)"
+				 "         OR EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id"
+				 "          AND w.marked_at <= pg_catalog.now())"
 				 "         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
 				 "          AND o.state = 'pending'"
 				 "          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
-				 " ORDER BY EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id) DESC,"
+				 " ORDER BY EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id"
+				 "          AND w.marked_at <= pg_catalog.now()) DESC,"
 				 "          a.next_sync_at NULLS FIRST LIMIT $2",
 				 &a, SPI_OK_SELECT, "finding due accounts");
 	out = m365_store_accounts_of_result(caller);

@@ -56,6 +56,15 @@ extern void m365_store_events_pull_keep(M365PullBatch *b, const char *graph_id);
 extern void m365_store_events_pull_end(M365PullBatch *b);
 
 /*
+ * Does the store already hold what a change notification announces? For a
+ * change: an event with that Graph id and changeKey; for a deletion: no
+ * event with that id. A replayed (or resent) notification of a change
+ * already pulled then marks nothing (sql_notify.c). Connects to SPI itself.
+ */
+extern bool m365_store_events_pull_is_current(int64 account_id, const char *graph_id,
+											  const char *change_key, bool deleted);
+
+/*
  * End of a full round: delete what the round did not see (and has no local
  * change pending). Returns how many.
  */

@@ -32,13 +32,15 @@ m365_store_subscriptions_due(const char *notification_url, int limit)
 
 	m365_spi_arg_text(&a, notification_url);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(M365_CLIENT_STATE_MAX_AGE_S), false);
 	SPI_connect();
 	m365_spi_run(
-		/* subscriptions to renew, remake or remove (a small table) */
+		/* subscriptions to renew, remake (gone, or a clientState due for rotation) or remove (a small table) */
 		"SELECT a.account_id, a.ms_user_id FROM m365sync.subscriptions s"
 		" JOIN m365sync.accounts a ON a.account_id = s.account_id"
 		" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
-		"   AND (s.renew_at <= pg_catalog.now() OR s.recreate OR s.notification_url <> $1)"
+		"   AND (s.renew_at <= pg_catalog.now() OR s.recreate OR s.notification_url <> $1"
+		"        OR s.created_at <= pg_catalog.now() - pg_catalog.make_interval(secs => $3))"
 		" UNION"
 		/* accounts without one; with notifications off this reads nothing */
 		" SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
@@ -61,8 +63,10 @@ m365_store_subscriptions_get(int64 account_id, M365Subscription *out)
 
 	memset(out, 0, sizeof(*out));
 	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(M365_CLIENT_STATE_MAX_AGE_S), false);
 	SPI_connect();
-	found = m365_spi_run("SELECT subscription_id, notification_url, recreate, renew_at <= pg_catalog.now()"
+	found = m365_spi_run("SELECT subscription_id, notification_url, recreate, renew_at <= pg_catalog.now(),"
+						 " created_at <= pg_catalog.now() - pg_catalog.make_interval(secs => $2)"
 						 " FROM m365sync.subscriptions WHERE account_id = $1"
 						 " ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
 						 &a, SPI_OK_SELECT, "reading a subscription") > 0;
@@ -72,6 +76,7 @@ m365_store_subscriptions_get(int64 account_id, M365Subscription *out)
 		out->notification_url = m365_spi_get_text(2, caller);
 		out->recreate = m365_spi_get_bool(3);
 		out->renew_due = m365_spi_get_bool(4);
+		out->rotate_due = m365_spi_get_bool(5);
 	}
 	SPI_finish();
 	return found;
@@ -200,8 +205,21 @@ m365_store_subscriptions_flag(int64 account_id, const char *subscription_id, boo
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, subscription_id);
 	m365_spi_arg(&a, BOOLOID, BoolGetDatum(recreate), false);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(M365_LIFECYCLE_GAP_S), false);
+	/*
+	 * Idempotent, and rate-limited per subscription: a renewal asked for
+	 * while one is pending, or within M365_LIFECYCLE_GAP_S of the last
+	 * renewal (or the creation), changes nothing, so a replayed
+	 * reauthorizationRequired costs no PATCH. Remaking happens once: the
+	 * new subscription has a new id and clientState, and the old body then
+	 * matches nothing.
+	 */
 	m365_spi_exec("UPDATE m365sync.subscriptions SET renew_at = pg_catalog.now(), recreate = recreate OR $3"
-		 " WHERE account_id = $1 AND subscription_id = $2",
+		 " WHERE account_id = $1 AND subscription_id = $2"
+		 "   AND ($3 AND NOT recreate"
+		 "        OR NOT $3 AND renew_at > pg_catalog.now()"
+		 "           AND coalesce(renewed_at, created_at)"
+		 "               <= pg_catalog.now() - pg_catalog.make_interval(secs => $4))",
 		 &a, SPI_OK_UPDATE, "flagging a subscription");
 }
 
@@ -215,12 +233,44 @@ m365_store_wakeups_mark(const int64 *account_ids, int n)
 	if (n <= 0)
 		return;
 	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(M365_WAKEUP_GAP_MS), false);
 	SPI_connect();
+	/*
+	 * Due now, or M365_WAKEUP_GAP_MS after the account's last round began if
+	 * that is later: however many notifications come, one round per gap at
+	 * most, and a pending mark takes no second one (a replayed body costs an
+	 * index probe). Never dropped: a change announced after a round's delta
+	 * request is fetched by the next one.
+	 */
 	m365_spi_run_saved(&mark_plan,
-					   "INSERT INTO m365sync.account_wakeups (account_id)"
-					   " SELECT DISTINCT pg_catalog.unnest($1) ON CONFLICT (account_id) DO NOTHING",
+					   "INSERT INTO m365sync.account_wakeups (account_id, marked_at)"
+					   " SELECT x.a, pg_catalog.greatest(pg_catalog.now(),"
+					   "   (SELECT r.started_at + pg_catalog.make_interval(secs => $2 / 1000.0)"
+					   "      FROM m365sync.sync_run_log r WHERE r.account_id = x.a"
+					   "     ORDER BY r.run_id DESC LIMIT 1))"
+					   " FROM (SELECT DISTINCT pg_catalog.unnest($1) AS a) x"
+					   " ON CONFLICT (account_id) DO NOTHING",
 					   &a, SPI_OK_INSERT, 0, "marking accounts due");
 	SPI_finish();
+}
+
+long
+m365_store_wakeups_next_ms(void)
+{
+	long		ms = -1;
+	bool		isnull;
+	Datum		d;
+
+	SPI_connect();
+	m365_spi_run("SELECT pg_catalog.ceil(pg_catalog.date_part('epoch', pg_catalog.min(marked_at)"
+				 " - pg_catalog.now()) * 1000)::int8"
+				 " FROM m365sync.account_wakeups WHERE marked_at > pg_catalog.now()",
+				 NULL, SPI_OK_SELECT, "finding the next due mark");
+	d = m365_spi_row_datum(0, 1, &isnull);
+	if (!isnull)
+		ms = (long) DatumGetInt64(d);
+	SPI_finish();
+	return ms;
 }
 
 void

@@ -22,12 +22,23 @@ typedef struct M365Subscription
 	char	   *notification_url;
 	bool		recreate;		/* removed at Microsoft */
 	bool		renew_due;		/* renew_at has passed */
+	bool		rotate_due;		/* older than M365_CLIENT_STATE_MAX_AGE_S: remake it */
 } M365Subscription;
 
 /*
+ * A clientState lives at most a week: a subscription that old is remade
+ * (a new one, with a new clientState), so a captured notification body is
+ * accepted for a week at most however often the subscription is renewed.
+ */
+#define M365_CLIENT_STATE_MAX_AGE_S (7 * 24 * 3600)
+
+/* Least time between lifecycle renewals of one subscription (replays of reauthorizationRequired). */
+#define M365_LIFECYCLE_GAP_S 600
+
+/*
  * Connected accounts whose subscription must be made (none yet, url not
- * empty, no retry pending), renewed, remade or removed (url changed or
- * emptied); at most limit, palloc'd M365DueAccount (store_accounts.h).
+ * empty, no retry pending), renewed, remade (gone, or due for a new
+ * clientState) or removed (url changed or emptied); at most limit, palloc'd M365DueAccount (store_accounts.h).
  */
 extern List *m365_store_subscriptions_due(const char *notification_url, int limit);
 
@@ -54,11 +65,28 @@ extern void m365_store_subscriptions_delete(int64 account_id, const char *subscr
 extern int	m365_store_subscriptions_lookup(const char *subscription_id, int64 **account_ids,
 									  char ***client_states);
 
-/* Lifecycle events: renew at once, or remake (it is gone at Microsoft). */
+/*
+ * Lifecycle events: renew at once, or remake (it is gone at Microsoft);
+ * rate-limited per subscription (M365_LIFECYCLE_GAP_S, see the .c).
+ */
 extern void m365_store_subscriptions_flag(int64 account_id, const char *subscription_id, bool recreate);
 
-/* Mark accounts due now (idempotent); the next worker round pulls them. */
+/*
+ * Least time between the start of an account's round and a round a
+ * notification asks for (issue 23, webhook replay): a mark made sooner is
+ * due only then.
+ */
+#define M365_WAKEUP_GAP_MS 1000
+
+/*
+ * Mark accounts due (idempotent: a pending mark stays as it is): now, or
+ * M365_WAKEUP_GAP_MS after the account's last round began if that is
+ * later. The next worker round after that pulls them.
+ */
 extern void m365_store_wakeups_mark(const int64 *account_ids, int n);
+
+/* Milliseconds until the next mark that is not due yet falls due; -1 if none. */
+extern long m365_store_wakeups_next_ms(void);
 
 /* Forget due marks of accounts that no longer exist. */
 extern void m365_store_wakeups_prune(void);

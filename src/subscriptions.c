@@ -2,8 +2,10 @@
  * subscriptions.c — an account's Graph subscription on users/{id}/events
  * (GRAPH.md §8): POST /subscriptions with a fresh random clientState,
  * PATCH to renew at half its lifetime, a new one when Graph says it is gone
- * (404, or the lifecycle event subscriptionRemoved), DELETE when the
- * notification URL is emptied or changed and at erasure.
+ * (404, or the lifecycle event subscriptionRemoved) and once a week (a new
+ * clientState, so a captured notification body does not stay valid for
+ * ever), DELETE when the notification URL is emptied or changed and at
+ * erasure.
  *
  * Runs in the worker's rounds, never in a caller's transaction — except the
  * DELETE at erasure, which must happen while the account's token can still
@@ -233,13 +235,17 @@ maintain_account(int64 account_id)
 		(strcmp(acc.status, "connected") != 0 && strcmp(acc.status, "error") != 0))
 		return;
 	have = m365_store_subscriptions_get(account_id, &sub);
-	if (have && (url[0] == '\0' || sub.recreate || strcmp(sub.notification_url, url) != 0))
+	if (have && (url[0] == '\0' || sub.recreate || sub.rotate_due ||
+				 strcmp(sub.notification_url, url) != 0))
 	{
-		/* Removed at Microsoft already, or no longer wanted as it is. */
+		/*
+		 * Removed at Microsoft already, no longer wanted as it is, or a week
+		 * old: its clientState is rotated by making a new one.
+		 */
 		if (!sub.recreate)
 			(void) delete_remote(account_id, sub.subscription_id);
 		m365_store_subscriptions_delete(account_id, sub.subscription_id);
-		if (sub.recreate)
+		if (sub.recreate || sub.rotate_due)
 			m365_store_wakeups_mark(&account_id, 1);	/* what changed meanwhile */
 		have = false;
 	}
