@@ -209,7 +209,7 @@ m365_store_subscriptions_flag(int64 account_id, const char *subscription_id, boo
 	/*
 	 * Idempotent, and rate-limited per subscription: a renewal asked for
 	 * while one is pending, or within M365_LIFECYCLE_GAP_S of the last
-	 * renewal (or the creation), changes nothing, so a replayed
+	 * renewal, changes nothing, so a replayed
 	 * reauthorizationRequired costs no PATCH. Remaking happens once: the
 	 * new subscription has a new id and clientState, and the old body then
 	 * matches nothing.
@@ -218,7 +218,7 @@ m365_store_subscriptions_flag(int64 account_id, const char *subscription_id, boo
 		 " WHERE account_id = $1 AND subscription_id = $2"
 		 "   AND ($3 AND NOT recreate"
 		 "        OR NOT $3 AND renew_at > pg_catalog.now()"
-		 "           AND coalesce(renewed_at, created_at)"
+		 "           AND coalesce(renewed_at, '-infinity')"
 		 "               <= pg_catalog.now() - pg_catalog.make_interval(secs => $4))",
 		 &a, SPI_OK_UPDATE, "flagging a subscription");
 }
