@@ -244,7 +244,7 @@ m365_store_wakeups_mark(const int64 *account_ids, int n)
 	 */
 	m365_spi_run_saved(&mark_plan,
 					   "INSERT INTO m365sync.account_wakeups (account_id, marked_at)"
-					   " SELECT x.a, pg_catalog.greatest(pg_catalog.now(),"
+					   " SELECT x.a, GREATEST(pg_catalog.now(),"
 					   "   (SELECT r.started_at + pg_catalog.make_interval(secs => $2 / 1000.0)"
 					   "      FROM m365sync.sync_run_log r WHERE r.account_id = x.a"
 					   "     ORDER BY r.run_id DESC LIMIT 1))"
