@@ -5,7 +5,7 @@
 -- to nobody), since the events API is a capability of its own. Ids vary with
 -- the files before this one, so they are never printed.
 CREATE ROLE regress_app10 LOGIN IN ROLE m365sync_app;
-CREATE ROLE regress_admin10 LOGIN IN ROLE m365sync_admin;
+CREATE ROLE regress_admin10 LOGIN IN ROLE m365sync_admin, m365sync_privacy;
 
 -- An expected error with the ids masked.
 CREATE FUNCTION public.regress10_try(stmt text) RETURNS text LANGUAGE sql AS $$

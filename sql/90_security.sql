@@ -8,7 +8,7 @@ SET client_min_messages = warning;
 DROP EXTENSION m365sync CASCADE;
 CREATE EXTENSION m365sync;
 CREATE ROLE regress_sec_app LOGIN IN ROLE m365sync_app;
-CREATE ROLE regress_sec_admin LOGIN IN ROLE m365sync_admin;
+CREATE ROLE regress_sec_admin LOGIN IN ROLE m365sync_admin, m365sync_privacy;
 RESET client_min_messages;
 SET TimeZone = 'UTC';
 SET DateStyle = 'ISO';

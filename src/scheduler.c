@@ -31,6 +31,7 @@
 #include "push.h"
 #include "scheduler.h"
 #include "store_accounts.h"
+#include "store_audit.h"
 #include "store_subscriptions.h"
 #include "store_sync_log.h"
 #include "subscriptions.h"
@@ -206,6 +207,18 @@ batch_size(void)
  */
 #define RUN_HISTORY_DAYS 14
 
+/*
+ * Housekeeping of every round, the worker's and m365sync.sync()'s: old
+ * sync history, and audit rows past m365sync.audit_retention (the only
+ * delete audit_log's trigger lets through).
+ */
+static void
+prune_history(void)
+{
+	m365_store_sync_log_prune(RUN_HISTORY_DAYS);
+	m365_store_audit_prune(m365_audit_retention_s);
+}
+
 /* The worker's round (see scheduler.h): sync what is due, one transaction per page. */
 long
 m365_worker_round(void)
@@ -219,7 +232,7 @@ m365_worker_round(void)
 	m365_worker_start_xact();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(round_cxt);
-	m365_store_sync_log_prune(RUN_HISTORY_DAYS);
+	prune_history();
 	due = m365_store_accounts_due(0, batch);
 	if (due != NIL)
 		(void) run_rounds(due, true);
@@ -247,10 +260,15 @@ m365_worker_round(void)
 M365SyncOutcome *
 m365_sync_in_caller_xact(int64 account_id, int *n)
 {
-	List	   *due = m365_store_accounts_due(account_id, account_id > 0 ? 1 : INT_MAX);
-	RoundJob   *jobs = run_rounds(due, false);
-	M365SyncOutcome *out = palloc0(sizeof(M365SyncOutcome) * Max(list_length(due), 1));
+	List	   *due;
+	RoundJob   *jobs;
+	M365SyncOutcome *out;
 	int			i;
+
+	prune_history();
+	due = m365_store_accounts_due(account_id, account_id > 0 ? 1 : INT_MAX);
+	jobs = run_rounds(due, false);
+	out = palloc0(sizeof(M365SyncOutcome) * Max(list_length(due), 1));
 
 	for (i = 0; i < list_length(due); i++)
 	{

@@ -29,6 +29,7 @@ int			m365_conflict_policy = M365_POLICY_LATEST_WINS;
 int			m365_push_batch_size = 20;
 char	   *m365_notification_url = NULL;
 char	   *m365_lifecycle_url = NULL;
+int			m365_audit_retention_s = 365 * 86400;
 
 static const struct config_enum_entry conflict_policy_options[] = {
 	{"latest_wins", M365_POLICY_LATEST_WINS, false},
@@ -130,6 +131,12 @@ m365_define_settings(void)
 							"How far into the future events are synchronised.",
 							NULL,
 							&m365_window_future_s, 365 * 86400, 86400, 3650 * 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("m365sync.audit_retention",
+							"How long rows of the audit trail (m365sync.audit_trail) are kept.",
+							"Older rows are pruned by the worker and by m365sync.sync(); no younger row can be deleted.",
+							&m365_audit_retention_s, 365 * 86400, 86400, 3650 * 86400,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("m365sync.conflict_policy",

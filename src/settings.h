@@ -33,6 +33,7 @@ extern int	m365_conflict_policy;	/* M365ConflictPolicy */
 extern int	m365_push_batch_size;	/* writes per $batch (developer setting) */
 extern char *m365_notification_url;
 extern char *m365_lifecycle_url;
+extern int	m365_audit_retention_s;	/* seconds */
 
 /* Per mailbox, whatever max_connections says (Graph's own limit). */
 #define M365_MAX_REQUESTS_PER_MAILBOX 4

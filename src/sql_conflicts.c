@@ -21,6 +21,7 @@
 #include "identity.h"
 #include "settings.h"
 #include "store_accounts.h"
+#include "store_audit.h"
 #include "store_conflicts.h"
 #include "store_events.h"
 
@@ -85,5 +86,6 @@ m365sync_resolve_conflict(PG_FUNCTION_ARGS)
 				 errmsg("event %lld has no unresolved conflict", (long long) event_id),
 				 errhint("See m365sync.conflicts().")));
 	SPI_finish();
+	m365_audit_record("resolve_conflict", m365_acting_user(), account_id);
 	PG_RETURN_VOID();
 }

@@ -26,6 +26,7 @@
 #include "oauth.h"
 #include "purge.h"
 #include "store_accounts.h"
+#include "store_audit.h"
 #include "wake.h"
 
 #define MAX_SECRET_LEN	1024
@@ -155,6 +156,7 @@ m365sync_configure(PG_FUNCTION_ARGS)
 				 errdetail("Microsoft accepts plain http only for a loopback redirect.")));
 	m365_store_app_config_put(client_id, client_secret, redirect_uri);
 	m365_secure_zero(client_secret, strlen(client_secret));
+	m365_audit_record("configure", NULL, 0);
 	PG_RETURN_VOID();
 }
 
@@ -233,6 +235,7 @@ m365sync_admin_consent_complete(PG_FUNCTION_ARGS)
 		ereport(NOTICE,
 				(errmsg("organisation consent for tenant \"%s\" was not granted", st.tenant),
 				 errdetail("Microsoft reported: %s.", code[0] ? code : "no consent")));
+	m365_audit_record("consent", NULL, 0);
 	PG_RETURN_VOID();
 }
 
@@ -303,6 +306,17 @@ m365sync_add_mailbox(PG_FUNCTION_ARGS)
 		m365_graph_raise(&gres, "look up the mailbox");
 
 	m365_store_accounts_lock_user(user);
+	/*
+	 * One FlowAgent user per mailbox: an operator must not attach a mailbox
+	 * another user connected (a shadow account whose events could then be
+	 * read). Compared by Graph's user id, which every alias and address of
+	 * the mailbox resolves to, rather than by the encrypted address.
+	 */
+	if (m365_store_accounts_ms_user_taken(gu.id, user))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("mailbox is already connected by another FlowAgent user"),
+				 errhint("A mailbox syncs for one FlowAgent user. That user keeps it, or disconnects it, or it is erased with m365sync.purge_user(...) first.")));
 	if (m365_store_accounts_of_user_lock(user, &acc))
 	{
 		if (strcmp(acc.mode, "application") != 0 || acc.tenant_id != t.tenant_id ||
@@ -322,6 +336,7 @@ m365sync_add_mailbox(PG_FUNCTION_ARGS)
 		m365_graph_raise(&gres, "list the mailbox's calendars");
 	m365_store_accounts_connected(account_id);
 	m365_wake_worker_at_commit();
+	m365_audit_record("add_mailbox", user, account_id);
 	PG_RETURN_INT64(account_id);
 }
 
@@ -419,6 +434,7 @@ m365sync_connect_complete(PG_FUNCTION_ARGS)
 		m365_graph_raise(&gres, "list the user's calendars");
 	m365_store_oauth_states_mark_used(st.state_id);
 	m365_wake_worker_at_commit();
+	m365_audit_record("connect", user, account_id);
 	PG_RETURN_INT64(account_id);
 }
 
@@ -461,5 +477,6 @@ m365sync_disconnect(PG_FUNCTION_ARGS)
 
 	m365_store_accounts_lock_user(user);
 	(void) m365_purge_user(user);
+	m365_audit_record("disconnect", user, 0);
 	PG_RETURN_VOID();
 }

@@ -19,6 +19,7 @@
 
 #include "keyring.h"
 #include "purge.h"
+#include "store_audit.h"
 
 static char *
 required_text_arg(FunctionCallInfo fcinfo, int n, const char *name)
@@ -43,7 +44,10 @@ PG_FUNCTION_INFO_V1(m365sync_rewrap_keys);
 Datum
 m365sync_rewrap_keys(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT32(m365_rewrap_data_keys());
+	int			n = m365_rewrap_data_keys();
+
+	m365_audit_record("rewrap_keys", NULL, 0);
+	PG_RETURN_INT32(n);
 }
 
 PG_FUNCTION_INFO_V1(m365sync_purge_user);
@@ -52,7 +56,10 @@ PG_FUNCTION_INFO_V1(m365sync_purge_user);
 Datum
 m365sync_purge_user(PG_FUNCTION_ARGS)
 {
-	m365_purge_user(required_text_arg(fcinfo, 0, "flowagent_user"));
+	char	   *user = required_text_arg(fcinfo, 0, "flowagent_user");
+
+	m365_purge_user(user);
+	m365_audit_record("purge", user, 0);
 	PG_RETURN_VOID();
 }
 

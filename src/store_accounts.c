@@ -348,11 +348,42 @@ m365_store_accounts_create(const char *flowagent_user, const char *mode, int64 t
 	return id;
 }
 
+/* The transaction's lock on one Microsoft 365 user id (after the user's lock, never before). */
+static void
+lock_ms_user(const char *ms_user_id)
+{
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_text(&a, ms_user_id);
+	m365_spi_exec("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('ms_user_id:' || $1, 365))",
+				  &a, SPI_OK_SELECT, NULL);
+}
+
+bool
+m365_store_accounts_ms_user_taken(const char *ms_user_id, const char *flowagent_user)
+{
+	M365SpiArgs a = {0};
+	bool		taken;
+
+	lock_ms_user(ms_user_id);
+	m365_spi_arg_text(&a, ms_user_id);
+	m365_spi_arg_text(&a, flowagent_user);
+	SPI_connect();
+	m365_spi_run("SELECT EXISTS (SELECT 1 FROM m365sync.accounts"
+				 " WHERE ms_user_id = $1 AND flowagent_user <> $2)",
+				 &a, SPI_OK_SELECT, "looking for the mailbox's other accounts");
+	taken = m365_spi_row_bool(0, 1);
+	SPI_finish();
+	return taken;
+}
+
 void
 m365_store_accounts_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox)
 {
 	M365SpiArgs a = {0};
 
+	if (ms_user_id)
+		lock_ms_user(ms_user_id);
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, ms_user_id);
 	m365_spi_arg_bytea(&a, mailbox ? m365_encrypt_text("accounts", "mailbox", account_id, account_id, mailbox)

@@ -80,6 +80,14 @@ extern void m365_store_accounts_lock_user(const char *flowagent_user);
 extern bool m365_store_accounts_lock(int64 account_id, M365Account *out);
 extern bool m365_store_accounts_of_user_lock(const char *flowagent_user, M365Account *out);
 extern int64 m365_store_accounts_create(const char *flowagent_user, const char *mode, int64 tenant_id);
+/*
+ * Is the Microsoft 365 user ms_user_id (Graph's immutable user id) already
+ * connected by a FlowAgent user other than flowagent_user? Takes the
+ * transaction's lock on that id first (as set_identity does), so two
+ * transactions cannot both find it free. Sees every account only when the
+ * caller is not under row level security (add_mailbox).
+ */
+extern bool m365_store_accounts_ms_user_taken(const char *ms_user_id, const char *flowagent_user);
 extern void m365_store_accounts_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox);
 extern void m365_store_accounts_save_tokens(int64 account_id, const char *access_token,
 									  const char *refresh_token, long expires_in);

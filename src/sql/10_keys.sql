@@ -1,5 +1,7 @@
 -- Keys and erasure (keyring.c, sql_keys.c): master key rotation, crypto-
--- shredding purge and the decrypted export of one user, for m365sync_admin.
+-- shredding purge and the decrypted export of one user. rewrap_keys is
+-- m365sync_admin's; export_user and purge_user are m365sync_privacy's only
+-- (from 0.2.0): the operator configures and watches, and reads no content.
 -- The _encrypt_*/_decrypt_* helpers are internal: granted to nobody, so only
 -- a superuser or a superuser-owned function (export_user) can call them.
 
@@ -70,6 +72,7 @@ BEGIN
         RAISE EXCEPTION 'flowagent_user must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM m365sync._audit('export', who, NULL);
     RETURN pg_catalog.jsonb_build_object(
         'flowagent_user', who,
         'exported_at', pg_catalog.now(),
@@ -164,5 +167,5 @@ REVOKE ALL ON FUNCTION m365sync._decrypt_jsonb(text, text, bigint, bigint, bytea
 REVOKE ALL ON FUNCTION m365sync._data_keys_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION m365sync._data_key_check() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION m365sync.rewrap_keys() TO m365sync_admin;
-GRANT EXECUTE ON FUNCTION m365sync.purge_user(text) TO m365sync_admin;
-GRANT EXECUTE ON FUNCTION m365sync.export_user(text) TO m365sync_admin;
+GRANT EXECUTE ON FUNCTION m365sync.purge_user(text) TO m365sync_privacy;
+GRANT EXECUTE ON FUNCTION m365sync.export_user(text) TO m365sync_privacy;

@@ -80,3 +80,184 @@ COMMENT ON FUNCTION m365sync.changes_since(bigint) IS
 ALTER FUNCTION m365sync.changes_since(bigint) OWNER TO m365sync_definer;
 REVOKE ALL ON FUNCTION m365sync.changes_since(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION m365sync.changes_since(bigint) TO m365sync_app;
+
+-- ---- privacy and access (issue 23) ----
+
+-- export_user and purge_user move from m365sync_admin to a role of their
+-- own (00_roles_schema.sql).
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'm365sync_privacy') THEN
+        CREATE ROLE m365sync_privacy NOLOGIN;
+    END IF;
+END
+$roles$;
+GRANT USAGE ON SCHEMA m365sync TO m365sync_privacy;
+REVOKE ALL ON FUNCTION m365sync.purge_user(text) FROM m365sync_admin;
+REVOKE ALL ON FUNCTION m365sync.export_user(text) FROM m365sync_admin;
+GRANT EXECUTE ON FUNCTION m365sync.purge_user(text) TO m365sync_privacy;
+GRANT EXECUTE ON FUNCTION m365sync.export_user(text) TO m365sync_privacy;
+
+-- The audit trail (07_audit.sql, repeated here).
+-- The audit trail (from 0.2.0): one row per privileged act, written by the
+-- act's own function in the act's transaction (store_audit.c), so an act
+-- that fails or rolls back leaves no row and a committed one always does.
+-- Who and what, never content: when, the database role that called (the
+-- role in effect before SECURITY DEFINER, i.e. after any SET ROLE), the
+-- FlowAgent user and/or account concerned, and the act.
+--
+-- Append-only for everyone: no role has UPDATE or DELETE on it, and a
+-- trigger refuses UPDATE and TRUNCATE from anybody and DELETE of any row
+-- younger than m365sync.audit_retention, so the one delete that passes is
+-- the pruning of expired rows (worker round and m365sync.sync()). The table
+-- is dumped with its rows (pg_extension_config_dump below). A superuser can
+-- still disable the trigger: the trail guards against the extension's
+-- roles, not against the cluster's owner.
+CREATE TABLE m365sync.audit_log (
+    audit_id        bigserial PRIMARY KEY,
+    at              timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    db_role         text NOT NULL,
+    flowagent_user  text,
+    account_id      bigint,                  -- no foreign key: the row outlives a purged account
+    act             text NOT NULL CHECK (act IN ('configure', 'consent', 'connect', 'disconnect',
+                                                 'add_mailbox', 'export', 'purge', 'rewrap_keys',
+                                                 'resolve_conflict', 'distribute'))
+);
+CREATE INDEX audit_log_at ON m365sync.audit_log (at);
+
+REVOKE ALL ON m365sync.audit_log FROM PUBLIC;
+REVOKE ALL ON SEQUENCE m365sync.audit_log_audit_id_seq FROM PUBLIC;
+-- User functions (connect, disconnect, resolve_conflict) run as
+-- m365sync_definer: it may add rows for the acting user, and nothing else.
+GRANT INSERT ON m365sync.audit_log TO m365sync_definer;
+GRANT USAGE ON SEQUENCE m365sync.audit_log_audit_id_seq TO m365sync_definer;
+ALTER TABLE m365sync.audit_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY acting_user ON m365sync.audit_log FOR INSERT TO m365sync_definer
+    WITH CHECK (flowagent_user = pg_catalog.current_setting('m365sync.flowagent_user', true));
+
+CREATE FUNCTION m365sync._audit_log_append_only() RETURNS trigger
+    LANGUAGE c SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_audit_log_append_only';
+CREATE TRIGGER append_only
+    BEFORE UPDATE OR DELETE ON m365sync.audit_log
+    FOR EACH ROW EXECUTE FUNCTION m365sync._audit_log_append_only();
+CREATE TRIGGER append_only_truncate
+    BEFORE TRUNCATE ON m365sync.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION m365sync._audit_log_append_only();
+
+-- For SQL-language acts (export_user, and m365sync.distribute()): record an
+-- act in the caller's transaction. Internal, granted to nobody.
+CREATE FUNCTION m365sync._audit(act text, flowagent_user text, account_id bigint)
+    RETURNS void
+    LANGUAGE c VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_audit';
+REVOKE ALL ON FUNCTION m365sync._audit_log_append_only() FROM PUBLIC;
+REVOKE ALL ON FUNCTION m365sync._audit(text, text, bigint) FROM PUBLIC;
+
+CREATE VIEW m365sync.audit_trail AS
+SELECT at, db_role, flowagent_user, account_id, act
+  FROM m365sync.audit_log;
+COMMENT ON VIEW m365sync.audit_trail IS
+    'Privileged acts, one row each: when, database role, FlowAgent user or account, act. No content; rows older than m365sync.audit_retention are pruned.';
+REVOKE ALL ON m365sync.audit_trail FROM PUBLIC;
+GRANT SELECT ON m365sync.audit_trail TO m365sync_admin;
+
+SELECT pg_catalog.pg_extension_config_dump('m365sync.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.audit_log_audit_id_seq', '');
+
+-- export_user records itself in the audit trail (10_keys.sql).
+CREATE OR REPLACE FUNCTION m365sync.export_user(flowagent_user text) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+AS $export$
+DECLARE
+    who text := $1;
+BEGIN
+    IF who IS NULL OR who = '' THEN
+        RAISE EXCEPTION 'flowagent_user must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM m365sync._audit('export', who, NULL);
+    RETURN pg_catalog.jsonb_build_object(
+        'flowagent_user', who,
+        'exported_at', pg_catalog.now(),
+        'accounts', COALESCE((
+            SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'account_id', a.account_id,
+                'tenant', t.tenant,
+                'mode', a.mode,
+                'ms_user_id', a.ms_user_id,
+                'mailbox', m365sync._decrypt_text('accounts', 'mailbox', a.account_id, a.account_id, a.mailbox),
+                'status', a.status,
+                'last_error', a.last_error,
+                'created_at', a.created_at,
+                'last_sync_at', a.last_sync_at,
+                'next_sync_at', a.next_sync_at,
+                'calendars', COALESCE((
+                    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                        'calendar_id', c.calendar_id,
+                        'graph_id', c.graph_id,
+                        'name', m365sync._decrypt_text('calendars', 'name', c.account_id, c.calendar_id, c.name),
+                        'is_default', c.is_default,
+                        'can_edit', c.can_edit,
+                        'sync_enabled', c.sync_enabled) ORDER BY c.calendar_id)
+                      FROM m365sync.calendars c WHERE c.account_id = a.account_id), '[]'::jsonb),
+                'events', COALESCE((
+                    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                        'event_id', e.event_id,
+                        'calendar_id', e.calendar_id,
+                        'graph_id', e.graph_id,
+                        'ical_uid', e.ical_uid,
+                        'series_master_id', e.series_master_id,
+                        'event_type', e.event_type,
+                        'start_at', e.start_at,
+                        'end_at', e.end_at,
+                        'is_all_day', e.is_all_day,
+                        'start_date', e.start_date,
+                        'end_date', e.end_date,
+                        'show_as', e.show_as,
+                        'is_cancelled', e.is_cancelled,
+                        'sync_state', e.sync_state,
+                        'deleted', e.deleted,
+                        'remote_modified_at', e.remote_modified_at,
+                        'local_modified_at', e.local_modified_at,
+                        'content', m365sync._decrypt_jsonb('events', 'content', e.account_id, e.event_id, e.content))
+                        ORDER BY e.event_id)
+                      FROM m365sync.events e WHERE e.account_id = a.account_id), '[]'::jsonb),
+                'pending_changes', COALESCE((
+                    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                        'event_id', o.event_id,
+                        'op', o.op,
+                        'changed_fields', o.changed_fields,
+                        'attempts', o.attempts,
+                        'last_error', o.last_error,
+                        'created_at', o.created_at) ORDER BY o.outbox_id)
+                      FROM m365sync.outbox o
+                     WHERE o.account_id = a.account_id AND o.state = 'pending'), '[]'::jsonb),
+                'conflicts', COALESCE((
+                    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                        'event_id', k.event_id,
+                        'detected_at', k.detected_at,
+                        'policy', k.policy,
+                        'kept', k.kept,
+                        'lost', m365sync._decrypt_jsonb('conflicts', 'lost', k.account_id, k.conflict_id, k.lost),
+                        'resolved_at', k.resolved_at) ORDER BY k.conflict_id)
+                      FROM m365sync.conflicts k WHERE k.account_id = a.account_id), '[]'::jsonb),
+                'sync_runs', COALESCE((
+                    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                        'started_at', r.started_at,
+                        'finished_at', r.finished_at,
+                        'fetched', r.fetched,
+                        'applied', r.applied,
+                        'pushed', r.pushed,
+                        'status', r.status,
+                        'error_code', r.error_code) ORDER BY r.run_id)
+                      FROM m365sync.sync_run_log r WHERE r.account_id = a.account_id), '[]'::jsonb))
+                ORDER BY a.account_id)
+              FROM m365sync.accounts a
+              LEFT JOIN m365sync.tenants t ON t.tenant_id = a.tenant_id
+             WHERE a.flowagent_user = who), '[]'::jsonb));
+END
+$export$;

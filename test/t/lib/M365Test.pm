@@ -106,6 +106,12 @@ sub new
 	$node->safe_psql($db, q{
 		CREATE ROLE flowagent LOGIN IN ROLE m365sync_app;
 		CREATE ROLE dba LOGIN IN ROLE m365sync_admin;
+		-- GDPR export and erasure (m365sync_privacy, from 0.2.0)
+		DO $$ BEGIN
+			IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'm365sync_privacy') THEN
+				CREATE ROLE privacy LOGIN IN ROLE m365sync_privacy;
+			END IF;
+		END $$;
 		-- test hook: re-read one account's calendars with its stored token
 		CREATE FUNCTION public.refresh_calendars(bigint) RETURNS text
 			LANGUAGE c AS '$libdir/m365sync', 'm365sync_debug_refresh_calendars';
@@ -299,6 +305,15 @@ sub as_admin
 	my ($self, $sql, %o) = @_;
 	my ($out, $state, $msg, $err) = $self->sql($sql, role => 'dba', db => $o{db});
 	croak "as dba: $state $msg\n$err" if $state ne '';
+	return $out;
+}
+
+# Run SQL as the privacy officer (role privacy, member of m365sync_privacy).
+sub as_privacy
+{
+	my ($self, $sql, %o) = @_;
+	my ($out, $state, $msg, $err) = $self->sql($sql, role => 'privacy', db => $o{db});
+	croak "as privacy: $state $msg\n$err" if $state ne '';
 	return $out;
 }
 
