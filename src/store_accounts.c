@@ -19,6 +19,7 @@
 #include "keyring.h"
 #include "spi_util.h"
 #include "store_accounts.h"
+#include "store_subscriptions.h"
 
 static bytea *
 hash_bytea(const uint8 hash[32])
@@ -532,13 +533,11 @@ m365_store_accounts_due(int64 account_id, int limit)
 				 "   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
 				 "       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
 				 "        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
-				 "         OR EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id"
-				 "          AND w.marked_at <= pg_catalog.now())"
+				 "         OR " M365_WAKEUP_MARK_DUE
 				 "         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
 				 "          AND o.state = 'pending'"
 				 "          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
-				 " ORDER BY EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id"
-				 "          AND w.marked_at <= pg_catalog.now()) DESC,"
+				 " ORDER BY " M365_WAKEUP_MARK_DUE " DESC,"
 				 "          a.next_sync_at NULLS FIRST LIMIT $2",
 				 &a, SPI_OK_SELECT, "finding due accounts");
 	out = m365_store_accounts_of_result(caller);

@@ -233,23 +233,11 @@ m365_store_wakeups_mark(const int64 *account_ids, int n)
 	if (n <= 0)
 		return;
 	m365_spi_arg_int8_array(&a, account_ids, n);
-	m365_spi_arg(&a, INT4OID, Int32GetDatum(M365_WAKEUP_GAP_MS), false);
 	SPI_connect();
-	/*
-	 * Due now, or M365_WAKEUP_GAP_MS after the account's last round began if
-	 * that is later: however many notifications come, one round per gap at
-	 * most, and a pending mark takes no second one (a replayed body costs an
-	 * index probe). Never dropped: a change announced after a round's delta
-	 * request is fetched by the next one.
-	 */
+	/* a pending mark takes no second one: a replayed body costs an index probe */
 	m365_spi_run_saved(&mark_plan,
-					   "INSERT INTO m365sync.account_wakeups (account_id, marked_at)"
-					   " SELECT x.a, GREATEST(pg_catalog.now(),"
-					   "   (SELECT r.started_at + pg_catalog.make_interval(secs => $2 / 1000.0)"
-					   "      FROM m365sync.sync_run_log r WHERE r.account_id = x.a"
-					   "     ORDER BY r.run_id DESC LIMIT 1))"
-					   " FROM (SELECT DISTINCT pg_catalog.unnest($1) AS a) x"
-					   " ON CONFLICT (account_id) DO NOTHING",
+					   "INSERT INTO m365sync.account_wakeups (account_id)"
+					   " SELECT DISTINCT pg_catalog.unnest($1) ON CONFLICT (account_id) DO NOTHING",
 					   &a, SPI_OK_INSERT, 0, "marking accounts due");
 	SPI_finish();
 }
@@ -262,9 +250,13 @@ m365_store_wakeups_next_ms(void)
 	Datum		d;
 
 	SPI_connect();
-	m365_spi_run("SELECT pg_catalog.ceil(pg_catalog.date_part('epoch', pg_catalog.min(marked_at)"
-				 " - pg_catalog.now()) * 1000)::int8"
-				 " FROM m365sync.account_wakeups WHERE marked_at > pg_catalog.now()",
+	/* marks held back by the gap after their account's last round (M365_WAKEUP_MARK_DUE) */
+	m365_spi_run("SELECT pg_catalog.ceil(pg_catalog.date_part('epoch', pg_catalog.min(x.due) - pg_catalog.now()) * 1000)::int8"
+				 " FROM (SELECT (SELECT r.started_at FROM m365sync.sync_run_log r WHERE r.account_id = w.account_id"
+				 "               ORDER BY r.run_id DESC LIMIT 1)"
+				 "              + pg_catalog.make_interval(secs => " CppAsString2(M365_WAKEUP_GAP_MS) " / 1000.0) AS due"
+				 "         FROM m365sync.account_wakeups w) x"
+				 " WHERE x.due > pg_catalog.now()",
 				 NULL, SPI_OK_SELECT, "finding the next due mark");
 	d = m365_spi_row_datum(0, 1, &isnull);
 	if (!isnull)

@@ -73,16 +73,20 @@ extern void m365_store_subscriptions_flag(int64 account_id, const char *subscrip
 
 /*
  * Least time between the start of an account's round and a round a
- * notification asks for (issue 23, webhook replay): a mark made sooner is
- * due only then.
+ * notification asks for (issue 23, webhook replay): a mark is due only once
+ * that long has passed since the account's last round began, so however
+ * many notifications come, one round per gap at most. Never dropped: a
+ * change announced after a round's delta request is fetched by the next.
+ * The condition, for the due-accounts query (alias a for the account):
  */
 #define M365_WAKEUP_GAP_MS 1000
+#define M365_WAKEUP_MARK_DUE \
+	"EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id" \
+	" AND coalesce((SELECT r.started_at FROM m365sync.sync_run_log r WHERE r.account_id = a.account_id" \
+	"               ORDER BY r.run_id DESC LIMIT 1), '-infinity')" \
+	"     <= pg_catalog.now() - pg_catalog.make_interval(secs => " CppAsString2(M365_WAKEUP_GAP_MS) " / 1000.0))"
 
-/*
- * Mark accounts due (idempotent: a pending mark stays as it is): now, or
- * M365_WAKEUP_GAP_MS after the account's last round began if that is
- * later. The next worker round after that pulls them.
- */
+/* Mark accounts due (idempotent: a pending mark stays as it is). */
 extern void m365_store_wakeups_mark(const int64 *account_ids, int n);
 
 /* Milliseconds until the next mark that is not due yet falls due; -1 if none. */
