@@ -70,7 +70,9 @@ BEGIN
     INSERT INTO m365sync.events (account_id, event_id, calendar_id, graph_id, start_at, end_at, content)
     VALUES (acc, ev, cal, 'ev-' || who, '2024-05-01 09:00Z', '2024-05-01 10:00Z',
             m365sync._encrypt_jsonb('events', 'content', acc, ev,
-                                    jsonb_build_object('subject', marker || ' board meeting')));
+                                    jsonb_build_object('subject', marker || ' board meeting',
+                                        'start', jsonb_build_object('dateTime', '2024-05-01T09:00:00', 'timeZone', 'UTC'),
+                                        'end', jsonb_build_object('dateTime', '2024-05-01T10:00:00', 'timeZone', 'UTC'))));
     k := nextval('m365sync.conflicts_conflict_id_seq');
     INSERT INTO m365sync.conflicts (account_id, conflict_id, event_id, policy, kept, lost)
     VALUES (acc, k, ev, 'latest_wins', 'local',
@@ -181,6 +183,65 @@ SELECT m365sync.acting_user() AS in_its_transaction;
 COMMIT;
 RESET m365sync.flowagent_user;
 RESET ROLE;
+
+-- ---- 5. Honest metadata ----
+
+-- Every clear (not bytea) column of every table. SECURITY.md §1 says what
+-- each one reveals: a column added here must be added there.
+SELECT c.relname, string_agg(a.attname, ', ' ORDER BY a.attnum) AS clear_columns
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE n.nspname = 'm365sync' AND c.relkind = 'r'
+   AND (a.atttypid <> 'bytea'::regtype OR (c.relname, a.attname) = ('oauth_states', 'state_hash'))
+ GROUP BY c.relname ORDER BY 1;
+
+-- Reproduction (issue 23, 3): the JSON keys of an update were stored in
+-- clear in outbox.changed_fields, a made-up key included. Now the outbox
+-- lists only names Graph accepts in a PATCH; the other keys stay in the
+-- encrypted content (kept, never sent).
+SELECT pg_temp.make_user('fa-carol', 'CAROL') AS carol \gset
+SELECT event_id AS carol_event FROM m365sync.events WHERE account_id = :carol \gset
+SET ROLE regress_pv_app;
+BEGIN;
+SET LOCAL m365sync.flowagent_user = 'fa-carol';
+SELECT m365sync.upsert_event('{"subject": "moved", "Layoffs-Q1-list-canary": ["x"],
+                               "someFutureField": 1, "showAs": "busy"}', :carol_event) = :carol_event AS updated;
+SELECT data ? 'Layoffs-Q1-list-canary' AS in_content FROM m365sync.event(:carol_event);
+COMMIT;
+RESET ROLE;
+SELECT op, changed_fields FROM m365sync.outbox WHERE account_id = :carol;
+-- no clear column of any m365sync table holds it (control: the user's name,
+-- a clear column, is found)
+CREATE FUNCTION pg_temp.tables_holding(needle text) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    r regclass;
+    n bigint;
+    found text[] := '{}';
+BEGIN
+    FOR r IN SELECT c.oid FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
+              WHERE ns.nspname = 'm365sync' AND c.relkind = 'r' ORDER BY 1 LOOP
+        EXECUTE format('SELECT count(*) FROM %s x WHERE x::text LIKE %L', r, '%' || needle || '%') INTO n;
+        IF n > 0 THEN found := found || r::text; END IF;
+    END LOOP;
+    RETURN found;
+END $$;
+SELECT pg_temp.tables_holding('canary') AS canary, pg_temp.tables_holding('fa-carol') AS control;
+
+-- events.ical_uid is a keyed hash under the account's data key: equal for
+-- one UID within an account (matching), different across accounts (no join
+-- shows who meets whom), and not the UID. The function is the one the
+-- upgrade from 0.1.0 uses; the pull and the push write through the same code.
+CREATE FUNCTION public.regress_ical_hash(bigint, text) RETURNS text
+    LANGUAGE c STRICT AS '$libdir/m365sync', 'm365sync_ical_uid_hash';
+SELECT pg_temp.make_user('fa-dave', 'DAVE') AS dave \gset
+SELECT public.regress_ical_hash(:carol, 'UID-MEETING-1') ~ '^hmac:[0-9a-f]{64}$' AS is_hmac,
+       public.regress_ical_hash(:carol, 'UID-MEETING-1') = public.regress_ical_hash(:carol, 'UID-MEETING-1') AS same_in_account,
+       public.regress_ical_hash(:carol, 'UID-MEETING-1') <> public.regress_ical_hash(:dave, 'UID-MEETING-1') AS differs_across_accounts,
+       public.regress_ical_hash(:carol, 'UID-MEETING-1') <> public.regress_ical_hash(:carol, 'UID-MEETING-2') AS differs_by_uid,
+       position('MEETING' IN public.regress_ical_hash(:carol, 'UID-MEETING-1')) = 0 AS uid_not_in_it;
+DROP FUNCTION public.regress_ical_hash(bigint, text);
+SELECT m365sync.purge_user(u) FROM (VALUES ('fa-carol'), ('fa-dave')) v(u);
 
 DROP ROLE regress_pv_app;
 DROP ROLE regress_pv_admin;

@@ -17,6 +17,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 /* EVP takes int lengths; feed big values in slices well below INT_MAX. */
@@ -152,6 +153,18 @@ m365_sha256(const uint8_t *data, size_t len, uint8_t out[32])
 	unsigned int outlen = 0;
 
 	if (EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) != 1 || outlen != 32)
+		return M365_CRYPTO_INTERNAL;
+	return M365_CRYPTO_OK;
+}
+
+M365CryptoStatus
+m365_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size_t len, uint8_t out[32])
+{
+	unsigned int outlen = 0;
+
+	if (keylen > INT_MAX)
+		return M365_CRYPTO_BAD_INPUT;
+	if (HMAC(EVP_sha256(), key, (int) keylen, data, len, out, &outlen) == NULL || outlen != 32)
 		return M365_CRYPTO_INTERNAL;
 	return M365_CRYPTO_OK;
 }

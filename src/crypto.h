@@ -29,6 +29,10 @@ extern M365CryptoStatus m365_random_bytes(uint8_t *out, size_t len);
 /* SHA-256 of data into out[32]. */
 extern M365CryptoStatus m365_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
 
+/* HMAC-SHA256 (RFC 2104) of data under key into out[32]. */
+extern M365CryptoStatus m365_hmac_sha256(const uint8_t *key, size_t keylen,
+										 const uint8_t *data, size_t len, uint8_t out[32]);
+
 /*
  * base64url without padding (RFC 4648 §5), as PKCE and JWT use. out must hold
  * m365_base64url_len(len) + 1 bytes; the result is NUL-terminated.

@@ -268,6 +268,7 @@ m365_event_content_values(Jsonb *data, TupleDesc desc, Datum *values, bool *null
 	nulls[EA_DATA] = false;
 	if (!JsonContainerIsObject(root))
 		return;
+	set_text(root, M365_F_ICAL_UID, EA_ICAL_UID, values, nulls);
 	set_text(root, M365_F_SUBJECT, EA_SUBJECT, values, nulls);
 	body = get_object(root, M365_F_BODY);
 	set_text(body, M365_F_CONTENT, EA_BODY, values, nulls);

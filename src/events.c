@@ -15,6 +15,7 @@
 #include "utils/jsonb.h"
 
 #include "event_json.h"
+#include "event_patch.h"
 #include "event_row.h"
 #include "events.h"
 #include "jsonb_cjson.h"
@@ -88,6 +89,25 @@ type_after_change(const char *stored, const M365Event *ev, bool is_create)
 	return stored;
 }
 
+/*
+ * Keep in changed[] only the names Graph accepts in a PATCH (event_patch.c's
+ * list, the only ones a push ever sends), in order; returns how many. The
+ * outbox stores these names in clear (outbox.changed_fields), so a name the
+ * caller made up never reaches a plain column: other fields stay in the
+ * encrypted content (Graph's future properties are kept, as SPEC asks) but
+ * are neither listed nor sent.
+ */
+static int
+writable_only(const char **changed, int n)
+{
+	int			k = 0;
+
+	for (int i = 0; i < n; i++)
+		if (m365_event_field_writable(changed[i]))
+			changed[k++] = changed[i];
+	return k;
+}
+
 int64
 m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *stored)
 {
@@ -105,6 +125,7 @@ m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *sto
 		M365EventColumns cols;
 		const char *changed[MAX_CHANGED_FIELDS];
 		int			nchanged = 0;
+		int			nwritable = 0;
 		bool		has_cal;
 		Jsonb	   *data;
 
@@ -139,6 +160,7 @@ m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *sto
 			nchanged = m365_event_merge(doc, input, changed, MAX_CHANGED_FIELDS);
 			if (nchanged < 0)
 				elog(ERROR, "out of memory");
+			nwritable = writable_only(changed, nchanged);
 		}
 		calendar_id = check_calendar_writable(account_id, calendar_id, has_cal);
 
@@ -171,7 +193,7 @@ m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *sto
 				m365_store_events_update_local(account_id, event_id, &cols,
 											  m365_store_events_seal(account_id, event_id, data));
 				m365_store_outbox_queue_upsert(account_id, event_id, false, stored->graph_id == NULL,
-										changed, nchanged, stored->change_key);
+										changed, nwritable, stored->change_key);
 			}
 		}
 	}

@@ -41,6 +41,7 @@
 #include "spi_util.h"
 
 #define DATA_KEY_CACHE		128 /* unwrapped data keys kept per backend */
+#define MAC_KEY_LABEL		"m365sync/v1 keyed hash"
 
 /* ---- data key cache ---- */
 
@@ -52,6 +53,7 @@ typedef struct DataKeyEntry
 	uint32		generation;
 	uint64		last_used;
 	M365GcmKey *gk;				/* keyed EVP contexts (OpenSSL memory) */
+	uint8		mac_key[32];	/* keyed hashes: HMAC of the data key, see m365_keyed_hash */
 	uint8		key[M365_KEY_BYTES];	/* only while loading: wiped once gk exists */
 } DataKeyEntry;
 
@@ -411,6 +413,14 @@ data_key(int64 account_id, bool create)
 					 errmsg("the data key of account " INT64_FORMAT " is not visible to this user", account_id)));
 	}
 	e->gk = m365_gcm_key_new(e->key);
+	/* a key of its own for keyed hashes, so no hash is ever made under the AES key itself */
+	if (m365_hmac_sha256(e->key, M365_KEY_BYTES, (const uint8 *) MAC_KEY_LABEL, strlen(MAC_KEY_LABEL),
+						 e->mac_key) != M365_CRYPTO_OK)
+	{
+		m365_secure_zero(e->key, M365_KEY_BYTES);
+		forget_entry(e);
+		crypto_failed(M365_CRYPTO_INTERNAL, "derive a hash key");
+	}
 	m365_secure_zero(e->key, M365_KEY_BYTES);
 	if (e->gk == NULL)
 		crypto_failed(M365_CRYPTO_INTERNAL, "set up a data key");
@@ -545,6 +555,33 @@ m365_decrypt_text(const char *table, const char *column,
 	if (value == NULL)
 		return NULL;
 	return m365_decrypt(table, column, account_id, row_id, value, NULL);
+}
+
+char *
+m365_keyed_hash(int64 account_id, const char *purpose, const char *value, size_t len)
+{
+	DataKeyEntry *e;
+	uint8	   *msg;
+	uint8		mac[32];
+	size_t		plen = strlen(purpose);
+	char	   *out;
+	M365CryptoStatus st;
+
+	keyring_ready();
+	e = data_key(account_id, true);
+	msg = palloc(plen + 1 + len);
+	memcpy(msg, purpose, plen);
+	msg[plen] = '\0';
+	memcpy(msg + plen + 1, value, len);
+	st = m365_hmac_sha256(e->mac_key, sizeof(e->mac_key), msg, plen + 1 + len, mac);
+	pfree(msg);
+	if (st != M365_CRYPTO_OK)
+		crypto_failed(st, "hash a value");
+	out = palloc(sizeof(M365_KEYED_HASH_PREFIX) + 64);
+	memcpy(out, M365_KEYED_HASH_PREFIX, sizeof(M365_KEYED_HASH_PREFIX) - 1);
+	hex_encode((const char *) mac, sizeof(mac), out + sizeof(M365_KEYED_HASH_PREFIX) - 1);
+	out[sizeof(M365_KEYED_HASH_PREFIX) - 1 + 64] = '\0';
+	return out;
 }
 
 /* ---- admin operations ---- */

@@ -73,6 +73,18 @@ extern char *m365_decrypt_text(const char *table, const char *column,
 							   int64 account_id, int64 row_id,
 							   const bytea *value);
 
+/*
+ * A keyed hash of value for matching without the clear value: HMAC-SHA256
+ * under a key derived from the account's data key (so crypto-shredding the
+ * account makes its hashes meaningless too), over purpose, a NUL and the
+ * value, so one value hashes differently for each purpose. Returns a
+ * palloc'd "hmac:" followed by 64 lowercase hex digits. Equal values of one
+ * account and purpose give equal hashes; nothing else can be learnt without
+ * the data key.
+ */
+#define M365_KEYED_HASH_PREFIX "hmac:"
+extern char *m365_keyed_hash(int64 account_id, const char *purpose, const char *value, size_t len);
+
 /* Drop the cached data key of one account (purge, rewrap) or of all (-1). */
 extern void m365_forget_data_key(int64 account_id);
 

@@ -70,7 +70,7 @@ event_values(int64 account_id, uint64 i, TupleDesc out, Datum *values, bool *nul
 		M365EventAttr to;
 	}			clear[] = {
 		{ES_EVENT_ID, EA_EVENT_ID}, {ES_CALENDAR_ID, EA_CALENDAR_ID},
-		{ES_GRAPH_ID, EA_GRAPH_ID}, {ES_ICAL_UID, EA_ICAL_UID},
+		{ES_GRAPH_ID, EA_GRAPH_ID},	/* ical_uid: a keyed hash; the clear one is in the content */
 		{ES_SERIES_MASTER_ID, EA_SERIES_MASTER_ID}, {ES_EVENT_TYPE, EA_EVENT_TYPE},
 		{ES_START_AT, EA_START_AT}, {ES_END_AT, EA_END_AT}, {ES_IS_ALL_DAY, EA_IS_ALL_DAY},
 		{ES_START_DATE, EA_START_DATE}, {ES_END_DATE, EA_END_DATE}, {ES_SHOW_AS, EA_SHOW_AS},

@@ -20,6 +20,7 @@
 #include "keyring.h"
 #include "purge.h"
 #include "store_audit.h"
+#include "store_events.h"
 
 static char *
 required_text_arg(FunctionCallInfo fcinfo, int n, const char *name)
@@ -64,6 +65,20 @@ m365sync_purge_user(PG_FUNCTION_ARGS)
 }
 
 /* ---- internal helpers (superuser only) ---- */
+
+PG_FUNCTION_INFO_V1(m365sync_ical_uid_hash);
+
+/*
+ * The upgrade from 0.1.0 hashes the iCalUIds 0.1.0 stored in clear
+ * (m365sync--0.1.0--0.2.0.sql creates a function on this for the update
+ * and drops it again). STRICT.
+ */
+Datum
+m365sync_ical_uid_hash(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(m365_store_events_ical_uid_hash(PG_GETARG_INT64(0),
+																	 text_to_cstring(PG_GETARG_TEXT_PP(1)))));
+}
 
 typedef struct ValueAddress
 {

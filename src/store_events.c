@@ -70,6 +70,18 @@ m365_store_events_arg_sync(M365SpiArgs *a, const M365EventColumns *c)
 	m365_spi_arg(a, TIMESTAMPTZOID, values[1], nulls[1] == 'n');
 }
 
+char *
+m365_store_events_ical_uid_hash(int64 account_id, const char *ical_uid)
+{
+	return ical_uid ? m365_keyed_hash(account_id, "events.ical_uid", ical_uid, strlen(ical_uid)) : NULL;
+}
+
+void
+m365_store_events_arg_ical_uid(M365SpiArgs *a, int64 account_id, const M365EventColumns *c)
+{
+	m365_spi_arg_text(a, m365_store_events_ical_uid_hash(account_id, c->ical_uid));
+}
+
 /* --------------------------------------------------------------- events */
 
 bytea *
@@ -142,7 +154,7 @@ m365_store_events_insert(int64 account_id, int64 event_id, int64 calendar_id,
 	m365_spi_arg_int8(&a, event_id);
 	m365_spi_arg_int8(&a, calendar_id);
 	m365_spi_arg_text(&a, c->graph_id);
-	m365_spi_arg_text(&a, c->ical_uid);
+	m365_store_events_arg_ical_uid(&a, account_id, c);
 	m365_spi_arg(&a, INT8OID, Int64GetDatum(series_master_id), !has_series_master);
 	m365_store_events_arg_shape(&a, c);
 	m365_spi_arg(&a, BYTEAOID, PointerGetDatum(content), false);
@@ -302,7 +314,7 @@ m365_store_events_replace_row(int64 account_id, int64 event_id, const M365EventC
 
 	arg_row(&a, account_id, event_id);
 	m365_spi_arg_text(&a, c->graph_id);
-	m365_spi_arg_text(&a, c->ical_uid);
+	m365_store_events_arg_ical_uid(&a, account_id, c);
 	m365_spi_arg_text(&a, c->series_master_graph_id);
 	m365_store_events_arg_shape(&a, c);
 	m365_spi_arg(&a, BYTEAOID, PointerGetDatum(m365_store_events_seal(account_id, event_id, data)), false);

@@ -27,6 +27,15 @@
 extern void m365_store_events_arg_shape(M365SpiArgs *a, const M365EventColumns *c);
 extern void m365_store_events_arg_sync(M365SpiArgs *a, const M365EventColumns *c);
 
+/*
+ * The ical_uid column: never the iCalUId itself (it would show who meets
+ * whom by a join of two users' copies of a meeting) but its keyed hash
+ * under the account's data key (keyring.h), which serves matching within
+ * the account; the clear value stays in the encrypted content. NULL → NULL.
+ */
+extern void m365_store_events_arg_ical_uid(M365SpiArgs *a, int64 account_id, const M365EventColumns *c);
+extern char *m365_store_events_ical_uid_hash(int64 account_id, const char *ical_uid);
+
 /* An event as the writers need it, locked FOR UPDATE. */
 typedef struct M365StoredEvent
 {

@@ -146,7 +146,7 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 
 	m365_spi_arg_int8(&a, b->account_id);
 	m365_spi_arg(&a, TIDOID, PointerGetDatum(&e->tid), false);
-	m365_spi_arg_text(&a, c->ical_uid);
+	m365_store_events_arg_ical_uid(&a, b->account_id, c);
 	m365_spi_arg(&a, INT8OID, Int64GetDatum(master), master == 0);
 	m365_store_events_arg_shape(&a, c);
 	m365_spi_arg(&a, BYTEAOID, PointerGetDatum(m365_store_events_seal(b->account_id, e->event_id, data)), false);

@@ -97,7 +97,7 @@ CREATE TABLE m365sync.events (
     event_id        bigserial,
     calendar_id     bigint NOT NULL,
     graph_id        text,                    -- null until first pushed
-    ical_uid        text,
+    ical_uid        text,                    -- keyed hash "hmac:<hex>" of the iCalUId (store_events.h), never the UID
     series_master_id bigint,
     event_type      text NOT NULL DEFAULT 'singleInstance'
                     CHECK (event_type IN ('singleInstance', 'occurrence', 'exception', 'seriesMaster')),
@@ -138,7 +138,7 @@ CREATE TABLE m365sync.outbox (
     event_id        bigint NOT NULL,
     op              text NOT NULL CHECK (op IN ('create', 'update', 'delete')),
     transaction_id  uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid(),
-    changed_fields  text[],                  -- Graph field names, for a minimal PATCH
+    changed_fields  text[],                  -- names Graph accepts in a PATCH (event_patch.c), or '*'; never a caller's own keys
     base_change_key text,                    -- If-Match
     state           text NOT NULL DEFAULT 'pending'
                     CHECK (state IN ('pending', 'done', 'failed')),

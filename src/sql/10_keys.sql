@@ -102,7 +102,6 @@ BEGIN
                         'event_id', e.event_id,
                         'calendar_id', e.calendar_id,
                         'graph_id', e.graph_id,
-                        'ical_uid', e.ical_uid,
                         'series_master_id', e.series_master_id,
                         'event_type', e.event_type,
                         'start_at', e.start_at,

@@ -387,6 +387,16 @@ $u->as_user('flow-carl', "SELECT m365sync.upsert_event('{\"subject\": \"Carl edi
 my $carl_del = $u->as_user('flow-carl', "SELECT event_id FROM m365sync.events('2000-01-01', '2100-01-01') WHERE subject = 'Outlook carl 2'");
 $u->as_user('flow-carl', "SELECT m365sync.delete_event($carl_del)");
 
+# What 0.1.0 itself stored in clear (this cluster runs the 0.2.0 library
+# already, which writes neither): the iCalUId in events.ical_uid, and a
+# caller's made-up key in outbox.changed_fields.
+$un->safe_psql('postgres', "UPDATE m365sync.events SET ical_uid = m365sync._decrypt_jsonb('events', 'content', account_id, event_id, content)->>'iCalUId'"
+	  . " WHERE graph_id IS NOT NULL");
+my $clear_uids = $un->safe_psql('postgres', "SELECT count(*) FROM m365sync.events WHERE ical_uid IS NOT NULL AND ical_uid !~ '^hmac:'");
+cmp_ok($clear_uids, '>', 0, "$clear_uids events hold their iCalUId in clear, as 0.1.0 wrote it");
+$un->safe_psql('postgres', "UPDATE m365sync.outbox SET changed_fields = changed_fields || '{Made-up-key}'::text[]"
+	  . " WHERE event_id = $carl_edit AND state = 'pending'");
+
 # What must come through the upgrade unchanged.
 my $keys_sql = "SELECT md5(string_agg(d::text, '|' ORDER BY account_id)) FROM m365sync.data_keys d";
 my $tokens_sql = "SELECT md5(string_agg(account_id || ':' || m365sync._decrypt_text('accounts', 'access_token', account_id, account_id, access_token)"
@@ -437,6 +447,13 @@ is($un->safe_psql('postgres', $events_sql . " AND event_id <= " . ($pre{events} 
 my $still = $un->safe_psql('postgres', "SELECT count(*) FROM m365sync.outbox WHERE account_id || '/' || outbox_id || '/' || event_id || '/' || op"
 	  . " = ANY (string_to_array(" . lit($pre{outbox}) . ", ',')) AND state = 'pending'");
 is($still, scalar(split /,/, $pre{outbox}), 'every pending outbox entry is still pending');
+is($un->safe_psql('postgres', "SELECT count(*) FROM m365sync.events WHERE ical_uid IS NOT NULL AND ical_uid !~ '^hmac:[0-9a-f]{64}\$'"), '0',
+	'the upgrade replaced every clear iCalUId by its keyed hash');
+is($un->safe_psql('postgres', "SELECT count(*) FROM m365sync.events WHERE ical_uid IS NOT NULL"
+	  . " AND ical_uid = m365sync._decrypt_jsonb('events', 'content', account_id, event_id, content)->>'iCalUId'"), '0',
+	'no event holds its iCalUId in clear');
+is($un->safe_psql('postgres', "SELECT changed_fields FROM m365sync.outbox WHERE event_id = $carl_edit AND state = 'pending'"), '{subject}',
+	'the upgrade kept only the Graph property names in changed_fields');
 
 # Pushes work again: everything reaches Outlook, exactly once.
 $u->sim('DELETE', '/_sim/faults');

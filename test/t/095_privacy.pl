@@ -7,6 +7,8 @@ use strict;
 use warnings;
 use M365Test;
 use Test::More;
+use File::Find;
+use POSIX qw(strftime);
 
 my $t = M365Test->new(name => 'privacy');
 my $node = $t->node;
@@ -51,6 +53,53 @@ is($t->as_admin("SELECT m365sync.add_mailbox('room-user', 'contoso.example', 'ro
 ($out, $st) = $t->sql(
 	"SELECT m365sync.add_mailbox('room-user-2', 'contoso.example', 'room1\@contoso.example')", role => 'dba');
 is($st, '42710', 'another FlowAgent user cannot add it too');
+
+# ---- honest metadata: iCalUId as a keyed hash, changed_fields as Graph names ----
+my $day = strftime('%Y-%m-%d', gmtime(time + 2 * 86400));
+my $outlook = $t->sim('POST', "/_sim/users/$megan->{id}/events", { subject => 'Board meeting',
+	start => { dateTime => "${day}T09:00:00", timeZone => 'UTC' },
+	end => { dateTime => "${day}T10:00:00", timeZone => 'UTC' } });
+ok(length($outlook->{iCalUId} // '') > 20, 'Outlook gave the event an iCalUId');
+$node->safe_psql('postgres', "UPDATE m365sync.accounts SET next_sync_at = now() WHERE account_id = $bob");
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM m365sync.events WHERE account_id = $bob AND graph_id = '$outlook->{id}'"),
+	'the worker pulled it');
+is($node->safe_psql('postgres', "SELECT ical_uid ~ '^hmac:[0-9a-f]{64}\$' FROM m365sync.events WHERE graph_id = '$outlook->{id}'"),
+	't', 'events.ical_uid holds a keyed hash');
+is($node->safe_psql('postgres', "SELECT count(*) FROM m365sync.events e WHERE position('$outlook->{iCalUId}' IN e::text) > 0"),
+	'0', 'the iCalUId is in no clear column');
+is($t->as_user('fa-bob', "SELECT ical_uid FROM m365sync.events(now(), now() + interval '10 days') WHERE graph_id = '$outlook->{id}'"),
+	$outlook->{iCalUId}, 'events() returns the iCalUId itself');
+
+# Reproduction (issue 23, 3): a made-up key in an update was stored in clear
+# in outbox.changed_fields, and found in base/ and pg_wal/ after a CHECKPOINT.
+my $canary = 'Layoffs-Q1-list-canary-' . M365Test::random_hex(6);
+my $ev = $node->safe_psql('postgres', "SELECT event_id FROM m365sync.events WHERE graph_id = '$outlook->{id}'");
+$t->as_user('fa-bob', qq{SELECT m365sync.upsert_event('{"subject": "Board meeting (moved)", "$canary": ["a", "b"]}', $ev)});
+is($node->safe_psql('postgres', "SELECT changed_fields FROM m365sync.outbox WHERE event_id = $ev ORDER BY outbox_id DESC LIMIT 1"),
+	'{subject}', 'changed_fields lists only the Graph property that changed');
+ok($node->poll_query_until('postgres', "SELECT state = 'done' FROM m365sync.outbox WHERE event_id = $ev ORDER BY outbox_id DESC LIMIT 1"),
+	'the change is pushed');
+my @remote = grep { ($_->{subject} // '') eq 'Board meeting (moved)' } @{ $t->sim('GET', "/_sim/users/$megan->{id}/truth")->{events} };
+is(scalar(@remote), 1, 'Outlook has the new subject');
+ok(@remote && !grep({ index($_, 'canary') >= 0 } keys %{ $remote[0] }), 'the made-up key never reached Microsoft');
+my $control = 'CTRL-' . M365Test::random_hex(6);
+my ($ca, $cb) = (substr($control, 0, 5), substr($control, 5));
+$node->safe_psql('postgres', "CREATE TABLE public.tap_plain AS SELECT '$ca' || '$cb' AS t");
+$node->safe_psql('postgres', 'CHECKPOINT');
+foreach my $sub ('base', 'pg_wal')
+{
+	my %hits = ($canary => 0, $control => 0);
+	find({ no_chdir => 1, wanted => sub {
+		return unless -f $_;
+		open my $fh, '<:raw', $_ or return;
+		local $/;
+		my $data = <$fh>;
+		close $fh;
+		foreach my $n (keys %hits) { $hits{$n}++ if index($data, $n) >= 0; }
+	} }, $node->data_dir . "/$sub");
+	ok($hits{$control} > 0, "control: a plain value is found in $sub/");
+	is($hits{$canary}, 0, "the made-up key is nowhere in $sub/");
+}
 
 # ---- fa-bob disconnects: the mailbox is free again ----
 $t->as_user('fa-bob', 'SELECT m365sync.disconnect()');

@@ -74,6 +74,16 @@ known_answers(void)
 	from_hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", expect);
 	ok(memcmp(digest, expect, 32) == 0, "SHA-256 of \"abc\" matches FIPS 180-2");
 
+	/* RFC 4231 test case 2: key "Jefe" */
+	{
+		const char *msg = "what do ya want for nothing?";
+
+		ok(m365_hmac_sha256((const uint8_t *) "Jefe", 4, (const uint8_t *) msg, strlen(msg), digest) == M365_CRYPTO_OK,
+		   "HMAC-SHA256 succeeds");
+		from_hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", expect);
+		ok(memcmp(digest, expect, 32) == 0, "HMAC-SHA256 matches RFC 4231 test case 2");
+	}
+
 	for (i = 0; i < sizeof(b64_cases) / sizeof(b64_cases[0]); i++)
 	{
 		size_t		n = strlen(b64_cases[i].in);

@@ -167,7 +167,8 @@ GRANT SELECT ON m365sync.audit_trail TO m365sync_admin;
 SELECT pg_catalog.pg_extension_config_dump('m365sync.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.audit_log_audit_id_seq', '');
 
--- export_user records itself in the audit trail (10_keys.sql).
+-- export_user records itself in the audit trail, and leaves the ical_uid
+-- column (a keyed hash from 0.2.0) out: the content holds the iCalUId (10_keys.sql).
 CREATE OR REPLACE FUNCTION m365sync.export_user(flowagent_user text) RETURNS jsonb
     LANGUAGE plpgsql VOLATILE CALLED ON NULL INPUT SECURITY DEFINER
     SET search_path = pg_catalog, m365sync, pg_temp
@@ -209,7 +210,6 @@ BEGIN
                         'event_id', e.event_id,
                         'calendar_id', e.calendar_id,
                         'graph_id', e.graph_id,
-                        'ical_uid', e.ical_uid,
                         'series_master_id', e.series_master_id,
                         'event_type', e.event_type,
                         'start_at', e.start_at,
@@ -261,3 +261,30 @@ BEGIN
              WHERE a.flowagent_user = who), '[]'::jsonb));
 END
 $export$;
+
+-- events.ical_uid holds a keyed hash from 0.2.0, never the iCalUId itself
+-- (store_events.h); the clear value is in the encrypted content. Hash what
+-- 0.1.0 stored in clear. The hash needs each account's data key, so this
+-- step needs m365sync.key_file, as every read of the data does; a value
+-- the 0.2.0 library already hashed (between installing it and this update)
+-- is left as it is.
+CREATE FUNCTION m365sync._upgrade_ical_uid_hash(account_id bigint, ical_uid text) RETURNS text
+    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'm365sync_ical_uid_hash';
+UPDATE m365sync.events SET ical_uid = m365sync._upgrade_ical_uid_hash(account_id, ical_uid)
+ WHERE ical_uid IS NOT NULL AND ical_uid !~ '^hmac:[0-9a-f]{64}$';
+DROP FUNCTION m365sync._upgrade_ical_uid_hash(bigint, text);
+
+-- outbox.changed_fields lists only names Graph accepts in a PATCH (the only
+-- ones a push sends; event_patch.c), or '*' for the whole event. 0.1.0
+-- listed every top-level key the caller sent, made-up ones included: keep
+-- the accepted ones, which is all the push ever used.
+UPDATE m365sync.outbox
+   SET changed_fields = ARRAY(
+         SELECT f FROM pg_catalog.unnest(changed_fields) WITH ORDINALITY AS u(f, n)
+          WHERE f = ANY (ARRAY['*', 'subject', 'body', 'start', 'end', 'isAllDay', 'location',
+                               'attendees', 'categories', 'showAs', 'sensitivity', 'importance',
+                               'isReminderOn', 'reminderMinutesBeforeStart', 'recurrence',
+                               'isOnlineMeeting', 'onlineMeetingProvider', 'responseRequested',
+                               'allowNewTimeProposals', 'hideAttendees'])
+          ORDER BY n)
+ WHERE changed_fields IS NOT NULL;
