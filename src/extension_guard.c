@@ -27,6 +27,7 @@
 #include "catalog/pg_extension.h"
 #include "storage/lmgr.h"
 #include "storage/lockdefs.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -122,4 +123,19 @@ bool
 m365_extension_round_cut(void)
 {
 	return round_cut;
+}
+
+bool
+m365_schema_is_0_2(void)
+{
+	static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
+	static bool cached = false;
+	Oid			oid;
+	char		version[EXT_VERSION_MAX];
+
+	if (cached_lxid == MyProc->lxid && cached_lxid != InvalidLocalTransactionId)
+		return cached;
+	cached = lookup_extension(&oid, version) && strcmp(version, "0.1.0") != 0;
+	cached_lxid = MyProc->lxid;
+	return cached;
 }

@@ -26,4 +26,14 @@ extern void m365_worker_start_xact(void);
 /* Was the ERROR in flight the cut of a round by DROP/ALTER EXTENSION? */
 extern bool m365_extension_round_cut(void);
 
+/*
+ * Has the installed schema the objects 0.2.0 added (not still 0.1.0's,
+ * between installing the new library and ALTER EXTENSION UPDATE)? Read
+ * once per transaction. Code using 0.2.0's columns and tables asks this
+ * first; what only they allow (per-calendar subscriptions, calendar list
+ * refreshes, event ids kept across a move) waits for the update, the rest
+ * runs as before.
+ */
+extern bool m365_schema_is_0_2(void);
+
 #endif							/* M365SYNC_EXTENSION_GUARD_H */

@@ -36,6 +36,7 @@
 #include "oauth.h"
 #include "pull.h"
 #include "pull_item.h"
+#include "store_accounts.h"
 #include "store_calendars.h"
 #include "xact_util.h"
 #include "store_events_pull.h"
@@ -116,7 +117,7 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 		st->fetched++;
 		if (it->removed)
 		{
-			if (m365_store_events_pull_remove(batch, it->id))
+			if (m365_store_events_pull_remove(batch, cal->calendar_id, it->id))
 				st->deleted++;
 			continue;
 		}
@@ -262,6 +263,22 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 			start_full_round(job->account_id, job->ms_user_id, cal, &job->url);
 			return;
 		}
+		if (res.transport == M365_HTTP_OK && res.status == 404 && strcmp(res.code, "ErrorItemNotFound") == 0)
+		{
+			/*
+			 * The calendar is gone (deleted, or its id changed; GRAPH.md
+			 * §11): left out from now on, the list read again at once, and
+			 * the account's other calendars go on in this round.
+			 */
+			ereport(LOG,
+					(errmsg("m365sync: calendar %lld of account %lld answered 404 ErrorItemNotFound; it is left out until the calendar list is read again",
+							(long long) cal->calendar_id, (long long) job->account_id)));
+			m365_store_calendars_mark_gone(job->account_id, cal->calendar_id);
+			m365_store_accounts_calendars_stale(job->account_id);
+			job->calendar_gone = true;
+			next_calendar(job);
+			return;
+		}
 		fail_job(job, &res, NULL);
 		return;
 	}
@@ -346,6 +363,7 @@ start_jobs(List *jobs, bool commit_each_page)
 		M365PullJob *job = lfirst(lc);
 
 		job->stats->ok = true;
+		job->calendar_gone = false;
 		job->calendars = m365_store_calendars_to_pull(job->account_id);
 		job->next_calendar = 0;
 		job->done = false;

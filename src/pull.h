@@ -26,6 +26,7 @@ typedef struct M365PullJob
 	int64		account_id;
 	char	   *ms_user_id;
 	M365RoundStats *stats;
+	bool		calendar_gone;	/* out: a calendar answered 404 (marked gone, list stale) */
 
 	/* pull.c's state */
 	List	   *calendars;		/* of M365PullCalendar */

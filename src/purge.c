@@ -19,6 +19,7 @@
 #include "store_conflicts.h"
 #include "store_events.h"
 #include "store_outbox.h"
+#include "store_removed_events.h"
 #include "store_subscriptions.h"
 #include "store_sync_log.h"
 #include "subscriptions.h"
@@ -53,6 +54,7 @@ m365_purge_user(const char *flowagent_user)
 	m365_store_conflicts_delete_accounts(ids, n);
 	m365_store_outbox_delete_accounts(ids, n);
 	m365_store_events_delete_accounts(ids, n);
+	m365_store_removed_events_delete_accounts(ids, n);
 	m365_store_calendars_delete_accounts(ids, n);
 	m365_store_subscriptions_delete_accounts(ids, n);
 	m365_store_wakeups_delete_accounts(ids, n);

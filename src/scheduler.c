@@ -25,6 +25,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "calendars.h"
 #include "extension_guard.h"
 #include "settings.h"
 #include "pull.h"
@@ -129,6 +130,38 @@ push_isolated(RoundJob *j, bool commit_each_wave)
 }
 
 /*
+ * Read the account's calendar list again (calendars.c): new calendars
+ * appear, deleted ones leave with their events. A failure is logged and
+ * tried again next round; it never fails the round. In the worker it is a
+ * transaction of its own, an ERROR reported and rolled back.
+ */
+static void
+refresh_calendars(RoundJob *j, bool isolated)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	M365GraphResult res;
+
+	PG_TRY();
+	{
+		if (!m365_calendars_refresh(j->account->account_id, j->account->ms_user_id, false, &res))
+			ereport(LOG,
+					(errmsg("m365sync: could not read the calendar list of account %lld: %s",
+							(long long) j->account->account_id,
+							res.code[0] ? res.code : res.no_token ? "noAccessToken" : "networkError"),
+					 errdetail("HTTP status %ld; trying again next round.", res.status)));
+		if (isolated)
+			m365_commit_and_continue();
+	}
+	PG_CATCH();
+	{
+		if (!isolated)
+			PG_RE_THROW();
+		m365_report_and_continue(cxt);
+	}
+	PG_END_TRY();
+}
+
+/*
  * The rounds of a batch of accounts: lock and log each, pull them together
  * (waves of concurrent requests), then close each round. In the worker
  * (commit_each_page) the log rows commit first so they show while the
@@ -170,7 +203,17 @@ run_rounds(List *due, bool commit_each_page)
 		if (commit_each_page)
 			m365_commit_and_continue();
 
+		/* Calendar ids change and calendars go (GRAPH.md §11): the list is read daily. */
+		for (i = 0; i < n; i++)
+			if (jobs[i].locked && m365_store_accounts_calendars_due(jobs[i].account->account_id))
+				refresh_calendars(&jobs[i], commit_each_page);
+
 		m365_pull_run(pulls, commit_each_page, m365_max_connections);
+
+		/* A calendar answered 404: the list at once, in this round. */
+		for (i = 0; i < n; i++)
+			if (jobs[i].locked && jobs[i].pull.calendar_gone)
+				refresh_calendars(&jobs[i], commit_each_page);
 
 		/* then the push, in the same locked round: remote changes met pending local ones first */
 		for (i = 0; i < n; i++)

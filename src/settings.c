@@ -59,6 +59,41 @@ check_webhook_url(char **newval, void **extra, GucSource source)
 	return false;
 }
 
+/*
+ * calendarView answers 400 for a range over 1825 days (GRAPH.md §11), and
+ * the window is window_past + window_future wide: refuse a value that makes
+ * the sum larger, checked against the other setting's current value (so
+ * with both changed in one reload the file's order matters, and the
+ * refusal says which one to lower).
+ */
+static bool
+check_window(int newval, int other, const char *name, const char *other_name)
+{
+	int64		sum = (int64) newval + other;
+
+	if (sum <= (int64) M365_WINDOW_MAX_DAYS * 86400)
+		return true;
+	GUC_check_errmsg("%s = %.1f days would make the sync window %.1f days wide, more than %d",
+					 name, (double) newval / 86400.0, (double) sum / 86400.0, M365_WINDOW_MAX_DAYS);
+	GUC_check_errdetail("window_past + window_future must stay within %d days: Microsoft Graph answers a "
+						"calendarView over a longer range with 400 ErrorInvalidRequest. %s is %.1f days now.",
+						M365_WINDOW_MAX_DAYS, other_name, (double) other / 86400.0);
+	GUC_check_errhint("Lower this setting or %s first.", other_name);
+	return false;
+}
+
+static bool
+check_window_past(int *newval, void **extra, GucSource source)
+{
+	return check_window(*newval, m365_window_future_s, "m365sync.window_past", "m365sync.window_future");
+}
+
+static bool
+check_window_future(int *newval, void **extra, GucSource source)
+{
+	return check_window(*newval, m365_window_past_s, "m365sync.window_future", "m365sync.window_past");
+}
+
 void
 m365_define_settings(void)
 {
@@ -123,15 +158,15 @@ m365_define_settings(void)
 
 	DefineCustomIntVariable("m365sync.window_past",
 							"How far into the past events are synchronised.",
-							NULL,
+							"window_past + window_future: at most 1825 days (Graph's calendarView limit).",
 							&m365_window_past_s, 30 * 86400, 0, 3650 * 86400,
-							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+							PGC_SIGHUP, GUC_UNIT_S, check_window_past, NULL, NULL);
 
 	DefineCustomIntVariable("m365sync.window_future",
 							"How far into the future events are synchronised.",
-							NULL,
+							"window_past + window_future: at most 1825 days (Graph's calendarView limit).",
 							&m365_window_future_s, 365 * 86400, 86400, 3650 * 86400,
-							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+							PGC_SIGHUP, GUC_UNIT_S, check_window_future, NULL, NULL);
 
 	DefineCustomIntVariable("m365sync.audit_retention",
 							"How long rows of the audit trail (m365sync.audit_trail) are kept.",

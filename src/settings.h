@@ -29,6 +29,8 @@ extern int	m365_max_connections;
 extern int	m365_http_timeout_ms;	/* milliseconds */
 extern int	m365_window_past_s;		/* seconds */
 extern int	m365_window_future_s;	/* seconds */
+/* Longest calendarView range Graph accepts (GRAPH.md §11): window_past + window_future stay within it. */
+#define M365_WINDOW_MAX_DAYS 1825
 extern int	m365_conflict_policy;	/* M365ConflictPolicy */
 extern int	m365_push_batch_size;	/* writes per $batch (developer setting) */
 extern char *m365_notification_url;

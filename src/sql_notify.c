@@ -5,15 +5,19 @@
  *
  * Thin and fast (no HTTP, a handful of index probes): answer the validation
  * handshake; otherwise read the body, check every item's clientState
- * against its subscription's in constant time — any item that fails
- * rejects the whole body with 42501 before anything is written — then mark
- * the accounts due, flag lifecycle events for the worker and wake it at
- * commit. A notification never carries event content into the database:
- * the worker's next delta round fetches the change. Replays cost no round:
- * a change already pulled (same event id and changeKey) marks nothing, a
- * pending mark takes no second one, and marks made right after a round wait
- * for the gap (store_subscriptions.c). No message echoes the body, a
- * clientState or a token.
+ * against its subscription's in constant time, then act on the items that
+ * pass: mark their accounts due, flag lifecycle events for the worker and
+ * wake it at commit. One POST can carry items of several subscriptions,
+ * and a non-2xx answer makes Graph retry all of it for hours and then drop
+ * it (GRAPH.md §11), so an item that fails is ignored and logged by its
+ * subscription id alone; only a body in which no item passes is refused
+ * with 42501, before anything is written. A notification never carries
+ * event content into the database: the worker's next delta round fetches
+ * the change. Replays cost no round: a change already pulled (same event id
+ * and changeKey) marks nothing, a pending mark takes no second one, and a
+ * mark is due only 1 s after the account's last round began
+ * (store_subscriptions.h). No message echoes the body, a clientState or a
+ * token.
  */
 #include "postgres.h"
 
@@ -107,6 +111,7 @@ m365sync_handle_notification(PG_FUNCTION_ARGS)
 	Item	   *items;
 	int64	   *due;
 	int			ndue = 0;
+	int			nvalid = 0;
 	int			count;
 	int			i,
 				j;
@@ -141,7 +146,7 @@ m365sync_handle_notification(PG_FUNCTION_ARGS)
 	count = parsed.count;
 	items = take_items(&parsed);
 
-	/* Every item first: one that fails rejects the whole body. */
+	/* Every item first: nothing is written unless one passes. */
 	for (i = 0; i < count; i++)
 	{
 		/* A batch repeats subscriptions: verify each (id, clientState) once. */
@@ -151,18 +156,36 @@ m365sync_handle_notification(PG_FUNCTION_ARGS)
 				memcmp(items[j].state_hash, items[i].state_hash, 32) == 0)
 				break;
 		items[i].account_id = j < i ? items[j].account_id : verify(&items[i]);
-		if (items[i].account_id == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("notification rejected: no subscription of this installation matches"),
-					 errdetail("Item %d names an unknown subscription or carries a wrong clientState; nothing was done.",
-							   i + 1),
-					 errhint("Answer the request with HTTP 403.")));
+		if (items[i].account_id != 0)
+			nvalid++;
 	}
+	if (nvalid == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("notification rejected: no subscription of this installation matches"),
+				 errdetail("No item names a known subscription with its clientState; nothing was done."),
+				 errhint("Answer the request with HTTP 403.")));
 
 	due = palloc(sizeof(int64) * count);
 	for (i = 0; i < count; i++)
 	{
+		if (items[i].account_id == 0)
+		{
+			/* once per subscription id */
+			for (j = 0; j < i; j++)
+				if (items[j].account_id == 0 &&
+					strcmp(items[j].subscription_id, items[i].subscription_id) == 0)
+					break;
+			if (j < i)
+				continue;
+			/* The id passed the parser's charset check; the clientState is never shown. */
+			ereport(LOG,
+					(errmsg("m365sync: ignored a notification item for subscription %s",
+							items[i].subscription_id),
+					 errdetail("The subscription is unknown or the clientState does not match; "
+							   "the other items of the request were accepted.")));
+			continue;
+		}
 		switch (items[i].kind)
 		{
 			case M365_NOTE_REAUTHORIZE:

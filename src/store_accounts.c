@@ -16,6 +16,7 @@
 #include "utils/timestamp.h"
 
 #include "identity.h"
+#include "extension_guard.h"
 #include "keyring.h"
 #include "spi_util.h"
 #include "store_accounts.h"
@@ -645,4 +646,47 @@ m365_store_accounts_subscription_error(int64 account_id, const char *code, int d
 		 "   ELSE pg_catalog.now() + pg_catalog.make_interval(secs => $3) END"
 		 " WHERE account_id = $1",
 		 &a, SPI_OK_UPDATE, "recording a subscription failure");
+}
+
+bool
+m365_store_accounts_calendars_due(int64 account_id)
+{
+	M365SpiArgs a = {0};
+	bool		due;
+
+	if (!m365_schema_is_0_2())
+		return false;
+	m365_spi_arg_int8(&a, account_id);
+	SPI_connect();
+	due = m365_spi_run("SELECT 1 FROM m365sync.accounts WHERE account_id = $1"
+					   " AND coalesce(calendars_listed_at, '-infinity') <= pg_catalog.now()"
+					   "     - interval '" CppAsString2(M365_CALENDAR_LIST_INTERVAL_S) " seconds'",
+					   &a, SPI_OK_SELECT, "reading when the calendars were listed") > 0;
+	SPI_finish();
+	return due;
+}
+
+static void
+set_calendars_listed(int64 account_id, bool now)
+{
+	M365SpiArgs a = {0};
+
+	if (!m365_schema_is_0_2())
+		return;
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_exec(now ? "UPDATE m365sync.accounts SET calendars_listed_at = pg_catalog.now() WHERE account_id = $1"
+				  : "UPDATE m365sync.accounts SET calendars_listed_at = NULL WHERE account_id = $1",
+				  &a, SPI_OK_UPDATE, "recording when the calendars were listed");
+}
+
+void
+m365_store_accounts_calendars_listed(int64 account_id)
+{
+	set_calendars_listed(account_id, true);
+}
+
+void
+m365_store_accounts_calendars_stale(int64 account_id)
+{
+	set_calendars_listed(account_id, false);
 }

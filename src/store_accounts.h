@@ -135,4 +135,17 @@ extern void m365_store_oauth_states_delete_user(const char *flowagent_user);
 /* accounts.subscription_error / subscription_retry_at: a failure, or clear them (code NULL). */
 extern void m365_store_accounts_subscription_error(int64 account_id, const char *code, int delay_s);
 
+/* How often an account's calendar list is read again (GRAPH.md §11: ids change, calendars go). */
+#define M365_CALENDAR_LIST_INTERVAL_S	86400
+
+/*
+ * accounts.calendars_listed_at: is the calendar list due to be read again
+ * (never read, a day old, or made stale)? Always false under 0.1.0's schema.
+ */
+extern bool m365_store_accounts_calendars_due(int64 account_id);
+/* The list was read now. */
+extern void m365_store_accounts_calendars_listed(int64 account_id);
+/* A calendar answered 404: read the list at once. */
+extern void m365_store_accounts_calendars_stale(int64 account_id);
+
 #endif							/* M365SYNC_STORE_ACCOUNTS_H */

@@ -15,9 +15,11 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "extension_guard.h"
 #include "keyring.h"
 #include "spi_util.h"
 #include "store_calendars.h"
+#include "store_removed_events.h"
 #include "wake.h"
 
 bool
@@ -105,9 +107,14 @@ m365_store_calendars_upsert(int64 account_id, const M365GraphCalendar *c, bool e
 	m365_spi_arg(&w, BOOLOID, BoolGetDatum(c->can_edit), false);
 	m365_spi_arg(&w, BOOLOID, BoolGetDatum(enable), false);
 	if (found)
-		m365_spi_exec("UPDATE m365sync.calendars SET name = $4, is_default = $5, can_edit = $6 "
-				   "WHERE account_id = $1 AND calendar_id = $2 AND graph_id = $3",
-				   &w, SPI_OK_UPDATE, NULL);
+		m365_spi_exec(m365_schema_is_0_2()
+					  /* still listed a day after its 404: tried again (a listed calendar that keeps answering 404 costs a request a day) */
+					  ? "UPDATE m365sync.calendars SET name = $4, is_default = $5, can_edit = $6,"
+					  " gone_at = CASE WHEN gone_at > pg_catalog.now() - interval '1 day' THEN gone_at END "
+					  "WHERE account_id = $1 AND calendar_id = $2 AND graph_id = $3"
+					  : "UPDATE m365sync.calendars SET name = $4, is_default = $5, can_edit = $6 "
+					  "WHERE account_id = $1 AND calendar_id = $2 AND graph_id = $3",
+					  &w, SPI_OK_UPDATE, NULL);
 	else
 		m365_spi_exec("INSERT INTO m365sync.calendars "
 				   "(account_id, calendar_id, graph_id, name, is_default, can_edit, sync_enabled) "
@@ -126,7 +133,12 @@ m365_store_calendars_to_pull(int64 account_id)
 
 	m365_spi_arg_int8(&a, account_id);
 	SPI_connect();
-	n = m365_spi_run("SELECT calendar_id, graph_id, delta_link, delta_is_final,"
+	n = m365_spi_run(m365_schema_is_0_2()
+					 ? "SELECT calendar_id, graph_id, delta_link, delta_is_final,"
+					 " coalesce(full_round_id, 0), window_start, window_end"
+					 " FROM m365sync.calendars WHERE account_id = $1 AND sync_enabled AND gone_at IS NULL"
+					 " ORDER BY calendar_id"
+					 : "SELECT calendar_id, graph_id, delta_link, delta_is_final,"
 					 " coalesce(full_round_id, 0), window_start, window_end"
 					 " FROM m365sync.calendars WHERE account_id = $1 AND sync_enabled"
 					 " ORDER BY calendar_id", &a, SPI_OK_SELECT, "reading calendars");
@@ -177,6 +189,72 @@ m365_store_calendars_save_cursor(int64 account_id, const M365PullCalendar *cal)
 					   " WHERE account_id = $1 AND calendar_id = $2",
 					   &a, SPI_OK_UPDATE, 0, "saving a cursor");
 	SPI_finish();
+}
+
+List *
+m365_store_calendars_all(int64 account_id)
+{
+	M365SpiArgs a = {0};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *out = NIL;
+	bytea	  **names;
+	uint64		n;
+
+	m365_spi_arg_int8(&a, account_id);
+	SPI_connect();
+	n = m365_spi_run("SELECT calendar_id, graph_id, name, is_default, sync_enabled"
+					 " FROM m365sync.calendars WHERE account_id = $1 ORDER BY calendar_id",
+					 &a, SPI_OK_SELECT, "reading calendars");
+	names = palloc(sizeof(bytea *) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		M365StoredCalendar *c = MemoryContextAllocZero(caller, sizeof(M365StoredCalendar));
+
+		c->calendar_id = m365_spi_row_int8(i, 1);
+		c->graph_id = m365_spi_row_text(i, 2, caller);
+		names[i] = m365_spi_row_bytea(i, 3, CurrentMemoryContext);
+		c->is_default = m365_spi_row_bool(i, 4);
+		c->sync_enabled = m365_spi_row_bool(i, 5);
+		out = lappend(out, c);
+	}
+	/* every row read first: decryption may run SPI of its own */
+	for (uint64 i = 0; i < n; i++)
+	{
+		M365StoredCalendar *c = list_nth(out, (int) i);
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		c->name = names[i] ? m365_decrypt_text("calendars", "name", account_id, c->calendar_id, names[i]) : NULL;
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return out;
+}
+
+void
+m365_store_calendars_remove(int64 account_id, int64 calendar_id)
+{
+	M365SpiArgs a = {0};
+
+	m365_store_removed_events_record_calendar(account_id, calendar_id);
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, calendar_id);
+	/* its events, their outbox entries and conflicts go with it (foreign keys) */
+	m365_spi_exec("DELETE FROM m365sync.calendars WHERE account_id = $1 AND calendar_id = $2",
+				  &a, SPI_OK_DELETE, "removing a calendar");
+}
+
+void
+m365_store_calendars_mark_gone(int64 account_id, int64 calendar_id)
+{
+	M365SpiArgs a = {0};
+
+	if (!m365_schema_is_0_2())
+		return;
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, calendar_id);
+	m365_spi_exec("UPDATE m365sync.calendars SET gone_at = pg_catalog.now()"
+				  " WHERE account_id = $1 AND calendar_id = $2 AND gone_at IS NULL",
+				  &a, SPI_OK_UPDATE, "marking a calendar gone");
 }
 
 /* purge.c's erasure of a user's rows (see purge.c for the order). */

@@ -42,8 +42,31 @@ extern bool m365_store_calendars_set_sync(int64 account_id, int64 calendar_id, b
 /* calendars: insert or refresh by Graph id; new default calendar enabled. */
 extern int64 m365_store_calendars_upsert(int64 account_id, const M365GraphCalendar *c, bool enable);
 
-/* Sync-enabled calendars of an account. */
+/* Sync-enabled calendars of an account (not those gone). */
 extern List *m365_store_calendars_to_pull(int64 account_id);
+
+/* A calendar as stored, for the refresh of the list (calendars.c). */
+typedef struct M365StoredCalendar
+{
+	int64		calendar_id;
+	char	   *graph_id;
+	char	   *name;			/* decrypted; NULL when none */
+	bool		is_default;
+	bool		sync_enabled;
+} M365StoredCalendar;
+
+/* Every calendar of the account (palloc'd M365StoredCalendar). */
+extern List *m365_store_calendars_all(int64 account_id);
+
+/*
+ * A calendar Graph no longer lists: deleted with its events (their ids
+ * kept a while for events that turn up in another calendar,
+ * store_removed_events.h).
+ */
+extern void m365_store_calendars_remove(int64 account_id, int64 calendar_id);
+
+/* The calendar answered 404: left out of pulls until the list is read again. */
+extern void m365_store_calendars_mark_gone(int64 account_id, int64 calendar_id);
 
 /* Save a calendar's cursor (encrypted) and round state. */
 extern void m365_store_calendars_save_cursor(int64 account_id, const M365PullCalendar *cal);

@@ -26,6 +26,7 @@
 
 #include "store_events.h"
 #include "store_events_pull.h"
+#include "store_removed_events.h"
 #include "store_push.h"
 #include "spi_util.h"
 
@@ -50,6 +51,7 @@ typedef struct BatchEntry
 	char	   *graph_id;
 	int64		event_id;
 	char	   *change_key;
+	int64		calendar_id;	/* where the row says the event is */
 	bool		pending;		/* a local change waits in the outbox */
 	bool		in_conflict;	/* sync_state 'conflict': a listed conflict */
 	bool		gone;			/* removed in this page */
@@ -117,7 +119,7 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 								" e.sync_state IN ('pending', 'failed') OR EXISTS (SELECT 1 FROM m365sync.outbox o"
 								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
 								"   AND o.state = 'pending'),"
-								" e.sync_state = 'conflict'"
+								" e.sync_state = 'conflict', e.calendar_id"
 								" FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = ANY ($2)"
 								" FOR UPDATE",
 								&a, SPI_OK_SELECT, "locking a page's events");
@@ -132,6 +134,7 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 		ItemPointerCopy((ItemPointer) DatumGetPointer(m365_spi_row_datum(i, 4, &isnull)), &e->tid);
 		e->pending = m365_spi_row_bool(i, 5);
 		e->in_conflict = m365_spi_row_bool(i, 6);
+		e->calendar_id = m365_spi_row_int8(i, 7);
 	}
 	return b;
 }
@@ -166,6 +169,29 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 	e->change_key = c->change_key ? MemoryContextStrdup(b->cxt, c->change_key) : NULL;
 }
 
+/*
+ * The event shows up in another calendar than its row's: it was moved
+ * there, and keeps its id (GRAPH.md §11). The row follows, whatever else
+ * changed; the old calendar's @removed, before or after, is then stale.
+ */
+static void
+move_row(M365PullBatch *b, BatchEntry *e, int64 calendar_id)
+{
+	M365SpiArgs a = {0};
+	bool		isnull;
+
+	m365_spi_arg_int8(&a, b->account_id);
+	m365_spi_arg_int8(&a, e->event_id);
+	m365_spi_arg_int8(&a, calendar_id);
+	if (m365_spi_run("UPDATE m365sync.events SET calendar_id = $3"
+					 " WHERE account_id = $1 AND event_id = $2 RETURNING ctid",
+					 &a, SPI_OK_UPDATE_RETURNING, "moving an event to another calendar") != 1)
+		elog(ERROR, "m365sync: a locked event changed under the pull");
+	if (ItemPointerIsValid(&e->tid))
+		ItemPointerCopy((ItemPointer) DatumGetPointer(m365_spi_get_datum(1, &isnull)), &e->tid);
+	e->calendar_id = calendar_id;
+}
+
 M365ApplyOutcome
 m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365EventColumns *c, Jsonb *data,
 					  int64 *conflict_event_id)
@@ -183,7 +209,10 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 
 		if (event_id == 0)
 		{
-			event_id = m365_store_events_next_id();
+			/* Removed from another calendar first, then seen here: moved, same event_id. */
+			event_id = m365_store_removed_events_take(b->account_id, c->graph_id);
+			if (event_id == 0)
+				event_id = m365_store_events_next_id();
 			m365_store_events_insert(b->account_id, event_id, calendar_id, c, master != 0, master,
 									m365_store_events_seal(b->account_id, event_id, data), "synced",
 									b->round_id);
@@ -195,10 +224,13 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 		e = add_entry(b);
 		e->graph_id = MemoryContextStrdup(b->cxt, c->graph_id);
 		e->event_id = event_id;
+		e->calendar_id = calendar_id;
 		e->change_key = c->change_key ? MemoryContextStrdup(b->cxt, c->change_key) : NULL;
 		ItemPointerSetInvalid(&e->tid);
 		return M365_APPLY_INSERTED;
 	}
+	if (e->calendar_id != calendar_id)
+		move_row(b, e, calendar_id);
 	if (e->change_key && c->change_key && strcmp(e->change_key, c->change_key) == 0)
 	{
 		if (b->round_id != 0 && ItemPointerIsValid(&e->tid) && b->nseen < b->seen_cap)
@@ -235,7 +267,7 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 }
 
 bool
-m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id)
+m365_store_events_pull_remove(M365PullBatch *b, int64 calendar_id, const char *graph_id)
 {
 	static SPIPlanPtr plan;
 	BatchEntry *e = find_entry(b, graph_id);
@@ -244,6 +276,8 @@ m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id)
 
 	if (e == NULL || e->pending)
 		return false;			/* already gone, or kept for the push to settle */
+	if (e->calendar_id != calendar_id)
+		return false;			/* moved to the calendar the row names: stale */
 	m365_spi_arg_int8(&a, b->account_id);
 	if (e->in_conflict)
 	{
@@ -268,6 +302,9 @@ m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id)
 						 &a, SPI_OK_DELETE, "removing an event");
 	}
 	e->gone = true;
+	/* It may be a move whose other half comes later (GRAPH.md §11). */
+	if (n > 0)
+		m365_store_removed_events_record(b->account_id, graph_id, e->event_id);
 	return n > 0;
 }
 
@@ -340,8 +377,22 @@ m365_store_events_sweep(int64 account_id, int64 calendar_id, int64 round_id)
 	m365_spi_arg_int8(&a, round_id);
 	SPI_connect();
 	n = (int) m365_spi_run("DELETE FROM m365sync.events e WHERE" UNSEEN
-						   " AND e.sync_state = 'synced'",
-						   &a, SPI_OK_DELETE, "sweeping a calendar");
+						   " AND e.sync_state = 'synced' RETURNING e.graph_id, e.event_id",
+						   &a, SPI_OK_DELETE_RETURNING, "sweeping a calendar");
+	if (n > 0)
+	{
+		/* maybe moved to a calendar not pulled yet: keep their ids for it */
+		char	  **graph_ids = palloc(sizeof(char *) * n);
+		int64	   *event_ids = palloc(sizeof(int64) * n);
+
+		for (int i = 0; i < n; i++)
+		{
+			graph_ids[i] = m365_spi_row_text(i, 1, CurrentMemoryContext);
+			event_ids[i] = m365_spi_row_int8(i, 2);
+		}
+		for (int i = 0; i < n; i++)
+			m365_store_removed_events_record(account_id, graph_ids[i], event_ids[i]);
+	}
 	/* A listed conflict keeps its row as a tombstone, as a removal in a delta page does. */
 	n += (int) m365_spi_run("UPDATE m365sync.events e SET deleted = true, graph_id = NULL,"
 							" change_key = NULL WHERE" UNSEEN " AND e.sync_state = 'conflict'",

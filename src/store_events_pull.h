@@ -43,8 +43,13 @@ extern M365ApplyOutcome m365_store_events_pull_apply(M365PullBatch *b, int64 cal
 											  const M365EventColumns *cols, Jsonb *data,
 											  int64 *conflict_event_id);
 
-/* An @removed entry: delete locally unless a local change is pending. */
-extern bool m365_store_events_pull_remove(M365PullBatch *b, const char *graph_id);
+/*
+ * An @removed entry in calendar_id's delta: delete locally unless a local
+ * change is pending, or the row already moved to another calendar (an
+ * event moved between calendars keeps its Graph id; its id is kept a while
+ * for its appearance there, store_removed_events.h).
+ */
+extern bool m365_store_events_pull_remove(M365PullBatch *b, int64 calendar_id, const char *graph_id);
 
 /*
  * An item the pull skipped (pull_item.c): its stored copy, if any, stays as

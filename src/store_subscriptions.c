@@ -23,6 +23,17 @@
 #define SUB_TABLE	"subscriptions"
 #define SUB_COLUMN	"client_state"
 
+/* A subscription's calendar still wants it (SQL condition on s). */
+#define WANTED \
+	"EXISTS (SELECT 1 FROM m365sync.calendars c WHERE c.account_id = s.account_id" \
+	"   AND c.calendar_id = s.calendar_id AND c.sync_enabled AND c.gone_at IS NULL)"
+
+/* Synced calendars of account a without a subscription (SQL condition). */
+#define UNWATCHED \
+	"c.account_id = a.account_id AND c.sync_enabled AND c.gone_at IS NULL" \
+	" AND NOT EXISTS (SELECT 1 FROM m365sync.subscriptions s" \
+	"   WHERE s.account_id = c.account_id AND s.calendar_id = c.calendar_id)"
+
 List *
 m365_store_subscriptions_due(const char *notification_url, int limit)
 {
@@ -40,13 +51,14 @@ m365_store_subscriptions_due(const char *notification_url, int limit)
 		" JOIN m365sync.accounts a ON a.account_id = s.account_id"
 		" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
 		"   AND (s.renew_at <= pg_catalog.now() OR s.recreate OR s.notification_url <> $1"
+		"        OR NOT " WANTED
 		"        OR s.created_at <= pg_catalog.now() - pg_catalog.make_interval(secs => $3))"
 		" UNION"
-		/* accounts without one; with notifications off this reads nothing */
+		/* synced calendars without one; with notifications off this reads nothing */
 		" SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
 		" WHERE $1 <> '' AND a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
 		"   AND coalesce(a.subscription_retry_at, '-infinity') <= pg_catalog.now()"
-		"   AND NOT EXISTS (SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = a.account_id)"
+		"   AND EXISTS (SELECT 1 FROM m365sync.calendars c WHERE " UNWATCHED ")"
 		" ORDER BY 1 LIMIT $2",
 		&a, SPI_OK_SELECT, "finding subscriptions to maintain");
 	out = m365_store_accounts_of_result(caller);
@@ -54,32 +66,70 @@ m365_store_subscriptions_due(const char *notification_url, int limit)
 	return out;
 }
 
-bool
-m365_store_subscriptions_get(int64 account_id, M365Subscription *out)
+List *
+m365_store_subscriptions_of_account(int64 account_id)
 {
 	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
-	bool		found;
+	List	   *out = NIL;
+	uint64		n;
 
-	memset(out, 0, sizeof(*out));
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(M365_CLIENT_STATE_MAX_AGE_S), false);
 	SPI_connect();
-	found = m365_spi_run("SELECT subscription_id, notification_url, recreate, renew_at <= pg_catalog.now(),"
-						 " created_at <= pg_catalog.now() - pg_catalog.make_interval(secs => $2)"
-						 " FROM m365sync.subscriptions WHERE account_id = $1"
-						 " ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
-						 &a, SPI_OK_SELECT, "reading a subscription") > 0;
-	if (found)
+	n = m365_spi_run("SELECT s.subscription_id, s.notification_url, coalesce(s.calendar_id, 0), s.recreate,"
+					 " s.renew_at <= pg_catalog.now(), " WANTED ","
+					 " s.created_at <= pg_catalog.now() - pg_catalog.make_interval(secs => $2)"
+					 " FROM m365sync.subscriptions s WHERE s.account_id = $1"
+					 " ORDER BY s.created_at FOR UPDATE OF s",
+					 &a, SPI_OK_SELECT, "reading subscriptions");
+	for (uint64 i = 0; i < n; i++)
 	{
-		out->subscription_id = m365_spi_get_text(1, caller);
-		out->notification_url = m365_spi_get_text(2, caller);
-		out->recreate = m365_spi_get_bool(3);
-		out->renew_due = m365_spi_get_bool(4);
-		out->rotate_due = m365_spi_get_bool(5);
+		M365Subscription *sub = MemoryContextAllocZero(caller, sizeof(M365Subscription));
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		sub->subscription_id = m365_spi_row_text(i, 1, caller);
+		sub->notification_url = m365_spi_row_text(i, 2, caller);
+		sub->calendar_id = m365_spi_row_int8(i, 3);
+		sub->recreate = m365_spi_row_bool(i, 4);
+		sub->renew_due = m365_spi_row_bool(i, 5);
+		sub->wanted = m365_spi_row_bool(i, 6);
+		sub->rotate_due = m365_spi_row_bool(i, 7);
+		out = lappend(out, sub);
+		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
-	return found;
+	return out;
+}
+
+List *
+m365_store_subscriptions_unwatched(int64 account_id)
+{
+	M365SpiArgs a = {0};
+	MemoryContext caller = CurrentMemoryContext;
+	List	   *out = NIL;
+	uint64		n;
+
+	m365_spi_arg_int8(&a, account_id);
+	SPI_connect();
+	n = m365_spi_run("SELECT c.calendar_id, c.graph_id FROM m365sync.accounts a"
+					 " JOIN m365sync.calendars c ON " UNWATCHED
+					 " WHERE a.account_id = $1"
+					 "   AND coalesce(a.subscription_retry_at, '-infinity') <= pg_catalog.now()"
+					 " ORDER BY c.calendar_id",
+					 &a, SPI_OK_SELECT, "finding calendars without a subscription");
+	for (uint64 i = 0; i < n; i++)
+	{
+		M365UnwatchedCalendar *c = MemoryContextAllocZero(caller, sizeof(M365UnwatchedCalendar));
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		c->calendar_id = m365_spi_row_int8(i, 1);
+		c->graph_id = m365_spi_row_text(i, 2, caller);
+		out = lappend(out, c);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return out;
 }
 
 List *
@@ -106,7 +156,7 @@ m365_store_subscriptions_ids(int64 account_id)
 }
 
 void
-m365_store_subscriptions_insert(int64 account_id, const char *subscription_id,
+m365_store_subscriptions_insert(int64 account_id, int64 calendar_id, const char *subscription_id,
 						  const char *client_state, const char *notification_url,
 						  const char *expiration)
 {
@@ -117,9 +167,10 @@ m365_store_subscriptions_insert(int64 account_id, const char *subscription_id,
 	m365_spi_arg_bytea(&a, m365_encrypt_text(SUB_TABLE, SUB_COLUMN, account_id, 0, client_state));
 	m365_spi_arg_text(&a, notification_url);
 	m365_spi_arg_text(&a, expiration);
+	m365_spi_arg_int8(&a, calendar_id);
 	m365_spi_exec("INSERT INTO m365sync.subscriptions (account_id, subscription_id, client_state, notification_url,"
-		 " expires_at, renew_at)"
-		 " SELECT $1, $2, $3, $4, x, pg_catalog.now() + (x - pg_catalog.now()) / 2"
+		 " expires_at, renew_at, calendar_id)"
+		 " SELECT $1, $2, $3, $4, x, pg_catalog.now() + (x - pg_catalog.now()) / 2, $6"
 		 " FROM CAST($5 AS timestamptz) AS x",
 		 &a, SPI_OK_INSERT, "storing a subscription");
 }

@@ -15,15 +15,24 @@
 
 #include "nodes/pg_list.h"
 
-/* The account's subscription row, as the worker sees it. */
+/* One of the account's subscription rows, as the worker sees it. */
 typedef struct M365Subscription
 {
 	char	   *subscription_id;
 	char	   *notification_url;
+	int64		calendar_id;	/* 0: 0.1.0's account-wide subscription */
 	bool		recreate;		/* removed at Microsoft */
 	bool		renew_due;		/* renew_at has passed */
+	bool		wanted;			/* its calendar exists, is synced and not gone */
 	bool		rotate_due;		/* older than M365_CLIENT_STATE_MAX_AGE_S: remake it */
 } M365Subscription;
+
+/* A synced calendar that has no subscription yet. */
+typedef struct M365UnwatchedCalendar
+{
+	int64		calendar_id;
+	char	   *graph_id;
+} M365UnwatchedCalendar;
 
 /*
  * A clientState lives at most a week: a subscription that old is remade
@@ -36,20 +45,27 @@ typedef struct M365Subscription
 #define M365_LIFECYCLE_GAP_S 600
 
 /*
- * Connected accounts whose subscription must be made (none yet, url not
- * empty, no retry pending), renewed, remade (gone, or due for a new
- * clientState) or removed (url changed or emptied); at most limit, palloc'd M365DueAccount (store_accounts.h).
+ * Connected accounts with a subscription to make (a synced calendar has
+ * none, url not empty, no retry pending), renew, remake (gone, or due for
+ * a new clientState) or remove (url changed or emptied, calendar no longer
+ * synced or gone); at most limit, palloc'd M365DueAccount (store_accounts.h).
  */
 extern List *m365_store_subscriptions_due(const char *notification_url, int limit);
 
-/* The account's subscription (the newest, if ever several); false if none. */
-extern bool m365_store_subscriptions_get(int64 account_id, M365Subscription *out);
+/* The account's subscriptions, locked, oldest first (palloc'd M365Subscription). */
+extern List *m365_store_subscriptions_of_account(int64 account_id);
+
+/*
+ * The account's synced calendars without a subscription, unless a failed
+ * create waits for its retry (palloc'd M365UnwatchedCalendar).
+ */
+extern List *m365_store_subscriptions_unwatched(int64 account_id);
 
 /* Every subscription id of an account (palloc'd strings), for erasure. */
 extern List *m365_store_subscriptions_ids(int64 account_id);
 
-/* A new subscription: clientState encrypted, renewal at half its lifetime. */
-extern void m365_store_subscriptions_insert(int64 account_id, const char *subscription_id,
+/* A new subscription of a calendar: clientState encrypted, renewal at half its lifetime. */
+extern void m365_store_subscriptions_insert(int64 account_id, int64 calendar_id, const char *subscription_id,
 									  const char *client_state, const char *notification_url,
 									  const char *expiration);
 extern void m365_store_subscriptions_renewed(int64 account_id, const char *subscription_id,

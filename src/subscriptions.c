@@ -1,11 +1,15 @@
 /*
- * subscriptions.c — an account's Graph subscription on users/{id}/events
- * (GRAPH.md §8): POST /subscriptions with a fresh random clientState,
- * PATCH to renew at half its lifetime, a new one when Graph says it is gone
- * (404, or the lifecycle event subscriptionRemoved) and once a week (a new
- * clientState, so a captured notification body does not stay valid for
- * ever), DELETE when the notification URL is emptied or changed and at
- * erasure.
+ * subscriptions.c — an account's Graph subscriptions (GRAPH.md §8), one
+ * per synced calendar on users/{id}/calendars/{cid}/events: one on
+ * users/{id}/events reports the default calendar only (GRAPH.md §11).
+ * POST /subscriptions with a fresh random clientState when a calendar's
+ * sync is switched on, PATCH to renew at half its lifetime, a new one when
+ * Graph says it is gone (404, or the lifecycle event subscriptionRemoved)
+ * and once a week (a new clientState, so a captured notification body does
+ * not stay valid for ever), DELETE when the calendar's sync is switched
+ * off, the calendar is gone, the notification URL is emptied or changed,
+ * and at erasure; 0.1.0's
+ * account-wide subscription is replaced the same way.
  *
  * Runs in the worker's rounds, never in a caller's transaction — except the
  * DELETE at erasure, which must happen while the account's token can still
@@ -22,12 +26,14 @@
 #include "utils/timestamp.h"
 
 #include "crypto.h"
+#include "extension_guard.h"
 #include "graph.h"
 #include "settings.h"
 #include "notify_util.h"
 #include "oauth.h"
 #include "xact_util.h"
 #include "store_accounts.h"
+#include "store_calendars.h"
 #include "store_subscriptions.h"
 #include "subscriptions.h"
 
@@ -117,13 +123,13 @@ delete_remote(int64 account_id, const char *subscription_id)
 	return false;
 }
 
-/* A new subscription; true when stored. */
+/* A new subscription on one calendar; true when stored (or the calendar is gone). */
 static bool
-create(int64 account_id, const char *ms_user_id)
+create(int64 account_id, const char *ms_user_id, const M365UnwatchedCalendar *cal)
 {
 	uint8		raw[CLIENT_STATE_BYTES];
 	char		client_state[64];
-	char	   *resource = psprintf("users/%s/events", ms_user_id);
+	char	   *resource = psprintf("users/%s/calendars/%s/events", ms_user_id, cal->graph_id);
 	char	   *json;
 	char	   *body;
 	char	   *sid = NULL,
@@ -149,6 +155,16 @@ create(int64 account_id, const char *ms_user_id)
 	{
 		m365_secure_zero(body, strlen(body));
 		m365_secure_zero(client_state, sizeof(client_state));
+		if (res.status == 404 && strcmp(res.code, "ErrorItemNotFound") == 0)
+		{
+			/* The calendar is gone (GRAPH.md §11): as for a pull's 404, the others go on. */
+			ereport(LOG,
+					(errmsg("m365sync: calendar %lld of account %lld answered 404 ErrorItemNotFound to a subscription; it is left out until the calendar list is read again",
+							(long long) cal->calendar_id, (long long) account_id)));
+			m365_store_calendars_mark_gone(account_id, cal->calendar_id);
+			m365_store_accounts_calendars_stale(account_id);
+			return true;
+		}
 		m365_store_accounts_subscription_error(account_id, failure_code(&res), M365_SUBSCRIPTION_RETRY_S);
 		ereport(LOG,
 				(errmsg("m365sync: could not create a subscription for account %lld: %s",
@@ -168,7 +184,7 @@ create(int64 account_id, const char *ms_user_id)
 	}
 	sid = take(sid);
 	exp = take(exp);
-	m365_store_subscriptions_insert(account_id, sid, client_state, m365_notification_url, exp);
+	m365_store_subscriptions_insert(account_id, cal->calendar_id, sid, client_state, m365_notification_url, exp);
 	m365_secure_zero(client_state, sizeof(client_state));
 	m365_store_accounts_subscription_error(account_id, NULL, 0);
 	return true;
@@ -220,51 +236,61 @@ renew(int64 account_id, const char *subscription_id)
 }
 
 /*
- * Bring one account's subscription to what the settings want, under the
- * account's row lock (an erasure waits for us, then finds what we made).
+ * Bring one account's subscriptions to what the settings and its calendars'
+ * sync switches want, under the account's row lock (an erasure waits for
+ * us, then finds what we made): unwanted ones deleted, due ones renewed,
+ * gone ones remade, then one made for each synced calendar without one.
  */
 static void
 maintain_account(int64 account_id)
 {
 	M365Account acc;
-	M365Subscription sub;
-	bool		have;
+	List	   *subs;
+	List	   *unwatched;
+	ListCell   *lc;
 	const char *url = m365_notification_url ? m365_notification_url : "";
 
 	if (!m365_store_accounts_lock(account_id, &acc) || acc.ms_user_id == NULL ||
 		(strcmp(acc.status, "connected") != 0 && strcmp(acc.status, "error") != 0))
 		return;
-	have = m365_store_subscriptions_get(account_id, &sub);
-	if (have && (url[0] == '\0' || sub.recreate || sub.rotate_due ||
-				 strcmp(sub.notification_url, url) != 0))
+	subs = m365_store_subscriptions_of_account(account_id);
+	foreach(lc, subs)
 	{
-		/*
-		 * Removed at Microsoft already, no longer wanted as it is, or a week
-		 * old: its clientState is rotated by making a new one.
-		 */
-		if (!sub.recreate)
-			(void) delete_remote(account_id, sub.subscription_id);
-		m365_store_subscriptions_delete(account_id, sub.subscription_id);
-		if (sub.recreate || sub.rotate_due)
-			m365_store_wakeups_mark(&account_id, 1);	/* what changed meanwhile */
-		have = false;
-	}
-	else if (have && sub.renew_due)
-	{
-		int			r = renew(account_id, sub.subscription_id);
+		M365Subscription *sub = lfirst(lc);
 
-		if (r != 0)
-			return;
-		/* Gone (expired or removed): a new one, and a pull for what was missed. */
-		ereport(LOG,
-				(errmsg("m365sync: the subscription of account %lld is gone at Microsoft, making a new one",
-						(long long) account_id)));
-		m365_store_subscriptions_delete(account_id, sub.subscription_id);
-		m365_store_wakeups_mark(&account_id, 1);
-		have = false;
+		if (url[0] == '\0' || sub->recreate || !sub->wanted || sub->rotate_due ||
+			strcmp(sub->notification_url, url) != 0)
+		{
+			/*
+			 * Removed at Microsoft already, no longer wanted as it is, or a
+			 * week old: its clientState is rotated by making a new one (below,
+			 * as for any synced calendar without one).
+			 */
+			if (!sub->recreate)
+				(void) delete_remote(account_id, sub->subscription_id);
+			m365_store_subscriptions_delete(account_id, sub->subscription_id);
+			if (sub->recreate || sub->rotate_due)
+				m365_store_wakeups_mark(&account_id, 1);	/* what changed meanwhile */
+		}
+		else if (sub->renew_due && renew(account_id, sub->subscription_id) == 0)
+		{
+			/* Gone (expired or removed): a new one, and a pull for what was missed. */
+			ereport(LOG,
+					(errmsg("m365sync: a subscription of account %lld is gone at Microsoft, making a new one",
+							(long long) account_id)));
+			m365_store_subscriptions_delete(account_id, sub->subscription_id);
+			m365_store_wakeups_mark(&account_id, 1);
+		}
 	}
-	if (!have && url[0] != '\0')
-		(void) create(account_id, acc.ms_user_id);
+	if (url[0] == '\0')
+		return;
+	unwatched = m365_store_subscriptions_unwatched(account_id);
+	foreach(lc, unwatched)
+	{
+		/* A failure is recorded with a retry time; the rest wait for it too. */
+		if (!create(account_id, acc.ms_user_id, lfirst(lc)))
+			break;
+	}
 }
 
 static TimestampTz last_idle_pass = 0;
@@ -280,6 +306,9 @@ m365_subscriptions_maintain(void)
 
 	if (last_idle_pass != 0 &&
 		!TimestampDifferenceExceeds(last_idle_pass, GetCurrentTimestamp(), MAINTAIN_IDLE_S * 1000))
+		return 0;
+	/* Under 0.1.0's schema (before ALTER EXTENSION UPDATE) subscriptions wait as they are. */
+	if (!m365_schema_is_0_2())
 		return 0;
 	m365_store_wakeups_prune();
 	due = m365_store_subscriptions_due(url, MAINTAIN_BATCH);

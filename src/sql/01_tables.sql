@@ -70,7 +70,8 @@ CREATE TABLE m365sync.accounts (
     failures        integer NOT NULL DEFAULT 0,
     backoff_until   timestamptz,
     subscription_error text,                 -- Graph error code of the last failed subscription call
-    subscription_retry_at timestamptz        -- no new subscription attempt before this
+    subscription_retry_at timestamptz,       -- no new subscription attempt before this
+    calendars_listed_at timestamptz          -- last read of the calendar list; null: read it at the next round
 );
 CREATE INDEX accounts_flowagent_user ON m365sync.accounts (flowagent_user);
 CREATE INDEX accounts_next_sync ON m365sync.accounts (next_sync_at);
@@ -88,6 +89,7 @@ CREATE TABLE m365sync.calendars (
     full_round_id   bigint,                  -- set while a full (re)sync round is under way
     window_start    timestamptz,
     window_end      timestamptz,
+    gone_at         timestamptz,             -- answered 404: not pulled; the next list read drops or revives it
     PRIMARY KEY (account_id, calendar_id),
     UNIQUE (account_id, graph_id)
 );
@@ -186,9 +188,11 @@ CREATE INDEX sync_run_log_started ON m365sync.sync_run_log (started_at);
 -- a round still 'running' when its account's next round starts was cut off
 CREATE INDEX sync_run_log_running ON m365sync.sync_run_log (account_id) WHERE status = 'running';
 
--- Graph change-notification subscriptions (subscriptions.c): at most one
--- per account, on users/{id}/events. The worker creates, renews and
--- recreates them; handle_notification() finds one by subscription_id and
+-- Graph change-notification subscriptions (subscriptions.c): one per
+-- synced calendar, on users/{id}/calendars/{graph id}/events (one on
+-- users/{id}/events reports the default calendar only, GRAPH.md §11). The
+-- worker creates, renews, recreates and deletes them with the calendar's
+-- sync switch; handle_notification() finds one by subscription_id and
 -- checks the notification's clientState against client_state.
 CREATE TABLE m365sync.subscriptions (
     account_id      bigint NOT NULL REFERENCES m365sync.accounts ON DELETE CASCADE,
@@ -200,6 +204,7 @@ CREATE TABLE m365sync.subscriptions (
     expires_at      timestamptz NOT NULL,
     renew_at        timestamptz NOT NULL,    -- when the worker renews it (half its lifetime)
     recreate        boolean NOT NULL DEFAULT false,  -- removed at Microsoft: make a new one
+    calendar_id     bigint,                  -- the calendar it watches; null: 0.1.0's account-wide one (replaced)
     PRIMARY KEY (account_id, subscription_id)
 );
 -- Lookup by Graph's id alone (a notification names nothing else); not
@@ -213,6 +218,18 @@ CREATE INDEX subscriptions_by_id ON m365sync.subscriptions (subscription_id);
 CREATE TABLE m365sync.account_wakeups (
     account_id      bigint PRIMARY KEY,
     marked_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- Event ids of events a delta page reported @removed, kept for a week: an
+-- event moved to another calendar keeps its Graph id (immutable ids) and
+-- shows up there as new, maybe rounds later (GRAPH.md §11); it then gets
+-- its old event_id back instead of a new one. No content, ids only.
+CREATE TABLE m365sync.removed_events (
+    account_id      bigint NOT NULL REFERENCES m365sync.accounts ON DELETE CASCADE,
+    graph_id        text NOT NULL,
+    event_id        bigint NOT NULL,
+    removed_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (account_id, graph_id)
 );
 
 CREATE TYPE m365sync.event AS (
@@ -264,7 +281,8 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA m365sync FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     m365sync.accounts, m365sync.calendars, m365sync.events, m365sync.outbox,
     m365sync.conflicts, m365sync.data_keys, m365sync.oauth_states,
-    m365sync.sync_run_log, m365sync.subscriptions, m365sync.account_wakeups
+    m365sync.sync_run_log, m365sync.subscriptions, m365sync.account_wakeups,
+    m365sync.removed_events
     TO m365sync_definer;
 GRANT SELECT ON m365sync.app_config, m365sync.tenants TO m365sync_definer;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA m365sync TO m365sync_definer;
@@ -282,6 +300,7 @@ ALTER TABLE m365sync.oauth_states  ENABLE ROW LEVEL SECURITY;
 ALTER TABLE m365sync.sync_run_log  ENABLE ROW LEVEL SECURITY;
 ALTER TABLE m365sync.subscriptions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE m365sync.account_wakeups ENABLE ROW LEVEL SECURITY;
+ALTER TABLE m365sync.removed_events ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY acting_user ON m365sync.accounts TO m365sync_definer
     USING (flowagent_user = pg_catalog.current_setting('m365sync.flowagent_user', true));
@@ -305,6 +324,8 @@ CREATE POLICY acting_user ON m365sync.sync_run_log TO m365sync_definer
 CREATE POLICY acting_user ON m365sync.subscriptions TO m365sync_definer
     USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
 CREATE POLICY acting_user ON m365sync.account_wakeups TO m365sync_definer
+    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+CREATE POLICY acting_user ON m365sync.removed_events TO m365sync_definer
     USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
 
 -- pg_dump: every table above holds installation or user data (none is
@@ -336,3 +357,4 @@ SELECT pg_catalog.pg_extension_config_dump('m365sync.sync_run_log', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.sync_run_log_run_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.account_wakeups', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.removed_events', '');

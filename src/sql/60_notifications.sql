@@ -13,6 +13,6 @@ CREATE FUNCTION m365sync.handle_notification(body text, validation_token text DE
     SET search_path = pg_catalog, m365sync, pg_temp
     AS 'MODULE_PATHNAME', 'm365sync_handle_notification';
 COMMENT ON FUNCTION m365sync.handle_notification(text, text) IS
-    'For the webhook handler: with validation_token returns it (the handshake); otherwise checks every item''s clientState (42501 for any mismatch, nothing done) and marks the accounts due; returns ''accepted''.';
+    'For the webhook handler: with validation_token returns it (the handshake); otherwise checks each item''s clientState, marks the accounts of the items that pass due and logs the others by subscription id; returns ''accepted'' (42501 when no item passes, nothing done).';
 REVOKE ALL ON FUNCTION m365sync.handle_notification(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION m365sync.handle_notification(text, text) TO m365sync_app, m365sync_admin;

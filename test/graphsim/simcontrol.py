@@ -76,6 +76,19 @@ def control(st, method, path, q, body_bytes):
                                    body.get("owner_name"), body.get("owner_address"),
                                    body.get("color", "auto"), body.get("hex_color", ""))
             return 201, cal_ctl(c)
+        if len(rest) == 2 and rest[0] == "calendars" and method == "DELETE":
+            c = m.cals.get(rest[1])
+            if c is None:
+                return 404, {"error": "no such calendar"}
+            if c.is_default:
+                return 400, {"error": "the default calendar cannot be deleted"}
+            store.delete_calendar(m, c, now)
+            return 204, None
+        if len(rest) == 3 and rest[0] == "calendars" and rest[2] == "change_id" and method == "POST":
+            c = m.cals.get(rest[1])
+            if c is None:
+                return 404, {"error": "no such calendar"}
+            return 200, cal_ctl(store.change_calendar_id(m, c))
         if rest == ["mailbox"] and method == "POST":
             m.enabled = bool(body.get("enabled", True))
             return 200, user_ctl(m)
@@ -254,7 +267,7 @@ def fault_json(f):
 
 def user_ctl(m):
     return {"id": m.id, "upn": m.upn, "display_name": m.name, "tenant_id": m.tenant, "mailbox_enabled": m.enabled,
-            "calendars": [cal_ctl(c) for c in m.cal_list]}
+            "calendars": [cal_ctl(c) for c in S.Store.live_calendars(m)]}
 
 
 def cal_ctl(c):

@@ -135,7 +135,15 @@ def window(q):
         raise GraphError(400, "ErrorInvalidParameter", "The parameter 'startDateTime' or 'endDateTime' is not a valid DateTime.")
     if we <= ws:
         raise GraphError(400, "ErrorInvalidParameter", "The end of the time window must be after its start.")
+    # GRAPH.md section 11 (docs 6284, contrib 6321): calendarView, delta too, spans at most 1825 days
+    if we - ws > MAX_VIEW_DAYS * 86400:
+        raise GraphError(400, "ErrorInvalidRequest",
+                         "Your request can't be completed. The range between the start and end dates is greater "
+                         "than the allowed range. Maximum number of days: %d" % MAX_VIEW_DAYS)
     return ws, we
+
+
+MAX_VIEW_DAYS = 1825
 
 
 def gone(st, ctx, base_path=None, ws=None, we=None):
@@ -266,7 +274,7 @@ def graph_call(st, ctx, method, path, q, headers, body_bytes):
             if method != "GET":
                 raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
             needs_calendar_scope(tok, False)
-            items = [jbytes(c.to_json()) for c in m.cal_list]
+            items = [jbytes(c.to_json()) for c in S.Store.live_calendars(m)]
             return paged(st, ctx, items, q, "%s/v1.0/%s/calendars" % (ctx.base, prefix),
                          "users('%s')/calendars" % m.id)
         cal = get_cal(m, rest[1])
@@ -399,11 +407,9 @@ def subscriptions(st, ctx, tok, method, segs, body_bytes, prefer):
             raise GraphError(400, "InvalidRequest", "The resource '%s' is not supported." % res)
         who = ["me"] if mm.group(1).lower() == "me" else ["users", mm.group(2)]
         m, _, _ = resolve_who(st, tok, who)
-        cal = None
-        if mm.group(4):
-            cal = get_cal(m, mm.group(4)).idx
-        elif mm.group(3):
-            cal = 0
+        # users/{id}/events reports the default calendar only, like
+        # users/{id}/calendar/events (GRAPH.md section 11; contrib 51, docs 6595)
+        cal = get_cal(m, mm.group(4)).idx if mm.group(4) else m.default_cal().idx
         types = [t.strip() for t in (body.get("changeType") or "").split(",") if t.strip()]
         if not types or any(t not in ("created", "updated", "deleted") for t in types):
             raise GraphError(400, "InvalidRequest", "changeType is invalid.")

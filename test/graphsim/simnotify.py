@@ -30,18 +30,25 @@ def on_change(st, m, v, change):
     if not st.subs:
         return
     now = st.now()
+    # A move to another calendar: a deletion for the old one's subscriptions,
+    # a creation for the new one's (a guess: the docs are silent on moves).
+    old_cal = v.prev.cal if v.prev is not None and change == "updated" else v.cal
     for sub in list(st.subs.values()):
         if sub["mbx"] != m.id or sub["expires"] < now:
             continue
-        if sub["cal"] is not None and sub["cal"] != v.cal:
+        if sub["cal"] == v.cal:
+            kind = change if old_cal == v.cal else "created"
+        elif sub["cal"] == old_cal:
+            kind = "deleted"
+        else:
             continue
-        if change not in sub["changeTypes"]:
+        if kind not in sub["changeTypes"]:
             continue
         eid = S.imm_id(v.core) if sub["imm"] else S.def_id(v.core, v.gen)
         item = {
             "subscriptionId": sub["id"],
             "subscriptionExpirationDateTime": T.fmt_offset(sub["expires"], 7)[:-1] + "+00:00",
-            "changeType": change,
+            "changeType": kind,
             "resource": "Users/%s/Events/%s" % (m.id, eid),
             "resourceData": {"@odata.type": "#Microsoft.Graph.Event",
                              "@odata.id": "Users/%s/Events/%s" % (m.id, eid),

@@ -90,7 +90,7 @@ def save_state(st, path):
                   "seq": m.seq, "epoch": m.epoch, "txids": m.txids,
                   "cals": [{"id": c.id, "name": c.name, "can_edit": c.can_edit, "color": c.color,
                             "hex_color": c.hex_color, "owner_name": c.owner_name, "owner_addr": c.owner_addr,
-                            "ck": c.ck} for c in m.cal_list], "events": []}
+                            "ck": c.ck, "deleted": c.deleted} for c in m.cal_list], "events": []}
             for v in m.items.values():
                 ev = {k: getattr(v, k) for k in ("core", "seq", "ck", "gen", "cal", "deleted", "data", "txid", "sdt",
                                                  "stz", "edt", "etz", "s", "e", "allday", "created", "modified")}
@@ -132,7 +132,9 @@ def load_state(st, path):
             cal.owner_name, cal.owner_addr, cal.ck = c["owner_name"], c["owner_addr"], c["ck"]
             cal.idx = len(m.cal_list)
             cal.is_default = cal.idx == 0
-            m.cals[cal.id] = cal
+            cal.deleted = c.get("deleted", False)
+            if not cal.deleted:
+                m.cals[cal.id] = cal
             m.cal_list.append(cal)
         evs = sorted(mb["events"], key=lambda e: e["seq"])
         for ev in evs:

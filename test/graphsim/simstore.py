@@ -110,7 +110,7 @@ def text_to_html(s):
 
 class Calendar:
     __slots__ = ("id", "idx", "name", "can_edit", "color", "hex_color", "owner_name", "owner_addr",
-                 "is_default", "ck")
+                 "is_default", "ck", "deleted")
 
     def to_json(self):
         return {
@@ -215,9 +215,35 @@ class Store:
         c.owner_addr = owner_addr or m.upn
         c.is_default = c.idx == 0
         c.ck = base64.b64encode(bytes(self.rng.getrandbits(8) for _ in range(16))).decode()
+        c.deleted = False
         m.cals[c.id] = c
         m.cal_list.append(c)
         return c
+
+    def delete_calendar(self, m, c, now):
+        """Outlook deletes a calendar (GRAPH.md section 11; docs 11296, 5580): its id answers
+        404 from now on and its events go with it.  The default calendar cannot be deleted."""
+        if c.is_default:
+            raise GraphError(400, "ErrorCannotDeleteObject", "The default calendar cannot be deleted.")
+        for v in list(m.items.values()):
+            if not v.deleted and v.cal == c.idx:
+                d = v.copy()
+                d.deleted = True
+                d.modified = now
+                self._commit(m, d, "deleted")
+        c.deleted = True
+        del m.cals[c.id]
+
+    def change_calendar_id(self, m, c):
+        """A calendar's id changes (docs 11296): the old id answers 404, events keep their ids."""
+        del m.cals[c.id]
+        c.id = "AAMkAGI2" + b62(self.rng) + "AAA="
+        m.cals[c.id] = c
+        return c
+
+    @staticmethod
+    def live_calendars(m):
+        return [c for c in m.cal_list if not c.deleted]
 
     def find_mailbox(self, ref):
         m = self.mailboxes.get(ref)

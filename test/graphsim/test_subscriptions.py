@@ -52,7 +52,9 @@ def expiry(minutes=60):
     return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
 
 
-class Subscriptions(SimCase):
+class HookCase(SimCase):
+    """A simulator and a webhook receiver."""
+
     def setUp(self):
         SimCase.setUp(self)
         self.rx = Receiver()
@@ -76,6 +78,8 @@ class Subscriptions(SimCase):
             time.sleep(0.02)
         return False
 
+
+class Subscriptions(HookCase):
     def test_create_validates_the_notification_url_then_201(self):
         r = self.subscribe()
         self.assertEqual(r.status, 201, r.body)
@@ -140,6 +144,55 @@ class Subscriptions(SimCase):
         self.sim.ctl("POST", "config", {"validate_subscriptions": False}, expect=200)
         r = self.subscribe(notificationUrl="http://127.0.0.1:9/nothing-listens")
         self.assertEqual(r.status, 201)
+
+
+class PerCalendar(HookCase):
+    """GRAPH.md section 11 (contrib 51, docs 6595): users/{id}/events reports the
+    default calendar only; other calendars need users/{id}/calendars/{cid}/events."""
+
+    def setUp(self):
+        HookCase.setUp(self)
+        self.other = self.sim.ctl("POST", "users/%s/calendars" % self.uid, {"name": "Other", "can_edit": True},
+                                  expect=201)["id"]
+
+    def created_in(self, cal):
+        e = self.outlook_create(dict(event(), calendar_id=cal))
+        return e
+
+    def test_events_subscription_reports_the_default_calendar_only(self):
+        self.assertEqual(self.subscribe().status, 201)
+        self.created_in(self.other)
+        e = self.created_in(self.cal_id)
+        self.assertTrue(self.wait_for(lambda: len(self.rx.got) >= 1))
+        time.sleep(0.2)
+        self.assertEqual(len(self.rx.got), 1)
+        self.assertEqual(self.rx.got[0]["value"][0]["resourceData"]["id"], e["default_id"])
+
+    def test_calendar_subscription_reports_that_calendar_only(self):
+        s = self.subscribe(resource="users/%s/calendars/%s/events" % (self.uid, self.other)).json()
+        self.created_in(self.cal_id)
+        e = self.created_in(self.other)
+        self.assertTrue(self.wait_for(lambda: len(self.rx.got) >= 1))
+        time.sleep(0.2)
+        self.assertEqual(len(self.rx.got), 1)
+        item = self.rx.got[0]["value"][0]
+        self.assertEqual(item["subscriptionId"], s["id"])
+        self.assertEqual(item["resourceData"]["id"], e["default_id"])
+
+    def test_a_move_is_a_deletion_in_one_calendar_and_a_creation_in_the_other(self):
+        a = self.subscribe(resource="users/%s/calendars/%s/events" % (self.uid, self.cal_id)).json()
+        b = self.subscribe(resource="users/%s/calendars/%s/events" % (self.uid, self.other)).json()
+        e = self.created_in(self.cal_id)
+        self.assertTrue(self.wait_for(lambda: len(self.rx.got) >= 1))
+        self.outlook_patch(e["id"], {"calendar_id": self.other})
+        self.assertTrue(self.wait_for(lambda: len(self.rx.got) >= 3))
+        time.sleep(0.2)
+        got = sorted((n["value"][0]["subscriptionId"], n["value"][0]["changeType"]) for n in self.rx.got[1:])
+        self.assertEqual(got, sorted([(a["id"], "deleted"), (b["id"], "created")]))
+
+    def test_unknown_calendar_is_404(self):
+        r = self.subscribe(resource="users/%s/calendars/AAMkNoSuchCalendar=/events" % self.uid)
+        self.assertEqual(r.status, 404)
 
 
 if __name__ == "__main__":

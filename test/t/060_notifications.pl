@@ -47,7 +47,11 @@ ok(wait_for("SELECT subscription = 'active' FROM m365sync.account_status WHERE a
 my $subs = sim_subs($ada);
 is(scalar @$subs, 1, 'one subscription at Microsoft');
 my $sub = $subs->[0];
-is($sub->{resource}, "users/$ada->{id}/events", 'on users/{id}/events');
+is($sub->{resource}, "users/$ada->{id}/calendars/$ada->{calendars}[0]{id}/events",
+	'on the synced (default) calendar: users/{id}/calendars/{cid}/events');
+is(db("SELECT count(*) FROM m365sync.subscriptions s JOIN m365sync.calendars c USING (account_id, calendar_id)"
+	  . " WHERE s.account_id = $account AND c.is_default AND c.graph_id = '$ada->{calendars}[0]{id}'"), '1',
+	'the row names its calendar');
 is($sub->{changeType}, 'created,updated,deleted', 'for created, updated and deleted');
 is($sub->{notificationUrl}, "$rx/notify", 'to m365sync.notification_url');
 is($sub->{lifecycleNotificationUrl}, "$rx/lifecycle", 'lifecycle events to m365sync.lifecycle_url');
@@ -103,8 +107,8 @@ my %bad = (
 	'wrong clientState' => do { my $b = $json->decode($good); $b->{value}[0]{clientState} = 'x' x 43; $b },
 	'no clientState' => do { my $b = $json->decode($good); delete $b->{value}[0]{clientState}; $b },
 	'unknown subscription' => do { my $b = $json->decode($good); $b->{value}[0]{subscriptionId} = '00000000-0000-0000-0000-000000000000'; $b },
-	'one bad item among good ones' => do { my $b = $json->decode($good); my %i = %{ $b->{value}[0] };
-		$i{clientState} = substr($cs, 0, 42) . (substr($cs, 42) eq 'A' ? 'B' : 'A'); $b->{value} = [ $b->{value}[0], \%i ]; $b },
+	'two bad items' => do { my $b = $json->decode($good); my %i = %{ $b->{value}[0] };
+		$i{clientState} = substr($cs, 0, 42) . (substr($cs, 42) eq 'A' ? 'B' : 'A'); $b->{value} = [ \%i, { %i, subscriptionId => 'ffffffff-0000-0000-0000-000000000000' } ]; $b },
 );
 for my $case (sort keys %bad)
 {
@@ -132,6 +136,26 @@ is($state, '22023', 'an empty validation token: 22023');
 sleep 1;
 is(db("SELECT count(*) FROM m365sync.sync_run_log WHERE account_id = $account"), $runs,
 	'malformed notifications do nothing');
+
+# One POST may carry items of several subscriptions (GRAPH.md §11): a bad
+# item is ignored and logged by subscription id, the good ones count.
+{
+	my $b = $json->decode($good);
+	my %i = %{ $b->{value}[0] };
+	$i{clientState} = substr($cs, 0, 42) . (substr($cs, 42) eq 'A' ? 'B' : 'A');
+	$b->{value} = [ \%i, $b->{value}[0] ];
+	my $offset = -s $node->logfile;
+	($out, $state, $msg) = handle($json->encode($b));
+	is("$state|$out", '|accepted', 'one bad item among good ones: accepted for the good one');
+	ok(wait_for("SELECT count(*) > $runs FROM m365sync.sync_run_log WHERE account_id = $account AND status = 'ok'"),
+		'and its account is pulled');
+	my $log = PostgreSQL::Test::Utils::slurp_file($node->logfile, $offset);
+	like($log, qr/ignored a notification item for subscription \Q$i{subscriptionId}\E/,
+		'the bad item is logged by its subscription id');
+	unlike($log, qr/\Q$i{clientState}\E|\Q$cs\E/, 'the log shows no clientState');
+	wait_quiet();
+	$runs = db("SELECT count(*) FROM m365sync.sync_run_log WHERE account_id = $account");
+}
 
 my $events_before = db("SELECT count(*) || '/' || max(event_id) FROM m365sync.events WHERE account_id = $account");
 for (1 .. 5) { ($out, $state) = handle($good); last if $state ne ''; }

@@ -288,3 +288,34 @@ UPDATE m365sync.outbox
                                'allowNewTimeProposals', 'hideAttendees'])
           ORDER BY n)
  WHERE changed_fields IS NOT NULL;
+
+-- ---- Live-service behaviours (issue 22: items 3, 6, 7) ----
+
+-- When the calendar list was last read (daily, and at once after a calendar
+-- answered 404), and which calendars answered 404 (01_tables.sql).
+ALTER TABLE m365sync.accounts ADD COLUMN calendars_listed_at timestamptz;
+ALTER TABLE m365sync.calendars ADD COLUMN gone_at timestamptz;
+
+-- One subscription per synced calendar; 0.1.0's account-wide ones keep a
+-- null calendar_id, and the worker replaces them.
+ALTER TABLE m365sync.subscriptions ADD COLUMN calendar_id bigint;
+
+-- Event ids of removed events, for an event moved between calendars.
+CREATE TABLE m365sync.removed_events (
+    account_id      bigint NOT NULL REFERENCES m365sync.accounts ON DELETE CASCADE,
+    graph_id        text NOT NULL,
+    event_id        bigint NOT NULL,
+    removed_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (account_id, graph_id)
+);
+REVOKE ALL ON m365sync.removed_events FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON m365sync.removed_events TO m365sync_definer;
+ALTER TABLE m365sync.removed_events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY acting_user ON m365sync.removed_events TO m365sync_definer
+    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+SELECT pg_catalog.pg_extension_config_dump('m365sync.removed_events', '');
+
+-- A notification POST is accepted when one of its items passes (issue 22
+-- item 9, 60_notifications.sql).
+COMMENT ON FUNCTION m365sync.handle_notification(text, text) IS
+    'For the webhook handler: with validation_token returns it (the handshake); otherwise checks each item''s clientState, marks the accounts of the items that pass due and logs the others by subscription id; returns ''accepted'' (42501 when no item passes, nothing done).';
