@@ -9,6 +9,7 @@
 
 #include "event_json.h"
 #include "event_patch.h"
+#include "zone_names.h"
 
 /* What Graph accepts on POST and PATCH of an event (GRAPH.md §2, §3). */
 static const char *const writable[] = {
@@ -27,6 +28,42 @@ is_time_field(const char *name)
 {
 	return strcmp(name, M365_F_START) == 0 || strcmp(name, M365_F_END) == 0 ||
 		strcmp(name, M365_F_IS_ALL_DAY) == 0;
+}
+
+/*
+ * Graph takes Windows zone names on write and refuses most IANA ones
+ * (GRAPH.md §10): obj.key becomes the Windows name CLDR gives (the stored
+ * event keeps the caller's). A name CLDR does not know is left for Graph to
+ * judge. false when out of memory.
+ */
+static bool
+windows_zone(cJSON *obj, const char *key)
+{
+	cJSON	   *tz = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const char *win;
+
+	if (!cJSON_IsString(tz) || (win = m365_zone_windows_name(tz->valuestring)) == NULL ||
+		strcmp(win, tz->valuestring) == 0)
+		return true;
+	return cJSON_ReplaceItemInObjectCaseSensitive(obj, key, cJSON_CreateString(win));
+}
+
+static bool
+windows_zones(const char *field, cJSON *v)
+{
+	if (strcmp(field, M365_F_START) == 0 || strcmp(field, M365_F_END) == 0)
+		return windows_zone(v, M365_F_TIME_ZONE);
+	if (strcmp(field, M365_F_RECURRENCE) == 0)
+		return windows_zone(cJSON_GetObjectItemCaseSensitive(v, "range"), "recurrenceTimeZone");
+	return true;
+}
+
+/* An online meeting's body goes with its meeting fields, or Graph may drop the join link (GRAPH.md §11). */
+static bool
+online_meeting_body(const cJSON *data, const char *name)
+{
+	return (strcmp(name, "isOnlineMeeting") == 0 || strcmp(name, "onlineMeetingProvider") == 0) &&
+		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(data, "isOnlineMeeting"));
 }
 
 bool
@@ -58,6 +95,7 @@ m365_event_write_body(const cJSON *data, const char *const *fields, int nfields,
 	cJSON	   *out = cJSON_CreateObject();
 	bool		all = (fields == NULL);
 	bool		times = false;
+	bool		body = false;
 
 	*ncopied = 0;
 	if (out == NULL)
@@ -70,6 +108,8 @@ m365_event_write_body(const cJSON *data, const char *const *fields, int nfields,
 			all = true;
 		else if (is_time_field(fields[i]))
 			times = true;
+		else if (strcmp(fields[i], M365_F_BODY) == 0)
+			body = true;
 	}
 	for (const char *const *f = writable; *f; f++)
 	{
@@ -78,7 +118,7 @@ m365_event_write_body(const cJSON *data, const char *const *fields, int nfields,
 
 		if (series_member && strcmp(*f, M365_F_RECURRENCE) == 0)
 			continue;
-		if (!wanted(*f, fields, nfields, all, times))
+		if (!wanted(*f, fields, nfields, all, times) && !(body && online_meeting_body(data, *f)))
 			continue;
 		v = cJSON_GetObjectItemCaseSensitive(data, *f);
 		if (v == NULL)
@@ -87,7 +127,7 @@ m365_event_write_body(const cJSON *data, const char *const *fields, int nfields,
 		if (transaction_id != NULL && cJSON_IsNull(v))
 			continue;
 		copy = cJSON_Duplicate(v, true);
-		if (copy == NULL || !cJSON_AddItemToObject(out, *f, copy))
+		if (copy == NULL || !windows_zones(*f, copy) || !cJSON_AddItemToObject(out, *f, copy))
 		{
 			cJSON_Delete(copy);
 			cJSON_Delete(out);

@@ -262,7 +262,8 @@ m365_event_content_values(Jsonb *data, TupleDesc desc, Datum *values, bool *null
 			   *loc,
 			   *start;
 
-	if (desc->natts != EA_COUNT)
+	/* a 0.1.0 catalog (before ALTER EXTENSION UPDATE) has the type without the 0.2.0 fields */
+	if (desc->natts != EA_COUNT && desc->natts != EA_COUNT_0_1)
 		elog(ERROR, "m365sync.event has %d attributes, expected %d", desc->natts, EA_COUNT);
 	values[EA_DATA] = JsonbPGetDatum(data);
 	nulls[EA_DATA] = false;
@@ -283,6 +284,12 @@ m365_event_content_values(Jsonb *data, TupleDesc desc, Datum *values, bool *null
 	set_jsonb(root, M365_F_ATTENDEES, EA_ATTENDEES, values, nulls);
 	set_categories(root, EA_CATEGORIES, values, nulls);
 	set_text(root, M365_F_WEB_LINK, EA_WEB_LINK, values, nulls);
+	if (desc->natts < EA_COUNT)
+		return;
+	/* a master's pattern and range (JSON null on everything else: SQL null) */
+	set_jsonb(root, M365_F_RECURRENCE, EA_RECURRENCE, values, nulls);
+	set_text(get_object(root, "onlineMeeting"), "joinUrl", EA_JOIN_URL, values, nulls);
+	set_text(get_object(root, "responseStatus"), "response", EA_MY_RESPONSE, values, nulls);
 }
 
 void

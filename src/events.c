@@ -78,6 +78,44 @@ jsonb_to_cjson(Jsonb *jb)
 	return obj;
 }
 
+/*
+ * The online meeting fields (GRAPH.md §11): isOnlineMeeting a boolean that,
+ * once true, Graph cannot turn back to false; onlineMeetingProvider one of
+ * Graph's values. stored is the event before the change, or NULL.
+ */
+static void
+check_online_meeting(const cJSON *input, const cJSON *stored)
+{
+	static const char *const providers[] = {"teamsForBusiness", "skypeForBusiness",
+	"skypeForConsumer", "unknown", NULL};
+	const cJSON *on = cJSON_GetObjectItemCaseSensitive(input, "isOnlineMeeting");
+	const cJSON *prov = cJSON_GetObjectItemCaseSensitive(input, "onlineMeetingProvider");
+
+	if (on != NULL && !cJSON_IsBool(on))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event field isOnlineMeeting must be true or false")));
+	if (prov != NULL)
+	{
+		bool		known = false;
+
+		for (const char *const *p = providers; cJSON_IsString(prov) && *p; p++)
+			known = known || strcmp(*p, prov->valuestring) == 0;
+		if (!known)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event field onlineMeetingProvider has an unknown value"),
+					 errhint("Use teamsForBusiness, skypeForBusiness, skypeForConsumer or unknown.")));
+	}
+	if (cJSON_IsFalse(on) && stored != NULL &&
+		cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(stored, "isOnlineMeeting")))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event field isOnlineMeeting cannot be turned off"),
+				 errdetail("Microsoft Graph cannot remove the online meeting of an event."),
+				 errhint("Delete the event and create it again without an online meeting.")));
+}
+
 /* The stored type after a local change (Graph's own rules). */
 static const char *
 type_after_change(const char *stored, const M365Event *ev, bool is_create)
@@ -140,6 +178,7 @@ m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *sto
 				m365_event_report(&err);
 			has_cal = ev.has_calendar_id;
 			calendar_id = has_cal ? ev.calendar_id : 0;
+			check_online_meeting(input, NULL);
 			doc = cJSON_Duplicate(input, true);
 			if (doc == NULL)
 				elog(ERROR, "out of memory");
@@ -157,6 +196,7 @@ m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *sto
 			has_cal = true;
 			calendar_id = stored->calendar_id;
 			doc = jsonb_to_cjson(stored->data);
+			check_online_meeting(input, doc);
 			nchanged = m365_event_merge(doc, input, changed, MAX_CHANGED_FIELDS);
 			if (nchanged < 0)
 				elog(ERROR, "out of memory");

@@ -36,8 +36,10 @@
 #include "oauth.h"
 #include "pull.h"
 #include "pull_item.h"
+#include "series.h"
 #include "store_accounts.h"
 #include "store_calendars.h"
+#include "store_events_series.h"
 #include "xact_util.h"
 #include "store_events_pull.h"
 
@@ -87,31 +89,95 @@ start_full_round(int64 account_id, const char *ms_user_id, M365PullCalendar *cal
 }
 
 
-/* Apply the items of one page; counts into stats. */
+/* Apply one event (a page item, or a series master); counts into stats. */
 static void
-apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365RoundStats *st)
+apply_event(int64 account_id, M365PullCalendar *cal, M365PullBatch *batch, const cJSON *event,
+			M365RoundStats *st)
+{
+	M365Event	ev;
+	M365EventColumns cols;
+	Jsonb	   *data;
+	int64		conflict_event_id = 0;
+
+	if (!m365_pull_item_map(account_id, event, &ev, &cols, &data))
+	{
+		/* No poison events: skipped, counted, its stored copy kept; read again when it next changes. */
+		m365_store_events_pull_keep(batch, m365_pull_item_id(event));
+		st->skipped++;
+		return;
+	}
+	switch (m365_store_events_pull_apply(batch, cal->calendar_id, &cols, data, &conflict_event_id))
+	{
+		case M365_APPLY_INSERTED:
+		case M365_APPLY_UPDATED:
+			st->applied++;
+			break;
+		case M365_APPLY_CONFLICT:
+			(void) m365_conflicts_remote_changed(m365_conflict_policy, account_id,
+												 conflict_event_id, &cols, data);
+			st->conflicts++;
+			break;
+		case M365_APPLY_UNCHANGED:
+			break;
+	}
+}
+
+/*
+ * The series masters fetched for this page, applied before its items (in
+ * their own batch: a master is no item of the page). Not counted as fetched.
+ */
+static void
+apply_masters(int64 account_id, M365PullCalendar *cal, M365Series *series, M365RoundStats *st,
+			  MemoryContext event_cxt)
+{
+	int			n;
+	const char *const *ids = m365_series_master_ids(series, &n);
+	M365PullBatch *batch = m365_store_events_pull_begin(account_id, 0, ids, n);
+
+	for (int i = 0; i < n; i++)
+	{
+		const cJSON *master = m365_series_master(series, i);
+		MemoryContext outer;
+
+		if (master == NULL)
+			continue;
+		MemoryContextReset(event_cxt);
+		outer = MemoryContextSwitchTo(event_cxt);
+		apply_event(account_id, cal, batch, master, st);
+		MemoryContextSwitchTo(outer);
+	}
+	m365_store_events_pull_end(batch);
+}
+
+/* Apply the items of one page (after its series masters, if any); counts into stats. */
+static void
+apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Series *series,
+			M365RoundStats *st)
 {
 	const char **ids = palloc(sizeof(char *) * Max(page->n_items, 1));
 	M365PullBatch *batch;
 	int			i;
+	int			n_masters = 0;
+	int64	   *masters;
 	MemoryContext event_cxt,
 				batch_cxt;
 
 	for (i = 0; i < page->n_items; i++)
 		ids[i] = page->items[i].id;
 	SPI_connect();
-	batch = m365_store_events_pull_begin(account_id, cal->full_round_id, ids, page->n_items);
 	/* each event's jsonb and row values go with it: the page's memory stays flat */
 	event_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync pull event",
 									  ALLOCSET_DEFAULT_SIZES);
+	if (series)
+		apply_masters(account_id, cal, series, st, event_cxt);
+	/* the masters of the page's events as they were: those left without events go after it */
+	masters = m365_store_events_series_masters_of(account_id, ids, page->n_items, &n_masters);
+	batch = m365_store_events_pull_begin(account_id, cal->full_round_id, ids, page->n_items);
 	batch_cxt = MemoryContextSwitchTo(event_cxt);
 	for (i = 0; i < page->n_items; i++)
 	{
 		M365DeltaItem *it = &page->items[i];
-		M365Event	ev;
-		M365EventColumns cols;
-		Jsonb	   *data;
-		int64		conflict_event_id = 0;
+		const cJSON *event = it->event;
 
 		MemoryContextReset(event_cxt);
 		st->fetched++;
@@ -121,31 +187,24 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
 				st->deleted++;
 			continue;
 		}
-		if (!m365_pull_item_map(account_id, it->id, it->event, &ev, &cols, &data))
-		{
-			/* No poison events: skipped, counted, its stored copy kept; read again when it next changes. */
-			m365_store_events_pull_keep(batch, it->id);
-			st->skipped++;
+		/* an occurrence stub takes its content from its master; none of a master gone */
+		if (series && (event = m365_series_event_of(series, event)) == NULL)
 			continue;
-		}
-		switch (m365_store_events_pull_apply(batch, cal->calendar_id, &cols, data, &conflict_event_id))
-		{
-			case M365_APPLY_INSERTED:
-			case M365_APPLY_UPDATED:
-				st->applied++;
-				break;
-			case M365_APPLY_CONFLICT:
-				(void) m365_conflicts_remote_changed(m365_conflict_policy, account_id,
-													 conflict_event_id, &cols, data);
-				st->conflicts++;
-				break;
-			case M365_APPLY_UNCHANGED:
-				break;
-		}
+		apply_event(account_id, cal, batch, event, st);
 	}
 	MemoryContextSwitchTo(batch_cxt);
 	MemoryContextDelete(event_cxt);
 	m365_store_events_pull_end(batch);
+	if (series)
+	{
+		int			ng;
+		const char *const *gids = m365_series_master_ids(series, &ng);
+
+		st->deleted += m365_series_finish(series, account_id);
+		(void) m365_store_events_series_drop_orphans(account_id, masters, n_masters, gids, ng);
+	}
+	else
+		(void) m365_store_events_series_drop_orphans(account_id, masters, n_masters, NULL, 0);
 	SPI_finish();
 }
 
@@ -154,24 +213,30 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Ro
  * the page, which is freed on every path).
  */
 static char *
-apply_page(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page,
+apply_page(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Series *series,
 		   M365RoundStats *st, bool *final)
 {
 	char	   *volatile link = NULL;
 
 	PG_TRY();
 	{
-		apply_items(account_id, cal, page, st);
+		apply_items(account_id, cal, page, series, st);
 		*final = page->delta_link != NULL;
 		link = pstrdup(*final ? page->delta_link : page->next_link);
 	}
 	PG_CATCH();
 	{
-		m365_delta_page_free(page);
+		if (series)
+			m365_series_free(series);	/* the page is the series state's */
+		else
+			m365_delta_page_free(page);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	m365_delta_page_free(page);
+	if (series)
+		m365_series_free(series);
+	else
+		m365_delta_page_free(page);
 	return link;
 }
 
@@ -226,6 +291,40 @@ fail_job(M365PullJob *job, const M365GraphResult *res, const char *code)
 {
 	(void) fail_round(job->stats, res, code);
 	job->done = true;
+	/* a parked page is dropped: its cursor was not saved, a later round brings it again */
+	m365_series_free(job->series);
+	job->series = NULL;
+}
+
+/*
+ * The answer to a series batch. Returns the parked page's series state once
+ * every master is in, NULL while more are to come or when the job failed.
+ */
+static M365Series *
+series_answer(M365PullJob *job, M365HttpRequest *req)
+{
+	M365Series *series = job->series;
+	M365GraphResult res;
+
+	if (!m365_series_take_answer(series, req, &res))
+	{
+		if (res.transport == M365_HTTP_OK && res.status == 401 && !job->token_retried)
+		{
+			/* One fresh token, then the same batch again. */
+			job->token_retried = true;
+			job->token = m365_account_access_token(job->account_id, job->token);
+			if (job->token == NULL)
+				fail_job(job, NULL, "noAccessToken");
+			return NULL;
+		}
+		fail_job(job, &res, NULL);
+		return NULL;
+	}
+	job->token_retried = false;
+	if (m365_series_waiting(series))
+		return NULL;
+	job->series = NULL;
+	return series;
 }
 
 /*
@@ -238,12 +337,22 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 	M365PullCalendar *cal = job->calendar;
 	M365GraphResult res;
 	M365DeltaPage page;
+	M365DeltaPage *pagep = &page;
+	M365Series *series = NULL;
 	char		err[128];
 	char	   *link;
 	bool		final;
 	MemoryContext page_cxt;
 	MemoryContext keep;
 
+	if (job->series != NULL)
+	{
+		/* a parked page: apply it once its series masters are in */
+		if ((series = series_answer(job, req)) == NULL)
+			return;
+		pagep = m365_series_page(series);
+		goto apply;
+	}
 	if (!m365_graph_result(req, &res))
 	{
 		if (res.transport == M365_HTTP_OK && res.status == 401 && !job->token_retried)
@@ -292,10 +401,23 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 		fail_job(job, NULL, "malformedResponse");
 		return;
 	}
+	/* occurrences or exceptions: park the page, fetch their masters first */
+	if (cal->has_window)
+	{
+		M365SeriesWindow w = {cal->window_start, cal->window_end,
+		iso_utc(cal->window_start), iso_utc(cal->window_end)};
+
+		job->series = m365_series_plan(&page, job->ms_user_id, &w);
+	}
+	else
+		job->series = m365_series_plan(&page, job->ms_user_id, NULL);
+	if (job->series != NULL)
+		return;
+apply:
 	/* Page-sized scratch memory; only the link outlives it. */
 	page_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync page", ALLOCSET_DEFAULT_SIZES);
 	keep = MemoryContextSwitchTo(page_cxt);
-	link = apply_page(job->account_id, cal, &page, job->stats, &final);
+	link = apply_page(job->account_id, cal, pagep, series, job->stats, &final);
 	link = MemoryContextStrdup(keep, link);
 	MemoryContextSwitchTo(keep);
 	MemoryContextDelete(page_cxt);
@@ -312,6 +434,10 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 	if (final && cal->full_round_id != 0)
 	{
 		job->stats->deleted += m365_store_events_sweep(job->account_id, cal->calendar_id, cal->full_round_id);
+		/* masters whose series has no event left in the window go with them */
+		SPI_connect();
+		(void) m365_store_events_series_drop_orphans_in(job->account_id, cal->calendar_id);
+		SPI_finish();
 		cal->full_round_id = 0;
 	}
 	m365_store_calendars_save_cursor(job->account_id, cal);
@@ -368,6 +494,7 @@ start_jobs(List *jobs, bool commit_each_page)
 		job->next_calendar = 0;
 		job->done = false;
 		job->token_retried = false;
+		job->series = NULL;
 		next_calendar(job);
 		if (!job->done)
 		{
@@ -406,9 +533,12 @@ next_request(void *arg)
 		if (job->done || job->in_flight)
 			continue;
 		ps->cursor = (ps->cursor + k + 1) % ps->n;
-		m365_graph_prepare(&job->request, M365_HTTP_GET, job->url);
-		m365_http_add_header(&job->request, M365_PREFER_UTC);
-		m365_http_add_header(&job->request, PREFER_PAGE_SIZE);
+		if (job->series == NULL || !m365_series_next_request(job->series, &job->request))
+		{
+			m365_graph_prepare(&job->request, M365_HTTP_GET, job->url);
+			m365_http_add_header(&job->request, M365_PREFER_UTC);
+			m365_http_add_header(&job->request, PREFER_PAGE_SIZE);
+		}
 		job->request.bearer_token = job->token;
 		job->request.user_data = job;
 		job->in_flight = true;

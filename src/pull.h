@@ -38,6 +38,7 @@ typedef struct M365PullJob
 	bool		restarted;		/* a lost cursor restarted this calendar */
 	bool		done;
 	bool		in_flight;		/* its request is out; one per mailbox */
+	void	   *series;			/* a page parked while its series masters are fetched (series.h) */
 	M365HttpRequest request;
 } M365PullJob;
 

@@ -42,11 +42,20 @@ warn_skipped(int64 account_id, const char *graph_id, const char *field)
 					   field, printable_id(graph_id))));
 }
 
+const char *
+m365_pull_item_id(const cJSON *item)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(item, M365_F_ID);
+
+	return cJSON_IsString(id) ? id->valuestring : NULL;
+}
+
 bool
-m365_pull_item_map(int64 account_id, const char *graph_id, const cJSON *item,
+m365_pull_item_map(int64 account_id, const cJSON *item,
 				   M365Event *ev, M365EventColumns *cols, Jsonb **data)
 {
 	M365EventError err;
+	const char *graph_id = m365_pull_item_id(item);
 
 	if (m365_event_parse(item, M365_EV_FROM_GRAPH, ev, &err) != M365_EV_OK ||
 		m365_event_columns_check(ev, true, cols, &err) != M365_EV_OK)

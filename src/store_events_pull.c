@@ -39,8 +39,8 @@ local_id(int64 account_id, const char *graph_id)
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, graph_id);
 
-	/* in the caller's snapshot, as before: rows of this page stay unseen */
-	if (m365_spi_run_read_only("SELECT event_id FROM m365sync.events WHERE account_id = $1 AND graph_id = $2 LIMIT 1",
+	/* a fresh snapshot: a master applied just before this page's events is seen */
+	if (m365_spi_run("SELECT event_id FROM m365sync.events WHERE account_id = $1 AND graph_id = $2 LIMIT 1",
 							   &a, SPI_OK_SELECT, "finding an event") == 0)
 		return 0;
 	return m365_spi_get_int8(1);
@@ -311,7 +311,7 @@ m365_store_events_pull_remove(M365PullBatch *b, int64 calendar_id, const char *g
 void
 m365_store_events_pull_keep(M365PullBatch *b, const char *graph_id)
 {
-	BatchEntry *e = find_entry(b, graph_id);
+	BatchEntry *e = graph_id ? find_entry(b, graph_id) : NULL;
 
 	/* seen in a full round: the sweep leaves the stored copy alone */
 	if (e != NULL && b->round_id != 0 && b->nseen < b->seen_cap)

@@ -57,3 +57,28 @@ m365_zone_iana_name(const char *graph_zone)
 	iana = m365_windows_zone_to_iana(graph_zone);
 	return iana ? iana : graph_zone;
 }
+
+static int
+compare_iana_name(const void *key, const void *entry)
+{
+	return strcasecmp((const char *) key, ((const M365WindowsZone *) entry)->iana);
+}
+
+const char *
+m365_zone_windows_name(const char *zone)
+{
+	const M365WindowsZone *hit;
+
+	if (zone == NULL || zone[0] == '\0')
+		return NULL;
+	/* already a Windows name: its table spelling */
+	hit = bsearch(zone, m365_windows_zones, M365_WINDOWS_ZONE_COUNT,
+				  sizeof(M365WindowsZone), compare_windows_name);
+	if (hit)
+		return hit->windows;
+	if (strcasecmp(zone, "tzone://Microsoft/Utc") == 0)
+		return "UTC";
+	hit = bsearch(zone, m365_iana_zones, M365_IANA_ZONE_COUNT,
+				  sizeof(M365WindowsZone), compare_iana_name);
+	return hit ? hit->windows : NULL;
+}

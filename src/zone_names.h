@@ -32,4 +32,12 @@ extern bool m365_zone_is_custom(const char *graph_zone);
 /* The Windows name table's own lookup (NULL when not a Windows name). */
 extern const char *m365_windows_zone_to_iana(const char *windows_name);
 
+/*
+ * The Windows name to write for a zone (GRAPH.md §10: Graph refuses most
+ * IANA names on create and update): a Windows name as the table spells it,
+ * an IANA name (or alias) through CLDR's mapping of every territory
+ * ("Europe/Copenhagen" → "Romance Standard Time"), NULL when CLDR has none.
+ */
+extern const char *m365_zone_windows_name(const char *zone);
+
 #endif							/* M365SYNC_ZONE_NAMES_H */

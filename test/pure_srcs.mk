@@ -10,3 +10,4 @@ PURE_SRCS += http_util.c oauth_util.c graph_util.c
 PURE_SRCS += delta_page.c
 PURE_SRCS += envelope.c
 PURE_SRCS += notify_util.c
+PURE_SRCS += series_json.c

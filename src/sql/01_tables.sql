@@ -259,7 +259,12 @@ CREATE TYPE m365sync.event AS (
     web_link            text,
     remote_modified_at  timestamptz,
     sync_state          text,
-    data                jsonb
+    data                jsonb,
+    -- 0.2.0: read from data (issue 17): a master's patternedRecurrence, the
+    -- online meeting's join link, the user's own response
+    recurrence          jsonb,
+    join_url            text,
+    my_response         text
 );
 
 CREATE TYPE m365sync.sync_result AS (

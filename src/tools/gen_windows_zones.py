@@ -14,7 +14,11 @@ input, so the extension and the simulator can never disagree:
 
 This script and its outputs carry no conversion logic.
 
-Usage: src/tools/gen_windows_zones.py [windowsZones.xml]
+The header also carries the reverse table (IANA -> Windows, all
+territories plus the IANA aliases of bcp47/timezone.xml), for writes:
+Graph refuses most IANA names on create and update (GRAPH.md section 10).
+
+Usage: src/tools/gen_windows_zones.py [windowsZones.xml [bcp47/timezone.xml]]
 Writes both files (paths relative to the source tree this script lives in).
 Default input: Debian's unicode-cldr-core package. Python standard library only.
 """
@@ -23,6 +27,8 @@ import sys
 import xml.etree.ElementTree as ET
 
 DEFAULT = "/usr/share/unicode/cldr/common/supplemental/windowsZones.xml"
+# bcp47/timezone.xml: each zone's IANA aliases ("America/Cordoba America/Argentina/Cordoba ...")
+ALIASES = "/usr/share/unicode/cldr/common/bcp47/timezone.xml"
 CHANGELOG = "/usr/share/doc/unicode-cldr-core/changelog.Debian.gz"
 TOP = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 C_HEADER = os.path.join(TOP, "src", "windows_zones.h")
@@ -57,7 +63,36 @@ def read_pairs(path):
     return pairs, maps
 
 
-def c_header(pairs, maps, deb):
+def read_reverse(maps, alias_path):
+    """{IANA name: Windows name} over every territory, aliases included (for writes:
+    Graph takes Windows names, GRAPH.md section 10). Territory 001 wins a tie."""
+    rev = {}
+    for z in sorted(maps.findall("mapZone"), key=lambda z: z.get("territory") != "001"):
+        for iana in z.get("type").split():
+            rev.setdefault(iana, z.get("other"))
+    root = ET.parse(alias_path).getroot()
+    for t in root.iter("type"):
+        names = (t.get("alias") or "").split()
+        win = next((rev[n] for n in names if n in rev), None)
+        if win is not None:
+            for n in names:
+                rev.setdefault(n, win)
+    rev.pop("Etc/Unknown", None)
+    return rev
+
+
+def c_reverse(rev):
+    names = sorted(rev, key=lambda s: s.lower())
+    out = ["\n/* IANA name -> Windows name, every CLDR territory and the IANA aliases of\n",
+           " * bcp47/timezone.xml (territory 001 first). Sorted case-insensitively. */\n",
+           "static const M365WindowsZone m365_iana_zones[] = {\n"]
+    for n in names:
+        out.append('\t{"%s", "%s"},\n' % (rev[n], n))
+    out.append("};\n\n#define M365_IANA_ZONE_COUNT %d\n" % len(names))
+    return "".join(out)
+
+
+def c_header(pairs, maps, deb, rev=None):
     # Sorted case-insensitively: timezones.c looks names up with bsearch and
     # strcasecmp, since Graph clients are not consistent about case.
     names = sorted(pairs, key=lambda s: s.lower())
@@ -77,7 +112,10 @@ def c_header(pairs, maps, deb):
     out.append("static const M365WindowsZone m365_windows_zones[] = {\n")
     for n in names:
         out.append('\t{"%s", "%s"},\n' % (n, pairs[n]))
-    out.append("};\n\n#define M365_WINDOWS_ZONE_COUNT %d\n\n#endif\t\t\t\t\t\t\t/* M365SYNC_WINDOWS_ZONES_H */\n" % len(names))
+    out.append("};\n\n#define M365_WINDOWS_ZONE_COUNT %d\n" % len(names))
+    if rev:
+        out.append(c_reverse(rev))
+    out.append("\n#endif\t\t\t\t\t\t\t/* M365SYNC_WINDOWS_ZONES_H */\n")
     return "".join(out)
 
 
@@ -108,8 +146,9 @@ def write(path, text):
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else DEFAULT
     pairs, maps = read_pairs(path)
+    rev = read_reverse(maps, sys.argv[2] if len(sys.argv) > 2 else ALIASES)
     deb = cldr_version()
-    write(C_HEADER, c_header(pairs, maps, deb))
+    write(C_HEADER, c_header(pairs, maps, deb, rev))
     write(PY_MODULE, py_module(pairs, deb))
 
 

@@ -39,6 +39,9 @@ DEFAULT_CONFIG = {
     "invalid_client_status": 400,
     "mailbox_not_enabled_status": 404,
     "batch_shuffle": True,
+    "full_occurrences": False,   # true: delta sends occurrences in full (old tests); false: stubs, as the live service
+    "removed_for_cancelled": False,  # true: a cancelled occurrence gets @removed in delta (the live service sends none)
+    "iana_zones_on_write": False,    # true: create/update accept any IANA zone name (the live service refuses them)
     "log": True,
     "log_limit": 20000,
     "sign_in_pages": False,      # true: authorize and adminconsent show pages a browser clicks through

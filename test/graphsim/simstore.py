@@ -37,6 +37,26 @@ def bad(message, code="ErrorInvalidParameter"):
     return GraphError(400, code, message)
 
 
+_WINDOWS_NAMES = {n.lower() for n in T.WINDOWS_TO_IANA}
+
+
+def check_write_zones(body):
+    """Graph takes Windows zone names on create and update; IANA names are refused in practice
+    (GRAPH.md section 10: docs issues 4242, 4758; docs-contrib 1609)."""
+    names = []
+    for k in ("start", "end"):
+        if isinstance(body.get(k), dict):
+            names.append(body[k].get("timeZone"))
+    rec = body.get("recurrence")
+    if isinstance(rec, dict) and isinstance(rec.get("range"), dict):
+        names.append(rec["range"].get("recurrenceTimeZone"))
+    for n in names:
+        if isinstance(n, str) and n and n.lower() not in _WINDOWS_NAMES:
+            raise GraphError(400, "TimeZoneNotSupportedException",
+                             "A valid TimeZone value must be specified. The following TimeZone value is not "
+                             "supported: '%s'." % n)
+
+
 NOT_FOUND = "The specified object was not found in the store."
 ACCESS_DENIED = "Access is denied. Check credentials and try again."
 
@@ -313,6 +333,8 @@ class Store:
             raise bad("Empty Payload, JSON content expected.")
         if not outlook and not cal.can_edit:
             raise GraphError(403, "ErrorAccessDenied", ACCESS_DENIED)
+        if not outlook and not self.cfg.get("iana_zones_on_write"):
+            check_write_zones(body)
         txid = body.get("transactionId")
         if txid is not None:
             if not isinstance(txid, str) or not txid:
@@ -340,6 +362,7 @@ class Store:
         v.data["recurrence"] = rec
         v.sdt, v.stz, v.edt, v.etz, v.s, v.e, v.allday = times
         v.data.pop("isAllDay", None)
+        self._online_meeting(v.core, v.data, body)
         v.txid = txid
         v.cal = cal.idx
         v.gen = 0
@@ -448,6 +471,8 @@ class Store:
         head, key = self.lookup(m, eid, cal)
         if not outlook and not m.cal_list[head.cal].can_edit:
             raise GraphError(403, "ErrorAccessDenied", ACCESS_DENIED)
+        if not outlook and not self.cfg.get("iana_zones_on_write"):
+            check_write_zones(patch)
         self.check_if_match(head, key, if_match)
         if "transactionId" in patch and patch["transactionId"] != head.txid:
             raise bad("The property 'transactionId' cannot be changed once set.")
@@ -464,8 +489,11 @@ class Store:
         if time_change:
             v.sdt, v.stz, v.edt, v.etz, v.s, v.e, v.allday = self._times(
                 patch, (head.sdt, head.stz, head.edt, head.etz, head.allday))
+            # the same times written again change nothing (exceptions stay)
+            time_change = (v.s, v.e, v.allday, v.stz) != (head.s, head.e, head.allday, head.stz)
         data = dict(head.data)
         data.update(fields)
+        self._online_meeting(head.core, data, patch)
         rec_change = "recurrence" in patch and patch["recurrence"] != head.data.get("recurrence")
         if rec_change and patch["recurrence"] is not None:
             try:
@@ -484,6 +512,32 @@ class Store:
         v.modified = now
         v.span_end = self._span_end(v)
         return self._commit(m, v, "updated"), None
+
+    TEAMS_MARK = "________________________________________________________________________________"
+
+    def _online_meeting(self, core, data, written):
+        """A Teams meeting gets its join link (onlineMeeting.joinUrl) and a join block in its body
+        ([D] event resource type: "After you set isOnlineMeeting and onlineMeetingProvider ...
+        Microsoft Graph initializes onlineMeeting"). A PATCH of body that does not carry
+        isOnlineMeeting loses the block ([O] GRAPH.md section 11, docs 16336 and 12244); the
+        property stays. isOnlineMeeting cannot be set back to false ([O] docs 17308)."""
+        if written.get("isOnlineMeeting") is False and data.get("onlineMeeting"):
+            raise bad("isOnlineMeeting cannot be set to false for an online meeting.")
+        if not data.get("isOnlineMeeting") or data.get("onlineMeetingProvider") != "teamsForBusiness":
+            return
+        if not data.get("onlineMeeting"):
+            data["onlineMeeting"] = {"joinUrl": "https://teams.microsoft.com/l/meetup-join/19%%3ameeting_%s%%40thread.v2/0" % core}
+        url = data["onlineMeeting"]["joinUrl"]
+        body = dict(data.get("body") or {"contentType": "html", "content": ""})
+        content = body.get("content") or ""
+        if url not in content and ("body" not in written or "isOnlineMeeting" in written):
+            if str(body.get("contentType", "html")).lower() == "text":
+                content += "\n%s\nMicrosoft Teams meeting\nJoin: %s\n" % (self.TEAMS_MARK, url)
+            else:
+                content += '<div>%s<p>Microsoft Teams meeting</p><a href="%s">Join the meeting now</a></div>' % (
+                    self.TEAMS_MARK, url)
+            body["content"] = content
+            data["body"] = body
 
     def _update_occurrence(self, m, v, key, patch, fields, now):
         exc = dict(v.exc)
@@ -552,6 +606,10 @@ class Store:
             exc = dict(v.exc)
             exc[key] = None
             v.exc = exc
+            # the master records the cancellation: its changeKey (and its
+            # plain occurrences' etags) change (a guess, see README)
+            v.ck = m.seq + 1
+            v.modified = now
             return self._commit(m, v, "updated")
         v.deleted = True
         v.modified = now
@@ -576,11 +634,12 @@ class Store:
         s = T.local_to_epoch(_dt.datetime.combine(d, tod), rtz)
         return s, s + (v.e - v.s)
 
-    def instances(self, m, v, cal_idx, ws, we, variant):
-        """{instance id: rendered bytes} of version v in calendar/window, as calendarView shows it."""
-        return {iid: b for _, iid, b in self.instance_list(m, v, cal_idx, ws, we, variant)}
+    def instances(self, m, v, cal_idx, ws, we, variant, stub=False):
+        """{instance id: rendered bytes} of version v in calendar/window, as calendarView shows it
+        (with stub: as calendarView/delta shows it, plain occurrences as stubs)."""
+        return {iid: b for _, iid, b in self.instance_list(m, v, cal_idx, ws, we, variant, stub)}
 
-    def instance_list(self, m, v, cal_idx, ws, we, variant):
+    def instance_list(self, m, v, cal_idx, ws, we, variant, stub=False):
         """[(start epoch, instance id, rendered bytes)] ordered by start."""
         if v is None or v.deleted or v.cal != cal_idx:
             return []
@@ -607,7 +666,8 @@ class Store:
                 out.append((x.s, k))
         out.sort()
         base = self.id_of(v, variant[0])
-        return [(s, occ_id(base, k), self.render(m, v, variant, k)) for s, k in out]
+        return [(s, occ_id(base, k), self.render_stub(m, v, variant, k) if stub and exc.get(k) is None
+                 else self.render(m, v, variant, k)) for s, k in out]
 
     # ------------------------------------------------------------ rendering
     def id_of(self, v, imm):
@@ -625,6 +685,23 @@ class Store:
                 b = c[ck] = self._render_shared(m, v, variant)
             else:
                 b = c[ck] = dumps(self.render_dict(m, v, variant, key)).encode()
+        return b
+
+    STUB_FIELDS = ("@odata.etag", "id", "seriesMasterId", "type", "start", "end")
+
+    def render_stub(self, m, v, variant, key):
+        """A plain occurrence as calendarView/delta sends it in the live service (GRAPH.md section 11):
+        @odata.type, @odata.etag, id, seriesMasterId, type, start, end; nothing else."""
+        c = v.cache
+        if c is None:
+            c = v.cache = {}
+        ck = (variant, key, "stub")
+        b = c.get(ck)
+        if b is None:
+            d = self.render_dict(m, v, variant, key)
+            out = {"@odata.type": "#microsoft.graph.event"}
+            out.update((k, d[k]) for k in self.STUB_FIELDS)
+            b = c[ck] = dumps(out).encode()
         return b
 
     DYNAMIC = ("@odata.etag", "id", "createdDateTime", "lastModifiedDateTime", "changeKey", "transactionId",
@@ -859,13 +936,26 @@ class Store:
             if cur.cal != cal_idx or not overlaps(cur.s, cur.e, ws, we):
                 return []
             return [self.render(m, cur, variant)]
-        cur_map = self.instances(m, cur, cal_idx, ws, we, variant)
+        stub = not self.cfg.get("full_occurrences")
+        cur_map = self.instances(m, cur, cal_idx, ws, we, variant, stub)
         if known is None:
             return list(cur_map.values())
-        known_map = self.instances(m, known, cal_idx, ws, we, variant)
+        known_map = self.instances(m, known, cal_idx, ws, we, variant, stub)
         out = [b for iid, b in cur_map.items() if known_map.get(iid) != b]
-        out.extend(self.removed(iid) for iid in known_map if iid not in cur_map)
+        out.extend(self.removed(iid) for iid in known_map
+                   if iid not in cur_map and not self._cancelled_quietly(cur, iid))
         return out
+
+    def _cancelled_quietly(self, cur, iid):
+        """A cancelled occurrence of a live series: the live service sends no @removed for it
+        (GRAPH.md section 11), unless removed_for_cancelled is set."""
+        if self.cfg.get("removed_for_cancelled") or cur.deleted or not cur.exc:
+            return False
+        p = parse_event_id(iid)
+        if p is None or p[2] is None:
+            return False
+        k = p[2]
+        return k in cur.exc and cur.exc[k] is None
 
     # ------------------------------------------------------------ ground truth
     def truth(self, m, variant, cal_idx=None):

@@ -212,6 +212,7 @@ class DeltaSeries(SimCase):
               "range": {"type": "numbered", "startDate": "2025-03-03", "numberOfOccurrences": 4}}
 
     def test_series_expanded_into_occurrences_master_not_returned(self):
+        self.sim.ctl("POST", "config", {"full_occurrences": True}, expect=200)
         m = self.outlook_create(event("weekly", recurrence=self.WEEKLY))
         items, _, _ = self.delta_all()
         self.assertEqual([i["type"] for i in items], ["occurrence"] * 4)
@@ -233,12 +234,60 @@ class DeltaSeries(SimCase):
         self.assertEqual(items[0]["originalStart"], "2025-03-10T09:00:00Z")
         self.assertEqual(items[0]["start"]["dateTime"], "2025-03-11T09:00:00.0000000")
 
-    def test_cancelled_occurrence_comes_as_removed(self):
+    def test_cancelled_occurrence_comes_as_removed_on_request(self):
+        self.sim.ctl("POST", "config", {"full_occurrences": True, "removed_for_cancelled": True}, expect=200)
         self.outlook_create(event("weekly", recurrence=self.WEEKLY))
         items, delta, _ = self.delta_all()
         self.outlook_delete(items[2]["id"])
         got, _, _ = self.delta_all(delta)
-        self.assertEqual(got, [{"@odata.type": "#microsoft.graph.event", "id": items[2]["id"], "@removed": {"reason": "deleted"}}])
+        removed = [i for i in got if "@removed" in i]
+        self.assertEqual(removed, [{"@odata.type": "#microsoft.graph.event", "id": items[2]["id"], "@removed": {"reason": "deleted"}}])
+
+    def test_occurrences_are_stubs_by_default(self):
+        m = self.outlook_create(event("weekly", recurrence=self.WEEKLY))
+        items, _, _ = self.delta_all()
+        self.assertEqual([i["type"] for i in items], ["occurrence"] * 4)
+        for i in items:
+            self.assertEqual(sorted(i), sorted(["@odata.type", "@odata.etag", "id", "seriesMasterId", "type", "start", "end"]))
+            self.assertEqual(i["seriesMasterId"], m["immutable_id"])
+        self.assertEqual([i["start"]["dateTime"] for i in items],
+                         ["2025-03-%sT09:00:00.0000000" % d for d in ("03", "10", "17", "24")])
+        # the full occurrence and the master are one GET away
+        full = self.g("GET", "me/events/" + items[0]["id"]).json()
+        self.assertEqual((full["subject"], full["type"]), ("weekly", "occurrence"))
+        self.assertEqual('W/"%s"' % full["changeKey"], items[0]["@odata.etag"])
+        master = self.g("GET", "me/events/" + m["immutable_id"]).json()
+        self.assertEqual((master["type"], master["subject"]), ("seriesMaster", "weekly"))
+        self.assertEqual(master["recurrence"]["pattern"]["type"], "weekly")
+
+    def test_exceptions_come_in_full_among_stubs(self):
+        self.outlook_create(event("weekly", recurrence=self.WEEKLY))
+        items, delta, _ = self.delta_all()
+        self.outlook_patch(items[1]["id"], {"subject": "moved"})
+        got, _, _ = self.delta_all(delta)
+        self.assertEqual([(i["type"], i.get("subject")) for i in got], [("exception", "moved")])
+
+    def test_cancelled_occurrence_gets_no_removed_but_the_series_comes_again(self):
+        self.outlook_create(event("weekly", recurrence=self.WEEKLY))
+        items, delta, _ = self.delta_all()
+        self.outlook_delete(items[2]["id"])
+        got, _, _ = self.delta_all(delta)
+        self.assertFalse([i for i in got if "@removed" in i])
+        # the master changed (its changeKey), so its plain occurrences' etags did too
+        self.assertEqual(sorted(i["id"] for i in got), sorted(i["id"] for i in items if i["id"] != items[2]["id"]))
+        # the instances of the master no longer list it
+        inst = self.g("GET", "me/events/%s/instances?startDateTime=2025-03-01T00:00:00Z&endDateTime=2025-04-01T00:00:00Z"
+                      % items[0]["seriesMasterId"]).json()["value"]
+        self.assertNotIn(items[2]["id"], [i["id"] for i in inst])
+
+    def test_master_subject_edit_sends_every_stub_again(self):
+        m = self.outlook_create(event("weekly", recurrence=self.WEEKLY))
+        items, delta, _ = self.delta_all()
+        self.outlook_patch(m["id"], {"subject": "renamed"})
+        got, _, _ = self.delta_all(delta)
+        self.assertEqual(sorted(i["id"] for i in got), sorted(i["id"] for i in items))
+        self.assertTrue(all(i["@odata.etag"] != j["@odata.etag"] for i, j in zip(sorted(got, key=lambda x: x["id"]),
+                                                                             sorted(items, key=lambda x: x["id"]))))
 
     def test_shortened_series_removes_its_tail(self):
         m = self.outlook_create(event("weekly", recurrence=self.WEEKLY))

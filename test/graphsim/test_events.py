@@ -110,6 +110,62 @@ class Writes(SimCase):
         self.assertEqual(r.status, 400)
 
 
+class ZoneNamesOnWrite(SimCase):
+    """GRAPH.md section 10: Windows names are taken on write, IANA names refused."""
+
+    def test_windows_names_are_taken(self):
+        r = self.g("POST", "me/events", event("w", tz="Romance Standard Time"))
+        self.assertEqual(r.status, 201)
+
+    def test_an_iana_name_is_refused_like_graph_does(self):
+        for name in ("Europe/Copenhagen", "America/New_York"):
+            r = self.g("POST", "me/events", event("i", tz=name))
+            self.assertEqual(r.status, 400)
+            err = r.json()["error"]
+            self.assertEqual(err["code"], "TimeZoneNotSupportedException")
+            self.assertIn("The following TimeZone value is not supported: '%s'." % name, err["message"])
+        self.assertEqual(self.sim.ctl("GET", "users/%s/truth" % self.uid)["events"], [])
+
+    def test_recurrence_time_zone_and_updates_are_checked_too(self):
+        rec = dict(WEEKLY, range=dict(WEEKLY["range"], recurrenceTimeZone="Europe/Berlin"))
+        r = self.g("POST", "me/events", event("r", recurrence=rec))
+        self.assertEqual((r.status, r.json()["error"]["code"]), (400, "TimeZoneNotSupportedException"))
+        ev = self.g("POST", "me/events", event("u")).json()
+        r = self.g("PATCH", "me/events/" + ev["id"], {"start": {"dateTime": "2025-03-03T10:00:00", "timeZone": "Asia/Tokyo"}})
+        self.assertEqual(r.status, 400)
+
+    def test_outlook_itself_and_the_switch_take_any_zone(self):
+        self.outlook_create(event("o", tz="America/New_York"))
+        self.sim.ctl("POST", "config", {"iana_zones_on_write": True}, expect=200)
+        self.assertEqual(self.g("POST", "me/events", event("i", tz="Europe/Copenhagen")).status, 201)
+
+
+class OnlineMeetings(SimCase):
+    def create(self):
+        return self.g("POST", "me/events", event("teams", isOnlineMeeting=True, onlineMeetingProvider="teamsForBusiness",
+                                                 body={"contentType": "html", "content": "<p>hello</p>"})).json()
+
+    def test_a_teams_meeting_gets_a_join_link(self):
+        ev = self.create()
+        url = ev["onlineMeeting"]["joinUrl"]
+        self.assertTrue(url.startswith("https://teams.microsoft.com/l/meetup-join/"))
+        self.assertIn(url, ev["body"]["content"])
+
+    def test_a_body_patch_without_the_meeting_fields_drops_the_link_from_the_body(self):
+        ev = self.create()
+        url = ev["onlineMeeting"]["joinUrl"]
+        r = self.g("PATCH", "me/events/" + ev["id"], {"body": {"contentType": "html", "content": "<p>new</p>"}}).json()
+        self.assertNotIn(url, r["body"]["content"])
+        self.assertEqual(r["onlineMeeting"]["joinUrl"], url)
+        r = self.g("PATCH", "me/events/" + ev["id"], {"body": {"contentType": "html", "content": "<p>again</p>"},
+                                                      "isOnlineMeeting": True, "onlineMeetingProvider": "teamsForBusiness"}).json()
+        self.assertIn(url, r["body"]["content"])
+
+    def test_is_online_meeting_cannot_go_back_to_false(self):
+        ev = self.create()
+        self.assertEqual(self.g("PATCH", "me/events/" + ev["id"], {"isOnlineMeeting": False}).status, 400)
+
+
 class Occurrences(SimCase):
     def series(self):
         m = self.g("POST", "me/events", event("weekly", recurrence=WEEKLY), headers={"Prefer": 'IdType="ImmutableId"'}).json()

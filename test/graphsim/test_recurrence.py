@@ -112,6 +112,9 @@ class SeriesInTime(SimCase):
                                   isAllDay=True, recurrence=r))
         v = self.g("GET", "me/calendarView/delta?startDateTime=2025-02-01T00:00:00Z&endDateTime=2025-05-01T00:00:00Z",
                    headers={"Prefer": 'outlook.timezone="UTC"'}).json()["value"]
+        self.assertTrue(all("isAllDay" not in e for e in v), "stubs carry no isAllDay")
+        v = self.g("GET", "me/calendarView?startDateTime=2025-02-01T00:00:00Z&endDateTime=2025-05-01T00:00:00Z",
+                   headers={"Prefer": 'outlook.timezone="UTC"'}).json()["value"]
         self.assertEqual([(e["start"]["dateTime"], e["end"]["dateTime"], e["isAllDay"]) for e in v],
                          [("2025-03-0%dT00:00:00.0000000" % d, "2025-03-0%dT00:00:00.0000000" % (d + 1), True) for d in (1, 2, 3)])
 

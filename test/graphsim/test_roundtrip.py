@@ -61,6 +61,8 @@ class RoundTrip(SimCase):
         return {i["id"]: i for i in t["instances"]}
 
     def run_client(self, config, edit_mid_round=False):
+        # the delta engine's diff against the whole truth: occurrences in full, cancellations as @removed
+        config = dict({"full_occurrences": True, "removed_for_cancelled": True}, **config)
         self.sim.ctl("POST", "config", config, expect=200)
         state = {}
         self.script(0)

@@ -72,8 +72,9 @@ sub writes
 		if ($e->{path} =~ m{/\$batch$})
 		{
 			my $b = $json->decode($e->{body});
+			# (the pull's GETs of series masters travel in $batch too: not writes)
 			push @out, map { { method => $_->{method}, url => $_->{url}, headers => $_->{headers} // {},
-				body => $_->{body}, batched => 1 } } @{ $b->{requests} };
+				body => $_->{body}, batched => 1 } } grep { $_->{method} ne 'GET' } @{ $b->{requests} };
 		}
 		elsif ($e->{method} =~ /^(POST|PATCH|DELETE)$/ && $e->{path} =~ m{/events})
 		{

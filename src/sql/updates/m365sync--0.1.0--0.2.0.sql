@@ -319,3 +319,11 @@ SELECT pg_catalog.pg_extension_config_dump('m365sync.removed_events', '');
 -- item 9, 60_notifications.sql).
 COMMENT ON FUNCTION m365sync.handle_notification(text, text) IS
     'For the webhook handler: with validation_token returns it (the handshake); otherwise checks each item''s clientState, marks the accounts of the items that pass due and logs the others by subscription id; returns ''accepted'' (42501 when no item passes, nothing done).';
+
+-- ---- recurring series, online meetings (issue 17) ----
+
+-- Typed fields of m365sync.event the app would otherwise dig out of data
+-- (01_tables.sql): a master's recurrence, the join link, the user's response.
+ALTER TYPE m365sync.event ADD ATTRIBUTE recurrence jsonb;
+ALTER TYPE m365sync.event ADD ATTRIBUTE join_url text;
+ALTER TYPE m365sync.event ADD ATTRIBUTE my_response text;
