@@ -154,12 +154,12 @@ m365_event_columns_check(const M365Event *ev, bool from_graph, M365EventColumns 
 }
 
 void
-m365_event_columns(const M365Event *ev, M365EventColumns *cols)
+m365_event_columns(const M365Event *ev, bool from_graph, M365EventColumns *cols)
 {
 	M365EventError err;
 	const M365EventTime *t;
 
-	if (m365_event_columns_check(ev, false, cols, &err) == M365_EV_OK)
+	if (m365_event_columns_check(ev, from_graph, cols, &err) == M365_EV_OK)
 		return;
 	switch (err.status)
 	{

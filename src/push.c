@@ -366,7 +366,7 @@ read_event(const char *text, M365EventColumns *cols, Jsonb **data)
 
 		if (m365_event_parse(tree, M365_EV_FROM_GRAPH, &ev, &err) == M365_EV_OK && ev.id != NULL)
 		{
-			m365_event_columns(&ev, cols);
+			m365_event_columns(&ev, true, cols);	/* Graph's answer, rendered in UTC */
 			/* columns point into the tree: copy them out before it goes */
 			cols->graph_id = pstrdup(cols->graph_id);
 			cols->ical_uid = cols->ical_uid ? pstrdup(cols->ical_uid) : NULL;

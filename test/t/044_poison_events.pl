@@ -115,4 +115,18 @@ like(events(), qr/Good in the worker\@$d[3] 15:00/, 'the good event of that page
 is($t->as_admin("SELECT last_error IS NULL AND status = 'connected' FROM m365sync.account_status WHERE account_id = $account"),
 	't', 'the account stays connected, with no error');
 
+# The custom zone's event is an event like any other: FlowAgent may change it
+# (its stored times are the UTC-rendered copy's), and the change is pushed.
+my $custom_id = $t->as_user('flow-ada', "SELECT event_id FROM m365sync.events(now() - interval '1 day',"
+	  . " now() + interval '10 days') WHERE subject = 'Custom zone'");
+my @up = $t->sql(qq{SELECT m365sync.upsert_event('{"subject": "Custom zone, renamed"}'::jsonb, $custom_id)},
+	role => 'flowagent', user => 'flow-ada');
+is($up[1], '', 'FlowAgent renames the custom-zone event (its times are not refused)');
+like($t->as_admin("SELECT status || ':' || pushed FROM m365sync.sync($account)"), qr/^ok:1$/, 'the rename is pushed');
+ok((grep { ($_->{subject} // '') eq 'Custom zone, renamed' } @{ $t->sim('GET', "/_sim/users/$ada->{id}/truth")->{events} }),
+	'and Outlook has it');
+my @bad = $t->sql(q{SELECT m365sync.upsert_event('{"subject": "x", "start": {"dateTime": "2030-01-01T10:00:00", "timeZone": "tzone://Microsoft/Custom"}, "end": {"dateTime": "2030-01-01T11:00:00", "timeZone": "UTC"}}'::jsonb)},
+	role => 'flowagent', user => 'flow-ada');
+is($bad[1], '22023', 'but a custom zone FlowAgent sends itself is refused (22023), as before');
+
 done_testing();
