@@ -1,6 +1,8 @@
 -- handle_notification: FlowAgent's webhook handler calls it as the app role,
 -- with no user context. Bad input gets a specific SQLSTATE and does nothing;
 -- a notification from no subscription of ours is refused with 42501.
+-- Earlier files' set_calendar_sync(true) marked accounts due; start from none.
+DELETE FROM m365sync.account_wakeups;
 CREATE ROLE regress_hook LOGIN IN ROLE m365sync_app;
 CREATE ROLE regress_nobody LOGIN;
 CREATE ROLE regress_hook_admin LOGIN IN ROLE m365sync_admin;

@@ -9,32 +9,18 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "catalog/namespace.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 
+#include "extension_guard.h"
 #include "spi_util.h"
 #include "store_audit.h"
-
-/*
- * Between installing the 0.2.0 library and ALTER EXTENSION UPDATE the
- * schema is still 0.1.0's, which has no audit trail: nothing to write to,
- * and nothing to prune (the worker keeps syncing meanwhile).
- */
-static bool
-audit_log_exists(void)
-{
-	Oid			nsp = get_namespace_oid("m365sync", true);
-
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("audit_log", nsp));
-}
 
 void
 m365_audit_record(const char *act, const char *flowagent_user, int64 account_id)
 {
 	M365SpiArgs a = {0};
 
-	if (!audit_log_exists())
+	if (!m365_schema_is_0_2())
 		return;
 	m365_spi_arg_text(&a, GetUserNameFromId(GetOuterUserId(), false));
 	m365_spi_arg_text(&a, flowagent_user);
@@ -50,7 +36,7 @@ m365_store_audit_prune(int retention_s)
 {
 	M365SpiArgs a = {0};
 
-	if (!audit_log_exists())
+	if (!m365_schema_is_0_2())
 		return;
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(retention_s), false);
 	m365_spi_exec("DELETE FROM m365sync.audit_log"

@@ -16,7 +16,9 @@
  * before any SECURITY DEFINER function (GetOuterUserId). Call it when the act
  * has succeeded, in its transaction: a rollback takes the row away with the
  * act. In a function owned by m365sync_definer the row must name the acting
- * user (row level security).
+ * user (row level security). On 0.1.0's schema (the new library before
+ * ALTER EXTENSION UPDATE) there is no audit trail: nothing is written, and
+ * pruning does nothing.
  */
 extern void m365_audit_record(const char *act, const char *flowagent_user, int64 account_id);
 

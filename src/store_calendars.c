@@ -20,6 +20,7 @@
 #include "spi_util.h"
 #include "store_calendars.h"
 #include "store_removed_events.h"
+#include "store_subscriptions.h"
 #include "wake.h"
 
 bool
@@ -74,7 +75,9 @@ m365_store_calendars_set_sync(int64 account_id, int64 calendar_id, bool enabled)
 						   " WHERE account_id = $1 AND calendar_id = $2",
 						   &a, SPI_OK_UPDATE, 0, "switching a calendar's sync") == 0)
 		return false;
-	/* enabling (or disabling) sync is work for the worker */
+	/* enabling (or disabling) sync is work for the worker: a newly synced calendar is pulled at once */
+	if (enabled)
+		m365_store_wakeups_mark(&account_id, 1);
 	m365_wake_worker_at_commit();
 	return true;
 }

@@ -382,6 +382,14 @@ sub behaviour_7
 	is(sync_round($account), 'ok', '7: a round a day later');
 	is($lists->() - $lists_before, 1, '7: reads the list again');
 	is($calendars->(), 'Archive:true,Calendar:true,Later:false', '7: the new calendar is in calendars(), not synced');
+	# switched on, it is pulled at once (the worker's round, not the hourly poll; no notification: it had no subscription)
+	my $later = (grep { $_->{name} eq 'Later' } @{ $t->sim('GET', "/_sim/users/$who->{id}")->{calendars} })[0];
+	outlook_create($who, 'Cal7 later', $later->{id});
+	my $cal_later = local_cal($account, $later->{id});
+	$t->as_user('flow-cal7', "SELECT m365sync.set_calendar_sync($cal_later, true)");
+	ok(wait_for(has_event($account, 'Cal7 later', $cal_later), 30), '7: switched on, its events arrive at once');
+	ok(wait_for("SELECT count(*) = 1 FROM m365sync.subscriptions WHERE account_id = $account AND calendar_id = $cal_later", 30),
+		'7: and it gets its subscription');
 }
 
 behaviour_6();
