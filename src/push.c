@@ -350,9 +350,69 @@ send_batched(PushState *ps, Write *ws, int n, int per_batch)
 
 /* ------------------------------------------------------------ answers */
 
-/* Graph's event object (answer text) as row columns and jsonb; false when unreadable. */
+/*
+ * The zones the caller wrote stay in the row (issue 17): Graph answers in
+ * UTC (outlook.timezone) and was written Windows names (event_patch.c), so
+ * where the answer's start and end are the instants the local version had,
+ * its start, end and recurrenceTimeZone are the local version's.
+ */
+static void
+keep_caller_zones(cJSON *answer, const M365EventColumns *cols, Jsonb *local)
+{
+	char	   *text = JsonbToCString(NULL, &local->root, VARSIZE(local));
+	cJSON	   *volatile mine = cJSON_Parse(text);
+
+	pfree(text);
+	if (mine == NULL)
+		return;
+	PG_TRY();
+	{
+		M365Event	lev;
+		M365EventError err;
+		M365EventColumns lcols;
+
+		if (m365_event_parse(mine, M365_EV_FROM_GRAPH, &lev, &err) == M365_EV_OK)
+		{
+			m365_event_columns(&lev, true, &lcols);	/* stored: checked when written, or Graph's copy */
+			if (lcols.start_at == cols->start_at && lcols.end_at == cols->end_at &&
+				lcols.is_all_day == cols->is_all_day)
+			{
+				const char *const fields[] = {M365_F_START, M365_F_END};
+
+				for (int i = 0; i < 2; i++)
+				{
+					cJSON	   *v = cJSON_GetObjectItemCaseSensitive(mine, fields[i]);
+
+					if (cJSON_IsObject(v) && cJSON_HasObjectItem(answer, fields[i]))
+						cJSON_ReplaceItemInObjectCaseSensitive(answer, fields[i], cJSON_Duplicate(v, true));
+				}
+			}
+		}
+		{
+			cJSON	   *lr = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(mine, M365_F_RECURRENCE), "range");
+			cJSON	   *ar = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(answer, M365_F_RECURRENCE), "range");
+			cJSON	   *ltz = cJSON_GetObjectItemCaseSensitive(lr, "recurrenceTimeZone");
+
+			if (cJSON_IsString(ltz) && cJSON_IsObject(ar))
+			{
+				cJSON_DeleteItemFromObjectCaseSensitive(ar, "recurrenceTimeZone");
+				cJSON_AddStringToObject(ar, "recurrenceTimeZone", ltz->valuestring);
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		cJSON_Delete(mine);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Graph's event object (answer text) as row columns and jsonb; false when
+ * unreadable. local: the version we sent (its zones stay), or NULL.
+ */
 static bool
-read_event(const char *text, M365EventColumns *cols, Jsonb **data)
+read_event(const char *text, M365EventColumns *cols, Jsonb **data, Jsonb *local)
 {
 	cJSON	   *volatile tree = cJSON_Parse(text);
 	bool		ok = false;
@@ -367,6 +427,8 @@ read_event(const char *text, M365EventColumns *cols, Jsonb **data)
 		if (m365_event_parse(tree, M365_EV_FROM_GRAPH, &ev, &err) == M365_EV_OK && ev.id != NULL)
 		{
 			m365_event_columns(&ev, true, cols);	/* Graph's answer, rendered in UTC */
+			if (local)
+				keep_caller_zones(tree, cols, local);
 			/* columns point into the tree: copy them out before it goes */
 			cols->graph_id = pstrdup(cols->graph_id);
 			cols->ical_uid = cols->ical_uid ? pstrdup(cols->ical_uid) : NULL;
@@ -439,7 +501,7 @@ done_write(PushState *ps, Write *w, const char *answer, bool reread)
 	M365EventColumns cols;
 	Jsonb	   *data;
 
-	if (!read_event(answer, &cols, &data))
+	if (!read_event(answer, &cols, &data, w->e->data))
 	{
 		if (reread)
 			reread_answer(ps, w);
@@ -504,7 +566,7 @@ settle_precondition(PushState *ps, Write *w)
 	ps->st->http_requests++;
 	if (m365_graph_send(&req, &ps->ts, &res))
 	{
-		if (!read_event(req.response.body, &cols, &data))
+		if (!read_event(req.response.body, &cols, &data, NULL))
 		{
 			transient(ps, w, "malformedResponse");
 			return;

@@ -9,6 +9,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "spi_util.h"
@@ -39,12 +40,30 @@ m365_store_events_series_masters_of(int64 account_id, const char *const *graph_i
 	return out;
 }
 
-/* A master (synced, from Graph) of which no event is left. */
+/* A master (from Graph, no local change waiting) of which no event is left. */
 #define ORPHAN_MASTER \
-	" m.account_id = $1 AND m.event_type = 'seriesMaster' AND m.sync_state = 'synced'" \
+	" m.account_id = $1 AND m.event_type = 'seriesMaster' AND NOT m.deleted" \
 	" AND m.graph_id IS NOT NULL" NOT_PENDING("m") \
 	" AND NOT EXISTS (SELECT 1 FROM m365sync.events x WHERE x.account_id = m.account_id" \
 	"   AND x.series_master_id = m.event_id AND NOT x.deleted)"
+
+/*
+ * Masters matching `where` go: a synced one is deleted, one with a listed
+ * conflict stays as a tombstone (the listing needs its row), as a removal
+ * in a delta page does. Returns how many.
+ */
+static int
+remove_masters(const char *where, const M365SpiArgs *a)
+{
+	int			n;
+
+	n = (int) m365_spi_run(psprintf("DELETE FROM m365sync.events m WHERE %s AND m.sync_state = 'synced'", where),
+						   a, SPI_OK_DELETE, "removing a series master");
+	n += (int) m365_spi_run(psprintf("UPDATE m365sync.events m SET deleted = true, graph_id = NULL, change_key = NULL"
+									 " WHERE %s AND m.sync_state = 'conflict'", where),
+							a, SPI_OK_UPDATE, "removing a series master");
+	return n;
+}
 
 int
 m365_store_events_series_drop_orphans(int64 account_id, const int64 *masters, int n,
@@ -57,9 +76,7 @@ m365_store_events_series_drop_orphans(int64 account_id, const int64 *masters, in
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_int8_array(&a, masters, n);
 	m365_spi_arg_text_array(&a, master_graph_ids, ng);
-	return (int) m365_spi_run("DELETE FROM m365sync.events m WHERE (m.event_id = ANY ($2) OR m.graph_id = ANY ($3))"
-							  " AND" ORPHAN_MASTER,
-							  &a, SPI_OK_DELETE, "removing a series master");
+	return remove_masters("(m.event_id = ANY ($2) OR m.graph_id = ANY ($3)) AND" ORPHAN_MASTER, &a);
 }
 
 int
@@ -69,8 +86,7 @@ m365_store_events_series_drop_orphans_in(int64 account_id, int64 calendar_id)
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_int8(&a, calendar_id);
-	return (int) m365_spi_run("DELETE FROM m365sync.events m WHERE m.calendar_id = $2 AND" ORPHAN_MASTER,
-							  &a, SPI_OK_DELETE, "removing a series master");
+	return remove_masters("m.calendar_id = $2 AND" ORPHAN_MASTER, &a);
 }
 
 int
@@ -108,7 +124,6 @@ m365_store_events_series_master_gone(int64 account_id, const char *graph_id)
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, graph_id);
-	return m365_spi_run("DELETE FROM m365sync.events m WHERE m.account_id = $1 AND m.graph_id = $2"
-						" AND m.event_type = 'seriesMaster' AND m.sync_state = 'synced'" NOT_PENDING("m"),
-						&a, SPI_OK_DELETE, "removing a series master") > 0;
+	return remove_masters("m.account_id = $1 AND m.graph_id = $2 AND m.event_type = 'seriesMaster'"
+						  " AND NOT m.deleted" NOT_PENDING("m"), &a) > 0;
 }

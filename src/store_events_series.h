@@ -16,8 +16,9 @@ extern int64 *m365_store_events_series_masters_of(int64 account_id, const char *
 												  int *nout);
 
 /*
- * Remove these masters where no event of their series is left (synced
- * masters only; one with a pending local change stays for the push).
+ * Remove these masters where no event of their series is left (one with a
+ * pending local change stays for the push; one with a listed conflict stays
+ * as a tombstone, as a removed event does).
  * Returns how many went.
  */
 extern int	m365_store_events_series_drop_orphans(int64 account_id, const int64 *masters, int n,
@@ -37,7 +38,7 @@ extern int	m365_store_events_series_reconcile(int64 account_id, const char *mast
 											   const char *const *keep, int n,
 											   TimestampTz ws, TimestampTz we);
 
-/* Graph answered 404 for this master: remove it locally (if synced). */
+/* Graph answered 404 for this master: remove it locally (tombstone if in a listed conflict). */
 extern bool m365_store_events_series_master_gone(int64 account_id, const char *graph_id);
 
 #endif							/* M365SYNC_STORE_EVENTS_SERIES_H */

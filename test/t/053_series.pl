@@ -13,7 +13,9 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 my $json = JSON::PP->new->canonical;
-my $t = M365Test->new(name => 'series', conf => "m365sync.sync_interval = '1h'\nrestart_after_crash = on\n");
+# A window of 800 days ahead, so both DST switches of the coming year fit whatever the date.
+my $t = M365Test->new(name => 'series',
+	conf => "m365sync.sync_interval = '1h'\nrestart_after_crash = on\nm365sync.window_future = '800d'\n");
 my $node = $t->node;
 $t->setup_app;
 my $ada = $t->add_sim_user('contoso.example', 'ada@contoso.example');
@@ -28,12 +30,12 @@ sub sync_now
 {
 	return $t->as_admin("SELECT status || ':' || fetched || ':' || applied || ':' || deleted FROM m365sync.sync($account)");
 }
-my $range = "now() - interval '30 days', now() + interval '400 days'";
+my $range = "now() - interval '30 days', now() + interval '820 days'";
 
-# The pull's window: whole UTC days, 30 back and 365 ahead.
+# The pull's window: whole UTC days, 30 back and 800 ahead.
 my $day0 = int(time / 86400) * 86400;
 sub iso { my @t = gmtime(shift); sprintf('%04d-%02d-%02dT%02d:%02d:%02dZ', $t[5] + 1900, $t[4] + 1, $t[3], $t[2], $t[1], $t[0]) }
-my ($wstart, $wend) = (iso($day0 - 30 * 86400), iso($day0 + 365 * 86400));
+my ($wstart, $wend) = (iso($day0 - 30 * 86400), iso($day0 + 800 * 86400));
 sub truth
 {
 	return $t->sim('GET', "/_sim/users/$ada->{id}/truth?expand=1&idtype=immutable&tz=UTC&start=$wstart&end=$wend");
@@ -133,9 +135,9 @@ is(as_ada("SELECT recurrence->'pattern'->>'interval' FROM m365sync.event($team_i
 
 # ------------------------------------------------------------------ a series leaves the window
 my $conf_id = as_ada("SELECT series_master_id FROM m365sync.events($range) WHERE subject = 'Conference' LIMIT 1");
-my $far = day(500);
+my $far = day(900);
 outlook('PATCH', "/events/$conf->{immutable_id}", { start => { dateTime => "${far}T00:00:00", timeZone => 'W. Europe Standard Time' },
-	end => { dateTime => day(501) . 'T00:00:00', timeZone => 'W. Europe Standard Time' },
+	end => { dateTime => day(901) . 'T00:00:00', timeZone => 'W. Europe Standard Time' },
 	recurrence => { pattern => { type => 'daily', interval => 1 }, range => { type => 'numbered', startDate => $far, numberOfOccurrences => 3 } } });
 like(sync_now(), qr/^ok:\d+:\d+:3$/, 'the round removes its three occurrences');
 is($node->safe_psql('postgres', "SELECT count(*) FROM m365sync.events WHERE account_id = $account AND (event_id = $conf_id OR series_master_id = $conf_id)"),
@@ -232,5 +234,194 @@ is($orphan_trials, 0, 'no orphan master, and one master per series');
 is($node->safe_psql('postgres', "SELECT count(*) FROM (SELECT graph_id FROM m365sync.events WHERE account_id = $account"
 	  . " AND graph_id IS NOT NULL GROUP BY graph_id HAVING count(*) > 1) d"), '0', 'no Graph id twice');
 $node->safe_psql('postgres', "ALTER SYSTEM RESET m365sync.sync_interval; SELECT pg_reload_conf()");
+
+# ================================================================== FlowAgent's side (bea)
+my $bea = $t->add_sim_user('contoso.example', 'bea@contoso.example');
+my $bea_account = $t->connect_user('flow-bea', 'bea@contoso.example');
+sub lit { my ($s) = @_; $s =~ s/'/''/g; return "'$s'"; }
+sub as_bea { return $t->as_user('flow-bea', $_[0]); }
+sub bea_upsert
+{
+	my ($e, $id) = @_;
+	return as_bea('SELECT m365sync.upsert_event(' . lit(ref $e ? $json->encode($e) : $e) . '::jsonb' . (defined $id ? ", $id" : '') . ')');
+}
+# Push and pull until nothing is pending (sync() waits out a worker round that holds the account).
+sub bea_sync
+{
+	for (1 .. 300)
+	{
+		my $r = $t->as_admin("SELECT status FROM m365sync.sync($bea_account)");
+		next if $r =~ /^busy/ && usleep(100_000) >= 0;
+		last if $node->safe_psql('postgres', "SELECT count(*) FROM m365sync.outbox WHERE account_id = $bea_account AND state = 'pending'") eq '0';
+		usleep(100_000);
+	}
+	$t->as_admin("SELECT status FROM m365sync.sync($bea_account)") for 1 .. 2;
+}
+sub bea_truth
+{
+	my ($tz) = @_;
+	return $t->sim('GET', "/_sim/users/$bea->{id}/truth?expand=1&idtype=immutable&start=$wstart&end=$wend" . ($tz ? "&tz=$tz" : ''));
+}
+sub bea_master { my ($subject) = @_; my ($m) = grep { $_->{subject} eq $subject && $_->{type} eq 'seriesMaster' } @{ bea_truth()->{events} }; return $m; }
+# "local HH:MI" of each occurrence of a local series, in the given zone, and its UTC instants
+sub bea_local
+{
+	my ($master, $zone) = @_;
+	return as_bea("SELECT count(*) || '|' || string_agg(DISTINCT to_char(start_at AT TIME ZONE '$zone', 'HH24:MI'), ',')"
+		  . " FROM m365sync.events($range) WHERE series_master_id = $master");
+}
+sub bea_instants_local
+{
+	my ($master) = @_;
+	return as_bea("SELECT string_agg(to_char(start_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI'), ',' ORDER BY start_at)"
+		  . " FROM m365sync.events($range) WHERE series_master_id = $master");
+}
+sub bea_instants_outlook
+{
+	my ($subject) = @_;
+	my $m = bea_master($subject) or return '';
+	return join ',', sort map { substr($_->{start}{dateTime}, 0, 16) }
+	  grep { ($_->{seriesMasterId} // '') eq $m->{id} } @{ bea_truth('UTC')->{instances} };
+}
+my $mon = (grep { wday($_) == 1 } 8 .. 14)[0];
+my $pfirst = day($mon);
+my $weekly = { type => 'weekly', interval => 1, daysOfWeek => ['monday'] };
+
+# ------------------------------------------------------------------ create, move, end early, delete
+my $plan = bea_upsert({ subject => 'Planning', start => { dateTime => "${pfirst}T09:00:00", timeZone => 'Europe/Copenhagen' },
+	end => { dateTime => "${pfirst}T09:30:00", timeZone => 'Europe/Copenhagen' },
+	recurrence => { pattern => $weekly, range => { type => 'numbered', startDate => $pfirst, numberOfOccurrences => 6 } } });
+bea_sync();
+my $pm = bea_master('Planning');
+ok($pm, 'FlowAgent\'s series reaches Outlook');
+is($pm && $pm->{originalStartTimeZone}, 'Romance Standard Time', '... written with the Windows zone name (Europe/Copenhagen → Romance Standard Time)');
+is(as_bea("SELECT event_type || ':' || time_zone || ':' || sync_state FROM m365sync.event($plan)"), 'seriesMaster:Europe/Copenhagen:synced',
+	'the local master keeps the caller\'s zone name');
+is(bea_local($plan, 'Europe/Copenhagen'), '6|09:00', 'its six occurrences come back, linked to the master, at 09:00 Copenhagen time');
+
+bea_upsert({ start => { dateTime => "${pfirst}T10:00:00", timeZone => 'Europe/Copenhagen' },
+	end => { dateTime => "${pfirst}T10:30:00", timeZone => 'Europe/Copenhagen' } }, $plan);
+bea_sync();
+like(bea_master('Planning')->{start}{dateTime}, qr/T10:00:00/, 'FlowAgent moves the series an hour later: Outlook\'s master changes');
+is(bea_local($plan, 'Europe/Copenhagen'), '6|10:00', '... and the occurrences come back moved');
+is(bea_instants_local($plan), bea_instants_outlook('Planning'), '... at the instants Outlook has');
+
+my $pend = day($mon + 14);
+bea_upsert({ recurrence => { pattern => $weekly, range => { type => 'endDate', startDate => $pfirst, endDate => $pend } } }, $plan);
+bea_sync();
+is(bea_local($plan, 'Europe/Copenhagen'), '3|10:00', 'FlowAgent ends the series early: three occurrences are left');
+is(scalar(split /,/, bea_instants_outlook('Planning')), 3, '... in Outlook too');
+
+# one occurrence cancelled, one made an exception (as before the series work: keep them tested)
+my @pocc = split /\n/, as_bea("SELECT event_id FROM m365sync.events($range) WHERE series_master_id = $plan ORDER BY start_at");
+as_bea("SELECT m365sync.delete_event($pocc[1])");
+bea_upsert({ subject => 'Planning (budget)' }, $pocc[2]);
+bea_sync();
+my ($pmaster) = grep { $_->{subject} eq 'Planning' } @{ bea_truth()->{events} };
+is(scalar @{ $pmaster->{cancelledOccurrences} // [] }, 1, 'delete_event(occurrence) cancels it in Outlook');
+is(scalar(grep { ($_->{type} // '') eq 'exception' && $_->{subject} eq 'Planning (budget)' } @{ bea_truth()->{events} }), 1,
+	'upsert_event(json, occurrence) makes it an exception');
+is(as_bea("SELECT string_agg(event_type || '=' || subject, ',' ORDER BY start_at) FROM m365sync.events($range) WHERE series_master_id = $plan"),
+	'occurrence=Planning,exception=Planning (budget)', '... and locally');
+
+as_bea("SELECT m365sync.delete_event($plan)");
+bea_sync();
+ok(!bea_master('Planning'), 'FlowAgent deletes the series: gone in Outlook');
+# (the cancel changed the master's changeKey, so the exception's PATCH in the
+# same push met a 412: a listed conflict, whose row stays as a tombstone)
+is($node->safe_psql('postgres', "SELECT count(*) FROM m365sync.events WHERE account_id = $bea_account AND NOT deleted"
+	  . " AND (event_id = $plan OR series_master_id = $plan)"),
+	'0', '... and locally, master and occurrences')
+  or diag($node->safe_psql('postgres', "SELECT event_id, event_type, sync_state, deleted, graph_id IS NOT NULL FROM m365sync.events"
+	  . " WHERE account_id = $bea_account AND (event_id = $plan OR series_master_id = $plan)"));
+
+# ------------------------------------------------------------------ DST, both directions
+use Time::Local qw(timegm);
+sub last_sunday { my ($y, $m) = @_; my $t = timegm(0, 0, 12, 31, $m - 1, $y); $t -= 86400 while (gmtime $t)[6] != 0; return $t; }
+my $year = (gmtime)[5] + 1900;
+for my $switch ([ 3, 'spring (clocks forward)' ], [ 10, 'autumn (clocks back)' ])
+{
+	my ($s) = grep { $_ - 6 * 86400 >= time + 2 * 86400 && $_ + 8 * 86400 <= time + 790 * 86400 }
+	  map { last_sunday($_, $switch->[0]) } $year .. $year + 2;
+	my @st = gmtime($s - 6 * 86400);
+	my $d = sprintf('%04d-%02d-%02d', $st[5] + 1900, $st[4] + 1, $st[3]);
+	my $subject = "Weekly across the $switch->[1] switch";
+	my $id = bea_upsert({ subject => $subject, start => { dateTime => "${d}T09:00:00", timeZone => 'Romance Standard Time' },
+		end => { dateTime => "${d}T09:45:00", timeZone => 'Romance Standard Time' },
+		recurrence => { pattern => $weekly, range => { type => 'numbered', startDate => $d, numberOfOccurrences => 3 } } });
+	bea_sync();
+	is(bea_local($id, 'Europe/Paris'), '3|09:00', "$switch->[1]: every occurrence at 09:00 local time in events()");
+	is(as_bea("SELECT count(DISTINCT to_char(start_at AT TIME ZONE 'UTC', 'HH24:MI')) FROM m365sync.events($range) WHERE series_master_id = $id"),
+		'2', "$switch->[1]: ... so their UTC times differ by the switch");
+	is(bea_instants_local($id), bea_instants_outlook($subject), "$switch->[1]: the same instants in Outlook");
+	my $m = bea_master($subject);
+	is("$m->{start}{dateTime}|$m->{originalStartTimeZone}", "${d}T09:00:00.0000000|Romance Standard Time",
+		"$switch->[1]: what went to Outlook is 09:00 Romance Standard Time");
+}
+
+# ------------------------------------------------------------------ zone names on write
+my $zd = day(20);
+for my $zone ([ 'Europe/Copenhagen', 'Romance Standard Time' ], [ 'America/New_York', 'Eastern Standard Time' ],
+	[ 'America/Argentina/Cordoba', 'Argentina Standard Time' ], [ 'W. Europe Standard Time', 'W. Europe Standard Time' ])
+{
+	my ($name, $win) = @$zone;
+	my $single = bea_upsert({ subject => "Single in $name", start => { dateTime => "${zd}T11:00:00", timeZone => $name },
+		end => { dateTime => "${zd}T12:00:00", timeZone => $name } });
+	my $series = bea_upsert({ subject => "Series in $name", start => { dateTime => "${zd}T13:00:00", timeZone => $name },
+		end => { dateTime => "${zd}T13:30:00", timeZone => $name },
+		recurrence => { pattern => { type => 'daily', interval => 1 },
+			range => { type => 'numbered', startDate => $zd, numberOfOccurrences => 2, recurrenceTimeZone => $name } } });
+	bea_sync();
+	my %ev = map { $_->{subject} => $_ } @{ bea_truth()->{events} };
+	my %utc = map { $_->{subject} => $_ } @{ bea_truth('UTC')->{events} };
+	is(join('|', map { $ev{$_} ? $ev{$_}{originalStartTimeZone} : 'missing' } "Single in $name", "Series in $name"), "$win|$win",
+		"$name: the event and the series reach Outlook with the Windows name $win");
+	is($ev{"Series in $name"} && $ev{"Series in $name"}{recurrence}{range}{recurrenceTimeZone}, $win, "$name: ... also recurrenceTimeZone");
+	is(as_bea("SELECT to_char(start_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI') || '|' || sync_state || '|' || time_zone FROM m365sync.event($single)"),
+		substr($utc{"Single in $name"}{start}{dateTime}, 0, 16) . "|synced|$name", "$name: at the same instant, synced, the local row keeps $name");
+	is(bea_instants_local($series), bea_instants_outlook("Series in $name"), "$name: the series' occurrences at the same instants");
+}
+
+# ------------------------------------------------------------------ online meetings
+my $teams = bea_upsert({ subject => 'Teams call', isOnlineMeeting => JSON::PP::true, onlineMeetingProvider => 'teamsForBusiness',
+	body => { contentType => 'html', content => '<p>Agenda</p>' },
+	start => { dateTime => "${zd}T15:00:00", timeZone => 'UTC' }, end => { dateTime => "${zd}T15:30:00", timeZone => 'UTC' } });
+bea_sync();
+my ($tm) = grep { $_->{subject} eq 'Teams call' } @{ bea_truth()->{events} };
+ok($tm && $tm->{isOnlineMeeting} && $tm->{onlineMeetingProvider} eq 'teamsForBusiness', 'a Teams meeting created in FlowAgent is pushed as one');
+my $join = $tm->{onlineMeeting}{joinUrl};
+is(as_bea("SELECT join_url || '|' || my_response FROM m365sync.event($teams)"), "$join|organizer", 'join_url and my_response are typed columns');
+bea_upsert({ body => { contentType => 'html', content => '<p>Agenda, revised</p>' } }, $teams);
+bea_sync();
+($tm) = grep { $_->{subject} eq 'Teams call' } @{ bea_truth()->{events} };
+like($tm->{body}{content}, qr/Agenda, revised/, 'a body edit of an online meeting reaches Outlook');
+like($tm->{body}{content}, qr/\Q$join\E/, '... and keeps its join link (isOnlineMeeting went with it)');
+my ($rc, $out, $stderr) = $node->psql('postgres', "BEGIN; SET LOCAL m365sync.flowagent_user = 'flow-bea';"
+	  . " SELECT m365sync.upsert_event('{\"isOnlineMeeting\": false}'::jsonb, $teams);", extra_params => ['-v', 'VERBOSITY=verbose']);
+like($stderr, qr/22023.*isOnlineMeeting cannot be turned off/s, 'turning isOnlineMeeting back to false is refused with a clear error (22023)');
+
+# ------------------------------------------------------------------ series conflicts
+my $cd = day($mon + 21);
+my $conf_series = bea_upsert({ subject => 'Review', start => { dateTime => "${cd}T08:00:00", timeZone => 'UTC' },
+	end => { dateTime => "${cd}T08:30:00", timeZone => 'UTC' },
+	recurrence => { pattern => { type => 'daily', interval => 1 }, range => { type => 'numbered', startDate => $cd, numberOfOccurrences => 3 } } });
+bea_sync();
+my $rm = bea_master('Review');
+my @rocc = sort { $a->{start}{dateTime} cmp $b->{start}{dateTime} } grep { ($_->{seriesMasterId} // '') eq $rm->{id} } @{ bea_truth()->{instances} };
+# Outlook edits one occurrence while FlowAgent renames the series
+$t->sim('PATCH', "/_sim/users/$bea->{id}/events/$rocc[1]{id}", { subject => 'Review (Outlook)' });
+bea_upsert({ subject => 'Review (FlowAgent)' }, $conf_series);
+bea_sync();
+is(bea_master('Review (FlowAgent)') && 1, 1, 'FlowAgent renames the series while Outlook edits one occurrence: the series is renamed');
+is(as_bea("SELECT string_agg(subject, ',' ORDER BY start_at) FROM m365sync.events($range) WHERE series_master_id = $conf_series"),
+	'Review (FlowAgent),Review (Outlook),Review (FlowAgent)', '... and Outlook\'s exception keeps its edit: nothing lost');
+# Outlook deletes the series while FlowAgent edits it
+$t->sim('DELETE', "/_sim/users/$bea->{id}/events/$rm->{id}");
+bea_upsert({ subject => 'Review (FlowAgent, again)' }, $conf_series);
+bea_sync();
+my $c = as_bea("SELECT kept || '|' || coalesce(lost->>'subject', '') FROM m365sync.conflicts() WHERE event_id = $conf_series");
+ok($c ne '', 'Outlook deletes the series while FlowAgent edits it: a listed conflict');
+ok(($c =~ /^local\|/ && bea_master('Review (FlowAgent, again)')) || $c eq 'remote|Review (FlowAgent, again)',
+	'... settled by the policy, the losing side kept: nothing lost') or diag($c);
 
 done_testing();

@@ -12,6 +12,11 @@
 #     twice on either side (0 duplicated);
 #   - every event ends as its last edit left it, or that edit is listed in
 #     m365sync.conflicts() (0 lost);
+#   - recurring series edited on both sides (created, renamed, moved, ended
+#     early, an occurrence cancelled or made an exception, deleted; Outlook
+#     sends occurrences as stubs and no @removed for a cancelled one) end
+#     with the same occurrences on both sides, each linked to its one local
+#     master, and no master without occurrences;
 # and the figures are printed. M365_CHAOS_TRIALS kill trials (default 10;
 # test/chaos/run runs 100), M365_CHAOS_SEED (fixed default),
 # M365_CHAOS_FAULT_RATE (0.2), M365_CHAOS_BUDGET seconds for the trials
@@ -122,6 +127,7 @@ sub worker_pid
 }
 
 my $marker_re = qr/chaos marker ((?:FA|OL)-\d+)\b/;
+my $series_re = qr/chaos series ((?:SF|SO)-\d+)\b/;
 
 # Outlook's side as the simulator holds it: marker => [events].
 sub remote_events
@@ -130,6 +136,7 @@ sub remote_events
 	my %by;
 	for my $e (@{ $tr->{events} })
 	{
+		next if ($e->{body}{content} // '') =~ $series_re;	# series: see series_remote
 		my ($mk) = (($e->{body}{content} // '') =~ $marker_re);
 		$mk //= 'unmarked:' . $e->{id};
 		push @{ $by{$mk} }, $e;
@@ -150,12 +157,14 @@ sub local_events
 	my %by;
 	for my $e (@{ $out eq '' ? [] : $json->decode($out) })
 	{
+		next if ($e->{body} // '') =~ $series_re;	# series: see series_local
 		my ($mk) = (($e->{body} // '') =~ $marker_re);
 		$mk //= 'unmarked:' . $e->{event_id};
 		push @{ $by{$mk} }, $e;
 	}
 	return \%by;
 }
+
 
 # ------------------------------------------------------------ the model
 
@@ -302,6 +311,144 @@ sub fa_burst
 	else { $refused{'FA burst ' . ($state || 'no server')}++; }
 }
 
+# ------------------------------------------------------------ series
+
+# Outlook's occurrences of every chaos series (calendarView of the window): marker => [instances].
+sub series_remote
+{
+	my $tr = $t->sim('GET', "/_sim/users/$mbx/truth?expand=1&idtype=immutable&tz=UTC&body=text&start=$wstart&end=$wend");
+	my (%by, %masters);
+	for my $e (@{ $tr->{instances} })
+	{
+		my ($mk) = (($e->{body}{content} // '') =~ $series_re) or next;
+		push @{ $by{$mk} }, $e;
+	}
+	for my $e (@{ $tr->{events} })
+	{
+		my ($mk) = (($e->{body}{content} // '') =~ $series_re) or next;
+		$masters{$mk} = $e if ($e->{type} // '') eq 'seriesMaster';
+	}
+	return (\%by, \%masters);
+}
+# FlowAgent's occurrences of every chaos series, through events(): marker => [rows].
+sub series_local
+{
+	my ($ok, $out) = as_flowagent("SET LOCAL TimeZone = 'UTC';\n"
+		  . "SELECT json_agg(json_build_object('event_id', event_id, 'graph_id', graph_id, 'subject', subject,"
+		  . " 'start', to_char(start_at, 'YYYY-MM-DD\"T\"HH24:MI:SS'), 'end', to_char(end_at, 'YYYY-MM-DD\"T\"HH24:MI:SS'),"
+		  . " 'master', series_master_id, 'type', event_type, 'body', body))"
+		  . " FROM m365sync.events(now() - interval '30 days', now() + interval '400 days')");
+	return undef unless $ok;
+	my %by;
+	for my $e (@{ $out eq '' ? [] : $json->decode($out) })
+	{
+		my ($mk) = (($e->{body} // '') =~ $series_re) or next;
+		push @{ $by{$mk} }, $e;
+	}
+	return \%by;
+}
+my ($n_sf, $n_so) = (0, 0);
+my %series_edits;
+sub series_body
+{
+	my ($mk, $d, $h, $n) = @_;
+	return { subject => "$mk s" . ++$edit_no, body => { contentType => 'text', content => "chaos series $mk" },
+		start => { dateTime => sprintf('%sT%02d:00:00', $d, $h), timeZone => 'UTC' },
+		end => { dateTime => sprintf('%sT%02d:30:00', $d, $h), timeZone => 'UTC' },
+		recurrence => { pattern => { type => 'daily', interval => 1 },
+			range => { type => 'numbered', startDate => $d, numberOfOccurrences => $n } } };
+}
+sub series_create
+{
+	my ($fa) = @_;
+	my $d = day(1 + int(rand(14)));
+	my $h = 6 + int(rand(12));
+	if ($fa)
+	{
+		my $b = series_body('SF-' . ++$n_sf, $d, $h, 3 + int(rand(3)));
+		my ($ok, undef, $state) = as_flowagent('SELECT m365sync.upsert_event(' . lit($json->encode($b)) . '::jsonb)');
+		$ok ? $series_edits{'FA create'}++ : $refused{'FA series create ' . ($state || 'no server')}++;
+	}
+	else
+	{
+		$t->sim('POST', "/_sim/users/$mbx/events", series_body('SO-' . ++$n_so, $d, $h, 3 + int(rand(3))));
+		$series_edits{'OL create'}++;
+	}
+}
+# An edit of a series from one side: the whole series (rename, move an hour,
+# end early, delete) or one occurrence (cancel, make an exception).
+sub series_edit
+{
+	my ($fa) = @_;
+	my ($rem, $rmasters) = series_remote();
+	my $loc = series_local() or return;
+	my @mks = grep { $fa ? $loc->{$_} : $rmasters->{$_} } sort(keys %$rem, keys %$loc);
+	return series_create($fa) unless @mks;
+	my $mk = $mks[ int(rand(@mks)) ];
+	my $x = rand();
+	my $subject = "$mk s" . ++$edit_no;
+	if ($fa)
+	{
+		my @occ = @{ $loc->{$mk} };
+		my $master = $occ[0]{master} or return;
+		my $occ = $occ[ int(rand(@occ)) ]{event_id};
+		my ($sql, $what);
+		if ($x < 0.3) { ($sql, $what) = ("SELECT m365sync.upsert_event(" . lit($json->encode({ subject => $subject })) . "::jsonb, $master)", 'rename'); }
+		elsif ($x < 0.45)
+		{
+			my ($ok, $m) = as_flowagent("SET LOCAL TimeZone = 'UTC'; SELECT json_build_object('s', to_char(start_at + interval '1 hour', 'YYYY-MM-DD\"T\"HH24:MI:SS'),"
+				  . " 'e', to_char(end_at + interval '1 hour', 'YYYY-MM-DD\"T\"HH24:MI:SS')) FROM m365sync.event($master)");
+			return unless $ok && $m;
+			$m = $json->decode($m);
+			($sql, $what) = ("SELECT m365sync.upsert_event(" . lit($json->encode({ start => { dateTime => $m->{s}, timeZone => 'UTC' },
+				end => { dateTime => $m->{e}, timeZone => 'UTC' } })) . "::jsonb, $master)", 'move');
+		}
+		elsif ($x < 0.55)
+		{
+			my ($ok, $r) = as_flowagent("SELECT recurrence FROM m365sync.event($master)");
+			return unless $ok && $r;
+			$r = $json->decode($r);
+			return unless ($r->{range}{numberOfOccurrences} // 0) > 1;
+			$r->{range}{numberOfOccurrences}--;
+			($sql, $what) = ("SELECT m365sync.upsert_event(" . lit($json->encode({ recurrence => $r })) . "::jsonb, $master)", 'end early');
+		}
+		elsif ($x < 0.62) { ($sql, $what) = ("SELECT m365sync.delete_event($master)", 'delete'); }
+		elsif ($x < 0.8) { ($sql, $what) = ("SELECT m365sync.delete_event($occ)", 'cancel one'); }
+		else { ($sql, $what) = ("SELECT m365sync.upsert_event(" . lit($json->encode({ subject => $subject })) . "::jsonb, $occ)", 'exception'); }
+		my ($ok, undef, $state) = as_flowagent($sql);
+		$ok ? $series_edits{"FA $what"}++ : $refused{"FA series $what " . ($state || 'no server')}++;
+		return;
+	}
+	my $mid = $rmasters->{$mk}{id};
+	my @occ = @{ $rem->{$mk} || [] };
+	my $oid = @occ ? $occ[ int(rand(@occ)) ]{id} : undef;
+	my ($what, $r);
+	if ($x < 0.3) { $r = $t->sim('PATCH', "/_sim/users/$mbx/events/$mid", { subject => $subject }); $what = 'rename'; }
+	elsif ($x < 0.45)
+	{
+		my $m = $rmasters->{$mk};
+		my ($d, $h) = ($m->{start}{dateTime} =~ /^(\d{4}-\d\d-\d\d)T(\d\d)/);
+		my $h2 = ($h + 1) % 20;
+		$r = $t->sim('PATCH', "/_sim/users/$mbx/events/$mid", { start => { dateTime => sprintf('%sT%02d:00:00', $d, $h2), timeZone => 'UTC' },
+			end => { dateTime => sprintf('%sT%02d:30:00', $d, $h2), timeZone => 'UTC' } });
+		$what = 'move';
+	}
+	elsif ($x < 0.55)
+	{
+		my $rec = $rmasters->{$mk}{recurrence};
+		return unless ($rec->{range}{numberOfOccurrences} // 0) > 1;
+		$rec->{range}{numberOfOccurrences}--;
+		$r = $t->sim('PATCH', "/_sim/users/$mbx/events/$mid", { recurrence => $rec });
+		$what = 'end early';
+	}
+	elsif ($x < 0.62) { $t->sim('DELETE', "/_sim/users/$mbx/events/$mid"); $what = 'delete'; }
+	elsif ($oid && $x < 0.8) { $t->sim('DELETE', "/_sim/users/$mbx/events/$oid"); $what = 'cancel one'; }
+	elsif ($oid) { $r = $t->sim('PATCH', "/_sim/users/$mbx/events/$oid", { subject => $subject }); $what = 'exception'; }
+	else { return; }
+	if (ref $r eq 'HASH' && $r->{error}) { $refused{"OL series $what"}++; return; }
+	$series_edits{"OL $what"}++;
+}
+
 sub random_edit
 {
 	my $x = rand();
@@ -311,6 +458,8 @@ sub random_edit
 	elsif ($x < 0.75) { $fa ? fa_update_or_delete(1) : ol_update_or_delete(1); }
 	elsif ($x < 0.9) { both_sides(); }
 	else { fa_burst(); }
+	# and a series edit now and then, from either side
+	series_edit(rand() < 0.5) if rand() < 0.35;
 }
 
 # ------------------------------------------------------------ the run
@@ -320,9 +469,13 @@ sub random_edit
 $t->sim('POST', '/_sim/config', { max_page_size => 5 });
 ol_create() for 1 .. 40;
 fa_create() for 1 .. 10;
+series_create(0) for 1 .. 3;
+series_create(1) for 1 .. 2;
 ok($node->poll_query_until('postgres',
-	"SELECT (SELECT count(*) FROM m365sync.events WHERE account_id = $account AND graph_id IS NOT NULL) = 50"),
-	'the starting calendar is synced both ways');
+	"SELECT (SELECT count(*) FROM m365sync.events WHERE account_id = $account AND graph_id IS NOT NULL"
+	  . " AND event_type IN ('singleInstance')) = 50"
+	  . " AND (SELECT count(*) FROM m365sync.events WHERE account_id = $account AND event_type = 'seriesMaster' AND graph_id IS NOT NULL) = 5"),
+	'the starting calendar (50 events, 5 series) is synced both ways');
 
 # Faults: one rule per kind, each taking an equal share of the requests it
 # can match (rules are tried in order, so rule i gets q / (1 - (i-1) q)).
@@ -475,6 +628,36 @@ for my $mk (sort keys %all)
 	  . join(',', @{ $listed{$mk} || [] });
 }
 
+
+# series: the same occurrences on both sides, each linked to one local master, no orphan master
+my ($srem, $smasters) = series_remote();
+my $sloc = series_local();
+my ($s_mismatch, $s_unlinked, $s_masters) = (0, 0, 0);
+my %sall = map { $_ => 1 } (keys %$srem, keys %$sloc);
+for my $mk (sort keys %sall)
+{
+	my $r = join ',', sort map { "$_->{subject}|" . substr($_->{start}{dateTime}, 0, 19) . '|' . substr($_->{end}{dateTime}, 0, 19) . "|$_->{id}" }
+	  @{ $srem->{$mk} || [] };
+	my $l = join ',', sort map { "$_->{subject}|$_->{start}|$_->{end}|" . ($_->{graph_id} // 'no graph id') } @{ $sloc->{$mk} || [] };
+	if ($r ne $l)
+	{
+		$s_mismatch++;
+		push @why, "series $mk: Outlook [$r], FlowAgent [$l]";
+	}
+	my %m = map { ($_->{master} // 'none') => 1 } @{ $sloc->{$mk} || [] };
+	if (@{ $sloc->{$mk} || [] } && (keys(%m) != 1 || $m{none}))
+	{
+		$s_unlinked++;
+		push @why, "series $mk: occurrences linked to " . join(',', sort keys %m);
+	}
+}
+my ($orphans) = (run_sql("SELECT count(*) FROM m365sync.events m WHERE account_id = $account AND event_type = 'seriesMaster'"
+	  . " AND NOT deleted AND NOT EXISTS (SELECT 1 FROM m365sync.events o WHERE o.account_id = m.account_id"
+	  . " AND o.series_master_id = m.event_id AND NOT o.deleted)"))[1];
+diag('chaos: series edits ' . (join(', ', map { "$_ $series_edits{$_}" } sort keys %series_edits) || 'none')
+	  . sprintf('; %d series in Outlook, %d in FlowAgent; differing %d, unlinked %d, masters without occurrences %s',
+		scalar(keys %$smasters), scalar(keys %$sloc), $s_mismatch, $s_unlinked, $orphans // '?'));
+
 my ($pending_out) = (run_sql("SELECT count(*) FILTER (WHERE state = 'pending') || ' pending, '"
 	  . " || count(*) FILTER (WHERE state = 'failed') || ' failed' FROM m365sync.outbox WHERE account_id = $account"))[1];
 my %by_kind;
@@ -517,6 +700,9 @@ is($mismatch, 0, 'local events equal the ground truth (subject, start/end, all-d
 is($dup, 0, '0 duplicated: every marker held at most once on each side');
 is($lost, 0, '0 lost: every event as its last edit left it, or that edit listed in conflicts()');
 is($invented, 0, 'no state that no edit made');
+is($s_mismatch, 0, 'series: the same occurrences (subject, start, end, id) in FlowAgent as in Outlook');
+is($s_unlinked, 0, 'series: every local occurrence linked to its one master');
+is($orphans, '0', 'series: no master left without occurrences');
 ok($stats->{faults} > 0, 'faults were injected');
 is((run_sql("SELECT count(*) FROM m365sync.events WHERE account_id = $account AND graph_id IS NOT NULL"
 	  . " GROUP BY graph_id HAVING count(*) > 1"))[1], '', 'no graph id twice in the table');
