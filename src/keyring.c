@@ -597,8 +597,15 @@ m365_rewrap_data_keys(void)
 
 	keyring_ready();
 	SPI_connect();
+	/*
+	 * No data key is added or changed until commit: a table lock, not FOR
+	 * UPDATE of every row, which Citus refuses across shards (it takes the
+	 * lock on every shard of a distributed data_keys).
+	 */
+	m365_spi_run("LOCK TABLE m365sync.data_keys IN SHARE ROW EXCLUSIVE MODE",
+				 NULL, SPI_OK_UTILITY, "locking m365sync.data_keys");
 	n = m365_spi_run("SELECT account_id, generation, master_key_id, wrapped_key "
-					 "FROM m365sync.data_keys ORDER BY account_id FOR UPDATE",
+					 "FROM m365sync.data_keys ORDER BY account_id",
 					 NULL, SPI_OK_SELECT, "reading m365sync.data_keys");
 	/* read every row first: each UPDATE below replaces the result */
 	account_ids = palloc(sizeof(int64) * Max(n, 1));

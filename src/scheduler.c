@@ -276,7 +276,7 @@ m365_worker_round(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(round_cxt);
 	prune_history();
-	due = m365_store_accounts_due(0, batch);
+	due = m365_store_accounts_due(0, batch, true);
 	if (due != NIL)
 		(void) run_rounds(due, true);
 	/* Subscriptions after the pulls: a notification's pull never waits for one. */
@@ -309,7 +309,7 @@ m365_sync_in_caller_xact(int64 account_id, int *n)
 	int			i;
 
 	prune_history();
-	due = m365_store_accounts_due(account_id, account_id > 0 ? 1 : INT_MAX);
+	due = m365_store_accounts_due(account_id, account_id > 0 ? 1 : INT_MAX, false);
 	jobs = run_rounds(due, false);
 	out = palloc0(sizeof(M365SyncOutcome) * Max(list_length(due), 1));
 

@@ -27,6 +27,7 @@
 #include "purge.h"
 #include "store_accounts.h"
 #include "store_audit.h"
+#include "store_placement.h"
 #include "wake.h"
 
 #define MAX_SECRET_LEN	1024
@@ -335,7 +336,7 @@ m365sync_add_mailbox(PG_FUNCTION_ARGS)
 	if (!m365_calendars_refresh(account_id, gu.id, true, &gres))
 		m365_graph_raise(&gres, "list the mailbox's calendars");
 	m365_store_accounts_connected(account_id);
-	m365_wake_worker_at_commit();
+	m365_store_placement_wake_owner(account_id);
 	m365_audit_record("add_mailbox", user, account_id);
 	PG_RETURN_INT64(account_id);
 }
@@ -433,7 +434,7 @@ m365sync_connect_complete(PG_FUNCTION_ARGS)
 	if (!m365_calendars_refresh(account_id, me.id, !reused, &gres))
 		m365_graph_raise(&gres, "list the user's calendars");
 	m365_store_oauth_states_mark_used(st.state_id);
-	m365_wake_worker_at_commit();
+	m365_store_placement_wake_owner(account_id);
 	m365_audit_record("connect", user, account_id);
 	PG_RETURN_INT64(account_id);
 }

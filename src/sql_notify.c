@@ -28,6 +28,7 @@
 #include "notify_util.h"
 #include "store_events_pull.h"
 #include "store_subscriptions.h"
+#include "store_placement.h"
 #include "wake.h"
 
 /* Graph's notification bodies are small; anything this large is not one. */
@@ -209,6 +210,9 @@ m365sync_handle_notification(PG_FUNCTION_ARGS)
 		}
 	}
 	m365_store_wakeups_mark(due, ndue);
+	/* this node's worker, and on Citus the worker of each account's node */
 	m365_wake_worker_at_commit();
+	for (i = 0; i < ndue; i++)
+		m365_store_placement_wake_owner(due[i]);
 	PG_RETURN_TEXT_P(cstring_to_text("accepted"));
 }

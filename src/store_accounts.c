@@ -10,7 +10,9 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -20,6 +22,7 @@
 #include "keyring.h"
 #include "spi_util.h"
 #include "store_accounts.h"
+#include "store_placement.h"
 #include "store_subscriptions.h"
 
 static bytea *
@@ -72,11 +75,12 @@ m365_store_app_config_put(const char *client_id, const char *client_secret,
 	m365_spi_arg_bytea(&a, m365_encrypt_text("app_config", "client_secret",
 									M365_INSTALLATION_ACCOUNT, 1, client_secret));
 	m365_spi_arg_text(&a, redirect_uri);
-	m365_spi_exec("INSERT INTO m365sync.app_config (id, client_id, client_secret, redirect_uri) "
-			   "VALUES (1, $1, $2, $3) "
+	/* now() in VALUES, not in DO UPDATE: Citus allows only immutable functions there */
+	m365_spi_exec("INSERT INTO m365sync.app_config (id, client_id, client_secret, redirect_uri, updated_at) "
+			   "VALUES (1, $1, $2, $3, pg_catalog.now()) "
 			   "ON CONFLICT (id) DO UPDATE SET client_id = EXCLUDED.client_id, "
 			   "client_secret = EXCLUDED.client_secret, redirect_uri = EXCLUDED.redirect_uri, "
-			   "updated_at = pg_catalog.now()",
+			   "updated_at = EXCLUDED.updated_at",
 			   &a, SPI_OK_INSERT, NULL);
 }
 
@@ -250,9 +254,11 @@ m365_store_tenants_set_consent(int64 tenant_id, const char *status, const char *
 	m365_spi_arg_text(&a, status);
 	m365_spi_arg_text(&a, tenant_guid);
 	m365_spi_arg_text(&a, error);
+	/* now() as $5: Citus refuses non-immutable functions inside CASE in an UPDATE */
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
 	m365_spi_exec("UPDATE m365sync.tenants SET consent_status = $2, "
 			   "tenant_guid = COALESCE($3, tenant_guid), consent_error = $4, "
-			   "consented_at = CASE WHEN $2 = 'granted' THEN pg_catalog.now() ELSE consented_at END, "
+			   "consented_at = CASE WHEN $2 = 'granted' THEN $5 ELSE consented_at END, "
 			   "updated_at = pg_catalog.now() WHERE tenant_id = $1",
 			   &a, SPI_OK_UPDATE, NULL);
 }
@@ -327,9 +333,21 @@ m365_store_accounts_of_user_lock(const char *flowagent_user, M365Account *out)
 {
 	M365SpiArgs a = {0};
 
+	int64		account_id;
+
+	/*
+	 * Found, then locked by its id: Citus locks rows only in a query that
+	 * names one shard (the distribution column, account_id). The user's
+	 * accounts are made under m365_store_accounts_lock_user.
+	 */
 	m365_spi_arg_text(&a, flowagent_user);
-	return account_query(ACCOUNT_COLUMNS "WHERE flowagent_user = $1 "
-						 "ORDER BY account_id LIMIT 1 FOR UPDATE", &a, out);
+	if (!account_query(ACCOUNT_COLUMNS "WHERE flowagent_user = $1 ORDER BY account_id LIMIT 1", &a, out))
+		return false;
+	account_id = out->account_id;
+	memset(&a, 0, sizeof(a));
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, flowagent_user);
+	return account_query(ACCOUNT_COLUMNS "WHERE account_id = $1 AND flowagent_user = $2 FOR UPDATE", &a, out);
 }
 
 int64
@@ -515,11 +533,13 @@ m365_store_accounts_of_result(MemoryContext cxt)
 }
 
 List *
-m365_store_accounts_due(int64 account_id, int limit)
+m365_store_accounts_due(int64 account_id, int limit, bool owned_only)
 {
 	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *out;
+	/* ownership: on a Citus node, only the accounts whose shards it holds */
+	const char *owned = owned_only ? m365_store_placement_owned_filter("a.account_id") : "";
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
@@ -529,17 +549,17 @@ m365_store_accounts_due(int64 account_id, int limit)
 	 * mark is due (those first; store_subscriptions.c), or because a local
 	 * change waits to be pushed
 	 */
-	m365_spi_run("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
-				 " WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
-				 "   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
-				 "       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
-				 "        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
-				 "         OR " M365_WAKEUP_MARK_DUE
-				 "         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
-				 "          AND o.state = 'pending'"
-				 "          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
-				 " ORDER BY " M365_WAKEUP_MARK_DUE " DESC,"
-				 "          a.next_sync_at NULLS FIRST LIMIT $2",
+	m365_spi_run(psprintf("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
+						  " WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL%s"
+						  "   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
+						  "       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
+						  "        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
+						  "         OR " M365_WAKEUP_MARK_DUE
+						  "         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
+						  "          AND o.state = 'pending'"
+						  "          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
+						  " ORDER BY " M365_WAKEUP_MARK_DUE " DESC,"
+						  "          a.next_sync_at NULLS FIRST LIMIT $2", owned),
 				 &a, SPI_OK_SELECT, "finding due accounts");
 	out = m365_store_accounts_of_result(caller);
 	SPI_finish();
@@ -566,11 +586,13 @@ m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int int
 	m365_spi_arg_text(&a, st->error);
 	m365_spi_arg(&a, FLOAT8OID, Float8GetDatum(st->retry_after_s), !st->has_retry_after);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(interval_s), false);
+	/* the jitter drawn here: Citus refuses volatile functions (random()) in an UPDATE */
+	m365_spi_arg(&a, FLOAT8OID, Float8GetDatum(0.75 + 0.5 * pg_prng_double(&pg_global_prng_state)), false);
 	/* Retry-After when given, else 30 s doubling per failure up to the interval, with jitter. */
 	m365_spi_exec("UPDATE m365sync.accounts SET failures = failures + 1, last_error = $2,"
 				  " backoff_until = pg_catalog.now() + pg_catalog.make_interval(secs =>"
 				  "   coalesce($3, least($4, 30 * pg_catalog.power(2, least(failures, 12)))"
-				  "             * (0.75 + 0.5 * pg_catalog.random()))),"
+				  "             * $5)),"
 				  " next_sync_at = pg_catalog.now()"
 				  " WHERE account_id = $1",
 				  &a, SPI_OK_UPDATE, "backing off an account");
@@ -610,16 +632,30 @@ m365_store_accounts_ids_of_user_lock(const char *flowagent_user, int64 **ids)
 	MemoryContext caller = CurrentMemoryContext;
 	int			n;
 
+	int			locked = 0;
+
 	m365_spi_arg_text(&a, flowagent_user);
 	SPI_connect();
 	n = (int) m365_spi_run("SELECT account_id FROM m365sync.accounts "
-						   "WHERE flowagent_user = $1 ORDER BY account_id FOR UPDATE",
+						   "WHERE flowagent_user = $1 ORDER BY account_id",
 						   &a, SPI_OK_SELECT, "reading the user's accounts");
 	*ids = MemoryContextAlloc(caller, sizeof(int64) * (n + 1));
 	for (int i = 0; i < n; i++)
 		(*ids)[i] = m365_spi_row_int8(i, 1);
+	/* then each locked by its id: Citus locks rows only in a single-shard query */
+	for (int i = 0; i < n; i++)
+	{
+		M365SpiArgs b = {0};
+
+		m365_spi_arg_int8(&b, (*ids)[i]);
+		m365_spi_arg_text(&b, flowagent_user);
+		if (m365_spi_run("SELECT account_id FROM m365sync.accounts"
+						 " WHERE account_id = $1 AND flowagent_user = $2 FOR UPDATE",
+						 &b, SPI_OK_SELECT, "locking the user's accounts") == 1)
+			(*ids)[locked++] = (*ids)[i];
+	}
 	SPI_finish();
-	return n;
+	return locked;
 }
 
 void
@@ -640,10 +676,15 @@ m365_store_accounts_subscription_error(int64 account_id, const char *code, int d
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, code);
-	m365_spi_arg(&a, INT4OID, Int32GetDatum(delay_s), false);
+	/*
+	 * now() + delay_s computed here: Citus refuses non-immutable functions
+	 * (now(), timestamptz + interval) inside CASE in an UPDATE
+	 */
+	m365_spi_arg(&a, TIMESTAMPTZOID,
+				 TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(),
+																 (int64) delay_s * 1000)), false);
 	m365_spi_exec("UPDATE m365sync.accounts SET subscription_error = $2,"
-		 " subscription_retry_at = CASE WHEN $2 IS NULL THEN NULL"
-		 "   ELSE pg_catalog.now() + pg_catalog.make_interval(secs => $3) END"
+		 " subscription_retry_at = CASE WHEN $2 IS NULL THEN NULL ELSE $3 END"
 		 " WHERE account_id = $1",
 		 &a, SPI_OK_UPDATE, "recording a subscription failure");
 }

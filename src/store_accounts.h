@@ -111,7 +111,7 @@ typedef struct M365DueAccount
  * one named (account_id > 0, if it can be synced at all) or up to limit due
  * ones, those a change notification marked first.
  */
-extern List *m365_store_accounts_due(int64 account_id, int limit);
+extern List *m365_store_accounts_due(int64 account_id, int limit, bool owned_only);
 
 /* The (account_id, ms_user_id) rows of the last SPI result as M365DueAccounts in cxt. */
 extern List *m365_store_accounts_of_result(MemoryContext cxt);

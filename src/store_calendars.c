@@ -10,6 +10,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -19,9 +20,9 @@
 #include "keyring.h"
 #include "spi_util.h"
 #include "store_calendars.h"
+#include "store_placement.h"
 #include "store_removed_events.h"
 #include "store_subscriptions.h"
-#include "wake.h"
 
 bool
 m365_store_calendars_find(int64 account_id, int64 calendar_id, int64 *found_id, bool *can_edit)
@@ -78,7 +79,7 @@ m365_store_calendars_set_sync(int64 account_id, int64 calendar_id, bool enabled)
 	/* enabling (or disabling) sync is work for the worker: a newly synced calendar is pulled at once */
 	if (enabled)
 		m365_store_wakeups_mark(&account_id, 1);
-	m365_wake_worker_at_commit();
+	m365_store_placement_wake_owner(account_id);
 	return true;
 }
 
@@ -109,11 +110,18 @@ m365_store_calendars_upsert(int64 account_id, const M365GraphCalendar *c, bool e
 	m365_spi_arg(&w, BOOLOID, BoolGetDatum(c->is_default), false);
 	m365_spi_arg(&w, BOOLOID, BoolGetDatum(c->can_edit), false);
 	m365_spi_arg(&w, BOOLOID, BoolGetDatum(enable), false);
+	/*
+	 * now() - 1 day as $8: Citus refuses non-immutable functions (now(),
+	 * timestamptz - interval) inside CASE in an UPDATE
+	 */
+	m365_spi_arg(&w, TIMESTAMPTZOID,
+				 TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTransactionStartTimestamp(),
+																 -(int64) 86400 * 1000)), false);
 	if (found)
 		m365_spi_exec(m365_schema_is_0_2()
 					  /* still listed a day after its 404: tried again (a listed calendar that keeps answering 404 costs a request a day) */
 					  ? "UPDATE m365sync.calendars SET name = $4, is_default = $5, can_edit = $6,"
-					  " gone_at = CASE WHEN gone_at > pg_catalog.now() - interval '1 day' THEN gone_at END "
+					  " gone_at = CASE WHEN gone_at > $8 THEN gone_at END "
 					  "WHERE account_id = $1 AND calendar_id = $2 AND graph_id = $3"
 					  : "UPDATE m365sync.calendars SET name = $4, is_default = $5, can_edit = $6 "
 					  "WHERE account_id = $1 AND calendar_id = $2 AND graph_id = $3",

@@ -115,14 +115,15 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 	b->seen_cap = n;
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text_array(&a, graph_ids, n);
+	/*
+	 * The rows, locked; then which of them wait to be pushed. Two statements:
+	 * Citus locks rows only in a single-table query of one shard.
+	 */
 	nrows = m365_spi_run("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
-								" e.sync_state IN ('pending', 'failed') OR EXISTS (SELECT 1 FROM m365sync.outbox o"
-								"   WHERE o.account_id = e.account_id AND o.event_id = e.event_id"
-								"   AND o.state = 'pending'),"
-								" e.sync_state = 'conflict', e.calendar_id"
-								" FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = ANY ($2)"
-								" FOR UPDATE",
-								&a, SPI_OK_SELECT, "locking a page's events");
+						 " e.sync_state IN ('pending', 'failed'), e.sync_state = 'conflict', e.calendar_id"
+						 " FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = ANY ($2)"
+						 " FOR UPDATE",
+						 &a, SPI_OK_SELECT, "locking a page's events");
 	for (i = 0; i < nrows; i++)
 	{
 		BatchEntry *e = add_entry(b);
@@ -135,6 +136,29 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 		e->pending = m365_spi_row_bool(i, 5);
 		e->in_conflict = m365_spi_row_bool(i, 6);
 		e->calendar_id = m365_spi_row_int8(i, 7);
+	}
+	if (b->n > 0)
+	{
+		int64	   *ids = palloc(sizeof(int64) * b->n);
+		M365SpiArgs q = {0};
+		uint64		npending;
+
+		for (i = 0; i < (uint64) b->n; i++)
+			ids[i] = b->entries[i].event_id;
+		m365_spi_arg_int8(&q, account_id);
+		m365_spi_arg_int8_array(&q, ids, b->n);
+		npending = m365_spi_run("SELECT DISTINCT o.event_id FROM m365sync.outbox o"
+								" WHERE o.account_id = $1 AND o.event_id = ANY ($2) AND o.state = 'pending'",
+								&q, SPI_OK_SELECT, "finding a page's pending pushes");
+		for (i = 0; i < npending; i++)
+		{
+			int64		id = m365_spi_row_int8(i, 1);
+
+			for (int k = 0; k < b->n; k++)
+				if (b->entries[k].event_id == id)
+					b->entries[k].pending = true;
+		}
+		pfree(ids);
 	}
 	return b;
 }

@@ -9,19 +9,21 @@
  * change locks that row (FOR UPDATE) and folds into it; the caller holds
  * the event's row lock first (store_events.c), so the order is always the
  * events row, then its outbox row. Every queued entry wakes the worker at
- * commit (wake.c). Never logs content.
+ * commit (store_placement.c: this node's and the owning node's). Never logs content.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "event_patch.h"
 #include "spi_util.h"
 #include "store_outbox.h"
-#include "wake.h"
+#include "store_placement.h"
 
 /* The event's pending outbox row, locked: its id and op; false when none. */
 static bool
@@ -60,7 +62,7 @@ m365_store_outbox_insert(int64 account_id, int64 event_id, const char *op,
 	m365_spi_run_saved(&p, "INSERT INTO m365sync.outbox (account_id, event_id, op, changed_fields,"
 					   " base_change_key) VALUES ($1, $2, $3, $4, $5)",
 					   &a, SPI_OK_INSERT, 0, "queueing a push");
-	m365_wake_worker_at_commit();
+	m365_store_placement_wake_owner(account_id);
 }
 
 void
@@ -90,7 +92,7 @@ m365_store_outbox_queue_upsert(int64 account_id, int64 event_id, bool new_event,
 						   "SELECT DISTINCT f FROM pg_catalog.unnest(pg_catalog.array_cat(changed_fields, $3)) f"
 						   " ORDER BY f) WHERE account_id = $1 AND outbox_id = $2",
 						   &a, SPI_OK_UPDATE, 0, "merging a pending push");
-		m365_wake_worker_at_commit();
+		m365_store_placement_wake_owner(account_id);
 		return;
 	}
 	if (never_pushed)
@@ -116,7 +118,7 @@ m365_store_outbox_queue_delete(int64 account_id, int64 event_id, const char *cha
 		m365_spi_run_saved(&p_to_delete, "UPDATE m365sync.outbox SET op = 'delete', changed_fields = NULL"
 						   " WHERE account_id = $1 AND outbox_id = $2",
 						   &a, SPI_OK_UPDATE, 0, "turning a push into a delete");
-		m365_wake_worker_at_commit();
+		m365_store_placement_wake_owner(account_id);
 	}
 	else
 		m365_store_outbox_insert(account_id, event_id, "delete", NULL, 0, change_key);
@@ -163,7 +165,7 @@ m365_store_outbox_insert_whole(int64 account_id, int64 event_id, const char *op,
 				 " base_change_key) VALUES ($1, $2, $3,"
 				 " CASE WHEN $4 THEN '{" M365_ALL_FIELDS "}'::text[] END, $5)",
 				 &a, SPI_OK_INSERT, "queueing a push");
-	m365_wake_worker_at_commit();
+	m365_store_placement_wake_owner(account_id);
 }
 
 /*
@@ -187,7 +189,7 @@ m365_store_outbox_push_whole(int64 account_id, int64 event_id, bool deleted, con
 					 &a, SPI_OK_UPDATE, "widening a push") == 0)
 		m365_store_outbox_insert_whole(account_id, event_id, deleted ? "delete" : "update", !deleted, base);
 	else
-		m365_wake_worker_at_commit();
+		m365_store_placement_wake_owner(account_id);
 }
 
 /* purge.c's erasure of a user's rows (see purge.c for the order). */
@@ -214,13 +216,15 @@ m365_store_outbox_mark_sending(int64 account_id, int limit)
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
+	/* now() as $3: Citus refuses non-immutable functions inside coalesce in an UPDATE */
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), false);
 	SPI_connect();
 	n = m365_spi_run("WITH due AS (SELECT o.outbox_id FROM m365sync.outbox o"
 					 "  WHERE o.account_id = $1 AND o.state = 'pending'"
 					 "  AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now()"
 					 "  ORDER BY o.outbox_id LIMIT $2 FOR UPDATE SKIP LOCKED)"
 					 " UPDATE m365sync.outbox o SET attempts = o.attempts + 1,"
-					 "  sent_at = coalesce(o.sent_at, pg_catalog.now())"
+					 "  sent_at = coalesce(o.sent_at, $3)"
 					 " FROM due WHERE o.account_id = $1 AND o.outbox_id = due.outbox_id"
 					 " RETURNING o.outbox_id",
 					 &a, SPI_OK_UPDATE_RETURNING, "counting a push");
@@ -292,8 +296,10 @@ m365_store_outbox_retry_later(int64 account_id, int64 outbox_id, double delay_s,
 	m365_spi_arg_int8(&a, outbox_id);
 	m365_spi_arg_text(&a, code);
 	m365_spi_arg(&a, FLOAT8OID, Float8GetDatum(delay_s), false);
+	/* clock_timestamp() as $5: Citus refuses volatile functions in an UPDATE */
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTimestamp()), false);
 	m365_spi_exec("UPDATE m365sync.outbox SET last_error = $3,"
-				  " next_attempt_at = pg_catalog.clock_timestamp() + pg_catalog.make_interval(secs => $4)"
+				  " next_attempt_at = $5 + pg_catalog.make_interval(secs => $4)"
 				  " WHERE account_id = $1 AND outbox_id = $2",
 				  &a, SPI_OK_UPDATE, "delaying a push");
 }

@@ -48,6 +48,31 @@ m365_store_outbox_lock_entries(int64 account_id, List *outbox_ids)
 		m365_spi_arg_int8_array(&a, ids, n_ids);
 	}
 	SPI_connect();
+	/*
+	 * The entries' events locked first (skipping those another session
+	 * holds), then the entries read with their events: Citus locks rows only
+	 * in a single-table query of one shard. The read re-checks that each
+	 * entry is still pending, as it runs after the locks.
+	 */
+	n = m365_spi_run("SELECT DISTINCT o.event_id FROM m365sync.outbox o"
+					 " WHERE o.account_id = $1 AND o.outbox_id = ANY ($2) AND o.state = 'pending'",
+					 &a, SPI_OK_SELECT, "finding outbox entries' events");
+	{
+		int64	   *events = palloc(sizeof(int64) * Max(n, 1));
+		uint64		n_events = n;
+
+		for (uint64 i = 0; i < n_events; i++)
+			events[i] = m365_spi_row_int8(i, 1);
+		m365_spi_arg_int8_array(&a, events, (int) n_events);
+		n = m365_spi_run("SELECT e.event_id FROM m365sync.events e"
+						 " WHERE e.account_id = $1 AND e.event_id = ANY ($3)"
+						 " FOR UPDATE SKIP LOCKED",
+						 &a, SPI_OK_SELECT, "locking outbox entries' events");
+		for (uint64 i = 0; i < n; i++)
+			events[i] = m365_spi_row_int8(i, 1);
+		a.n--;					/* $3: now the events locked */
+		m365_spi_arg_int8_array(&a, events, (int) n);
+	}
 	n = m365_spi_run("SELECT o.outbox_id, o.event_id, e.calendar_id, o.op, o.transaction_id::text,"
 					 " CASE WHEN o.op = 'update' THEN ARRAY(SELECT DISTINCT f FROM pg_catalog.unnest("
 					 "   o.changed_fields || coalesce((SELECT pg_catalog.array_agg(x) FROM m365sync.outbox p,"
@@ -60,7 +85,8 @@ m365_store_outbox_lock_entries(int64 account_id, List *outbox_ids)
 					 " JOIN m365sync.events e ON e.account_id = o.account_id AND e.event_id = o.event_id"
 					 " JOIN m365sync.calendars c ON c.account_id = e.account_id AND c.calendar_id = e.calendar_id"
 					 " WHERE o.account_id = $1 AND o.outbox_id = ANY ($2) AND o.state = 'pending'"
-					 " ORDER BY o.outbox_id FOR UPDATE OF e SKIP LOCKED",
+					 "   AND e.event_id = ANY ($3)"
+					 " ORDER BY o.outbox_id",
 					 &a, SPI_OK_SELECT, "taking outbox entries");
 	for (uint64 i = 0; i < n; i++)
 	{

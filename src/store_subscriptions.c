@@ -18,6 +18,7 @@
 #include "keyring.h"
 #include "spi_util.h"
 #include "store_accounts.h"
+#include "store_placement.h"
 #include "store_subscriptions.h"
 
 #define SUB_TABLE	"subscriptions"
@@ -41,25 +42,28 @@ m365_store_subscriptions_due(const char *notification_url, int limit)
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *out;
 
+	/* the worker's: on a Citus node, only the accounts whose shards it holds */
+	const char *owned = m365_store_placement_owned_filter("a.account_id");
+
 	m365_spi_arg_text(&a, notification_url);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(M365_CLIENT_STATE_MAX_AGE_S), false);
 	SPI_connect();
-	m365_spi_run(
+	m365_spi_run(psprintf(
 		/* subscriptions to renew, remake (gone, or a clientState due for rotation) or remove (a small table) */
 		"SELECT a.account_id, a.ms_user_id FROM m365sync.subscriptions s"
 		" JOIN m365sync.accounts a ON a.account_id = s.account_id"
-		" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+		" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL%s"
 		"   AND (s.renew_at <= pg_catalog.now() OR s.recreate OR s.notification_url <> $1"
 		"        OR NOT " WANTED
 		"        OR s.created_at <= pg_catalog.now() - pg_catalog.make_interval(secs => $3))"
 		" UNION"
 		/* synced calendars without one; with notifications off this reads nothing */
 		" SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
-		" WHERE $1 <> '' AND a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL"
+		" WHERE $1 <> '' AND a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL%s"
 		"   AND coalesce(a.subscription_retry_at, '-infinity') <= pg_catalog.now()"
 		"   AND EXISTS (SELECT 1 FROM m365sync.calendars c WHERE " UNWATCHED ")"
-		" ORDER BY 1 LIMIT $2",
+		" ORDER BY 1 LIMIT $2", owned, owned),
 		&a, SPI_OK_SELECT, "finding subscriptions to maintain");
 	out = m365_store_accounts_of_result(caller);
 	SPI_finish();
@@ -77,11 +81,14 @@ m365_store_subscriptions_of_account(int64 account_id)
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(M365_CLIENT_STATE_MAX_AGE_S), false);
 	SPI_connect();
+	/* locked, then read: Citus locks rows only in a single-table query of one shard */
+	m365_spi_run("SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = $1 FOR UPDATE",
+				 &a, SPI_OK_SELECT, "locking subscriptions");
 	n = m365_spi_run("SELECT s.subscription_id, s.notification_url, coalesce(s.calendar_id, 0), s.recreate,"
 					 " s.renew_at <= pg_catalog.now(), " WANTED ","
 					 " s.created_at <= pg_catalog.now() - pg_catalog.make_interval(secs => $2)"
 					 " FROM m365sync.subscriptions s WHERE s.account_id = $1"
-					 " ORDER BY s.created_at FOR UPDATE OF s",
+					 " ORDER BY s.created_at",
 					 &a, SPI_OK_SELECT, "reading subscriptions");
 	for (uint64 i = 0; i < n; i++)
 	{
@@ -303,8 +310,9 @@ m365_store_wakeups_next_ms(void)
 	SPI_connect();
 	/* marks held back by the gap after their account's last round (M365_WAKEUP_MARK_DUE) */
 	m365_spi_run("SELECT pg_catalog.ceil(pg_catalog.date_part('epoch', pg_catalog.min(x.due) - pg_catalog.now()) * 1000)::int8"
-				 " FROM (SELECT (SELECT r.started_at FROM m365sync.sync_run_log r WHERE r.account_id = w.account_id"
-				 "               ORDER BY r.run_id DESC LIMIT 1)"
+				 " FROM (SELECT (SELECT pg_catalog.max(r.started_at) FROM m365sync.sync_run_log r"
+				 "                WHERE r.account_id = w.account_id AND r.started_at > pg_catalog.now()"
+				 "                  - pg_catalog.make_interval(secs => " CppAsString2(M365_WAKEUP_GAP_MS) " / 1000.0))"
 				 "              + pg_catalog.make_interval(secs => " CppAsString2(M365_WAKEUP_GAP_MS) " / 1000.0) AS due"
 				 "         FROM m365sync.account_wakeups w) x"
 				 " WHERE x.due > pg_catalog.now()",

@@ -97,10 +97,9 @@ extern void m365_store_subscriptions_flag(int64 account_id, const char *subscrip
  */
 #define M365_WAKEUP_GAP_MS 1000
 #define M365_WAKEUP_MARK_DUE \
-	"EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id" \
-	" AND coalesce((SELECT r.started_at FROM m365sync.sync_run_log r WHERE r.account_id = a.account_id" \
-	"               ORDER BY r.run_id DESC LIMIT 1), '-infinity')" \
-	"     <= pg_catalog.now() - pg_catalog.make_interval(secs => " CppAsString2(M365_WAKEUP_GAP_MS) " / 1000.0))"
+	"(EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id)" \
+	" AND NOT EXISTS (SELECT 1 FROM m365sync.sync_run_log r WHERE r.account_id = a.account_id" \
+	"   AND r.started_at > pg_catalog.now() - pg_catalog.make_interval(secs => " CppAsString2(M365_WAKEUP_GAP_MS) " / 1000.0)))"
 
 /* Mark accounts due (idempotent: a pending mark stays as it is). */
 extern void m365_store_wakeups_mark(const int64 *account_ids, int n);

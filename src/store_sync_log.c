@@ -10,6 +10,7 @@
 #include "catalog/namespace.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
 #include "spi_util.h"
 #include "store_sync_log.h"
@@ -34,13 +35,14 @@ m365_store_sync_log_start(int64 account_id)
 	int64		run_id;
 
 	m365_spi_arg_int8(&a, account_id);
+	/* clock_timestamp() as $2: Citus refuses volatile functions in an UPDATE */
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTimestamp()), false);
 	SPI_connect();
 	/* We hold the account's round lock: a round still "running" was cut off by a crash or shutdown. */
-	m365_spi_run("UPDATE m365sync.sync_run_log SET status = 'interrupted',"
-				 " finished_at = pg_catalog.clock_timestamp()"
+	m365_spi_run("UPDATE m365sync.sync_run_log SET status = 'interrupted', finished_at = $2"
 				 " WHERE account_id = $1 AND status = 'running'",
 				 &a, SPI_OK_UPDATE, "closing an interrupted round");
-	m365_spi_run("INSERT INTO m365sync.sync_run_log (account_id) VALUES ($1) RETURNING run_id",
+	m365_spi_run("INSERT INTO m365sync.sync_run_log (account_id, started_at) VALUES ($1, $2) RETURNING run_id",
 				 &a, SPI_OK_INSERT_RETURNING, "logging a round");
 	run_id = m365_spi_get_int8(1);
 	SPI_finish();
@@ -62,18 +64,20 @@ m365_store_sync_log_finish(int64 account_id, int64 run_id, const M365RoundStats 
 	m365_spi_arg_text(&a, st->ok ? "ok" : "error");
 	m365_spi_arg_text(&a, st->ok ? NULL : st->error);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(st->pushed), false);
+	/* clock_timestamp() as $11: Citus refuses volatile functions in an UPDATE */
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTimestamp()), false);
 	if (!has_skipped_column())
 	{
-		m365_spi_exec("UPDATE m365sync.sync_run_log SET finished_at = pg_catalog.clock_timestamp(),"
+		m365_spi_exec("UPDATE m365sync.sync_run_log SET finished_at = $11,"
 					  " pages = $3, fetched = $4, applied = $5, deleted = $6, http_requests = $7,"
 					  " status = $8, error_code = $9, pushed = $10 WHERE account_id = $1 AND run_id = $2",
 					  &a, SPI_OK_UPDATE, "logging a round");
 		return;
 	}
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(st->skipped), false);
-	m365_spi_exec("UPDATE m365sync.sync_run_log SET finished_at = pg_catalog.clock_timestamp(),"
+	m365_spi_exec("UPDATE m365sync.sync_run_log SET finished_at = $11,"
 				  " pages = $3, fetched = $4, applied = $5, deleted = $6, http_requests = $7,"
-				  " status = $8, error_code = $9, pushed = $10, skipped = $11"
+				  " status = $8, error_code = $9, pushed = $10, skipped = $12"
 				  " WHERE account_id = $1 AND run_id = $2",
 				  &a, SPI_OK_UPDATE, "logging a round");
 }

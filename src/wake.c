@@ -5,9 +5,10 @@
  *
  * Whoever queues work (an app write, a conflict resolved, a notification, a
  * connect, CREATE EXTENSION) asks for a wake at commit: what it queued is
- * visible to the worker only then. An abort wakes nobody, and neither does
- * PREPARE TRANSACTION: the prepared transaction's later COMMIT PREPARED is
- * found by the worker's timer. The slot lives in the launcher's shared
+ * visible to the worker only then. An abort wakes nobody. PREPARE
+ * TRANSACTION (a Citus coordinator's two-phase commit across nodes) wakes
+ * the worker and has it look again shortly, until the later COMMIT PREPARED
+ * has landed. The slot lives in the launcher's shared
  * memory request (launcher.c); without preload there is no slot and every
  * wake is a no-op (m365sync.sync() drives syncing then). Knows no table.
  */
@@ -17,6 +18,7 @@
 #include "miscadmin.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/timestamp.h"
 
 #include "wake.h"
 
@@ -25,6 +27,7 @@ typedef struct WakeSlot
 	slock_t		mutex;
 	Latch	   *worker_latch;
 	pid_t		worker_pid;
+	TimestampTz prepared_wake_at;	/* last PREPARE TRANSACTION that asked for a wake */
 } WakeSlot;
 
 static WakeSlot *slot = NULL;
@@ -94,6 +97,19 @@ m365_wake_worker(void)
 		SetLatch(latch);
 }
 
+bool
+m365_wake_prepared_recently(int within_ms)
+{
+	TimestampTz at;
+
+	if (slot == NULL)
+		return false;
+	SpinLockAcquire(&slot->mutex);
+	at = slot->prepared_wake_at;
+	SpinLockRelease(&slot->mutex);
+	return at != 0 && !TimestampDifferenceExceeds(at, GetCurrentTimestamp(), within_ms);
+}
+
 static bool callback_registered = false;
 static bool wake_at_commit = false;
 
@@ -108,9 +124,25 @@ wake_xact_callback(XactEvent event, void *arg)
 				m365_wake_worker();
 			wake_at_commit = false;
 			break;
+		case XACT_EVENT_PREPARE:
+			/*
+			 * A Citus coordinator commits a transaction spanning nodes in two
+			 * phases: this node's part is prepared now and committed by a
+			 * COMMIT PREPARED moments later, which runs no callback of ours.
+			 * Wake the worker now and let it look again soon (see
+			 * m365_wake_prepared_recently), until the commit has landed.
+			 */
+			if (wake_at_commit && slot != NULL)
+			{
+				SpinLockAcquire(&slot->mutex);
+				slot->prepared_wake_at = GetCurrentTimestamp();
+				SpinLockRelease(&slot->mutex);
+				m365_wake_worker();
+			}
+			wake_at_commit = false;
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
 			wake_at_commit = false;
 			break;
 		default:

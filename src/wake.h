@@ -21,7 +21,10 @@ extern pid_t m365_wake_worker_pid(void);
 /* Wake the worker now; a no-op without preload or without a worker. */
 extern void m365_wake_worker(void);
 
-/* Wake it when the current transaction commits (nothing on abort or PREPARE). */
+/* Wake it when the current transaction commits (nothing on abort; PREPARE: see wake.c). */
 extern void m365_wake_worker_at_commit(void);
+
+/* Did a PREPARE TRANSACTION ask for a wake within the last within_ms? */
+extern bool m365_wake_prepared_recently(int within_ms);
 
 #endif							/* M365SYNC_WAKE_H */

@@ -58,6 +58,14 @@ static char database_name[NAMEDATALEN];
  */
 #define MIN_WOKEN_ROUND_GAP_MS	100
 
+/*
+ * After a wake asked by PREPARE TRANSACTION (wake.c), rounds this often for
+ * this long: the COMMIT PREPARED that makes the change visible comes moments
+ * after the PREPARE, from the Citus coordinator.
+ */
+#define PREPARED_RECHECK_MS			100
+#define PREPARED_RECHECK_WINDOW_MS	2000
+
 static void
 m365_worker_detach_shared(int code, Datum arg)
 {
@@ -261,6 +269,10 @@ m365_worker_main(Datum arg)
 			pgstat_report_activity(STATE_IDLE, NULL);
 		}
 		PG_END_TRY();
+
+		/* a prepared transaction woke us: its COMMIT PREPARED follows, look again soon */
+		if (wait_ms > PREPARED_RECHECK_MS && m365_wake_prepared_recently(PREPARED_RECHECK_WINDOW_MS))
+			wait_ms = PREPARED_RECHECK_MS;
 
 		if (wait_ms > 0)
 		{

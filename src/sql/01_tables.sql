@@ -307,6 +307,22 @@ ALTER TABLE m365sync.subscriptions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE m365sync.account_wakeups ENABLE ROW LEVEL SECURITY;
 ALTER TABLE m365sync.removed_events ENABLE ROW LEVEL SECURITY;
 
+-- The per-account tables' policies call m365sync._acting_owns(account_id)
+-- (C in sql_citus.c, store_placement.c) instead of a subquery on accounts:
+-- Citus refuses subqueries in policies on distributed tables, where every
+-- shard carries the policy and evaluates it on its own node. The function
+-- reads the account row under the accounts policy (on a Citus node, from
+-- the account's co-located shard, which is on the same node), so it answers
+-- true only for the acting user's accounts, as the subquery did.
+-- Owned by m365sync_definer, which the policies bind: it runs as that role
+-- whoever calls it, so the accounts policy always applies to its read.
+CREATE FUNCTION m365sync._acting_owns(account_id bigint) RETURNS boolean
+    LANGUAGE c STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_acting_owns';
+REVOKE ALL ON FUNCTION m365sync._acting_owns(bigint) FROM PUBLIC;
+ALTER FUNCTION m365sync._acting_owns(bigint) OWNER TO m365sync_definer;
+
 CREATE POLICY acting_user ON m365sync.accounts TO m365sync_definer
     USING (flowagent_user = pg_catalog.current_setting('m365sync.flowagent_user', true));
 CREATE POLICY acting_user ON m365sync.oauth_states TO m365sync_definer
@@ -315,23 +331,23 @@ CREATE POLICY acting_user ON m365sync.oauth_states TO m365sync_definer
 -- The installation key (account 0) protects the app's client secret, which a
 -- user's connect needs for the token exchange.
 CREATE POLICY acting_user ON m365sync.data_keys TO m365sync_definer
-    USING (account_id = 0 OR account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+    USING (account_id = 0 OR m365sync._acting_owns(account_id));
 CREATE POLICY acting_user ON m365sync.calendars TO m365sync_definer
-    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+    USING (m365sync._acting_owns(account_id));
 CREATE POLICY acting_user ON m365sync.events TO m365sync_definer
-    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+    USING (m365sync._acting_owns(account_id));
 CREATE POLICY acting_user ON m365sync.outbox TO m365sync_definer
-    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+    USING (m365sync._acting_owns(account_id));
 CREATE POLICY acting_user ON m365sync.conflicts TO m365sync_definer
-    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+    USING (m365sync._acting_owns(account_id));
 CREATE POLICY acting_user ON m365sync.sync_run_log TO m365sync_definer
-    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+    USING (m365sync._acting_owns(account_id));
 CREATE POLICY acting_user ON m365sync.subscriptions TO m365sync_definer
-    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+    USING (m365sync._acting_owns(account_id));
 CREATE POLICY acting_user ON m365sync.account_wakeups TO m365sync_definer
-    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+    USING (m365sync._acting_owns(account_id));
 CREATE POLICY acting_user ON m365sync.removed_events TO m365sync_definer
-    USING (account_id IN (SELECT a.account_id FROM m365sync.accounts a));
+    USING (m365sync._acting_owns(account_id));
 
 -- pg_dump: every table above holds installation or user data (none is
 -- filled at install time), so all of them, and the sequences behind their

@@ -16,7 +16,19 @@ GRANT EXECUTE ON FUNCTION m365sync.acting_user() TO m365sync_app, m365sync_defin
 -- expired, removed (to be made again) or error, with its expiry and the
 -- last failure's Graph error code; the clientState stays in
 -- m365sync.subscriptions.
-CREATE VIEW m365sync.account_status AS
+-- The views read through SECURITY DEFINER functions of the extension's
+-- owner: on a Citus cluster (SPEC §2 "Scale-out") a view's rows are read on
+-- the nodes as the role that queries it, and m365sync_admin may read no
+-- table; through the functions the nodes read as the owner, on a single
+-- server as on a cluster.
+CREATE FUNCTION m365sync._account_status()
+    RETURNS TABLE (account_id bigint, flowagent_user text, tenant text, mode text, status text,
+                   last_sync_at timestamptz, next_sync_at timestamptz, last_error text,
+                   events bigint, pending_pushes bigint, conflicts bigint, subscription text,
+                   subscription_expires_at timestamptz, subscription_error text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS $status$
 SELECT a.account_id,
        a.flowagent_user,
        t.tenant,
@@ -46,12 +58,30 @@ SELECT a.account_id,
   LEFT JOIN m365sync.tenants t ON t.tenant_id = a.tenant_id
   LEFT JOIN LATERAL (SELECT s1.account_id, s1.recreate, s1.expires_at FROM m365sync.subscriptions s1
                       WHERE s1.account_id = a.account_id
-                      ORDER BY s1.created_at DESC LIMIT 1) s ON true;
+                      ORDER BY s1.created_at DESC LIMIT 1) s ON true
+$status$;
 
-CREATE VIEW m365sync.sync_runs AS
+CREATE FUNCTION m365sync._sync_runs()
+    RETURNS TABLE (account_id bigint, started_at timestamptz, finished_at timestamptz,
+                   pages integer, fetched integer, applied integer, deleted integer,
+                   pushed integer, http_requests integer, status text, error_code text,
+                   skipped integer)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS $runs$
 SELECT account_id, started_at, finished_at, pages, fetched, applied, deleted,
        pushed, http_requests, status, error_code, skipped
-  FROM m365sync.sync_run_log;
+  FROM m365sync.sync_run_log
+$runs$;
+REVOKE ALL ON FUNCTION m365sync._account_status(), m365sync._sync_runs() FROM PUBLIC;
+-- a view's functions run with the querying role's EXECUTE right
+GRANT EXECUTE ON FUNCTION m365sync._account_status(), m365sync._sync_runs() TO m365sync_admin;
+
+CREATE VIEW m365sync.account_status AS
+SELECT * FROM m365sync._account_status();
+
+CREATE VIEW m365sync.sync_runs AS
+SELECT * FROM m365sync._sync_runs();
 
 REVOKE ALL ON m365sync.account_status, m365sync.sync_runs FROM PUBLIC;
 GRANT SELECT ON m365sync.account_status, m365sync.sync_runs TO m365sync_admin;

@@ -314,9 +314,37 @@ is(scalar(split /,/, bea_instants_outlook('Planning')), 3, '... in Outlook too')
 
 # one occurrence cancelled, one made an exception (as before the series work: keep them tested)
 my @pocc = split /\n/, as_bea("SELECT event_id FROM m365sync.events($range) WHERE series_master_id = $plan ORDER BY start_at");
+my %etag = map { split /\|/ } split /\n/, as_bea("SELECT graph_id || '|' || (data->>'\@odata.etag') FROM m365sync.events($range)"
+	  . " WHERE event_id IN ($pocc[1], $pocc[2])");
+my ($gid1, $gid2) = map { as_bea("SELECT graph_id FROM m365sync.events($range) WHERE event_id = $_") } ($pocc[1], $pocc[2]);
+$t->sim_clear_log;
 as_bea("SELECT m365sync.delete_event($pocc[1])");
 bea_upsert({ subject => 'Planning (budget)' }, $pocc[2]);
 bea_sync();
+# the occurrence writes, single or in a $batch, with the If-Match they carried
+my @ow;
+for my $e (@{ $t->sim_log })
+{
+	if ($e->{path} =~ m{/\$batch$})
+	{
+		push @ow, map { [ $_->{method}, $_->{url}, $_->{headers}{'If-Match'} // '' ] }
+		  grep { $_->{method} =~ /^(PATCH|DELETE)$/ } @{ $json->decode($e->{body})->{requests} };
+	}
+	elsif ($e->{method} =~ /^(PATCH|DELETE)$/)
+	{
+		my ($im) = map { $e->{headers}{$_} } grep { lc($_) eq 'if-match' } keys %{ $e->{headers} };
+		push @ow, [ $e->{method}, $e->{path}, $im // '' ];
+	}
+}
+sub first_write
+{
+	my ($method, $gid) = @_;
+	my ($w) = grep { $_->[0] eq $method && index($_->[1] =~ s/%3D/=/gr, $gid) >= 0 } @ow;
+	return $w ? $w->[2] : 'none';
+}
+is(first_write('DELETE', $gid1), $etag{$gid1}, 'the DELETE of an occurrence carries If-Match from its \@odata.etag');
+# (the PATCH may follow a pull that refreshed the etag: the cancel changed the series)
+like(first_write('PATCH', $gid2), qr{^W/"[^"]+"$}, '... and the PATCH of one carries the etag it had then');
 my ($pmaster) = grep { $_->{subject} eq 'Planning' } @{ bea_truth()->{events} };
 is(scalar @{ $pmaster->{cancelledOccurrences} // [] }, 1, 'delete_event(occurrence) cancels it in Outlook');
 is(scalar(grep { ($_->{type} // '') eq 'exception' && $_->{subject} eq 'Planning (budget)' } @{ bea_truth()->{events} }), 1,

@@ -327,3 +327,214 @@ COMMENT ON FUNCTION m365sync.handle_notification(text, text) IS
 ALTER TYPE m365sync.event ADD ATTRIBUTE recurrence jsonb;
 ALTER TYPE m365sync.event ADD ATTRIBUTE join_url text;
 ALTER TYPE m365sync.event ADD ATTRIBUTE my_response text;
+
+-- ---- Scale-out on Citus (issue 19) ----
+
+-- Row level security without subqueries, which Citus refuses in policies on
+-- distributed tables (why and how: 01_tables.sql).
+-- Owned by m365sync_definer, which the policies bind: it runs as that role
+-- whoever calls it, so the accounts policy always applies to its read.
+CREATE FUNCTION m365sync._acting_owns(account_id bigint) RETURNS boolean
+    LANGUAGE c STABLE STRICT SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_acting_owns';
+REVOKE ALL ON FUNCTION m365sync._acting_owns(bigint) FROM PUBLIC;
+ALTER FUNCTION m365sync._acting_owns(bigint) OWNER TO m365sync_definer;
+
+ALTER POLICY acting_user ON m365sync.calendars
+    USING (m365sync._acting_owns(account_id));
+ALTER POLICY acting_user ON m365sync.events
+    USING (m365sync._acting_owns(account_id));
+ALTER POLICY acting_user ON m365sync.outbox
+    USING (m365sync._acting_owns(account_id));
+ALTER POLICY acting_user ON m365sync.conflicts
+    USING (m365sync._acting_owns(account_id));
+ALTER POLICY acting_user ON m365sync.sync_run_log
+    USING (m365sync._acting_owns(account_id));
+ALTER POLICY acting_user ON m365sync.subscriptions
+    USING (m365sync._acting_owns(account_id));
+ALTER POLICY acting_user ON m365sync.account_wakeups
+    USING (m365sync._acting_owns(account_id));
+ALTER POLICY acting_user ON m365sync.removed_events
+    USING (m365sync._acting_owns(account_id));
+ALTER POLICY acting_user ON m365sync.data_keys
+    USING (account_id = 0 OR m365sync._acting_owns(account_id));
+
+-- The status views read through SECURITY DEFINER functions (why: 05_views_identity.sql).
+-- The views read through SECURITY DEFINER functions of the extension's
+-- owner: on a Citus cluster (SPEC §2 "Scale-out") a view's rows are read on
+-- the nodes as the role that queries it, and m365sync_admin may read no
+-- table; through the functions the nodes read as the owner, on a single
+-- server as on a cluster.
+CREATE FUNCTION m365sync._account_status()
+    RETURNS TABLE (account_id bigint, flowagent_user text, tenant text, mode text, status text,
+                   last_sync_at timestamptz, next_sync_at timestamptz, last_error text,
+                   events bigint, pending_pushes bigint, conflicts bigint, subscription text,
+                   subscription_expires_at timestamptz, subscription_error text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS $status$
+SELECT a.account_id,
+       a.flowagent_user,
+       t.tenant,
+       a.mode,
+       a.status,
+       a.last_sync_at,
+       a.next_sync_at,
+       coalesce(a.last_error,
+                (SELECT 'push failed: ' || o.last_error FROM m365sync.outbox o
+                  WHERE o.account_id = a.account_id AND o.state = 'failed'
+                  ORDER BY o.outbox_id DESC LIMIT 1)) AS last_error,
+       (SELECT pg_catalog.count(*) FROM m365sync.events e
+         WHERE e.account_id = a.account_id AND NOT e.deleted) AS events,
+       (SELECT pg_catalog.count(*) FROM m365sync.outbox o
+         WHERE o.account_id = a.account_id AND o.state = 'pending') AS pending_pushes,
+       (SELECT pg_catalog.count(*) FROM m365sync.conflicts c
+         WHERE c.account_id = a.account_id AND c.resolved_at IS NULL) AS conflicts,
+       CASE WHEN s.account_id IS NOT NULL AND s.recreate THEN 'removed'
+            WHEN s.account_id IS NOT NULL AND s.expires_at <= pg_catalog.now() THEN 'expired'
+            WHEN s.account_id IS NOT NULL THEN 'active'
+            WHEN coalesce(pg_catalog.current_setting('m365sync.notification_url', true), '') = '' THEN 'off'
+            WHEN a.subscription_error IS NOT NULL THEN 'error'
+            ELSE 'pending' END AS subscription,
+       s.expires_at AS subscription_expires_at,
+       a.subscription_error
+  FROM m365sync.accounts a
+  LEFT JOIN m365sync.tenants t ON t.tenant_id = a.tenant_id
+  LEFT JOIN LATERAL (SELECT s1.account_id, s1.recreate, s1.expires_at FROM m365sync.subscriptions s1
+                      WHERE s1.account_id = a.account_id
+                      ORDER BY s1.created_at DESC LIMIT 1) s ON true
+$status$;
+
+CREATE FUNCTION m365sync._sync_runs()
+    RETURNS TABLE (account_id bigint, started_at timestamptz, finished_at timestamptz,
+                   pages integer, fetched integer, applied integer, deleted integer,
+                   pushed integer, http_requests integer, status text, error_code text,
+                   skipped integer)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS $runs$
+SELECT account_id, started_at, finished_at, pages, fetched, applied, deleted,
+       pushed, http_requests, status, error_code, skipped
+  FROM m365sync.sync_run_log
+$runs$;
+REVOKE ALL ON FUNCTION m365sync._account_status(), m365sync._sync_runs() FROM PUBLIC;
+-- a view's functions run with the querying role's EXECUTE right
+GRANT EXECUTE ON FUNCTION m365sync._account_status(), m365sync._sync_runs() TO m365sync_admin;
+
+CREATE OR REPLACE VIEW m365sync.account_status AS
+SELECT * FROM m365sync._account_status();
+
+CREATE OR REPLACE VIEW m365sync.sync_runs AS
+SELECT * FROM m365sync._sync_runs();
+
+-- m365sync.distribute() and the wake of an account's node (70_citus.sql).
+CREATE FUNCTION m365sync._wake_here() RETURNS boolean
+    LANGUAGE c VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_wake_here';
+REVOKE ALL ON FUNCTION m365sync._wake_here() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION m365sync._wake_here() TO m365sync_definer;
+
+CREATE FUNCTION m365sync.distribute() RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS $distribute$
+DECLARE
+    t text;
+    seq text;
+    per_account constant text[] := ARRAY['calendars', 'events', 'outbox', 'conflicts',
+        'sync_run_log', 'subscriptions', 'account_wakeups', 'data_keys', 'removed_events'];
+    reference constant text[] := ARRAY['app_config', 'tenants', 'oauth_states'];
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RAISE EXCEPTION 'Citus is not installed in database "%"', pg_catalog.current_database()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'On every node add citus to shared_preload_libraries (before m365sync); '
+                         'on the coordinator run CREATE EXTENSION citus, add the worker nodes, '
+                         'CREATE EXTENSION m365sync, then SELECT m365sync.distribute().';
+    END IF;
+    IF NOT pg_catalog.citus_is_coordinator() THEN
+        RAISE EXCEPTION 'm365sync.distribute() runs on the Citus coordinator'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Connect to the coordinator and call it there.';
+    END IF;
+    -- the triggers of data_keys run on its shards (key check, cache reset)
+    SET LOCAL citus.enable_unsafe_triggers = on;
+    SET LOCAL citus.multi_shard_modify_mode = 'sequential';
+    SET LOCAL client_min_messages = warning;
+    -- a sync round meeting the conversion's locks gives way (it retries), not this
+    SET LOCAL deadlock_timeout = '60s';
+
+    -- The first time: the tables to ourselves, accounts first (as every
+    -- round takes them), so no worker round deadlocks with the conversion.
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid = 'm365sync.accounts'::regclass) THEN
+        LOCK TABLE m365sync.accounts, m365sync.tenants, m365sync.app_config, m365sync.oauth_states,
+                   m365sync.calendars, m365sync.events, m365sync.outbox, m365sync.conflicts,
+                   m365sync.sync_run_log, m365sync.subscriptions, m365sync.account_wakeups,
+                   m365sync.data_keys, m365sync.removed_events IN ACCESS EXCLUSIVE MODE;
+    END IF;
+    -- accounts refers to tenants: distribute both without the key, then restore it
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid = 'm365sync.tenants'::regclass) THEN
+        ALTER TABLE m365sync.accounts DROP CONSTRAINT IF EXISTS accounts_tenant_id_fkey;
+    END IF;
+    FOREACH t IN ARRAY reference LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                        WHERE logicalrelid = ('m365sync.' || t)::regclass) THEN
+            PERFORM pg_catalog.create_reference_table(('m365sync.' || t)::regclass);
+            PERFORM pg_catalog.truncate_local_data_after_distributing_table(('m365sync.' || t)::regclass);
+        END IF;
+    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                    WHERE logicalrelid = 'm365sync.accounts'::regclass) THEN
+        PERFORM pg_catalog.create_distributed_table('m365sync.accounts', 'account_id');
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                    WHERE conrelid = 'm365sync.accounts'::regclass
+                      AND conname = 'accounts_tenant_id_fkey') THEN
+        -- the nodes' copies of the extension still have it
+        ALTER TABLE m365sync.accounts DROP CONSTRAINT IF EXISTS accounts_tenant_id_fkey;
+        ALTER TABLE m365sync.accounts ADD CONSTRAINT accounts_tenant_id_fkey
+            FOREIGN KEY (tenant_id) REFERENCES m365sync.tenants;
+    END IF;
+    FOREACH t IN ARRAY per_account LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                        WHERE logicalrelid = ('m365sync.' || t)::regclass) THEN
+            PERFORM pg_catalog.create_distributed_table(('m365sync.' || t)::regclass, 'account_id',
+                                                        colocate_with => 'm365sync.accounts');
+        END IF;
+    END LOOP;
+    -- the coordinator's own copies of the rows are in the shards now
+    FOREACH t IN ARRAY ARRAY['accounts'] || per_account LOOP
+        PERFORM pg_catalog.truncate_local_data_after_distributing_table(('m365sync.' || t)::regclass);
+    END LOOP;
+
+    -- ids made on different nodes never collide: each node group its own range
+    FOR seq IN SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'm365sync' AND c.relkind = 'S' ORDER BY 1 LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.run_command_on_all_nodes(pg_catalog.format(
+            'DO $$ DECLARE g bigint := (SELECT groupid FROM pg_catalog.pg_dist_local_group); '
+            'BEGIN IF g > 0 AND (SELECT last_value FROM %1$s) < (g << 48) THEN '
+            'EXECUTE pg_catalog.format(''ALTER SEQUENCE %1$s RESTART WITH %%s'', (g << 48) + 1); '
+            'END IF; END $$', seq)) r WHERE NOT r.success) THEN
+            RAISE EXCEPTION 'could not give sequence % its range on every node', seq
+                USING ERRCODE = 'connection_failure',
+                      HINT = 'Check that every node is up (citus_check_cluster_node_health()) and call m365sync.distribute() again.';
+        END IF;
+    END LOOP;
+
+    IF NOT (SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = 'm365sync_definer') THEN
+        ALTER ROLE m365sync_definer LOGIN;
+    END IF;
+    EXECUTE pg_catalog.format('ALTER DATABASE %I SET citus.propagate_set_commands = local',
+                              pg_catalog.current_database());
+    PERFORM m365sync._audit('distribute', NULL, NULL);
+END
+$distribute$;
+COMMENT ON FUNCTION m365sync.distribute() IS
+    'On a Citus coordinator: distributes the per-account tables by account_id (co-located with accounts) and makes the configuration tables reference tables; idempotent.';
+REVOKE ALL ON FUNCTION m365sync.distribute() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION m365sync.distribute() TO m365sync_admin;

@@ -1,0 +1,153 @@
+/*
+ * store_placement.c — SPI on Citus's catalog and the routed calls of a
+ * distributed m365sync (see store_placement.h). Citus's own tables and
+ * functions are named only here, and only after the check that m365sync is
+ * distributed, so a server without Citus never parses a query naming them.
+ *
+ * The worker's ownership filter names the shards of m365sync.accounts this
+ * node holds (pg_dist_placement in this node's group): every per-account
+ * table is co-located with accounts, so the account's events, outbox and
+ * the rest are on the same node, and the round's queries run there by local
+ * execution. After a shard move the next round of each node reads the new
+ * placements.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+
+#include "identity.h"
+#include "spi_util.h"
+#include "store_placement.h"
+#include "wake.h"
+
+/* Distribution is for good once seen; "not distributed" is asked again each transaction. */
+static bool distributed_seen = false;
+static LocalTransactionId not_distributed_lxid = InvalidLocalTransactionId;
+
+bool
+m365_store_placement_distributed(void)
+{
+	bool		dist;
+
+	if (distributed_seen)
+		return true;
+	/* no Citus in this database: a catalog cache lookup, no query */
+	if (!OidIsValid(get_extension_oid("citus", true)))
+		return false;
+	if (MyProc != NULL && LocalTransactionIdIsValid(not_distributed_lxid) &&
+		not_distributed_lxid == MyProc->lxid)
+		return false;
+	SPI_connect();
+	m365_spi_run_read_only("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition"
+						   " WHERE logicalrelid = 'm365sync.accounts'::pg_catalog.regclass)",
+						   NULL, SPI_OK_SELECT, "asking Citus whether m365sync is distributed");
+	dist = m365_spi_get_bool(1);
+	SPI_finish();
+	if (dist)
+		distributed_seen = true;
+	else if (MyProc != NULL)
+		not_distributed_lxid = MyProc->lxid;
+	return dist;
+}
+
+char *
+m365_store_placement_owned_filter(const char *col)
+{
+	StringInfoData s;
+	uint64		n;
+	uint64		i;
+
+	if (!m365_store_placement_distributed())
+		return "";
+	initStringInfo(&s);
+	SPI_connect();
+	n = m365_spi_run_read_only("SELECT s.shardid FROM pg_catalog.pg_dist_shard s"
+							   " JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid"
+							   " WHERE s.logicalrelid = 'm365sync.accounts'::pg_catalog.regclass"
+							   "   AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)"
+							   " ORDER BY 1",
+							   NULL, SPI_OK_SELECT, "finding the shards this node holds");
+	if (n == 0)
+		appendStringInfoString(&s, " AND false");
+	else
+	{
+		appendStringInfo(&s, " AND pg_catalog.get_shard_id_for_distribution_column("
+						 "'m365sync.accounts', %s) IN (", col);
+		for (i = 0; i < n; i++)
+			appendStringInfo(&s, "%s" INT64_FORMAT, i ? ", " : "", m365_spi_row_int8(i, 1));
+		appendStringInfoChar(&s, ')');
+	}
+	SPI_finish();
+	return s.data;
+}
+
+/* The last account the acting user was found to own, in which transaction, as whom. */
+static LocalTransactionId owns_lxid = InvalidLocalTransactionId;
+static int64 owns_account = 0;
+static char owns_user[256];
+
+bool
+m365_store_placement_acting_owns(int64 account_id)
+{
+	const char *user = m365_flowagent_user;
+	M365SpiArgs a = {0};
+	bool		owns;
+
+	if (user == NULL || user[0] == '\0' || strlen(user) >= sizeof(owns_user) || MyProc == NULL)
+		return false;
+	if (owns_lxid == MyProc->lxid && owns_account == account_id && strcmp(owns_user, user) == 0)
+		return true;
+
+	m365_spi_arg_int8(&a, account_id);
+	if (!m365_store_placement_distributed())
+	{
+		SPI_connect();
+		/* the accounts policy keeps only the acting user's rows */
+		owns = m365_spi_run_read_only("SELECT 1 FROM m365sync.accounts a WHERE a.account_id = $1",
+									  &a, SPI_OK_SELECT, "checking the acting user's account") > 0;
+		SPI_finish();
+	}
+	else
+	{
+		char	   *shard;
+		bool		isnull;
+
+		SPI_connect();
+		m365_spi_run_read_only("SELECT pg_catalog.to_regclass(pg_catalog.shard_name('m365sync.accounts',"
+							   " pg_catalog.get_shard_id_for_distribution_column('m365sync.accounts', $1)))::text",
+							   &a, SPI_OK_SELECT, "finding an account's shard");
+		(void) m365_spi_get_datum(1, &isnull);
+		shard = isnull ? NULL : m365_spi_get_text(1, CurrentMemoryContext);
+		/* not on this node: nothing of it is read here either, so refuse */
+		owns = shard != NULL &&
+			m365_spi_run_read_only(psprintf("SELECT 1 FROM %s a WHERE a.account_id = $1", shard),
+								   &a, SPI_OK_SELECT, "checking the acting user's account") > 0;
+		SPI_finish();
+	}
+	if (owns)
+	{
+		owns_lxid = MyProc->lxid;
+		owns_account = account_id;
+		strlcpy(owns_user, user, sizeof(owns_user));
+	}
+	return owns;
+}
+
+void
+m365_store_placement_wake_owner(int64 account_id)
+{
+	M365SpiArgs a = {0};
+
+	m365_wake_worker_at_commit();
+	if (!m365_store_placement_distributed())
+		return;
+	m365_spi_arg_int8(&a, account_id);
+	/* routed to the account's shard: the call runs on its node, in this transaction */
+	m365_spi_exec("SELECT m365sync._wake_here() FROM m365sync.accounts a WHERE a.account_id = $1",
+				  &a, SPI_OK_SELECT, "waking the worker of the account's node");
+}

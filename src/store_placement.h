@@ -1,0 +1,40 @@
+/*
+ * store_placement.h — where an account's rows live on a Citus cluster
+ * (store_placement.c): is m365sync distributed, which accounts this node
+ * owns, the acting user's row-level-security check that needs no subquery,
+ * and the wake of the owning node's worker. On a single server every answer
+ * is the trivial one (not distributed, every account owned, no remote wake).
+ */
+#ifndef M365SYNC_STORE_PLACEMENT_H
+#define M365SYNC_STORE_PLACEMENT_H
+
+#include "postgres.h"
+
+/* Is m365sync.accounts a Citus distributed table in this database? */
+extern bool m365_store_placement_distributed(void);
+
+/*
+ * The ownership predicate of the sync worker's queries, as SQL text to
+ * append to a WHERE clause about the accounts column named by col (e.g.
+ * "a.account_id"): empty on a single server; on a Citus node "the account's
+ * shard is placed on this node" (" AND false" when it holds none).
+ */
+extern char *m365_store_placement_owned_filter(const char *col);
+
+/*
+ * Row level security without a subquery (Citus refuses those in policies):
+ * does the acting FlowAgent user own account_id? Reads the accounts row
+ * under its own policy: on a Citus node from the account's co-located shard,
+ * which is always on the node evaluating the policy; else from the table.
+ */
+extern bool m365_store_placement_acting_owns(int64 account_id);
+
+/*
+ * Wake, at commit, the sync worker that serves account_id: this server's,
+ * and on a Citus cluster the one of the node holding the account's shards
+ * (a call routed there inside the caller's distributed transaction, which
+ * registers that node's own at-commit wake).
+ */
+extern void m365_store_placement_wake_owner(int64 account_id);
+
+#endif

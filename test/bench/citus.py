@@ -1,0 +1,181 @@
+"""The measurements of test/bench/citus (run by it, as the server's OS user).
+
+Part 1: CITUS_ACCOUNTS app-only mailboxes (one calendar each) polled with
+no change at 50 ms simulated latency: every account made due at once, the
+time from the first round's start to the last round's end, with one worker
+node, then again after a second node was added and the shards rebalanced.
+The latency-bound limit of a run is requests x latency / (max_connections x
+nodes): what the nodes could do if every connection were always busy.
+
+Part 2: events() for a one-week window of one user with CITUS_EVENTS events
+over a year, through the coordinator against a single server holding the
+same rows: mean time per call (pgbench, one client, 10 s each).
+"""
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+import ssl
+
+CA = os.environ["CA"]
+PSQL = os.environ["PSQL"]
+N = int(os.environ["CITUS_ACCOUNTS"])
+N_EVENTS = int(os.environ["CITUS_EVENTS"])
+SIM = os.environ["SIM"]
+PORT = {"coord": os.environ["PORT_COORD"], "w1": os.environ["PORT_W1"],
+        "w2": os.environ["PORT_W2"], "single": os.environ["PORT_SINGLE"]}
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+SECRET = "bench-secret"
+LATENCY = 0.050
+MAX_CONN = 8
+CTX = ssl.create_default_context(cafile=CA)
+
+
+def sql(node, q, stdin=None):
+    r = subprocess.run([PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-p", PORT[node], "-d", "postgres",
+                        "-c", q], input=stdin, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("psql (%s): %s" % (node, r.stderr))
+    return r.stdout.strip()
+
+
+def ctl(method, path, body=None):
+    req = urllib.request.Request(SIM + "/_sim/" + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, context=CTX) as r:
+        data = r.read()
+    return json.loads(data) if data else None
+
+
+def cluster():
+    for n in ("coord", "w1", "w2"):
+        sql(n, "CREATE EXTENSION citus")
+    sql("coord", "SELECT citus_set_coordinator_host('127.0.0.1', %s)" % PORT["coord"])
+    sql("coord", "SELECT citus_add_node('127.0.0.1', %s)" % PORT["w1"])
+    sql("coord", "CREATE EXTENSION m365sync")
+    sql("coord", "SELECT m365sync.distribute()")
+    sql("single", "CREATE EXTENSION m365sync")
+
+
+def accounts():
+    ctl("POST", "tenants", {"tenant": "fabrikam.example"})
+    ctl("POST", "apps", {"client_id": CLIENT_ID, "client_secret": SECRET,
+                         "redirect_uris": ["https://flowagent.example/cb"]})
+    ctl("POST", "consent", {"tenant": "fabrikam.example", "granted": True})
+    t = time.time()
+    users = ctl("POST", "bulk_users", {"tenant": "fabrikam.example", "count": N, "events_per_user": 1})["users"]
+    rows = []
+    for i, u in enumerate(users):
+        cal = ctl("GET", "users/%s" % u["id"])["calendars"][0]["id"]
+        rows.append("%d\t%s\t%s" % (1000 + i, u["id"], cal))
+    token = ctl("POST", "tokens/issue", {"tenant": "fabrikam.example", "client_id": CLIENT_ID})["access_token"]
+    sql("coord", "SELECT m365sync.configure('%s', '%s', 'https://flowagent.example/cb')" % (CLIENT_ID, SECRET))
+    sql("coord", """CREATE TEMP TABLE bench_rows (account_id bigint, user_id text, cal_id text);
+           COPY bench_rows FROM STDIN;
+           INSERT INTO m365sync.tenants (tenant, consent_status) VALUES ('fabrikam.example', 'granted');
+           INSERT INTO m365sync.accounts (account_id, flowagent_user, mode, ms_user_id, status, token_expires_at,
+                                          next_sync_at, tenant_id, access_token)
+             SELECT account_id, 'bench-' || account_id, 'application', user_id, 'connected', now() + interval '55 minutes',
+                    'infinity', (SELECT tenant_id FROM m365sync.tenants WHERE tenant = 'fabrikam.example'),
+                    m365sync._encrypt_text('accounts', 'access_token', account_id, account_id, '%s')
+               FROM bench_rows;
+           INSERT INTO m365sync.calendars (account_id, calendar_id, graph_id, is_default, sync_enabled)
+             SELECT account_id, account_id, cal_id, true, true FROM bench_rows;""" % token,
+        stdin="\n".join(rows) + "\n\\.\n")
+    print("setup: %d app-only mailboxes (%.1f s)" % (N, time.time() - t))
+
+
+def wake_workers():
+    sql("coord", "SELECT run_command_on_workers('SELECT pg_reload_conf()')")
+
+
+def poll_all():
+    """Every account due now; wait for all rounds; (rounds, requests, seconds, failed)."""
+    mark = sql("coord", "SELECT now()")
+    sql("coord", "UPDATE m365sync.accounts SET next_sync_at = now() WHERE account_id >= 1000")
+    wake_workers()
+    q = "FROM m365sync.sync_run_log WHERE started_at >= '%s' AND account_id >= 1000" % mark
+    while int(sql("coord", "SELECT count(*) %s AND finished_at IS NOT NULL" % q)) < N:
+        time.sleep(0.5)
+    out = sql("coord", "SELECT count(*), sum(http_requests), extract(epoch FROM max(finished_at) - min(started_at)),"
+                       " count(*) FILTER (WHERE status <> 'ok') " + q)
+    n, reqs, secs, bad = out.split("|")
+    return int(n), int(reqs), float(secs), int(bad)
+
+
+def part1():
+    results = {}
+    print("initial sync, one worker node: %d rounds, %d requests in %.1f s (%d failed)" % poll_all())
+    for nodes in (1, 2):
+        if nodes == 2:
+            t = time.time()
+            sql("coord", "SELECT citus_add_node('127.0.0.1', %s)" % PORT["w2"])
+            sql("coord", "SELECT m365sync.distribute()")    # the new node's id ranges
+            sql("coord", "SELECT citus_rebalance_start(shard_transfer_mode => 'block_writes')")
+            sql("coord", "SELECT citus_rebalance_wait()")
+            print("second worker node added and shards rebalanced (%.1f s): %s" % (time.time() - t, sql(
+                "coord", "SELECT string_agg('port ' || nodeport || ': ' || n || ' shards', ', ') FROM"
+                         " (SELECT n.nodeport, count(*) n FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)"
+                         " JOIN pg_dist_node n USING (groupid) WHERE s.logicalrelid = 'm365sync.accounts'::regclass"
+                         " GROUP BY 1 ORDER BY 1) x")))
+            poll_all()    # the moved accounts' first rounds on their new node
+        n, reqs, secs, bad = poll_all()
+        bound = reqs * LATENCY / (MAX_CONN * nodes)
+        results[nodes] = n / secs
+        print("no-change poll, %d worker node(s), max_connections=%d each: %d mailboxes, %.2f requests per calendar,"
+              " %.1f s = %.0f rounds/s (latency-bound %.1f s = %.0f rounds/s) -> %.2f of the limit, %d failed rounds"
+              % (nodes, MAX_CONN, n, reqs / n, secs, n / secs, bound, n / bound, bound / secs, bad))
+    print("two nodes : one node = %.2fx (goal >= 1.8x)" % (results[2] / results[1]))
+
+
+def pgbench_ms(node, script):
+    with open("events.sql", "w") as f:
+        f.write(script)
+    r = subprocess.run([os.environ["PGBENCH"], "-n", "-c", "1", "-T", "10", "-f", "events.sql", "-p", PORT[node],
+                        "postgres"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("pgbench (%s): %s" % (node, r.stderr))
+    return float(re.search(r"latency average = ([0-9.]+) ms", r.stdout).group(1))
+
+
+def part2():
+    for node in ("coord", "single"):
+        if node == "single":
+            sql(node, "SELECT m365sync.configure('%s', '%s', 'https://flowagent.example/cb')" % (CLIENT_ID, SECRET))
+        # the worker never picks it: no Graph user id
+        sql(node, """INSERT INTO m365sync.accounts (account_id, flowagent_user, mode, status)
+                       VALUES (1, 'bench-week', 'application', 'connected');
+                     INSERT INTO m365sync.calendars (account_id, calendar_id, graph_id, is_default, sync_enabled)
+                       VALUES (1, 1, 'cal-1', true, false);""")
+        stmts = "".join(
+            "SELECT m365sync.upsert_event('{\"subject\": \"week %d\", \"body\": {\"contentType\": \"text\", \"content\": \"%s\"},"
+            " \"start\": {\"dateTime\": \"%s\", \"timeZone\": \"UTC\"}, \"end\": {\"dateTime\": \"%s\", \"timeZone\": \"UTC\"}}');\n"
+            % (i, "x" * 400, time.strftime("%Y-%m-%dT%H:00:00", time.gmtime(time.time() + i * 365 * 86400 / N_EVENTS)),
+               time.strftime("%Y-%m-%dT%H:30:00", time.gmtime(time.time() + i * 365 * 86400 / N_EVENTS)))
+            for i in range(N_EVENTS))
+        subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", PORT[node], "-d", "postgres"], check=True,
+                       input="BEGIN;\nSET LOCAL m365sync.flowagent_user = 'bench-week';\n" + stmts + "COMMIT;\n",
+                       text=True, capture_output=True)
+    script = ("BEGIN;\nSET LOCAL m365sync.flowagent_user = 'bench-week';\n"
+              "SELECT count(*) FROM m365sync.events(now() + interval '30 days', now() + interval '37 days');\nCOMMIT;\n")
+    n = sql("single", "BEGIN; SET LOCAL m365sync.flowagent_user = 'bench-week';"
+                      " SELECT count(*) FROM m365sync.events(now() + interval '30 days', now() + interval '37 days');"
+                      " COMMIT;")
+    single = pgbench_ms("single", script)
+    coord = pgbench_ms("coord", script)
+    print("events() of a one-week window (%s events of %d): single server %.2f ms, Citus coordinator %.2f ms"
+          " -> %.2fx (goal <= 1.5x)" % (n, N_EVENTS, single, coord, coord / single))
+    # the same with one connection per node: the acting user's account is
+    # found by flowagent_user, a query over every shard
+    pool1 = pgbench_ms("coord", script.replace("BEGIN;\n", "BEGIN;\nSET LOCAL citus.max_adaptive_executor_pool_size = 1;\n", 1))
+    print("  the same, citus.max_adaptive_executor_pool_size = 1: %.2f ms -> %.2fx" % (pool1, pool1 / single))
+
+
+print("== test/bench/citus (CITUS_ACCOUNTS=%d CITUS_EVENTS=%d)" % (N, N_EVENTS))
+cluster()
+accounts()
+part1()
+part2()
