@@ -332,7 +332,9 @@ m365_event_times_as_instants(cJSON *tree)
 
 	if (tree == NULL || m365_event_parse(tree, M365_EV_FROM_GRAPH, &ev, &err) != M365_EV_OK)
 		return false;
-	m365_event_columns(&ev, &cols);
+	/* Graph's copies are rendered in UTC; a stored caller's time with an odd zone is not comparable */
+	if (m365_event_columns_check(&ev, true, &cols, &err) != M365_EV_OK)
+		return false;
 	s = cols.is_all_day ? (double) cols.start_date : (double) cols.start_at;
 	e = cols.is_all_day ? (double) cols.end_date : (double) cols.end_at;
 	cJSON_DeleteItemFromObjectCaseSensitive(tree, M365_F_START);
