@@ -331,8 +331,9 @@ m365_store_accounts_lock(int64 account_id, M365Account *out)
  * The user's account; 0 when they have none. Caller connected to SPI.
  * First from user_accounts, by its primary key (on Citus a reference table,
  * read where we are); an account made outside m365_store_accounts_create
- * (rows written by hand) is still found in accounts, where on Citus the
- * search asks every shard.
+ * (rows written by hand) or under 0.1.0's schema (which has no
+ * user_accounts; the update fills it) is still found in accounts, where on
+ * Citus the search asks every shard.
  */
 static int64
 account_of_user(const char *flowagent_user)
@@ -342,8 +343,9 @@ account_of_user(const char *flowagent_user)
 	M365SpiArgs a = {0};
 
 	m365_spi_arg_text(&a, flowagent_user);
-	if (m365_spi_run_saved(&by_map, "SELECT u.account_id FROM m365sync.user_accounts u WHERE u.flowagent_user = $1",
-						   &a, SPI_OK_SELECT, 1, "finding the user's account") == 1 ||
+	if ((m365_schema_is_0_2() &&
+		 m365_spi_run_saved(&by_map, "SELECT u.account_id FROM m365sync.user_accounts u WHERE u.flowagent_user = $1",
+							&a, SPI_OK_SELECT, 1, "finding the user's account") == 1) ||
 		m365_spi_run_saved(&by_accounts, "SELECT a.account_id FROM m365sync.accounts a"
 						   " WHERE a.flowagent_user = $1 ORDER BY a.account_id LIMIT 1",
 						   &a, SPI_OK_SELECT, 1, "finding the user's account") == 1)
@@ -388,11 +390,14 @@ m365_store_accounts_create(const char *flowagent_user, const char *mode, int64 t
 		"VALUES ($1, $2, $3, 'connecting') RETURNING account_id",
 		&a, SPI_OK_INSERT_RETURNING, NULL);
 	id = m365_spi_get_int8(1);
-	memset(&a, 0, sizeof(a));
-	m365_spi_arg_text(&a, flowagent_user);
-	m365_spi_arg_int8(&a, id);
-	m365_spi_run("INSERT INTO m365sync.user_accounts (flowagent_user, account_id) VALUES ($1, $2)",
-				 &a, SPI_OK_INSERT, "recording the user's account");
+	if (m365_schema_is_0_2())
+	{
+		memset(&a, 0, sizeof(a));
+		m365_spi_arg_text(&a, flowagent_user);
+		m365_spi_arg_int8(&a, id);
+		m365_spi_run("INSERT INTO m365sync.user_accounts (flowagent_user, account_id) VALUES ($1, $2)",
+					 &a, SPI_OK_INSERT, "recording the user's account");
+	}
 	SPI_finish();
 	return id;
 }
@@ -642,8 +647,9 @@ m365_store_accounts_delete_accounts(const int64 *account_ids, int n)
 	m365_spi_arg_int8_array(&a, account_ids, n);
 	m365_spi_exec("DELETE FROM m365sync.accounts WHERE account_id = ANY ($1)",
 				  &a, SPI_OK_DELETE, "erasing rows of the user");
-	m365_spi_exec("DELETE FROM m365sync.user_accounts WHERE account_id = ANY ($1)",
-				  &a, SPI_OK_DELETE, "erasing rows of the user");
+	if (m365_schema_is_0_2())
+		m365_spi_exec("DELETE FROM m365sync.user_accounts WHERE account_id = ANY ($1)",
+					  &a, SPI_OK_DELETE, "erasing rows of the user");
 }
 
 /* The user's accounts, locked for the purge; *ids in the caller's context. */
