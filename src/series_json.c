@@ -24,6 +24,16 @@ static const char *const master_only[] = {
 	"occurrenceId", NULL
 };
 
+/* Every item of that name: a JSON text may repeat a name. */
+static void
+delete_all(cJSON *obj, const char *name)
+{
+	cJSON	   *it;
+
+	while ((it = cJSON_DetachItemFromObjectCaseSensitive(obj, name)) != NULL)
+		cJSON_Delete(it);
+}
+
 /* W/"abc" → abc (malloc'd), or NULL when not an etag. */
 static char *
 etag_value(const char *etag)
@@ -61,12 +71,16 @@ m365_series_fill_stub(const cJSON *master, const cJSON *stub)
 	if (out == NULL)
 		return NULL;
 	for (i = 0; master_only[i]; i++)
-		cJSON_DeleteItemFromObjectCaseSensitive(out, master_only[i]);
+		delete_all(out, master_only[i]);
 	cJSON_ArrayForEach(f, stub)
 	{
-		cJSON	   *copy = cJSON_Duplicate(f, 1);
+		cJSON	   *copy;
 
-		cJSON_DeleteItemFromObjectCaseSensitive(out, f->string);
+		/* a name given twice: the first counts, as every cJSON lookup reads it */
+		if (f->string == NULL || cJSON_GetObjectItemCaseSensitive(stub, f->string) != f)
+			continue;
+		copy = cJSON_Duplicate(f, 1);
+		delete_all(out, f->string);
 		if (copy == NULL || !cJSON_AddItemToObject(out, f->string, copy))
 		{
 			cJSON_Delete(copy);
@@ -74,6 +88,8 @@ m365_series_fill_stub(const cJSON *master, const cJSON *stub)
 			return NULL;
 		}
 	}
+	/* an occurrence has no recurrence of its own, whatever the item said */
+	delete_all(out, "recurrence");
 	if (cJSON_AddNullToObject(out, "recurrence") == NULL)
 	{
 		cJSON_Delete(out);
@@ -84,6 +100,8 @@ m365_series_fill_stub(const cJSON *master, const cJSON *stub)
 	{
 		char	   *ck = etag_value(etag->valuestring);
 
+		if (ck)
+			delete_all(out, "changeKey");
 		if (ck && cJSON_AddStringToObject(out, "changeKey", ck) == NULL)
 		{
 			free(ck);

@@ -85,6 +85,25 @@ test_fill(void)
 }
 
 static void
+test_repeated_names(void)
+{
+	cJSON	   *master = cJSON_Parse("{\"id\":\"M=\",\"id\":\"M2=\",\"subject\":\"s\",\"recurrence\":{}}");
+	cJSON	   *stub = cJSON_Parse("{\"type\":\"occurrence\",\"id\":\"O=\",\"type\":\"seriesMaster\","
+								   "\"recurrence\":{\"x\":1},\"@odata.etag\":\"W/\\\"E\\\"\"}");
+	cJSON	   *full = m365_series_fill_stub(master, stub);
+
+	ok(full && strcmp(str(full, "id"), "O=") == 0 && count_key(full, "id") == 1,
+	   "a name the master repeats is gone from the occurrence (found by fuzzing)");
+	ok(full && strcmp(str(full, "type"), "occurrence") == 0 && count_key(full, "type") == 1,
+	   "a name the item repeats: the first counts, as every lookup reads it (found by fuzzing)");
+	ok(full && cJSON_IsNull(cJSON_GetObjectItem(full, "recurrence")) && count_key(full, "recurrence") == 1,
+	   "an item's own recurrence does not survive (found by fuzzing)");
+	cJSON_Delete(full);
+	cJSON_Delete(master);
+	cJSON_Delete(stub);
+}
+
+static void
 test_instances(void)
 {
 	cJSON	   *r = cJSON_Parse("{\"value\":[{\"id\":\"A\"},{\"id\":\"B\",\"subject\":\"x\"}]}");
@@ -113,6 +132,7 @@ int
 main(void)
 {
 	test_fill();
+	test_repeated_names();
 	test_instances();
 	return done_testing();
 }
