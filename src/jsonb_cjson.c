@@ -90,9 +90,38 @@ scalar_value(const cJSON *node, JsonbValue *v)
 	return true;
 }
 
+/* An object's member, for putting the keys in jsonb's order first. */
+typedef struct Member
+{
+	const cJSON *node;
+	int			key_len;
+	int			pos;			/* in the document: equal keys keep it */
+} Member;
+
+/* jsonb's key order: shorter first, then bytewise; equal keys as they came. */
+static int
+member_cmp(const void *a, const void *b)
+{
+	const Member *ma = a;
+	const Member *mb = b;
+	int			r;
+
+	if (ma->key_len != mb->key_len)
+		return ma->key_len < mb->key_len ? -1 : 1;
+	r = memcmp(ma->node->string, mb->node->string, ma->key_len);
+	if (r != 0)
+		return r;
+	return ma->pos < mb->pos ? -1 : 1;
+}
+
 /*
  * Push one node and its children as `token`; false on bad text. *built is
  * what pushJsonbValue returned last: at the top, the finished container.
+ *
+ * An object's members are pushed in jsonb's key order, so the sort that
+ * pushJsonbValue runs at the object's end finds them in order at once (its
+ * quicksort checks for that first); with duplicate keys it sorts them as
+ * it always did. The value is the same either way.
  */
 static bool
 push_node(JsonbParseState **state, const cJSON *node, JsonbIteratorToken token,
@@ -111,18 +140,42 @@ push_node(JsonbParseState **state, const cJSON *node, JsonbIteratorToken token,
 		return true;
 	}
 	pushJsonbValue(state, is_object ? WJB_BEGIN_OBJECT : WJB_BEGIN_ARRAY, NULL);
-	for (c = node->child; c != NULL; c = c->next)
+	if (!is_object)
 	{
-		if (is_object)
+		for (c = node->child; c != NULL; c = c->next)
+			if (!push_node(state, c, WJB_ELEM, built))
+				return false;
+	}
+	else
+	{
+		int			n = 0;
+		Member	   *m;
+
+		for (c = node->child; c != NULL; c = c->next)
+			n++;
+		m = palloc(sizeof(Member) * Max(n, 1));
+		n = 0;
+		for (c = node->child; c != NULL; c = c->next)
+		{
+			if (c->string == NULL)
+				return false;
+			m[n].node = c;
+			m[n].key_len = (int) strlen(c->string);
+			m[n].pos = n;
+			n++;
+		}
+		qsort(m, n, sizeof(Member), member_cmp);
+		for (int i = 0; i < n; i++)
 		{
 			JsonbValue	key;
 
-			if (c->string == NULL || !text_value(c->string, &key))
+			if (!text_value(m[i].node->string, &key))
 				return false;
 			pushJsonbValue(state, WJB_KEY, &key);
+			if (!push_node(state, m[i].node, WJB_VALUE, built))
+				return false;
 		}
-		if (!push_node(state, c, is_object ? WJB_VALUE : WJB_ELEM, built))
-			return false;
+		pfree(m);
 	}
 	*built = pushJsonbValue(state, is_object ? WJB_END_OBJECT : WJB_END_ARRAY, NULL);
 	return true;

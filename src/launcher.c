@@ -4,16 +4,19 @@
  * The launcher connects to no database (it reads only the shared catalog
  * pg_database), so it never stands in the way of a DBA's command. While the
  * database named by m365sync.database exists and accepts connections it
- * keeps one sync worker (worker.c) running there as a dynamic background
- * worker; while it does not, it waits, saying so once. A DBA's command that
+ * keeps m365sync.max_workers sync workers (worker.c) running there as
+ * dynamic background workers, each with its index in bgw_extra (its share
+ * of the accounts); while it does not, it waits, saying so once. The
+ * workers start and stop as one group: when one exits on its own the
+ * others are stopped and the group restarts after the restart delay. A DBA's command that
  * PostgreSQL refuses while another session is connected to a database (DROP
  * DATABASE, ALTER DATABASE RENAME or SET TABLESPACE, CREATE DATABASE ...
  * TEMPLATE) first holds the database (m365_hold_database, called from the
- * utility hook): the launcher stops the worker there and starts none until
+ * utility hook): the launcher stops the workers there and starts none until
  * the holding transaction ends. Then it looks again: the database may be
  * gone, renamed, or still there (the command failed).
  *
- * The shared memory request also carries the sync worker's latch slot,
+ * The shared memory request also carries the sync workers' latch slots,
  * which backends set at commit to wake it (wake.c). Nothing here touches an m365sync
  * table, and the launcher never exits with code 0.
  */
@@ -275,14 +278,46 @@ typedef enum DbState
 	DB_READY
 } DbState;
 
-static BackgroundWorkerHandle *worker_handle = NULL;
+/* The running group: one handle per worker index (NULL: not running). */
+static BackgroundWorkerHandle **worker_handles = NULL;
+static int	n_handles = 0;			/* non-NULL entries */
+
+static void
+terminate_workers(void)
+{
+	for (int i = 0; i < m365_max_workers; i++)
+		if (worker_handles[i] != NULL)
+			TerminateBackgroundWorker(worker_handles[i]);
+}
+
+/* Forget the workers that have stopped; true if any had. */
+static bool
+reap_workers(void)
+{
+	bool		any = false;
+
+	for (int i = 0; i < m365_max_workers; i++)
+	{
+		pid_t		pid;
+
+		if (worker_handles[i] != NULL &&
+			GetBackgroundWorkerPid(worker_handles[i], &pid) == BGWH_STOPPED)
+		{
+			pfree(worker_handles[i]);
+			worker_handles[i] = NULL;
+			n_handles--;
+			any = true;
+		}
+	}
+	return any;
+}
 
 static void
 launcher_exit(int code, Datum arg)
 {
 	/* A launcher started again must not find a worker it does not know. */
-	if (worker_handle != NULL)
-		TerminateBackgroundWorker(worker_handle);
+	if (worker_handles != NULL)
+		terminate_workers();
 	if (shared != NULL)
 	{
 		SpinLockAcquire(&shared->mutex);
@@ -378,7 +413,7 @@ held_by_command(Oid dboid, bool claim_if_free)
 }
 
 static bool
-start_worker(Oid dboid)
+start_worker(Oid dboid, int index)
 {
 	BackgroundWorker worker;
 	MemoryContext old;
@@ -391,17 +426,36 @@ start_worker(Oid dboid)
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "m365sync");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "m365_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "m365sync worker");
+	if (index == 0)
+		snprintf(worker.bgw_name, BGW_MAXLEN, "m365sync worker");
+	else
+		snprintf(worker.bgw_name, BGW_MAXLEN, "m365sync worker %d", index + 1);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "m365sync worker");
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	memcpy(worker.bgw_extra, &index, sizeof(index));
 	worker.bgw_notify_pid = MyProcPid;
 
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	ok = RegisterDynamicBackgroundWorker(&worker, &worker_handle);
+	ok = RegisterDynamicBackgroundWorker(&worker, &worker_handles[index]);
 	MemoryContextSwitchTo(old);
 	if (!ok)
-		worker_handle = NULL;
+		worker_handles[index] = NULL;
+	else
+		n_handles++;
 	return ok;
+}
+
+/* The whole group, or none of it (those started are stopped again). */
+static bool
+start_workers(Oid dboid)
+{
+	for (int i = 0; i < m365_max_workers; i++)
+		if (worker_handles[i] == NULL && !start_worker(dboid, i))
+		{
+			terminate_workers();
+			return false;
+		}
+	return true;
 }
 
 void
@@ -409,6 +463,7 @@ m365_launcher_main(Datum arg)
 {
 	DbState		last_state = DB_UNKNOWN;
 	bool		stopping = false;
+	bool		exited_alone = false;	/* stopping because one worker exited on its own */
 	bool		start_failed_logged = false;
 	TimestampTz started_at = 0;
 	TimestampTz restart_at = 0;
@@ -423,17 +478,23 @@ m365_launcher_main(Datum arg)
 	if (shared == NULL)
 		proc_exit(1);			/* cannot happen: we are only registered when preloaded */
 
-	/* A worker of a launcher before us was told to stop; let it go first. */
-	for (;;)
-	{
-		pid_t		old_pid;
+	worker_handles = MemoryContextAllocZero(TopMemoryContext,
+											sizeof(BackgroundWorkerHandle *) * m365_max_workers);
 
-		old_pid = m365_wake_worker_pid();
-		if (old_pid == 0 || kill(old_pid, 0) != 0)
-			break;
-		(void) kill(old_pid, SIGTERM);
-		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 200, PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
+	/* Workers of a launcher before us were told to stop; let them go first. */
+	for (int i = 0; i < m365_max_workers; i++)
+	{
+		for (;;)
+		{
+			pid_t		old_pid;
+
+			old_pid = m365_wake_worker_pid(i);
+			if (old_pid == 0 || kill(old_pid, 0) != 0)
+				break;
+			(void) kill(old_pid, SIGTERM);
+			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 200, PG_WAIT_EXTENSION);
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
 
 	SpinLockAcquire(&shared->mutex);
@@ -459,23 +520,27 @@ m365_launcher_main(Datum arg)
 		}
 		now = GetCurrentTimestamp();
 
-		if (worker_handle != NULL)
+		if (n_handles > 0)
 		{
-			pid_t		pid;
 			Oid			active;
 
 			SpinLockAcquire(&shared->mutex);
 			active = shared->active_dboid;
 			SpinLockRelease(&shared->mutex);
 
-			if (GetBackgroundWorkerPid(worker_handle, &pid) == BGWH_STOPPED)
+			if (reap_workers() && n_handles > 0 && !stopping)
 			{
-				pfree(worker_handle);
-				worker_handle = NULL;
+				/* one exited on its own: the others stop too, and the group restarts */
+				terminate_workers();
+				exited_alone = true;
+				stopping = true;
+			}
+			if (n_handles == 0)
+			{
 				SpinLockAcquire(&shared->mutex);
 				shared->active_dboid = InvalidOid;
 				SpinLockRelease(&shared->mutex);
-				if (stopping)
+				if (stopping && !exited_alone)
 				{
 					restart_at = 0;
 					restart_delay = RESTART_DELAY_MS;
@@ -492,6 +557,7 @@ m365_launcher_main(Datum arg)
 					restart_delay = Min(restart_delay * 2, RESTART_DELAY_MAX_MS);
 				}
 				stopping = false;
+				exited_alone = false;
 				last_state = DB_UNKNOWN;
 				wait_ms = 0;
 			}
@@ -500,7 +566,7 @@ m365_launcher_main(Datum arg)
 				ereport(LOG,
 						(errmsg("m365sync launcher: stopping the sync worker so that a command can use database \"%s\"",
 								m365_database)));
-				TerminateBackgroundWorker(worker_handle);
+				terminate_workers();
 				stopping = true;
 			}
 		}
@@ -518,7 +584,7 @@ m365_launcher_main(Datum arg)
 				wait_ms = 1000;	/* the holder's transaction end wakes us sooner */
 			else if (state == DB_READY)
 			{
-				if (start_worker(dboid))
+				if (start_workers(dboid))
 				{
 					started_at = now;
 					start_failed_logged = false;

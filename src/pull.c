@@ -8,8 +8,8 @@
  * nothing twice. A lost cursor (410, syncStateNotFound, resyncRequired)
  * starts a full round that marks what it sees and, at its deltaLink, sweeps
  * the rest; event_ids of surviving events stay, pending local changes are
- * never dropped. The window moves with the calendar day: when the day
- * changes, the next round is a full one over the new window.
+ * never dropped. The window moves in weekly steps (current_window): when
+ * it moves, the next round is a full one over the new window.
  *
  * Rounds advance in waves (see pull.h). In the worker each page's
  * handling is its own transaction, and an ERROR there fails that account's
@@ -58,15 +58,42 @@ iso_utc(TimestampTz t)
 					tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-/* The window for today: whole UTC days, so it moves once a day. */
+/*
+ * The window moves in weekly steps: from the start of the current week
+ * (weeks counted from the PostgreSQL epoch, a Saturday 00:00 UTC) it
+ * reaches window_past back and window_future plus one week ahead. Graph
+ * fixes a calendarView delta's window when its round starts, so every move
+ * means a full round that relists the mailbox; a daily move did that every
+ * day, this does it once a week.
+ *
+ * Nothing is missed: at any instant t of the week [w, w + 7 days), the
+ * window [w - past, w + 7 days + future) contains [t - past, t + future),
+ * the window the settings ask for, so every event that a daily window
+ * would hold is in this one, and its changes come in the round's deltas.
+ * The extra days (up to a week more of past, a week more of future) are
+ * synced too, and leave at the next weekly step like any event leaving the
+ * window (the full round's sweep). Where a week more would pass Graph's cap
+ * on a calendarView range (1825 days, GRAPH.md section 11), the window
+ * moves daily as before.
+ */
+#define WINDOW_STEP_DAYS 7
+#define GRAPH_MAX_RANGE_DAYS 1825
+
 static void
 current_window(TimestampTz *start, TimestampTz *end)
 {
-	TimestampTz today = GetCurrentTimestamp();
+	TimestampTz now = GetCurrentTimestamp();
+	int64		step_days = WINDOW_STEP_DAYS;
+	int64		step;
+	TimestampTz anchor;
 
-	today -= today % USECS_PER_DAY_I64;
-	*start = today - (int64) m365_window_past_s * USECS_PER_SEC;
-	*end = today + (int64) m365_window_future_s * USECS_PER_SEC;
+	if ((int64) m365_window_past_s + m365_window_future_s + WINDOW_STEP_DAYS * 86400 >
+		(int64) GRAPH_MAX_RANGE_DAYS * 86400)
+		step_days = 1;
+	step = step_days * USECS_PER_DAY_I64;
+	anchor = now - now % step;	/* now is after the epoch: % is not negative */
+	*start = anchor - (int64) m365_window_past_s * USECS_PER_SEC;
+	*end = anchor + (step_days > 1 ? step : 0) + (int64) m365_window_future_s * USECS_PER_SEC;
 }
 
 static void
@@ -202,6 +229,10 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Se
 		}
 		/* an occurrence stub takes its content from its master; none of a master gone */
 		if (series && (event = m365_series_event_of(series, event)) == NULL)
+			continue;
+		/* the version we hold (a full round's relist): not even parsed */
+		if (m365_store_events_pull_unchanged(batch, cal->calendar_id, it->id,
+											 cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(event, M365_F_CHANGE_KEY))))
 			continue;
 		apply_event(account_id, cal, batch, event, st);
 	}

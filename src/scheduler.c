@@ -35,6 +35,7 @@
 #include "store_subscriptions.h"
 #include "store_sync_log.h"
 #include "subscriptions.h"
+#include "wake.h"
 #include "xact_util.h"
 
 /* Advisory lock space of m365sync rounds: (this, account_id). */
@@ -62,6 +63,16 @@ unlock_round(int64 account_id)
 	LockRelease(&tag, ExclusiveLock, true);
 }
 
+/* One account's round within a batch. */
+typedef struct RoundJob
+{
+	M365DueAccount *account;
+	bool		locked;			/* false: another session runs it ("busy") */
+	int64		run_id;
+	M365RoundStats stats;
+	M365PullJob pull;
+} RoundJob;
+
 /* Close the round's log row, set the account's schedule and tell listeners. */
 static void
 finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
@@ -77,16 +88,6 @@ finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
 		Async_Notify("m365sync", payload);
 	}
 }
-
-/* One account's round within a batch. */
-typedef struct RoundJob
-{
-	M365DueAccount *account;
-	bool		locked;			/* false: another session runs it ("busy") */
-	int64		run_id;
-	M365RoundStats stats;
-	M365PullJob pull;
-} RoundJob;
 
 static void
 unlock_all(RoundJob *jobs, int n)
@@ -262,23 +263,38 @@ prune_history(void)
 	m365_store_audit_prune(m365_audit_retention_s);
 }
 
-/* The worker's round (see scheduler.h): sync what is due, one transaction per page. */
+/*
+ * The worker's round (see scheduler.h): sync what is due of this worker's
+ * share, one transaction per page. The first worker also does the chores
+ * that span accounts (history pruning, subscriptions), so they run once.
+ */
 long
-m365_worker_round(void)
+m365_worker_round(int worker_index, int n_workers)
 {
 	MemoryContext round_cxt = CurrentMemoryContext;	/* the worker's, reset each round */
 	List	   *due;
 	int			batch = batch_size();
+	M365WorkerShare share = {worker_index, n_workers};
 
 	m365_worker_start_xact();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	MemoryContextSwitchTo(round_cxt);
-	prune_history();
-	due = m365_store_accounts_due(0, batch, true);
+	if (worker_index == M365_CHORES_WORKER)
+		prune_history();
+	due = m365_store_accounts_due(0, batch, &share);
 	if (due != NIL)
+	{
+		ListCell   *lc;
+
+		/* which worker runs which account: ids only (TAP 044 reads these) */
+		foreach(lc, due)
+			elog(DEBUG1, "m365sync worker %d: round of account %lld", worker_index,
+				 (long long) ((M365DueAccount *) lfirst(lc))->account_id);
 		(void) run_rounds(due, true);
+	}
 	/* Subscriptions after the pulls: a notification's pull never waits for one. */
-	(void) m365_subscriptions_maintain();
+	if (worker_index == M365_CHORES_WORKER)
+		(void) m365_subscriptions_maintain();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(round_cxt);
@@ -304,7 +320,7 @@ m365_sync_in_caller_xact(int64 account_id, int *n)
 	int			i;
 
 	prune_history();
-	due = m365_store_accounts_due(account_id, account_id > 0 ? 1 : INT_MAX, false);
+	due = m365_store_accounts_due(account_id, account_id > 0 ? 1 : INT_MAX, NULL);
 	jobs = run_rounds(due, false);
 	out = palloc0(sizeof(M365SyncOutcome) * Max(list_length(due), 1));
 

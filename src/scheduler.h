@@ -7,11 +7,11 @@
 #include "pull.h"
 
 /*
- * One round of the worker: sync whatever is due, committing page by page.
- * Returns how many milliseconds to sleep before the next round (the latch
- * may cut it short).
+ * One round of sync worker worker_index (of n_workers): sync whatever is due
+ * of its share of the accounts, committing page by page. Returns how many
+ * milliseconds to sleep before the next round (the latch may cut it short).
  */
-extern long m365_worker_round(void);
+extern long m365_worker_round(int worker_index, int n_workers);
 
 /* One account's round as m365sync.sync() reports it. */
 typedef struct M365SyncOutcome

@@ -22,6 +22,7 @@ char	   *m365_login_url = NULL;
 char	   *m365_ca_file = NULL;
 int			m365_sync_interval_s = 300;
 int			m365_max_connections = 8;
+int			m365_max_workers = 1;
 int			m365_http_timeout_ms = 30000;
 int			m365_window_past_s = 30 * 86400;
 int			m365_window_future_s = 365 * 86400;
@@ -145,10 +146,18 @@ m365_define_settings(void)
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("m365sync.max_connections",
-							"Concurrent HTTP requests of the sync worker over all accounts.",
+							"Concurrent HTTP requests of each sync worker over its accounts.",
 							"Never more than 4 per mailbox, whatever this says.",
 							&m365_max_connections, 8, 1, 1024,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("m365sync.max_workers",
+							"Sync workers the launcher runs, each syncing its own share of the accounts.",
+							"An account belongs to worker account_id modulo this number. Each worker "
+							"takes a slot of max_worker_processes.",
+							&m365_max_workers, 1, 1, 64,
+							process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP,
+							0, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("m365sync.http_timeout",
 							"Timeout of one HTTP request to Microsoft.",

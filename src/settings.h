@@ -26,6 +26,7 @@ extern char *m365_login_url;
 extern char *m365_ca_file;
 extern int	m365_sync_interval_s;	/* seconds */
 extern int	m365_max_connections;
+extern int	m365_max_workers;		/* sync workers (postmaster setting) */
 extern int	m365_http_timeout_ms;	/* milliseconds */
 extern int	m365_window_past_s;		/* seconds */
 extern int	m365_window_future_s;	/* seconds */

@@ -7,7 +7,9 @@
 
 #include "catalog/pg_type.h"
 #include "utils/array.h"
+#include "common/hashfn.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 
 #include "spi_util.h"
 
@@ -62,8 +64,95 @@ m365_spi_arg_bytea(M365SpiArgs *a, bytea *b)
 	m365_spi_arg(a, BYTEAOID, PointerGetDatum(b), b == NULL);
 }
 
+/*
+ * The statements of m365_spi_run, prepared once per backend and kept, as
+ * PL/pgSQL keeps the statements of a function: a worker round runs the same
+ * few statements for every account, and parsing and planning each again
+ * cost more than running it. Found by their text and argument types; the
+ * plan cache (plancache.c) replans after DDL or a change of role, and
+ * chooses custom or generic plans as for any prepared statement. The table
+ * is bounded: past STMT_CACHE_MAX distinct statements the rest run one-shot.
+ */
+#define STMT_CACHE_SLOTS 1024	/* a power of two */
+#define STMT_CACHE_MAX 768
+
+typedef struct CachedStmt
+{
+	uint32		hash;
+	char	   *sql;			/* NULL: free slot */
+	int			nargs;
+	Oid			types[M365_SPI_MAX_ARGS];
+	SPIPlanPtr	plan;
+} CachedStmt;
+
+static CachedStmt *stmt_cache = NULL;
+static int	stmt_cache_n = 0;
+
+static uint32
+stmt_hash(const char *sql, int nargs, const Oid *types)
+{
+	uint32		h = hash_bytes((const unsigned char *) sql, (int) strlen(sql));
+
+	if (nargs > 0)
+		h = hash_combine(h, hash_bytes((const unsigned char *) types, (int) (sizeof(Oid) * nargs)));
+	return h;
+}
+
+/* The kept plan of a statement, prepared now if it is new; NULL when the table is full. */
+static SPIPlanPtr
+cached_plan(const char *sql, int nargs, const Oid *types)
+{
+	uint32		h = stmt_hash(sql, nargs, types);
+	uint32		i;
+
+	if (stmt_cache == NULL)
+		stmt_cache = MemoryContextAllocZero(TopMemoryContext, sizeof(CachedStmt) * STMT_CACHE_SLOTS);
+	for (i = h & (STMT_CACHE_SLOTS - 1);; i = (i + 1) & (STMT_CACHE_SLOTS - 1))
+	{
+		CachedStmt *c = &stmt_cache[i];
+
+		if (c->sql == NULL)
+		{
+			SPIPlanPtr	p;
+
+			if (stmt_cache_n >= STMT_CACHE_MAX)
+				return NULL;
+			p = SPI_prepare(sql, nargs, (Oid *) types);
+			if (p == NULL)
+				elog(ERROR, "m365sync: could not plan a statement: %s", SPI_result_code_string(SPI_result));
+			SPI_keepplan(p);
+			c->hash = h;
+			c->nargs = nargs;
+			memcpy(c->types, types, sizeof(Oid) * nargs);
+			c->plan = p;
+			c->sql = MemoryContextStrdup(TopMemoryContext, sql);
+			stmt_cache_n++;
+			return p;
+		}
+		if (c->hash == h && c->nargs == nargs && strcmp(c->sql, sql) == 0 &&
+			memcmp(c->types, types, sizeof(Oid) * nargs) == 0)
+			return c->plan;
+	}
+}
+
 uint64
 m365_spi_run(const char *sql, const M365SpiArgs *a, int expected, const char *what)
+{
+	static const M365SpiArgs none = {0};
+	SPIPlanPtr	p;
+
+	if (a == NULL)
+		a = &none;
+	p = cached_plan(sql, a->n, a->types);
+	if (p == NULL)
+		return m365_spi_run_once(sql, a, expected, what);
+	m365_spi_check(SPI_execute_plan(p, (Datum *) a->values, a->nulls, false, 0),
+				   expected, what ? what : "an internal statement");
+	return SPI_processed;
+}
+
+uint64
+m365_spi_run_once(const char *sql, const M365SpiArgs *a, int expected, const char *what)
 {
 	m365_spi_check(SPI_execute_with_args(sql, a ? a->n : 0, a ? (Oid *) a->types : NULL,
 										 a ? (Datum *) a->values : NULL, a ? a->nulls : NULL,

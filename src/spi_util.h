@@ -41,6 +41,14 @@ extern void m365_spi_arg_text_array(M365SpiArgs *a, const char *const *items, in
 extern uint64 m365_spi_run(const char *sql, const M365SpiArgs *a, int expected, const char *what);
 
 /*
+ * m365_spi_run keeps each statement prepared for the backend's life (the
+ * plan cache picks custom or generic plans); this one parses and plans it
+ * afresh with the arguments' values, for a statement that wants a plan for
+ * its values every time.
+ */
+extern uint64 m365_spi_run_once(const char *sql, const M365SpiArgs *a, int expected, const char *what);
+
+/*
  * A read in the caller's snapshot (SPI read_only: no command counter step,
  * so rows written earlier in the same command stay invisible).
  */

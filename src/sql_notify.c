@@ -192,9 +192,10 @@ m365sync_handle_notification(PG_FUNCTION_ARGS)
 		}
 	}
 	m365_store_wakeups_mark(due, ndue);
-	/* this node's worker, and on Citus the worker of each account's node */
-	m365_wake_worker_at_commit();
+	/* each account's worker, on Citus on the account's node; a flagged subscription: the one that keeps them */
 	for (i = 0; i < ndue; i++)
 		m365_store_placement_wake_owner(due[i]);
+	if (ndue < count)
+		m365_wake_chores_at_commit();
 	PG_RETURN_TEXT_P(cstring_to_text("accepted"));
 }

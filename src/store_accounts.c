@@ -566,17 +566,33 @@ m365_store_accounts_of_result(MemoryContext cxt)
 	return out;
 }
 
+/*
+ * The worker's share as a predicate on accounts a, with its arguments
+ * ($3, $4): the one place that says which accounts a worker takes. Any
+ * further filter on a worker's accounts is ANDed next to it.
+ */
+#define WORKER_SHARE_PREDICATE \
+	" AND ($3 <= 1 OR pg_catalog.mod(a.account_id, $3::bigint) = $4)"
+
+static void
+worker_share_args(M365SpiArgs *a, const M365WorkerShare *share)
+{
+	m365_spi_arg(a, INT4OID, Int32GetDatum(share ? share->count : 0), false);
+	m365_spi_arg(a, INT4OID, Int32GetDatum(share ? share->index : 0), false);
+}
+
 List *
-m365_store_accounts_due(int64 account_id, int limit, bool owned_only)
+m365_store_accounts_due(int64 account_id, int limit, const M365WorkerShare *share)
 {
 	M365SpiArgs a = {0};
 	MemoryContext caller = CurrentMemoryContext;
 	List	   *out;
-	/* ownership: on a Citus node, only the accounts whose shards it holds */
-	const char *owned = owned_only ? m365_store_placement_owned_filter("a.account_id") : "";
+	/* ownership: a worker on a Citus node takes only the accounts whose shards it holds */
+	const char *owned = share != NULL ? m365_store_placement_owned_filter("a.account_id") : "";
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
+	worker_share_args(&a, share);
 	SPI_connect();
 	/*
 	 * due: by the schedule, because a change notification marked it (those
@@ -591,6 +607,7 @@ m365_store_accounts_due(int64 account_id, int limit, bool owned_only)
 						  "         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
 						  "          AND o.state = 'pending'"
 						  "          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
+						  WORKER_SHARE_PREDICATE
 						  " ORDER BY EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id) DESC,"
 						  "          a.next_sync_at NULLS FIRST LIMIT $2", owned),
 				 &a, SPI_OK_SELECT, "finding due accounts");

@@ -107,11 +107,25 @@ typedef struct M365DueAccount
 } M365DueAccount;
 
 /*
+ * A sync worker's share of the accounts: worker `index` of `count` takes
+ * those with account_id modulo count = index (the rule of wake.c's
+ * m365_wake_account_worker, so a wake reaches the worker that syncs the
+ * account). Shares are disjoint and cover every account.
+ */
+typedef struct M365WorkerShare
+{
+	int			index;
+	int			count;
+} M365WorkerShare;
+
+/*
  * Accounts to sync (a List of M365DueAccount in the caller's context): the
  * one named (account_id > 0, if it can be synced at all) or up to limit due
- * ones, those a change notification marked first.
+ * ones, those a change notification marked first; only those of share, a
+ * sync worker's (NULL, m365sync.sync(): every account). A worker's share
+ * is also, on a Citus node, only the accounts whose shards the node holds.
  */
-extern List *m365_store_accounts_due(int64 account_id, int limit, bool owned_only);
+extern List *m365_store_accounts_due(int64 account_id, int limit, const M365WorkerShare *share);
 
 /* The (account_id, ms_user_id) rows of the last SPI result as M365DueAccounts in cxt. */
 extern List *m365_store_accounts_of_result(MemoryContext cxt);

@@ -21,6 +21,9 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/jsonb.h"
 
@@ -142,6 +145,23 @@ m365_store_events_next_id(void)
 }
 
 void
+m365_store_events_next_ids(int64 *ids, int n)
+{
+	static SPIPlanPtr p;
+	M365SpiArgs a = {0};
+	uint64		got;
+
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(n), false);
+	got = m365_spi_run_saved(&p, "SELECT pg_catalog.nextval('m365sync.events_event_id_seq'::pg_catalog.regclass)"
+							 " FROM pg_catalog.generate_series(1, $1)",
+							 &a, SPI_OK_SELECT, 0, "numbering new events");
+	if (got != (uint64) n)
+		elog(ERROR, "m365sync: the event id sequence gave %llu ids of %d", (unsigned long long) got, n);
+	for (int i = 0; i < n; i++)
+		ids[i] = m365_spi_row_int8(i, 1);
+}
+
+void
 m365_store_events_insert(int64 account_id, int64 event_id, int64 calendar_id,
 						const M365EventColumns *c, bool has_series_master,
 						int64 series_master_id, bytea *content, const char *sync_state,
@@ -168,6 +188,157 @@ m365_store_events_insert(int64 account_id, int64 event_id, int64 calendar_id,
 					   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
 					   " pg_catalog.now(), $18, $19)",
 					   &a, SPI_OK_INSERT, 0, NULL);
+}
+
+/*
+ * Many rows of one calendar in one statement: an INSERT ... SELECT over
+ * unnest of one array per column, so the executor, the constraints and
+ * the indexes' start-up are paid once per batch instead of once per row
+ * (the pull inserts a whole page this way). Values are copied into the
+ * batch's memory, so callers may free theirs after each add.
+ */
+#define ROWS_NCOLS 15			/* per-row columns, in the statement's order */
+
+static const Oid rows_types[ROWS_NCOLS] = {
+	INT8OID,					/* event_id */
+	TEXTOID, TEXTOID,			/* graph_id, ical_uid */
+	INT8OID,					/* series_master_id */
+	TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID,	/* shape */
+	BYTEAOID,					/* content */
+	TEXTOID, TIMESTAMPTZOID		/* sync */
+};
+
+struct M365EventRows
+{
+	int64		account_id;
+	int64		calendar_id;
+	const char *sync_state;
+	int64		seen_round;
+	int			n;
+	int			cap;
+	Datum	   *values[ROWS_NCOLS];
+	bool	   *nulls[ROWS_NCOLS];
+	MemoryContext cxt;			/* the arrays */
+	MemoryContext values_cxt;	/* copies of the values, emptied by each insert */
+};
+
+M365EventRows *
+m365_store_events_rows_new(int64 account_id, int64 calendar_id, const char *sync_state,
+						   int64 seen_round, int cap)
+{
+	M365EventRows *r = palloc0(sizeof(M365EventRows));
+
+	r->cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync event rows", ALLOCSET_DEFAULT_SIZES);
+	r->values_cxt = AllocSetContextCreate(r->cxt, "m365sync event row values", ALLOCSET_DEFAULT_SIZES);
+	r->account_id = account_id;
+	r->calendar_id = calendar_id;
+	r->sync_state = MemoryContextStrdup(r->cxt, sync_state);
+	r->seen_round = seen_round;
+	r->cap = Max(cap, 1);
+	for (int i = 0; i < ROWS_NCOLS; i++)
+	{
+		r->values[i] = MemoryContextAlloc(r->cxt, sizeof(Datum) * r->cap);
+		r->nulls[i] = MemoryContextAlloc(r->cxt, sizeof(bool) * r->cap);
+	}
+	return r;
+}
+
+int64
+m365_store_events_rows_calendar(const M365EventRows *r)
+{
+	return r->calendar_id;
+}
+
+static void
+rows_set(M365EventRows *r, int col, Datum v, bool isnull)
+{
+	bool		byval = (rows_types[col] != TEXTOID && rows_types[col] != BYTEAOID);
+
+	r->nulls[col][r->n] = isnull;
+	r->values[col][r->n] = isnull ? (Datum) 0 : byval ? v : datumCopy(v, false, -1);
+}
+
+void
+m365_store_events_rows_add(M365EventRows *r, int64 event_id, const M365EventColumns *c,
+						   bool has_series_master, int64 series_master_id, bytea *content)
+{
+	MemoryContext old;
+	Datum		shape[M365_EVENT_SHAPE_NARGS];
+	char		shape_nulls[M365_EVENT_SHAPE_NARGS];
+	Datum		sync[M365_EVENT_SYNC_NARGS];
+	char		sync_nulls[M365_EVENT_SYNC_NARGS];
+	int			col = 0;
+	char	   *ical;
+
+	if (r->n == r->cap)
+	{
+		r->cap *= 2;	/* repalloc keeps each array in r->cxt */
+		for (int i = 0; i < ROWS_NCOLS; i++)
+		{
+			r->values[i] = repalloc(r->values[i], sizeof(Datum) * r->cap);
+			r->nulls[i] = repalloc(r->nulls[i], sizeof(bool) * r->cap);
+		}
+	}
+	m365_event_row_bind_shape(c, shape, shape_nulls);
+	m365_event_row_bind_sync(c, sync, sync_nulls);
+	old = MemoryContextSwitchTo(r->values_cxt);
+	rows_set(r, col++, Int64GetDatum(event_id), false);
+	rows_set(r, col++, c->graph_id ? CStringGetTextDatum(c->graph_id) : (Datum) 0, c->graph_id == NULL);
+	ical = m365_store_events_ical_uid_hash(r->account_id, c->ical_uid);	/* as every writer stores it */
+	rows_set(r, col++, ical ? CStringGetTextDatum(ical) : (Datum) 0, ical == NULL);
+	rows_set(r, col++, Int64GetDatum(series_master_id), !has_series_master);
+	for (int i = 0; i < M365_EVENT_SHAPE_NARGS; i++)
+		rows_set(r, col++, shape[i], shape_nulls[i] == 'n');
+	rows_set(r, col++, PointerGetDatum(content), false);
+	for (int i = 0; i < M365_EVENT_SYNC_NARGS; i++)
+		rows_set(r, col++, sync[i], sync_nulls[i] == 'n');
+	Assert(col == ROWS_NCOLS);
+	MemoryContextSwitchTo(old);
+	r->n++;
+}
+
+/* Insert the rows added since the last call (one statement), then start empty. */
+void
+m365_store_events_rows_insert(M365EventRows *r)
+{
+	static SPIPlanPtr p;
+	M365SpiArgs a = {0};
+
+	if (r->n == 0)
+		return;
+	m365_spi_arg_int8(&a, r->account_id);
+	m365_spi_arg_int8(&a, r->calendar_id);
+	m365_spi_arg_text(&a, r->sync_state);
+	m365_spi_arg(&a, INT8OID, Int64GetDatum(r->seen_round), r->seen_round == 0);
+	for (int i = 0; i < ROWS_NCOLS; i++)
+	{
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+		int			dims[1] = {r->n};
+		int			lbs[1] = {1};
+
+		get_typlenbyvalalign(rows_types[i], &typlen, &typbyval, &typalign);
+		m365_spi_arg(&a, get_array_type(rows_types[i]),
+					 PointerGetDatum(construct_md_array(r->values[i], r->nulls[i], 1, dims, lbs,
+														rows_types[i], typlen, typbyval, typalign)),
+					 false);
+	}
+	if (m365_spi_run_saved(&p, "INSERT INTO m365sync.events (account_id, event_id, calendar_id, graph_id,"
+						   " ical_uid, series_master_id, event_type, start_at, end_at, is_all_day, start_date,"
+						   " end_date, show_as, is_cancelled, content, change_key, remote_modified_at,"
+						   " local_modified_at, sync_state, seen_round)"
+						   " SELECT $1, u.event_id, $2, u.graph_id, u.ical_uid, u.series_master_id, u.event_type,"
+						   " u.start_at, u.end_at, u.is_all_day, u.start_date, u.end_date, u.show_as,"
+						   " u.is_cancelled, u.content, u.change_key, u.remote_modified_at, pg_catalog.now(), $3, $4"
+						   " FROM unnest($5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+						   " AS u(event_id, graph_id, ical_uid, series_master_id, event_type, start_at, end_at,"
+						   " is_all_day, start_date, end_date, show_as, is_cancelled, content, change_key,"
+						   " remote_modified_at)",
+						   &a, SPI_OK_INSERT, 0, "inserting a page's events") != (uint64) r->n)
+		elog(ERROR, "m365sync: a batch insert wrote fewer rows than it was given");
+	MemoryContextReset(r->values_cxt);
+	r->n = 0;
 }
 
 void

@@ -20,6 +20,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "common/hashfn.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -65,34 +66,113 @@ struct M365PullBatch
 	BatchEntry *entries;
 	int			n;
 	int			cap;
+	int		   *index;			/* by graph_id: entry number + 1, 0 = free */
+	int			index_size;		/* a power of two, twice cap */
 	int64	   *seen;			/* unchanged events to mark with round_id */
 	int			nseen;
 	int			seen_cap;
+	M365EventRows *rows;		/* new events not yet inserted (NULL until the first) */
+	int64	   *ids;			/* fresh event_ids, taken from the sequence at once */
+	int			ids_used;
+	int			ids_n;
+	int			unknown;		/* the page's ids not yet stored: at most that many new events */
 	MemoryContext cxt;			/* the batch's memory; callers reset theirs per event */
 };
+
+/*
+ * Insert the page's new events gathered so far, in one statement. Every
+ * other write of the page runs after it, so it sees them, as it saw them
+ * when each row was inserted on its own.
+ */
+static void
+flush_inserts(M365PullBatch *b)
+{
+	if (b->rows)
+		m365_store_events_rows_insert(b->rows);
+}
+
+/* A fresh event_id: the page's new events take theirs from one statement. */
+static int64
+take_id(M365PullBatch *b)
+{
+	if (b->ids_used == b->ids_n)
+	{
+		MemoryContext old = MemoryContextSwitchTo(b->cxt);
+
+		b->ids_n = Max(b->unknown - b->ids_used, 1);
+		b->ids = palloc(sizeof(int64) * b->ids_n);
+		b->ids_used = 0;
+		MemoryContextSwitchTo(old);
+		m365_store_events_next_ids(b->ids, b->ids_n);
+		b->unknown = 0;
+	}
+	return b->ids[b->ids_used++];
+}
+
+/*
+ * The entries are found by graph_id through an open-addressing index of
+ * entry numbers (+1; 0 is a free slot), at most half full: a page of 100
+ * events no longer compares every id with every other.
+ */
+static uint32
+id_hash(const char *graph_id)
+{
+	return hash_bytes((const unsigned char *) graph_id, (int) strlen(graph_id));
+}
+
+static void
+index_entry(M365PullBatch *b, int n)
+{
+	uint32		mask = b->index_size - 1;
+	uint32		i;
+
+	for (i = id_hash(b->entries[n].graph_id) & mask; b->index[i] != 0; i = (i + 1) & mask)
+		;
+	b->index[i] = n + 1;
+}
 
 static BatchEntry *
 find_entry(M365PullBatch *b, const char *graph_id)
 {
-	int			i;
+	uint32		mask = b->index_size - 1;
+	uint32		i;
 
-	for (i = 0; i < b->n; i++)
-		if (!b->entries[i].gone && strcmp(b->entries[i].graph_id, graph_id) == 0)
-			return &b->entries[i];
+	if (b->index_size == 0)
+		return NULL;
+	for (i = id_hash(graph_id) & mask; b->index[i] != 0; i = (i + 1) & mask)
+	{
+		BatchEntry *e = &b->entries[b->index[i] - 1];
+
+		if (!e->gone && strcmp(e->graph_id, graph_id) == 0)
+			return e;
+	}
 	return NULL;
 }
 
+/* A new entry for graph_id (a copy in the batch's memory). */
 static BatchEntry *
-add_entry(M365PullBatch *b)
+add_entry(M365PullBatch *b, char *graph_id)
 {
+	BatchEntry *e;
+
 	if (b->n == b->cap)
 	{
 		b->cap = Max(16, b->cap * 2);
 		b->entries = b->entries ? repalloc(b->entries, sizeof(BatchEntry) * b->cap)
 			: MemoryContextAlloc(b->cxt, sizeof(BatchEntry) * b->cap);
+		/* grow the index with the entries, and index them all again */
+		b->index_size = 2 * b->cap;
+		b->index = b->index ? repalloc(b->index, sizeof(int) * b->index_size)
+			: MemoryContextAlloc(b->cxt, sizeof(int) * b->index_size);
+		memset(b->index, 0, sizeof(int) * b->index_size);
+		for (int k = 0; k < b->n; k++)
+			index_entry(b, k);
 	}
-	memset(&b->entries[b->n], 0, sizeof(BatchEntry));
-	return &b->entries[b->n++];
+	e = &b->entries[b->n];
+	memset(e, 0, sizeof(BatchEntry));
+	e->graph_id = graph_id;
+	index_entry(b, b->n++);
+	return e;
 }
 
 /*
@@ -119,17 +199,16 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 	 * The rows, locked; then which of them wait to be pushed. Two statements:
 	 * Citus locks rows only in a single-table query of one shard.
 	 */
-	nrows = m365_spi_run("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
+	nrows = n == 0 ? 0 : m365_spi_run_once("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
 						 " e.sync_state IN ('pending', 'failed'), e.sync_state = 'conflict', e.calendar_id"
 						 " FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = ANY ($2)"
 						 " FOR UPDATE",
 						 &a, SPI_OK_SELECT, "locking a page's events");
 	for (i = 0; i < nrows; i++)
 	{
-		BatchEntry *e = add_entry(b);
+		BatchEntry *e = add_entry(b, m365_spi_row_text(i, 1, b->cxt));
 		bool		isnull;
 
-		e->graph_id = m365_spi_row_text(i, 1, b->cxt);
 		e->event_id = m365_spi_row_int8(i, 2);
 		e->change_key = m365_spi_row_text(i, 3, b->cxt);
 		ItemPointerCopy((ItemPointer) DatumGetPointer(m365_spi_row_datum(i, 4, &isnull)), &e->tid);
@@ -137,6 +216,7 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 		e->in_conflict = m365_spi_row_bool(i, 6);
 		e->calendar_id = m365_spi_row_int8(i, 7);
 	}
+	b->unknown = n - (int) nrows;
 	if (b->n > 0)
 	{
 		int64	   *ids = palloc(sizeof(int64) * b->n);
@@ -193,6 +273,27 @@ update_row(M365PullBatch *b, BatchEntry *e, const M365EventColumns *c, int64 mas
 	e->change_key = c->change_key ? MemoryContextStrdup(b->cxt, c->change_key) : NULL;
 }
 
+/* The stored version has this changeKey: nothing to write but the round's mark. */
+static bool
+entry_unchanged(M365PullBatch *b, BatchEntry *e, const char *change_key)
+{
+	if (e->change_key == NULL || strcmp(e->change_key, change_key) != 0)
+		return false;
+	if (b->round_id != 0 && ItemPointerIsValid(&e->tid) && b->nseen < b->seen_cap)
+		b->seen[b->nseen++] = e->event_id;
+	return true;
+}
+
+bool
+m365_store_events_pull_unchanged(M365PullBatch *b, int64 calendar_id, const char *graph_id,
+								 const char *change_key)
+{
+	BatchEntry *e = find_entry(b, graph_id);
+
+	return e != NULL && e->calendar_id == calendar_id && change_key != NULL &&
+		entry_unchanged(b, e, change_key);
+}
+
 /*
  * The event shows up in another calendar than its row's: it was moved
  * there, and keeps its id (GRAPH.md §11). The row follows, whatever else
@@ -235,18 +336,30 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 		{
 			/* Removed from another calendar first, then seen here: moved, same event_id. */
 			event_id = m365_store_removed_events_take(b->account_id, c->graph_id);
+			/* inserted with the round's mark, with the page's other new events */
 			if (event_id == 0)
-				event_id = m365_store_events_next_id();
-			m365_store_events_insert(b->account_id, event_id, calendar_id, c, master != 0, master,
-									m365_store_events_seal(b->account_id, event_id, data), "synced",
-									b->round_id);
+				event_id = take_id(b);
+			if (b->rows == NULL)
+			{
+				/* in the batch's memory: the caller's is reset per event */
+				MemoryContext old = MemoryContextSwitchTo(b->cxt);
+
+				b->rows = m365_store_events_rows_new(b->account_id, calendar_id, "synced", b->round_id,
+													 Max(b->seen_cap, 1));
+				MemoryContextSwitchTo(old);
+			}
+			else if (m365_store_events_rows_calendar(b->rows) != calendar_id)
+				elog(ERROR, "m365sync: one page's events belong to one calendar");
+			m365_store_events_rows_add(b->rows, event_id, c, master != 0, master,
+									   m365_store_events_seal(b->account_id, event_id, data));
 		}
-		/* A linked create was not inserted with the round's mark: mark it seen. */
-		if (b->round_id != 0 && b->nseen < b->seen_cap)
+		else if (b->round_id != 0 && b->nseen < b->seen_cap)
+		{
+			/* A linked create was not inserted with the round's mark: mark it seen. */
 			b->seen[b->nseen++] = event_id;
+		}
 		/* Seen twice in one page: the second sight finds this row. */
-		e = add_entry(b);
-		e->graph_id = MemoryContextStrdup(b->cxt, c->graph_id);
+		e = add_entry(b, MemoryContextStrdup(b->cxt, c->graph_id));
 		e->event_id = event_id;
 		e->calendar_id = calendar_id;
 		e->change_key = c->change_key ? MemoryContextStrdup(b->cxt, c->change_key) : NULL;
@@ -254,13 +367,13 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 		return M365_APPLY_INSERTED;
 	}
 	if (e->calendar_id != calendar_id)
-		move_row(b, e, calendar_id);
-	if (e->change_key && c->change_key && strcmp(e->change_key, c->change_key) == 0)
 	{
-		if (b->round_id != 0 && ItemPointerIsValid(&e->tid) && b->nseen < b->seen_cap)
-			b->seen[b->nseen++] = e->event_id;
-		return M365_APPLY_UNCHANGED;
+		flush_inserts(b);
+		move_row(b, e, calendar_id);
 	}
+	if (c->change_key && entry_unchanged(b, e, c->change_key))
+		return M365_APPLY_UNCHANGED;
+	flush_inserts(b);
 	if (e->pending)
 	{
 		/* Both changed: the caller settles it by the policy (conflicts.c). */
@@ -302,6 +415,7 @@ m365_store_events_pull_remove(M365PullBatch *b, int64 calendar_id, const char *g
 		return false;			/* already gone, or kept for the push to settle */
 	if (e->calendar_id != calendar_id)
 		return false;			/* moved to the calendar the row names: stale */
+	flush_inserts(b);
 	m365_spi_arg_int8(&a, b->account_id);
 	if (e->in_conflict)
 	{
@@ -337,6 +451,7 @@ m365_store_events_pull_end(M365PullBatch *b)
 {
 	M365SpiArgs a = {0};
 
+	flush_inserts(b);
 	if (b->round_id == 0 || b->nseen == 0)
 		return;
 	m365_spi_arg_int8(&a, b->account_id);

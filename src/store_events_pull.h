@@ -34,6 +34,14 @@ extern M365PullBatch *m365_store_events_pull_begin(int64 account_id, int64 round
 											const char *const *graph_ids, int n);
 
 /*
+ * True when the stored version of the event has this changeKey and is in
+ * this calendar: it is marked seen by the round, as apply would, and needs
+ * no parsing.
+ */
+extern bool m365_store_events_pull_unchanged(M365PullBatch *b, int64 calendar_id, const char *graph_id,
+											 const char *change_key);
+
+/*
  * Insert or update one remote event; data is the whole Graph object. On
  * M365_APPLY_CONFLICT nothing is written: *conflict_event_id names the
  * event whose pending local change the caller settles (conflicts.c) before

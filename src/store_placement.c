@@ -143,7 +143,7 @@ m365_store_placement_wake_owner(int64 account_id)
 {
 	M365SpiArgs a = {0};
 
-	m365_wake_worker_at_commit();
+	m365_wake_account_at_commit(account_id);	/* this node's worker of the account */
 	if (!m365_store_placement_distributed())
 		return;
 	m365_spi_arg_int8(&a, account_id);

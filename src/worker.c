@@ -2,9 +2,10 @@
  * worker.c — the sync worker's life: signals, states and the latch loop;
  * it publishes its latch through wake.c, where commits set it.
  *
- * The launcher (launcher.c) starts one sync worker in the database named by
- * m365sync.database and stops it when a DBA's command needs that database
- * to itself. The worker waits quietly, one log line per change of state,
+ * The launcher (launcher.c) starts m365sync.max_workers sync workers in the
+ * database named by m365sync.database and stops them when a DBA's command
+ * needs that database to itself; each syncs its own share of the accounts
+ * (m365_wake_account_worker). The worker waits quietly, one log line per change of state,
  * while the extension is not installed there or the master key file cannot
  * be read (a check every WAIT_NOT_READY_MS, and at once on a reload or a
  * CREATE EXTENSION). Once it can sync, each wake-up runs one scheduler
@@ -47,6 +48,9 @@
 /* The database served, for log lines (read once, at start). */
 static char database_name[NAMEDATALEN];
 
+/* Which of the m365sync.max_workers workers this is (from the launcher). */
+static int	worker_index = 0;
+
 #define WAIT_NOT_READY_MS		10000
 #define WAIT_AFTER_ERROR_MS		5000
 
@@ -69,7 +73,7 @@ static char database_name[NAMEDATALEN];
 static void
 m365_worker_detach_shared(int code, Datum arg)
 {
-	m365_wake_publish_worker(NULL);
+	m365_wake_publish_worker(worker_index, NULL);
 }
 
 typedef enum WorkerState
@@ -175,6 +179,7 @@ m365_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	memcpy(&worker_index, MyBgworkerEntry->bgw_extra, sizeof(worker_index));
 
 	/*
 	 * A long-lived process that runs an executor per stored event: keep the
@@ -189,7 +194,7 @@ m365_worker_main(Datum arg)
 	/* By oid: the launcher found it by name; if it went meanwhile this is one FATAL line and the launcher looks again. */
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
-	m365_wake_publish_worker(MyLatch);
+	m365_wake_publish_worker(worker_index, MyLatch);
 	on_shmem_exit(m365_worker_detach_shared, (Datum) 0);
 
 	StartTransactionCommand();
@@ -197,9 +202,14 @@ m365_worker_main(Datum arg)
 	strlcpy(database_name, name ? name : m365_database, sizeof(database_name));
 	CommitTransactionCommand();
 
-	ereport(LOG,
-			(errmsg("m365sync worker started"),
-			 errdetail("Serving database \"%s\".", database_name)));
+	if (m365_max_workers > 1)
+		ereport(LOG,
+				(errmsg("m365sync worker %d of %d started", worker_index + 1, m365_max_workers),
+				 errdetail("Serving database \"%s\".", database_name)));
+	else
+		ereport(LOG,
+				(errmsg("m365sync worker started"),
+				 errdetail("Serving database \"%s\".", database_name)));
 
 	worker_context = AllocSetContextCreate(TopMemoryContext,
 										   "m365sync worker",
@@ -242,7 +252,7 @@ m365_worker_main(Datum arg)
 			if (ready == WS_SYNCING)
 			{
 				pgstat_report_activity(STATE_RUNNING, "m365sync round");
-				wait_ms = m365_worker_round();
+				wait_ms = m365_worker_round(worker_index, m365_max_workers);
 				pgstat_report_activity(STATE_IDLE, NULL);
 			}
 			MemoryContextSwitchTo(old);

@@ -27,7 +27,8 @@ my $tomorrow = sprintf('%04d-%02d-%02dT09:00:00', $now[5] + 1900, $now[4] + 1, $
 $t->sim('POST', "/_sim/users/$ada->{id}/events/bulk",
 	{ count => 2000, start => $tomorrow, interval_minutes => 60, duration_minutes => 30 });
 
-# The pull's window: whole UTC days, 30 back and 365 ahead.
+# The days the pull's window always holds: 30 back and 365 ahead (its weekly
+# steps hold up to a week more; the events here lie well inside).
 my $day = int(time / 86400) * 86400;
 sub iso { my @t = gmtime(shift); sprintf('%04d-%02d-%02dT%02d:%02d:%02dZ', $t[5] + 1900, $t[4] + 1, $t[3], $t[2], $t[1], $t[0]) }
 my ($wstart, $wend) = (iso($day - 30 * 86400), iso($day + 365 * 86400));
