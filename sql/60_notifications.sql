@@ -70,6 +70,22 @@ SET ROLE regress_hook_admin;
 SELECT m365sync.handle_notification(NULL, 'abc');
 RESET ROLE;
 
+-- What changed is asked for by the app, acting for a user (NOTIFY m365sync
+-- carries no payload): never without a user, never by a role without grants.
+SET ROLE regress_hook;
+SELECT regress_error('SELECT * FROM m365sync.changes_since()');
+BEGIN;
+SET LOCAL m365sync.flowagent_user = 'regress-nobody-connected';
+SELECT * FROM m365sync.changes_since(0);
+COMMIT;
+RESET ROLE;
+SET ROLE regress_nobody;
+SELECT regress_error('SELECT * FROM m365sync.changes_since()');
+RESET ROLE;
+SET ROLE regress_hook_admin;
+SELECT regress_error('SELECT * FROM m365sync.changes_since()');
+RESET ROLE;
+
 REVOKE USAGE ON SCHEMA m365sync FROM regress_nobody;
 DROP ROLE regress_hook;
 DROP ROLE regress_nobody;

@@ -83,10 +83,36 @@ m365_event_report(const M365EventError *err)
 	pg_unreachable();
 }
 
-void
-m365_event_columns(const M365Event *ev, M365EventColumns *cols)
+/* The instant of start, end or lastModifiedDateTime, or a status naming the field. */
+static M365EventStatus
+column_instant(const M365EventTime *t, const char *field, bool from_graph,
+			   TimestampTz *out, M365EventError *err)
 {
+	switch (m365_time_to_instant(t, from_graph, out))
+	{
+		case M365_TIME_OK:
+			return M365_EV_OK;
+		case M365_TIME_UNKNOWN_ZONE:
+			err->status = M365_EV_BAD_VALUE;
+			snprintf(err->field, sizeof(err->field), "%s." M365_F_TIME_ZONE, field);
+			return err->status;
+		case M365_TIME_OUT_OF_RANGE:
+			break;
+	}
+	err->status = M365_EV_DATETIME_RANGE;
+	snprintf(err->field, sizeof(err->field), "%s." M365_F_DATE_TIME, field);
+	return err->status;
+}
+
+M365EventStatus
+m365_event_columns_check(const M365Event *ev, bool from_graph, M365EventColumns *cols,
+						 M365EventError *err)
+{
+	M365EventStatus st;
+
 	memset(cols, 0, sizeof(*cols));
+	err->status = M365_EV_OK;
+	err->field[0] = '\0';
 	cols->graph_id = ev->id;
 	cols->ical_uid = ev->ical_uid;
 	cols->series_master_graph_id = ev->series_master_id;
@@ -97,8 +123,9 @@ m365_event_columns(const M365Event *ev, M365EventColumns *cols)
 	cols->change_key = ev->change_key;
 
 	/* resolving the zones also rejects unknown ones, all-day events included */
-	cols->start_at = m365_event_time_instant(&ev->start, M365_F_START);
-	cols->end_at = m365_event_time_instant(&ev->end, M365_F_END);
+	if ((st = column_instant(&ev->start, M365_F_START, from_graph, &cols->start_at, err)) != M365_EV_OK ||
+		(st = column_instant(&ev->end, M365_F_END, from_graph, &cols->end_at, err)) != M365_EV_OK)
+		return st;
 	if (ev->is_all_day)
 	{
 		/* the written date is the event's date, whatever the zone (event_json checked order) */
@@ -109,15 +136,52 @@ m365_event_columns(const M365Event *ev, M365EventColumns *cols)
 			cols->end_at = cols->start_at + (TimestampTz) (cols->end_date - cols->start_date) * USECS_PER_DAY;
 	}
 	else if (cols->end_at < cols->start_at)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event field end is before start")));
+	{
+		err->status = M365_EV_END_BEFORE_START;
+		strlcpy(err->field, M365_F_END, sizeof(err->field));
+		return err->status;
+	}
 	if (ev->has_last_modified)
 	{
 		M365EventTime t = {.present = true, .dt = ev->last_modified, .time_zone = "UTC"};
 
 		cols->has_remote_modified = true;
-		cols->remote_modified_at = m365_event_time_instant(&t, M365_F_LAST_MODIFIED);
+		if ((st = column_instant(&t, M365_F_LAST_MODIFIED, from_graph, &cols->remote_modified_at,
+								 err)) != M365_EV_OK)
+			return st;
+	}
+	return M365_EV_OK;
+}
+
+void
+m365_event_columns(const M365Event *ev, bool from_graph, M365EventColumns *cols)
+{
+	M365EventError err;
+	const M365EventTime *t;
+
+	if (m365_event_columns_check(ev, from_graph, cols, &err) == M365_EV_OK)
+		return;
+	switch (err.status)
+	{
+		case M365_EV_BAD_VALUE:
+			/* a caller's own zone name, in the caller's own error */
+			t = strncmp(err.field, M365_F_START ".", strlen(M365_F_START ".")) == 0 ? &ev->start : &ev->end;
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown time zone \"%s\" in %s",
+							t->time_zone ? t->time_zone : "", err.field),
+					 errhint("Use an IANA name such as \"Europe/Copenhagen\" or a Windows name such as \"Romance Standard Time\".")));
+			break;
+		case M365_EV_DATETIME_RANGE:
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_FIELD_OVERFLOW),
+					 errmsg("%s is out of range", err.field)));
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("event field %s is before start", err.field)));
+			break;
 	}
 }
 

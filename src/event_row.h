@@ -48,9 +48,21 @@ extern void m365_event_row_bind_sync(const M365EventColumns *c, Datum *values, c
 
 /*
  * Clear columns of a parsed event. Checks what needs the tz database: known
- * zones (22023), timed end not before start (22023, field "end").
+ * zones (22023), timed end not before start (22023, field "end"). With
+ * from_graph (times Graph rendered in UTC for us: a pulled or answered copy
+ * as stored) a custom zone is read as UTC (GRAPH.md §10); a caller's own
+ * times never are.
  */
-extern void m365_event_columns(const M365Event *ev, M365EventColumns *cols);
+extern void m365_event_columns(const M365Event *ev, bool from_graph, M365EventColumns *cols);
+
+/*
+ * The same without raising: M365_EV_OK, or a status with the field's path in
+ * *err ("start.timeZone" for an unknown zone, "end.dateTime" out of range,
+ * "end" before start), never a value. from_graph: the event is Graph's copy
+ * rendered in UTC (the pull), where a custom zone is read as UTC (GRAPH.md §10).
+ */
+extern M365EventStatus m365_event_columns_check(const M365Event *ev, bool from_graph,
+												M365EventColumns *cols, M365EventError *err);
 
 /* ereport for a failed m365_event_parse: SQLSTATE by status, message names the field. */
 extern void m365_event_report(const M365EventError *err) pg_attribute_noreturn();

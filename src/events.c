@@ -146,6 +146,14 @@ writable_only(const char **changed, int n)
 	return k;
 }
 
+/* Does the caller's object set the event's times? */
+static bool
+times_from_caller(const cJSON *input)
+{
+	return cJSON_GetObjectItemCaseSensitive(input, M365_F_START) != NULL ||
+		cJSON_GetObjectItemCaseSensitive(input, M365_F_END) != NULL;
+}
+
 int64
 m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *stored)
 {
@@ -213,7 +221,8 @@ m365_events_upsert(int64 account_id, Jsonb *input_jb, const M365StoredEvent *sto
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("event field recurrence cannot be set on an occurrence")));
-		m365_event_columns(&ev, &cols);
+		/* the stored copy's times are Graph's, rendered in UTC; times the caller sends are checked strictly */
+		m365_event_columns(&ev, !is_create && !times_from_caller(input), &cols);
 		cols.event_type = type_after_change(is_create ? NULL : stored->event_type, &ev, is_create);
 
 		/* all checked: now write */

@@ -4,8 +4,9 @@
  *
  * Bytes in, structs out, through cJSON only; no postgres.h, no network, no
  * logging. Of a notification only what routes it is kept — the
- * subscription id, the clientState to check, the lifecycle event — never
- * its resource, resourceData or anything else Graph may add.
+ * subscription id, the clientState to check, the lifecycle event, and of a
+ * change the event's id and changeKey (resourceData.id, @odata.etag), so a
+ * replay of a change already pulled marks nothing — never anything else.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,50 @@ m365_subscription_id_is_valid(const char *s)
 			return false;
 	}
 	return n > 0;
+}
+
+/* A short string member of obj, copied (malloc'd); NULL when absent, not a string or too long. */
+static char *
+short_string(const cJSON *obj, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	if (!cJSON_IsString(v) || v->valuestring == NULL || v->valuestring[0] == '\0' ||
+		strlen(v->valuestring) > M365_NOTIFICATION_ID_MAX)
+		return NULL;
+	return strdup(v->valuestring);
+}
+
+/*
+ * Which event a change notification names, and its version: resourceData's
+ * id and @odata.etag (W/"<changeKey>" → changeKey). Both stay NULL when
+ * Graph sent none: the item then simply marks the account due.
+ */
+static bool
+read_resource(const cJSON *item, M365NotificationItem *it)
+{
+	const cJSON *rd = cJSON_GetObjectItemCaseSensitive(item, "resourceData");
+	const cJSON *ct = cJSON_GetObjectItemCaseSensitive(item, "changeType");
+	char	   *etag;
+	size_t		n;
+
+	it->deleted = cJSON_IsString(ct) && ct->valuestring && strcmp(ct->valuestring, "deleted") == 0;
+	if (!cJSON_IsObject(rd))
+		return true;
+	it->resource_id = short_string(rd, "id");
+	etag = short_string(rd, "@odata.etag");
+	if (etag == NULL)
+		return true;
+	n = strlen(etag);
+	if (n >= 4 && strncmp(etag, "W/\"", 3) == 0 && etag[n - 1] == '"')
+	{
+		memmove(etag, etag + 3, n - 4);
+		etag[n - 4] = '\0';
+	}
+	it->change_key = etag[0] ? etag : NULL;
+	if (it->change_key == NULL)
+		free(etag);
+	return true;
 }
 
 static M365NotificationKind
@@ -63,7 +108,11 @@ m365_notification_free(M365Notification *n)
 	if (n == NULL)
 		return;
 	for (i = 0; i < n->count; i++)
+	{
 		free(n->items[i].client_state);
+		free(n->items[i].resource_id);
+		free(n->items[i].change_key);
+	}
 	free(n->items);
 	n->items = NULL;
 	n->count = 0;
@@ -112,6 +161,8 @@ m365_parse_notification(const char *body, size_t len, M365Notification *out)
 		it->kind = kind_of(item, &ok);
 		if (!ok)
 			goto bad;
+		if (it->kind == M365_NOTE_CHANGE)
+			(void) read_resource(item, it);
 		if (cs != NULL && !cJSON_IsNull(cs))
 		{
 			if (!cJSON_IsString(cs) || cs->valuestring == NULL)

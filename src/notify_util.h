@@ -28,11 +28,18 @@ typedef enum M365NotificationKind
 	M365_NOTE_MISSED			/* lifecycle missed (or unknown): pull */
 } M365NotificationKind;
 
+/* Longest resourceData id or etag kept (Graph's ids are ~150 characters). */
+#define M365_NOTIFICATION_ID_MAX	512
+
 typedef struct M365NotificationItem
 {
 	char		subscription_id[M365_SUBSCRIPTION_ID_MAX + 1];
 	char	   *client_state;	/* malloc'd; NULL when the item has none */
 	M365NotificationKind kind;
+	/* a change's event, when Graph named it (malloc'd, else NULL) */
+	char	   *resource_id;	/* resourceData.id */
+	char	   *change_key;		/* resourceData.@odata.etag, without W/"…" */
+	bool		deleted;		/* changeType "deleted" */
 } M365NotificationItem;
 
 typedef struct M365Notification

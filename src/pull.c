@@ -32,10 +32,10 @@
 #include "event_json.h"
 #include "event_row.h"
 #include "graph.h"
-#include "jsonb_cjson.h"
 #include "settings.h"
 #include "oauth.h"
 #include "pull.h"
+#include "pull_item.h"
 #include "series.h"
 #include "store_accounts.h"
 #include "store_calendars.h"
@@ -122,30 +122,17 @@ apply_event(int64 account_id, M365PullCalendar *cal, M365PullBatch *batch, const
 			M365RoundStats *st)
 {
 	M365Event	ev;
-	M365EventError err;
 	M365EventColumns cols;
 	Jsonb	   *data;
 	int64		conflict_event_id = 0;
 
-	if (m365_event_parse(event, M365_EV_FROM_GRAPH, &ev, &err) != M365_EV_OK)
+	if (!m365_pull_item_map(account_id, event, &ev, &cols, &data))
 	{
-		/* One odd event must not stop the calendar; the field, never content. */
-		ereport(WARNING,
-				(errmsg("m365sync: skipped an event Graph sent for account %lld",
-						(long long) account_id),
-				 errdetail("Field \"%s\" could not be read.", err.field)));
+		/* No poison events: skipped, counted, its stored copy kept; read again when it next changes. */
+		m365_store_events_pull_keep(batch, m365_pull_item_id(event));
+		st->skipped++;
 		return;
 	}
-	data = m365_cjson_to_jsonb(event);
-	if (data == NULL)
-	{
-		ereport(WARNING,
-				(errmsg("m365sync: skipped an event Graph sent for account %lld",
-						(long long) account_id),
-				 errdetail("A text value is not valid UTF-8.")));
-		return;
-	}
-	m365_event_columns(&ev, &cols);
 	switch (m365_store_events_pull_apply(batch, cal->calendar_id, &cols, data, &conflict_event_id))
 	{
 		case M365_APPLY_INSERTED:

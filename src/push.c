@@ -373,7 +373,7 @@ keep_caller_zones(cJSON *answer, const M365EventColumns *cols, Jsonb *local)
 
 		if (m365_event_parse(mine, M365_EV_FROM_GRAPH, &lev, &err) == M365_EV_OK)
 		{
-			m365_event_columns(&lev, &lcols);
+			m365_event_columns(&lev, true, &lcols);	/* stored: checked when written, or Graph's copy */
 			if (lcols.start_at == cols->start_at && lcols.end_at == cols->end_at &&
 				lcols.is_all_day == cols->is_all_day)
 			{
@@ -426,7 +426,7 @@ read_event(const char *text, M365EventColumns *cols, Jsonb **data, Jsonb *local)
 
 		if (m365_event_parse(tree, M365_EV_FROM_GRAPH, &ev, &err) == M365_EV_OK && ev.id != NULL)
 		{
-			m365_event_columns(&ev, cols);
+			m365_event_columns(&ev, true, cols);	/* Graph's answer, rendered in UTC */
 			if (local)
 				keep_caller_zones(tree, cols, local);
 			/* columns point into the tree: copy them out before it goes */

@@ -9,7 +9,8 @@
  * (store_sync_log.c), updates the account's schedule (store_accounts.c:
  * next_sync_at, or a backoff that honours Retry-After and grows
  * exponentially with jitter otherwise) and, when something changed, sends
- * NOTIFY m365sync with the account id and a count only. No SQL here.
+ * NOTIFY m365sync with an empty payload (m365sync.changes_since() tells the
+ * app whose). No SQL here.
  * Accounts needing a person (reauth_required, consent_required) or
  * disabled are never picked.
  */
@@ -79,14 +80,13 @@ finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
 {
 	m365_store_sync_log_finish(account_id, run_id, st);
 	m365_store_accounts_schedule(account_id, st, m365_sync_interval_s);
+	/*
+	 * Any role may LISTEN: the payload is empty, so a reader with no grants
+	 * learns that something changed for someone, never for whom. The app
+	 * asks m365sync.changes_since() acting for its users.
+	 */
 	if (st->applied + st->deleted > 0)
-	{
-		char		payload[96];
-
-		snprintf(payload, sizeof(payload), "{\"account_id\":%lld,\"changed\":%d}",
-				 (long long) account_id, st->applied + st->deleted);
-		Async_Notify("m365sync", payload);
-	}
+		Async_Notify("m365sync", "");
 }
 
 static void
@@ -275,6 +275,8 @@ m365_worker_round(int worker_index, int n_workers)
 	List	   *due;
 	int			batch = batch_size();
 	M365WorkerShare share = {worker_index, n_workers};
+	long		next_mark_ms;
+	long		wait_ms;
 
 	m365_worker_start_xact();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -295,6 +297,7 @@ m365_worker_round(int worker_index, int n_workers)
 	/* Subscriptions after the pulls: a notification's pull never waits for one. */
 	if (worker_index == M365_CHORES_WORKER)
 		(void) m365_subscriptions_maintain();
+	next_mark_ms = m365_store_wakeups_next_ms();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(round_cxt);
@@ -302,7 +305,9 @@ m365_worker_round(int worker_index, int n_workers)
 	/* A full batch: more may be waiting, go again at once. */
 	if (list_length(due) >= batch)
 		return 0;
-	return list_length(due) > 0 ? 1000L : Min((long) m365_sync_interval_s * 1000L, 10000L);
+	wait_ms = list_length(due) > 0 ? 1000L : Min((long) m365_sync_interval_s * 1000L, 10000L);
+	/* a notification's mark held back by the gap after a round: wake when it is due */
+	return next_mark_ms >= 0 ? Min(wait_ms, next_mark_ms) : wait_ms;
 }
 
 /*

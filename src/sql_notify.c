@@ -11,9 +11,13 @@
  * and a non-2xx answer makes Graph retry all of it for hours and then drop
  * it (GRAPH.md §11), so an item that fails is ignored and logged by its
  * subscription id alone; only a body in which no item passes is refused
- * with 42501, before anything is written. A notification never carries event content into the database:
- * the worker's next delta round fetches the change. Replays only mark due
- * again. No message echoes the body, a clientState or a token.
+ * with 42501, before anything is written. A notification never carries
+ * event content into the database: the worker's next delta round fetches
+ * the change. Replays cost no round: a change already pulled (same event id
+ * and changeKey) marks nothing, a pending mark takes no second one, and a
+ * mark is due only 1 s after the account's last round began
+ * (store_subscriptions.h). No message echoes the body, a clientState or a
+ * token.
  */
 #include "postgres.h"
 
@@ -22,6 +26,7 @@
 
 #include "crypto.h"
 #include "notify_util.h"
+#include "store_events_pull.h"
 #include "store_subscriptions.h"
 #include "store_placement.h"
 #include "wake.h"
@@ -36,6 +41,9 @@ typedef struct Item
 	uint8		state_hash[32]; /* SHA-256 of the clientState given */
 	bool		has_state;
 	M365NotificationKind kind;
+	char	   *resource_id;	/* a change's event and version, when named */
+	char	   *change_key;
+	bool		deleted;
 	int64		account_id;		/* once verified */
 } Item;
 
@@ -53,6 +61,9 @@ take_items(M365Notification *n)
 
 		strlcpy(items[i].subscription_id, it->subscription_id, sizeof(items[i].subscription_id));
 		items[i].kind = it->kind;
+		items[i].resource_id = it->resource_id ? pstrdup(it->resource_id) : NULL;
+		items[i].change_key = it->change_key ? pstrdup(it->change_key) : NULL;
+		items[i].deleted = it->deleted;
 		if (it->client_state != NULL)
 		{
 			items[i].has_state = true;
@@ -186,6 +197,13 @@ m365sync_handle_notification(PG_FUNCTION_ARGS)
 				due[ndue++] = items[i].account_id;
 				break;
 			case M365_NOTE_CHANGE:
+				/* a change already pulled (a replay, or Graph sending it again): nothing to do */
+				if (items[i].resource_id != NULL &&
+					m365_store_events_pull_is_current(items[i].account_id, items[i].resource_id,
+													  items[i].change_key, items[i].deleted))
+					break;
+				due[ndue++] = items[i].account_id;
+				break;
 			case M365_NOTE_MISSED:
 				due[ndue++] = items[i].account_id;
 				break;

@@ -163,7 +163,7 @@ columns_of(Jsonb *content, const char *event_type, M365EventColumns *cols, cJSON
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("a stored event version is not JSON")));
 	if (m365_event_parse(*tree, M365_EV_FROM_GRAPH, &ev, &err) != M365_EV_OK)
 		m365_event_report(&err);
-	m365_event_columns(&ev, cols);
+	m365_event_columns(&ev, true, cols);	/* a version as Graph rendered it in UTC */
 	cols->event_type = event_type;
 }
 

@@ -447,6 +447,16 @@ m365_store_events_pull_remove(M365PullBatch *b, int64 calendar_id, const char *g
 }
 
 void
+m365_store_events_pull_keep(M365PullBatch *b, const char *graph_id)
+{
+	BatchEntry *e = graph_id ? find_entry(b, graph_id) : NULL;
+
+	/* seen in a full round: the sweep leaves the stored copy alone */
+	if (e != NULL && b->round_id != 0 && b->nseen < b->seen_cap)
+		b->seen[b->nseen++] = e->event_id;
+}
+
+void
 m365_store_events_pull_end(M365PullBatch *b)
 {
 	M365SpiArgs a = {0};
@@ -460,6 +470,32 @@ m365_store_events_pull_end(M365PullBatch *b)
 	m365_spi_run("UPDATE m365sync.events SET seen_round = $2"
 				 " WHERE account_id = $1 AND event_id = ANY ($3)",
 				 &a, SPI_OK_UPDATE, "marking events seen");
+}
+
+bool
+m365_store_events_pull_is_current(int64 account_id, const char *graph_id, const char *change_key,
+								   bool deleted)
+{
+	static SPIPlanPtr plan;
+	M365SpiArgs a = {0};
+	uint64		n;
+	bool		current;
+
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text(&a, graph_id);
+	SPI_connect();
+	n = m365_spi_run_saved(&plan, "SELECT change_key FROM m365sync.events WHERE account_id = $1 AND graph_id = $2",
+						   &a, SPI_OK_SELECT, 1, "finding a notified event");
+	if (deleted)
+		current = n == 0;
+	else
+	{
+		char	   *ck = n > 0 ? m365_spi_row_text(0, 1, CurrentMemoryContext) : NULL;
+
+		current = ck != NULL && change_key != NULL && strcmp(ck, change_key) == 0;
+	}
+	SPI_finish();
+	return current;
 }
 
 int

@@ -59,8 +59,23 @@ extern M365ApplyOutcome m365_store_events_pull_apply(M365PullBatch *b, int64 cal
  */
 extern bool m365_store_events_pull_remove(M365PullBatch *b, int64 calendar_id, const char *graph_id);
 
+/*
+ * An item the pull skipped (pull_item.c): its stored copy, if any, stays as
+ * it is and counts as seen, so a full round's sweep keeps it.
+ */
+extern void m365_store_events_pull_keep(M365PullBatch *b, const char *graph_id);
+
 /* Mark what the page saw unchanged (full rounds), in one statement. */
 extern void m365_store_events_pull_end(M365PullBatch *b);
+
+/*
+ * Does the store already hold what a change notification announces? For a
+ * change: an event with that Graph id and changeKey; for a deletion: no
+ * event with that id. A replayed (or resent) notification of a change
+ * already pulled then marks nothing (sql_notify.c). Connects to SPI itself.
+ */
+extern bool m365_store_events_pull_is_current(int64 account_id, const char *graph_id,
+											  const char *change_key, bool deleted);
 
 /*
  * End of a full round: delete what the round did not see (and has no local

@@ -47,14 +47,16 @@ m365_store_subscriptions_due(const char *notification_url, int limit)
 
 	m365_spi_arg_text(&a, notification_url);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(M365_CLIENT_STATE_MAX_AGE_S), false);
 	SPI_connect();
 	m365_spi_run(psprintf(
-		/* subscriptions to renew, remake or remove (a small table) */
+		/* subscriptions to renew, remake (gone, or a clientState due for rotation) or remove (a small table) */
 		"SELECT a.account_id, a.ms_user_id FROM m365sync.subscriptions s"
 		" JOIN m365sync.accounts a ON a.account_id = s.account_id"
 		" WHERE a.status IN ('connected', 'error') AND a.ms_user_id IS NOT NULL%s"
 		"   AND (s.renew_at <= pg_catalog.now() OR s.recreate OR s.notification_url <> $1"
-		"        OR NOT " WANTED ")"
+		"        OR NOT " WANTED
+		"        OR s.created_at <= pg_catalog.now() - pg_catalog.make_interval(secs => $3))"
 		" UNION"
 		/* synced calendars without one; with notifications off this reads nothing */
 		" SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
@@ -77,12 +79,14 @@ m365_store_subscriptions_of_account(int64 account_id)
 	uint64		n;
 
 	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(M365_CLIENT_STATE_MAX_AGE_S), false);
 	SPI_connect();
 	/* locked, then read: Citus locks rows only in a single-table query of one shard */
 	m365_spi_run("SELECT 1 FROM m365sync.subscriptions s WHERE s.account_id = $1 FOR UPDATE",
 				 &a, SPI_OK_SELECT, "locking subscriptions");
 	n = m365_spi_run("SELECT s.subscription_id, s.notification_url, coalesce(s.calendar_id, 0), s.recreate,"
-					 " s.renew_at <= pg_catalog.now(), " WANTED
+					 " s.renew_at <= pg_catalog.now(), " WANTED ","
+					 " s.created_at <= pg_catalog.now() - pg_catalog.make_interval(secs => $2)"
 					 " FROM m365sync.subscriptions s WHERE s.account_id = $1"
 					 " ORDER BY s.created_at",
 					 &a, SPI_OK_SELECT, "reading subscriptions");
@@ -97,6 +101,7 @@ m365_store_subscriptions_of_account(int64 account_id)
 		sub->recreate = m365_spi_row_bool(i, 4);
 		sub->renew_due = m365_spi_row_bool(i, 5);
 		sub->wanted = m365_spi_row_bool(i, 6);
+		sub->rotate_due = m365_spi_row_bool(i, 7);
 		out = lappend(out, sub);
 		MemoryContextSwitchTo(spi);
 	}
@@ -258,8 +263,21 @@ m365_store_subscriptions_flag(int64 account_id, const char *subscription_id, boo
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, subscription_id);
 	m365_spi_arg(&a, BOOLOID, BoolGetDatum(recreate), false);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(M365_LIFECYCLE_GAP_S), false);
+	/*
+	 * Idempotent, and rate-limited per subscription: a renewal asked for
+	 * while one is pending, or within M365_LIFECYCLE_GAP_S of the last
+	 * renewal, changes nothing, so a replayed
+	 * reauthorizationRequired costs no PATCH. Remaking happens once: the
+	 * new subscription has a new id and clientState, and the old body then
+	 * matches nothing.
+	 */
 	m365_spi_exec("UPDATE m365sync.subscriptions SET renew_at = pg_catalog.now(), recreate = recreate OR $3"
-		 " WHERE account_id = $1 AND subscription_id = $2",
+		 " WHERE account_id = $1 AND subscription_id = $2"
+		 "   AND ($3 AND NOT recreate"
+		 "        OR NOT $3 AND renew_at > pg_catalog.now()"
+		 "           AND coalesce(renewed_at, '-infinity')"
+		 "               <= pg_catalog.now() - pg_catalog.make_interval(secs => $4))",
 		 &a, SPI_OK_UPDATE, "flagging a subscription");
 }
 
@@ -274,11 +292,36 @@ m365_store_wakeups_mark(const int64 *account_ids, int n)
 		return;
 	m365_spi_arg_int8_array(&a, account_ids, n);
 	SPI_connect();
+	/* a pending mark takes no second one: a replayed body costs an index probe */
 	m365_spi_run_saved(&mark_plan,
 					   "INSERT INTO m365sync.account_wakeups (account_id)"
 					   " SELECT DISTINCT pg_catalog.unnest($1) ON CONFLICT (account_id) DO NOTHING",
 					   &a, SPI_OK_INSERT, 0, "marking accounts due");
 	SPI_finish();
+}
+
+long
+m365_store_wakeups_next_ms(void)
+{
+	long		ms = -1;
+	bool		isnull;
+	Datum		d;
+
+	SPI_connect();
+	/* marks held back by the gap after their account's last round (M365_WAKEUP_MARK_DUE) */
+	m365_spi_run("SELECT pg_catalog.ceil(pg_catalog.date_part('epoch', pg_catalog.min(x.due) - pg_catalog.now()) * 1000)::int8"
+				 " FROM (SELECT (SELECT pg_catalog.max(r.started_at) FROM m365sync.sync_run_log r"
+				 "                WHERE r.account_id = w.account_id AND r.started_at > pg_catalog.now()"
+				 "                  - pg_catalog.make_interval(secs => " CppAsString2(M365_WAKEUP_GAP_MS) " / 1000.0))"
+				 "              + pg_catalog.make_interval(secs => " CppAsString2(M365_WAKEUP_GAP_MS) " / 1000.0) AS due"
+				 "         FROM m365sync.account_wakeups w) x"
+				 " WHERE x.due > pg_catalog.now()",
+				 NULL, SPI_OK_SELECT, "finding the next due mark");
+	d = m365_spi_row_datum(0, 1, &isnull);
+	if (!isnull)
+		ms = (long) DatumGetInt64(d);
+	SPI_finish();
+	return ms;
 }
 
 void

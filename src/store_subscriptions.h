@@ -24,6 +24,7 @@ typedef struct M365Subscription
 	bool		recreate;		/* removed at Microsoft */
 	bool		renew_due;		/* renew_at has passed */
 	bool		wanted;			/* its calendar exists, is synced and not gone */
+	bool		rotate_due;		/* older than M365_CLIENT_STATE_MAX_AGE_S: remake it */
 } M365Subscription;
 
 /* A synced calendar that has no subscription yet. */
@@ -34,10 +35,20 @@ typedef struct M365UnwatchedCalendar
 } M365UnwatchedCalendar;
 
 /*
+ * A clientState lives at most a week: a subscription that old is remade
+ * (a new one, with a new clientState), so a captured notification body is
+ * accepted for a week at most however often the subscription is renewed.
+ */
+#define M365_CLIENT_STATE_MAX_AGE_S (7 * 24 * 3600)
+
+/* Least time between lifecycle renewals of one subscription (replays of reauthorizationRequired). */
+#define M365_LIFECYCLE_GAP_S 600
+
+/*
  * Connected accounts with a subscription to make (a synced calendar has
- * none, url not empty, no retry pending), renew, remake or remove (url
- * changed or emptied, calendar no longer synced or gone); at most limit,
- * palloc'd M365DueAccount (store_accounts.h).
+ * none, url not empty, no retry pending), renew, remake (gone, or due for
+ * a new clientState) or remove (url changed or emptied, calendar no longer
+ * synced or gone); at most limit, palloc'd M365DueAccount (store_accounts.h).
  */
 extern List *m365_store_subscriptions_due(const char *notification_url, int limit);
 
@@ -70,11 +81,31 @@ extern void m365_store_subscriptions_delete(int64 account_id, const char *subscr
 extern int	m365_store_subscriptions_lookup(const char *subscription_id, int64 **account_ids,
 									  char ***client_states);
 
-/* Lifecycle events: renew at once, or remake (it is gone at Microsoft). */
+/*
+ * Lifecycle events: renew at once, or remake (it is gone at Microsoft);
+ * rate-limited per subscription (M365_LIFECYCLE_GAP_S, see the .c).
+ */
 extern void m365_store_subscriptions_flag(int64 account_id, const char *subscription_id, bool recreate);
 
-/* Mark accounts due now (idempotent); the next worker round pulls them. */
+/*
+ * Least time between the start of an account's round and a round a
+ * notification asks for (issue 23, webhook replay): a mark is due only once
+ * that long has passed since the account's last round began, so however
+ * many notifications come, one round per gap at most. Never dropped: a
+ * change announced after a round's delta request is fetched by the next.
+ * The condition, for the due-accounts query (alias a for the account):
+ */
+#define M365_WAKEUP_GAP_MS 1000
+#define M365_WAKEUP_MARK_DUE \
+	"(EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id)" \
+	" AND NOT EXISTS (SELECT 1 FROM m365sync.sync_run_log r WHERE r.account_id = a.account_id" \
+	"   AND r.started_at > pg_catalog.now() - pg_catalog.make_interval(secs => " CppAsString2(M365_WAKEUP_GAP_MS) " / 1000.0)))"
+
+/* Mark accounts due (idempotent: a pending mark stays as it is). */
 extern void m365_store_wakeups_mark(const int64 *account_ids, int n);
+
+/* Milliseconds until the next mark that is not due yet falls due; -1 if none. */
+extern long m365_store_wakeups_next_ms(void);
 
 /* Forget due marks of accounts that no longer exist. */
 extern void m365_store_wakeups_prune(void);

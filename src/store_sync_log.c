@@ -7,11 +7,26 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "catalog/namespace.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "spi_util.h"
 #include "store_sync_log.h"
+
+/*
+ * Until ALTER EXTENSION m365sync UPDATE has run, this 0.2.0 library works on
+ * a 0.1.0 table, which has no skipped column: the count is then not kept.
+ */
+static bool
+has_skipped_column(void)
+{
+	Oid			nsp = get_namespace_oid("m365sync", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid("sync_run_log", nsp) : InvalidOid;
+
+	return OidIsValid(rel) && get_attnum(rel, "skipped") != InvalidAttrNumber;
+}
 
 int64
 m365_store_sync_log_start(int64 account_id)
@@ -51,9 +66,19 @@ m365_store_sync_log_finish(int64 account_id, int64 run_id, const M365RoundStats 
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(st->pushed), false);
 	/* clock_timestamp() as $11: Citus refuses volatile functions in an UPDATE */
 	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+	if (!has_skipped_column())
+	{
+		m365_spi_exec("UPDATE m365sync.sync_run_log SET finished_at = $11,"
+					  " pages = $3, fetched = $4, applied = $5, deleted = $6, http_requests = $7,"
+					  " status = $8, error_code = $9, pushed = $10 WHERE account_id = $1 AND run_id = $2",
+					  &a, SPI_OK_UPDATE, "logging a round");
+		return;
+	}
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(st->skipped), false);
 	m365_spi_exec("UPDATE m365sync.sync_run_log SET finished_at = $11,"
 				  " pages = $3, fetched = $4, applied = $5, deleted = $6, http_requests = $7,"
-				  " status = $8, error_code = $9, pushed = $10 WHERE account_id = $1 AND run_id = $2",
+				  " status = $8, error_code = $9, pushed = $10, skipped = $12"
+				  " WHERE account_id = $1 AND run_id = $2",
 				  &a, SPI_OK_UPDATE, "logging a round");
 }
 

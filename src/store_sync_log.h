@@ -16,6 +16,7 @@ typedef struct M365RoundStats
 	int			applied;
 	int			deleted;
 	int			conflicts;
+	int			skipped;		/* items the pull could not map (pull_item.c) */
 	int			pushed;			/* outbox entries done (push.c) */
 	int			http_requests;
 	bool		ok;

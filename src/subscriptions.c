@@ -4,9 +4,11 @@
  * users/{id}/events reports the default calendar only (GRAPH.md §11).
  * POST /subscriptions with a fresh random clientState when a calendar's
  * sync is switched on, PATCH to renew at half its lifetime, a new one when
- * Graph says it is gone (404, or the lifecycle event subscriptionRemoved),
- * DELETE when the calendar's sync is switched off, the calendar is gone,
- * the notification URL is emptied or changed, and at erasure; 0.1.0's
+ * Graph says it is gone (404, or the lifecycle event subscriptionRemoved)
+ * and once a week (a new clientState, so a captured notification body does
+ * not stay valid for ever), DELETE when the calendar's sync is switched
+ * off, the calendar is gone, the notification URL is emptied or changed,
+ * and at erasure; 0.1.0's
  * account-wide subscription is replaced the same way.
  *
  * Runs in the worker's rounds, never in a caller's transaction — except the
@@ -256,13 +258,18 @@ maintain_account(int64 account_id)
 	{
 		M365Subscription *sub = lfirst(lc);
 
-		if (url[0] == '\0' || sub->recreate || !sub->wanted || strcmp(sub->notification_url, url) != 0)
+		if (url[0] == '\0' || sub->recreate || !sub->wanted || sub->rotate_due ||
+			strcmp(sub->notification_url, url) != 0)
 		{
-			/* Removed at Microsoft already, or no longer wanted as it is. */
+			/*
+			 * Removed at Microsoft already, no longer wanted as it is, or a
+			 * week old: its clientState is rotated by making a new one (below,
+			 * as for any synced calendar without one).
+			 */
 			if (!sub->recreate)
 				(void) delete_remote(account_id, sub->subscription_id);
 			m365_store_subscriptions_delete(account_id, sub->subscription_id);
-			if (sub->recreate)
+			if (sub->recreate || sub->rotate_due)
 				m365_store_wakeups_mark(&account_id, 1);	/* what changed meanwhile */
 		}
 		else if (sub->renew_due && renew(account_id, sub->subscription_id) == 0)

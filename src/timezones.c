@@ -5,8 +5,9 @@
  * ("Romance Standard Time") or IANA. Names are resolved by zone_names.c
  * (CLDR table); offsets, DST and history come only from PostgreSQL's tz
  * database (pg_tzset, DetermineTimeZoneOffset), so the server and its users
- * agree on every instant. Nothing here guesses an offset: an unknown or
- * custom zone is an error for the caller to report.
+ * agree on every instant. Nothing here guesses an offset: an unknown zone
+ * is an error for the caller to report, and so is a custom zone, except in
+ * a copy Graph rendered in UTC for us (the pull), which is read as UTC.
  */
 #include "postgres.h"
 
@@ -45,8 +46,8 @@ fill_tm(const M365DateTime *d, struct pg_tm *tm)
 	tm->tm_isdst = -1;
 }
 
-TimestampTz
-m365_event_time_instant(const M365EventTime *t, const char *field)
+M365TimeStatus
+m365_time_to_instant(const M365EventTime *t, bool custom_as_utc, TimestampTz *out)
 {
 	struct pg_tm tm;
 	int			tz;
@@ -55,23 +56,20 @@ m365_event_time_instant(const M365EventTime *t, const char *field)
 	fill_tm(&t->dt, &tm);
 	if (t->dt.has_offset)
 		tz = -t->dt.offset_sec;		/* PostgreSQL counts seconds west of UTC */
+	else if (custom_as_utc && m365_zone_is_custom(t->time_zone))
+		tz = 0;					/* GRAPH.md §10: a UTC-rendered copy, read as UTC */
 	else
 	{
 		pg_tz	   *zone = m365_find_zone(t->time_zone);
 
 		if (zone == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown time zone \"%s\" in %s.timeZone",
-							t->time_zone ? t->time_zone : "", field),
-					 errhint("Use an IANA name such as \"Europe/Copenhagen\" or a Windows name such as \"Romance Standard Time\".")));
+			return M365_TIME_UNKNOWN_ZONE;
 		tz = DetermineTimeZoneOffset(&tm, zone);
 	}
 	if (tm2timestamp(&tm, t->dt.usec, &tz, &result) != 0 || !IS_VALID_TIMESTAMP(result))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_FIELD_OVERFLOW),
-				 errmsg("%s.dateTime is out of range", field)));
-	return (TimestampTz) result;
+		return M365_TIME_OUT_OF_RANGE;
+	*out = (TimestampTz) result;
+	return M365_TIME_OK;
 }
 
 DateADT

@@ -7,6 +7,7 @@
  * (PostgreSQL's tz database does that, in timezones.c) and includes no
  * backend header, so it runs in unit tests and fuzz targets.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -32,6 +33,15 @@ m365_windows_zone_to_iana(const char *windows_name)
 	return hit ? hit->iana : NULL;
 }
 
+bool
+m365_zone_is_custom(const char *graph_zone)
+{
+	if (graph_zone == NULL || strcasecmp(graph_zone, "tzone://Microsoft/Utc") == 0)
+		return false;
+	return strncasecmp(graph_zone, "tzone://", 8) == 0 ||
+		strcasecmp(graph_zone, "Customized Time Zone") == 0;
+}
+
 const char *
 m365_zone_iana_name(const char *graph_zone)
 {
@@ -42,8 +52,7 @@ m365_zone_iana_name(const char *graph_zone)
 	if (strcasecmp(graph_zone, "tzone://Microsoft/Utc") == 0)
 		return "UTC";
 	/* Outlook's custom zones carry their rules elsewhere: unknown to us. */
-	if (strncasecmp(graph_zone, "tzone://", 8) == 0 ||
-		strcasecmp(graph_zone, "Customized Time Zone") == 0)
+	if (m365_zone_is_custom(graph_zone))
 		return NULL;
 	iana = m365_windows_zone_to_iana(graph_zone);
 	return iana ? iana : graph_zone;

@@ -7,6 +7,8 @@
 #ifndef M365SYNC_ZONE_NAMES_H
 #define M365SYNC_ZONE_NAMES_H
 
+#include <stdbool.h>
+
 /*
  * The IANA (tz database) name for a Graph timeZone value:
  *  - a Windows name ("Romance Standard Time") → its CLDR default zone;
@@ -18,6 +20,14 @@
  * Windows names match case-insensitively. The result is static or the input.
  */
 extern const char *m365_zone_iana_name(const char *graph_zone);
+
+/*
+ * Is this one of Outlook's custom zones ("tzone://Microsoft/Custom",
+ * "Customized Time Zone", any tzone:// name but "tzone://Microsoft/Utc")?
+ * GRAPH.md §10: their rules are not ours to know; a UTC-rendered copy of
+ * the event is read as UTC instead.
+ */
+extern bool m365_zone_is_custom(const char *graph_zone);
 
 /* The Windows name table's own lookup (NULL when not a Windows name). */
 extern const char *m365_windows_zone_to_iana(const char *windows_name);

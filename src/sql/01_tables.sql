@@ -191,6 +191,7 @@ CREATE TABLE m365sync.sync_run_log (
     http_requests   integer NOT NULL DEFAULT 0,
     status          text NOT NULL DEFAULT 'running',
     error_code      text,
+    skipped         integer NOT NULL DEFAULT 0,  -- items the pull could not map (0.2.0)
     PRIMARY KEY (account_id, run_id)
 );
 CREATE INDEX sync_run_log_started ON m365sync.sync_run_log (started_at);

@@ -64,12 +64,13 @@ $status$;
 CREATE FUNCTION m365sync._sync_runs()
     RETURNS TABLE (account_id bigint, started_at timestamptz, finished_at timestamptz,
                    pages integer, fetched integer, applied integer, deleted integer,
-                   pushed integer, http_requests integer, status text, error_code text)
+                   pushed integer, http_requests integer, status text, error_code text,
+                   skipped integer)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, m365sync, pg_temp
     AS $runs$
 SELECT account_id, started_at, finished_at, pages, fetched, applied, deleted,
-       pushed, http_requests, status, error_code
+       pushed, http_requests, status, error_code, skipped
   FROM m365sync.sync_run_log
 $runs$;
 REVOKE ALL ON FUNCTION m365sync._account_status(), m365sync._sync_runs() FROM PUBLIC;

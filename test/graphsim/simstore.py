@@ -65,6 +65,10 @@ IMM_PREFIX = "AAkALgAA"      # immutable id: IMM_PREFIX + core(22) + "AAA="
 DEF_PREFIX = "AAMkAGEx"      # default id:   DEF_PREFIX + core(22) + gen + "AA="
 OCC_MARK = "AEx"             # occurrence:   base[:33] + OCC_MARK + YYYYMMDD + "="
 ICAL_PREFIX = "040000008200E00074C5B7101A82E008"
+# Outlook-side only (the control API): top-level members of the rendered
+# event replaced as given, for items the service sends that the simulator
+# would never make by itself (README, "Odd items").
+RAW_KEY = "_sim_raw"
 
 json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 dumps = json_encoder.encode
@@ -841,8 +845,12 @@ class Store:
             os_, _ = self.occ_times(v, d)
             out["originalStart"] = T.fmt_offset(os_, 0)
         for k, val in data.items():
-            if k not in out and k not in ("isAllDay",):
+            if k not in out and k not in ("isAllDay", RAW_KEY):
                 out[k] = val
+        raw = data.get(RAW_KEY)
+        if isinstance(raw, dict):
+            # a test device (README, "Odd items"): members the rendering sends as given
+            out.update(raw)
         return out
 
     @staticmethod

@@ -187,6 +187,25 @@ class DeltaChanges(SimCase):
         self.assertEqual(zones, ["Customized Time Zone", "tzone://Microsoft/Custom"])
         self.assertEqual(len(items), 2)
 
+    def test_raw_members_replace_the_rendering_until_patched_away(self):
+        bad_start = {"dateTime": "2025-03-03T09:00:00.0000000", "timeZone": "Mars Standard Time"}
+        ev = self.outlook_create(event("odd", _sim_raw={"start": bad_start, "type": "futureType"}))
+        items, delta, _ = self.delta_all()
+        self.assertEqual(items[0]["start"], bad_start)
+        self.assertEqual(items[0]["type"], "futureType")
+        self.assertNotIn("_sim_raw", items[0])
+        # a Graph client cannot set it; a later Outlook change can take it away
+        r = self.g("PATCH", "me/events/" + ev["immutable_id"], {"_sim_raw": {"subject": "x"}})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["type"], "futureType")
+        self.assertEqual(r.json()["subject"], "odd")
+        self.outlook_patch(ev["immutable_id"], {"_sim_raw": None, "subject": "fixed"})
+        items, _, _ = self.delta_all(delta)
+        self.assertEqual(len(items), 1)
+        self.assertEqual(items[0]["type"], "singleInstance")
+        self.assertEqual(items[0]["start"]["timeZone"], "UTC")
+        self.assertEqual(items[0]["subject"], "fixed")
+
 
 class DeltaSeries(SimCase):
     WEEKLY = {"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"], "firstDayOfWeek": "sunday"},

@@ -5,6 +5,7 @@ use warnings;
 use lib "$ENV{M365_SRC}/test/t/lib";
 use M365Test;
 use Test::More;
+use Time::HiRes qw(sleep);
 
 my $t = M365Test->new(name => 'pull', conf => "m365sync.sync_interval = '1h'\n");
 $t->setup_app;
@@ -90,15 +91,36 @@ unlike(events(), qr/After throttling/, 'nothing of the failed round was applied'
 like(sync_now(), qr/^ok:1:1:0$/, 'the next round succeeds');
 like(events(), qr/After throttling/, 'and brings the change');
 
-# NOTIFY with the account id and a count only.
+# NOTIFY m365sync carries no payload (issue 23: any role may LISTEN): a role
+# with no grants at all hears that something changed, never for whom; the
+# app asks changes_since() acting for its user.
+$t->node->safe_psql('postgres', 'CREATE ROLE nobody LOGIN');
+my $listener = $t->node->background_psql('postgres', extra_params => [ '-U', 'nobody' ]);
+$listener->query_safe('LISTEN m365sync');
+my $seen = $t->as_user('flow-ada', 'SELECT coalesce(max(change), 0) FROM m365sync.changes_since()');
 outlook('POST', '/events', { subject => 'Notify me',
 	start => { dateTime => "$d[3]T12:00:00", timeZone => 'UTC' },
 	end => { dateTime => "$d[3]T13:00:00", timeZone => 'UTC' } });
-my ($out, $err) = ('', '');
-$t->node->psql('postgres', "LISTEN m365sync; SELECT count(*) FROM m365sync.sync($account);",
-	stdout => \$out, stderr => \$err);
-like($out . $err, qr/notification "m365sync" with payload "\{"account_id":$account,"changed":1\}"/,
-	'NOTIFY m365sync carries the account and the count');
+like(sync_now(), qr/^ok:1:1:0$/, 'a round applies one change');
+my $heard = '';
+for (1 .. 100)
+{
+	$heard .= $listener->query_safe('SELECT 1');
+	last if $heard =~ /Asynchronous notification/;
+	sleep 0.2 if $_ > 1;
+}
+like($heard, qr/Asynchronous notification "m365sync" received from server process with PID \d+\./,
+	'a role with no grants that LISTENs hears NOTIFY m365sync');
+unlike($heard, qr/with payload/, 'with no payload: nothing ties it to anyone');
+$listener->quit;
+my $changes = $t->as_user('flow-ada', "SELECT string_agg((change > $seen) || ':' || changed, ',') FROM m365sync.changes_since($seen)");
+is($changes, 'true:1', 'changes_since() tells the app, acting for its user, that one event changed since it last looked');
+is($t->as_user('flow-nobody', 'SELECT count(*) FROM m365sync.changes_since()'), '0',
+	"and tells another user nothing of ada's rounds");
+my @r = $t->sql('SELECT * FROM m365sync.changes_since()', role => 'flowagent');
+is($r[1], '28000', 'changes_since() without an acting user is refused (28000)');
+@r = $t->sql('SELECT * FROM m365sync.changes_since()', role => 'nobody');
+is($r[1], '42501', 'and a role with no grants may not call it (42501)');
 
 # The worker may have run rounds of its own besides our nine sync() calls.
 like($t->as_admin("SELECT count(*) FILTER (WHERE status = 'error') || '/' || (count(*) >= 9) || '/' || bool_and(finished_at IS NOT NULL)"

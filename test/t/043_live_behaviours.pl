@@ -183,6 +183,8 @@ sub behaviour_9
 	my $body = $delivered->{body};
 	$body->{value}[0]{subscriptionId} = $mine[0];	# as its calendar's current subscription sends it
 	$body->{value}[0]{clientState} = $state{ $mine[0] };
+	# a change not pulled yet (another etag): a replay of one already pulled marks nothing (061)
+	$body->{value}[0]{resourceData}{'@odata.etag'} = 'W/"not-pulled-yet"';
 	push @{ $body->{value} }, $item->($other_sid, $wrong);
 	my $runs = db("SELECT count(*) FROM m365sync.sync_run_log WHERE account_id = $account");
 	($out, $st) = $t->sql("SELECT m365sync.handle_notification(\$b\$" . $json->encode($body) . "\$b\$)", role => 'flowagent');

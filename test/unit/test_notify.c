@@ -38,6 +38,9 @@ test_notifications(void)
 	ok(m365_parse_notification(S(body), &n) == 0 && n.count == 5, "a batch of five items is read");
 	ok(strcmp(n.items[0].subscription_id, "0a1b-2c") == 0 && n.items[0].kind == M365_NOTE_CHANGE &&
 	   strcmp(n.items[0].client_state, "cs1") == 0, "a change notification: id, change, clientState");
+	ok(strcmp(n.items[0].resource_id, "e") == 0 && n.items[0].change_key == NULL && !n.items[0].deleted,
+	   "a change names its event's id; no etag, no changeKey");
+	ok(n.items[1].resource_id == NULL && n.items[1].change_key == NULL, "a lifecycle event names no event");
 	ok(n.items[1].kind == M365_NOTE_REAUTHORIZE, "reauthorizationRequired");
 	ok(n.items[2].kind == M365_NOTE_REMOVED, "subscriptionRemoved");
 	ok(n.items[3].kind == M365_NOTE_MISSED && n.items[3].client_state == NULL, "missed, without clientState");
@@ -45,6 +48,23 @@ test_notifications(void)
 	   "an unknown lifecycle event means a pull; a null clientState is none");
 	m365_notification_free(&n);
 	ok(n.items == NULL && n.count == 0, "freed");
+
+	{
+		const char *etags =
+			"{\"value\":[{\"subscriptionId\":\"s\",\"changeType\":\"deleted\","
+			"\"resourceData\":{\"id\":\"AAMk=\",\"@odata.etag\":\"W/\\\"DwAAAB\\\"\"}},"
+			"{\"subscriptionId\":\"s\",\"resourceData\":{\"id\":7,\"@odata.etag\":\"plain\"}},"
+			"{\"subscriptionId\":\"s\",\"resourceData\":\"not an object\"}]}";
+
+		ok(m365_parse_notification(S(etags), &n) == 0 && n.count == 3, "three changes are read");
+		ok(strcmp(n.items[0].resource_id, "AAMk=") == 0 && strcmp(n.items[0].change_key, "DwAAAB") == 0 &&
+		   n.items[0].deleted, "a deletion: the id, and the changeKey out of W/\"...\"");
+		ok(n.items[1].resource_id == NULL && strcmp(n.items[1].change_key, "plain") == 0 && !n.items[1].deleted,
+		   "an id that is not a string is none; an etag without W/ is kept as is");
+		ok(n.items[2].resource_id == NULL && n.items[2].change_key == NULL,
+		   "resourceData that is not an object names nothing (and is no error)");
+		m365_notification_free(&n);
+	}
 
 	for (i = 0; malformed[i]; i++)
 	{

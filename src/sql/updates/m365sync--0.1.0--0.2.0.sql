@@ -40,6 +40,47 @@ CREATE TRIGGER data_key_check
     FOR EACH ROW EXECUTE FUNCTION m365sync._data_key_check();
 REVOKE ALL ON FUNCTION m365sync._data_key_check() FROM PUBLIC;
 
+-- ---- no poison events (issue 23) ----
+
+-- Items of a delta page the pull could not map and skipped (pull_item.c).
+-- (Added without a default, then filled: a fresh install's catalog has no
+-- "missing value" for it, and neither may an upgraded one.)
+ALTER TABLE m365sync.sync_run_log ADD COLUMN skipped integer;
+UPDATE m365sync.sync_run_log SET skipped = 0;
+ALTER TABLE m365sync.sync_run_log ALTER COLUMN skipped SET DEFAULT 0,
+                                  ALTER COLUMN skipped SET NOT NULL;
+CREATE OR REPLACE VIEW m365sync.sync_runs AS
+SELECT account_id, started_at, finished_at, pages, fetched, applied, deleted,
+       pushed, http_requests, status, error_code, skipped
+  FROM m365sync.sync_run_log;
+
+-- ---- NOTIFY without account ids (issue 23) ----
+-- What changed for the acting user (issue 23). NOTIFY m365sync carries no
+-- payload, because any role may LISTEN; on one, the app asks this, acting
+-- for each user it shows, with the highest `change` it has seen: one row per
+-- finished sync round of the user's account that applied remote changes,
+-- oldest first. Ids and counts only; events() then reads the events.
+CREATE FUNCTION m365sync.changes_since(after bigint DEFAULT 0)
+    RETURNS TABLE (change bigint, changed_at timestamptz, changed integer)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS $$
+BEGIN
+    PERFORM m365sync.acting_user();  -- 28000 without an acting user
+    RETURN QUERY
+        SELECT r.run_id, r.finished_at, r.applied + r.deleted
+          FROM m365sync.sync_run_log r
+         WHERE r.run_id > coalesce(after, 0) AND r.finished_at IS NOT NULL
+           AND r.applied + r.deleted > 0
+         ORDER BY r.run_id;
+END
+$$;
+COMMENT ON FUNCTION m365sync.changes_since(bigint) IS
+    'Sync rounds of the acting user''s account that applied remote changes, after the given change id, oldest first; for a NOTIFY m365sync (which carries no payload).';
+ALTER FUNCTION m365sync.changes_since(bigint) OWNER TO m365sync_definer;
+REVOKE ALL ON FUNCTION m365sync.changes_since(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION m365sync.changes_since(bigint) TO m365sync_app;
+
 -- ---- privacy and access (issue 23) ----
 
 -- export_user and purge_user move from m365sync_admin to a role of their
@@ -368,12 +409,13 @@ $status$;
 CREATE FUNCTION m365sync._sync_runs()
     RETURNS TABLE (account_id bigint, started_at timestamptz, finished_at timestamptz,
                    pages integer, fetched integer, applied integer, deleted integer,
-                   pushed integer, http_requests integer, status text, error_code text)
+                   pushed integer, http_requests integer, status text, error_code text,
+                   skipped integer)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, m365sync, pg_temp
     AS $runs$
 SELECT account_id, started_at, finished_at, pages, fetched, applied, deleted,
-       pushed, http_requests, status, error_code
+       pushed, http_requests, status, error_code, skipped
   FROM m365sync.sync_run_log
 $runs$;
 REVOKE ALL ON FUNCTION m365sync._account_status(), m365sync._sync_runs() FROM PUBLIC;
