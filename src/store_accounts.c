@@ -328,6 +328,32 @@ m365_store_accounts_lock(int64 account_id, M365Account *out)
 	return account_query(ACCOUNT_COLUMNS "WHERE account_id = $1 FOR UPDATE", &a, out);
 }
 
+/*
+ * The user's account; 0 when they have none. Caller connected to SPI.
+ * First from user_accounts, by its primary key (on Citus a reference table,
+ * read where we are); an account made outside m365_store_accounts_create
+ * (rows written by hand) or under 0.1.0's schema (which has no
+ * user_accounts; the update fills it) is still found in accounts, where on
+ * Citus the search asks every shard.
+ */
+static int64
+account_of_user(const char *flowagent_user)
+{
+	static SPIPlanPtr by_map,
+				by_accounts;
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_text(&a, flowagent_user);
+	if ((m365_schema_is_0_2() &&
+		 m365_spi_run_saved(&by_map, "SELECT u.account_id FROM m365sync.user_accounts u WHERE u.flowagent_user = $1",
+							&a, SPI_OK_SELECT, 1, "finding the user's account") == 1) ||
+		m365_spi_run_saved(&by_accounts, "SELECT a.account_id FROM m365sync.accounts a"
+						   " WHERE a.flowagent_user = $1 ORDER BY a.account_id LIMIT 1",
+						   &a, SPI_OK_SELECT, 1, "finding the user's account") == 1)
+		return m365_spi_get_int8(1);
+	return 0;
+}
+
 bool
 m365_store_accounts_of_user_lock(const char *flowagent_user, M365Account *out)
 {
@@ -340,11 +366,12 @@ m365_store_accounts_of_user_lock(const char *flowagent_user, M365Account *out)
 	 * names one shard (the distribution column, account_id). The user's
 	 * accounts are made under m365_store_accounts_lock_user.
 	 */
-	m365_spi_arg_text(&a, flowagent_user);
-	if (!account_query(ACCOUNT_COLUMNS "WHERE flowagent_user = $1 ORDER BY account_id LIMIT 1", &a, out))
+	memset(out, 0, sizeof(*out));
+	SPI_connect();
+	account_id = account_of_user(flowagent_user);
+	SPI_finish();
+	if (account_id == 0)
 		return false;
-	account_id = out->account_id;
-	memset(&a, 0, sizeof(a));
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, flowagent_user);
 	return account_query(ACCOUNT_COLUMNS "WHERE account_id = $1 AND flowagent_user = $2 FOR UPDATE", &a, out);
@@ -364,6 +391,14 @@ m365_store_accounts_create(const char *flowagent_user, const char *mode, int64 t
 		"VALUES ($1, $2, $3, 'connecting') RETURNING account_id",
 		&a, SPI_OK_INSERT_RETURNING, NULL);
 	id = m365_spi_get_int8(1);
+	if (m365_schema_is_0_2())
+	{
+		memset(&a, 0, sizeof(a));
+		m365_spi_arg_text(&a, flowagent_user);
+		m365_spi_arg_int8(&a, id);
+		m365_spi_run("INSERT INTO m365sync.user_accounts (flowagent_user, account_id) VALUES ($1, $2)",
+					 &a, SPI_OK_INSERT, "recording the user's account");
+	}
 	SPI_finish();
 	return id;
 }
@@ -633,15 +668,7 @@ m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int int
 int64
 m365_store_accounts_of_acting_user(void)
 {
-	static SPIPlanPtr p;
-	M365SpiArgs a = {0};
-
-	m365_spi_arg_text(&a, m365_acting_user());
-	if (m365_spi_run_saved(&p, "SELECT a.account_id FROM m365sync.accounts a"
-						   " WHERE a.flowagent_user = $1 ORDER BY a.account_id LIMIT 1",
-						   &a, SPI_OK_SELECT, 1, "finding the acting user's account") == 0)
-		return 0;
-	return m365_spi_get_int8(1);
+	return account_of_user(m365_acting_user());
 }
 
 /* purge.c's erasure of a user's rows (see purge.c for the order). */
@@ -653,6 +680,9 @@ m365_store_accounts_delete_accounts(const int64 *account_ids, int n)
 	m365_spi_arg_int8_array(&a, account_ids, n);
 	m365_spi_exec("DELETE FROM m365sync.accounts WHERE account_id = ANY ($1)",
 				  &a, SPI_OK_DELETE, "erasing rows of the user");
+	if (m365_schema_is_0_2())
+		m365_spi_exec("DELETE FROM m365sync.user_accounts WHERE account_id = ANY ($1)",
+					  &a, SPI_OK_DELETE, "erasing rows of the user");
 }
 
 /* The user's accounts, locked for the purge; *ids in the caller's context. */

@@ -391,11 +391,14 @@ m365_store_events_delete(int64 account_id, const M365StoredEvent *ev)
 /*
  * A series shows as its occurrences once they are known; until then (made
  * here, not yet synced back) as its master, so it never shows twice.
+ * The subquery names the account as $1, not as e.account_id: on Citus a
+ * correlated account_id inside the OR keeps the planner from pruning to
+ * the account's shard, and every leg then ran on all shards (test/bench/citus).
  */
 #define LIVE_IN_CAL \
 	" e.account_id = $1 AND NOT e.deleted AND ($6::pg_catalog.int8 IS NULL OR e.calendar_id = $6)" \
 	" AND (e.event_type <> 'seriesMaster' OR NOT EXISTS (SELECT 1 FROM m365sync.events o" \
-	"      WHERE o.account_id = e.account_id AND o.series_master_id = e.event_id AND NOT o.deleted))"
+	"      WHERE o.account_id = $1 AND o.series_master_id = e.event_id AND NOT o.deleted))"
 
 uint64
 m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,

@@ -78,6 +78,16 @@ CREATE TABLE m365sync.accounts (
 CREATE INDEX accounts_flowagent_user ON m365sync.accounts (flowagent_user);
 CREATE INDEX accounts_next_sync ON m365sync.accounts (next_sync_at);
 
+-- Each FlowAgent user's account, by user: the user functions find the
+-- acting user's account here, by the primary key. Written with accounts in
+-- the same transaction (store_accounts.c), never apart. On Citus a
+-- reference table (distribute()): the coordinator reads it locally, where
+-- a search of accounts by flowagent_user would ask every shard.
+CREATE TABLE m365sync.user_accounts (
+    flowagent_user  text PRIMARY KEY,
+    account_id      bigint NOT NULL
+);
+
 CREATE TABLE m365sync.calendars (
     account_id      bigint NOT NULL REFERENCES m365sync.accounts ON DELETE CASCADE,
     calendar_id     bigserial,
@@ -292,7 +302,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     m365sync.accounts, m365sync.calendars, m365sync.events, m365sync.outbox,
     m365sync.conflicts, m365sync.data_keys, m365sync.oauth_states,
     m365sync.sync_run_log, m365sync.subscriptions, m365sync.account_wakeups,
-    m365sync.removed_events
+    m365sync.removed_events, m365sync.user_accounts
     TO m365sync_definer;
 GRANT SELECT ON m365sync.app_config, m365sync.tenants TO m365sync_definer;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA m365sync TO m365sync_definer;
@@ -311,6 +321,7 @@ ALTER TABLE m365sync.sync_run_log  ENABLE ROW LEVEL SECURITY;
 ALTER TABLE m365sync.subscriptions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE m365sync.account_wakeups ENABLE ROW LEVEL SECURITY;
 ALTER TABLE m365sync.removed_events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE m365sync.user_accounts ENABLE ROW LEVEL SECURITY;
 
 -- The per-account tables' policies call m365sync._acting_owns(account_id)
 -- (C in sql_citus.c, store_placement.c) instead of a subquery on accounts:
@@ -329,6 +340,8 @@ REVOKE ALL ON FUNCTION m365sync._acting_owns(bigint) FROM PUBLIC;
 ALTER FUNCTION m365sync._acting_owns(bigint) OWNER TO m365sync_definer;
 
 CREATE POLICY acting_user ON m365sync.accounts TO m365sync_definer
+    USING (flowagent_user = pg_catalog.current_setting('m365sync.flowagent_user', true));
+CREATE POLICY acting_user ON m365sync.user_accounts TO m365sync_definer
     USING (flowagent_user = pg_catalog.current_setting('m365sync.flowagent_user', true));
 CREATE POLICY acting_user ON m365sync.oauth_states TO m365sync_definer
     USING (kind = 'connect'
@@ -371,6 +384,7 @@ SELECT pg_catalog.pg_extension_config_dump('m365sync.oauth_states_state_id_seq',
 SELECT pg_catalog.pg_extension_config_dump('m365sync.data_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.accounts_account_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.user_accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.calendars', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.calendars_calendar_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.events', '');

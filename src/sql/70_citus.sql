@@ -4,7 +4,8 @@
 -- on a Citus coordinator: every per-account table is distributed on
 -- account_id, co-located with accounts (so an account's rows live on one
 -- node and its sync runs there by local execution); the app and tenant
--- configuration and the OAuth states become reference tables (a copy on
+-- configuration, the OAuth states and the users' account map (user_accounts)
+-- become reference tables (a copy on
 -- every node). Idempotent: a table already distributed is left as it is.
 -- Citus's functions are named only in dynamic SQL, so this file installs
 -- on a server without Citus, where the function refuses with a hint.
@@ -36,7 +37,7 @@ DECLARE
     seq text;
     per_account constant text[] := ARRAY['calendars', 'events', 'outbox', 'conflicts',
         'sync_run_log', 'subscriptions', 'account_wakeups', 'data_keys', 'removed_events'];
-    reference constant text[] := ARRAY['app_config', 'tenants', 'oauth_states'];
+    reference constant text[] := ARRAY['app_config', 'tenants', 'oauth_states', 'user_accounts'];
 BEGIN
     IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
         RAISE EXCEPTION 'Citus is not installed in database "%"', pg_catalog.current_database()
@@ -64,7 +65,8 @@ BEGIN
         LOCK TABLE m365sync.accounts, m365sync.tenants, m365sync.app_config, m365sync.oauth_states,
                    m365sync.calendars, m365sync.events, m365sync.outbox, m365sync.conflicts,
                    m365sync.sync_run_log, m365sync.subscriptions, m365sync.account_wakeups,
-                   m365sync.data_keys, m365sync.removed_events IN ACCESS EXCLUSIVE MODE;
+                   m365sync.data_keys, m365sync.removed_events, m365sync.user_accounts
+                   IN ACCESS EXCLUSIVE MODE;
     END IF;
     -- accounts refers to tenants: distribute both without the key, then restore it
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition

@@ -145,9 +145,11 @@ def part2():
     for node in ("coord", "single"):
         if node == "single":
             sql(node, "SELECT m365sync.configure('%s', '%s', 'https://flowagent.example/cb')" % (CLIENT_ID, SECRET))
-        # the worker never picks it: no Graph user id
+        # the worker never picks it: no Graph user id; user_accounts as
+        # m365_store_accounts_create writes it with every account
         sql(node, """INSERT INTO m365sync.accounts (account_id, flowagent_user, mode, status)
                        VALUES (1, 'bench-week', 'application', 'connected');
+                     INSERT INTO m365sync.user_accounts (flowagent_user, account_id) VALUES ('bench-week', 1);
                      INSERT INTO m365sync.calendars (account_id, calendar_id, graph_id, is_default, sync_enabled)
                        VALUES (1, 1, 'cal-1', true, false);""")
         stmts = "".join(

@@ -242,7 +242,7 @@ is(q1($coord, "SELECT string_agg(logicalrelid::regclass::text || ':' || partmeth
 	  . " ',' ORDER BY logicalrelid::regclass::text COLLATE \"C\") FROM pg_dist_partition"),
 	join(',', map { "m365sync.$_" } sort(qw(account_wakeups:h:true accounts:h:true app_config:n:false calendars:h:true
 		conflicts:h:true data_keys:h:true events:h:true outbox:h:true oauth_states:n:false removed_events:h:true subscriptions:h:true
-		sync_run_log:h:true tenants:n:false))),
+		sync_run_log:h:true tenants:n:false user_accounts:n:false))),
 	'distribute() twice: per-account tables hash-distributed and co-located with accounts, configuration replicated');
 
 %node_of_group = (0 => $coord);

@@ -445,7 +445,7 @@ DECLARE
     seq text;
     per_account constant text[] := ARRAY['calendars', 'events', 'outbox', 'conflicts',
         'sync_run_log', 'subscriptions', 'account_wakeups', 'data_keys', 'removed_events'];
-    reference constant text[] := ARRAY['app_config', 'tenants', 'oauth_states'];
+    reference constant text[] := ARRAY['app_config', 'tenants', 'oauth_states', 'user_accounts'];
 BEGIN
     IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
         RAISE EXCEPTION 'Citus is not installed in database "%"', pg_catalog.current_database()
@@ -473,7 +473,8 @@ BEGIN
         LOCK TABLE m365sync.accounts, m365sync.tenants, m365sync.app_config, m365sync.oauth_states,
                    m365sync.calendars, m365sync.events, m365sync.outbox, m365sync.conflicts,
                    m365sync.sync_run_log, m365sync.subscriptions, m365sync.account_wakeups,
-                   m365sync.data_keys, m365sync.removed_events IN ACCESS EXCLUSIVE MODE;
+                   m365sync.data_keys, m365sync.removed_events, m365sync.user_accounts
+                   IN ACCESS EXCLUSIVE MODE;
     END IF;
     -- accounts refers to tenants: distribute both without the key, then restore it
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
@@ -538,6 +539,25 @@ COMMENT ON FUNCTION m365sync.distribute() IS
     'On a Citus coordinator: distributes the per-account tables by account_id (co-located with accounts) and makes the configuration tables reference tables; idempotent.';
 REVOKE ALL ON FUNCTION m365sync.distribute() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION m365sync.distribute() TO m365sync_admin;
+
+-- ---- Each FlowAgent user's account, by user (01_tables.sql) ----
+-- The user functions find the acting user's account by its primary key;
+-- on Citus a reference table, read on the coordinator without asking every
+-- accounts shard. Filled from the accounts there are (one per user).
+CREATE TABLE m365sync.user_accounts (
+    flowagent_user  text PRIMARY KEY,
+    account_id      bigint NOT NULL
+);
+INSERT INTO m365sync.user_accounts (flowagent_user, account_id)
+SELECT DISTINCT ON (a.flowagent_user) a.flowagent_user, a.account_id
+  FROM m365sync.accounts a
+ ORDER BY a.flowagent_user, a.account_id;
+REVOKE ALL ON m365sync.user_accounts FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON m365sync.user_accounts TO m365sync_definer;
+ALTER TABLE m365sync.user_accounts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY acting_user ON m365sync.user_accounts TO m365sync_definer
+    USING (flowagent_user = pg_catalog.current_setting('m365sync.flowagent_user', true));
+SELECT pg_catalog.pg_extension_config_dump('m365sync.user_accounts', '');
 
 -- ---- live-service behaviours (issue 22) ----
 
