@@ -484,9 +484,17 @@ m365_store_events_pull_is_current(int64 account_id, const char *graph_id, const 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, graph_id);
 	SPI_connect();
-	n = m365_spi_run_saved(&plan, "SELECT change_key FROM m365sync.events WHERE account_id = $1 AND graph_id = $2",
+	n = m365_spi_run_saved(&plan, "SELECT change_key, event_type = 'seriesMaster'"
+						   " FROM m365sync.events WHERE account_id = $1 AND graph_id = $2",
 						   &a, SPI_OK_SELECT, 1, "finding a notified event");
-	if (deleted)
+	if (n > 0 && m365_spi_row_bool(0, 2))
+		/*
+		 * A series master's row comes from a push answer or a GET, never
+		 * from delta: a notification for it announces occurrences that only
+		 * the next delta round brings, whatever the master's changeKey.
+		 */
+		current = false;
+	else if (deleted)
 		current = n == 0;
 	else
 	{
