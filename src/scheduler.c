@@ -162,11 +162,87 @@ refresh_calendars(RoundJob *j, bool isolated)
 	PG_END_TRY();
 }
 
+/* What run_rounds' hooks need. */
+typedef struct RoundBatch
+{
+	bool		commit_each_page;
+} RoundBatch;
+
 /*
- * The rounds of a batch of accounts: lock and log each, pull them together
- * (waves of concurrent requests), then close each round. In the worker
- * (commit_each_page) the log rows commit first so they show while the
- * rounds run, and every page commits with its cursor.
+ * A wave of rounds starts (pull.c calls this when it needs more accounts
+ * for its stream): lock and log each, and clear the due marks it pulls.
+ */
+static void
+prepare_wave(M365PullJob **pulls, int n, void *arg)
+{
+	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+	int			nids = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		RoundJob   *j = pulls[i]->owner;
+
+		if (!(j->locked = lock_round(j->account->account_id)))
+		{
+			strlcpy(j->stats.error, "busy", sizeof(j->stats.error));
+			pulls[i]->skip = true;
+			continue;
+		}
+		ids[nids++] = j->account->account_id;
+	}
+	if (nids > 0)
+	{
+		int64	   *run_ids = palloc(sizeof(int64) * nids);
+		int			k = 0;
+
+		m365_store_sync_log_start_many(ids, nids, run_ids);
+		/* These rounds pull what any notification so far announced; later ones mark them again. */
+		m365_store_wakeups_clear_many(ids, nids);
+		for (int i = 0; i < n; i++)
+		{
+			RoundJob   *j = pulls[i]->owner;
+
+			if (j->locked)
+				j->run_id = run_ids[k++];
+		}
+	}
+}
+
+/* A wave of rounds ends: the push, in the same locked round, then the log and schedule. */
+static void
+finish_wave(M365PullJob **pulls, int n, void *arg)
+{
+	RoundBatch *b = arg;
+
+	for (int i = 0; i < n; i++)
+	{
+		RoundJob   *j = pulls[i]->owner;
+
+		if (!j->locked)
+			continue;
+		/* A calendar answered 404: the list at once, in this round. */
+		if (j->pull.calendar_gone)
+			refresh_calendars(j, b->commit_each_page);
+		/* remote changes met pending local ones first */
+		if (j->stats.ok)
+			push_isolated(j, b->commit_each_page);
+		finish_round(j->account->account_id, j->run_id, &j->stats);
+		/*
+		 * The round is over. Its lock goes now, not at the batch's end:
+		 * every commit walks the locks this session holds.
+		 */
+		unlock_round(j->account->account_id);
+		j->locked = false;
+	}
+}
+
+/*
+ * The rounds of a batch of accounts: pulled together as one stream
+ * (pull.c), which starts them a wave at a time (prepare_wave: lock, log)
+ * and ends them a wave at a time (finish_wave: push, log, schedule) while
+ * the requests of others are in flight. In the worker (commit_each_page)
+ * each wave's start and end commit, and every page commits with its
+ * cursor. The round locks are held to the end of the batch.
  */
 static RoundJob *
 run_rounds(List *due, bool commit_each_page)
@@ -176,54 +252,24 @@ run_rounds(List *due, bool commit_each_page)
 	List	   *pulls = NIL;
 	ListCell   *lc;
 	int			i = 0;
+	RoundBatch	b = {commit_each_page};
+	M365PullHooks hooks = {prepare_wave, finish_wave, &b};
 
 	foreach(lc, due)
 	{
-		jobs[i].account = lfirst(lc);
-		i++;
+		RoundJob   *j = &jobs[i++];
+
+		j->account = lfirst(lc);
+		j->pull.account_id = j->account->account_id;
+		j->pull.ms_user_id = j->account->ms_user_id;
+		j->pull.stats = &j->stats;
+		j->pull.owner = j;
+		j->pull.list_calendars = j->account->calendars_due;
+		pulls = lappend(pulls, &j->pull);
 	}
 	PG_TRY();
 	{
-		for (i = 0; i < n; i++)
-		{
-			RoundJob   *j = &jobs[i];
-
-			if (!(j->locked = lock_round(j->account->account_id)))
-			{
-				strlcpy(j->stats.error, "busy", sizeof(j->stats.error));
-				continue;
-			}
-			j->run_id = m365_store_sync_log_start(j->account->account_id);
-			/* This round pulls what any notification so far announced; later ones mark it again. */
-			m365_store_wakeups_clear(j->account->account_id);
-			j->pull.account_id = j->account->account_id;
-			j->pull.ms_user_id = j->account->ms_user_id;
-			j->pull.stats = &j->stats;
-			pulls = lappend(pulls, &j->pull);
-		}
-		if (commit_each_page)
-			m365_commit_and_continue();
-
-		/* Calendar ids change and calendars go (GRAPH.md §11): the list is read daily. */
-		for (i = 0; i < n; i++)
-			if (jobs[i].locked && m365_store_accounts_calendars_due(jobs[i].account->account_id))
-				refresh_calendars(&jobs[i], commit_each_page);
-
-		m365_pull_run(pulls, commit_each_page, m365_max_connections);
-
-		/* A calendar answered 404: the list at once, in this round. */
-		for (i = 0; i < n; i++)
-			if (jobs[i].locked && jobs[i].pull.calendar_gone)
-				refresh_calendars(&jobs[i], commit_each_page);
-
-		/* then the push, in the same locked round: remote changes met pending local ones first */
-		for (i = 0; i < n; i++)
-			if (jobs[i].locked && jobs[i].stats.ok)
-				push_isolated(&jobs[i], commit_each_page);
-
-		for (i = 0; i < n; i++)
-			if (jobs[i].locked)
-				finish_round(jobs[i].account->account_id, jobs[i].run_id, &jobs[i].stats);
+		m365_pull_run(pulls, commit_each_page, m365_max_connections, &hooks);
 	}
 	PG_CATCH();
 	{
@@ -237,12 +283,16 @@ run_rounds(List *due, bool commit_each_page)
 
 /*
  * Accounts per worker batch: many per connection, so the stream stays full
- * and only a batch's tail leaves connections idle.
+ * and only a batch's tail leaves connections idle, and few due-accounts
+ * queries (each reads every account: with thousands of accounts, one per
+ * 128 rounds was a quarter of the worker's CPU in a poll). At 50 ms a
+ * request that is a batch of about 6 s at 8 connections, 3 s at 64: a
+ * reload or a notification's mark waits at most that long.
  */
 static int
 batch_size(void)
 {
-	return Min(Max(16 * m365_max_connections, 32), 4096);
+	return Min(Max(64 * m365_max_connections, 256), 4096);
 }
 
 /*

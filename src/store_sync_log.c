@@ -28,25 +28,34 @@ has_skipped_column(void)
 	return OidIsValid(rel) && get_attnum(rel, "skipped") != InvalidAttrNumber;
 }
 
-int64
-m365_store_sync_log_start(int64 account_id)
+void
+m365_store_sync_log_start_many(const int64 *account_ids, int n, int64 *run_ids)
 {
+	static SPIPlanPtr insert_plan;
 	M365SpiArgs a = {0};
-	int64		run_id;
+	/* a timestamp as $2: Citus refuses volatile functions (clock_timestamp()) in an UPDATE */
+	Datum		now = TimestampTzGetDatum(GetCurrentTimestamp());
 
-	m365_spi_arg_int8(&a, account_id);
-	/* clock_timestamp() as $2: Citus refuses volatile functions in an UPDATE */
-	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_arg(&a, TIMESTAMPTZOID, now, false);
 	SPI_connect();
-	/* We hold the account's round lock: a round still "running" was cut off by a crash or shutdown. */
+	/* We hold these accounts' round locks: a round still "running" was cut off by a crash or shutdown. */
 	m365_spi_run("UPDATE m365sync.sync_run_log SET status = 'interrupted', finished_at = $2"
-				 " WHERE account_id = $1 AND status = 'running'",
+				 " WHERE account_id = ANY ($1) AND status = 'running'",
 				 &a, SPI_OK_UPDATE, "closing an interrupted round");
-	m365_spi_run("INSERT INTO m365sync.sync_run_log (account_id, started_at) VALUES ($1, $2) RETURNING run_id",
-				 &a, SPI_OK_INSERT_RETURNING, "logging a round");
-	run_id = m365_spi_get_int8(1);
+	for (int i = 0; i < n; i++)
+	{
+		M365SpiArgs r = {0};
+
+		m365_spi_arg_int8(&r, account_ids[i]);
+		m365_spi_arg(&r, TIMESTAMPTZOID, now, false);
+		m365_spi_run_saved(&insert_plan,
+						   "INSERT INTO m365sync.sync_run_log (account_id, started_at) VALUES ($1, $2)"
+						   " RETURNING run_id",
+						   &r, SPI_OK_INSERT_RETURNING, 0, "logging a round");
+		run_ids[i] = m365_spi_get_int8(1);
+	}
 	SPI_finish();
-	return run_id;
 }
 
 void
