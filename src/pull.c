@@ -422,9 +422,10 @@ list_answer(M365PullJob *job, M365HttpRequest *req)
 
 /*
  * Handle the answer to a job's request: apply the page and save the cursor,
- * or decide what comes next (fresh token, full round, failure).
+ * or decide what comes next (fresh token, full round, failure). False when
+ * it wrote nothing (no transaction to commit).
  */
-static void
+static bool
 handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 {
 	M365PullCalendar *cal = job->calendar;
@@ -437,17 +438,18 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 	bool		final;
 	MemoryContext page_cxt;
 	MemoryContext keep;
+	bool		empty;
 
 	if (job->listing)
 	{
 		list_answer(job, req);
-		return;
+		return true;
 	}
 	if (job->series != NULL)
 	{
 		/* a parked page: apply it once its series masters are in */
 		if ((series = series_answer(job, req)) == NULL)
-			return;
+			return true;
 		pagep = m365_series_page(series);
 		goto apply;
 	}
@@ -460,7 +462,7 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 			job->token = m365_account_access_token(job->account_id, job->token);
 			if (job->token == NULL)
 				fail_job(job, NULL, "noAccessToken");
-			return;
+			return true;
 		}
 		if (!job->restarted && res.transport == M365_HTTP_OK &&
 			m365_delta_cursor_lost(res.status, res.code))
@@ -468,7 +470,7 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 			/* The cursor is gone: a full round over the window, once. */
 			job->restarted = true;
 			start_full_round(job->account_id, job->ms_user_id, cal, &job->url);
-			return;
+			return true;
 		}
 		if (res.transport == M365_HTTP_OK && res.status == 404 && strcmp(res.code, "ErrorItemNotFound") == 0)
 		{
@@ -484,10 +486,10 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 			m365_store_accounts_calendars_stale(job->account_id);
 			job->calendar_gone = true;
 			next_calendar(job);
-			return;
+			return true;
 		}
 		fail_job(job, &res, NULL);
-		return;
+		return true;
 	}
 	job->token_retried = false;
 
@@ -497,7 +499,7 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 				(errmsg("m365sync: malformed delta page for account %lld", (long long) job->account_id),
 				 errdetail("%s", err)));
 		fail_job(job, NULL, "malformedResponse");
-		return;
+		return true;
 	}
 	/* occurrences or exceptions: park the page, fetch their masters first */
 	if (cal->has_window)
@@ -510,11 +512,12 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 	else
 		job->series = m365_series_plan(&page, job->ms_user_id, NULL);
 	if (job->series != NULL)
-		return;
+		return true;
 apply:
 	/* Page-sized scratch memory; only the link outlives it. */
 	page_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync page", ALLOCSET_DEFAULT_SIZES);
 	keep = MemoryContextSwitchTo(page_cxt);
+	empty = pagep->n_items == 0 && series == NULL;
 	link = apply_page(job->account_id, cal, pagep, series, job->stats, &final);
 	link = MemoryContextStrdup(keep, link);
 	MemoryContextSwitchTo(keep);
@@ -523,12 +526,25 @@ apply:
 	{
 		/* A link to another host would carry our token there: never follow it. */
 		fail_job(job, NULL, "untrustedLink");
-		return;
+		return true;
 	}
 
 	job->stats->pages++;
 	cal->link = link;
 	cal->link_is_final = final;
+	if (final && cal->full_round_id == 0 && empty)
+	{
+		/*
+		 * Nothing changed (a poll's usual answer): no page to commit with
+		 * the cursor, so the new deltaLink is saved with the round's end,
+		 * a wave of rounds in one transaction (save_cursors). A crash
+		 * before that leaves the older deltaLink, which brings the same
+		 * nothing again.
+		 */
+		cal->cursor_unsaved = true;
+		next_calendar(job);
+		return false;
+	}
 	if (final && cal->full_round_id != 0)
 	{
 		job->stats->deleted += m365_store_events_sweep(job->account_id, cal->calendar_id, cal->full_round_id);
@@ -554,6 +570,7 @@ apply:
 		next_calendar(job);
 	else
 		job->url = link;
+	return true;
 }
 
 /*
@@ -565,8 +582,8 @@ handle_answer_isolated(M365PullJob *job, M365HttpRequest *req, MemoryContext kee
 {
 	PG_TRY();
 	{
-		handle_answer(job, req, true);
-		m365_commit_and_continue();
+		if (handle_answer(job, req, true))
+			m365_commit_and_continue();
 	}
 	PG_CATCH();
 	{
@@ -629,12 +646,30 @@ typedef struct PullStream
 	MemoryContext keep;			/* the round's memory: links, tokens */
 } PullStream;
 
+/* The deltaLinks of answers that changed nothing (handle_answer), saved now. */
+static void
+save_cursors(M365PullJob *job)
+{
+	ListCell   *lc;
+
+	foreach(lc, job->calendars)
+	{
+		M365PullCalendar *cal = lfirst(lc);
+
+		if (cal->cursor_unsaved)
+			m365_store_calendars_save_cursor(job->account_id, cal);
+		cal->cursor_unsaved = false;
+	}
+}
+
 /* Hand the finished jobs to the caller (its rounds end), one transaction. */
 static void
 finish_wave(PullStream *ps)
 {
 	if (ps->n_finished == 0)
 		return;
+	for (int i = 0; i < ps->n_finished; i++)
+		save_cursors(ps->finished[i]);
 	if (ps->hooks && ps->hooks->finish)
 		ps->hooks->finish(ps->finished, ps->n_finished, ps->hooks->arg);
 	ps->n_finished = 0;
@@ -744,7 +779,7 @@ answer_arrived(M365HttpRequest *req, void *arg)
 	if (ps->commit_each_page)
 		handle_answer_isolated(job, req, ps->keep);
 	else
-		handle_answer(job, req, false);
+		(void) handle_answer(job, req, false);
 	if (job->done)
 		job_finished(ps, job);
 	MemoryContextSwitchTo(old);

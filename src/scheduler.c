@@ -33,6 +33,7 @@
 #include "scheduler.h"
 #include "store_accounts.h"
 #include "store_audit.h"
+#include "store_outbox.h"
 #include "store_subscriptions.h"
 #include "store_sync_log.h"
 #include "subscriptions.h"
@@ -213,7 +214,13 @@ static void
 finish_wave(M365PullJob **pulls, int n, void *arg)
 {
 	RoundBatch *b = arg;
+	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+	bool	   *to_push = palloc(sizeof(bool) * Max(n, 1));
 
+	/* who has changes to push: one statement for the wave */
+	for (int i = 0; i < n; i++)
+		ids[i] = ((RoundJob *) pulls[i]->owner)->account->account_id;
+	m365_store_outbox_due_among(ids, n, to_push);
 	for (int i = 0; i < n; i++)
 	{
 		RoundJob   *j = pulls[i]->owner;
@@ -224,7 +231,7 @@ finish_wave(M365PullJob **pulls, int n, void *arg)
 		if (j->pull.calendar_gone)
 			refresh_calendars(j, b->commit_each_page);
 		/* remote changes met pending local ones first */
-		if (j->stats.ok)
+		if (j->stats.ok && to_push[i])
 			push_isolated(j, b->commit_each_page);
 		finish_round(j->account->account_id, j->run_id, &j->stats);
 		/*

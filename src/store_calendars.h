@@ -24,6 +24,7 @@ typedef struct M365PullCalendar
 	TimestampTz window_start;
 	TimestampTz window_end;
 	bool		has_window;
+	bool		cursor_unsaved; /* pull.c: a new deltaLink to save when the round ends */
 } M365PullCalendar;
 
 /*
