@@ -68,7 +68,8 @@ typedef struct Transfer
 	M365HttpRequest *req;
 	CURL	   *easy;
 	struct curl_slist *headers;
-	bool		added;			/* to backend_multi */
+	bool		added;			/* to multi */
+	CURLM	   *multi;			/* the multi handle it was added to */
 	bool		done;
 	char	   *buf;
 	size_t		len;
@@ -256,11 +257,35 @@ get_multi(void)
 	return backend_multi;
 }
 
+/*
+ * Transfers started while a stream runs (from its done(): a push, a token
+ * refresh, a calendar list at a round's end) get a multi handle of their
+ * own: on the stream's, their loop would take the stream's answers.
+ */
+static int	stream_depth = 0;
+static CURLM *nested_multi = NULL;
+
+static CURLM *
+get_nested_multi(void)
+{
+	(void) get_multi();			/* curl_global_init */
+	if (nested_multi == NULL)
+	{
+		nested_multi = curl_multi_init();
+		if (nested_multi == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		curl_multi_setopt(nested_multi, CURLMOPT_MAXCONNECTS, 8L);
+	}
+	return nested_multi;
+}
+
 static CURLM *
 get_multi_for(int parallel)
 {
 	static long cache_size = 0;
-	CURLM	   *multi = get_multi();
+
+	if (stream_depth > 0)
+		return get_nested_multi();
 
 	/*
 	 * Keep at least one idle connection per parallel slot: a connection
@@ -270,9 +295,9 @@ get_multi_for(int parallel)
 	if (parallel > cache_size)
 	{
 		cache_size = Max(parallel, 32);
-		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, cache_size);
+		curl_multi_setopt(get_multi(), CURLMOPT_MAXCONNECTS, cache_size);
 	}
-	return multi;
+	return get_multi();
 }
 
 /*
@@ -561,7 +586,7 @@ release_transfer(Transfer *t)
 	if (t->easy)
 	{
 		if (t->added)
-			curl_multi_remove_handle(backend_multi, t->easy);
+			curl_multi_remove_handle(t->multi, t->easy);
 		curl_easy_cleanup(t->easy);
 		t->easy = NULL;
 	}
@@ -596,6 +621,7 @@ start_transfer(CURLM *multi, Transfer *t, MemoryContext cxt)
 		return false;
 	}
 	t->added = true;
+	t->multi = multi;
 	m365_http_requests_started++;
 	return true;
 }
@@ -809,12 +835,14 @@ m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg, int ma
 	if (slots == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 
+	stream_depth++;
 	PG_TRY();
 	{
 		stream_transfers(multi, slots, answered, slot_cxt, nslots, parallel, next, done, arg);
 	}
 	PG_FINALLY();
 	{
+		stream_depth--;
 		for (i = 0; i < nslots; i++)
 			release_transfer(&slots[i]);
 		free(slots);
