@@ -29,6 +29,7 @@
 
 #include "calendars.h"
 #include "conflicts.h"
+#include "crypto.h"
 #include "delta_page.h"
 #include "event_json.h"
 #include "event_row.h"
@@ -672,6 +673,18 @@ finish_wave(PullStream *ps)
 		save_cursors(ps->finished[i]);
 	if (ps->hooks && ps->hooks->finish)
 		ps->hooks->finish(ps->finished, ps->n_finished, ps->hooks->arg);
+	/* a batch holds thousands of jobs: each one's token goes as it ends, wiped */
+	for (int i = 0; i < ps->n_finished; i++)
+	{
+		M365PullJob *job = ps->finished[i];
+
+		if (job->token != NULL)
+		{
+			m365_secure_zero(job->token, strlen(job->token));
+			pfree(job->token);
+			job->token = NULL;
+		}
+	}
 	ps->n_finished = 0;
 	if (ps->commit_each_page)
 		m365_commit_and_continue();
