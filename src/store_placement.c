@@ -86,6 +86,28 @@ m365_store_placement_owned_filter(const char *col)
 	return s.data;
 }
 
+char *
+m365_store_placement_local_shard(const char *table, int64 account_id)
+{
+	static SPIPlanPtr p;
+	M365SpiArgs a = {0};
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *shard = NULL;
+	bool		isnull;
+
+	m365_spi_arg_text(&a, table);
+	m365_spi_arg_int8(&a, account_id);
+	SPI_connect();
+	m365_spi_run_saved(&p, "SELECT pg_catalog.to_regclass(pg_catalog.shard_name($1::pg_catalog.regclass,"
+					   " pg_catalog.get_shard_id_for_distribution_column($1::pg_catalog.regclass, $2)))::text",
+					   &a, SPI_OK_SELECT, 1, "finding an account's shard");
+	(void) m365_spi_get_datum(1, &isnull);
+	if (!isnull)
+		shard = m365_spi_get_text(1, caller);
+	SPI_finish();
+	return shard;
+}
+
 /* The last account the acting user was found to own, in which transaction, as whom. */
 static LocalTransactionId owns_lxid = InvalidLocalTransactionId;
 static int64 owns_account = 0;
@@ -114,16 +136,10 @@ m365_store_placement_acting_owns(int64 account_id)
 	}
 	else
 	{
-		char	   *shard;
-		bool		isnull;
+		char	   *shard = m365_store_placement_local_shard("m365sync.accounts", account_id);
 
-		SPI_connect();
-		m365_spi_run_read_only("SELECT pg_catalog.to_regclass(pg_catalog.shard_name('m365sync.accounts',"
-							   " pg_catalog.get_shard_id_for_distribution_column('m365sync.accounts', $1)))::text",
-							   &a, SPI_OK_SELECT, "finding an account's shard");
-		(void) m365_spi_get_datum(1, &isnull);
-		shard = isnull ? NULL : m365_spi_get_text(1, CurrentMemoryContext);
 		/* not on this node: nothing of it is read here either, so refuse */
+		SPI_connect();
 		owns = shard != NULL &&
 			m365_spi_run_read_only(psprintf("SELECT 1 FROM %s a WHERE a.account_id = $1", shard),
 								   &a, SPI_OK_SELECT, "checking the acting user's account") > 0;

@@ -22,6 +22,15 @@ extern bool m365_store_placement_distributed(void);
 extern char *m365_store_placement_owned_filter(const char *col);
 
 /*
+ * The schema-qualified name of the shard of a distributed table (e.g.
+ * "m365sync.events") that holds account_id's rows, when that shard is on
+ * this node; NULL when it is not (or the table is not distributed). Only
+ * on a Citus node (m365_store_placement_distributed()). Palloc'd in the
+ * caller's context.
+ */
+extern char *m365_store_placement_local_shard(const char *table, int64 account_id);
+
+/*
  * Row level security without a subquery (Citus refuses those in policies):
  * does the acting FlowAgent user own account_id? Reads the accounts row
  * under its own policy: on a Citus node from the account's co-located shard,
