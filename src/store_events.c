@@ -471,52 +471,21 @@ m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to
 							  &a, SPI_OK_SELECT, 0, NULL);
 }
 
-/*
- * Plans of the window query on the shards of this node, by shard name: a
- * node holds some of the 32 (by default) shards of m365sync.events.
- * PostgreSQL's plan cache replans one whose shard changed; a shard moved
- * away is no longer named by m365_store_placement_local_shard.
- */
-#define SHARD_PLANS 32
-static struct
-{
-	char		shard[2 * NAMEDATALEN + 2];
-	SPIPlanPtr	plan;
-}			shard_plans[SHARD_PLANS];
-static int	shard_plans_next = 0;
-
 uint64
 m365_store_events_in_range_here(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
 								DateADT from_date, DateADT to_date,
 								bool has_calendar, int64 calendar_id)
 {
-	char	   *shard = m365_store_placement_local_shard("m365sync.events", account_id);
+	static const char *window_query = WINDOW_QUERY;
 	M365SpiArgs a = {0};
-	int			i;
 
-	if (shard == NULL)
+	window_args(&a, account_id, from_ts, to_ts, from_date, to_date, has_calendar, calendar_id);
+	if (!m365_store_placement_run_on_shard("m365sync.events", account_id, window_query, &a, 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the events of account " INT64_FORMAT " are not on this node", account_id),
 				 errhint("Call m365sync.events() instead; it finds the node of the account.")));
-	if (strlen(shard) >= sizeof(shard_plans[0].shard))
-		elog(ERROR, "m365sync: shard name too long");
-	for (i = 0; i < SHARD_PLANS; i++)
-		if (shard_plans[i].plan != NULL && strcmp(shard_plans[i].shard, shard) == 0)
-			break;
-	if (i == SHARD_PLANS)
-	{
-		i = shard_plans_next;
-		shard_plans_next = (shard_plans_next + 1) % SHARD_PLANS;
-		m365_spi_forget_saved(&shard_plans[i].plan);
-		shard_plans[i].shard[0] = '\0';
-	}
-	/* an entry counts only with its plan, so a failed plan leaves none */
-	strlcpy(shard_plans[i].shard, shard, sizeof(shard_plans[i].shard));
-	window_args(&a, account_id, from_ts, to_ts, from_date, to_date, has_calendar, calendar_id);
-	return m365_spi_run_saved(&shard_plans[i].plan,
-							  shard_plans[i].plan ? NULL : psprintf(WINDOW_QUERY, shard),
-							  &a, SPI_OK_SELECT, 0, NULL);
+	return SPI_processed;
 }
 
 uint64
