@@ -67,18 +67,6 @@ extern void m365_store_events_insert(int64 account_id, int64 event_id, int64 cal
 									int64 series_master_id, bytea *content,
 									const char *sync_state, int64 seen_round);
 
-/*
- * Rows of one calendar inserted many at a time (one statement per call of
- * m365_store_events_rows_insert): new, add each row, insert. The pull
- * inserts a page's new events this way.
- */
-typedef struct M365EventRows M365EventRows;
-extern M365EventRows *m365_store_events_rows_new(int64 account_id, int64 calendar_id,
-												 const char *sync_state, int64 seen_round, int cap);
-extern void m365_store_events_rows_add(M365EventRows *rows, int64 event_id, const M365EventColumns *cols,
-									   bool has_series_master, int64 series_master_id, bytea *content);
-extern int64 m365_store_events_rows_calendar(const M365EventRows *rows);
-extern void m365_store_events_rows_insert(M365EventRows *rows);
 /* n fresh event_ids in one statement, into ids. */
 extern void m365_store_events_next_ids(int64 *ids, int n);
 /* A local change: scheduling columns and content; graph_id and change_key stay. */
