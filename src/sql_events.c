@@ -163,9 +163,9 @@ PG_FUNCTION_INFO_V1(m365sync_events_window);
  * _events_window(account_id, from_ts, to_ts, from_date, to_date,
  * calendar_id) → the rows of the window query, content still sealed: the
  * part of events() a Citus coordinator routes to the node of the account's
- * shards (store_events.c). Runs as the role that calls it (the user
- * functions' m365sync_definer, through Citus's connection), so the shard's
- * row level security answers for the acting user the transaction set.
+ * shards (store_events.c). SECURITY DEFINER, owned by m365sync_definer
+ * like the user functions, so the shard's row level security answers for
+ * the acting user the transaction set.
  */
 Datum
 m365sync_events_window(PG_FUNCTION_ARGS)
