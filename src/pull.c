@@ -647,20 +647,39 @@ typedef struct PullStream
 	MemoryContext keep;			/* the round's memory: links, tokens */
 } PullStream;
 
-/* The deltaLinks of answers that changed nothing (handle_answer), saved now. */
+/* The deltaLinks of answers that changed nothing (handle_answer), saved now: one statement for the wave. */
 static void
-save_cursors(M365PullJob *job)
+save_cursors(M365PullJob **jobs, int n)
 {
-	ListCell   *lc;
+	int			cap = 0,
+				k = 0;
+	int64	   *ids;
+	M365PullCalendar **cals;
 
-	foreach(lc, job->calendars)
+	for (int i = 0; i < n; i++)
+		cap += list_length(jobs[i]->calendars);
+	if (cap == 0)
+		return;
+	ids = palloc(sizeof(int64) * cap);
+	cals = palloc(sizeof(M365PullCalendar *) * cap);
+	for (int i = 0; i < n; i++)
 	{
-		M365PullCalendar *cal = lfirst(lc);
+		ListCell   *lc;
 
-		if (cal->cursor_unsaved)
-			m365_store_calendars_save_cursor(job->account_id, cal);
-		cal->cursor_unsaved = false;
+		foreach(lc, jobs[i]->calendars)
+		{
+			M365PullCalendar *cal = lfirst(lc);
+
+			if (!cal->cursor_unsaved)
+				continue;
+			cal->cursor_unsaved = false;
+			ids[k] = jobs[i]->account_id;
+			cals[k++] = cal;
+		}
 	}
+	m365_store_calendars_save_cursors(ids, cals, k);
+	pfree(ids);
+	pfree(cals);
 }
 
 /* Hand the finished jobs to the caller (its rounds end), one transaction. */
@@ -669,8 +688,7 @@ finish_wave(PullStream *ps)
 {
 	if (ps->n_finished == 0)
 		return;
-	for (int i = 0; i < ps->n_finished; i++)
-		save_cursors(ps->finished[i]);
+	save_cursors(ps->finished, ps->n_finished);
 	if (ps->hooks && ps->hooks->finish)
 		ps->hooks->finish(ps->finished, ps->n_finished, ps->hooks->arg);
 	/* a batch holds thousands of jobs: each one's token goes as it ends, wiped */

@@ -75,20 +75,18 @@ typedef struct RoundJob
 	M365PullJob pull;
 } RoundJob;
 
-/* Close the round's log row, set the account's schedule and tell listeners. */
+/*
+ * Any role may LISTEN: the payload is empty, so a reader with no grants
+ * learns that something changed for someone, never for whom. The app
+ * asks m365sync.changes_since() acting for its users.
+ */
 static void
-finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
+notify_changes(const M365RoundStats *st)
 {
-	m365_store_sync_log_finish(account_id, run_id, st);
-	m365_store_accounts_schedule(account_id, st, m365_sync_interval_s);
-	/*
-	 * Any role may LISTEN: the payload is empty, so a reader with no grants
-	 * learns that something changed for someone, never for whom. The app
-	 * asks m365sync.changes_since() acting for its users.
-	 */
 	if (st->applied + st->deleted > 0)
 		Async_Notify("m365sync", "");
 }
+
 
 static void
 unlock_all(RoundJob *jobs, int n)
@@ -216,6 +214,12 @@ finish_wave(M365PullJob **pulls, int n, void *arg)
 	RoundBatch *b = arg;
 	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
 	bool	   *to_push = palloc(sizeof(bool) * Max(n, 1));
+	int64	   *logged = palloc(sizeof(int64) * Max(n, 1));
+	int64	   *run_ids = palloc(sizeof(int64) * Max(n, 1));
+	const M365RoundStats **stats = palloc(sizeof(M365RoundStats *) * Max(n, 1));
+	int64	   *ok_ids = palloc(sizeof(int64) * Max(n, 1));
+	int			nlog = 0,
+				nok = 0;
 
 	/* who has changes to push: one statement for the wave */
 	for (int i = 0; i < n; i++)
@@ -233,12 +237,29 @@ finish_wave(M365PullJob **pulls, int n, void *arg)
 		/* remote changes met pending local ones first */
 		if (j->stats.ok && to_push[i])
 			push_isolated(j, b->commit_each_page);
-		finish_round(j->account->account_id, j->run_id, &j->stats);
-		/*
-		 * The round is over. Its lock goes now, not at the batch's end:
-		 * every commit walks the locks this session holds.
-		 */
-		unlock_round(j->account->account_id);
+		/* the log rows and the schedules of successful rounds: one statement each, below */
+		logged[nlog] = j->account->account_id;
+		run_ids[nlog] = j->run_id;
+		stats[nlog++] = &j->stats;
+		if (j->stats.ok)
+			ok_ids[nok++] = j->account->account_id;
+		else
+			m365_store_accounts_schedule(j->account->account_id, &j->stats, m365_sync_interval_s);
+		notify_changes(&j->stats);
+	}
+	m365_store_sync_log_finish_many(logged, run_ids, stats, nlog);
+	m365_store_accounts_schedule_ok_many(ok_ids, nok, m365_sync_interval_s);
+
+	/*
+	 * These rounds are over. Their locks go now, not at the batch's end:
+	 * every commit walks the locks this session holds.
+	 */
+	for (int i = 0; i < n; i++)
+	{
+		RoundJob   *j = pulls[i]->owner;
+
+		if (j->locked)
+			unlock_round(j->account->account_id);
 		j->locked = false;
 	}
 }

@@ -704,6 +704,27 @@ m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int int
 				  &a, SPI_OK_UPDATE, "backing off an account");
 }
 
+void
+m365_store_accounts_schedule_ok_many(const int64 *account_ids, int n, int interval_s)
+{
+	M365SpiArgs a = {0};
+	/* now() computed here: no function in a multi-shard UPDATE on Citus */
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	if (n == 0)
+		return;
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(now), false);
+	m365_spi_arg(&a, TIMESTAMPTZOID,
+				 TimestampTzGetDatum(TimestampTzPlusMilliseconds(now, (int64) interval_s * 1000)), false);
+	m365_spi_exec("UPDATE m365sync.accounts SET last_sync_at = $2, next_sync_at = $3,"
+				  " failures = 0, backoff_until = NULL, last_error = NULL,"
+				  " status = CASE WHEN status IN ('error', 'mailbox_disabled', 'access_denied')"
+				  "   THEN 'connected' ELSE status END"
+				  " WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_UPDATE, "scheduling accounts");
+}
+
 /* The account of the acting FlowAgent user (the caller is connected to SPI). */
 int64
 m365_store_accounts_of_acting_user(void)

@@ -143,6 +143,9 @@ extern List *m365_store_accounts_of_result(MemoryContext cxt);
  */
 extern void m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int interval_s);
 
+/* The schedule after successful rounds of n accounts (a wave), in one statement. */
+extern void m365_store_accounts_schedule_ok_many(const int64 *account_ids, int n, int interval_s);
+
 /* The account of the acting FlowAgent user; 0 when they have none (caller connected to SPI). */
 extern int64 m365_store_accounts_of_acting_user(void);
 

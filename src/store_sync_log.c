@@ -92,6 +92,67 @@ m365_store_sync_log_finish(int64 account_id, int64 run_id, const M365RoundStats 
 }
 
 void
+m365_store_sync_log_finish_many(const int64 *account_ids, const int64 *run_ids,
+								const M365RoundStats *const *st, int n)
+{
+	M365SpiArgs a = {0};
+	Datum	   *d;
+	bool	   *nulls;
+
+	if (n == 0)
+		return;
+	if (!has_skipped_column())
+	{
+		for (int i = 0; i < n; i++)
+			m365_store_sync_log_finish(account_ids[i], run_ids[i], st[i]);
+		return;
+	}
+	d = palloc(sizeof(Datum) * n);
+	nulls = palloc0(sizeof(bool) * n);
+	/* a timestamp as $1: Citus refuses volatile functions (clock_timestamp()) in an UPDATE */
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_arg_int8_array(&a, run_ids, n);
+#define INT_COLUMN(field) \
+	do { \
+		for (int i = 0; i < n; i++) \
+			d[i] = Int32GetDatum(st[i]->field); \
+		m365_spi_arg_array(&a, INT4OID, d, NULL, n); \
+	} while (0)
+	INT_COLUMN(pages);
+	INT_COLUMN(fetched);
+	INT_COLUMN(applied);
+	INT_COLUMN(deleted);
+	INT_COLUMN(http_requests);
+	INT_COLUMN(pushed);
+	INT_COLUMN(skipped);
+#undef INT_COLUMN
+	for (int i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(st[i]->ok ? "ok" : "error");
+	m365_spi_arg_array(&a, TEXTOID, d, NULL, n);
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = st[i]->ok;
+		d[i] = st[i]->ok ? (Datum) 0 : CStringGetTextDatum(st[i]->error);
+	}
+	m365_spi_arg_array(&a, TEXTOID, d, nulls, n);
+	/*
+	 * One statement for a wave of rounds. The arrays are joined on the
+	 * distribution column (account_id), so Citus runs it on each shard
+	 * with no function but unnest (immutable).
+	 */
+	m365_spi_exec("UPDATE m365sync.sync_run_log l SET finished_at = $1,"
+				  " pages = u.pages, fetched = u.fetched, applied = u.applied, deleted = u.deleted,"
+				  " http_requests = u.http_requests, pushed = u.pushed, skipped = u.skipped,"
+				  " status = u.status, error_code = u.error_code"
+				  " FROM unnest($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+				  "   AS u(account_id, run_id, pages, fetched, applied, deleted, http_requests, pushed, skipped,"
+				  "        status, error_code)"
+				  " WHERE l.account_id = u.account_id AND l.run_id = u.run_id",
+				  &a, SPI_OK_UPDATE, "logging rounds");
+}
+
+void
 m365_store_sync_log_prune(int days)
 {
 	M365SpiArgs a = {0};

@@ -38,6 +38,10 @@ extern void m365_store_sync_log_start_many(const int64 *account_ids, int n, int6
 /* Close the round's row with its counts and outcome. */
 extern void m365_store_sync_log_finish(int64 account_id, int64 run_id, const M365RoundStats *st);
 
+/* The same for n rounds (a wave), in one statement. */
+extern void m365_store_sync_log_finish_many(const int64 *account_ids, const int64 *run_ids,
+											const M365RoundStats *const *st, int n);
+
 /* Delete rounds that started more than days ago. */
 extern void m365_store_sync_log_prune(int days);
 
