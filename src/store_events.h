@@ -88,6 +88,15 @@ extern uint64 m365_store_events_in_range(int64 account_id, TimestampTz from_ts, 
 										 DateADT from_date, DateADT to_date,
 										 bool has_calendar, int64 calendar_id);
 
+/*
+ * The same on a Citus node, for the call routed here (_events_window): the
+ * window query on this node's shard of the account's events, with a plan
+ * kept per shard. ERROR when that shard is not on this node.
+ */
+extern uint64 m365_store_events_in_range_here(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
+											  DateADT from_date, DateADT to_date,
+											  bool has_calendar, int64 calendar_id);
+
 /* One live event; rows in SPI_tuptable as m365_store_events_in_range. */
 extern uint64 m365_store_events_by_id(int64 account_id, int64 event_id);
 
