@@ -17,6 +17,8 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 
@@ -150,4 +152,93 @@ m365_store_placement_wake_owner(int64 account_id)
 	/* routed to the account's shard: the call runs on its node, in this transaction */
 	m365_spi_exec("SELECT m365sync._wake_here() FROM m365sync.accounts a WHERE a.account_id = $1",
 				  &a, SPI_OK_SELECT, "waking the worker of the account's node");
+}
+
+/*
+ * Citus's lock on a shard's placement metadata (Citus 13
+ * resource_lock.h, SET_LOCKTAG_SHARD_METADATA_RESOURCE: advisory class 4
+ * on the shard id). Writes through Citus hold it in ShareLock for their
+ * transaction; citus_move_shard_placement (and so the rebalancer) takes it
+ * in ExclusiveLock on the coordinator and on every node with metadata
+ * (BlockWritesToShardList) before it switches the placement.
+ */
+#define CITUS_SHARD_METADATA_LOCK_CLASS 4
+
+static void
+shard_metadata_tag(LOCKTAG *tag, int64 shard_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (((uint64) shard_id) >> 32), (uint32) shard_id,
+						 CITUS_SHARD_METADATA_LOCK_CLASS);
+}
+
+int64
+m365_store_placement_shard_of(int64 account_id)
+{
+	M365SpiArgs a = {0};
+	int64		shard;
+
+	if (!m365_store_placement_distributed())
+		return 0;
+	m365_spi_arg_int8(&a, account_id);
+	SPI_connect();
+	m365_spi_run_read_only("SELECT pg_catalog.get_shard_id_for_distribution_column('m365sync.accounts', $1)",
+						   &a, SPI_OK_SELECT, "finding an account's shard");
+	shard = m365_spi_get_int8(1);
+	SPI_finish();
+	return shard;
+}
+
+bool
+m365_store_placement_hold_shard(int64 shard_id, bool session)
+{
+	LOCKTAG		tag;
+
+	shard_metadata_tag(&tag, shard_id);
+	return LockAcquire(&tag, ShareLock, session, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+void
+m365_store_placement_release_shard(int64 shard_id)
+{
+	LOCKTAG		tag;
+
+	shard_metadata_tag(&tag, shard_id);
+	LockRelease(&tag, ShareLock, true);
+}
+
+bool
+m365_store_placement_shard_here(int64 shard_id)
+{
+	M365SpiArgs a = {0};
+	bool		here;
+
+	m365_spi_arg_int8(&a, shard_id);
+	SPI_connect();
+	/* not read-only: a snapshot of now, so a move that committed since the round's batch was read counts */
+	m365_spi_run("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_placement p"
+				 " WHERE p.shardid = $1"
+				 "   AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group))",
+				 &a, SPI_OK_SELECT, "finding whether this node holds a shard");
+	here = m365_spi_get_bool(1);
+	SPI_finish();
+	return here;
+}
+
+bool
+m365_store_placement_lock_on_owner(int64 account_id, int32 lock_class, int32 key2)
+{
+	M365SpiArgs a = {0};
+	bool		locked;
+
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(lock_class), false);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(key2), false);
+	SPI_connect();
+	/* routed to the account's shard: the lock is taken on its node, till this transaction ends */
+	locked = m365_spi_run("SELECT pg_catalog.pg_try_advisory_xact_lock($2, $3)"
+						  " FROM m365sync.accounts a WHERE a.account_id = $1",
+						  &a, SPI_OK_SELECT, "taking the round lock on the account's node") == 1 &&
+		m365_spi_get_bool(1);
+	SPI_finish();
+	return locked;
 }

@@ -37,4 +37,35 @@ extern bool m365_store_placement_acting_owns(int64 account_id);
  */
 extern void m365_store_placement_wake_owner(int64 account_id);
 
+/*
+ * The round lock on a Citus cluster (scheduler.c). A round holds its
+ * account's accounts shard in Citus's own placement-metadata lock, in
+ * ShareLock as every write through Citus does for its transaction, here for
+ * the round's length (session) or the caller's transaction: a shard move or
+ * rebalance (which takes it in ExclusiveLock on every node before it
+ * switches the placement) waits until the round is over, and a round does
+ * not start while a move waits or runs. Then the account's round lock
+ * itself, on the node holding the shard.
+ */
+
+/* The shard of m365sync.accounts that holds account_id (0: not distributed). */
+extern int64 m365_store_placement_shard_of(int64 account_id);
+
+/* Hold the shard's placement metadata in ShareLock, without waiting; false: a move holds or wants it. */
+extern bool m365_store_placement_hold_shard(int64 shard_id, bool session);
+
+/* Let go of a session hold of m365_store_placement_hold_shard. */
+extern void m365_store_placement_release_shard(int64 shard_id);
+
+/* Does this node hold the shard's placement (read afresh, not from the transaction's snapshot)? */
+extern bool m365_store_placement_shard_here(int64 shard_id);
+
+/*
+ * The account's round lock (advisory (lock_class, key2)) taken on the node
+ * that holds its shard, for the caller's transaction, through a statement
+ * routed there: sync() on the coordinator contends with that node's worker.
+ * false: held there already.
+ */
+extern bool m365_store_placement_lock_on_owner(int64 account_id, int32 lock_class, int32 key2);
+
 #endif
