@@ -62,7 +62,7 @@ typedef struct RoundJob
 {
 	M365DueAccount *account;
 	RoundLock	lock;
-	int64		shard_id;		/* Citus: the accounts shard held for the round (0: none) */
+	M365Shard	shard;			/* Citus: the accounts shard held for the round (shard_id 0: none) */
 	bool		shard_session;	/* ... held for the session (the worker), else till commit */
 	int64		run_id;
 	M365RoundStats stats;
@@ -93,13 +93,14 @@ lock_round(RoundJob *j, bool worker)
 
 	if (m365_store_placement_distributed())
 	{
-		int64		shard = m365_store_placement_shard_of(account_id);
+		M365Shard	shard;
 
-		if (!m365_store_placement_hold_shard(shard, worker))
+		m365_store_placement_shard_of(account_id, &shard);
+		if (!m365_store_placement_hold_shard(&shard, worker))
 			return false;
-		j->shard_id = shard;
+		j->shard = shard;
 		j->shard_session = worker;
-		if (!m365_store_placement_shard_here(shard))
+		if (!m365_store_placement_shard_here(shard.shard_id))
 		{
 			/* moved away since this batch was read: the destination's worker has it now */
 			if (!worker &&
@@ -109,17 +110,17 @@ lock_round(RoundJob *j, bool worker)
 				return true;
 			}
 			if (worker)
-				m365_store_placement_release_shard(shard);
-			j->shard_id = 0;
+				m365_store_placement_release_shard(&shard);
+			j->shard.shard_id = 0;
 			return false;
 		}
 	}
 	round_tag(&tag, account_id);
 	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
 	{
-		if (j->shard_id != 0 && j->shard_session)
-			m365_store_placement_release_shard(j->shard_id);
-		j->shard_id = 0;
+		if (j->shard.shard_id != 0 && j->shard_session)
+			m365_store_placement_release_shard(&j->shard);
+		j->shard.shard_id = 0;
 		return false;
 	}
 	j->lock = ROUND_LOCKED_HERE;
@@ -137,9 +138,9 @@ unlock_round(RoundJob *j)
 		round_tag(&tag, j->account->account_id);
 		LockRelease(&tag, ExclusiveLock, true);
 	}
-	if (j->shard_id != 0 && j->shard_session)
-		m365_store_placement_release_shard(j->shard_id);
-	j->shard_id = 0;
+	if (j->shard.shard_id != 0 && j->shard_session)
+		m365_store_placement_release_shard(&j->shard);
+	j->shard.shard_id = 0;
 	j->lock = ROUND_UNLOCKED;
 }
 

@@ -155,54 +155,64 @@ m365_store_placement_wake_owner(int64 account_id)
 }
 
 /*
- * Citus's lock on a shard's placement metadata (Citus 13
- * resource_lock.h, SET_LOCKTAG_SHARD_METADATA_RESOURCE: advisory class 4
- * on the shard id). Writes through Citus hold it in ShareLock for their
- * transaction; citus_move_shard_placement (and so the rebalancer) takes it
- * in ExclusiveLock on the coordinator and on every node with metadata
- * (BlockWritesToShardList) before it switches the placement.
+ * Citus's lock on the placement metadata of a hash-distributed shard
+ * (Citus 13 resource_lock.c, SetLocktagForShardDistributionMetadata: an
+ * advisory tag of class 8 on the shard's index among its table's shards and
+ * its colocation id, so it is one lock for the co-located shards of every
+ * table). Writes through Citus hold it in ShareLock for their transaction;
+ * citus_move_shard_placement (and so the rebalancer) takes it in
+ * ExclusiveLock on the coordinator and on every node with metadata
+ * (BlockWritesToShardList, lock_shard_metadata()) before it switches the
+ * placement. TAP 091 fails if a Citus release changes it.
  */
-#define CITUS_SHARD_METADATA_LOCK_CLASS 4
+#define CITUS_COLOCATED_SHARDS_METADATA_LOCK_CLASS 8
 
 static void
-shard_metadata_tag(LOCKTAG *tag, int64 shard_id)
+shard_metadata_tag(LOCKTAG *tag, const M365Shard *shard)
 {
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) (((uint64) shard_id) >> 32), (uint32) shard_id,
-						 CITUS_SHARD_METADATA_LOCK_CLASS);
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, shard->shard_index, shard->colocation_id,
+						 CITUS_COLOCATED_SHARDS_METADATA_LOCK_CLASS);
 }
 
-int64
-m365_store_placement_shard_of(int64 account_id)
+void
+m365_store_placement_shard_of(int64 account_id, M365Shard *out)
 {
 	M365SpiArgs a = {0};
-	int64		shard;
 
+	memset(out, 0, sizeof(*out));
 	if (!m365_store_placement_distributed())
-		return 0;
+		return;
 	m365_spi_arg_int8(&a, account_id);
 	SPI_connect();
-	m365_spi_run_read_only("SELECT pg_catalog.get_shard_id_for_distribution_column('m365sync.accounts', $1)",
+	m365_spi_run_read_only("SELECT s.shardid, p.colocationid::bigint,"
+						   "  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_dist_shard o"
+						   "    WHERE o.logicalrelid = s.logicalrelid"
+						   "      AND o.shardminvalue::bigint < s.shardminvalue::bigint)"
+						   " FROM pg_catalog.pg_dist_shard s"
+						   " JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = s.logicalrelid"
+						   " WHERE s.shardid = pg_catalog.get_shard_id_for_distribution_column('m365sync.accounts', $1)",
 						   &a, SPI_OK_SELECT, "finding an account's shard");
-	shard = m365_spi_get_int8(1);
+	out->shard_id = m365_spi_get_int8(1);
+	out->colocation_id = (uint32) m365_spi_get_int8(2);
+	out->shard_index = (uint32) m365_spi_get_int8(3);
 	SPI_finish();
-	return shard;
 }
 
 bool
-m365_store_placement_hold_shard(int64 shard_id, bool session)
+m365_store_placement_hold_shard(const M365Shard *shard, bool session)
 {
 	LOCKTAG		tag;
 
-	shard_metadata_tag(&tag, shard_id);
+	shard_metadata_tag(&tag, shard);
 	return LockAcquire(&tag, ShareLock, session, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 void
-m365_store_placement_release_shard(int64 shard_id)
+m365_store_placement_release_shard(const M365Shard *shard)
 {
 	LOCKTAG		tag;
 
-	shard_metadata_tag(&tag, shard_id);
+	shard_metadata_tag(&tag, shard);
 	LockRelease(&tag, ShareLock, true);
 }
 

@@ -48,14 +48,21 @@ extern void m365_store_placement_wake_owner(int64 account_id);
  * itself, on the node holding the shard.
  */
 
-/* The shard of m365sync.accounts that holds account_id (0: not distributed). */
-extern int64 m365_store_placement_shard_of(int64 account_id);
+/* The shard of m365sync.accounts holding an account, and its place in Citus's lock space. */
+typedef struct M365Shard
+{
+	int64		shard_id;		/* 0: not distributed */
+	uint32		colocation_id;
+	uint32		shard_index;	/* its rank among the table's shards, by hash range */
+} M365Shard;
+
+extern void m365_store_placement_shard_of(int64 account_id, M365Shard *out);
 
 /* Hold the shard's placement metadata in ShareLock, without waiting; false: a move holds or wants it. */
-extern bool m365_store_placement_hold_shard(int64 shard_id, bool session);
+extern bool m365_store_placement_hold_shard(const M365Shard *shard, bool session);
 
 /* Let go of a session hold of m365_store_placement_hold_shard. */
-extern void m365_store_placement_release_shard(int64 shard_id);
+extern void m365_store_placement_release_shard(const M365Shard *shard);
 
 /* Does this node hold the shard's placement (read afresh, not from the transaction's snapshot)? */
 extern bool m365_store_placement_shard_here(int64 shard_id);

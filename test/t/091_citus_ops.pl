@@ -25,7 +25,8 @@ use Time::HiRes qw(usleep time);
 
 my $json = JSON::PP->new->canonical;
 my $N = 24;
-my $t = M365Test->citus(sim_args => [ '--latency-ms', '20' ]);
+# a held answer must outlast the checks made while it is held
+my $t = M365Test->citus(sim_args => [ '--latency-ms', '20' ], conf => "m365sync.http_timeout = '120s'\n");
 my $coord = $t->node;
 my @nodes = $t->citus_nodes;
 
@@ -42,6 +43,14 @@ sub bg_psql
 	return $r;
 }
 sub bg_wait { my ($r) = @_; $r->{h}->finish; return $? == 0; }
+
+# Accounts due now, one transaction each (a worker's batch updates many
+# accounts' rows in one transaction: one statement over several would
+# deadlock with it)
+sub due_now
+{
+	q1($coord, join '', map { "UPDATE m365sync.accounts SET next_sync_at = now() WHERE account_id = $_;\n" } @_);
+}
 
 # Rounds of one account that overlap in time, over the whole history (every node's rows).
 sub overlaps
@@ -96,14 +105,14 @@ my %audit_before = map { $_->name => q1($_, 'SELECT count(*) || \'/\' || coalesc
 	is($paused, 1, 'a round of the account is in flight on the source node (its delta answer held)');
 	my $run = q1($coord, "SELECT run_id FROM m365sync.sync_run_log WHERE account_id = $acc AND status = 'running'");
 	is(($run || 0) >> 48, $g1, '... run by the source node\'s worker');
+	is($t->as_admin("SELECT status FROM m365sync.sync($acc)"), 'busy',
+		'sync() of the account on the coordinator meanwhile: busy (the round lock is taken on the owning node)');
 
 	my $mv = bg_psql($coord, "SELECT citus_move_shard_placement($shard, '127.0.0.1', " . $src->port
 		  . ", '127.0.0.1', " . $dst->port . ", shard_transfer_mode => 'block_writes'); SELECT clock_timestamp()");
 	ok($src->poll_query_until('postgres',
-		"SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 4 AND NOT granted", 't'),
+		"SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 8 AND NOT granted", 't'),
 		'the shard move waits on the source node for the round');
-	my $busy = $t->as_admin("SELECT status FROM m365sync.sync($acc)");
-	is($busy, 'busy', 'sync() of the account on the coordinator while the move waits: busy');
 	is($t->citus_placement($acc)->{$acc}, $g1, 'the placement has not moved while the round runs');
 
 	$t->sim('POST', '/_sim/release', {});
@@ -131,7 +140,7 @@ my @race = ((grep { $place->{$_} == $g1 } 2 .. $N)[ 0 .. 3 ], (grep { $place->{$
 	for my $wave (1 .. 3)
 	{
 		for my $acc (@race) { $t->ledger_fa_create($acc); $t->ledger_ol_create($acc); }
-		q1($coord, 'UPDATE m365sync.accounts SET next_sync_at = now() WHERE account_id IN (' . join(',', @race) . ')');
+		due_now(@race);
 		if ($wave == 1)
 		{
 			# a shard of the race's accounts to the other node (logical replication), with rounds in flight
@@ -199,7 +208,7 @@ sub rows_of
 	$t->sim_clear_log;
 	my $since = q1($coord, 'SELECT clock_timestamp()');
 	$t->ledger_ol_create($_) for ($p1, $p3);
-	q1($coord, 'UPDATE m365sync.accounts SET next_sync_at = now()');
+	due_now(split /\n/, q1($coord, 'SELECT account_id FROM m365sync.accounts'));
 	my $left = q1($coord, 'SELECT count(*) FROM m365sync.accounts');
 	ok($coord->poll_query_until('postgres',
 		"SELECT count(DISTINCT account_id) = $left FROM m365sync.sync_run_log WHERE started_at > '$since' AND status <> 'running'", 't'),
