@@ -12,8 +12,11 @@
 #     rows gone from every node, the owning node's worker stops syncing;
 #   - pg_dump of the coordinator (which holds every node's rows) and of each
 #     node: no content, address, secret or token in clear; a restore point;
-#   - the audit trail through moves, a rebalance and alter_distributed_table:
-#     every node's audit_log keeps its rows and still refuses TRUNCATE.
+#   - the audit trail through moves and a rebalance: every node's audit_log
+#     keeps its rows and still refuses TRUNCATE and DELETE; Citus refuses
+#     alter_distributed_table, undistribute_table and DROP EXTENSION citus
+#     on m365sync's tables; DROP EXTENSION m365sync CASCADE on the
+#     coordinator, then DROP SCHEMA on every node, removes everything.
 use strict;
 use warnings;
 use lib "$ENV{M365_SRC}/test/t/lib";
@@ -89,7 +92,20 @@ my %by_group;
 push @{ $by_group{ $place->{$_} } }, $_ for 1 .. $N;
 is(scalar(grep { @{ $by_group{$_} || [] } } @groups), 2, 'the mailboxes are on both worker nodes');
 my ($g1, $g2) = @groups;
-my %audit_before = map { $_->name => q1($_, 'SELECT count(*) || \'/\' || coalesce(max(audit_id), 0) FROM m365sync.audit_log') } @nodes;
+# an audited act on each worker node (export_user works there too): each node's audit_log has rows
+is(join(',', map { q1($_, "SELECT jsonb_array_length(m365sync.export_user('fa-$N') -> 'accounts')") } $t->workers), '1,1',
+	'export_user on each worker node');
+# every node's audit rows before any move: count/max id, and a digest of the rows
+my $audit_q = "SELECT count(*) || '/' || coalesce(max(audit_id), 0) FROM m365sync.audit_log";
+sub audit_sum
+{
+	my ($max) = @_;
+	return "SELECT md5(coalesce(string_agg(audit_id || ':' || at || ':' || act || ':' || coalesce(flowagent_user, '')"
+	  . ", ',' ORDER BY audit_id), '')) FROM m365sync.audit_log WHERE audit_id <= $max";
+}
+my %audit_before = map { $_->name => q1($_, $audit_q) } @nodes;
+my %audit_max = map { $_ => (split m{/}, $audit_before{$_})[1] } keys %audit_before;
+my %audit_sum_before = map { $_->name => q1($_, audit_sum($audit_max{ $_->name })) } @nodes;
 
 # ------------------------------------------------------------ a move waits for a round in flight
 
@@ -174,7 +190,7 @@ my @tables = qw(accounts calendars events outbox conflicts sync_run_log subscrip
 sub rows_of
 {
 	my ($node, $ids) = @_;
-	return q1($node, join(' + ', map { "(SELECT count(*) FROM m365sync.$_ WHERE account_id IN ($ids))" } @tables)
+	return q1($node, "SELECT " . join(" + ", map { "(SELECT count(*) FROM m365sync.$_ WHERE account_id IN ($ids))" } @tables)
 		  . " + (SELECT count(*) FROM m365sync.user_accounts WHERE account_id IN ($ids))");
 }
 {
@@ -245,27 +261,51 @@ sub rows_of
 # ------------------------------------------------------------ the audit trail through Citus's operations
 
 {
-	my $q = 'SELECT count(*) || \'/\' || coalesce(max(audit_id), 0) FROM m365sync.audit_log';
-	my ($ok, $out, $err);
-	$coord->psql('postgres', "SELECT alter_distributed_table('m365sync.accounts', shard_count := 4, cascade_to_colocated := true)",
-		stdout => \$out, stderr => \$err, on_error_stop => 1);
-	diag("alter_distributed_table: $err") if $err =~ /ERROR/;
+	my %now = map { $_->name => q1($_, $audit_q) } @nodes;
 	for my $node (@nodes)
 	{
-		my ($n0) = split m{/}, $audit_before{ $node->name };
-		my ($n1) = split m{/}, q1($node, $q);
-		ok($n1 >= $n0, $node->name . ": moves, a rebalance and alter_distributed_table kept every audit row ($n0 -> $n1)");
-		my ($r, $o, $e) = ('', '', '');
+		my ($n0, $max0) = split m{/}, $audit_before{ $node->name };
+		is(q1($node, audit_sum($max0)), $audit_sum_before{ $node->name },
+			$node->name . ": after two moves and a rebalance every audit row is still there, unchanged ($n0 rows; now $now{ $node->name })");
+		my ($o, $e) = ('', '');
 		$node->psql('postgres', 'TRUNCATE m365sync.audit_log', stdout => \$o, stderr => \$e);
 		like($e, qr/ERROR/, $node->name . ': audit_log still refuses TRUNCATE');
+		($o, $e) = ('', '');
+		$node->psql('postgres', 'DELETE FROM m365sync.audit_log', stdout => \$o, stderr => \$e);
+		like($e, qr/ERROR/, $node->name . ': ... and a DELETE of recent rows');
 	}
-	my $e2 = '';
-	$coord->psql('postgres', 'DROP EXTENSION citus', stderr => \$e2);
-	diag("DROP EXTENSION citus: $e2");
-	$e2 = '';
-	$coord->psql('postgres', "SELECT undistribute_table('m365sync.accounts', cascade_via_foreign_keys => true)", stderr => \$e2);
-	diag("undistribute_table: $e2");
-	diag(join ' ', map { $_->name . '=' . q1($_, $q) } @nodes);
+	# Citus refuses to rewrite a table an extension owns: no shard count
+	# change, no undistribute of m365sync's tables (README)
+	for my $op ("alter_distributed_table('m365sync.accounts', shard_count := 4, cascade_to_colocated := true)",
+		"undistribute_table('m365sync.events', cascade_via_foreign_keys := true)")
+	{
+		my ($o, $e) = ('', '');
+		$coord->psql('postgres', "SELECT $op", stdout => \$o, stderr => \$e);
+		like($e, qr/cannot alter table because an extension depends on it/, (split /\(/, $op)[0] . ' of an m365sync table: refused by Citus');
+	}
+	my ($o, $e) = ('', '');
+	$coord->psql('postgres', 'DROP EXTENSION citus', stdout => \$o, stderr => \$e);
+	like($e, qr/extension m365sync depends on extension citus/, 'DROP EXTENSION citus: refused while m365sync is installed');
+	is(q1($coord, audit_sum($audit_max{coord})), $audit_sum_before{coord}, '... the coordinator\'s audit rows unchanged');
+
+	# DROP EXTENSION m365sync on the coordinator: a node's shards carry
+	# policies on an m365sync function, and Citus drops the extension on the
+	# nodes first, so only CASCADE goes through (README); every node's
+	# shards and audit_log go with it (dropped, no TRUNCATE meets the trigger)
+	($o, $e) = ('', '');
+	$coord->psql('postgres', 'DROP EXTENSION m365sync', stdout => \$o, stderr => \$e);
+	like($e, qr/cannot drop extension m365sync because other objects depend on it/,
+		'DROP EXTENSION m365sync without CASCADE: refused (the shards\' policies on the nodes)');
+	q1($coord, 'DROP EXTENSION m365sync CASCADE');
+	my $left = "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'm365sync'";
+	is(join(',', map { q1($_, "SELECT count(*) FROM pg_extension WHERE extname = 'm365sync'") } @nodes), '0,0,0',
+		'DROP EXTENSION m365sync CASCADE on the coordinator drops the extension on every node');
+	note('left in schema m365sync: ' . join(' ', map { $_->name . ':' . q1($_, $left) } @nodes));
+	# what Citus leaves behind (shards, the coordinator's copies of the
+	# sequences): gone with the schema on every node (README)
+	q1($coord, "SELECT bool_and(success) FROM run_command_on_all_nodes('DROP SCHEMA IF EXISTS m365sync CASCADE')");
+	is(join(',', map { q1($_, $left) } @nodes), '0,0,0',
+		'then DROP SCHEMA m365sync CASCADE on every node: no shard, no audit_log, nothing of m365sync is left');
 }
 
 done_testing();
