@@ -17,6 +17,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
@@ -24,6 +25,7 @@
 #define EVP_SLICE	(1 << 30)
 
 static EVP_CIPHER *aes_gcm = NULL;
+static EVP_MAC *hmac = NULL;	/* fetched once for the keyed HMACs */
 static EVP_CIPHER_CTX *seal_ctx = NULL;
 static EVP_CIPHER_CTX *open_ctx = NULL;
 
@@ -109,8 +111,10 @@ m365_crypto_release(void)
 	EVP_CIPHER_CTX_free(seal_ctx);
 	EVP_CIPHER_CTX_free(open_ctx);
 	EVP_CIPHER_free(aes_gcm);
+	EVP_MAC_free(hmac);
 	seal_ctx = open_ctx = NULL;
 	aes_gcm = NULL;
+	hmac = NULL;
 }
 
 const char *
@@ -165,6 +169,66 @@ m365_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size_t 
 	if (keylen > INT_MAX)
 		return M365_CRYPTO_BAD_INPUT;
 	if (HMAC(EVP_sha256(), key, (int) keylen, data, len, out, &outlen) == NULL || outlen != 32)
+		return M365_CRYPTO_INTERNAL;
+	return M365_CRYPTO_OK;
+}
+
+struct M365HmacKey
+{
+	EVP_MAC_CTX *ctx;			/* keyed: each value re-initialises it with the key it holds */
+};
+
+M365HmacKey *
+m365_hmac_key_new(const uint8_t *key, size_t keylen)
+{
+	M365HmacKey *k;
+	OSSL_PARAM	params[2];
+
+	if (hmac == NULL && (hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
+		return NULL;
+	k = OPENSSL_zalloc(sizeof(M365HmacKey));
+	if (k == NULL)
+		return NULL;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *) "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	k->ctx = EVP_MAC_CTX_new(hmac);
+	if (k->ctx == NULL || EVP_MAC_init(k->ctx, key, keylen, params) != 1)
+	{
+		m365_hmac_key_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+void
+m365_hmac_key_free(M365HmacKey *key)
+{
+	if (key == NULL)
+		return;
+	EVP_MAC_CTX_free(key->ctx);	/* cleanses the key it holds */
+	OPENSSL_clear_free(key, sizeof(*key));
+}
+
+M365CryptoStatus
+m365_hmac_key_mac(M365HmacKey *key, const uint8_t *data, size_t len, uint8_t out[32])
+{
+	size_t		outlen = 0;
+
+	if (key == NULL || key->ctx == NULL)
+		return M365_CRYPTO_INTERNAL;
+	/* a NULL key keeps the one set at m365_hmac_key_new */
+	if (EVP_MAC_init(key->ctx, NULL, 0, NULL) != 1)
+		return M365_CRYPTO_INTERNAL;
+	while (len > 0)
+	{
+		size_t		n = len > EVP_SLICE ? EVP_SLICE : len;
+
+		if (EVP_MAC_update(key->ctx, data, n) != 1)
+			return M365_CRYPTO_INTERNAL;
+		data += n;
+		len -= n;
+	}
+	if (EVP_MAC_final(key->ctx, out, &outlen, 32) != 1 || outlen != 32)
 		return M365_CRYPTO_INTERNAL;
 	return M365_CRYPTO_OK;
 }

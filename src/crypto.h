@@ -34,6 +34,19 @@ extern M365CryptoStatus m365_hmac_sha256(const uint8_t *key, size_t keylen,
 										 const uint8_t *data, size_t len, uint8_t out[32]);
 
 /*
+ * An HMAC-SHA256 key set up once, for keys that hash again and again (the
+ * keyring's keyed hashes): each value then costs no key set-up and no
+ * algorithm fetch. m365_hmac_key_free cleanses and frees it. The result is
+ * the same as m365_hmac_sha256's under that key.
+ */
+typedef struct M365HmacKey M365HmacKey;
+
+extern M365HmacKey *m365_hmac_key_new(const uint8_t *key, size_t keylen);	/* NULL on failure */
+extern void m365_hmac_key_free(M365HmacKey *key);
+extern M365CryptoStatus m365_hmac_key_mac(M365HmacKey *key, const uint8_t *data, size_t len,
+										  uint8_t out[32]);
+
+/*
  * base64url without padding (RFC 4648 §5), as PKCE and JWT use. out must hold
  * m365_base64url_len(len) + 1 bytes; the result is NUL-terminated.
  */

@@ -4,7 +4,7 @@
  *
  * The pull stores every Graph event as jsonb; printing each one with cJSON
  * and feeding the text to jsonb_in cost a third of the worker's time in an
- * initial sync. Walking the tree into pushJsonbValue gives the same jsonb:
+ * initial sync. Walking the tree into a JsonbValue tree gives the same jsonb:
  * duplicate keys keep the last value (as jsonb_in does), numbers become
  * numeric with cJSON's own shortest round-trip rendering, and a non-finite
  * number becomes null (cJSON prints it as null).
@@ -90,12 +90,12 @@ scalar_value(const cJSON *node, JsonbValue *v)
 	return true;
 }
 
-/* An object's member, for putting the keys in jsonb's order first. */
+/* An object's member, its key as stored, for putting the keys in jsonb's order. */
 typedef struct Member
 {
-	const cJSON *node;
-	int			key_len;
-	int			pos;			/* in the document: equal keys keep it */
+	const char *key;			/* in the database encoding */
+	int32		len;
+	int32		pos;			/* in the document: equal keys keep it; the node's index */
 } Member;
 
 /* jsonb's key order: shorter first, then bytewise; equal keys as they came. */
@@ -106,91 +106,100 @@ member_cmp(const void *a, const void *b)
 	const Member *mb = b;
 	int			r;
 
-	if (ma->key_len != mb->key_len)
-		return ma->key_len < mb->key_len ? -1 : 1;
-	r = memcmp(ma->node->string, mb->node->string, ma->key_len);
+	if (ma->len != mb->len)
+		return ma->len < mb->len ? -1 : 1;
+	r = memcmp(ma->key, mb->key, ma->len);
 	if (r != 0)
 		return r;
 	return ma->pos < mb->pos ? -1 : 1;
 }
 
 /*
- * Push one node and its children as `token`; false on bad text. *built is
- * what pushJsonbValue returned last: at the top, the finished container.
- *
- * An object's members are pushed in jsonb's key order, so the sort that
- * pushJsonbValue runs at the object's end finds them in order at once (its
- * quicksort checks for that first); with duplicate keys it sorts them as
- * it always did. The value is the same either way.
+ * Build one node and its children as a JsonbValue tree in *v; false on bad
+ * text. Containers are built whole (an object's pairs already in jsonb's
+ * order, duplicate keys reduced to the last, as pushJsonbValue leaves
+ * them), so JsonbValueToJsonb converts the tree at once, without the parse
+ * state's copying of every value.
  */
 static bool
-push_node(JsonbParseState **state, const cJSON *node, JsonbIteratorToken token,
-		  JsonbValue **built)
+build_node(const cJSON *node, JsonbValue *v)
 {
-	JsonbValue	v;
 	const cJSON *c;
-	bool		is_object = cJSON_IsObject(node);
+	int			n = 0;
 
 	check_stack_depth();		/* cJSON nests up to CJSON_NESTING_LIMIT */
-	if (!is_object && !cJSON_IsArray(node))
+	if (!cJSON_IsObject(node) && !cJSON_IsArray(node))
+		return scalar_value(node, v);
+	for (c = node->child; c != NULL; c = c->next)
+		n++;
+	if (cJSON_IsArray(node))
 	{
-		if (!scalar_value(node, &v))
-			return false;
-		*built = pushJsonbValue(state, token, &v);
-		return true;
-	}
-	pushJsonbValue(state, is_object ? WJB_BEGIN_OBJECT : WJB_BEGIN_ARRAY, NULL);
-	if (!is_object)
-	{
+		JsonbValue *elems = palloc(sizeof(JsonbValue) * Max(n, 1));
+
+		n = 0;
 		for (c = node->child; c != NULL; c = c->next)
-			if (!push_node(state, c, WJB_ELEM, built))
+			if (!build_node(c, &elems[n++]))
 				return false;
+		v->type = jbvArray;
+		v->val.array.elems = elems;
+		v->val.array.nElems = n;
+		v->val.array.rawScalar = false;
 	}
 	else
 	{
-		int			n = 0;
-		Member	   *m;
+		Member	   *m = palloc(sizeof(Member) * Max(n, 1));
+		const cJSON **nodes = palloc(sizeof(cJSON *) * Max(n, 1));
+		JsonbPair  *pairs;
+		int			np = 0;
 
-		for (c = node->child; c != NULL; c = c->next)
-			n++;
-		m = palloc(sizeof(Member) * Max(n, 1));
 		n = 0;
 		for (c = node->child; c != NULL; c = c->next)
 		{
-			if (c->string == NULL)
-				return false;
-			m[n].node = c;
-			m[n].key_len = (int) strlen(c->string);
-			m[n].pos = n;
-			n++;
-		}
-		qsort(m, n, sizeof(Member), member_cmp);
-		for (int i = 0; i < n; i++)
-		{
 			JsonbValue	key;
 
-			if (!text_value(m[i].node->string, &key))
+			if (c->string == NULL || !text_value(c->string, &key))
 				return false;
-			pushJsonbValue(state, WJB_KEY, &key);
-			if (!push_node(state, m[i].node, WJB_VALUE, built))
+			m[n].key = key.val.string.val;
+			m[n].len = key.val.string.len;
+			m[n].pos = n;
+			nodes[n++] = c;
+		}
+		/* Graph's members mostly come in order already: then no sort at all */
+		for (int i = 1; i < n; i++)
+			if (member_cmp(&m[i - 1], &m[i]) > 0)
+			{
+				qsort(m, n, sizeof(Member), member_cmp);
+				break;
+			}
+		pairs = palloc(sizeof(JsonbPair) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+		{
+			/* equal keys sort by position: the last one is the value kept */
+			if (i + 1 < n && m[i + 1].len == m[i].len && memcmp(m[i + 1].key, m[i].key, m[i].len) == 0)
+				continue;
+			pairs[np].key.type = jbvString;
+			pairs[np].key.val.string.val = (char *) m[i].key;
+			pairs[np].key.val.string.len = m[i].len;
+			if (!build_node(nodes[m[i].pos], &pairs[np].value))
 				return false;
+			pairs[np].order = np;
+			np++;
 		}
 		pfree(m);
+		pfree(nodes);
+		v->type = jbvObject;
+		v->val.object.pairs = pairs;
+		v->val.object.nPairs = np;
 	}
-	*built = pushJsonbValue(state, is_object ? WJB_END_OBJECT : WJB_END_ARRAY, NULL);
 	return true;
 }
 
 Jsonb *
 m365_cjson_to_jsonb(const cJSON *node)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue	v,
-			   *built = NULL;
+	JsonbValue	v;
 
-	if (!cJSON_IsObject(node) && !cJSON_IsArray(node))
-		return scalar_value(node, &v) ? JsonbValueToJsonb(&v) : NULL;
-	if (!push_node(&state, node, WJB_VALUE, &built))
+	if (!build_node(node, &v))
 		return NULL;
-	return JsonbValueToJsonb(built);
+	return JsonbValueToJsonb(&v);
 }

@@ -53,7 +53,7 @@ typedef struct DataKeyEntry
 	uint32		generation;
 	uint64		last_used;
 	M365GcmKey *gk;				/* keyed EVP contexts (OpenSSL memory) */
-	uint8		mac_key[32];	/* keyed hashes: HMAC of the data key, see m365_keyed_hash */
+	M365HmacKey *hk;			/* keyed hashes under an HMAC of the data key, see m365_keyed_hash */
 	uint8		key[M365_KEY_BYTES];	/* only while loading: wiped once gk exists */
 } DataKeyEntry;
 
@@ -70,6 +70,7 @@ static void
 forget_entry(DataKeyEntry *e)
 {
 	m365_gcm_key_free(e->gk);
+	m365_hmac_key_free(e->hk);
 	m365_secure_zero(e, sizeof(*e));
 }
 
@@ -382,6 +383,7 @@ static DataKeyEntry *
 data_key(int64 account_id, bool create)
 {
 	DataKeyEntry *e;
+	uint8		mac_key[32];
 	int			i;
 
 	if (dk_last >= 0 && dk_cache[dk_last].valid && dk_cache[dk_last].account_id == account_id)
@@ -415,12 +417,15 @@ data_key(int64 account_id, bool create)
 	e->gk = m365_gcm_key_new(e->key);
 	/* a key of its own for keyed hashes, so no hash is ever made under the AES key itself */
 	if (m365_hmac_sha256(e->key, M365_KEY_BYTES, (const uint8 *) MAC_KEY_LABEL, strlen(MAC_KEY_LABEL),
-						 e->mac_key) != M365_CRYPTO_OK)
+						 mac_key) != M365_CRYPTO_OK ||
+		(e->hk = m365_hmac_key_new(mac_key, sizeof(mac_key))) == NULL)
 	{
+		m365_secure_zero(mac_key, sizeof(mac_key));
 		m365_secure_zero(e->key, M365_KEY_BYTES);
 		forget_entry(e);
 		crypto_failed(M365_CRYPTO_INTERNAL, "derive a hash key");
 	}
+	m365_secure_zero(mac_key, sizeof(mac_key));
 	m365_secure_zero(e->key, M365_KEY_BYTES);
 	if (e->gk == NULL)
 		crypto_failed(M365_CRYPTO_INTERNAL, "set up a data key");
@@ -573,7 +578,7 @@ m365_keyed_hash(int64 account_id, const char *purpose, const char *value, size_t
 	memcpy(msg, purpose, plen);
 	msg[plen] = '\0';
 	memcpy(msg + plen + 1, value, len);
-	st = m365_hmac_sha256(e->mac_key, sizeof(e->mac_key), msg, plen + 1 + len, mac);
+	st = m365_hmac_key_mac(e->hk, msg, plen + 1 + len, mac);
 	pfree(msg);
 	if (st != M365_CRYPTO_OK)
 		crypto_failed(st, "hash a value");

@@ -189,7 +189,7 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Se
 	M365PullBatch *batch;
 	int			i;
 	int			n_masters = 0;
-	int64	   *masters;
+	const int64 *masters;
 	MemoryContext event_cxt,
 				batch_cxt;
 
@@ -201,9 +201,9 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Se
 									  ALLOCSET_DEFAULT_SIZES);
 	if (series)
 		apply_masters(account_id, cal, series, st, event_cxt);
-	/* the masters of the page's events as they were: those left without events go after it */
-	masters = m365_store_events_series_masters_of(account_id, ids, page->n_items, &n_masters);
 	batch = m365_store_events_pull_begin(account_id, cal->full_round_id, ids, page->n_items);
+	/* the masters of the page's events as they were: those left without events go after it */
+	masters = m365_store_events_pull_masters(batch, &n_masters);
 	batch_cxt = MemoryContextSwitchTo(event_cxt);
 	for (i = 0; i < page->n_items; i++)
 	{

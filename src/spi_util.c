@@ -193,6 +193,14 @@ m365_spi_run_saved(SPIPlanPtr *slot, const char *sql, const M365SpiArgs *a,
 	return SPI_processed;
 }
 
+void
+m365_spi_forget_saved(SPIPlanPtr *slot)
+{
+	if (*slot != NULL)
+		SPI_freeplan(*slot);
+	*slot = NULL;
+}
+
 Datum
 m365_spi_row_datum(uint64 row, int col, bool *isnull)
 {

@@ -64,6 +64,8 @@ extern uint64 m365_spi_exec(const char *sql, const M365SpiArgs *a, int expected,
  */
 extern uint64 m365_spi_run_saved(SPIPlanPtr *slot, const char *sql, const M365SpiArgs *a,
 								 int expected, long limit, const char *what);
+/* Free a plan m365_spi_run_saved kept in *slot (if any) and clear the slot. */
+extern void m365_spi_forget_saved(SPIPlanPtr *slot);
 
 /*
  * Columns of result row `row` (from 0) of the last statement; text and bytea

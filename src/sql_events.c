@@ -17,6 +17,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -151,6 +152,50 @@ m365sync_events(PG_FUNCTION_ARGS)
 			MemoryContextSwitchTo(oldcxt);
 			MemoryContextReset(rowcxt);
 		}
+	}
+	SPI_finish();
+	PG_RETURN_NULL();
+}
+
+PG_FUNCTION_INFO_V1(m365sync_events_window);
+
+/*
+ * _events_window(account_id, from_ts, to_ts, from_date, to_date,
+ * calendar_id) → the rows of the window query, content still sealed: the
+ * part of events() a Citus coordinator routes to the node of the account's
+ * shards (store_events.c). SECURITY DEFINER, owned by m365sync_definer
+ * like the user functions, so the shard's row level security answers for
+ * the acting user the transaction set.
+ */
+Datum
+m365sync_events_window(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TupleDesc	out;
+	uint64		n;
+
+	for (int i = 0; i < 5; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("only calendar_id may be null")));
+	InitMaterializedSRF(fcinfo, 0);
+	out = rsinfo->setDesc;
+	SPI_connect();
+	n = m365_store_events_in_range_here(PG_GETARG_INT64(0), PG_GETARG_TIMESTAMPTZ(1), PG_GETARG_TIMESTAMPTZ(2),
+										PG_GETARG_DATEADT(3), PG_GETARG_DATEADT(4),
+										!PG_ARGISNULL(5), PG_ARGISNULL(5) ? 0 : PG_GETARG_INT64(5));
+	for (int c = 0; c < ES_CONTENT; c++)
+		if (out->natts != ES_CONTENT || TupleDescAttr(out, c)->atttypid != SPI_gettypeid(SPI_tuptable->tupdesc, c + 1))
+			elog(ERROR, "m365sync._events_window() must return the columns of the window query");
+	for (uint64 i = 0; i < n; i++)
+	{
+		Datum		values[ES_CONTENT];
+		bool		nulls[ES_CONTENT];
+
+		for (int c = 0; c < ES_CONTENT; c++)
+			values[c] = m365_spi_row_datum(i, c + 1, &nulls[c]);
+		tuplestore_putvalues(rsinfo->setResult, out, values, nulls);
 	}
 	SPI_finish();
 	PG_RETURN_NULL();

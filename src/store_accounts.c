@@ -331,22 +331,34 @@ m365_store_accounts_lock(int64 account_id, M365Account *out)
 /*
  * The user's account; 0 when they have none. Caller connected to SPI.
  * First from user_accounts, by its primary key (on Citus a reference table,
- * read where we are); an account made outside m365_store_accounts_create
- * (rows written by hand) or under 0.1.0's schema (which has no
- * user_accounts; the update fills it) is still found in accounts, where on
- * Citus the search asks every shard.
+ * read where we are: this node's copy, with a plan kept for it, as Citus
+ * would plan the query afresh on each call); an account made outside
+ * m365_store_accounts_create (rows written by hand) or under 0.1.0's schema
+ * (which has no user_accounts; the update fills it) is still found in
+ * accounts, where on Citus the search asks every shard. So is one whose map
+ * row this transaction wrote through Citus to another connection.
  */
 static int64
 account_of_user(const char *flowagent_user)
 {
 	static SPIPlanPtr by_map,
 				by_accounts;
+	static const char *map_on_shard = "SELECT u.account_id FROM %1$s u WHERE u.flowagent_user = $1";
 	M365SpiArgs a = {0};
+	bool		mapped = false;
 
 	m365_spi_arg_text(&a, flowagent_user);
-	if ((m365_schema_is_0_2() &&
-		 m365_spi_run_saved(&by_map, "SELECT u.account_id FROM m365sync.user_accounts u WHERE u.flowagent_user = $1",
-							&a, SPI_OK_SELECT, 1, "finding the user's account") == 1) ||
+	if (m365_schema_is_0_2())
+	{
+		if (m365_store_placement_distributed() &&
+			m365_store_placement_run_on_shard("m365sync.user_accounts", 0, map_on_shard, &a, 1))
+			mapped = SPI_processed == 1;
+		else
+			mapped = m365_spi_run_saved(&by_map, "SELECT u.account_id FROM m365sync.user_accounts u"
+										" WHERE u.flowagent_user = $1",
+										&a, SPI_OK_SELECT, 1, "finding the user's account") == 1;
+	}
+	if (mapped ||
 		m365_spi_run_saved(&by_accounts, "SELECT a.account_id FROM m365sync.accounts a"
 						   " WHERE a.flowagent_user = $1 ORDER BY a.account_id LIMIT 1",
 						   &a, SPI_OK_SELECT, 1, "finding the user's account") == 1)

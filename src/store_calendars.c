@@ -177,6 +177,24 @@ m365_store_calendars_to_pull(int64 account_id)
 	return out;
 }
 
+bool
+m365_store_calendars_lock_key(int64 account_id, int64 calendar_id)
+{
+	static SPIPlanPtr plan;
+	M365SpiArgs a = {0};
+	bool		found;
+
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_int8(&a, calendar_id);
+	SPI_connect();
+	/* the statement of PostgreSQL's own foreign key check (ri_triggers.c) */
+	found = m365_spi_run_saved(&plan, "SELECT 1 FROM ONLY m365sync.calendars x"
+							   " WHERE x.account_id = $1 AND x.calendar_id = $2 FOR KEY SHARE OF x",
+							   &a, SPI_OK_SELECT, 1, "locking a calendar") == 1;
+	SPI_finish();
+	return found;
+}
+
 void
 m365_store_calendars_save_cursor(int64 account_id, const M365PullCalendar *cal)
 {

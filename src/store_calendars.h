@@ -68,6 +68,14 @@ extern void m365_store_calendars_remove(int64 account_id, int64 calendar_id);
 /* The calendar answered 404: left out of pulls until the list is read again. */
 extern void m365_store_calendars_mark_gone(int64 account_id, int64 calendar_id);
 
+/*
+ * Lock the calendar's key (FOR KEY SHARE, as a foreign key check does) for
+ * the rest of the transaction: rows referencing it may then be written
+ * without a check each, and nobody can delete it before commit. False when
+ * there is no such calendar (any more). Connects to SPI itself.
+ */
+extern bool m365_store_calendars_lock_key(int64 account_id, int64 calendar_id);
+
 /* Save a calendar's cursor (encrypted) and round state. */
 extern void m365_store_calendars_save_cursor(int64 account_id, const M365PullCalendar *cal);
 

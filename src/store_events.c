@@ -31,6 +31,7 @@
 #include "settings.h"
 #include "spi_util.h"
 #include "store_events.h"
+#include "store_placement.h"
 #include "store_outbox.h"
 
 /*
@@ -190,157 +191,6 @@ m365_store_events_insert(int64 account_id, int64 event_id, int64 calendar_id,
 					   &a, SPI_OK_INSERT, 0, NULL);
 }
 
-/*
- * Many rows of one calendar in one statement: an INSERT ... SELECT over
- * unnest of one array per column, so the executor, the constraints and
- * the indexes' start-up are paid once per batch instead of once per row
- * (the pull inserts a whole page this way). Values are copied into the
- * batch's memory, so callers may free theirs after each add.
- */
-#define ROWS_NCOLS 15			/* per-row columns, in the statement's order */
-
-static const Oid rows_types[ROWS_NCOLS] = {
-	INT8OID,					/* event_id */
-	TEXTOID, TEXTOID,			/* graph_id, ical_uid */
-	INT8OID,					/* series_master_id */
-	TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, DATEOID, DATEOID, TEXTOID, BOOLOID,	/* shape */
-	BYTEAOID,					/* content */
-	TEXTOID, TIMESTAMPTZOID		/* sync */
-};
-
-struct M365EventRows
-{
-	int64		account_id;
-	int64		calendar_id;
-	const char *sync_state;
-	int64		seen_round;
-	int			n;
-	int			cap;
-	Datum	   *values[ROWS_NCOLS];
-	bool	   *nulls[ROWS_NCOLS];
-	MemoryContext cxt;			/* the arrays */
-	MemoryContext values_cxt;	/* copies of the values, emptied by each insert */
-};
-
-M365EventRows *
-m365_store_events_rows_new(int64 account_id, int64 calendar_id, const char *sync_state,
-						   int64 seen_round, int cap)
-{
-	M365EventRows *r = palloc0(sizeof(M365EventRows));
-
-	r->cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync event rows", ALLOCSET_DEFAULT_SIZES);
-	r->values_cxt = AllocSetContextCreate(r->cxt, "m365sync event row values", ALLOCSET_DEFAULT_SIZES);
-	r->account_id = account_id;
-	r->calendar_id = calendar_id;
-	r->sync_state = MemoryContextStrdup(r->cxt, sync_state);
-	r->seen_round = seen_round;
-	r->cap = Max(cap, 1);
-	for (int i = 0; i < ROWS_NCOLS; i++)
-	{
-		r->values[i] = MemoryContextAlloc(r->cxt, sizeof(Datum) * r->cap);
-		r->nulls[i] = MemoryContextAlloc(r->cxt, sizeof(bool) * r->cap);
-	}
-	return r;
-}
-
-int64
-m365_store_events_rows_calendar(const M365EventRows *r)
-{
-	return r->calendar_id;
-}
-
-static void
-rows_set(M365EventRows *r, int col, Datum v, bool isnull)
-{
-	bool		byval = (rows_types[col] != TEXTOID && rows_types[col] != BYTEAOID);
-
-	r->nulls[col][r->n] = isnull;
-	r->values[col][r->n] = isnull ? (Datum) 0 : byval ? v : datumCopy(v, false, -1);
-}
-
-void
-m365_store_events_rows_add(M365EventRows *r, int64 event_id, const M365EventColumns *c,
-						   bool has_series_master, int64 series_master_id, bytea *content)
-{
-	MemoryContext old;
-	Datum		shape[M365_EVENT_SHAPE_NARGS];
-	char		shape_nulls[M365_EVENT_SHAPE_NARGS];
-	Datum		sync[M365_EVENT_SYNC_NARGS];
-	char		sync_nulls[M365_EVENT_SYNC_NARGS];
-	int			col = 0;
-	char	   *ical;
-
-	if (r->n == r->cap)
-	{
-		r->cap *= 2;	/* repalloc keeps each array in r->cxt */
-		for (int i = 0; i < ROWS_NCOLS; i++)
-		{
-			r->values[i] = repalloc(r->values[i], sizeof(Datum) * r->cap);
-			r->nulls[i] = repalloc(r->nulls[i], sizeof(bool) * r->cap);
-		}
-	}
-	m365_event_row_bind_shape(c, shape, shape_nulls);
-	m365_event_row_bind_sync(c, sync, sync_nulls);
-	old = MemoryContextSwitchTo(r->values_cxt);
-	rows_set(r, col++, Int64GetDatum(event_id), false);
-	rows_set(r, col++, c->graph_id ? CStringGetTextDatum(c->graph_id) : (Datum) 0, c->graph_id == NULL);
-	ical = m365_store_events_ical_uid_hash(r->account_id, c->ical_uid);	/* as every writer stores it */
-	rows_set(r, col++, ical ? CStringGetTextDatum(ical) : (Datum) 0, ical == NULL);
-	rows_set(r, col++, Int64GetDatum(series_master_id), !has_series_master);
-	for (int i = 0; i < M365_EVENT_SHAPE_NARGS; i++)
-		rows_set(r, col++, shape[i], shape_nulls[i] == 'n');
-	rows_set(r, col++, PointerGetDatum(content), false);
-	for (int i = 0; i < M365_EVENT_SYNC_NARGS; i++)
-		rows_set(r, col++, sync[i], sync_nulls[i] == 'n');
-	Assert(col == ROWS_NCOLS);
-	MemoryContextSwitchTo(old);
-	r->n++;
-}
-
-/* Insert the rows added since the last call (one statement), then start empty. */
-void
-m365_store_events_rows_insert(M365EventRows *r)
-{
-	static SPIPlanPtr p;
-	M365SpiArgs a = {0};
-
-	if (r->n == 0)
-		return;
-	m365_spi_arg_int8(&a, r->account_id);
-	m365_spi_arg_int8(&a, r->calendar_id);
-	m365_spi_arg_text(&a, r->sync_state);
-	m365_spi_arg(&a, INT8OID, Int64GetDatum(r->seen_round), r->seen_round == 0);
-	for (int i = 0; i < ROWS_NCOLS; i++)
-	{
-		int16		typlen;
-		bool		typbyval;
-		char		typalign;
-		int			dims[1] = {r->n};
-		int			lbs[1] = {1};
-
-		get_typlenbyvalalign(rows_types[i], &typlen, &typbyval, &typalign);
-		m365_spi_arg(&a, get_array_type(rows_types[i]),
-					 PointerGetDatum(construct_md_array(r->values[i], r->nulls[i], 1, dims, lbs,
-														rows_types[i], typlen, typbyval, typalign)),
-					 false);
-	}
-	if (m365_spi_run_saved(&p, "INSERT INTO m365sync.events (account_id, event_id, calendar_id, graph_id,"
-						   " ical_uid, series_master_id, event_type, start_at, end_at, is_all_day, start_date,"
-						   " end_date, show_as, is_cancelled, content, change_key, remote_modified_at,"
-						   " local_modified_at, sync_state, seen_round)"
-						   " SELECT $1, u.event_id, $2, u.graph_id, u.ical_uid, u.series_master_id, u.event_type,"
-						   " u.start_at, u.end_at, u.is_all_day, u.start_date, u.end_date, u.show_as,"
-						   " u.is_cancelled, u.content, u.change_key, u.remote_modified_at, pg_catalog.now(), $3, $4"
-						   " FROM unnest($5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-						   " AS u(event_id, graph_id, ical_uid, series_master_id, event_type, start_at, end_at,"
-						   " is_all_day, start_date, end_date, show_as, is_cancelled, content, change_key,"
-						   " remote_modified_at)",
-						   &a, SPI_OK_INSERT, 0, "inserting a page's events") != (uint64) r->n)
-		elog(ERROR, "m365sync: a batch insert wrote fewer rows than it was given");
-	MemoryContextReset(r->values_cxt);
-	r->n = 0;
-}
-
 void
 m365_store_events_update_local(int64 account_id, int64 event_id,
 							  const M365EventColumns *c, bytea *content)
@@ -389,6 +239,10 @@ m365_store_events_delete(int64 account_id, const M365StoredEvent *ev)
 	" e.start_at, e.end_at, e.is_all_day, e.start_date, e.end_date, e.show_as," \
 	" e.is_cancelled, e.remote_modified_at, e.sync_state, e.content"
 /*
+ * The window query, on a table of events named by %1$s: m365sync.events,
+ * or on a Citus node the account's shard of it (see
+ * m365_store_events_in_range_here).
+ *
  * A series shows as its occurrences once they are known; until then (made
  * here, not yet synced back) as its master, so it never shows twice.
  * The subquery names the account as $1, not as e.account_id: on Citus a
@@ -397,48 +251,90 @@ m365_store_events_delete(int64 account_id, const M365StoredEvent *ev)
  */
 #define LIVE_IN_CAL \
 	" e.account_id = $1 AND NOT e.deleted AND ($6::pg_catalog.int8 IS NULL OR e.calendar_id = $6)" \
-	" AND (e.event_type <> 'seriesMaster' OR NOT EXISTS (SELECT 1 FROM m365sync.events o" \
+	" AND (e.event_type <> 'seriesMaster' OR NOT EXISTS (SELECT 1 FROM %1$s o" \
 	"      WHERE o.account_id = $1 AND o.series_master_id = e.event_id AND NOT o.deleted))"
+
+/*
+ * Timed events overlap [from, to) by instant (an event of no duration when
+ * its instant is inside); all-day ones overlap [from_date, to_date) by date.
+ * Each splits into short (found by start, within the bound) and long (found
+ * by end, partial index), disjoint.
+ */
+#define WINDOW_QUERY \
+	"SELECT " EVENT_COLUMNS " FROM %1$s e WHERE" LIVE_IN_CAL \
+	" AND NOT e.is_all_day AND e.start_at >= $2 - " SHORT_TIMED_BOUND \
+	" AND e.start_at < $3 AND (e.end_at > $2 OR e.start_at >= $2)" \
+	" UNION ALL " \
+	"SELECT " EVENT_COLUMNS " FROM %1$s e WHERE" LIVE_IN_CAL \
+	" AND e.is_long AND NOT e.is_all_day" \
+	" AND e.end_at > $2 AND e.start_at < $2 - " SHORT_TIMED_BOUND \
+	" UNION ALL " \
+	"SELECT " EVENT_COLUMNS " FROM %1$s e WHERE" LIVE_IN_CAL \
+	" AND e.is_all_day AND e.start_date >= $4 - " SHORT_DAYS_BOUND \
+	" AND e.start_date < $5 AND e.end_date > $4" \
+	" UNION ALL " \
+	"SELECT " EVENT_COLUMNS " FROM %1$s e WHERE" LIVE_IN_CAL \
+	" AND e.is_long AND e.is_all_day" \
+	" AND e.end_date > $4 AND e.start_date < $4 - " SHORT_DAYS_BOUND \
+	" ORDER BY 7, 1"
+
+/* The window's six arguments, $1 to $6 of WINDOW_QUERY and of the routed call. */
+static void
+window_args(M365SpiArgs *a, int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
+			DateADT from_date, DateADT to_date, bool has_calendar, int64 calendar_id)
+{
+	m365_spi_arg_int8(a, account_id);
+	m365_spi_arg(a, TIMESTAMPTZOID, TimestampTzGetDatum(from_ts), false);
+	m365_spi_arg(a, TIMESTAMPTZOID, TimestampTzGetDatum(to_ts), false);
+	m365_spi_arg(a, DATEOID, DateADTGetDatum(from_date), false);
+	m365_spi_arg(a, DATEOID, DateADTGetDatum(to_date), false);
+	m365_spi_arg(a, INT8OID, Int64GetDatum(calendar_id), !has_calendar);
+}
 
 uint64
 m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
 						   DateADT from_date, DateADT to_date,
 						   bool has_calendar, int64 calendar_id)
 {
-	static SPIPlanPtr p;
+	static SPIPlanPtr p,
+				routed;
 	M365SpiArgs a = {0};
 
-	m365_spi_arg_int8(&a, account_id);
-	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(from_ts), false);
-	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(to_ts), false);
-	m365_spi_arg(&a, DATEOID, DateADTGetDatum(from_date), false);
-	m365_spi_arg(&a, DATEOID, DateADTGetDatum(to_date), false);
-	m365_spi_arg(&a, INT8OID, Int64GetDatum(calendar_id), !has_calendar);
-
-	/*
-	 * Timed events overlap [from, to) by instant (an event of no duration
-	 * when its instant is inside); all-day ones overlap
-	 * [from_date, to_date) by date. Each splits into short (found by start,
-	 * within the bound) and long (found by end, partial index), disjoint.
-	 */
-	return m365_spi_run_saved(&p,
-							  "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
-							  " AND NOT e.is_all_day AND e.start_at >= $2 - " SHORT_TIMED_BOUND
-							  " AND e.start_at < $3 AND (e.end_at > $2 OR e.start_at >= $2)"
-							  " UNION ALL "
-							  "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
-							  " AND e.is_long AND NOT e.is_all_day"
-							  " AND e.end_at > $2 AND e.start_at < $2 - " SHORT_TIMED_BOUND
-							  " UNION ALL "
-							  "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
-							  " AND e.is_all_day AND e.start_date >= $4 - " SHORT_DAYS_BOUND
-							  " AND e.start_date < $5 AND e.end_date > $4"
-							  " UNION ALL "
-							  "SELECT " EVENT_COLUMNS " FROM m365sync.events e WHERE" LIVE_IN_CAL
-							  " AND e.is_long AND e.is_all_day"
-							  " AND e.end_date > $4 AND e.start_date < $4 - " SHORT_DAYS_BOUND
-							  " ORDER BY 7, 1",
+	window_args(&a, account_id, from_ts, to_ts, from_date, to_date, has_calendar, calendar_id);
+	if (m365_store_placement_distributed())
+	{
+		/*
+		 * On Citus, one statement routed to the node of the account's shards
+		 * (by the accounts row, under its policy there): the window query
+		 * runs on that node with a plan kept for its shard. Planning the
+		 * window query through Citus took most of the time of each call, on
+		 * the coordinator and again on the node (test/bench/citus).
+		 */
+		return m365_spi_run_saved(&routed,
+								  "SELECT w.* FROM m365sync.accounts a CROSS JOIN LATERAL"
+								  " m365sync._events_window(a.account_id, $2, $3, $4, $5, $6) w"
+								  " WHERE a.account_id = $1 ORDER BY w.start_at, w.event_id",
+								  &a, SPI_OK_SELECT, 0, NULL);
+	}
+	return m365_spi_run_saved(&p, p ? NULL : psprintf(WINDOW_QUERY, "m365sync.events"),
 							  &a, SPI_OK_SELECT, 0, NULL);
+}
+
+uint64
+m365_store_events_in_range_here(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
+								DateADT from_date, DateADT to_date,
+								bool has_calendar, int64 calendar_id)
+{
+	static const char *window_query = WINDOW_QUERY;
+	M365SpiArgs a = {0};
+
+	window_args(&a, account_id, from_ts, to_ts, from_date, to_date, has_calendar, calendar_id);
+	if (!m365_store_placement_run_on_shard("m365sync.events", account_id, window_query, &a, 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the events of account " INT64_FORMAT " are not on this node", account_id),
+				 errhint("Call m365sync.events() instead; it finds the node of the account.")));
+	return SPI_processed;
 }
 
 uint64

@@ -67,18 +67,6 @@ extern void m365_store_events_insert(int64 account_id, int64 event_id, int64 cal
 									int64 series_master_id, bytea *content,
 									const char *sync_state, int64 seen_round);
 
-/*
- * Rows of one calendar inserted many at a time (one statement per call of
- * m365_store_events_rows_insert): new, add each row, insert. The pull
- * inserts a page's new events this way.
- */
-typedef struct M365EventRows M365EventRows;
-extern M365EventRows *m365_store_events_rows_new(int64 account_id, int64 calendar_id,
-												 const char *sync_state, int64 seen_round, int cap);
-extern void m365_store_events_rows_add(M365EventRows *rows, int64 event_id, const M365EventColumns *cols,
-									   bool has_series_master, int64 series_master_id, bytea *content);
-extern int64 m365_store_events_rows_calendar(const M365EventRows *rows);
-extern void m365_store_events_rows_insert(M365EventRows *rows);
 /* n fresh event_ids in one statement, into ids. */
 extern void m365_store_events_next_ids(int64 *ids, int n);
 /* A local change: scheduling columns and content; graph_id and change_key stay. */
@@ -99,6 +87,15 @@ extern M365DeleteOutcome m365_store_events_delete(int64 account_id, const M365St
 extern uint64 m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
 										 DateADT from_date, DateADT to_date,
 										 bool has_calendar, int64 calendar_id);
+
+/*
+ * The same on a Citus node, for the call routed here (_events_window): the
+ * window query on this node's shard of the account's events, with a plan
+ * kept per shard. ERROR when that shard is not on this node.
+ */
+extern uint64 m365_store_events_in_range_here(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
+											  DateADT from_date, DateADT to_date,
+											  bool has_calendar, int64 calendar_id);
 
 /* One live event; rows in SPI_tuptable as m365_store_events_in_range. */
 extern uint64 m365_store_events_by_id(int64 account_id, int64 event_id);

@@ -27,6 +27,7 @@
 
 #include "store_events.h"
 #include "store_events_pull.h"
+#include "store_events_rows.h"
 #include "store_removed_events.h"
 #include "store_push.h"
 #include "spi_util.h"
@@ -76,6 +77,11 @@ struct M365PullBatch
 	int			ids_used;
 	int			ids_n;
 	int			unknown;		/* the page's ids not yet stored: at most that many new events */
+	char	  **waiting;		/* Graph ids with a removed event's id waiting (store_removed_events.h) */
+	int			nwaiting;
+	int			waiting_cap;
+	int64	   *masters;		/* series masters of the page's stored events, as they were */
+	int			nmasters;
 	MemoryContext cxt;			/* the batch's memory; callers reset theirs per event */
 };
 
@@ -175,6 +181,39 @@ add_entry(M365PullBatch *b, char *graph_id)
 	return e;
 }
 
+/* A series master of the page's stored events, once. */
+static void
+add_master(M365PullBatch *b, int64 master)
+{
+	for (int k = 0; k < b->nmasters; k++)
+		if (b->masters[k] == master)
+			return;
+	b->masters[b->nmasters++] = master;
+}
+
+/* Does a removed event's id wait for this Graph id? */
+static bool
+removed_waits(M365PullBatch *b, const char *graph_id)
+{
+	for (int k = 0; k < b->nwaiting; k++)
+		if (strcmp(b->waiting[k], graph_id) == 0)
+			return true;
+	return false;
+}
+
+/* This page removed the event: its id now waits too. */
+static void
+removed_add(M365PullBatch *b, const char *graph_id)
+{
+	if (b->nwaiting == b->waiting_cap)
+	{
+		b->waiting_cap = Max(8, b->waiting_cap * 2);
+		b->waiting = b->waiting ? repalloc(b->waiting, sizeof(char *) * b->waiting_cap)
+			: MemoryContextAlloc(b->cxt, sizeof(char *) * b->waiting_cap);
+	}
+	b->waiting[b->nwaiting++] = MemoryContextStrdup(b->cxt, graph_id);
+}
+
 /*
  * The lookup is planned for each page (custom plan over the unique index on
  * (account_id, graph_id)); the per-event writes then address rows by ctid,
@@ -200,14 +239,17 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 	 * Citus locks rows only in a single-table query of one shard.
 	 */
 	nrows = n == 0 ? 0 : m365_spi_run_once("SELECT e.graph_id, e.event_id, e.change_key, e.ctid,"
-						 " e.sync_state IN ('pending', 'failed'), e.sync_state = 'conflict', e.calendar_id"
+						 " e.sync_state IN ('pending', 'failed'), e.sync_state = 'conflict', e.calendar_id,"
+						 " e.series_master_id"
 						 " FROM m365sync.events e WHERE e.account_id = $1 AND e.graph_id = ANY ($2)"
 						 " FOR UPDATE",
 						 &a, SPI_OK_SELECT, "locking a page's events");
+	b->masters = palloc(sizeof(int64) * Max(nrows, 1));
 	for (i = 0; i < nrows; i++)
 	{
 		BatchEntry *e = add_entry(b, m365_spi_row_text(i, 1, b->cxt));
 		bool		isnull;
+		Datum		master = m365_spi_row_datum(i, 8, &isnull);
 
 		e->event_id = m365_spi_row_int8(i, 2);
 		e->change_key = m365_spi_row_text(i, 3, b->cxt);
@@ -215,8 +257,23 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 		e->pending = m365_spi_row_bool(i, 5);
 		e->in_conflict = m365_spi_row_bool(i, 6);
 		e->calendar_id = m365_spi_row_int8(i, 7);
+		if (!isnull)
+			add_master(b, DatumGetInt64(master));
 	}
 	b->unknown = n - (int) nrows;
+	if (b->unknown > 0)
+	{
+		/* the page's new ids: which of them were removed from another calendar (moves) */
+		const char **unknown = palloc(sizeof(char *) * b->unknown);
+		int			nu = 0;
+
+		for (int k = 0; k < n; k++)
+			if (nu < b->unknown && find_entry(b, graph_ids[k]) == NULL)
+				unknown[nu++] = graph_ids[k];
+		b->waiting = m365_store_removed_events_among(account_id, unknown, nu, &b->nwaiting);
+		b->waiting_cap = b->nwaiting;
+		pfree(unknown);
+	}
 	if (b->n > 0)
 	{
 		int64	   *ids = palloc(sizeof(int64) * b->n);
@@ -335,7 +392,8 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 		if (event_id == 0)
 		{
 			/* Removed from another calendar first, then seen here: moved, same event_id. */
-			event_id = m365_store_removed_events_take(b->account_id, c->graph_id);
+			if (removed_waits(b, c->graph_id))
+				event_id = m365_store_removed_events_take(b->account_id, c->graph_id);
 			/* inserted with the round's mark, with the page's other new events */
 			if (event_id == 0)
 				event_id = take_id(b);
@@ -442,7 +500,10 @@ m365_store_events_pull_remove(M365PullBatch *b, int64 calendar_id, const char *g
 	e->gone = true;
 	/* It may be a move whose other half comes later (GRAPH.md §11). */
 	if (n > 0)
+	{
 		m365_store_removed_events_record(b->account_id, graph_id, e->event_id);
+		removed_add(b, graph_id);
+	}
 	return n > 0;
 }
 
@@ -454,6 +515,13 @@ m365_store_events_pull_keep(M365PullBatch *b, const char *graph_id)
 	/* seen in a full round: the sweep leaves the stored copy alone */
 	if (e != NULL && b->round_id != 0 && b->nseen < b->seen_cap)
 		b->seen[b->nseen++] = e->event_id;
+}
+
+const int64 *
+m365_store_events_pull_masters(M365PullBatch *b, int *n)
+{
+	*n = b->nmasters;
+	return b->masters;
 }
 
 void

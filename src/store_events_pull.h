@@ -65,6 +65,12 @@ extern bool m365_store_events_pull_remove(M365PullBatch *b, int64 calendar_id, c
  */
 extern void m365_store_events_pull_keep(M365PullBatch *b, const char *graph_id);
 
+/*
+ * The series masters (local ids) of the page's events as begin found them,
+ * each once: those left without events go after the page.
+ */
+extern const int64 *m365_store_events_pull_masters(M365PullBatch *b, int *n);
+
 /* Mark what the page saw unchanged (full rounds), in one statement. */
 extern void m365_store_events_pull_end(M365PullBatch *b);
 

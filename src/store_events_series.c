@@ -19,27 +19,6 @@
 	" AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = " alias ".account_id" \
 	"   AND o.event_id = " alias ".event_id AND o.state = 'pending')"
 
-int64 *
-m365_store_events_series_masters_of(int64 account_id, const char *const *graph_ids, int n, int *nout)
-{
-	M365SpiArgs a = {0};
-	uint64		rows;
-	int64	   *out;
-
-	*nout = 0;
-	if (n == 0)
-		return NULL;
-	m365_spi_arg_int8(&a, account_id);
-	m365_spi_arg_text_array(&a, graph_ids, n);
-	rows = m365_spi_run("SELECT DISTINCT series_master_id FROM m365sync.events"
-						" WHERE account_id = $1 AND graph_id = ANY ($2) AND series_master_id IS NOT NULL",
-						&a, SPI_OK_SELECT, "finding series masters");
-	out = palloc(sizeof(int64) * Max(rows, 1));
-	for (uint64 i = 0; i < rows; i++)
-		out[(*nout)++] = m365_spi_row_int8(i, 1);
-	return out;
-}
-
 /* A master (from Graph, no local change waiting) of which no event is left. */
 #define ORPHAN_MASTER \
 	" m.account_id = $1 AND m.event_type = 'seriesMaster' AND NOT m.deleted" \

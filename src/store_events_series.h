@@ -11,10 +11,6 @@
 
 #include "datatype/timestamp.h"
 
-/* Local ids of the masters of the events with these Graph ids (*nout of them). */
-extern int64 *m365_store_events_series_masters_of(int64 account_id, const char *const *graph_ids, int n,
-												  int *nout);
-
 /*
  * Remove these masters where no event of their series is left (one with a
  * pending local change stays for the push; one with a listed conflict stays

@@ -88,6 +88,71 @@ m365_store_placement_owned_filter(const char *col)
 	return s.data;
 }
 
+char *
+m365_store_placement_local_shard(const char *table, int64 account_id)
+{
+	static SPIPlanPtr p;
+	M365SpiArgs a = {0};
+	MemoryContext caller = CurrentMemoryContext;
+	char	   *shard = NULL;
+	bool		isnull;
+
+	m365_spi_arg_text(&a, table);
+	m365_spi_arg_int8(&a, account_id);
+	SPI_connect();
+	m365_spi_run_saved(&p, "SELECT pg_catalog.to_regclass(pg_catalog.shard_name($1::pg_catalog.regclass,"
+					   " pg_catalog.get_shard_id_for_distribution_column($1::pg_catalog.regclass, $2)))::text",
+					   &a, SPI_OK_SELECT, 1, "finding an account's shard");
+	(void) m365_spi_get_datum(1, &isnull);
+	if (!isnull)
+		shard = m365_spi_get_text(1, caller);
+	SPI_finish();
+	return shard;
+}
+
+/*
+ * Plans of statements on this node's shards, by statement and shard: a node
+ * holds some of each table's shards (32 by default), and a few statements
+ * run this way. PostgreSQL's plan cache replans one whose shard changed; a
+ * shard moved away is no longer named by m365_store_placement_local_shard.
+ */
+#define SHARD_PLANS 64
+static struct
+{
+	const char *sql;
+	char		shard[2 * NAMEDATALEN + 2];
+	SPIPlanPtr	plan;
+}			shard_plans[SHARD_PLANS];
+static int	shard_plans_next = 0;
+
+bool
+m365_store_placement_run_on_shard(const char *table, int64 account_id, const char *sql,
+								  const M365SpiArgs *a, long limit)
+{
+	char	   *shard = m365_store_placement_local_shard(table, account_id);
+	int			i;
+
+	if (shard == NULL)
+		return false;
+	if (strlen(shard) >= sizeof(shard_plans[0].shard))
+		elog(ERROR, "m365sync: shard name too long");
+	for (i = 0; i < SHARD_PLANS; i++)
+		if (shard_plans[i].plan != NULL && shard_plans[i].sql == sql && strcmp(shard_plans[i].shard, shard) == 0)
+			break;
+	if (i == SHARD_PLANS)
+	{
+		i = shard_plans_next;
+		shard_plans_next = (shard_plans_next + 1) % SHARD_PLANS;
+		m365_spi_forget_saved(&shard_plans[i].plan);
+		/* an entry counts only with its plan, so a failed plan leaves none */
+		shard_plans[i].sql = sql;
+		strlcpy(shard_plans[i].shard, shard, sizeof(shard_plans[i].shard));
+	}
+	m365_spi_run_saved(&shard_plans[i].plan, shard_plans[i].plan ? NULL : psprintf(sql, shard),
+					   a, SPI_OK_SELECT, limit, NULL);
+	return true;
+}
+
 /* The last account the acting user was found to own, in which transaction, as whom. */
 static LocalTransactionId owns_lxid = InvalidLocalTransactionId;
 static int64 owns_account = 0;
@@ -116,16 +181,10 @@ m365_store_placement_acting_owns(int64 account_id)
 	}
 	else
 	{
-		char	   *shard;
-		bool		isnull;
+		char	   *shard = m365_store_placement_local_shard("m365sync.accounts", account_id);
 
-		SPI_connect();
-		m365_spi_run_read_only("SELECT pg_catalog.to_regclass(pg_catalog.shard_name('m365sync.accounts',"
-							   " pg_catalog.get_shard_id_for_distribution_column('m365sync.accounts', $1)))::text",
-							   &a, SPI_OK_SELECT, "finding an account's shard");
-		(void) m365_spi_get_datum(1, &isnull);
-		shard = isnull ? NULL : m365_spi_get_text(1, CurrentMemoryContext);
 		/* not on this node: nothing of it is read here either, so refuse */
+		SPI_connect();
 		owns = shard != NULL &&
 			m365_spi_run_read_only(psprintf("SELECT 1 FROM %s a WHERE a.account_id = $1", shard),
 								   &a, SPI_OK_SELECT, "checking the acting user's account") > 0;

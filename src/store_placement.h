@@ -10,6 +10,8 @@
 
 #include "postgres.h"
 
+struct M365SpiArgs;				/* spi_util.h */
+
 /* Is m365sync.accounts a Citus distributed table in this database? */
 extern bool m365_store_placement_distributed(void);
 
@@ -20,6 +22,28 @@ extern bool m365_store_placement_distributed(void);
  * shard is placed on this node" (" AND false" when it holds none).
  */
 extern char *m365_store_placement_owned_filter(const char *col);
+
+/*
+ * The schema-qualified name of the shard of a distributed table (e.g.
+ * "m365sync.events") that holds account_id's rows, when that shard is on
+ * this node; NULL when it is not (or the table is not distributed). Only
+ * on a Citus node (m365_store_placement_distributed()). Palloc'd in the
+ * caller's context.
+ */
+extern char *m365_store_placement_local_shard(const char *table, int64 account_id);
+
+/*
+ * Run the SELECT sql on this node's shard of table that holds account_id's
+ * rows (sql names it as %1$s, possibly several times), with a plan kept per
+ * statement and shard: a query on a shard is planned by PostgreSQL alone,
+ * where Citus plans a query on the distributed table afresh on each call.
+ * sql must be a string constant (its address is the key). The caller is
+ * connected to SPI; the rows are in SPI_tuptable. Returns false, running
+ * nothing, when that shard is not on this node. Row level security applies
+ * as on the table (every shard carries its policies).
+ */
+extern bool m365_store_placement_run_on_shard(const char *table, int64 account_id, const char *sql,
+											  const struct M365SpiArgs *a, long limit);
 
 /*
  * Row level security without a subquery (Citus refuses those in policies):

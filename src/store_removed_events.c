@@ -83,6 +83,33 @@ m365_store_removed_events_take(int64 account_id, const char *graph_id)
 	return event_id;
 }
 
+char **
+m365_store_removed_events_among(int64 account_id, const char *const *graph_ids, int n, int *nout)
+{
+	static SPIPlanPtr plan;
+	M365SpiArgs a = {0};
+	MemoryContext cxt = CurrentMemoryContext;
+	uint64		rows;
+	char	  **out;
+
+	*nout = 0;
+	if (n == 0 || !m365_schema_is_0_2())
+		return NULL;
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg_text_array(&a, graph_ids, n);
+	SPI_connect();
+	/* the rows take would find */
+	rows = m365_spi_run_saved(&plan,
+							  "SELECT graph_id FROM m365sync.removed_events WHERE account_id = $1 AND graph_id = ANY ($2)"
+							  " AND removed_at >= pg_catalog.now() - interval '" CppAsString2(M365_REMOVED_EVENT_KEEP_DAYS) " days'",
+							  &a, SPI_OK_SELECT, 0, "finding removed events");
+	out = MemoryContextAlloc(cxt, sizeof(char *) * Max(rows, 1));
+	for (uint64 i = 0; i < rows; i++)
+		out[(*nout)++] = m365_spi_row_text(i, 1, cxt);
+	SPI_finish();
+	return out;
+}
+
 /* purge.c's erasure of a user's rows (see purge.c for the order). */
 void
 m365_store_removed_events_delete_accounts(const int64 *account_ids, int n)

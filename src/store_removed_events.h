@@ -23,6 +23,14 @@ extern void m365_store_removed_events_record_calendar(int64 account_id, int64 ca
 /* The event_id a removed event with this Graph id had (taken: forgotten), or 0. */
 extern int64 m365_store_removed_events_take(int64 account_id, const char *graph_id);
 
+/*
+ * Which of these Graph ids have a removed event's id waiting, as copies in
+ * the current memory context (*nout of them): the pull asks once per page,
+ * then takes only those.
+ */
+extern char **m365_store_removed_events_among(int64 account_id, const char *const *graph_ids, int n,
+											  int *nout);
+
 /* purge.c: the rows of these accounts. */
 extern void m365_store_removed_events_delete_accounts(const int64 *account_ids, int n);
 

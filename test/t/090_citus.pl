@@ -506,6 +506,25 @@ q1($coord, 'UPDATE m365sync.accounts SET next_sync_at = now()');
 			  . " SELECT count(*) FROM m365sync.events; COMMIT;"),
 			'0', "$name: row level security on the shards: no acting user, no rows");
 	}
+
+	# events() on the coordinator routes the window query to the node of the
+	# account's shards (m365sync._events_window): closed to the app there,
+	# and bound by the shards' row level security like the tables.
+	my %node_of_group = map { (q1($_, 'SELECT groupid FROM pg_catalog.pg_dist_local_group') => $_) } @workers;
+	my $b_node = $node_of_group{ $place->{$ub} };
+	my $window = sub {
+		my ($user) = @_;
+		return q1($b_node, "BEGIN; SET LOCAL ROLE m365sync_definer;"
+			  . (defined $user ? " SET LOCAL m365sync.flowagent_user = 'fa-$user';" : '')
+			  . " SELECT count(*) FROM m365sync._events_window(" . $acc_of->($ub) . ", now() - interval '30 days',"
+			  . " now() + interval '400 days', current_date - 31, current_date + 401, NULL); COMMIT;");
+	};
+	my ($ok, $out, $st) = as_fa($b_node, "fa-$ub", "SELECT count(*) FROM m365sync._events_window(" . $acc_of->($ub)
+		  . ", now(), now() + interval '400 days', current_date, current_date + 401, NULL)");
+	is($st, '42501', 'the routed window query is closed to the app');
+	cmp_ok($window->($ub), '>', 0, 'the routed window query reads the events of the acting user\'s account');
+	is($window->($ua), '0', 'the routed window query reads nothing of another user\'s account');
+	is($window->(undef), '0', 'the routed window query reads nothing without an acting user');
 }
 
 # ------------------------------------------------------------ keys

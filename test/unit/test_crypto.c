@@ -84,6 +84,24 @@ known_answers(void)
 		ok(memcmp(digest, expect, 32) == 0, "HMAC-SHA256 matches RFC 4231 test case 2");
 	}
 
+	/* the same under a key set up once, used twice and for another value between */
+	{
+		const char *msg = "what do ya want for nothing?";
+		M365HmacKey *hk = m365_hmac_key_new((const uint8_t *) "Jefe", 4);
+		uint8_t		other[32];
+		uint8_t		direct[32];
+
+		ok(hk != NULL, "a keyed HMAC context is set up");
+		ok(m365_hmac_key_mac(hk, (const uint8_t *) msg, strlen(msg), digest) == M365_CRYPTO_OK &&
+		   memcmp(digest, expect, 32) == 0, "keyed HMAC matches RFC 4231 test case 2");
+		m365_hmac_key_mac(hk, (const uint8_t *) "abc", 3, other);
+		m365_hmac_sha256((const uint8_t *) "Jefe", 4, (const uint8_t *) "abc", 3, direct);
+		ok(memcmp(other, direct, 32) == 0, "keyed HMAC of another value matches the one-shot HMAC");
+		m365_hmac_key_mac(hk, (const uint8_t *) msg, strlen(msg), digest);
+		ok(memcmp(digest, expect, 32) == 0, "keyed HMAC keeps its key across values");
+		m365_hmac_key_free(hk);
+	}
+
 	for (i = 0; i < sizeof(b64_cases) / sizeof(b64_cases[0]); i++)
 	{
 		size_t		n = strlen(b64_cases[i].in);

@@ -458,6 +458,26 @@ SELECT * FROM m365sync._account_status();
 CREATE OR REPLACE VIEW m365sync.sync_runs AS
 SELECT * FROM m365sync._sync_runs();
 
+-- The part of events() a Citus coordinator routes to the node of the
+-- account's shards (store_events.c, sql_events.c): the window query there,
+-- on the shard, with a plan the node keeps; content still sealed (the
+-- caller decrypts). Owned by m365sync_definer like the user functions (so
+-- the shard's row level security answers for the acting user the
+-- transaction set: SET LOCAL reaches the node with it) and executable by
+-- that role only: Citus's connection from events() logs in as it.
+CREATE FUNCTION m365sync._events_window(account_id bigint, from_ts timestamptz, to_ts timestamptz,
+                                        from_date date, to_date date, calendar_id bigint)
+    RETURNS TABLE (event_id bigint, calendar_id bigint, graph_id text, ical_uid text,
+                   series_master_id bigint, event_type text, start_at timestamptz,
+                   end_at timestamptz, is_all_day boolean, start_date date, end_date date,
+                   show_as text, is_cancelled boolean, remote_modified_at timestamptz,
+                   sync_state text, content bytea)
+    LANGUAGE c STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, m365sync, pg_temp
+    AS 'MODULE_PATHNAME', 'm365sync_events_window';
+REVOKE ALL ON FUNCTION m365sync._events_window(bigint, timestamptz, timestamptz, date, date, bigint) FROM PUBLIC;
+ALTER FUNCTION m365sync._events_window(bigint, timestamptz, timestamptz, date, date, bigint) OWNER TO m365sync_definer;
+
 -- m365sync.distribute() and the wake of an account's node (70_citus.sql).
 CREATE FUNCTION m365sync._wake_here() RETURNS boolean
     LANGUAGE c VOLATILE SECURITY DEFINER
