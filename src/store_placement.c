@@ -127,7 +127,7 @@ static int	shard_plans_next = 0;
 
 bool
 m365_store_placement_run_on_shard(const char *table, int64 account_id, const char *sql,
-								  const M365SpiArgs *a, long limit)
+								  const M365SpiArgs *a, long limit, bool read_only)
 {
 	char	   *shard = m365_store_placement_local_shard(table, account_id);
 	int			i;
@@ -148,8 +148,12 @@ m365_store_placement_run_on_shard(const char *table, int64 account_id, const cha
 		shard_plans[i].sql = sql;
 		strlcpy(shard_plans[i].shard, shard, sizeof(shard_plans[i].shard));
 	}
-	m365_spi_run_saved(&shard_plans[i].plan, shard_plans[i].plan ? NULL : psprintf(sql, shard),
-					   a, SPI_OK_SELECT, limit, NULL);
+	if (read_only)
+		m365_spi_run_saved_read_only(&shard_plans[i].plan, shard_plans[i].plan ? NULL : psprintf(sql, shard),
+									 a, SPI_OK_SELECT, limit, NULL);
+	else
+		m365_spi_run_saved(&shard_plans[i].plan, shard_plans[i].plan ? NULL : psprintf(sql, shard),
+						   a, SPI_OK_SELECT, limit, NULL);
 	return true;
 }
 
@@ -161,6 +165,8 @@ static char owns_user[256];
 bool
 m365_store_placement_acting_owns(int64 account_id)
 {
+	static SPIPlanPtr owns_plan;
+	static const char *owns_on_shard = "SELECT 1 FROM %1$s a WHERE a.account_id = $1";
 	const char *user = m365_flowagent_user;
 	M365SpiArgs a = {0};
 	bool		owns;
@@ -171,25 +177,18 @@ m365_store_placement_acting_owns(int64 account_id)
 		return true;
 
 	m365_spi_arg_int8(&a, account_id);
+	SPI_connect();
+	/* the accounts policy keeps only the acting user's rows */
 	if (!m365_store_placement_distributed())
-	{
-		SPI_connect();
-		/* the accounts policy keeps only the acting user's rows */
-		owns = m365_spi_run_read_only("SELECT 1 FROM m365sync.accounts a WHERE a.account_id = $1",
-									  &a, SPI_OK_SELECT, "checking the acting user's account") > 0;
-		SPI_finish();
-	}
+		owns = m365_spi_run_saved_read_only(&owns_plan, "SELECT 1 FROM m365sync.accounts a WHERE a.account_id = $1",
+											&a, SPI_OK_SELECT, 1, "checking the acting user's account") > 0;
 	else
 	{
-		char	   *shard = m365_store_placement_local_shard("m365sync.accounts", account_id);
-
-		/* not on this node: nothing of it is read here either, so refuse */
-		SPI_connect();
-		owns = shard != NULL &&
-			m365_spi_run_read_only(psprintf("SELECT 1 FROM %s a WHERE a.account_id = $1", shard),
-								   &a, SPI_OK_SELECT, "checking the acting user's account") > 0;
-		SPI_finish();
+		/* on a Citus node from the account's shard; not on this node: nothing of it is read here either, so refuse */
+		owns = m365_store_placement_run_on_shard("m365sync.accounts", account_id, owns_on_shard, &a, 1, true) &&
+			SPI_processed > 0;
 	}
+	SPI_finish();
 	if (owns)
 	{
 		owns_lxid = MyProc->lxid;

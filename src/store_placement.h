@@ -38,12 +38,13 @@ extern char *m365_store_placement_local_shard(const char *table, int64 account_i
  * statement and shard: a query on a shard is planned by PostgreSQL alone,
  * where Citus plans a query on the distributed table afresh on each call.
  * sql must be a string constant (its address is the key). The caller is
- * connected to SPI; the rows are in SPI_tuptable. Returns false, running
+ * connected to SPI; the rows are in SPI_tuptable; read_only runs it in the
+ * caller's snapshot (as m365_spi_run_read_only). Returns false, running
  * nothing, when that shard is not on this node. Row level security applies
  * as on the table (every shard carries its policies).
  */
 extern bool m365_store_placement_run_on_shard(const char *table, int64 account_id, const char *sql,
-											  const struct M365SpiArgs *a, long limit);
+											  const struct M365SpiArgs *a, long limit, bool read_only);
 
 /*
  * Row level security without a subquery (Citus refuses those in policies):
