@@ -5,7 +5,9 @@
  *
  * A round runs under a session advisory lock on the account, so a worker
  * round and a sync() call never run the same account at once (the loser
- * reports "busy"). Each round leaves one row in sync_run_log
+ * reports "busy"); on a Citus cluster that lock is taken on the node
+ * holding the account's shard, from whichever node runs the round, and a
+ * shard move waits for the round (lock_round). Each round leaves one row in sync_run_log
  * (store_sync_log.c), updates the account's schedule (store_accounts.c:
  * next_sync_at, or a backoff that honours Retry-After and grows
  * exponentially with jitter otherwise) and, when something changed, sends
@@ -33,6 +35,7 @@
 #include "scheduler.h"
 #include "store_accounts.h"
 #include "store_audit.h"
+#include "store_placement.h"
 #include "store_subscriptions.h"
 #include "store_sync_log.h"
 #include "subscriptions.h"
@@ -46,33 +49,100 @@
 #define ROUND_BATCH 64
 
 
-static bool
-lock_round(int64 account_id)
+/* How a round holds its account. */
+typedef enum RoundLock
 {
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, ROUND_LOCK_CLASS, (uint32) account_id, 2);
-	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
-}
-
-static void
-unlock_round(int64 account_id)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, ROUND_LOCK_CLASS, (uint32) account_id, 2);
-	LockRelease(&tag, ExclusiveLock, true);
-}
+	ROUND_UNLOCKED,				/* another session runs it ("busy"), or it is no longer ours */
+	ROUND_LOCKED_HERE,			/* the session advisory lock on this node */
+	ROUND_LOCKED_ON_OWNER		/* the advisory lock on the owning node, till the caller's commit */
+} RoundLock;
 
 /* One account's round within a batch. */
 typedef struct RoundJob
 {
 	M365DueAccount *account;
-	bool		locked;			/* false: another session runs it ("busy") */
+	RoundLock	lock;
+	M365Shard	shard;			/* Citus: the accounts shard held for the round (shard_id 0: none) */
+	bool		shard_session;	/* ... held for the session (the worker), else till commit */
 	int64		run_id;
 	M365RoundStats stats;
 	M365PullJob pull;
 } RoundJob;
+
+static void
+round_tag(LOCKTAG *tag, int64 account_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, ROUND_LOCK_CLASS, (uint32) account_id, 2);
+}
+
+/*
+ * Take the account's round lock; false: another session runs it (or, for
+ * the worker, its shard has left this node). One server: a session advisory
+ * lock. Citus: first the account's shard in Citus's placement-metadata lock
+ * (store_placement.h), so no shard move completes while the round runs and
+ * none is under way when it starts; then the round lock on the node that
+ * holds the shard, so every node contends on the same lock: there by the
+ * worker itself, from any other node (sync() on the coordinator) through a
+ * statement routed there, held till the caller's transaction ends.
+ */
+static bool
+lock_round(RoundJob *j, bool worker)
+{
+	int64		account_id = j->account->account_id;
+	LOCKTAG		tag;
+
+	if (m365_store_placement_distributed())
+	{
+		M365Shard	shard;
+
+		m365_store_placement_shard_of(account_id, &shard);
+		if (!m365_store_placement_hold_shard(&shard, worker))
+			return false;
+		j->shard = shard;
+		j->shard_session = worker;
+		if (!m365_store_placement_shard_here(shard.shard_id))
+		{
+			/* moved away since this batch was read: the destination's worker has it now */
+			if (!worker &&
+				m365_store_placement_lock_on_owner(account_id, ROUND_LOCK_CLASS, (int32) (uint32) account_id))
+			{
+				j->lock = ROUND_LOCKED_ON_OWNER;
+				return true;
+			}
+			if (worker)
+				m365_store_placement_release_shard(&shard);
+			j->shard.shard_id = 0;
+			return false;
+		}
+	}
+	round_tag(&tag, account_id);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		if (j->shard.shard_id != 0 && j->shard_session)
+			m365_store_placement_release_shard(&j->shard);
+		j->shard.shard_id = 0;
+		return false;
+	}
+	j->lock = ROUND_LOCKED_HERE;
+	return true;
+}
+
+/* Let go of what the round holds for the session (what it holds till commit goes with the commit). */
+static void
+unlock_round(RoundJob *j)
+{
+	LOCKTAG		tag;
+
+	if (j->lock == ROUND_LOCKED_HERE)
+	{
+		round_tag(&tag, j->account->account_id);
+		LockRelease(&tag, ExclusiveLock, true);
+	}
+	if (j->shard.shard_id != 0 && j->shard_session)
+		m365_store_placement_release_shard(&j->shard);
+	j->shard.shard_id = 0;
+	j->lock = ROUND_UNLOCKED;
+}
 
 /* Close the round's log row, set the account's schedule and tell listeners. */
 static void
@@ -95,11 +165,7 @@ unlock_all(RoundJob *jobs, int n)
 	int			i;
 
 	for (i = 0; i < n; i++)
-		if (jobs[i].locked)
-		{
-			unlock_round(jobs[i].account->account_id);
-			jobs[i].locked = false;
-		}
+		unlock_round(&jobs[i]);
 }
 
 /*
@@ -188,7 +254,7 @@ run_rounds(List *due, bool commit_each_page)
 		{
 			RoundJob   *j = &jobs[i];
 
-			if (!(j->locked = lock_round(j->account->account_id)))
+			if (!lock_round(j, commit_each_page))
 			{
 				strlcpy(j->stats.error, "busy", sizeof(j->stats.error));
 				continue;
@@ -206,24 +272,27 @@ run_rounds(List *due, bool commit_each_page)
 
 		/* Calendar ids change and calendars go (GRAPH.md §11): the list is read daily. */
 		for (i = 0; i < n; i++)
-			if (jobs[i].locked && m365_store_accounts_calendars_due(jobs[i].account->account_id))
+			if (jobs[i].lock != ROUND_UNLOCKED && m365_store_accounts_calendars_due(jobs[i].account->account_id))
 				refresh_calendars(&jobs[i], commit_each_page);
 
 		m365_pull_run(pulls, commit_each_page, m365_max_connections);
 
 		/* A calendar answered 404: the list at once, in this round. */
 		for (i = 0; i < n; i++)
-			if (jobs[i].locked && jobs[i].pull.calendar_gone)
+			if (jobs[i].lock != ROUND_UNLOCKED && jobs[i].pull.calendar_gone)
 				refresh_calendars(&jobs[i], commit_each_page);
 
 		/* then the push, in the same locked round: remote changes met pending local ones first */
 		for (i = 0; i < n; i++)
-			if (jobs[i].locked && jobs[i].stats.ok)
+			if (jobs[i].lock != ROUND_UNLOCKED && jobs[i].stats.ok)
 				push_isolated(&jobs[i], commit_each_page);
 
 		for (i = 0; i < n; i++)
-			if (jobs[i].locked)
+			if (jobs[i].lock != ROUND_UNLOCKED)
 				finish_round(jobs[i].account->account_id, jobs[i].run_id, &jobs[i].stats);
+		/* the rounds' last writes are visible before another session may start a round */
+		if (commit_each_page)
+			m365_commit_and_continue();
 	}
 	PG_CATCH();
 	{
