@@ -5,7 +5,9 @@
  *
  * A round runs under a session advisory lock on the account, so a worker
  * round and a sync() call never run the same account at once (the loser
- * reports "busy"). Each round leaves one row in sync_run_log
+ * reports "busy"); on a Citus cluster that lock is taken on the node
+ * holding the account's shard, from whichever node runs the round, and a
+ * shard move waits for the round (lock_round). Each round leaves one row in sync_run_log
  * (store_sync_log.c), updates the account's schedule (store_accounts.c:
  * next_sync_at, or a backoff that honours Retry-After and grows
  * exponentially with jitter otherwise) and, when something changed, sends
@@ -34,6 +36,7 @@
 #include "store_accounts.h"
 #include "store_audit.h"
 #include "store_outbox.h"
+#include "store_placement.h"
 #include "store_subscriptions.h"
 #include "store_sync_log.h"
 #include "subscriptions.h"
@@ -47,33 +50,100 @@
 #define ROUND_BATCH 64
 
 
-static bool
-lock_round(int64 account_id)
+/* How a round holds its account. */
+typedef enum RoundLock
 {
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, ROUND_LOCK_CLASS, (uint32) account_id, 2);
-	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
-}
-
-static void
-unlock_round(int64 account_id)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, ROUND_LOCK_CLASS, (uint32) account_id, 2);
-	LockRelease(&tag, ExclusiveLock, true);
-}
+	ROUND_UNLOCKED,				/* another session runs it ("busy"), or it is no longer ours */
+	ROUND_LOCKED_HERE,			/* the session advisory lock on this node */
+	ROUND_LOCKED_ON_OWNER		/* the advisory lock on the owning node, till the caller's commit */
+} RoundLock;
 
 /* One account's round within a batch. */
 typedef struct RoundJob
 {
 	M365DueAccount *account;
-	bool		locked;			/* false: another session runs it ("busy") */
+	RoundLock	lock;
+	M365Shard	shard;			/* Citus: the accounts shard held for the round (shard_id 0: none) */
+	bool		shard_session;	/* ... held for the session (the worker), else till commit */
 	int64		run_id;
 	M365RoundStats stats;
 	M365PullJob pull;
 } RoundJob;
+
+static void
+round_tag(LOCKTAG *tag, int64 account_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, ROUND_LOCK_CLASS, (uint32) account_id, 2);
+}
+
+/*
+ * Take the account's round lock; false: another session runs it (or, for
+ * the worker, its shard has left this node). One server: a session advisory
+ * lock. Citus: first the account's shard in Citus's placement-metadata lock
+ * (store_placement.h), so no shard move completes while the round runs and
+ * none is under way when it starts; then the round lock on the node that
+ * holds the shard, so every node contends on the same lock: there by the
+ * worker itself, from any other node (sync() on the coordinator) through a
+ * statement routed there, held till the caller's transaction ends.
+ */
+static bool
+lock_round(RoundJob *j, bool worker)
+{
+	int64		account_id = j->account->account_id;
+	LOCKTAG		tag;
+
+	if (m365_store_placement_distributed())
+	{
+		M365Shard	shard;
+
+		m365_store_placement_shard_of(account_id, &shard);
+		if (!m365_store_placement_hold_shard(&shard, worker))
+			return false;
+		j->shard = shard;
+		j->shard_session = worker;
+		if (!m365_store_placement_shard_here(shard.shard_id))
+		{
+			/* moved away since this batch was read: the destination's worker has it now */
+			if (!worker &&
+				m365_store_placement_lock_on_owner(account_id, ROUND_LOCK_CLASS, (int32) (uint32) account_id))
+			{
+				j->lock = ROUND_LOCKED_ON_OWNER;
+				return true;
+			}
+			if (worker)
+				m365_store_placement_release_shard(&shard);
+			j->shard.shard_id = 0;
+			return false;
+		}
+	}
+	round_tag(&tag, account_id);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		if (j->shard.shard_id != 0 && j->shard_session)
+			m365_store_placement_release_shard(&j->shard);
+		j->shard.shard_id = 0;
+		return false;
+	}
+	j->lock = ROUND_LOCKED_HERE;
+	return true;
+}
+
+/* Let go of what the round holds for the session (what it holds till commit goes with the commit). */
+static void
+unlock_round(RoundJob *j)
+{
+	LOCKTAG		tag;
+
+	if (j->lock == ROUND_LOCKED_HERE)
+	{
+		round_tag(&tag, j->account->account_id);
+		LockRelease(&tag, ExclusiveLock, true);
+	}
+	if (j->shard.shard_id != 0 && j->shard_session)
+		m365_store_placement_release_shard(&j->shard);
+	j->shard.shard_id = 0;
+	j->lock = ROUND_UNLOCKED;
+}
 
 /*
  * Any role may LISTEN: the payload is empty, so a reader with no grants
@@ -94,11 +164,7 @@ unlock_all(RoundJob *jobs, int n)
 	int			i;
 
 	for (i = 0; i < n; i++)
-		if (jobs[i].locked)
-		{
-			unlock_round(jobs[i].account->account_id);
-			jobs[i].locked = false;
-		}
+		unlock_round(&jobs[i]);
 }
 
 /*
@@ -174,6 +240,7 @@ typedef struct RoundBatch
 static void
 prepare_wave(M365PullJob **pulls, int n, void *arg)
 {
+	RoundBatch *b = arg;
 	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
 	int			nids = 0;
 
@@ -181,7 +248,7 @@ prepare_wave(M365PullJob **pulls, int n, void *arg)
 	{
 		RoundJob   *j = pulls[i]->owner;
 
-		if (!(j->locked = lock_round(j->account->account_id)))
+		if (!lock_round(j, b->commit_each_page))
 		{
 			strlcpy(j->stats.error, "busy", sizeof(j->stats.error));
 			pulls[i]->skip = true;
@@ -201,7 +268,7 @@ prepare_wave(M365PullJob **pulls, int n, void *arg)
 		{
 			RoundJob   *j = pulls[i]->owner;
 
-			if (j->locked)
+			if (j->lock != ROUND_UNLOCKED)
 				j->run_id = run_ids[k++];
 		}
 	}
@@ -229,7 +296,7 @@ finish_wave(M365PullJob **pulls, int n, void *arg)
 	{
 		RoundJob   *j = pulls[i]->owner;
 
-		if (!j->locked)
+		if (j->lock == ROUND_UNLOCKED)
 			continue;
 		/* A calendar answered 404: the list at once, in this round. */
 		if (j->pull.calendar_gone)
@@ -251,17 +318,14 @@ finish_wave(M365PullJob **pulls, int n, void *arg)
 	m365_store_accounts_schedule_ok_many(ok_ids, nok, m365_sync_interval_s);
 
 	/*
-	 * These rounds are over. Their locks go now, not at the batch's end:
-	 * every commit walks the locks this session holds.
+	 * These rounds are over: their last writes are visible before another
+	 * session may start a round of theirs, and then their locks go, not at
+	 * the batch's end (every commit walks the locks this session holds).
 	 */
+	if (b->commit_each_page)
+		m365_commit_and_continue();
 	for (int i = 0; i < n; i++)
-	{
-		RoundJob   *j = pulls[i]->owner;
-
-		if (j->locked)
-			unlock_round(j->account->account_id);
-		j->locked = false;
-	}
+		unlock_round(pulls[i]->owner);
 }
 
 /*
@@ -270,7 +334,8 @@ finish_wave(M365PullJob **pulls, int n, void *arg)
  * and ends them a wave at a time (finish_wave: push, log, schedule) while
  * the requests of others are in flight. In the worker (commit_each_page)
  * each wave's start and end commit, and every page commits with its
- * cursor. The round locks are held to the end of the batch.
+ * cursor. A round's locks go with its wave's end (in sync(), what is
+ * held till commit stays till the caller commits).
  */
 static RoundJob *
 run_rounds(List *due, bool commit_each_page)

@@ -194,6 +194,17 @@ m365_spi_run_saved(SPIPlanPtr *slot, const char *sql, const M365SpiArgs *a,
 	return SPI_processed;
 }
 
+uint64
+m365_spi_run_saved_read_only(SPIPlanPtr *slot, const char *sql, const M365SpiArgs *a,
+							 int expected, long limit, const char *what)
+{
+	SPIPlanPtr	p = saved_plan(slot, sql, a->n, (Oid *) a->types);
+
+	m365_spi_check(SPI_execute_plan(p, (Datum *) a->values, a->nulls, true, limit),
+				   expected, what ? what : "an internal statement");
+	return SPI_processed;
+}
+
 void
 m365_spi_forget_saved(SPIPlanPtr *slot)
 {

@@ -66,7 +66,10 @@ extern uint64 m365_spi_exec(const char *sql, const M365SpiArgs *a, int expected,
  */
 extern uint64 m365_spi_run_saved(SPIPlanPtr *slot, const char *sql, const M365SpiArgs *a,
 								 int expected, long limit, const char *what);
-/* Free a plan m365_spi_run_saved kept in *slot (if any) and clear the slot. */
+/* The same, in the caller's snapshot (as m365_spi_run_read_only). */
+extern uint64 m365_spi_run_saved_read_only(SPIPlanPtr *slot, const char *sql, const M365SpiArgs *a,
+										   int expected, long limit, const char *what);
+/* Free a plan one of those two kept in *slot (if any) and clear the slot. */
 extern void m365_spi_forget_saved(SPIPlanPtr *slot);
 
 /*

@@ -351,7 +351,7 @@ account_of_user(const char *flowagent_user)
 	if (m365_schema_is_0_2())
 	{
 		if (m365_store_placement_distributed() &&
-			m365_store_placement_run_on_shard("m365sync.user_accounts", 0, map_on_shard, &a, 1))
+			m365_store_placement_run_on_shard("m365sync.user_accounts", 0, map_on_shard, &a, 1, false))
 			mapped = SPI_processed == 1;
 		else
 			mapped = m365_spi_run_saved(&by_map, "SELECT u.account_id FROM m365sync.user_accounts u"

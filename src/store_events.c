@@ -329,7 +329,7 @@ m365_store_events_in_range_here(int64 account_id, TimestampTz from_ts, Timestamp
 	M365SpiArgs a = {0};
 
 	window_args(&a, account_id, from_ts, to_ts, from_date, to_date, has_calendar, calendar_id);
-	if (!m365_store_placement_run_on_shard("m365sync.events", account_id, window_query, &a, 0))
+	if (!m365_store_placement_run_on_shard("m365sync.events", account_id, window_query, &a, 0, false))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the events of account " INT64_FORMAT " are not on this node", account_id),

@@ -17,6 +17,8 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 
@@ -125,7 +127,7 @@ static int	shard_plans_next = 0;
 
 bool
 m365_store_placement_run_on_shard(const char *table, int64 account_id, const char *sql,
-								  const M365SpiArgs *a, long limit)
+								  const M365SpiArgs *a, long limit, bool read_only)
 {
 	char	   *shard = m365_store_placement_local_shard(table, account_id);
 	int			i;
@@ -146,8 +148,12 @@ m365_store_placement_run_on_shard(const char *table, int64 account_id, const cha
 		shard_plans[i].sql = sql;
 		strlcpy(shard_plans[i].shard, shard, sizeof(shard_plans[i].shard));
 	}
-	m365_spi_run_saved(&shard_plans[i].plan, shard_plans[i].plan ? NULL : psprintf(sql, shard),
-					   a, SPI_OK_SELECT, limit, NULL);
+	if (read_only)
+		m365_spi_run_saved_read_only(&shard_plans[i].plan, shard_plans[i].plan ? NULL : psprintf(sql, shard),
+									 a, SPI_OK_SELECT, limit, NULL);
+	else
+		m365_spi_run_saved(&shard_plans[i].plan, shard_plans[i].plan ? NULL : psprintf(sql, shard),
+						   a, SPI_OK_SELECT, limit, NULL);
 	return true;
 }
 
@@ -159,6 +165,8 @@ static char owns_user[256];
 bool
 m365_store_placement_acting_owns(int64 account_id)
 {
+	static SPIPlanPtr owns_plan;
+	static const char *owns_on_shard = "SELECT 1 FROM %1$s a WHERE a.account_id = $1";
 	const char *user = m365_flowagent_user;
 	M365SpiArgs a = {0};
 	bool		owns;
@@ -169,25 +177,18 @@ m365_store_placement_acting_owns(int64 account_id)
 		return true;
 
 	m365_spi_arg_int8(&a, account_id);
+	SPI_connect();
+	/* the accounts policy keeps only the acting user's rows */
 	if (!m365_store_placement_distributed())
-	{
-		SPI_connect();
-		/* the accounts policy keeps only the acting user's rows */
-		owns = m365_spi_run_read_only("SELECT 1 FROM m365sync.accounts a WHERE a.account_id = $1",
-									  &a, SPI_OK_SELECT, "checking the acting user's account") > 0;
-		SPI_finish();
-	}
+		owns = m365_spi_run_saved_read_only(&owns_plan, "SELECT 1 FROM m365sync.accounts a WHERE a.account_id = $1",
+											&a, SPI_OK_SELECT, 1, "checking the acting user's account") > 0;
 	else
 	{
-		char	   *shard = m365_store_placement_local_shard("m365sync.accounts", account_id);
-
-		/* not on this node: nothing of it is read here either, so refuse */
-		SPI_connect();
-		owns = shard != NULL &&
-			m365_spi_run_read_only(psprintf("SELECT 1 FROM %s a WHERE a.account_id = $1", shard),
-								   &a, SPI_OK_SELECT, "checking the acting user's account") > 0;
-		SPI_finish();
+		/* on a Citus node from the account's shard; not on this node: nothing of it is read here either, so refuse */
+		owns = m365_store_placement_run_on_shard("m365sync.accounts", account_id, owns_on_shard, &a, 1, true) &&
+			SPI_processed > 0;
 	}
+	SPI_finish();
 	if (owns)
 	{
 		owns_lxid = MyProc->lxid;
@@ -209,4 +210,103 @@ m365_store_placement_wake_owner(int64 account_id)
 	/* routed to the account's shard: the call runs on its node, in this transaction */
 	m365_spi_exec("SELECT m365sync._wake_here() FROM m365sync.accounts a WHERE a.account_id = $1",
 				  &a, SPI_OK_SELECT, "waking the worker of the account's node");
+}
+
+/*
+ * Citus's lock on the placement metadata of a hash-distributed shard
+ * (Citus 13 resource_lock.c, SetLocktagForShardDistributionMetadata: an
+ * advisory tag of class 8 on the shard's index among its table's shards and
+ * its colocation id, so it is one lock for the co-located shards of every
+ * table). Writes through Citus hold it in ShareLock for their transaction;
+ * citus_move_shard_placement (and so the rebalancer) takes it in
+ * ExclusiveLock on the coordinator and on every node with metadata
+ * (BlockWritesToShardList, lock_shard_metadata()) before it switches the
+ * placement. TAP 091 fails if a Citus release changes it.
+ */
+#define CITUS_COLOCATED_SHARDS_METADATA_LOCK_CLASS 8
+
+static void
+shard_metadata_tag(LOCKTAG *tag, const M365Shard *shard)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, shard->shard_index, shard->colocation_id,
+						 CITUS_COLOCATED_SHARDS_METADATA_LOCK_CLASS);
+}
+
+void
+m365_store_placement_shard_of(int64 account_id, M365Shard *out)
+{
+	M365SpiArgs a = {0};
+
+	memset(out, 0, sizeof(*out));
+	if (!m365_store_placement_distributed())
+		return;
+	m365_spi_arg_int8(&a, account_id);
+	SPI_connect();
+	m365_spi_run_read_only("SELECT s.shardid, p.colocationid::bigint,"
+						   "  (SELECT pg_catalog.count(*) FROM pg_catalog.pg_dist_shard o"
+						   "    WHERE o.logicalrelid = s.logicalrelid"
+						   "      AND o.shardminvalue::bigint < s.shardminvalue::bigint)"
+						   " FROM pg_catalog.pg_dist_shard s"
+						   " JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = s.logicalrelid"
+						   " WHERE s.shardid = pg_catalog.get_shard_id_for_distribution_column('m365sync.accounts', $1)",
+						   &a, SPI_OK_SELECT, "finding an account's shard");
+	out->shard_id = m365_spi_get_int8(1);
+	out->colocation_id = (uint32) m365_spi_get_int8(2);
+	out->shard_index = (uint32) m365_spi_get_int8(3);
+	SPI_finish();
+}
+
+bool
+m365_store_placement_hold_shard(const M365Shard *shard, bool session)
+{
+	LOCKTAG		tag;
+
+	shard_metadata_tag(&tag, shard);
+	return LockAcquire(&tag, ShareLock, session, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+void
+m365_store_placement_release_shard(const M365Shard *shard)
+{
+	LOCKTAG		tag;
+
+	shard_metadata_tag(&tag, shard);
+	LockRelease(&tag, ShareLock, true);
+}
+
+bool
+m365_store_placement_shard_here(int64 shard_id)
+{
+	M365SpiArgs a = {0};
+	bool		here;
+
+	m365_spi_arg_int8(&a, shard_id);
+	SPI_connect();
+	/* not read-only: a snapshot of now, so a move that committed since the round's batch was read counts */
+	m365_spi_run("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_placement p"
+				 " WHERE p.shardid = $1"
+				 "   AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group))",
+				 &a, SPI_OK_SELECT, "finding whether this node holds a shard");
+	here = m365_spi_get_bool(1);
+	SPI_finish();
+	return here;
+}
+
+bool
+m365_store_placement_lock_on_owner(int64 account_id, int32 lock_class, int32 key2)
+{
+	M365SpiArgs a = {0};
+	bool		locked;
+
+	m365_spi_arg_int8(&a, account_id);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(lock_class), false);
+	m365_spi_arg(&a, INT4OID, Int32GetDatum(key2), false);
+	SPI_connect();
+	/* routed to the account's shard: the lock is taken on its node, till this transaction ends */
+	locked = m365_spi_run("SELECT pg_catalog.pg_try_advisory_xact_lock($2, $3)"
+						  " FROM m365sync.accounts a WHERE a.account_id = $1",
+						  &a, SPI_OK_SELECT, "taking the round lock on the account's node") == 1 &&
+		m365_spi_get_bool(1);
+	SPI_finish();
+	return locked;
 }

@@ -38,12 +38,13 @@ extern char *m365_store_placement_local_shard(const char *table, int64 account_i
  * statement and shard: a query on a shard is planned by PostgreSQL alone,
  * where Citus plans a query on the distributed table afresh on each call.
  * sql must be a string constant (its address is the key). The caller is
- * connected to SPI; the rows are in SPI_tuptable. Returns false, running
+ * connected to SPI; the rows are in SPI_tuptable; read_only runs it in the
+ * caller's snapshot (as m365_spi_run_read_only). Returns false, running
  * nothing, when that shard is not on this node. Row level security applies
  * as on the table (every shard carries its policies).
  */
 extern bool m365_store_placement_run_on_shard(const char *table, int64 account_id, const char *sql,
-											  const struct M365SpiArgs *a, long limit);
+											  const struct M365SpiArgs *a, long limit, bool read_only);
 
 /*
  * Row level security without a subquery (Citus refuses those in policies):
@@ -60,5 +61,43 @@ extern bool m365_store_placement_acting_owns(int64 account_id);
  * registers that node's own at-commit wake).
  */
 extern void m365_store_placement_wake_owner(int64 account_id);
+
+/*
+ * The round lock on a Citus cluster (scheduler.c). A round holds its
+ * account's accounts shard in Citus's own placement-metadata lock, in
+ * ShareLock as every write through Citus does for its transaction, here for
+ * the round's length (session) or the caller's transaction: a shard move or
+ * rebalance (which takes it in ExclusiveLock on every node before it
+ * switches the placement) waits until the round is over, and a round does
+ * not start while a move waits or runs. Then the account's round lock
+ * itself, on the node holding the shard.
+ */
+
+/* The shard of m365sync.accounts holding an account, and its place in Citus's lock space. */
+typedef struct M365Shard
+{
+	int64		shard_id;		/* 0: not distributed */
+	uint32		colocation_id;
+	uint32		shard_index;	/* its rank among the table's shards, by hash range */
+} M365Shard;
+
+extern void m365_store_placement_shard_of(int64 account_id, M365Shard *out);
+
+/* Hold the shard's placement metadata in ShareLock, without waiting; false: a move holds or wants it. */
+extern bool m365_store_placement_hold_shard(const M365Shard *shard, bool session);
+
+/* Let go of a session hold of m365_store_placement_hold_shard. */
+extern void m365_store_placement_release_shard(const M365Shard *shard);
+
+/* Does this node hold the shard's placement (read afresh, not from the transaction's snapshot)? */
+extern bool m365_store_placement_shard_here(int64 shard_id);
+
+/*
+ * The account's round lock (advisory (lock_class, key2)) taken on the node
+ * that holds its shard, for the caller's transaction, through a statement
+ * routed there: sync() on the coordinator contends with that node's worker.
+ * false: held there already.
+ */
+extern bool m365_store_placement_lock_on_owner(int64 account_id, int32 lock_class, int32 key2);
 
 #endif

@@ -67,90 +67,120 @@ CREATE FUNCTION m365sync.export_user(flowagent_user text) RETURNS jsonb
 AS $export$
 DECLARE
     who text := $1;
+    acc record;
+    accounts jsonb := '[]';
+    cals jsonb;
+    evs jsonb;
+    pend jsonb;
+    confl jsonb;
+    runs jsonb;
 BEGIN
     IF who IS NULL OR who = '' THEN
         RAISE EXCEPTION 'flowagent_user must not be empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM m365sync._audit('export', who, NULL);
+    -- Each table's rows are read as stored (ciphertext as hex, in "_c"),
+    -- then decrypted in a query on no table: on Citus a query on the shards
+    -- runs on their node, where decrypting would read data_keys through a
+    -- distributed query nested in a shard's, which Citus refuses.
+    FOR acc IN SELECT a.account_id, t.tenant, a.mode, a.ms_user_id, a.mailbox, a.status, a.last_error,
+                      a.created_at, a.last_sync_at, a.next_sync_at
+                 FROM m365sync.accounts a
+                 LEFT JOIN m365sync.tenants t ON t.tenant_id = a.tenant_id
+                WHERE a.flowagent_user = who
+                ORDER BY a.account_id LOOP
+        SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'calendar_id', c.calendar_id,
+                   'graph_id', c.graph_id,
+                   '_c', pg_catalog.encode(c.name, 'hex'),
+                   'is_default', c.is_default,
+                   'can_edit', c.can_edit,
+                   'sync_enabled', c.sync_enabled) ORDER BY c.calendar_id), '[]'::jsonb)
+          INTO cals FROM m365sync.calendars c WHERE c.account_id = acc.account_id;
+        SELECT COALESCE(pg_catalog.jsonb_agg((r - '_c') || pg_catalog.jsonb_build_object('name',
+                   m365sync._decrypt_text('calendars', 'name', acc.account_id, (r ->> 'calendar_id')::bigint,
+                                          pg_catalog.decode(r ->> '_c', 'hex'))) ORDER BY o), '[]'::jsonb)
+          INTO cals FROM pg_catalog.jsonb_array_elements(cals) WITH ORDINALITY x(r, o);
+
+        SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'event_id', e.event_id,
+                   'calendar_id', e.calendar_id,
+                   'graph_id', e.graph_id,
+                   'series_master_id', e.series_master_id,
+                   'event_type', e.event_type,
+                   'start_at', e.start_at,
+                   'end_at', e.end_at,
+                   'is_all_day', e.is_all_day,
+                   'start_date', e.start_date,
+                   'end_date', e.end_date,
+                   'show_as', e.show_as,
+                   'is_cancelled', e.is_cancelled,
+                   'sync_state', e.sync_state,
+                   'deleted', e.deleted,
+                   'remote_modified_at', e.remote_modified_at,
+                   'local_modified_at', e.local_modified_at,
+                   '_c', pg_catalog.encode(e.content, 'hex')) ORDER BY e.event_id), '[]'::jsonb)
+          INTO evs FROM m365sync.events e WHERE e.account_id = acc.account_id;
+        SELECT COALESCE(pg_catalog.jsonb_agg((r - '_c') || pg_catalog.jsonb_build_object('content',
+                   m365sync._decrypt_jsonb('events', 'content', acc.account_id, (r ->> 'event_id')::bigint,
+                                           pg_catalog.decode(r ->> '_c', 'hex'))) ORDER BY o), '[]'::jsonb)
+          INTO evs FROM pg_catalog.jsonb_array_elements(evs) WITH ORDINALITY x(r, o);
+
+        SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'event_id', ob.event_id,
+                   'op', ob.op,
+                   'changed_fields', ob.changed_fields,
+                   'attempts', ob.attempts,
+                   'last_error', ob.last_error,
+                   'created_at', ob.created_at) ORDER BY ob.outbox_id), '[]'::jsonb)
+          INTO pend FROM m365sync.outbox ob WHERE ob.account_id = acc.account_id AND ob.state = 'pending';
+
+        SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   '_id', k.conflict_id,
+                   'event_id', k.event_id,
+                   'detected_at', k.detected_at,
+                   'policy', k.policy,
+                   'kept', k.kept,
+                   '_c', pg_catalog.encode(k.lost, 'hex'),
+                   'resolved_at', k.resolved_at) ORDER BY k.conflict_id), '[]'::jsonb)
+          INTO confl FROM m365sync.conflicts k WHERE k.account_id = acc.account_id;
+        SELECT COALESCE(pg_catalog.jsonb_agg((r - '_c' - '_id') || pg_catalog.jsonb_build_object('lost',
+                   m365sync._decrypt_jsonb('conflicts', 'lost', acc.account_id, (r ->> '_id')::bigint,
+                                           pg_catalog.decode(r ->> '_c', 'hex'))) ORDER BY o), '[]'::jsonb)
+          INTO confl FROM pg_catalog.jsonb_array_elements(confl) WITH ORDINALITY x(r, o);
+
+        SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'started_at', rl.started_at,
+                   'finished_at', rl.finished_at,
+                   'fetched', rl.fetched,
+                   'applied', rl.applied,
+                   'pushed', rl.pushed,
+                   'status', rl.status,
+                   'error_code', rl.error_code) ORDER BY rl.run_id), '[]'::jsonb)
+          INTO runs FROM m365sync.sync_run_log rl WHERE rl.account_id = acc.account_id;
+
+        accounts := accounts || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'account_id', acc.account_id,
+            'tenant', acc.tenant,
+            'mode', acc.mode,
+            'ms_user_id', acc.ms_user_id,
+            'mailbox', m365sync._decrypt_text('accounts', 'mailbox', acc.account_id, acc.account_id, acc.mailbox),
+            'status', acc.status,
+            'last_error', acc.last_error,
+            'created_at', acc.created_at,
+            'last_sync_at', acc.last_sync_at,
+            'next_sync_at', acc.next_sync_at,
+            'calendars', cals,
+            'events', evs,
+            'pending_changes', pend,
+            'conflicts', confl,
+            'sync_runs', runs));
+    END LOOP;
     RETURN pg_catalog.jsonb_build_object(
         'flowagent_user', who,
         'exported_at', pg_catalog.now(),
-        'accounts', COALESCE((
-            SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                'account_id', a.account_id,
-                'tenant', t.tenant,
-                'mode', a.mode,
-                'ms_user_id', a.ms_user_id,
-                'mailbox', m365sync._decrypt_text('accounts', 'mailbox', a.account_id, a.account_id, a.mailbox),
-                'status', a.status,
-                'last_error', a.last_error,
-                'created_at', a.created_at,
-                'last_sync_at', a.last_sync_at,
-                'next_sync_at', a.next_sync_at,
-                'calendars', COALESCE((
-                    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                        'calendar_id', c.calendar_id,
-                        'graph_id', c.graph_id,
-                        'name', m365sync._decrypt_text('calendars', 'name', c.account_id, c.calendar_id, c.name),
-                        'is_default', c.is_default,
-                        'can_edit', c.can_edit,
-                        'sync_enabled', c.sync_enabled) ORDER BY c.calendar_id)
-                      FROM m365sync.calendars c WHERE c.account_id = a.account_id), '[]'::jsonb),
-                'events', COALESCE((
-                    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                        'event_id', e.event_id,
-                        'calendar_id', e.calendar_id,
-                        'graph_id', e.graph_id,
-                        'series_master_id', e.series_master_id,
-                        'event_type', e.event_type,
-                        'start_at', e.start_at,
-                        'end_at', e.end_at,
-                        'is_all_day', e.is_all_day,
-                        'start_date', e.start_date,
-                        'end_date', e.end_date,
-                        'show_as', e.show_as,
-                        'is_cancelled', e.is_cancelled,
-                        'sync_state', e.sync_state,
-                        'deleted', e.deleted,
-                        'remote_modified_at', e.remote_modified_at,
-                        'local_modified_at', e.local_modified_at,
-                        'content', m365sync._decrypt_jsonb('events', 'content', e.account_id, e.event_id, e.content))
-                        ORDER BY e.event_id)
-                      FROM m365sync.events e WHERE e.account_id = a.account_id), '[]'::jsonb),
-                'pending_changes', COALESCE((
-                    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                        'event_id', o.event_id,
-                        'op', o.op,
-                        'changed_fields', o.changed_fields,
-                        'attempts', o.attempts,
-                        'last_error', o.last_error,
-                        'created_at', o.created_at) ORDER BY o.outbox_id)
-                      FROM m365sync.outbox o
-                     WHERE o.account_id = a.account_id AND o.state = 'pending'), '[]'::jsonb),
-                'conflicts', COALESCE((
-                    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                        'event_id', k.event_id,
-                        'detected_at', k.detected_at,
-                        'policy', k.policy,
-                        'kept', k.kept,
-                        'lost', m365sync._decrypt_jsonb('conflicts', 'lost', k.account_id, k.conflict_id, k.lost),
-                        'resolved_at', k.resolved_at) ORDER BY k.conflict_id)
-                      FROM m365sync.conflicts k WHERE k.account_id = a.account_id), '[]'::jsonb),
-                'sync_runs', COALESCE((
-                    SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                        'started_at', r.started_at,
-                        'finished_at', r.finished_at,
-                        'fetched', r.fetched,
-                        'applied', r.applied,
-                        'pushed', r.pushed,
-                        'status', r.status,
-                        'error_code', r.error_code) ORDER BY r.run_id)
-                      FROM m365sync.sync_run_log r WHERE r.account_id = a.account_id), '[]'::jsonb))
-                ORDER BY a.account_id)
-              FROM m365sync.accounts a
-              LEFT JOIN m365sync.tenants t ON t.tenant_id = a.tenant_id
-             WHERE a.flowagent_user = who), '[]'::jsonb));
+        'accounts', accounts);
 END
 $export$;
 COMMENT ON FUNCTION m365sync.export_user(text) IS

@@ -428,6 +428,219 @@ sub kill9_postmaster_and_restart
 	die 'postmaster did not restart' unless $started;
 }
 
+# ------------------------------------------------------------ Citus
+
+# postgresql.conf lines of every node of a Citus test cluster (TAP 090, 091).
+sub citus_conf
+{
+	return <<'CONF';
+shared_preload_libraries = 'citus,m365sync'
+listen_addresses = '127.0.0.1'
+max_prepared_transactions = 100
+max_worker_processes = 32
+wal_level = logical
+max_wal_senders = 10
+max_replication_slots = 10
+restart_after_crash = on
+citus.shard_count = 8
+m365sync.sync_interval = '10s'
+m365sync.http_timeout = '5s'
+CONF
+}
+
+# A Citus cluster (issue 19): this test's node is the coordinator, plus
+# worker nodes w1..wN (workers => N, default 2) with the same master key,
+# each with citus and m365sync preloaded (citus_conf, then conf => "...").
+# Citus is created on every node, the workers are added, m365sync is
+# created on the coordinator (Citus creates it on the workers) with the
+# test roles flowagent, dba and privacy. Not distributed yet: the caller
+# runs setup_app and m365sync.distribute(). $t->workers are the worker
+# nodes, $t->citus_nodes the coordinator and the workers.
+sub citus
+{
+	my ($class, %o) = @_;
+	my $conf = citus_conf() . ($o{conf} // '');
+	my $t = $class->new(name => $o{name} // 'coord', extension => 0, conf => $conf,
+		sim_args => $o{sim_args}, seed => $o{seed});
+	my $coord = $t->node;
+	open my $kf, '<', $t->keyfile or croak $!;
+	my @keys = map { chomp; $_ } grep { /\S/ } <$kf>;
+	close $kf;
+	for my $i (1 .. ($o{workers} // 2))
+	{
+		my $keyfile = "$t->{dir}/w$i.key";
+		$t->write_key_file($keyfile, @keys);    # the key file on every node
+		push @{ $t->{workers} }, $t->cluster("w$i", 'postgres', $keyfile, conf => $conf);
+	}
+	$_->safe_psql('postgres', 'CREATE EXTENSION citus') for $t->citus_nodes;
+	$coord->safe_psql('postgres', "SELECT citus_set_coordinator_host('127.0.0.1', " . $coord->port . ')');
+	$coord->safe_psql('postgres', "SELECT citus_add_node('127.0.0.1', " . $_->port . ')') for $t->workers;
+	$coord->safe_psql('postgres', 'CREATE EXTENSION m365sync');
+	$coord->safe_psql('postgres', 'CREATE ROLE flowagent LOGIN IN ROLE m365sync_app;'
+		  . ' CREATE ROLE dba LOGIN IN ROLE m365sync_admin; CREATE ROLE privacy LOGIN IN ROLE m365sync_privacy');
+	return $t;
+}
+
+sub workers { @{ $_[0]->{workers} || [] } }
+sub citus_nodes { ($_[0]->{node}, $_[0]->workers) }
+
+# The node group of each node: { group id => node } (the coordinator is 0).
+sub citus_groups
+{
+	my ($self) = @_;
+	my %g = (0 => $self->{node});
+	$g{ $_->safe_psql('postgres', 'SELECT groupid FROM pg_dist_local_group') } = $_ for $self->workers;
+	return \%g;
+}
+
+# Where each account's rows are: { account_id => node group } for the given ids.
+sub citus_placement
+{
+	my ($self, @accounts) = @_;
+	my $out = $self->{node}->safe_psql('postgres',
+		'SELECT a, p.groupid FROM unnest(ARRAY[' . join(',', @accounts) . ']::bigint[]) a'
+		  . " JOIN pg_dist_placement p ON p.shardid = get_shard_id_for_distribution_column('m365sync.accounts', a)");
+	return { map { split /\|/ } split /\n/, $out };
+}
+
+# The shard of m365sync.accounts holding an account.
+sub citus_shard_of
+{
+	my ($self, $account) = @_;
+	return scalar $self->{node}->safe_psql('postgres',
+		"SELECT get_shard_id_for_distribution_column('m365sync.accounts', $account)");
+}
+
+# ------------------------------------------------------------ a ledger of edits
+
+# SQL on a node (default: this test's node) as the FlowAgent app acting for
+# a user, in one transaction: (ok, stdout, sqlstate; 'no server' when the
+# node did not answer).
+sub fa_on
+{
+	my ($self, $node, $user, $sql) = @_;
+	my ($out, $err) = ('', '');
+	$user =~ s/'/''/g;
+	($node // $self->{node})->psql($self->{db}, "BEGIN;\nSET LOCAL m365sync.flowagent_user = '$user';\n$sql;\nCOMMIT;",
+		stdout => \$out, stderr => \$err, on_error_stop => 1,
+		extra_params => [ '-U', 'flowagent', '-v', 'VERBOSITY=verbose' ]);
+	return (0, $out, $1) if $err =~ /ERROR:\s+([0-9A-Z]{5}):/;
+	return (0, $out, 'no server') if $err =~ /FATAL|could not connect|terminat/;
+	return (1, $out, '');
+}
+
+# The ledger: events made in the simulator (Outlook) and through
+# m365sync (FlowAgent) for mailboxes "account id => simulator user id"
+# (ledger_mailbox), each with a subject starting with the ledger's marker,
+# then compared with both sides: 0 lost, 0 duplicated, nothing unexpected.
+# A mailbox's FlowAgent user is "fa-<account id>".
+sub ledger_marker
+{
+	my ($self) = @_;
+	return $self->{ledger}{marker} //= 'led' . random_hex(6);
+}
+
+sub ledger_mailbox { my ($self, $acc, $sim_user) = @_; $self->{ledger}{mbx}{$acc} = $sim_user; }
+
+sub _ledger_event
+{
+	my ($self) = @_;
+	my $n = ++$self->{ledger}{n};
+	my @t = gmtime(time + 86400 * (1 + int(rand(10))));
+	my $h = 7 + int(rand(10));
+	my $d = sprintf('%04d-%02d-%02d', $t[5] + 1900, $t[4] + 1, $t[3]);
+	my $m = $self->ledger_marker;
+	return { subject => "$m e$n", body => { contentType => 'text', content => "$m body $n" },
+		start => { dateTime => sprintf('%sT%02d:00:00', $d, $h), timeZone => 'UTC' },
+		end => { dateTime => sprintf('%sT%02d:30:00', $d, $h), timeZone => 'UTC' } };
+}
+
+# A FlowAgent create through the node (default: this test's), retried while a node is down.
+sub ledger_fa_create
+{
+	my ($self, $acc, %o) = @_;
+	my $e = $self->_ledger_event;
+	my $doc = $json->encode($e);
+	$doc =~ s/'/''/g;
+	for (1 .. ($o{tries} // 300))
+	{
+		my ($ok, $out, $st) = $self->fa_on($o{node}, "fa-$acc", "SELECT m365sync.upsert_event('$doc'::jsonb)");
+		if ($ok) { $self->{ledger}{expect}{$acc}{ $e->{subject} } = 1; return $out; }
+		croak "upsert_event: $st" if $st =~ /^(22|42|28)/;
+		Time::HiRes::usleep(200_000);
+	}
+	croak "upsert_event kept failing for account $acc";
+}
+
+# An Outlook create in the simulator.
+sub ledger_ol_create
+{
+	my ($self, $acc) = @_;
+	my $e = $self->_ledger_event;
+	$self->sim('POST', "/_sim/users/$self->{ledger}{mbx}{$acc}/events", $e);
+	$self->{ledger}{expect}{$acc}{ $e->{subject} } = 1;
+}
+
+sub ledger_remote
+{
+	my ($self, $acc) = @_;
+	my $m = $self->ledger_marker;
+	my $tr = $self->sim('GET', "/_sim/users/$self->{ledger}{mbx}{$acc}/truth?idtype=immutable&tz=UTC&body=text");
+	my %n;
+	$n{ $_->{subject} }++ for grep { ($_->{subject} // '') =~ /^\Q$m\E/ } @{ $tr->{events} };
+	return \%n;
+}
+
+# What events() shows the account's user on a node (default: this test's); undef: unreadable.
+sub ledger_local
+{
+	my ($self, $acc, $node) = @_;
+	my $m = $self->ledger_marker;
+	my ($ok, $out) = $self->fa_on($node, "fa-$acc",
+		"SELECT coalesce(json_agg(subject), '[]') FROM m365sync.events(now() - interval '30 days', now() + interval '400 days')");
+	return undef unless $ok;
+	my %n;
+	$n{$_}++ for grep { /^\Q$m\E/ } @{ $json->decode($out) };
+	return \%n;
+}
+
+# Lost: an expected subject missing on either side; duplicated: one held
+# twice on either side; extra: one on a side that nobody made.
+sub ledger_tally
+{
+	my ($self, @accs) = @_;
+	my %r = (lost => 0, dup => 0, extra => 0, unreadable => 0);
+	for my $acc (@accs)
+	{
+		my $loc = $self->ledger_local($acc);
+		if (!$loc) { $r{unreadable}++; next; }
+		my $exp = $self->{ledger}{expect}{$acc} || {};
+		for my $side ($self->ledger_remote($acc), $loc)
+		{
+			$r{lost} += grep { !$side->{$_} } keys %$exp;
+			$r{dup} += grep { $side->{$_} > 1 } keys %$side;
+			$r{extra} += grep { !$exp->{$_} } keys %$side;
+		}
+	}
+	return \%r;
+}
+
+# Wait (up to 2 minutes) until both sides agree with the ledger; three checks.
+sub ledger_settle
+{
+	my ($self, $what, @accs) = @_;
+	my $r;
+	for (1 .. 120)
+	{
+		$r = $self->ledger_tally(@accs);
+		last if !$r->{lost} && !$r->{dup} && !$r->{extra} && !$r->{unreadable};
+		sleep 1;
+	}
+	is($r->{lost}, 0, "$what: 0 lost");
+	is($r->{dup}, 0, "$what: 0 duplicated");
+	is($r->{extra} + $r->{unreadable}, 0, "$what: nothing unexpected, every mailbox readable");
+}
+
 sub DESTROY
 {
 	my ($self) = @_;
