@@ -218,6 +218,71 @@ static const char *const attendee_type_values[] =
 {"required", "optional", "resource", NULL};
 
 /*
+ * The members of the event being parsed, by name: m365_event_parse looks up
+ * some thirty fields of an object of about as many members, and a linear
+ * search for each cost more than the rest of the parse. An open-addressing
+ * table of the top object's members, built once per parse and cleared
+ * after it; any other object is searched as cJSON does. The first member
+ * of a name wins, as in cJSON_GetObjectItemCaseSensitive.
+ */
+#define INDEX_SLOTS 256			/* a power of two; objects of more than half go unindexed */
+
+static struct
+{
+	const cJSON *obj;			/* the object indexed, or NULL */
+	const cJSON *slot[INDEX_SLOTS];
+} ix;
+
+static unsigned
+name_hash(const char *s)
+{
+	unsigned	h = 2166136261u;	/* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char) *s) * 16777619u;
+	return h;
+}
+
+static void
+index_members(const cJSON *obj)
+{
+	const cJSON *c;
+	int			n = 0;
+
+	ix.obj = NULL;
+	for (c = obj->child; c != NULL; c = c->next)
+		if (++n > INDEX_SLOTS / 2)
+			return;
+	memset(ix.slot, 0, sizeof(ix.slot));
+	for (c = obj->child; c != NULL; c = c->next)
+	{
+		unsigned	h;
+
+		if (c->string == NULL)
+			continue;
+		for (h = name_hash(c->string) & (INDEX_SLOTS - 1); ix.slot[h] != NULL; h = (h + 1) & (INDEX_SLOTS - 1))
+			if (strcmp(ix.slot[h]->string, c->string) == 0)
+				break;
+		if (ix.slot[h] == NULL)
+			ix.slot[h] = c;
+	}
+	ix.obj = obj;
+}
+
+static const cJSON *
+member(const cJSON *obj, const char *key)
+{
+	unsigned	h;
+
+	if (obj == NULL || obj != ix.obj)
+		return cJSON_GetObjectItemCaseSensitive(obj, key);
+	for (h = name_hash(key) & (INDEX_SLOTS - 1); ix.slot[h] != NULL; h = (h + 1) & (INDEX_SLOTS - 1))
+		if (strcmp(ix.slot[h]->string, key) == 0)
+			return ix.slot[h];
+	return NULL;
+}
+
+/*
  * Optional string member: absent or JSON null → *out NULL; another type is
  * BAD_VALUE. In caller mode a value outside `allowed` is BAD_VALUE too.
  */
@@ -226,7 +291,7 @@ opt_string(const cJSON *obj, const char *key, const char *path,
 		   const char *const *allowed, M365EventMode mode,
 		   const char **out, M365EventError *err)
 {
-	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const cJSON *it = member(obj, key);
 
 	*out = NULL;
 	if (it == NULL || cJSON_IsNull(it))
@@ -242,7 +307,7 @@ opt_string(const cJSON *obj, const char *key, const char *path,
 static M365EventStatus
 opt_bool(const cJSON *obj, const char *key, bool *out, M365EventError *err)
 {
-	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const cJSON *it = member(obj, key);
 
 	*out = false;
 	if (it == NULL || cJSON_IsNull(it))
@@ -272,7 +337,7 @@ int_in(const cJSON *it, double lo, double hi, int64_t *out)
 static M365EventStatus
 opt_object(const cJSON *obj, const char *key, const cJSON **out, M365EventError *err)
 {
-	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const cJSON *it = member(obj, key);
 
 	*out = NULL;
 	if (it == NULL || cJSON_IsNull(it))
@@ -288,7 +353,7 @@ opt_object(const cJSON *obj, const char *key, const cJSON **out, M365EventError 
 static M365EventStatus
 parse_time(const cJSON *obj, const char *key, M365EventTime *t, M365EventError *err)
 {
-	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+	const cJSON *it = member(obj, key);
 	const cJSON *dt,
 			   *tz;
 	M365EventStatus st;
@@ -495,8 +560,23 @@ at_midnight(const M365DateTime *d)
 
 /* ---------------------------------------------------------------- event */
 
+static M365EventStatus parse_event(const cJSON *obj, M365EventMode mode, M365Event *ev,
+									M365EventError *err);
+
 M365EventStatus
 m365_event_parse(const cJSON *obj, M365EventMode mode, M365Event *ev, M365EventError *err)
+{
+	M365EventStatus st;
+
+	if (cJSON_IsObject(obj))
+		index_members(obj);
+	st = parse_event(obj, mode, ev, err);
+	ix.obj = NULL;
+	return st;
+}
+
+static M365EventStatus
+parse_event(const cJSON *obj, M365EventMode mode, M365Event *ev, M365EventError *err)
 {
 	M365EventStatus st;
 	const cJSON *it;
@@ -531,7 +611,7 @@ m365_event_parse(const cJSON *obj, M365EventMode mode, M365Event *ev, M365EventE
 		ev->type = M365_EVT_SERIES_MASTER;
 	else
 		return FAIL(M365_EV_BAD_VALUE, M365_F_TYPE);
-	it = cJSON_GetObjectItemCaseSensitive(obj, M365_F_ORIGINAL_START);
+	it = member(obj, M365_F_ORIGINAL_START);
 	if (it != NULL && !cJSON_IsNull(it))
 	{
 		if (!cJSON_IsString(it))
@@ -593,11 +673,11 @@ m365_event_parse(const cJSON *obj, M365EventMode mode, M365Event *ev, M365EventE
 
 		CHECK(opt_bool(obj, M365_F_IS_REMINDER_ON, &dummy, err));
 	}
-	it = cJSON_GetObjectItemCaseSensitive(obj, M365_F_REMINDER_MINUTES);
+	it = member(obj, M365_F_REMINDER_MINUTES);
 	if (it != NULL && !cJSON_IsNull(it) && !int_in(it, 0, 4 * 7 * 24 * 60 * 52, NULL))
 		return FAIL(M365_EV_BAD_VALUE, M365_F_REMINDER_MINUTES);
 
-	it = cJSON_GetObjectItemCaseSensitive(obj, M365_F_LAST_MODIFIED);
+	it = member(obj, M365_F_LAST_MODIFIED);
 	if (it != NULL && !cJSON_IsNull(it))
 	{
 		if (!cJSON_IsString(it))
@@ -609,13 +689,13 @@ m365_event_parse(const cJSON *obj, M365EventMode mode, M365Event *ev, M365EventE
 	}
 
 	CHECK(opt_object(obj, M365_F_ORGANIZER, &ev->organizer, err));
-	it = cJSON_GetObjectItemCaseSensitive(obj, M365_F_ATTENDEES);
+	it = member(obj, M365_F_ATTENDEES);
 	if (it != NULL && !cJSON_IsNull(it))
 	{
 		CHECK(parse_attendees(it, mode, err));
 		ev->attendees = it;
 	}
-	it = cJSON_GetObjectItemCaseSensitive(obj, M365_F_CATEGORIES);
+	it = member(obj, M365_F_CATEGORIES);
 	if (it != NULL && !cJSON_IsNull(it))
 	{
 		CHECK(parse_categories(it, err));
@@ -630,7 +710,7 @@ m365_event_parse(const cJSON *obj, M365EventMode mode, M365Event *ev, M365EventE
 			return FAIL(M365_EV_BAD_VALUE, M365_F_RECURRENCE);
 	}
 
-	it = cJSON_GetObjectItemCaseSensitive(obj, M365_F_CALENDAR_ID);
+	it = member(obj, M365_F_CALENDAR_ID);
 	if (it != NULL && !cJSON_IsNull(it))
 	{
 		int64_t		id;

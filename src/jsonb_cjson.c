@@ -19,11 +19,13 @@
 
 #include <math.h>
 
+#include "common/hashfn.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 
 #include "jsonb_cjson.h"
@@ -115,6 +117,131 @@ member_cmp(const void *a, const void *b)
 }
 
 /*
+ * The order of an object's keys, by shape. Graph sends objects of a few
+ * shapes (an event, its start and end, body, location, an attendee...),
+ * each with the same keys in the same order every time: the order jsonb
+ * wants (and which duplicates drop) is found once per shape, by sorting,
+ * and looked up after that by the keys' hash and checked byte for byte.
+ */
+#define SHAPE_CACHE 32
+#define SHAPE_MAX_MEMBERS 128
+
+typedef struct Shape
+{
+	uint32		hash;
+	int			n;				/* members in the document */
+	int			bytes;			/* of the keys, each with its NUL */
+	char	   *keys;			/* the keys in document order, each NUL-terminated */
+	int			np;				/* pairs kept */
+	int		   *order;			/* document positions of the pairs, in jsonb's order */
+	char	  **converted;		/* keys in the database encoding, by pair; NULL when UTF-8 */
+} Shape;
+
+static Shape shapes[SHAPE_CACHE];	/* in TopMemoryContext */
+static int	shape_next = 0;
+static Shape scratch;			/* a shape not kept (too many members), in the caller's memory */
+
+static const Shape *
+find_shape(uint32 hash, int n, int bytes, const cJSON **nodes, const int *lens)
+{
+	for (int s = 0; s < SHAPE_CACHE; s++)
+	{
+		const Shape *sh = &shapes[s];
+		const char *p = sh->keys;
+		int			i;
+
+		if (p == NULL || sh->hash != hash || sh->n != n || sh->bytes != bytes)
+			continue;
+		for (i = 0; i < n; i++)
+		{
+			if (memcmp(p, nodes[i]->string, lens[i] + 1) != 0)
+				break;
+			p += lens[i] + 1;
+		}
+		if (i == n)
+			return sh;
+	}
+	return NULL;
+}
+
+/*
+ * Check and sort the keys of a shape not seen yet, and keep it; NULL on
+ * bad text. Equal keys sort by position, and the last one's value is kept
+ * (as jsonb_in keeps it).
+ */
+static const Shape *
+order_members(const cJSON **nodes, const int *lens, int n, uint32 hash, int bytes)
+{
+	Member	   *m = palloc(sizeof(Member) * Max(n, 1));
+	bool		keep = n <= SHAPE_MAX_MEMBERS;
+	MemoryContext cxt = keep ? TopMemoryContext : CurrentMemoryContext;
+	bool		convert = GetDatabaseEncoding() != PG_UTF8 && GetDatabaseEncoding() != PG_SQL_ASCII;
+	Shape	   *sh;
+	char	   *p;
+	int			np = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		JsonbValue	key;
+
+		if (!text_value(nodes[i]->string, &key))
+		{
+			pfree(m);
+			return NULL;
+		}
+		m[i].key = key.val.string.val;
+		m[i].len = key.val.string.len;
+		m[i].pos = i;
+	}
+	qsort(m, n, sizeof(Member), member_cmp);
+	if (keep)
+	{
+		sh = &shapes[shape_next];
+		shape_next = (shape_next + 1) % SHAPE_CACHE;
+		if (sh->keys)
+		{
+			pfree(sh->keys);
+			pfree(sh->order);
+			if (sh->converted)
+			{
+				for (int k = 0; k < sh->np; k++)
+					pfree(sh->converted[k]);
+				pfree(sh->converted);
+			}
+		}
+	}
+	else
+		sh = &scratch;
+	/* not found, nor freed again, until complete */
+	sh->keys = NULL;
+	sh->order = NULL;
+	sh->converted = NULL;
+	sh->order = MemoryContextAlloc(cxt, sizeof(int) * Max(n, 1));
+	sh->converted = convert ? MemoryContextAlloc(cxt, sizeof(char *) * Max(n, 1)) : NULL;
+	for (int i = 0; i < n; i++)
+	{
+		if (i + 1 < n && m[i + 1].len == m[i].len && memcmp(m[i + 1].key, m[i].key, m[i].len) == 0)
+			continue;
+		if (convert)
+			sh->converted[np] = MemoryContextStrdup(cxt, m[i].key);
+		sh->order[np++] = m[i].pos;
+	}
+	pfree(m);
+	sh->np = np;
+	sh->hash = hash;
+	sh->n = n;
+	sh->bytes = bytes;
+	p = MemoryContextAlloc(cxt, Max(bytes, 1));
+	sh->keys = p;
+	for (int i = 0; i < n; i++)
+	{
+		memcpy(p, nodes[i]->string, lens[i] + 1);
+		p += lens[i] + 1;
+	}
+	return sh;
+}
+
+/*
  * Build one node and its children as a JsonbValue tree in *v; false on bad
  * text. Containers are built whole (an object's pairs already in jsonb's
  * order, duplicate keys reduced to the last, as pushJsonbValue leaves
@@ -147,49 +274,45 @@ build_node(const cJSON *node, JsonbValue *v)
 	}
 	else
 	{
-		Member	   *m = palloc(sizeof(Member) * Max(n, 1));
 		const cJSON **nodes = palloc(sizeof(cJSON *) * Max(n, 1));
-		JsonbPair  *pairs;
-		int			np = 0;
+		int		   *lens = palloc(sizeof(int) * Max(n, 1));
+		const Shape *shape;
+		JsonbPair  *pairs = palloc(sizeof(JsonbPair) * Max(n, 1));
+		uint32		hash = (uint32) n;
+		int			bytes = 0;
 
 		n = 0;
 		for (c = node->child; c != NULL; c = c->next)
 		{
-			JsonbValue	key;
-
-			if (c->string == NULL || !text_value(c->string, &key))
+			if (c->string == NULL)
 				return false;
-			m[n].key = key.val.string.val;
-			m[n].len = key.val.string.len;
-			m[n].pos = n;
+			lens[n] = (int) strlen(c->string);
+			hash = hash_combine(hash, hash_bytes((const unsigned char *) c->string, lens[n]));
+			bytes += lens[n] + 1;
 			nodes[n++] = c;
 		}
-		/* Graph's members mostly come in order already: then no sort at all */
-		for (int i = 1; i < n; i++)
-			if (member_cmp(&m[i - 1], &m[i]) > 0)
-			{
-				qsort(m, n, sizeof(Member), member_cmp);
-				break;
-			}
-		pairs = palloc(sizeof(JsonbPair) * Max(n, 1));
-		for (int i = 0; i < n; i++)
+		shape = find_shape(hash, n, bytes, nodes, lens);
+		if (shape == NULL)
+			shape = order_members(nodes, lens, n, hash, bytes);
+		if (shape == NULL)
+			return false;
+		for (int k = 0; k < shape->np; k++)
 		{
-			/* equal keys sort by position: the last one is the value kept */
-			if (i + 1 < n && m[i + 1].len == m[i].len && memcmp(m[i + 1].key, m[i].key, m[i].len) == 0)
-				continue;
-			pairs[np].key.type = jbvString;
-			pairs[np].key.val.string.val = (char *) m[i].key;
-			pairs[np].key.val.string.len = m[i].len;
-			if (!build_node(nodes[m[i].pos], &pairs[np].value))
+			int			i = shape->order[k];
+
+			/* the same bytes as the keys checked when the shape was made: valid */
+			pairs[k].key.type = jbvString;
+			pairs[k].key.val.string.val = shape->converted ? shape->converted[k] : nodes[i]->string;
+			pairs[k].key.val.string.len = shape->converted ? (int) strlen(shape->converted[k]) : lens[i];
+			pairs[k].order = k;
+			if (!build_node(nodes[i], &pairs[k].value))
 				return false;
-			pairs[np].order = np;
-			np++;
 		}
-		pfree(m);
-		pfree(nodes);
 		v->type = jbvObject;
 		v->val.object.pairs = pairs;
-		v->val.object.nPairs = np;
+		v->val.object.nPairs = shape->np;
+		pfree(nodes);
+		pfree(lens);
 	}
 	return true;
 }

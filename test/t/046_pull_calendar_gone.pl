@@ -2,7 +2,9 @@
 # new events without a foreign key check per row (store_events_rows.c): it
 # locks the calendar's key once for the page instead. A calendar deleted
 # while a page is being written must still leave no orphan: the page waits
-# for the deletion and then writes nothing.
+# for the deletion and then writes nothing. Where the events table has a
+# trigger of its own, the page takes the statement path and the trigger
+# fires for every row.
 use strict;
 use warnings;
 use lib "$ENV{M365_SRC}/test/t/lib";
@@ -39,7 +41,21 @@ like(sync_now(), qr/^ok:30:30$/, 'thirty new events are applied in one page');
 is($node->safe_psql('postgres', "SELECT count(*) FROM m365sync.events WHERE account_id = $account"), '30',
 	'and stored');
 
-# 2. The next page, while another session deletes the calendar.
+# 2. A trigger someone added on events still fires for every pulled row: the
+# page then goes in as one INSERT ... SELECT instead of straight into the heap.
+$node->safe_psql('postgres', q{
+CREATE TABLE public.seen_inserts (event_id bigint);
+CREATE FUNCTION public.note_insert() RETURNS trigger LANGUAGE plpgsql
+  AS $$BEGIN INSERT INTO public.seen_inserts VALUES (NEW.event_id); RETURN NEW; END$$;
+CREATE TRIGGER note_insert AFTER INSERT ON m365sync.events FOR EACH ROW EXECUTE FUNCTION public.note_insert();});
+$t->sim('POST', "/_sim/users/$ada->{id}/events/bulk", { count => 10, start => "${day}T16:00:00",
+	interval_minutes => 15, duration_minutes => 15 });
+like(sync_now(), qr/^ok:10:10$/, 'ten more new events are applied');
+is($node->safe_psql('postgres', "SELECT count(*) FROM public.seen_inserts s JOIN m365sync.events e USING (event_id)"
+	  . " WHERE e.account_id = $account"), '10', 'the added trigger fired once for each of them');
+$node->safe_psql('postgres', 'DROP TRIGGER note_insert ON m365sync.events');
+
+# 3. The next page, while another session deletes the calendar.
 $t->sim('POST', "/_sim/users/$ada->{id}/events/bulk", { count => 40, start => "${day}T20:00:00",
 	interval_minutes => 30, duration_minutes => 15 });
 my $a = $node->background_psql('postgres');
