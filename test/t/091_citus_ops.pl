@@ -249,6 +249,12 @@ sub rows_of
 		my @leaks = grep { $dump =~ $_ } (qr/\Q$m\E/, qr/mbx\d+\@contoso/, qr/deleg\@contoso/, qr/\Q$secret\E/, qr/eyJ[A-Za-z0-9_-]{16,}/);
 		is(scalar(@leaks), 0, $node->name . ': the dump holds no event content, address, client secret or token in clear')
 		  or diag("@leaks");
+		if ($node != $coord)
+		{
+			my @shards = $dump =~ /^COPY m365sync\.(\w+_\d+) /mg;
+			is(scalar(@shards), 0, $node->name . ': its dump holds no shard (Citus hides them from pg_dump: back up nodes physically)')
+			  or diag("@shards[0 .. 4]");
+		}
 		if ($node == $coord)
 		{
 			my ($copy) = $dump =~ /^COPY m365sync\.events .*?\n(.*?)^\\\.$/ms;
