@@ -40,7 +40,13 @@
 #include "masterkey.h"
 #include "spi_util.h"
 
-#define DATA_KEY_CACHE		128 /* unwrapped data keys kept per backend */
+/*
+ * Unwrapped data keys kept per backend. A poll holds several waves of
+ * rounds open at once (pull.c: up to m365sync.max_connections accounts a
+ * wave) and uses each account's key as its round starts and again as it
+ * ends: with 128, at 64 connections the key was gone by the round's end.
+ */
+#define DATA_KEY_CACHE		1024
 #define MAC_KEY_LABEL		"m365sync/v1 keyed hash"
 
 /* ---- data key cache ---- */
