@@ -194,6 +194,16 @@ m365_worker_main(Datum arg)
 	/* By oid: the launcher found it by name; if it went meanwhile this is one FATAL line and the launcher looks again. */
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
+	/*
+	 * No JIT: the worker runs many short statements, where compiling never
+	 * pays. Once the tables are large, a per-round statement estimated above
+	 * jit_above_cost (the sweep of a calendar in a table of millions of
+	 * events) compiled its expressions on every run: over a third of the
+	 * worker's CPU in an initial sync of 1,000 mailboxes x 1,000 events.
+	 * A session value: a reload of the configuration keeps it.
+	 */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
+
 	m365_wake_publish_worker(worker_index, MyLatch);
 	on_shmem_exit(m365_worker_detach_shared, (Datum) 0);
 
