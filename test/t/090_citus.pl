@@ -30,142 +30,30 @@ use Time::HiRes qw(usleep time);
 
 my $json = JSON::PP->new->canonical;
 my $N = $ENV{M365_CITUS_MAILBOXES} // 200;
-my $conf = <<'CONF';
-shared_preload_libraries = 'citus,m365sync'
-listen_addresses = '127.0.0.1'
-max_prepared_transactions = 100
-max_worker_processes = 32
-wal_level = logical
-restart_after_crash = on
-citus.shard_count = 8
-m365sync.sync_interval = '10s'
-m365sync.http_timeout = '5s'
-CONF
-
-my $t = M365Test->new(name => 'coord', extension => 0, conf => $conf);
+# the coordinator and worker nodes w1, w2 (M365Test->citus: Citus on every
+# node, the workers added, m365sync created on the coordinator)
+my $t = M365Test->citus;
 my $coord = $t->node;
-open my $kf, '<', $t->keyfile or die $!;
-my @keys = map { chomp; $_ } grep { /\S/ } <$kf>;
-close $kf;
-my @workers;
-for my $name ('w1', 'w2')
-{
-	my $keyfile = "$t->{dir}/$name.key";
-	$t->write_key_file($keyfile, @keys);    # the key file on every node
-	push @workers, $t->cluster($name, 'postgres', $keyfile, conf => $conf);
-}
-my @nodes = ($coord, @workers);
+my @workers = $t->workers;
+my @nodes = $t->citus_nodes;
 
 # ------------------------------------------------------------ helpers
 
-sub lit { my ($s) = @_; $s =~ s/'/''/g; return "'$s'"; }
 sub q1 { my ($node, $sql) = @_; return scalar $node->safe_psql('postgres', $sql); }
 
-# SQL on a node as the FlowAgent app for a user: (ok, stdout, sqlstate).
-sub as_fa
-{
-	my ($node, $user, $sql) = @_;
-	my ($out, $err) = ('', '');
-	$node->psql('postgres', "BEGIN;\nSET LOCAL m365sync.flowagent_user = " . lit($user) . ";\n$sql;\nCOMMIT;",
-		stdout => \$out, stderr => \$err, on_error_stop => 1,
-		extra_params => [ '-U', 'flowagent', '-v', 'VERBOSITY=verbose' ]);
-	return (0, $out, $1) if $err =~ /ERROR:\s+([0-9A-Z]{5}):/;
-	return (0, $out, 'no server') if $err =~ /FATAL|could not connect|terminat/;
-	return (1, $out, '');
-}
-
-sub day { my @t = gmtime(time + 86400 * $_[0]); sprintf('%04d-%02d-%02d', $t[5] + 1900, $t[4] + 1, $t[3]) }
-sub slot_ok
-{
-	my $h = 7 + int(rand(10));
-	my $d = day(1 + int(rand(10)));
-	return (start => { dateTime => sprintf('%sT%02d:00:00', $d, $h), timeZone => 'UTC' },
-		end => { dateTime => sprintf('%sT%02d:30:00', $d, $h), timeZone => 'UTC' });
-}
-
-my $marker = 'cit' . M365Test::random_hex(6);
-my ($n_edit, %expect) = (0);    # expect: account => { subject => 1 }
-
-# A FlowAgent create through the coordinator; retried while a node is down.
-sub fa_create
-{
-	my ($acc, %o) = @_;
-	my $subject = "$marker e" . ++$n_edit;
-	my %e = (subject => $subject, body => { contentType => 'text', content => "$marker body $n_edit" }, slot_ok());
-	for (1 .. ($o{tries} // 300))
-	{
-		my ($ok, $out, $st) = as_fa($coord, "fa-$acc", 'SELECT m365sync.upsert_event(' . lit($json->encode(\%e)) . '::jsonb)');
-		if ($ok) { $expect{$acc}{$subject} = 1; return $out; }
-		die "upsert_event: $st" if $st =~ /^(22|42|28)/;
-		usleep(200_000);
-	}
-	die "upsert_event kept failing for account $acc";
-}
-
-my %mbx;    # account => simulator user id
-sub ol_create
-{
-	my ($acc) = @_;
-	my $subject = "$marker e" . ++$n_edit;
-	$t->sim('POST', "/_sim/users/$mbx{$acc}/events",
-		{ subject => $subject, body => { contentType => 'text', content => "$marker body $n_edit" }, slot_ok() });
-	$expect{$acc}{$subject} = 1;
-}
-
-sub remote_subjects
-{
-	my ($acc) = @_;
-	my $tr = $t->sim('GET', "/_sim/users/$mbx{$acc}/truth?idtype=immutable&tz=UTC&body=text");
-	my %n;
-	$n{ $_->{subject} }++ for grep { ($_->{subject} // '') =~ /^\Q$marker\E/ } @{ $tr->{events} };
-	return \%n;
-}
-
-sub local_subjects
-{
-	my ($acc, $node) = @_;
-	my ($ok, $out) = as_fa($node // $coord, "fa-$acc",
-		"SELECT coalesce(json_agg(subject), '[]') FROM m365sync.events(now() - interval '30 days', now() + interval '400 days')");
-	return undef unless $ok;
-	my %n;
-	$n{$_}++ for grep { /^\Q$marker\E/ } @{ $json->decode($out) };
-	return \%n;
-}
-
-# Lost: an expected subject missing on either side; duplicated: one held
-# twice on either side; extra: one on a side that nobody made.
-sub tally
-{
-	my (@accs) = @_;
-	my %r = (lost => 0, dup => 0, extra => 0, unreadable => 0);
-	for my $acc (@accs)
-	{
-		my $loc = local_subjects($acc);
-		if (!$loc) { $r{unreadable}++; next; }
-		for my $side (remote_subjects($acc), $loc)
-		{
-			$r{lost} += grep { !$side->{$_} } keys %{ $expect{$acc} || {} };
-			$r{dup} += grep { $side->{$_} > 1 } keys %$side;
-			$r{extra} += grep { !$expect{$acc}{$_} } keys %$side;
-		}
-	}
-	return \%r;
-}
-
-sub settle
-{
-	my ($what, @accs) = @_;
-	my $r;
-	for (1 .. 120)
-	{
-		$r = tally(@accs);
-		last if !$r->{lost} && !$r->{dup} && !$r->{extra} && !$r->{unreadable};
-		sleep 1;
-	}
-	is($r->{lost}, 0, "$what: 0 lost");
-	is($r->{dup}, 0, "$what: 0 duplicated");
-	is($r->{extra} + $r->{unreadable}, 0, "$what: nothing unexpected, every mailbox readable");
-}
+# The ledger of edits (M365Test): FlowAgent creates through the coordinator,
+# Outlook creates in the simulator, both sides compared with it.
+my $marker = $t->ledger_marker;
+our %expect;    # account => { subject => 1 }
+*expect = ($t->{ledger}{expect} //= {});
+my %mbx;        # account => simulator user id
+sub next_subject { return "$marker e" . (($t->{ledger}{n} // 0) + 1); }
+sub as_fa { return $t->fa_on(@_); }
+sub fa_create { return $t->ledger_fa_create(@_); }
+sub ol_create { return $t->ledger_ol_create(@_); }
+sub remote_subjects { return $t->ledger_remote(@_); }
+sub local_subjects { return $t->ledger_local(@_); }
+sub settle { return $t->ledger_settle(@_); }
 
 # account => node group holding its shards; group => node
 sub placement
@@ -210,11 +98,6 @@ sub wait_up
 
 # ------------------------------------------------------------ the cluster
 
-$_->safe_psql('postgres', 'CREATE EXTENSION citus') for @nodes;
-q1($coord, "SELECT citus_set_coordinator_host('127.0.0.1', " . $coord->port . ')');
-q1($coord, "SELECT citus_add_node('127.0.0.1', " . $_->port . ')') for @workers;
-q1($coord, 'CREATE EXTENSION m365sync');
-q1($coord, 'CREATE ROLE flowagent LOGIN IN ROLE m365sync_app; CREATE ROLE dba LOGIN IN ROLE m365sync_admin');
 is(q1($workers[1], "SELECT extversion FROM pg_extension WHERE extname = 'm365sync'"), '0.2.0',
 	'CREATE EXTENSION m365sync on the coordinator reaches the worker nodes');
 
@@ -259,6 +142,7 @@ for my $i (1 .. $N)
 {
 	my $u = $t->add_sim_user('contoso.example', "mbx$i\@contoso.example");
 	$mbx{$i} = $u->{id};
+	$t->ledger_mailbox($i, $u->{id});
 }
 $t->admin_consent('contoso.example');
 $t->as_admin(join '', map { "SELECT m365sync.add_mailbox('fa-$_', 'contoso.example', 'mbx$_\@contoso.example');\n" } 1 .. $N);
@@ -329,12 +213,12 @@ for my $acc ($ga[8], $gb[8])
 	for (1 .. 2)
 	{
 		my $t1 = time;
-		my $n = $n_edit + 1;
+		my $subject = next_subject();
 		fa_create($acc);
 		my $seen;
 		while (time - $t1 < 15)
 		{
-			if (remote_subjects($acc)->{"$marker e$n"}) { $seen = time - $t1; last; }
+			if (remote_subjects($acc)->{$subject}) { $seen = time - $t1; last; }
 			usleep(20_000);
 		}
 		push @ms, defined $seen ? sprintf('%.0f', 1000 * $seen) : 'never';
@@ -365,13 +249,13 @@ like($t->as_admin("SELECT count(*) FROM m365sync.sync_runs WHERE account_id IN (
 		for (1 .. 2)
 		{
 			my $t1 = time;
-			my $n = $n_edit + 1;
+			my $subject = next_subject();
 			ol_create($acc);
 			my $seen;
 			while (time - $t1 < 30)
 			{
 				my $l = local_subjects($acc);
-				if ($l && $l->{"$marker e$n"}) { $seen = time - $t1; last; }
+				if ($l && $l->{$subject}) { $seen = time - $t1; last; }
 				usleep(50_000);
 			}
 			push @ms, defined $seen ? sprintf('%.0f', 1000 * $seen) : 'never';

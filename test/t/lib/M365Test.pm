@@ -12,6 +12,9 @@
 #   $t->setup_app;                         # app in the simulator, m365sync.configure()
 #   my $id = $t->connect_user('u1', 'alice@contoso.example');
 #   M365Test->new(version => "0.1.0");   # extension created at a shipped version (test/upgrade)
+#   my $t = M365Test->citus;               # a Citus coordinator (the test's node) + workers w1, w2
+#   $t->ledger_fa_create($acc); $t->ledger_ol_create($acc); $t->ledger_settle('what', @accs);
+#                                          # edits on both sides, then 0 lost / 0 duplicated
 #
 # Every TAP test makes its cluster here, and every key file is written by
 # write_key_file. Options of new:
