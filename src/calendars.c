@@ -74,13 +74,21 @@ m365_calendars_refresh(int64 account_id, const char *ms_user_id, bool enable_def
 	M365TokenSource ts;
 	int64		id = account_id;
 	List	   *cals;
-	List	   *stored;
-	ListCell   *lc;
-	bool		any_default = false;
 
 	m365_account_token_source(&ts, &id);
 	if (!m365_graph_list_calendars(&ts, ms_user_id, &cals, res))
 		return false;
+	m365_calendars_apply_list(account_id, cals, enable_default);
+	return true;
+}
+
+void
+m365_calendars_apply_list(int64 account_id, List *cals, bool enable_default)
+{
+	List	   *stored;
+	ListCell   *lc;
+	bool		any_default = false;
+
 	stored = m365_store_calendars_all(account_id);
 	foreach(lc, cals)
 		any_default |= ((M365GraphCalendar *) lfirst(lc))->is_default;
@@ -118,5 +126,4 @@ m365_calendars_refresh(int64 account_id, const char *ms_user_id, bool enable_def
 		m365_store_calendars_remove(account_id, s->calendar_id);
 	}
 	m365_store_accounts_calendars_listed(account_id);
-	return true;
 }

@@ -20,4 +20,10 @@
 extern bool m365_calendars_refresh(int64 account_id, const char *ms_user_id,
 								   bool enable_default, M365GraphResult *res);
 
+/*
+ * The second half of m365_calendars_refresh: store a list already read
+ * (cals, of M365GraphCalendar; pull.c reads it in its request stream).
+ */
+extern void m365_calendars_apply_list(int64 account_id, List *cals, bool enable_default);
+
 #endif							/* M365SYNC_CALENDARS_H */

@@ -243,40 +243,63 @@ take_calendar_page(M365GraphCalendarPage *page, List **out)
 	return next;
 }
 
+char *
+m365_graph_calendars_url(const char *user_id)
+{
+	const char *segs[] = {"users", user_id, "calendars", NULL};
+
+	return m365_graph_build_url(segs, NULL);
+}
+
+bool
+m365_graph_take_calendars(const M365HttpRequest *req, const char *url, int page_no,
+						  List **out, char **next, M365GraphResult *res)
+{
+	M365GraphCalendarPage page;
+
+	*next = NULL;
+	if (!m365_graph_result(req, res))
+		return false;
+	if (m365_graph_parse_calendars(req->response.body, req->response.body_len, &page) != 0)
+	{
+		memset(res, 0, sizeof(*res));
+		res->status = req->response.status;
+		strlcpy(res->code, "malformedResponse", sizeof(res->code));
+		res->endpoint = m365_http_endpoint(url);
+		return false;
+	}
+	*next = take_calendar_page(&page, out);
+	if (*next != NULL && (page_no >= MAX_CALENDAR_PAGES || !m365_graph_same_origin(*next)))
+	{
+		memset(res, 0, sizeof(*res));
+		strlcpy(res->code, page_no >= MAX_CALENDAR_PAGES ? "tooManyPages" : "foreignNextLink",
+				sizeof(res->code));
+		res->endpoint = m365_http_endpoint(*next);
+		*next = NULL;
+		return false;
+	}
+	return true;
+}
+
 bool
 m365_graph_list_calendars(M365TokenSource *ts, const char *user_id,
 						  List **out, M365GraphResult *res)
 {
-	const char *segs[] = {"users", user_id, "calendars", NULL};
-	char	   *url = m365_graph_build_url(segs, NULL);
+	char	   *url = m365_graph_calendars_url(user_id);
 	int			pages = 0;
 
 	*out = NIL;
 	while (url != NULL)
 	{
 		M365HttpRequest req;
-		M365GraphCalendarPage page;
+		char	   *next;
 
-		if (++pages > MAX_CALENDAR_PAGES || !m365_graph_same_origin(url))
-		{
-			memset(res, 0, sizeof(*res));
-			strlcpy(res->code, pages > MAX_CALENDAR_PAGES ? "tooManyPages" : "foreignNextLink",
-					sizeof(res->code));
-			res->endpoint = m365_http_endpoint(url);
-			return false;
-		}
 		m365_graph_prepare(&req, M365_HTTP_GET, url);
 		if (!m365_graph_send(&req, ts, res))
 			return false;
-		if (m365_graph_parse_calendars(req.response.body, req.response.body_len, &page) != 0)
-		{
-			memset(res, 0, sizeof(*res));
-			res->status = req.response.status;
-			strlcpy(res->code, "malformedResponse", sizeof(res->code));
-			res->endpoint = m365_http_endpoint(url);
+		if (!m365_graph_take_calendars(&req, url, ++pages, out, &next, res))
 			return false;
-		}
-		url = take_calendar_page(&page, out);
+		url = next;
 	}
 	return true;
 }

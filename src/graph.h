@@ -92,6 +92,16 @@ extern bool m365_graph_get_user(M365TokenSource *ts, const char *user,
 extern bool m365_graph_list_calendars(M365TokenSource *ts, const char *user_id,
 									  List **out, M365GraphResult *res);
 
+/*
+ * The same list read a page at a time in a caller's stream (pull.c): the
+ * first page's URL, and one answer (page page_no, from 1) taken into *out
+ * with *next its nextLink (NULL on the last page). false, with res, when
+ * the answer is a failure, malformed, or links too far or to another host.
+ */
+extern char *m365_graph_calendars_url(const char *user_id);
+extern bool m365_graph_take_calendars(const M365HttpRequest *req, const char *url, int page_no,
+									  List **out, char **next, M365GraphResult *res);
+
 
 /* ------------------------------------------------------------ writes (push) */
 

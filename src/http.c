@@ -68,7 +68,8 @@ typedef struct Transfer
 	M365HttpRequest *req;
 	CURL	   *easy;
 	struct curl_slist *headers;
-	bool		added;			/* to backend_multi */
+	bool		added;			/* to multi */
+	CURLM	   *multi;			/* the multi handle it was added to */
 	bool		done;
 	char	   *buf;
 	size_t		len;
@@ -256,11 +257,35 @@ get_multi(void)
 	return backend_multi;
 }
 
+/*
+ * Transfers started while a stream runs (from its done(): a push, a token
+ * refresh, a calendar list at a round's end) get a multi handle of their
+ * own: on the stream's, their loop would take the stream's answers.
+ */
+static int	stream_depth = 0;
+static CURLM *nested_multi = NULL;
+
+static CURLM *
+get_nested_multi(void)
+{
+	(void) get_multi();			/* curl_global_init */
+	if (nested_multi == NULL)
+	{
+		nested_multi = curl_multi_init();
+		if (nested_multi == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		curl_multi_setopt(nested_multi, CURLMOPT_MAXCONNECTS, 8L);
+	}
+	return nested_multi;
+}
+
 static CURLM *
 get_multi_for(int parallel)
 {
 	static long cache_size = 0;
-	CURLM	   *multi = get_multi();
+
+	if (stream_depth > 0)
+		return get_nested_multi();
 
 	/*
 	 * Keep at least one idle connection per parallel slot: a connection
@@ -270,9 +295,9 @@ get_multi_for(int parallel)
 	if (parallel > cache_size)
 	{
 		cache_size = Max(parallel, 32);
-		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, cache_size);
+		curl_multi_setopt(get_multi(), CURLMOPT_MAXCONNECTS, cache_size);
 	}
-	return multi;
+	return get_multi();
 }
 
 /*
@@ -561,7 +586,7 @@ release_transfer(Transfer *t)
 	if (t->easy)
 	{
 		if (t->added)
-			curl_multi_remove_handle(backend_multi, t->easy);
+			curl_multi_remove_handle(t->multi, t->easy);
 		curl_easy_cleanup(t->easy);
 		t->easy = NULL;
 	}
@@ -596,6 +621,7 @@ start_transfer(CURLM *multi, Transfer *t, MemoryContext cxt)
 		return false;
 	}
 	t->added = true;
+	t->multi = multi;
 	m365_http_requests_started++;
 	return true;
 }
@@ -672,82 +698,113 @@ m365_http_perform_many(M365HttpRequest *reqs, int n, int max_parallel)
 	PG_END_TRY();
 }
 
+/* The stream's state (stream_transfers). */
+typedef struct Stream
+{
+	CURLM	   *multi;
+	Transfer   *slots;
+	bool	   *answered;
+	MemoryContext *slot_cxt;
+	int			nslots;
+	int			max_parallel;
+	int			active;
+	bool		exhausted;		/* next() had nothing: ask again only after an answer */
+	M365HttpNext next;
+	void	   *arg;
+} Stream;
+
+/*
+ * Start requests while capacity and free slots last, then let libcurl send
+ * what it can and collect what has arrived (never waiting).
+ */
+static void
+stream_pump(Stream *s)
+{
+	CURLMsg    *msg;
+	int			still,
+				queued,
+				i;
+
+	for (i = 0; i < s->nslots && s->active < s->max_parallel && !s->exhausted; i++)
+	{
+		M365HttpRequest *req;
+
+		if (s->slots[i].req != NULL || s->answered[i])
+			continue;
+		if ((req = s->next(s->arg)) == NULL)
+		{
+			s->exhausted = true;
+			break;
+		}
+		memset(&s->slots[i], 0, sizeof(Transfer));
+		memset(&req->response, 0, sizeof(M365HttpResponse));
+		s->slots[i].req = req;
+		if (start_transfer(s->multi, &s->slots[i], s->slot_cxt[i]))
+			s->active++;
+		else
+			s->answered[i] = true;	/* failed before sending: answered below */
+	}
+	if (s->active > 0 && curl_multi_perform(s->multi, &still) != CURLM_OK)
+		elog(ERROR, "curl_multi_perform failed");
+	while (s->active > 0 && (msg = curl_multi_info_read(s->multi, &queued)) != NULL)
+	{
+		Transfer   *t;
+		int			slot;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+		slot = t - s->slots;
+		finish_transfer(t, map_curl_code(t, msg->data.result), s->slot_cxt[slot]);
+		release_transfer(t);
+		s->answered[slot] = true;
+		s->active--;
+	}
+}
+
 /*
  * Keep up to max_parallel transfers in flight: ask next() for a request
- * whenever capacity is free, hand each answer to done(). Answers that have
- * arrived wait in their slots while the freed capacity is refilled and the
- * new requests are sent, so the network stays busy while done() works
- * (applying a page is database work). Hence twice as many slots as
- * transfers; each slot's answer lives in its memory context, reset after
- * done().
+ * whenever capacity is free, hand each answer to done(). Before each
+ * answer is handed over, the capacity freed so far is refilled and the new
+ * requests are sent, so the network stays busy while done() works
+ * (applying a page is database work); with many connections, once an
+ * eighth of them is free (each libcurl pass visits every transfer).
+ * Answers that arrived wait in their
+ * slots meanwhile, hence twice as many slots as transfers; each slot's
+ * answer lives in its memory context, reset after done().
  */
 static void
 stream_transfers(CURLM *multi, Transfer *slots, bool *answered, MemoryContext *slot_cxt,
 				 int nslots, int max_parallel, M365HttpNext next, M365HttpDone done, void *arg)
 {
-	int			active = 0;
+	Stream		s = {multi, slots, answered, slot_cxt, nslots, max_parallel, 0, false, next, arg};
 
 	for (;;)
 	{
-		CURLMsg    *msg;
-		int			still,
-					queued,
-					i;
-		bool		waiting = false;
+		bool		any = false;
+		int			i;
 
-		/* Refill: start requests while capacity and free slots last. */
-		for (i = 0; i < nslots && active < max_parallel; i++)
-		{
-			M365HttpRequest *req;
-
-			if (slots[i].req != NULL || answered[i])
-				continue;
-			if ((req = next(arg)) == NULL)
-				break;
-			memset(&slots[i], 0, sizeof(Transfer));
-			memset(&req->response, 0, sizeof(M365HttpResponse));
-			slots[i].req = req;
-			if (start_transfer(multi, &slots[i], slot_cxt[i]))
-				active++;
-			else
-				answered[i] = true; /* failed before sending: answer below */
-		}
-
-		/* Send what was just added, and collect what has arrived. */
-		if (active > 0 && curl_multi_perform(multi, &still) != CURLM_OK)
-			elog(ERROR, "curl_multi_perform failed");
-		while (active > 0 && (msg = curl_multi_info_read(multi, &queued)) != NULL)
-		{
-			Transfer   *t;
-			int			slot;
-
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
-			slot = t - slots;
-			finish_transfer(t, map_curl_code(t, msg->data.result), slot_cxt[slot]);
-			release_transfer(t);
-			answered[slot] = true;
-			active--;
-		}
-
-		/* Hand over the answers; the requests started above are on their way. */
+		stream_pump(&s);
 		for (i = 0; i < nslots; i++)
 		{
 			M365HttpRequest *req;
 
 			if (!answered[i])
 				continue;
-			waiting = true;
+			/* refill and send before this answer's work, once enough capacity is free */
+			if (any && !s.exhausted && max_parallel - s.active >= Max(1, max_parallel / 8))
+				stream_pump(&s);
+			any = true;
 			req = slots[i].req;
 			slots[i].req = NULL;
 			answered[i] = false;
 			done(req, arg);
 			MemoryContextReset(slot_cxt[i]);
+			s.exhausted = false;	/* done() may have made more work */
 		}
-		if (waiting)
-			continue;			/* done() may have made more work: refill first */
-		if (active == 0)
+		if (any)
+			continue;
+		if (s.active == 0)
 			break;
 		curl_multi_poll(multi, NULL, 0, POLL_MS, NULL);
 		/* Safe here: PG_FINALLY in our caller releases every handle. */
@@ -778,12 +835,14 @@ m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg, int ma
 	if (slots == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 
+	stream_depth++;
 	PG_TRY();
 	{
 		stream_transfers(multi, slots, answered, slot_cxt, nslots, parallel, next, done, arg);
 	}
 	PG_FINALLY();
 	{
+		stream_depth--;
 		for (i = 0; i < nslots; i++)
 			release_transfer(&slots[i]);
 		free(slots);

@@ -313,6 +313,10 @@ m365_account_access_token(int64 account_id, const char *rejected)
 	char	   *current;
 	bool		ok;
 
+	/* Most calls: the stored token is fresh; no row lock for reading it. */
+	if (rejected == NULL && (current = m365_store_accounts_fresh_access_token(account_id)) != NULL)
+		return current;
+
 	/* The row lock: concurrent refreshes of one account queue up here. */
 	if (!m365_store_accounts_lock(account_id, &acc))
 		ereport(ERROR,

@@ -27,7 +27,9 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "calendars.h"
 #include "conflicts.h"
+#include "crypto.h"
 #include "delta_page.h"
 #include "event_json.h"
 #include "event_row.h"
@@ -367,11 +369,64 @@ series_answer(M365PullJob *job, M365HttpRequest *req)
 	return series;
 }
 
+/* After the calendar list (or without it): the calendars to pull, the first one's request. */
+static void
+begin_calendars(M365PullJob *job)
+{
+	job->listing = false;
+	job->calendars = m365_store_calendars_to_pull(job->account_id);
+	job->next_calendar = 0;
+	next_calendar(job);
+}
+
 /*
- * Handle the answer to a job's request: apply the page and save the cursor,
- * or decide what comes next (fresh token, full round, failure).
+ * An answer of the calendar list (calendars.c stores it; read at least
+ * daily, GRAPH.md section 11). A failure is logged and the round goes on
+ * with the calendars stored; the list is read again next round.
  */
 static void
+list_answer(M365PullJob *job, M365HttpRequest *req)
+{
+	M365GraphResult res;
+	char	   *next;
+
+	if (!m365_graph_take_calendars(req, job->url, ++job->list_pages, &job->listed, &next, &res))
+	{
+		if (res.transport == M365_HTTP_OK && res.status == 401 && !job->token_retried)
+		{
+			/* Graph refused the token: one fresh token, then the same page again. */
+			job->token_retried = true;
+			job->list_pages--;
+			job->token = m365_account_access_token(job->account_id, job->token);
+			if (job->token == NULL)
+				fail_job(job, NULL, "noAccessToken");
+			return;
+		}
+		ereport(LOG,
+				(errmsg("m365sync: could not read the calendar list of account %lld: %s",
+						(long long) job->account_id,
+						res.code[0] ? res.code : res.transport != M365_HTTP_OK ? "networkError" : "error"),
+				 errdetail("HTTP status %ld; trying again next round.", res.status)));
+		begin_calendars(job);
+		return;
+	}
+	job->token_retried = false;
+	if (next != NULL)
+	{
+		job->url = next;
+		return;
+	}
+	m365_calendars_apply_list(job->account_id, job->listed, false);
+	job->listed = NIL;
+	begin_calendars(job);
+}
+
+/*
+ * Handle the answer to a job's request: apply the page and save the cursor,
+ * or decide what comes next (fresh token, full round, failure). False when
+ * it wrote nothing (no transaction to commit).
+ */
+static bool
 handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 {
 	M365PullCalendar *cal = job->calendar;
@@ -384,12 +439,18 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 	bool		final;
 	MemoryContext page_cxt;
 	MemoryContext keep;
+	bool		empty;
 
+	if (job->listing)
+	{
+		list_answer(job, req);
+		return true;
+	}
 	if (job->series != NULL)
 	{
 		/* a parked page: apply it once its series masters are in */
 		if ((series = series_answer(job, req)) == NULL)
-			return;
+			return true;
 		pagep = m365_series_page(series);
 		goto apply;
 	}
@@ -402,7 +463,7 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 			job->token = m365_account_access_token(job->account_id, job->token);
 			if (job->token == NULL)
 				fail_job(job, NULL, "noAccessToken");
-			return;
+			return true;
 		}
 		if (!job->restarted && res.transport == M365_HTTP_OK &&
 			m365_delta_cursor_lost(res.status, res.code))
@@ -410,7 +471,7 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 			/* The cursor is gone: a full round over the window, once. */
 			job->restarted = true;
 			start_full_round(job->account_id, job->ms_user_id, cal, &job->url);
-			return;
+			return true;
 		}
 		if (res.transport == M365_HTTP_OK && res.status == 404 && strcmp(res.code, "ErrorItemNotFound") == 0)
 		{
@@ -426,10 +487,10 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 			m365_store_accounts_calendars_stale(job->account_id);
 			job->calendar_gone = true;
 			next_calendar(job);
-			return;
+			return true;
 		}
 		fail_job(job, &res, NULL);
-		return;
+		return true;
 	}
 	job->token_retried = false;
 
@@ -439,7 +500,7 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 				(errmsg("m365sync: malformed delta page for account %lld", (long long) job->account_id),
 				 errdetail("%s", err)));
 		fail_job(job, NULL, "malformedResponse");
-		return;
+		return true;
 	}
 	/* occurrences or exceptions: park the page, fetch their masters first */
 	if (cal->has_window)
@@ -452,11 +513,12 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 	else
 		job->series = m365_series_plan(&page, job->ms_user_id, NULL);
 	if (job->series != NULL)
-		return;
+		return true;
 apply:
 	/* Page-sized scratch memory; only the link outlives it. */
 	page_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync page", ALLOCSET_DEFAULT_SIZES);
 	keep = MemoryContextSwitchTo(page_cxt);
+	empty = pagep->n_items == 0 && series == NULL;
 	link = apply_page(job->account_id, cal, pagep, series, job->stats, &final);
 	link = MemoryContextStrdup(keep, link);
 	MemoryContextSwitchTo(keep);
@@ -465,12 +527,25 @@ apply:
 	{
 		/* A link to another host would carry our token there: never follow it. */
 		fail_job(job, NULL, "untrustedLink");
-		return;
+		return true;
 	}
 
 	job->stats->pages++;
 	cal->link = link;
 	cal->link_is_final = final;
+	if (final && cal->full_round_id == 0 && empty)
+	{
+		/*
+		 * Nothing changed (a poll's usual answer): no page to commit with
+		 * the cursor, so the new deltaLink is saved with the round's end,
+		 * a wave of rounds in one transaction (save_cursors). A crash
+		 * before that leaves the older deltaLink, which brings the same
+		 * nothing again.
+		 */
+		cal->cursor_unsaved = true;
+		next_calendar(job);
+		return false;
+	}
 	if (final && cal->full_round_id != 0)
 	{
 		job->stats->deleted += m365_store_events_sweep(job->account_id, cal->calendar_id, cal->full_round_id);
@@ -496,6 +571,7 @@ apply:
 		next_calendar(job);
 	else
 		job->url = link;
+	return true;
 }
 
 /*
@@ -507,8 +583,8 @@ handle_answer_isolated(M365PullJob *job, M365HttpRequest *req, MemoryContext kee
 {
 	PG_TRY();
 	{
-		handle_answer(job, req, true);
-		m365_commit_and_continue();
+		if (handle_answer(job, req, true))
+			m365_commit_and_continue();
 	}
 	PG_CATCH();
 	{
@@ -518,34 +594,42 @@ handle_answer_isolated(M365PullJob *job, M365HttpRequest *req, MemoryContext kee
 	PG_END_TRY();
 }
 
-/* Load the calendars and a token of each job (committed before any page). */
-static void
-start_jobs(List *jobs, bool commit_each_page)
+/*
+ * Start a job: its calendars (or, first, the calendar list) and a token.
+ * The caller commits (before any page). True if the token may have been
+ * refreshed (a rotated refresh token to commit durably).
+ */
+static bool
+start_job(M365PullJob *job)
 {
-	ListCell   *lc;
+	bool		refreshed = false;
 
-	foreach(lc, jobs)
+	job->stats->ok = true;
+	job->calendar_gone = false;
+	job->calendars = NIL;
+	job->next_calendar = 0;
+	job->done = false;
+	job->token_retried = false;
+	job->series = NULL;
+	job->listed = NIL;
+	job->list_pages = 0;
+	if (job->list_calendars)
 	{
-		M365PullJob *job = lfirst(lc);
-
-		job->stats->ok = true;
-		job->calendar_gone = false;
-		job->calendars = m365_store_calendars_to_pull(job->account_id);
-		job->next_calendar = 0;
-		job->done = false;
-		job->token_retried = false;
-		job->series = NULL;
-		next_calendar(job);
-		if (!job->done)
-		{
-			/* A refresh (and its rotated refresh token) commits before any page can fail. */
-			job->token = m365_account_access_token(job->account_id, NULL);
-			if (job->token == NULL)
-				fail_job(job, NULL, "noAccessToken");
-		}
+		/* Calendar ids change and calendars go (GRAPH.md section 11): the list first, in the stream. */
+		job->listing = true;
+		job->url = m365_graph_calendars_url(job->ms_user_id);
 	}
-	if (commit_each_page)
-		m365_commit_and_continue();
+	else
+		begin_calendars(job);
+	if (!job->done && (job->token = m365_store_accounts_fresh_access_token(job->account_id)) == NULL)
+	{
+		/* A refresh (and its rotated refresh token) commits before any page can fail. */
+		refreshed = true;
+		job->token = m365_account_access_token(job->account_id, NULL);
+		if (job->token == NULL)
+			fail_job(job, NULL, "noAccessToken");
+	}
+	return refreshed;
 }
 
 /* The stream's state: which job sends next, and how answers are applied. */
@@ -553,10 +637,129 @@ typedef struct PullStream
 {
 	M365PullJob **jobs;
 	int			n;
-	int			cursor;			/* round robin over the jobs */
+	int			n_started;		/* jobs[0 .. n_started) are started */
+	int			cursor;			/* round robin over the started jobs */
+	int			wave;			/* jobs started, and finished, at a time */
+	M365PullJob **finished;		/* done, not yet handed to the finish hook */
+	int			n_finished;
+	const M365PullHooks *hooks;
 	bool		commit_each_page;
 	MemoryContext keep;			/* the round's memory: links, tokens */
 } PullStream;
+
+/* The deltaLinks of answers that changed nothing (handle_answer), saved now: one statement for the wave. */
+static void
+save_cursors(M365PullJob **jobs, int n)
+{
+	int			cap = 0,
+				k = 0;
+	int64	   *ids;
+	M365PullCalendar **cals;
+
+	for (int i = 0; i < n; i++)
+		cap += list_length(jobs[i]->calendars);
+	if (cap == 0)
+		return;
+	ids = palloc(sizeof(int64) * cap);
+	cals = palloc(sizeof(M365PullCalendar *) * cap);
+	for (int i = 0; i < n; i++)
+	{
+		ListCell   *lc;
+
+		foreach(lc, jobs[i]->calendars)
+		{
+			M365PullCalendar *cal = lfirst(lc);
+
+			if (!cal->cursor_unsaved)
+				continue;
+			cal->cursor_unsaved = false;
+			ids[k] = jobs[i]->account_id;
+			cals[k++] = cal;
+		}
+	}
+	m365_store_calendars_save_cursors(ids, cals, k);
+	pfree(ids);
+	pfree(cals);
+}
+
+/* Hand the finished jobs to the caller (its rounds end), one transaction. */
+static void
+finish_wave(PullStream *ps)
+{
+	if (ps->n_finished == 0)
+		return;
+	save_cursors(ps->finished, ps->n_finished);
+	if (ps->hooks && ps->hooks->finish)
+		ps->hooks->finish(ps->finished, ps->n_finished, ps->hooks->arg);
+	/* a batch holds thousands of jobs: each one's token goes as it ends, wiped */
+	for (int i = 0; i < ps->n_finished; i++)
+	{
+		M365PullJob *job = ps->finished[i];
+
+		if (job->token != NULL)
+		{
+			m365_secure_zero(job->token, strlen(job->token));
+			pfree(job->token);
+			job->token = NULL;
+		}
+	}
+	ps->n_finished = 0;
+	if (ps->commit_each_page)
+		m365_commit_and_continue();
+}
+
+static void
+job_finished(PullStream *ps, M365PullJob *job)
+{
+	if (job->finished)
+		return;
+	job->finished = true;
+	ps->finished[ps->n_finished++] = job;
+	if (ps->n_finished >= ps->wave)
+		finish_wave(ps);
+}
+
+/* Start the next wave of jobs: the caller's part, then ours; one transaction. */
+static void
+start_wave(PullStream *ps)
+{
+	M365PullJob **w = &ps->jobs[ps->n_started];
+	int			k = Min(ps->wave, ps->n - ps->n_started);
+	MemoryContext old = MemoryContextSwitchTo(ps->keep);
+
+	bool		refreshed = false;
+
+	ps->n_started += k;
+	if (ps->hooks && ps->hooks->prepare)
+		ps->hooks->prepare(w, k, ps->hooks->arg);
+	for (int i = 0; i < k; i++)
+	{
+		w[i]->started = true;
+		if (w[i]->skip)
+			w[i]->done = true;
+		else
+			refreshed |= start_job(w[i]);
+	}
+	if (ps->commit_each_page)
+	{
+		/*
+		 * Round log rows and cleared due marks may commit asynchronously: a
+		 * crash that loses them costs a round run again, nothing more. Not
+		 * a transaction that may hold a refreshed token.
+		 */
+		if (!refreshed)
+			(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_LOCAL, true, 0, false);
+		m365_commit_and_continue();
+	}
+	for (int i = 0; i < k; i++)
+		if (w[i]->done)
+			job_finished(ps, w[i]);
+	MemoryContextSwitchTo(old);
+}
+
+/* Jobs started (and finished) together at least, so the wave's transactions are few. */
+#define PULL_WAVE_MIN 64
 
 #define PREFER_PAGE_SIZE "Prefer: odata.maxpagesize=" CppAsString2(M365_PULL_PAGE_SIZE)
 
@@ -564,28 +767,36 @@ static M365HttpRequest *
 next_request(void *arg)
 {
 	PullStream *ps = arg;
-	int			k;
 
-	for (k = 0; k < ps->n; k++)
+	for (;;)
 	{
-		M365PullJob *job = ps->jobs[(ps->cursor + k) % ps->n];
-
-		if (job->done || job->in_flight)
-			continue;
-		ps->cursor = (ps->cursor + k + 1) % ps->n;
-		if (job->series == NULL || !m365_series_next_request(job->series, &job->request))
+		for (int k = 0; k < ps->n_started; k++)
 		{
-			m365_graph_prepare(&job->request, M365_HTTP_GET, job->url);
-			m365_http_add_header(&job->request, M365_PREFER_UTC);
-			m365_http_add_header(&job->request, PREFER_PAGE_SIZE);
+			int			at = (ps->cursor + k) % ps->n_started;
+			M365PullJob *job = ps->jobs[at];
+
+			if (job->done || job->in_flight)
+				continue;
+			ps->cursor = (at + 1) % ps->n_started;
+			if (job->listing)
+				m365_graph_prepare(&job->request, M365_HTTP_GET, job->url);
+			else if (job->series == NULL || !m365_series_next_request(job->series, &job->request))
+			{
+				m365_graph_prepare(&job->request, M365_HTTP_GET, job->url);
+				m365_http_add_header(&job->request, M365_PREFER_UTC);
+				m365_http_add_header(&job->request, PREFER_PAGE_SIZE);
+			}
+			job->request.bearer_token = job->token;
+			job->request.user_data = job;
+			job->in_flight = true;
+			job->stats->http_requests++;
+			return &job->request;
 		}
-		job->request.bearer_token = job->token;
-		job->request.user_data = job;
-		job->in_flight = true;
-		job->stats->http_requests++;
-		return &job->request;
+		/* every started job is waiting or done: the next wave, while those requests are out */
+		if (ps->n_started >= ps->n)
+			return NULL;
+		start_wave(ps);
 	}
-	return NULL;
 }
 
 static void
@@ -599,31 +810,44 @@ answer_arrived(M365HttpRequest *req, void *arg)
 	if (ps->commit_each_page)
 		handle_answer_isolated(job, req, ps->keep);
 	else
-		handle_answer(job, req, false);
+		(void) handle_answer(job, req, false);
+	if (job->done)
+		job_finished(ps, job);
 	MemoryContextSwitchTo(old);
 }
 
 void
-m365_pull_run(List *jobs, bool commit_each_page, int max_parallel)
+m365_pull_run(List *jobs, bool commit_each_page, int max_parallel, const M365PullHooks *hooks)
 {
-	PullStream	ps;
+	PullStream	ps = {0};
 	ListCell   *lc;
 
 	if (jobs == NIL)
 		return;
-	start_jobs(jobs, commit_each_page);
-	ps.n = 0;
 	ps.jobs = palloc(sizeof(M365PullJob *) * list_length(jobs));
+	ps.finished = palloc(sizeof(M365PullJob *) * list_length(jobs));
 	foreach(lc, jobs)
 	{
 		M365PullJob *job = lfirst(lc);
 
 		job->in_flight = false;
+		job->started = job->finished = job->done = job->listing = false;
 		ps.jobs[ps.n++] = job;
 	}
-	ps.cursor = 0;
+	/* a wave: enough accounts to fill the connections, and few transactions per account */
+	ps.wave = Max(max_parallel, PULL_WAVE_MIN);
+	ps.hooks = hooks;
 	ps.commit_each_page = commit_each_page;
 	ps.keep = CurrentMemoryContext;
 	m365_http_perform_stream(next_request, answer_arrived, &ps, max_parallel);
+	/* the last wave's rounds end (and any job the stream left, which cannot happen) */
+	for (int i = 0; i < ps.n; i++)
+		if (!ps.jobs[i]->finished)
+		{
+			ps.jobs[i]->finished = true;
+			ps.finished[ps.n_finished++] = ps.jobs[i];
+		}
+	finish_wave(&ps);
+	pfree(ps.finished);
 	pfree(ps.jobs);
 }

@@ -35,6 +35,7 @@
 #include "scheduler.h"
 #include "store_accounts.h"
 #include "store_audit.h"
+#include "store_outbox.h"
 #include "store_placement.h"
 #include "store_subscriptions.h"
 #include "store_sync_log.h"
@@ -144,20 +145,18 @@ unlock_round(RoundJob *j)
 	j->lock = ROUND_UNLOCKED;
 }
 
-/* Close the round's log row, set the account's schedule and tell listeners. */
+/*
+ * Any role may LISTEN: the payload is empty, so a reader with no grants
+ * learns that something changed for someone, never for whom. The app
+ * asks m365sync.changes_since() acting for its users.
+ */
 static void
-finish_round(int64 account_id, int64 run_id, const M365RoundStats *st)
+notify_changes(const M365RoundStats *st)
 {
-	m365_store_sync_log_finish(account_id, run_id, st);
-	m365_store_accounts_schedule(account_id, st, m365_sync_interval_s);
-	/*
-	 * Any role may LISTEN: the payload is empty, so a reader with no grants
-	 * learns that something changed for someone, never for whom. The app
-	 * asks m365sync.changes_since() acting for its users.
-	 */
 	if (st->applied + st->deleted > 0)
 		Async_Notify("m365sync", "");
 }
+
 
 static void
 unlock_all(RoundJob *jobs, int n)
@@ -228,11 +227,115 @@ refresh_calendars(RoundJob *j, bool isolated)
 	PG_END_TRY();
 }
 
+/* What run_rounds' hooks need. */
+typedef struct RoundBatch
+{
+	bool		commit_each_page;
+} RoundBatch;
+
 /*
- * The rounds of a batch of accounts: lock and log each, pull them together
- * (waves of concurrent requests), then close each round. In the worker
- * (commit_each_page) the log rows commit first so they show while the
- * rounds run, and every page commits with its cursor.
+ * A wave of rounds starts (pull.c calls this when it needs more accounts
+ * for its stream): lock and log each, and clear the due marks it pulls.
+ */
+static void
+prepare_wave(M365PullJob **pulls, int n, void *arg)
+{
+	RoundBatch *b = arg;
+	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+	int			nids = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		RoundJob   *j = pulls[i]->owner;
+
+		if (!lock_round(j, b->commit_each_page))
+		{
+			strlcpy(j->stats.error, "busy", sizeof(j->stats.error));
+			pulls[i]->skip = true;
+			continue;
+		}
+		ids[nids++] = j->account->account_id;
+	}
+	if (nids > 0)
+	{
+		int64	   *run_ids = palloc(sizeof(int64) * nids);
+		int			k = 0;
+
+		m365_store_sync_log_start_many(ids, nids, run_ids);
+		/* These rounds pull what any notification so far announced; later ones mark them again. */
+		m365_store_wakeups_clear_many(ids, nids);
+		for (int i = 0; i < n; i++)
+		{
+			RoundJob   *j = pulls[i]->owner;
+
+			if (j->lock != ROUND_UNLOCKED)
+				j->run_id = run_ids[k++];
+		}
+	}
+}
+
+/* A wave of rounds ends: the push, in the same locked round, then the log and schedule. */
+static void
+finish_wave(M365PullJob **pulls, int n, void *arg)
+{
+	RoundBatch *b = arg;
+	int64	   *ids = palloc(sizeof(int64) * Max(n, 1));
+	bool	   *to_push = palloc(sizeof(bool) * Max(n, 1));
+	int64	   *logged = palloc(sizeof(int64) * Max(n, 1));
+	int64	   *run_ids = palloc(sizeof(int64) * Max(n, 1));
+	const M365RoundStats **stats = palloc(sizeof(M365RoundStats *) * Max(n, 1));
+	int64	   *ok_ids = palloc(sizeof(int64) * Max(n, 1));
+	int			nlog = 0,
+				nok = 0;
+
+	/* who has changes to push: one statement for the wave */
+	for (int i = 0; i < n; i++)
+		ids[i] = ((RoundJob *) pulls[i]->owner)->account->account_id;
+	m365_store_outbox_due_among(ids, n, to_push);
+	for (int i = 0; i < n; i++)
+	{
+		RoundJob   *j = pulls[i]->owner;
+
+		if (j->lock == ROUND_UNLOCKED)
+			continue;
+		/* A calendar answered 404: the list at once, in this round. */
+		if (j->pull.calendar_gone)
+			refresh_calendars(j, b->commit_each_page);
+		/* remote changes met pending local ones first */
+		if (j->stats.ok && to_push[i])
+			push_isolated(j, b->commit_each_page);
+		/* the log rows and the schedules of successful rounds: one statement each, below */
+		logged[nlog] = j->account->account_id;
+		run_ids[nlog] = j->run_id;
+		stats[nlog++] = &j->stats;
+		if (j->stats.ok)
+			ok_ids[nok++] = j->account->account_id;
+		else
+			m365_store_accounts_schedule(j->account->account_id, &j->stats, m365_sync_interval_s);
+		notify_changes(&j->stats);
+	}
+	m365_store_sync_log_finish_many(logged, run_ids, stats, nlog);
+	m365_store_accounts_schedule_ok_many(ok_ids, nok, m365_sync_interval_s);
+
+	/*
+	 * These rounds are over: their last writes are visible before another
+	 * session may start a round of theirs, and then their locks go, not at
+	 * the batch's end (every commit walks the locks this session holds).
+	 */
+	if (b->commit_each_page)
+		m365_commit_and_continue();
+	for (int i = 0; i < n; i++)
+		unlock_round(pulls[i]->owner);
+}
+
+/*
+ * The rounds of a batch of accounts: pulled together as one stream
+ * (pull.c), which starts them a wave at a time (prepare_wave: lock, log)
+ * and ends them a wave at a time (finish_wave: push, log, schedule) while
+ * the requests of others are in flight. In the worker (commit_each_page)
+ * each wave's start and end commit, and every page commits with its
+ * cursor. A round's locks go with its wave's end (in sync(), what is
+ * held till commit stays till the caller commits).
  */
 static RoundJob *
 run_rounds(List *due, bool commit_each_page)
@@ -242,57 +345,24 @@ run_rounds(List *due, bool commit_each_page)
 	List	   *pulls = NIL;
 	ListCell   *lc;
 	int			i = 0;
+	RoundBatch	b = {commit_each_page};
+	M365PullHooks hooks = {prepare_wave, finish_wave, &b};
 
 	foreach(lc, due)
 	{
-		jobs[i].account = lfirst(lc);
-		i++;
+		RoundJob   *j = &jobs[i++];
+
+		j->account = lfirst(lc);
+		j->pull.account_id = j->account->account_id;
+		j->pull.ms_user_id = j->account->ms_user_id;
+		j->pull.stats = &j->stats;
+		j->pull.owner = j;
+		j->pull.list_calendars = j->account->calendars_due;
+		pulls = lappend(pulls, &j->pull);
 	}
 	PG_TRY();
 	{
-		for (i = 0; i < n; i++)
-		{
-			RoundJob   *j = &jobs[i];
-
-			if (!lock_round(j, commit_each_page))
-			{
-				strlcpy(j->stats.error, "busy", sizeof(j->stats.error));
-				continue;
-			}
-			j->run_id = m365_store_sync_log_start(j->account->account_id);
-			/* This round pulls what any notification so far announced; later ones mark it again. */
-			m365_store_wakeups_clear(j->account->account_id);
-			j->pull.account_id = j->account->account_id;
-			j->pull.ms_user_id = j->account->ms_user_id;
-			j->pull.stats = &j->stats;
-			pulls = lappend(pulls, &j->pull);
-		}
-		if (commit_each_page)
-			m365_commit_and_continue();
-
-		/* Calendar ids change and calendars go (GRAPH.md §11): the list is read daily. */
-		for (i = 0; i < n; i++)
-			if (jobs[i].lock != ROUND_UNLOCKED && m365_store_accounts_calendars_due(jobs[i].account->account_id))
-				refresh_calendars(&jobs[i], commit_each_page);
-
-		m365_pull_run(pulls, commit_each_page, m365_max_connections);
-
-		/* A calendar answered 404: the list at once, in this round. */
-		for (i = 0; i < n; i++)
-			if (jobs[i].lock != ROUND_UNLOCKED && jobs[i].pull.calendar_gone)
-				refresh_calendars(&jobs[i], commit_each_page);
-
-		/* then the push, in the same locked round: remote changes met pending local ones first */
-		for (i = 0; i < n; i++)
-			if (jobs[i].lock != ROUND_UNLOCKED && jobs[i].stats.ok)
-				push_isolated(&jobs[i], commit_each_page);
-
-		for (i = 0; i < n; i++)
-			if (jobs[i].lock != ROUND_UNLOCKED)
-				finish_round(jobs[i].account->account_id, jobs[i].run_id, &jobs[i].stats);
-		/* the rounds' last writes are visible before another session may start a round */
-		if (commit_each_page)
-			m365_commit_and_continue();
+		m365_pull_run(pulls, commit_each_page, m365_max_connections, &hooks);
 	}
 	PG_CATCH();
 	{
@@ -306,12 +376,16 @@ run_rounds(List *due, bool commit_each_page)
 
 /*
  * Accounts per worker batch: many per connection, so the stream stays full
- * and only a batch's tail leaves connections idle.
+ * and only a batch's tail leaves connections idle, and few due-accounts
+ * queries (each reads every account: with thousands of accounts, one per
+ * 128 rounds was a quarter of the worker's CPU in a poll). At 50 ms a
+ * request that is a batch of about 6 s at 8 connections, 3 s at 64: a
+ * reload or a notification's mark waits at most that long.
  */
 static int
 batch_size(void)
 {
-	return Min(Max(16 * m365_max_connections, 32), 4096);
+	return Min(Max(64 * m365_max_connections, 256), 4096);
 }
 
 /*

@@ -9,6 +9,7 @@
 #include "utils/array.h"
 #include "common/hashfn.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "spi_util.h"
@@ -288,6 +289,22 @@ m365_spi_arg_int8_array(M365SpiArgs *a, const int64 *v, int n)
 	m365_spi_arg(a, INT8ARRAYOID,
 				 PointerGetDatum(construct_array(d, n, INT8OID, sizeof(int64),
 												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+				 false);
+}
+
+void
+m365_spi_arg_array(M365SpiArgs *a, Oid elem_type, const Datum *values, const bool *nulls, int n)
+{
+	int16		len;
+	bool		byval;
+	char		align;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elem_type, &len, &byval, &align);
+	m365_spi_arg(a, get_array_type(elem_type),
+				 PointerGetDatum(construct_md_array((Datum *) values, (bool *) nulls, 1, dims, lbs,
+													elem_type, len, byval, align)),
 				 false);
 }
 

@@ -32,6 +32,8 @@ extern void m365_spi_arg_int8(M365SpiArgs *a, int64 v);
 extern void m365_spi_arg_bytea(M365SpiArgs *a, bytea *b);	/* NULL: SQL null */
 extern void m365_spi_arg_int8_array(M365SpiArgs *a, const int64 *v, int n);
 extern void m365_spi_arg_text_array(M365SpiArgs *a, const char *const *items, int n);
+/* A one-dimensional array of n values of elem_type; nulls may be NULL (none). */
+extern void m365_spi_arg_array(M365SpiArgs *a, Oid elem_type, const Datum *values, const bool *nulls, int n);
 
 /*
  * Run one statement in the current SPI connection (a may be NULL); returns

@@ -499,6 +499,28 @@ account_secret(int64 account_id, const char *column)
 }
 
 char *
+m365_store_accounts_fresh_access_token(int64 account_id)
+{
+	static SPIPlanPtr plan;
+	MemoryContext cxt = CurrentMemoryContext;
+	M365SpiArgs a = {0};
+	bytea	   *v = NULL;
+
+	m365_spi_arg_int8(&a, account_id);
+	SPI_connect();
+	if (m365_spi_run_saved(&plan, "SELECT access_token FROM m365sync.accounts WHERE account_id = $1"
+						   " AND token_expires_at > pg_catalog.now() + interval '5 minutes'"
+						   " AND access_token IS NOT NULL"
+						   " AND status NOT IN ('reauth_required', 'consent_required', 'disabled')",
+						   &a, SPI_OK_SELECT, 0, "reading an access token") == 1)
+		v = m365_spi_get_bytea(1, cxt);
+	SPI_finish();
+	if (v == NULL)
+		return NULL;
+	return m365_decrypt_text("accounts", "access_token", account_id, account_id, v);
+}
+
+char *
 m365_store_accounts_access_token(int64 account_id)
 {
 	return account_secret(account_id, "access_token");
@@ -573,6 +595,8 @@ m365_store_accounts_of_result(MemoryContext cxt)
 
 		a->account_id = m365_spi_row_int8(i, 1);
 		a->ms_user_id = m365_spi_row_text(i, 2, cxt);
+		/* a third column, where the query has one: the calendar list is due */
+		a->calendars_due = SPI_tuptable->tupdesc->natts >= 3 && m365_spi_row_bool(i, 3);
 		out = lappend(out, a);
 		MemoryContextSwitchTo(spi);
 	}
@@ -602,6 +626,10 @@ m365_store_accounts_due(int64 account_id, int limit, const M365WorkerShare *shar
 	List	   *out;
 	/* ownership: a worker on a Citus node takes only the accounts whose shards it holds */
 	const char *owned = share != NULL ? m365_store_placement_owned_filter("a.account_id") : "";
+	/* the calendar list is read at least daily (0.1.0's table has no calendars_listed_at) */
+	const char *calendars_due = m365_schema_is_0_2() ?
+		"coalesce(a.calendars_listed_at, '-infinity') <= pg_catalog.now()"
+		" - interval '" CppAsString2(M365_CALENDAR_LIST_INTERVAL_S) " seconds'" : "false";
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
@@ -612,7 +640,7 @@ m365_store_accounts_due(int64 account_id, int limit, const M365WorkerShare *shar
 	 * mark is due (those first; store_subscriptions.c), or because a local
 	 * change waits to be pushed
 	 */
-	m365_spi_run(psprintf("SELECT a.account_id, a.ms_user_id FROM m365sync.accounts a"
+	m365_spi_run(psprintf("SELECT a.account_id, a.ms_user_id, %s FROM m365sync.accounts a"
 						  " WHERE a.status IN ('connected', 'error', 'mailbox_disabled', 'access_denied')"
 						  "   AND a.ms_user_id IS NOT NULL%s"
 						  "   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
@@ -624,7 +652,7 @@ m365_store_accounts_due(int64 account_id, int limit, const M365WorkerShare *shar
 						  "          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
 						  WORKER_SHARE_PREDICATE
 						  " ORDER BY " M365_WAKEUP_MARK_DUE " DESC,"
-						  "          a.next_sync_at NULLS FIRST LIMIT $2", owned),
+						  "          a.next_sync_at NULLS FIRST LIMIT $2", calendars_due, owned),
 				 &a, SPI_OK_SELECT, "finding due accounts");
 	out = m365_store_accounts_of_result(caller);
 	SPI_finish();
@@ -674,6 +702,27 @@ m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int int
 				  " next_sync_at = pg_catalog.now()"
 				  " WHERE account_id = $1",
 				  &a, SPI_OK_UPDATE, "backing off an account");
+}
+
+void
+m365_store_accounts_schedule_ok_many(const int64 *account_ids, int n, int interval_s)
+{
+	M365SpiArgs a = {0};
+	/* now() computed here: no function in a multi-shard UPDATE on Citus */
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	if (n == 0)
+		return;
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(now), false);
+	m365_spi_arg(&a, TIMESTAMPTZOID,
+				 TimestampTzGetDatum(TimestampTzPlusMilliseconds(now, (int64) interval_s * 1000)), false);
+	m365_spi_exec("UPDATE m365sync.accounts SET last_sync_at = $2, next_sync_at = $3,"
+				  " failures = 0, backoff_until = NULL, last_error = NULL,"
+				  " status = CASE WHEN status IN ('error', 'mailbox_disabled', 'access_denied')"
+				  "   THEN 'connected' ELSE status END"
+				  " WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_UPDATE, "scheduling accounts");
 }
 
 /* The account of the acting FlowAgent user (the caller is connected to SPI). */
@@ -760,24 +809,6 @@ m365_store_accounts_subscription_error(int64 account_id, const char *code, int d
 		 " subscription_retry_at = CASE WHEN $2 IS NULL THEN NULL ELSE $3 END"
 		 " WHERE account_id = $1",
 		 &a, SPI_OK_UPDATE, "recording a subscription failure");
-}
-
-bool
-m365_store_accounts_calendars_due(int64 account_id)
-{
-	M365SpiArgs a = {0};
-	bool		due;
-
-	if (!m365_schema_is_0_2())
-		return false;
-	m365_spi_arg_int8(&a, account_id);
-	SPI_connect();
-	due = m365_spi_run("SELECT 1 FROM m365sync.accounts WHERE account_id = $1"
-					   " AND coalesce(calendars_listed_at, '-infinity') <= pg_catalog.now()"
-					   "     - interval '" CppAsString2(M365_CALENDAR_LIST_INTERVAL_S) " seconds'",
-					   &a, SPI_OK_SELECT, "reading when the calendars were listed") > 0;
-	SPI_finish();
-	return due;
 }
 
 static void

@@ -91,6 +91,11 @@ extern bool m365_store_accounts_ms_user_taken(const char *ms_user_id, const char
 extern void m365_store_accounts_set_identity(int64 account_id, const char *ms_user_id, const char *mailbox);
 extern void m365_store_accounts_save_tokens(int64 account_id, const char *access_token,
 									  const char *refresh_token, long expires_in);
+/*
+ * The account's access token (decrypted) if it is fresh (valid 5 more
+ * minutes) and the account may sync, without locking the row; else NULL.
+ */
+extern char *m365_store_accounts_fresh_access_token(int64 account_id);
 extern char *m365_store_accounts_access_token(int64 account_id);
 extern char *m365_store_accounts_refresh_token(int64 account_id);
 extern void m365_store_accounts_connected(int64 account_id);
@@ -104,6 +109,7 @@ typedef struct M365DueAccount
 {
 	int64		account_id;
 	char	   *ms_user_id;
+	bool		calendars_due;	/* its calendar list is to be read this round */
 } M365DueAccount;
 
 /*
@@ -137,6 +143,9 @@ extern List *m365_store_accounts_of_result(MemoryContext cxt);
  */
 extern void m365_store_accounts_schedule(int64 account_id, const M365RoundStats *st, int interval_s);
 
+/* The schedule after successful rounds of n accounts (a wave), in one statement. */
+extern void m365_store_accounts_schedule_ok_many(const int64 *account_ids, int n, int interval_s);
+
 /* The account of the acting FlowAgent user; 0 when they have none (caller connected to SPI). */
 extern int64 m365_store_accounts_of_acting_user(void);
 
@@ -153,10 +162,10 @@ extern void m365_store_accounts_subscription_error(int64 account_id, const char 
 #define M365_CALENDAR_LIST_INTERVAL_S	86400
 
 /*
- * accounts.calendars_listed_at: is the calendar list due to be read again
- * (never read, a day old, or made stale)? Always false under 0.1.0's schema.
+ * accounts.calendars_listed_at says when the calendar list is due to be read
+ * again (never read, a day old, or made stale): m365_store_accounts_due's
+ * calendars_due, always false under 0.1.0's schema.
  */
-extern bool m365_store_accounts_calendars_due(int64 account_id);
 /* The list was read now. */
 extern void m365_store_accounts_calendars_listed(int64 account_id);
 /* A calendar answered 404: read the list at once. */

@@ -220,6 +220,56 @@ m365_store_calendars_save_cursor(int64 account_id, const M365PullCalendar *cal)
 	SPI_finish();
 }
 
+void
+m365_store_calendars_save_cursors(const int64 *account_ids, M365PullCalendar *const *cals, int n)
+{
+	M365SpiArgs a = {0};
+	Datum	   *d;
+	bool	   *nulls;
+
+	if (n == 0)
+		return;
+	d = palloc(sizeof(Datum) * n);
+	nulls = palloc(sizeof(bool) * n);
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	for (int i = 0; i < n; i++)
+		d[i] = Int64GetDatum(cals[i]->calendar_id);
+	m365_spi_arg_array(&a, INT8OID, d, NULL, n);
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = cals[i]->link == NULL;
+		d[i] = nulls[i] ? (Datum) 0 :
+			PointerGetDatum(m365_encrypt_text("calendars", "delta_link", account_ids[i],
+											  cals[i]->calendar_id, cals[i]->link));
+	}
+	m365_spi_arg_array(&a, BYTEAOID, d, nulls, n);
+	for (int i = 0; i < n; i++)
+		d[i] = BoolGetDatum(cals[i]->link_is_final);
+	m365_spi_arg_array(&a, BOOLOID, d, NULL, n);
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = cals[i]->full_round_id == 0;
+		d[i] = Int64GetDatum(cals[i]->full_round_id);
+	}
+	m365_spi_arg_array(&a, INT8OID, d, nulls, n);
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = !cals[i]->has_window;
+		d[i] = TimestampTzGetDatum(cals[i]->window_start);
+	}
+	m365_spi_arg_array(&a, TIMESTAMPTZOID, d, nulls, n);
+	for (int i = 0; i < n; i++)
+		d[i] = TimestampTzGetDatum(cals[i]->window_end);
+	m365_spi_arg_array(&a, TIMESTAMPTZOID, d, nulls, n);
+	/* joined on the distribution column: Citus runs it on each shard (unnest is immutable) */
+	m365_spi_exec("UPDATE m365sync.calendars c SET delta_link = u.link, delta_is_final = u.final,"
+				  " full_round_id = u.full_round_id, window_start = u.window_start, window_end = u.window_end"
+				  " FROM unnest($1, $2, $3, $4, $5, $6, $7)"
+				  "   AS u(account_id, calendar_id, link, final, full_round_id, window_start, window_end)"
+				  " WHERE c.account_id = u.account_id AND c.calendar_id = u.calendar_id",
+				  &a, SPI_OK_UPDATE, "saving cursors");
+}
+
 List *
 m365_store_calendars_all(int64 account_id)
 {

@@ -24,6 +24,7 @@ typedef struct M365PullCalendar
 	TimestampTz window_start;
 	TimestampTz window_end;
 	bool		has_window;
+	bool		cursor_unsaved; /* pull.c: a new deltaLink to save when the round ends */
 } M365PullCalendar;
 
 /*
@@ -78,6 +79,9 @@ extern bool m365_store_calendars_lock_key(int64 account_id, int64 calendar_id);
 
 /* Save a calendar's cursor (encrypted) and round state. */
 extern void m365_store_calendars_save_cursor(int64 account_id, const M365PullCalendar *cal);
+
+/* The cursors of n calendars (cals[i] of account account_ids[i]), in one statement. */
+extern void m365_store_calendars_save_cursors(const int64 *account_ids, M365PullCalendar *const *cals, int n);
 
 /* purge.c: the rows of these accounts (connects itself). */
 extern void m365_store_calendars_delete_accounts(const int64 *account_ids, int n);

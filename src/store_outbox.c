@@ -319,6 +319,32 @@ m365_store_outbox_pending_fields(int64 account_id, int64 event_id, char ***field
 /* --- the push's marks (push.c and store_push.c) --- */
 
 /* Connects to SPI itself. */
+void
+m365_store_outbox_due_among(const int64 *account_ids, int n, bool *due)
+{
+	M365SpiArgs a = {0};
+	uint64		rows;
+
+	memset(due, 0, sizeof(bool) * n);
+	if (n == 0)
+		return;
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	SPI_connect();
+	rows = m365_spi_run("SELECT DISTINCT o.account_id FROM m365sync.outbox o"
+						" WHERE o.account_id = ANY ($1) AND o.state = 'pending'"
+						" AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now()",
+						&a, SPI_OK_SELECT, "finding accounts with changes to push");
+	for (uint64 r = 0; r < rows; r++)
+	{
+		int64		id = m365_spi_row_int8(r, 1);
+
+		for (int i = 0; i < n; i++)
+			if (account_ids[i] == id)
+				due[i] = true;
+	}
+	SPI_finish();
+}
+
 List *
 m365_store_outbox_mark_sending(int64 account_id, int limit)
 {

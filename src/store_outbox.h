@@ -83,6 +83,13 @@ extern void m365_store_outbox_delete_accounts(const int64 *account_ids, int n);
 /* --- the push's marks (store_push.h has the reads and the answers) --- */
 
 /*
+ * Which of n accounts have a pending entry due to be sent: due[i] for
+ * account_ids[i] (one statement for a wave of rounds; an entry added
+ * after it waits for the next round, which its wake-up brings).
+ */
+extern void m365_store_outbox_due_among(const int64 *account_ids, int n, bool *due);
+
+/*
  * Count a send of up to limit due pending entries of the account, in
  * outbox order (entries the app holds locked are left for later). Returns
  * their outbox ids (List of int64 pointers), NIL when none is due.

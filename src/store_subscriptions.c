@@ -333,13 +333,13 @@ m365_store_wakeups_prune(void)
 }
 
 void
-m365_store_wakeups_clear(int64 account_id)
+m365_store_wakeups_clear_many(const int64 *account_ids, int n)
 {
 	M365SpiArgs a = {0};
 
-	m365_spi_arg_int8(&a, account_id);
-	m365_spi_exec("DELETE FROM m365sync.account_wakeups WHERE account_id = $1",
-				  &a, SPI_OK_DELETE, "clearing a due mark");
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_exec("DELETE FROM m365sync.account_wakeups WHERE account_id = ANY ($1)",
+				  &a, SPI_OK_DELETE, "clearing due marks");
 }
 
 /* purge.c's erasure of a user's rows (see purge.c for the order). */

@@ -110,8 +110,8 @@ extern long m365_store_wakeups_next_ms(void);
 /* Forget due marks of accounts that no longer exist. */
 extern void m365_store_wakeups_prune(void);
 
-/* The account's round starts: its due mark goes (later notifications mark it again). */
-extern void m365_store_wakeups_clear(int64 account_id);
+/* These accounts' rounds start: their due marks go (later notifications mark them again). */
+extern void m365_store_wakeups_clear_many(const int64 *account_ids, int n);
 
 /* purge.c: the rows of these accounts (connects itself). */
 extern void m365_store_subscriptions_delete_accounts(const int64 *account_ids, int n);

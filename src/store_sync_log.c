@@ -28,25 +28,34 @@ has_skipped_column(void)
 	return OidIsValid(rel) && get_attnum(rel, "skipped") != InvalidAttrNumber;
 }
 
-int64
-m365_store_sync_log_start(int64 account_id)
+void
+m365_store_sync_log_start_many(const int64 *account_ids, int n, int64 *run_ids)
 {
+	static SPIPlanPtr insert_plan;
 	M365SpiArgs a = {0};
-	int64		run_id;
+	/* a timestamp as $2: Citus refuses volatile functions (clock_timestamp()) in an UPDATE */
+	Datum		now = TimestampTzGetDatum(GetCurrentTimestamp());
 
-	m365_spi_arg_int8(&a, account_id);
-	/* clock_timestamp() as $2: Citus refuses volatile functions in an UPDATE */
-	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_arg(&a, TIMESTAMPTZOID, now, false);
 	SPI_connect();
-	/* We hold the account's round lock: a round still "running" was cut off by a crash or shutdown. */
+	/* We hold these accounts' round locks: a round still "running" was cut off by a crash or shutdown. */
 	m365_spi_run("UPDATE m365sync.sync_run_log SET status = 'interrupted', finished_at = $2"
-				 " WHERE account_id = $1 AND status = 'running'",
+				 " WHERE account_id = ANY ($1) AND status = 'running'",
 				 &a, SPI_OK_UPDATE, "closing an interrupted round");
-	m365_spi_run("INSERT INTO m365sync.sync_run_log (account_id, started_at) VALUES ($1, $2) RETURNING run_id",
-				 &a, SPI_OK_INSERT_RETURNING, "logging a round");
-	run_id = m365_spi_get_int8(1);
+	for (int i = 0; i < n; i++)
+	{
+		M365SpiArgs r = {0};
+
+		m365_spi_arg_int8(&r, account_ids[i]);
+		m365_spi_arg(&r, TIMESTAMPTZOID, now, false);
+		m365_spi_run_saved(&insert_plan,
+						   "INSERT INTO m365sync.sync_run_log (account_id, started_at) VALUES ($1, $2)"
+						   " RETURNING run_id",
+						   &r, SPI_OK_INSERT_RETURNING, 0, "logging a round");
+		run_ids[i] = m365_spi_get_int8(1);
+	}
 	SPI_finish();
-	return run_id;
 }
 
 void
@@ -80,6 +89,67 @@ m365_store_sync_log_finish(int64 account_id, int64 run_id, const M365RoundStats 
 				  " status = $8, error_code = $9, pushed = $10, skipped = $12"
 				  " WHERE account_id = $1 AND run_id = $2",
 				  &a, SPI_OK_UPDATE, "logging a round");
+}
+
+void
+m365_store_sync_log_finish_many(const int64 *account_ids, const int64 *run_ids,
+								const M365RoundStats *const *st, int n)
+{
+	M365SpiArgs a = {0};
+	Datum	   *d;
+	bool	   *nulls;
+
+	if (n == 0)
+		return;
+	if (!has_skipped_column())
+	{
+		for (int i = 0; i < n; i++)
+			m365_store_sync_log_finish(account_ids[i], run_ids[i], st[i]);
+		return;
+	}
+	d = palloc(sizeof(Datum) * n);
+	nulls = palloc0(sizeof(bool) * n);
+	/* a timestamp as $1: Citus refuses volatile functions (clock_timestamp()) in an UPDATE */
+	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+	m365_spi_arg_int8_array(&a, account_ids, n);
+	m365_spi_arg_int8_array(&a, run_ids, n);
+#define INT_COLUMN(field) \
+	do { \
+		for (int i = 0; i < n; i++) \
+			d[i] = Int32GetDatum(st[i]->field); \
+		m365_spi_arg_array(&a, INT4OID, d, NULL, n); \
+	} while (0)
+	INT_COLUMN(pages);
+	INT_COLUMN(fetched);
+	INT_COLUMN(applied);
+	INT_COLUMN(deleted);
+	INT_COLUMN(http_requests);
+	INT_COLUMN(pushed);
+	INT_COLUMN(skipped);
+#undef INT_COLUMN
+	for (int i = 0; i < n; i++)
+		d[i] = CStringGetTextDatum(st[i]->ok ? "ok" : "error");
+	m365_spi_arg_array(&a, TEXTOID, d, NULL, n);
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = st[i]->ok;
+		d[i] = st[i]->ok ? (Datum) 0 : CStringGetTextDatum(st[i]->error);
+	}
+	m365_spi_arg_array(&a, TEXTOID, d, nulls, n);
+	/*
+	 * One statement for a wave of rounds. The arrays are joined on the
+	 * distribution column (account_id), so Citus runs it on each shard
+	 * with no function but unnest (immutable).
+	 */
+	m365_spi_exec("UPDATE m365sync.sync_run_log l SET finished_at = $1,"
+				  " pages = u.pages, fetched = u.fetched, applied = u.applied, deleted = u.deleted,"
+				  " http_requests = u.http_requests, pushed = u.pushed, skipped = u.skipped,"
+				  " status = u.status, error_code = u.error_code"
+				  " FROM unnest($2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+				  "   AS u(account_id, run_id, pages, fetched, applied, deleted, http_requests, pushed, skipped,"
+				  "        status, error_code)"
+				  " WHERE l.account_id = u.account_id AND l.run_id = u.run_id",
+				  &a, SPI_OK_UPDATE, "logging rounds");
 }
 
 void

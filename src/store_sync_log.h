@@ -29,14 +29,18 @@ typedef struct M365RoundStats
 } M365RoundStats;
 
 /*
- * A round of the account starts (the caller holds its round lock): a round
+ * Rounds of n accounts start (the caller holds their round locks): a round
  * still "running" was cut off by a crash or shutdown and is closed as
- * interrupted. Returns the new run_id.
+ * interrupted. The new run_ids go to run_ids[0 .. n).
  */
-extern int64 m365_store_sync_log_start(int64 account_id);
+extern void m365_store_sync_log_start_many(const int64 *account_ids, int n, int64 *run_ids);
 
 /* Close the round's row with its counts and outcome. */
 extern void m365_store_sync_log_finish(int64 account_id, int64 run_id, const M365RoundStats *st);
+
+/* The same for n rounds (a wave), in one statement. */
+extern void m365_store_sync_log_finish_many(const int64 *account_ids, const int64 *run_ids,
+											const M365RoundStats *const *st, int n);
 
 /* Delete rounds that started more than days ago. */
 extern void m365_store_sync_log_prune(int days);

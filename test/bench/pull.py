@@ -26,6 +26,7 @@ N_ACCOUNTS = int(os.environ["BENCH_ACCOUNTS"])
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 SECRET = "bench-secret"
 LATENCY = 0.050
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 CTX = ssl.create_default_context(cafile=CA)
 
 
@@ -253,8 +254,7 @@ def add_mailboxes(sim, tenant, n, per):
                                                 "prefix": tenant.split(".")[0]})["users"]
     rows, ids = [], []
     for u in users:
-        cal = sim.ctl("GET", "users/%s" % u["id"])["calendars"][0]["id"]
-        rows.append("%d\t%s\t%s" % (NEXT_ID[0], u["id"], cal))
+        rows.append("%d\t%s\t%s" % (NEXT_ID[0], u["id"], u["calendar"]))
         ids.append(NEXT_ID[0])
         NEXT_ID[0] += 1
     token = sim.ctl("POST", "tokens/issue", {"tenant": tenant, "client_id": CLIENT_ID})["access_token"]
@@ -345,11 +345,14 @@ def part4():
     50 ms latency, reported as the worker's CPU share at a 5-minute interval."""
     n = int(os.environ.get("BENCH_SCALE_MAILBOXES", "1000"))
     per = int(os.environ.get("BENCH_SCALE_EVENTS", "1000"))
-    steady = int(os.environ.get("BENCH_STEADY_MAILBOXES", "10000"))
+    # one count, or growing counts: "1000,3000,10000"
+    steady = [int(x) for x in os.environ.get("BENCH_STEADY_MAILBOXES", "10000").split(",") if int(x) > 0]
+    if steady != sorted(steady):
+        raise SystemExit("BENCH_STEADY_MAILBOXES: counts in growing order")
     workers_n = int(os.environ.get("BENCH_WORKERS", "1"))
     if workers_n != 1:
         set_workers(workers_n)
-    sql("ALTER SYSTEM SET m365sync.max_connections = %d" % int(os.environ.get("BENCH_CONNECTIONS", "64")))
+    sql("ALTER SYSTEM SET m365sync.max_connections = %d" % CONNECTIONS)
     if n > 0 and per > 0:
         sim = Sim(os.environ["SIM_FAST"])
         t = time.time()
@@ -362,18 +365,31 @@ def part4():
         print("scale initial sync: %d mailboxes, %d events in %.1f s (%.0f events/s), %d requests; worker CPU %.1f s"
               " (%.0f us/event); peak worker RssAnon %d kB; %d failed rounds"
               % (n, events, secs, events / secs, reqs, cpu, cpu * 1e6 / max(events, 1), peak, bad))
-    if steady > 0:
+    if steady:
+        # growth: the mailboxes are added in steps, each step polled in full
         sim = Sim(os.environ["SIM_SLOW"])
-        t = time.time()
-        ids = add_mailboxes(sim, "steady.example", steady, 1)
-        print("setup: %d mailboxes of 1 event (%.1f s)" % (steady, time.time() - t))
         use_sim(os.environ["SIM_SLOW"])
-        time.sleep(1.5)
-        sync_all(ids)		# their initial sync
-        secs, cpu, peak, reqs, bad = sync_all(ids)
-        print("steady state: a no-change poll of %d mailboxes took %.1f s, %d requests, worker CPU %.2f s (%.0f us/mailbox);"
-              " polled every 5 minutes that is a worker CPU share of %.2f%% of one core; %d failed rounds"
-              % (steady, secs, reqs, cpu, cpu * 1e6 / steady, cpu / 300.0 * 100, bad))
+        ids = []
+        per_mailbox = []
+        for target in steady:
+            t = time.time()
+            new = add_mailboxes(sim, "steady%d.example" % target, target - len(ids), 1)
+            ids += new
+            print("setup: %d more mailboxes of 1 event, %d in all (%.1f s)" % (len(new), len(ids), time.time() - t))
+            time.sleep(1.5)
+            secs, cpu, peak, reqs, bad = sync_all(new)		# their initial sync
+            print("  initial sync of the %d new mailboxes: %.1f s, %d requests, worker CPU %.2f s (%.0f us/mailbox)"
+                  % (len(new), secs, reqs, cpu, cpu * 1e6 / len(new)))
+            secs, cpu, peak, reqs, bad = sync_all(ids)
+            bound = reqs * LATENCY / CONNECTIONS
+            per_mailbox.append((len(ids), cpu * 1e6 / len(ids)))
+            print("steady state: a no-change poll of %d mailboxes took %.1f s (latency-bound %.1f s, efficiency %.2f),"
+                  " %d requests, worker CPU %.2f s (%.0f us/mailbox); polled every 5 minutes that is a worker CPU"
+                  " share of %.2f%% of one core; peak worker RssAnon %d kB; %d failed rounds"
+                  % (len(ids), secs, bound, bound / secs, reqs, cpu, cpu * 1e6 / len(ids), cpu / 300.0 * 100, peak, bad))
+        if len(per_mailbox) > 1:
+            print("growth of the poll's worker CPU per mailbox: %s (flat = linear growth)"
+                  % ", ".join("%d mailboxes %.0f us" % p for p in per_mailbox))
 
 
 print("== test/bench/pull (BENCH_EVENTS=%d BENCH_ACCOUNTS=%d)" % (N_EVENTS, N_ACCOUNTS))

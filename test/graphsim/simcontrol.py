@@ -62,7 +62,7 @@ def control(st, method, path, q, body_bytes):
             if per:
                 store.bulk_create(m, m.default_cal(), template, per, start, int(body.get("interval_minutes", 90)) * 60,
                                   int(body.get("duration_minutes", 30)) * 60, now)
-            users.append({"id": m.id, "upn": upn})
+            users.append({"id": m.id, "upn": upn, "calendar": m.default_cal().id})
         return 201, {"count": n, "users": users}
     if segs[:1] == ["users"] and len(segs) >= 2:
         m = store.find_mailbox(segs[1])

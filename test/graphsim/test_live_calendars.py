@@ -116,3 +116,12 @@ class CalendarsChange(SimCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class BulkUsers(SimCase):
+    def test_bulk_users_name_each_default_calendar(self):
+        out = self.sim.ctl("POST", "bulk_users", {"tenant": "contoso.example", "count": 3, "prefix": "b"}, expect=201)
+        self.assertEqual(out["count"], 3)
+        for u in out["users"]:
+            user = self.sim.ctl("GET", "users/%s" % u["id"], expect=200)
+            self.assertEqual([u["calendar"]], [c["id"] for c in user["calendars"] if c["is_default"]])

@@ -60,6 +60,21 @@ is($t->as_user('flow-ada', "SELECT count(DISTINCT series_master_id) || ':' || co
 like(sync_now(), qr/^ok:\d+:0:0$/, 'a second sync applies nothing (idempotent)');
 is(events(), $first, 'and changes nothing');
 
+# A change outside the window: the poll's answer is empty, with a new
+# deltaLink. Nothing to commit with it, so the link is saved as the round
+# ends (with the others of its wave); it must be saved all the same.
+my $link_sql = "SELECT string_agg(m365sync._decrypt_text('calendars', 'delta_link', account_id, calendar_id, delta_link), ',')"
+  . " FROM m365sync.calendars WHERE account_id = $account AND sync_enabled";
+my $link_before = $t->node->safe_psql('postgres', $link_sql);
+outlook('POST', '/events', { subject => 'Far ahead',
+	start => { dateTime => '2040-01-02T09:00:00', timeZone => 'UTC' },
+	end => { dateTime => '2040-01-02T10:00:00', timeZone => 'UTC' } });
+like(sync_now(), qr/^ok:\d+:0:0$/, 'a change outside the window applies nothing');
+my $link_after = $t->node->safe_psql('postgres', $link_sql);
+isnt($link_after, $link_before, 'and the empty answer\'s new deltaLink is saved');
+like(sync_now(), qr/^ok:\d+:0:0$/, 'the next poll from it applies nothing either');
+is(events(), $first, 'and changes nothing');
+
 # Outlook edits: rename and move; the event keeps its event_id.
 my ($board_id) = $first =~ /(\d+)=Board meeting/;
 outlook('PATCH', "/events/$board->{id}", { subject => 'Board meeting (moved)',
