@@ -198,7 +198,10 @@ m365_worker_main(Datum arg)
 	/*
 	 * Small statements only: JIT compiling one (the due-accounts query over
 	 * thousands of accounts crosses jit_above_cost) took 280 ms of CPU to
-	 * save none.
+	 * save none. Likewise the per-round statements once the events table
+	 * holds millions of rows: compiled on every run, they took over a third
+	 * of the worker's CPU in an initial sync of 1,000 mailboxes x 1,000
+	 * events.
 	 */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 

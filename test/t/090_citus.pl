@@ -198,12 +198,22 @@ is(q1($coord, 'SELECT count(DISTINCT event_id) = count(*) FROM m365sync.events')
 # No round scheduled for an hour, so a node's worker runs only when woken
 # (its idle timer is 10 s): what follows measures the hand-off, not a round
 # that happened to be under way or due.
+# Every account's next round set, one transaction per account: a worker's
+# batch updates many accounts' rows in one transaction, so one statement over
+# all of them could deadlock with it.
+sub schedule_all
+{
+	my ($when) = @_;
+	my @ids = split /\n/, q1($coord, 'SELECT account_id FROM m365sync.accounts ORDER BY 1');
+	q1($coord, join '', map { "UPDATE m365sync.accounts SET next_sync_at = $when WHERE account_id = $_;\n" } @ids);
+}
+
 sub quiet
 {
-	q1($coord, "UPDATE m365sync.accounts SET next_sync_at = now() + interval '1 hour'");
+	schedule_all("now() + interval '1 hour'");
 	$coord->poll_query_until('postgres', "SELECT count(*) = 0 FROM m365sync.sync_run_log WHERE status = 'running'", 't')
 	  or die 'rounds did not stop';
-	q1($coord, "UPDATE m365sync.accounts SET next_sync_at = now() + interval '1 hour'");
+	schedule_all("now() + interval '1 hour'");
 }
 quiet();
 
@@ -267,7 +277,7 @@ like($t->as_admin("SELECT count(*) FROM m365sync.sync_runs WHERE account_id IN (
 		'every notification was accepted by handle_notification() on the coordinator');
 }
 
-q1($coord, 'UPDATE m365sync.accounts SET next_sync_at = now()');
+schedule_all('now()');
 
 # ------------------------------------------------------------ kill -9
 
