@@ -1,6 +1,10 @@
 /*
- * http.c — libcurl behind a small request/response API (see http.h). The
- * only file that includes curl.h.
+ * http.c — libcurl behind a small request/response API (see http.h): a
+ * transfer's set-up (TLS, headers, limits), its callbacks, the multi
+ * handles, and the single and parallel calls. The stream of requests
+ * (m365_http_perform_stream) drives these transfers from http_stream.c;
+ * http_transfer.h is what the two share. They are the only files that
+ * include curl.h.
  *
  * Memory: curl and everything it touches (easy handles, header lists,
  * receive buffers) live in malloc'd memory owned by one perform call and
@@ -11,7 +15,8 @@
  * memory context once a transfer is done.
  *
  * One multi handle per backend holds the connection cache, so a worker
- * round or a run of SQL calls reuses TLS connections.
+ * round or a run of SQL calls reuses TLS connections; calls made while a
+ * stream runs get a second one (m365_http_multi_for).
  *
  * Trust: peer and host verification are always on. m365sync.ca_file adds
  * certificates to the system store rather than replacing it: CURLOPT_CAINFO
@@ -36,6 +41,7 @@
 
 #include "crypto.h"
 #include "http.h"
+#include "http_transfer.h"
 #include "http_util.h"
 #include "settings.h"
 
@@ -46,7 +52,6 @@
 
 #define DEFAULT_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
 #define MAX_HEADER_VALUE 2048
-#define POLL_MS 100
 
 uint64		m365_http_requests_started = 0;
 
@@ -61,27 +66,6 @@ static struct
 	time_t		mtime;
 	off_t		size;
 } ca_cache;
-
-/* One transfer in flight: malloc'd, freed by release_transfer(). */
-typedef struct Transfer
-{
-	M365HttpRequest *req;
-	CURL	   *easy;
-	struct curl_slist *headers;
-	bool		added;			/* to multi */
-	CURLM	   *multi;			/* the multi handle it was added to */
-	bool		done;
-	char	   *buf;
-	size_t		len;
-	size_t		cap;
-	size_t		max;
-	bool		too_large;
-	char	   *content_type;
-	char	   *location;
-	char	   *retry_after;
-	char	   *request_id;
-	char		errbuf[CURL_ERROR_SIZE];
-} Transfer;
 
 void
 m365_http_init(M365HttpRequest *req, M365HttpMethod method, const char *url)
@@ -147,7 +131,7 @@ m365_http_build_query(const char *base, const char *const *pairs)
 static size_t
 write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
-	Transfer   *t = (Transfer *) userp;
+	M365HttpTransfer *t = (M365HttpTransfer *) userp;
 	size_t		n = size * nmemb;
 
 	if (t->len + n > t->max)
@@ -194,17 +178,17 @@ keep_header(char **slot, const char *value, size_t len)
 static size_t
 header_cb(char *data, size_t size, size_t nitems, void *userp)
 {
-	Transfer   *t = (Transfer *) userp;
+	M365HttpTransfer *t = (M365HttpTransfer *) userp;
 	size_t		n = size * nitems;
 	static const struct
 	{
 		const char *name;
 		size_t		off;
 	}			wanted[] = {
-		{"content-type", offsetof(Transfer, content_type)},
-		{"location", offsetof(Transfer, location)},
-		{"retry-after", offsetof(Transfer, retry_after)},
-		{"request-id", offsetof(Transfer, request_id)},
+		{"content-type", offsetof(M365HttpTransfer, content_type)},
+		{"location", offsetof(M365HttpTransfer, location)},
+		{"retry-after", offsetof(M365HttpTransfer, retry_after)},
+		{"request-id", offsetof(M365HttpTransfer, request_id)},
 	};
 	size_t		i;
 
@@ -262,7 +246,7 @@ get_multi(void)
  * refresh, a calendar list at a round's end) get a multi handle of their
  * own: on the stream's, their loop would take the stream's answers.
  */
-static int	stream_depth = 0;
+int			m365_http_stream_depth = 0;
 static CURLM *nested_multi = NULL;
 
 static CURLM *
@@ -279,12 +263,12 @@ get_nested_multi(void)
 	return nested_multi;
 }
 
-static CURLM *
-get_multi_for(int parallel)
+CURLM *
+m365_http_multi_for(int parallel)
 {
 	static long cache_size = 0;
 
-	if (stream_depth > 0)
+	if (m365_http_stream_depth > 0)
 		return get_nested_multi();
 
 	/*
@@ -383,7 +367,7 @@ method_name(M365HttpMethod m)
 }
 
 static bool
-append_header(Transfer *t, const char *h)
+append_header(M365HttpTransfer *t, const char *h)
 {
 	struct curl_slist *l = curl_slist_append(t->headers, h);
 
@@ -398,7 +382,7 @@ append_header(Transfer *t, const char *h)
  * the request was not sent.
  */
 static M365HttpResult
-setup_transfer(Transfer *t)
+setup_transfer(M365HttpTransfer *t)
 {
 	M365HttpRequest *req = t->req;
 	struct curl_blob blob;
@@ -500,7 +484,7 @@ setup_transfer(Transfer *t)
 }
 
 static M365HttpResult
-map_curl_code(Transfer *t, CURLcode code)
+map_curl_code(M365HttpTransfer *t, CURLcode code)
 {
 	switch (code)
 	{
@@ -551,7 +535,7 @@ take_header(char *m)
 
 /* Copy a finished transfer's results into the caller's memory context. */
 static void
-finish_transfer(Transfer *t, M365HttpResult result, MemoryContext cxt)
+finish_transfer(M365HttpTransfer *t, M365HttpResult result, MemoryContext cxt)
 {
 	M365HttpResponse *r = &t->req->response;
 	MemoryContext old = MemoryContextSwitchTo(cxt);
@@ -580,8 +564,8 @@ finish_transfer(Transfer *t, M365HttpResult result, MemoryContext cxt)
 	t->done = true;
 }
 
-static void
-release_transfer(Transfer *t)
+void
+m365_http_release_transfer(M365HttpTransfer *t)
 {
 	if (t->easy)
 	{
@@ -607,8 +591,8 @@ release_transfer(Transfer *t)
 }
 
 /* Start transfer t; a set-up failure finishes it at once. */
-static bool
-start_transfer(CURLM *multi, Transfer *t, MemoryContext cxt)
+bool
+m365_http_start_transfer(CURLM *multi, M365HttpTransfer *t, MemoryContext cxt)
 {
 	M365HttpResult r = setup_transfer(t);
 
@@ -617,7 +601,7 @@ start_transfer(CURLM *multi, Transfer *t, MemoryContext cxt)
 	if (r != M365_HTTP_OK)
 	{
 		finish_transfer(t, r, cxt);
-		release_transfer(t);
+		m365_http_release_transfer(t);
 		return false;
 	}
 	t->added = true;
@@ -626,9 +610,17 @@ start_transfer(CURLM *multi, Transfer *t, MemoryContext cxt)
 	return true;
 }
 
+/* Keep what a transfer curl finished brought, then free its curl side. */
+void
+m365_http_transfer_answered(M365HttpTransfer *t, CURLcode code, MemoryContext cxt)
+{
+	finish_transfer(t, map_curl_code(t, code), cxt);
+	m365_http_release_transfer(t);
+}
+
 /* Drive the transfers to completion; ts[] is released by the caller. */
 static void
-run_transfers(CURLM *multi, Transfer *ts, int n, int max_parallel, MemoryContext cxt)
+run_transfers(CURLM *multi, M365HttpTransfer *ts, int n, int max_parallel, MemoryContext cxt)
 {
 	int			next = 0;
 	int			active = 0;
@@ -640,7 +632,7 @@ run_transfers(CURLM *multi, Transfer *ts, int n, int max_parallel, MemoryContext
 					queued;
 
 		while (next < n && active < max_parallel)
-			if (start_transfer(multi, &ts[next++], cxt))
+			if (m365_http_start_transfer(multi, &ts[next++], cxt))
 				active++;
 		if (active == 0)
 			break;
@@ -648,17 +640,16 @@ run_transfers(CURLM *multi, Transfer *ts, int n, int max_parallel, MemoryContext
 			elog(ERROR, "curl_multi_perform failed");
 		while ((msg = curl_multi_info_read(multi, &queued)) != NULL)
 		{
-			Transfer   *t;
+			M365HttpTransfer *t;
 
 			if (msg->msg != CURLMSG_DONE)
 				continue;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
-			finish_transfer(t, map_curl_code(t, msg->data.result), cxt);
-			release_transfer(t);
+			m365_http_transfer_answered(t, msg->data.result, cxt);
 			active--;
 		}
 		if (active > 0 && still > 0)
-			curl_multi_poll(multi, NULL, 0, POLL_MS, NULL);
+			curl_multi_poll(multi, NULL, 0, M365_HTTP_POLL_MS, NULL);
 		/* Safe here: PG_FINALLY in our caller releases every handle. */
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -669,15 +660,15 @@ m365_http_perform_many(M365HttpRequest *reqs, int n, int max_parallel)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	CURLM	   *multi;
-	Transfer   *volatile ts;
+	M365HttpTransfer *volatile ts;
 	int			i;
 
 	if (n <= 0)
 		return;
-	multi = get_multi_for(max_parallel);
+	multi = m365_http_multi_for(max_parallel);
 	for (i = 0; i < n; i++)
 		memset(&reqs[i].response, 0, sizeof(M365HttpResponse));
-	ts = calloc(n, sizeof(Transfer));
+	ts = calloc(n, sizeof(M365HttpTransfer));
 	if (ts == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	for (i = 0; i < n; i++)
@@ -692,163 +683,10 @@ m365_http_perform_many(M365HttpRequest *reqs, int n, int max_parallel)
 		int			j;
 
 		for (j = 0; j < n; j++)
-			release_transfer(&ts[j]);
+			m365_http_release_transfer(&ts[j]);
 		free(ts);
 	}
 	PG_END_TRY();
-}
-
-/* The stream's state (stream_transfers). */
-typedef struct Stream
-{
-	CURLM	   *multi;
-	Transfer   *slots;
-	bool	   *answered;
-	MemoryContext *slot_cxt;
-	int			nslots;
-	int			max_parallel;
-	int			active;
-	bool		exhausted;		/* next() had nothing: ask again only after an answer */
-	M365HttpNext next;
-	void	   *arg;
-} Stream;
-
-/*
- * Start requests while capacity and free slots last, then let libcurl send
- * what it can and collect what has arrived (never waiting).
- */
-static void
-stream_pump(Stream *s)
-{
-	CURLMsg    *msg;
-	int			still,
-				queued,
-				i;
-
-	for (i = 0; i < s->nslots && s->active < s->max_parallel && !s->exhausted; i++)
-	{
-		M365HttpRequest *req;
-
-		if (s->slots[i].req != NULL || s->answered[i])
-			continue;
-		if ((req = s->next(s->arg)) == NULL)
-		{
-			s->exhausted = true;
-			break;
-		}
-		memset(&s->slots[i], 0, sizeof(Transfer));
-		memset(&req->response, 0, sizeof(M365HttpResponse));
-		s->slots[i].req = req;
-		if (start_transfer(s->multi, &s->slots[i], s->slot_cxt[i]))
-			s->active++;
-		else
-			s->answered[i] = true;	/* failed before sending: answered below */
-	}
-	if (s->active > 0 && curl_multi_perform(s->multi, &still) != CURLM_OK)
-		elog(ERROR, "curl_multi_perform failed");
-	while (s->active > 0 && (msg = curl_multi_info_read(s->multi, &queued)) != NULL)
-	{
-		Transfer   *t;
-		int			slot;
-
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
-		slot = t - s->slots;
-		finish_transfer(t, map_curl_code(t, msg->data.result), s->slot_cxt[slot]);
-		release_transfer(t);
-		s->answered[slot] = true;
-		s->active--;
-	}
-}
-
-/*
- * Keep up to max_parallel transfers in flight: ask next() for a request
- * whenever capacity is free, hand each answer to done(). Before each
- * answer is handed over, the capacity freed so far is refilled and the new
- * requests are sent, so the network stays busy while done() works
- * (applying a page is database work); with many connections, once an
- * eighth of them is free (each libcurl pass visits every transfer).
- * Answers that arrived wait in their
- * slots meanwhile, hence twice as many slots as transfers; each slot's
- * answer lives in its memory context, reset after done().
- */
-static void
-stream_transfers(CURLM *multi, Transfer *slots, bool *answered, MemoryContext *slot_cxt,
-				 int nslots, int max_parallel, M365HttpNext next, M365HttpDone done, void *arg)
-{
-	Stream		s = {multi, slots, answered, slot_cxt, nslots, max_parallel, 0, false, next, arg};
-
-	for (;;)
-	{
-		bool		any = false;
-		int			i;
-
-		stream_pump(&s);
-		for (i = 0; i < nslots; i++)
-		{
-			M365HttpRequest *req;
-
-			if (!answered[i])
-				continue;
-			/* refill and send before this answer's work, once enough capacity is free */
-			if (any && !s.exhausted && max_parallel - s.active >= Max(1, max_parallel / 8))
-				stream_pump(&s);
-			any = true;
-			req = slots[i].req;
-			slots[i].req = NULL;
-			answered[i] = false;
-			done(req, arg);
-			MemoryContextReset(slot_cxt[i]);
-			s.exhausted = false;	/* done() may have made more work */
-		}
-		if (any)
-			continue;
-		if (s.active == 0)
-			break;
-		curl_multi_poll(multi, NULL, 0, POLL_MS, NULL);
-		/* Safe here: PG_FINALLY in our caller releases every handle. */
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-void
-m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg, int max_parallel)
-{
-	int			parallel = Max(max_parallel, 1);
-	int			nslots = 2 * parallel;
-	CURLM	   *multi = get_multi_for(parallel);
-	Transfer   *volatile slots;
-	bool	   *answered;
-	MemoryContext *slot_cxt;
-	MemoryContext stream_cxt;
-	int			i;
-
-	stream_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync http stream",
-									   ALLOCSET_SMALL_SIZES);
-	slot_cxt = MemoryContextAlloc(stream_cxt, sizeof(MemoryContext) * nslots);
-	answered = MemoryContextAllocZero(stream_cxt, sizeof(bool) * nslots);
-	for (i = 0; i < nslots; i++)
-		slot_cxt[i] = AllocSetContextCreate(stream_cxt, "m365sync http answer",
-											ALLOCSET_DEFAULT_SIZES);
-	slots = calloc(nslots, sizeof(Transfer));
-	if (slots == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-
-	stream_depth++;
-	PG_TRY();
-	{
-		stream_transfers(multi, slots, answered, slot_cxt, nslots, parallel, next, done, arg);
-	}
-	PG_FINALLY();
-	{
-		stream_depth--;
-		for (i = 0; i < nslots; i++)
-			release_transfer(&slots[i]);
-		free(slots);
-	}
-	PG_END_TRY();
-	MemoryContextDelete(stream_cxt);
 }
 
 void

@@ -1,6 +1,6 @@
 /*
  * http.h — the HTTP client every module that talks to Microsoft uses
- * (http.c, the only file that includes curl.h).
+ * (http.c and http_stream.c, the only files that include curl.h).
  *
  * A request is a plain struct: fill method, url, optional bearer token,
  * headers and body, then run it alone (m365_http_perform) or with others in

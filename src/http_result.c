@@ -2,7 +2,7 @@
  * http_result.c — what the outcome of an HTTP request means: whether it is
  * worth retrying, and the ERROR that reports a request that failed.
  *
- * No curl here (http.c is the only file that includes curl.h): this reads
+ * No curl here (only http.c and http_stream.c include curl.h): this reads
  * only the M365HttpResponse that http.c filled in. Error messages name the
  * endpoint without its query string and never carry a header or a body.
  */
