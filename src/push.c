@@ -26,8 +26,10 @@
  * by one. Never more than 4 requests are in flight for the mailbox, inner
  * requests of $batch counted (Graph runs up to 4 of a batch at a time).
  *
- * Knows nothing of SQL text (store_push.c) or of Graph's field names
- * (event_json.h, event_patch.c). Never logs content.
+ * This file takes the waves and decides on each answer; the requests
+ * themselves (write bodies, single or $batch, answers read back into each
+ * write) are push_send.c's. Knows nothing of SQL text (store_push.c) or of
+ * Graph's field names (event_json.h, event_patch.c). Never logs content.
  */
 #include "postgres.h"
 
@@ -42,7 +44,6 @@
 
 #include "conflicts.h"
 #include "event_json.h"
-#include "event_patch.h"
 #include "event_row.h"
 #include "graph.h"
 #include "http_util.h"
@@ -50,328 +51,12 @@
 #include "settings.h"
 #include "oauth.h"
 #include "push.h"
+#include "push_send.h"
 #include "xact_util.h"
 #include "store_push.h"
 
 #define MAX_WAVES_PER_ROUND 1000
 #define MAX_BACKOFF_S 3600.0
-
-/* One write on its way, and what came back. */
-typedef struct Write
-{
-	M365PushEntry *e;
-	M365HttpMethod method;
-	const char *method_name;
-	char	   *path;			/* relative to graph_url */
-	char	   *if_match;
-	char	   *body;			/* JSON text or NULL */
-	/* the answer */
-	M365HttpResult transport;
-	long		status;
-	char	   *answer;			/* body text, "" when none */
-	bool		has_retry_after;
-	double		retry_after_s;
-} Write;
-
-typedef struct PushState
-{
-	int64		account_id;
-	const char *ms_user_id;
-	M365TokenSource ts;
-	int64		ts_account;
-	char	   *rejected;		/* a token Graph refused with 401 */
-	bool		saw_401;		/* in this wave */
-	bool		no_token;		/* the account has no usable token */
-	char	   *last_token;		/* the token this wave used */
-	int			auth_retries;
-	bool		transient;
-	bool		has_retry_after;
-	double		retry_after_s;
-	char		transient_code[64];
-	const char *account_state;	/* graph_util.h: the account's state, round over */
-	char		state_code[64];
-	int			probe;			/* this wave's read after a 403: 0 not yet, 1 readable,
-								 * 2 denied too, 3 failed otherwise */
-	M365RoundStats *st;
-} PushState;
-
-/* ------------------------------------------------------------ requests */
-
-static char *
-event_path(PushState *ps, const char *graph_id)
-{
-	const char *segs[] = {"users", ps->ms_user_id, "events", graph_id, NULL};
-
-	return m365_graph_build_path(segs);
-}
-
-static bool
-is_series_member(const M365PushEntry *e)
-{
-	return e->event_type != NULL &&
-		(strcmp(e->event_type, "occurrence") == 0 || strcmp(e->event_type, "exception") == 0);
-}
-
-/* The write body from the stored object; NULL when there is nothing to send. */
-static char *
-write_body(const M365PushEntry *e, bool create)
-{
-	char	   *text = JsonbToCString(NULL, &e->data->root, VARSIZE(e->data));
-	cJSON	   *tree = cJSON_Parse(text);
-	cJSON	   *body = NULL;
-	char	   *printed = NULL;
-	char	   *out = NULL;
-	int			n = 0;
-
-	pfree(text);
-	if (tree == NULL)
-		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("a stored event is not JSON")));
-	body = m365_event_write_body(tree, create ? NULL : (const char *const *) e->changed,
-								 create ? 0 : e->nchanged, is_series_member(e),
-								 create ? e->transaction_id : NULL, &n);
-	if (body != NULL && (create || n > 0))
-		printed = cJSON_PrintUnformatted(body);
-	cJSON_Delete(body);
-	cJSON_Delete(tree);
-	if (printed != NULL)
-	{
-		out = pstrdup(printed);
-		cJSON_free(printed);
-	}
-	else if (body == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	return out;
-}
-
-/* Fill w for its entry; false when there is nothing to send (done at once). */
-static bool
-prepare_write(PushState *ps, Write *w)
-{
-	M365PushEntry *e = w->e;
-
-	if (strcmp(e->op, "create") == 0)
-	{
-		const char *segs[] = {"users", ps->ms_user_id, "calendars", e->calendar_graph_id, "events", NULL};
-
-		w->method = M365_HTTP_POST;
-		w->method_name = "POST";
-		w->path = m365_graph_build_path(segs);
-		w->body = write_body(e, true);
-		return true;
-	}
-	if (e->graph_id == NULL)
-		return false;
-	if (e->change_key)
-		w->if_match = psprintf("W/\"%s\"", e->change_key);
-	w->path = event_path(ps, e->graph_id);
-	if (strcmp(e->op, "delete") == 0)
-	{
-		w->method = M365_HTTP_DELETE;
-		w->method_name = "DELETE";
-		return true;
-	}
-	w->method = M365_HTTP_PATCH;
-	w->method_name = "PATCH";
-	w->body = write_body(e, false);
-	return w->body != NULL;
-}
-
-static void
-take_http_answer(Write *w, const M365HttpResponse *r)
-{
-	w->transport = r->result;
-	w->status = r->status;
-	w->answer = r->body ? r->body : "";
-	w->has_retry_after = r->has_retry_after;
-	w->retry_after_s = r->retry_after_s;
-}
-
-static void
-send_single(PushState *ps, Write *ws, int n)
-{
-	M365HttpRequest *reqs = palloc0(sizeof(M365HttpRequest) * n);
-	char	   *token;
-
-	for (int i = 0; i < n; i++)
-	{
-		m365_graph_prepare(&reqs[i], ws[i].method, m365_graph_url_of(ws[i].path));
-		m365_http_add_header(&reqs[i], M365_PREFER_UTC);
-		if (ws[i].if_match)
-			m365_http_add_header(&reqs[i], psprintf("If-Match: %s", ws[i].if_match));
-		if (ws[i].body)
-		{
-			reqs[i].content_type = "application/json";
-			reqs[i].body = ws[i].body;
-			reqs[i].body_len = strlen(ws[i].body);
-		}
-	}
-	ps->st->http_requests += n;
-	if (!m365_graph_send_many(reqs, n, M365_MAX_REQUESTS_PER_MAILBOX, &ps->ts, ps->rejected, &token))
-	{
-		for (int i = 0; i < n; i++)
-			ws[i].status = 401;	/* no token: nothing was sent */
-		ps->no_token = true;
-		return;
-	}
-	for (int i = 0; i < n; i++)
-	{
-		take_http_answer(&ws[i], &reqs[i].response);
-		if (ws[i].transport == M365_HTTP_OK && ws[i].status == 401)
-			ps->saw_401 = true;
-	}
-	ps->last_token = token;
-}
-
-/* Inner answers of one $batch into its writes. */
-static pg_noinline void
-fill_batch_answers(PushState *ps, Write *ws, M365BatchAnswer *ans, int cnt)
-{
-	for (int i = 0; i < cnt; i++)
-	{
-		Write	   *w = &ws[i];
-
-		w->transport = M365_HTTP_OK;
-		if (!ans[i].present)
-		{
-			w->status = 502;	/* the batch forgot it: try again */
-			w->answer = "";
-			continue;
-		}
-		w->status = ans[i].status;
-		w->answer = ans[i].body ? pstrdup(ans[i].body) : "";
-		if (ans[i].retry_after)
-			w->has_retry_after = m365_parse_retry_after(ans[i].retry_after, time(NULL),
-														&w->retry_after_s) == 1;
-		if (w->status == 401)
-			ps->saw_401 = true;
-	}
-}
-
-/* The same, freeing ans (malloc'd) on every path. */
-static pg_noinline void
-take_batch_answers(PushState *ps, Write *ws, M365BatchAnswer *ans, int cnt)
-{
-	PG_TRY();
-	{
-		fill_batch_answers(ps, ws, ans, cnt);
-	}
-	PG_CATCH();
-	{
-		m365_graph_batch_answers_free(ans, cnt);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	m365_graph_batch_answers_free(ans, cnt);
-}
-
-/*
- * Graph refused a $batch as a whole (a 4xx on the batch request itself, not
- * on its requests): the batch payload was not accepted, often because of one
- * request in it, and none of its requests ran. That says nothing about each
- * change, so none is failed for it; they are sent again one by one, and only
- * those Graph refuses singly fail. Not for 401 (a fresh token, next wave) or
- * 429 (throttled: every write waits).
- */
-static bool
-batch_refused_as_whole(const M365HttpResponse *r)
-{
-	return r->result == M365_HTTP_OK && r->status >= 400 && r->status < 500 &&
-		r->status != 401 && r->status != 429;
-}
-
-/*
- * $batch requests in flight at once for one mailbox: Graph runs up to 4
- * inner requests of each at a time, and they count toward the mailbox's 4
- * concurrent requests like any other (GRAPH.md §11), so batches of 4 or
- * more go one after the other.
- */
-static int
-parallel_batches(int per_batch)
-{
-	return Max(1, M365_MAX_REQUESTS_PER_MAILBOX / Min(per_batch, M365_MAX_REQUESTS_PER_MAILBOX));
-}
-
-static void
-send_batched(PushState *ps, Write *ws, int n, int per_batch)
-{
-	int			nb = (n + per_batch - 1) / per_batch;
-	M365HttpRequest *reqs = palloc0(sizeof(M365HttpRequest) * nb);
-	char	   *token;
-	bool	   *refused = palloc0(sizeof(bool) * nb);
-
-	for (int b = 0; b < nb; b++)
-	{
-		int			first = b * per_batch;
-		int			cnt = Min(per_batch, n - first);
-		M365BatchRequest br[M365_BATCH_MAX];
-		char	   *body;
-
-		for (int i = 0; i < cnt; i++)
-		{
-			br[i].method = ws[first + i].method_name;
-			br[i].url = ws[first + i].path;
-			br[i].if_match = ws[first + i].if_match;
-			br[i].body = ws[first + i].body;
-		}
-		body = m365_graph_batch_body(br, cnt);
-		if (body == NULL)
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-		m365_graph_prepare(&reqs[b], M365_HTTP_POST, m365_graph_url_of("/$batch"));
-		reqs[b].content_type = "application/json";
-		reqs[b].body = pstrdup(body);
-		reqs[b].body_len = strlen(body);
-		cJSON_free(body);
-	}
-	ps->st->http_requests += nb;
-	if (!m365_graph_send_many(reqs, nb, parallel_batches(per_batch), &ps->ts, ps->rejected, &token))
-	{
-		for (int i = 0; i < n; i++)
-			ws[i].status = 401;
-		ps->no_token = true;
-		return;
-	}
-	ps->last_token = token;
-	for (int b = 0; b < nb; b++)
-	{
-		int			first = b * per_batch;
-		int			cnt = Min(per_batch, n - first);
-		M365HttpResponse *r = &reqs[b].response;
-		M365BatchAnswer ans[M365_BATCH_MAX];
-
-		if (batch_refused_as_whole(r))
-		{
-			refused[b] = true;
-			continue;
-		}
-		if (r->result != M365_HTTP_OK || r->status != 200 ||
-			m365_graph_parse_batch(r->body, r->body_len, ans, cnt) != 0)
-		{
-			/* the batch as a whole failed: each write shares its fate */
-			for (int i = 0; i < cnt; i++)
-			{
-				take_http_answer(&ws[first + i], r);
-				if (r->result == M365_HTTP_OK && r->status == 200)
-					ws[first + i].status = 502;	/* unreadable answer: try again */
-			}
-			if (r->result == M365_HTTP_OK && r->status == 401)
-				ps->saw_401 = true;
-			continue;
-		}
-		take_batch_answers(ps, &ws[first], ans, cnt);
-	}
-	for (int b = 0; b < nb && !ps->no_token; b++)
-	{
-		int			first = b * per_batch;
-		int			cnt = Min(per_batch, n - first);
-
-		if (!refused[b])
-			continue;
-		ereport(LOG,
-				(errmsg("m365sync: Graph refused a $batch of %d changes of account %lld as a whole (HTTP %ld), sending them one by one",
-						cnt, (long long) ps->account_id, reqs[b].response.status)));
-		send_single(ps, &ws[first], cnt);
-	}
-}
 
 /* ------------------------------------------------------------ answers */
 
@@ -795,7 +480,7 @@ push_wave(PushState *ps, bool commit_each_wave, int per_batch)
 		Write	   *w = &ws[n];
 
 		w->e = lfirst(lc);
-		if (!prepare_write(ps, w))
+		if (!m365_push_prepare_write(ps, w))
 		{
 			if (strcmp(w->e->op, "delete") == 0)
 				m365_store_outbox_done_delete(ps->account_id, w->e);
@@ -806,9 +491,9 @@ push_wave(PushState *ps, bool commit_each_wave, int per_batch)
 		n++;
 	}
 	if (n == 1 || (n > 0 && per_batch == 1))
-		send_single(ps, ws, n);
+		m365_push_send_single(ps, ws, n);
 	else if (n > 0)
-		send_batched(ps, ws, n, per_batch);
+		m365_push_send_batched(ps, ws, n, per_batch);
 	for (int i = 0; i < n; i++)
 		handle_answer(ps, &ws[i]);
 	if (commit_each_wave)
