@@ -12,7 +12,10 @@
  * Cached data keys are dropped
  * when data_keys changes in any backend: a statement trigger on the table
  * sends a relcache invalidation, which every backend sees before its next
- * statement, so a purge in one session shreds the key in all of them.
+ * statement, so a purge in one session shreds the key in all of them. On
+ * Citus the trigger fires on the shard's node, so it invalidates the
+ * distributed table's own entry there too, and the purge invalidates it on
+ * the node it runs on (the coordinator, where events() decrypts).
  */
 #include "postgres.h"
 
@@ -297,6 +300,16 @@ lookup_data_keys_relid(void)
 	Oid			nsp = get_namespace_oid("m365sync", true);
 
 	return OidIsValid(nsp) ? get_relname_relid("data_keys", nsp) : InvalidOid;
+}
+
+/* Tell every backend of this server, at commit, to drop its cached data keys. */
+static void
+invalidate_data_keys_caches(void)
+{
+	Oid			relid = lookup_data_keys_relid();
+
+	if (OidIsValid(relid))
+		CacheInvalidateRelcacheByRelid(relid);
 }
 
 /*
@@ -674,6 +687,13 @@ m365_destroy_data_key(int64 account_id)
 	m365_spi_exec("DELETE FROM m365sync.data_keys WHERE account_id = $1",
 				  &args, SPI_OK_DELETE, "deleting from m365sync.data_keys");
 	m365_forget_data_key(account_id);
+	/*
+	 * Every backend of this server drops its cached keys at commit. The
+	 * table's trigger does the same where the row lives, but on Citus that
+	 * is the shard's node, and the coordinator's backends (which decrypt
+	 * what events() reads) would not hear of it.
+	 */
+	invalidate_data_keys_caches();
 }
 
 /*
@@ -690,6 +710,9 @@ m365sync_data_keys_changed(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "m365sync_data_keys_changed: not called as a trigger");
 	CacheInvalidateRelcache(trigdata->tg_relation);
+	/* on a Citus node the table is a shard; backends watch m365sync.data_keys itself */
+	if (lookup_data_keys_relid() != RelationGetRelid(trigdata->tg_relation))
+		invalidate_data_keys_caches();
 	m365_forget_data_key(-1);
 	return PointerGetDatum(NULL);
 }

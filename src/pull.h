@@ -1,6 +1,7 @@
 /*
- * pull.h — delta rounds of accounts (pull.c): every sync-enabled calendar's
- * calendarView/delta followed to its deltaLink.
+ * pull.h — delta rounds of accounts: every sync-enabled calendar's
+ * calendarView/delta followed to its deltaLink (pull.c, one account's
+ * round; pull_stream.c, the stream of many).
  *
  * Rounds of many accounts advance together as a stream: up to
  * m365sync.max_connections requests are in flight (libcurl multi), each
@@ -38,7 +39,7 @@ typedef struct M365PullJob
 	bool		skip;			/* set by the prepare hook: no round (e.g. "busy") */
 	bool		calendar_gone;	/* out: a calendar answered 404 (marked gone, list stale) */
 
-	/* pull.c's state */
+	/* pull.c's and pull_stream.c's state */
 	List	   *calendars;		/* of M365PullCalendar */
 	int			next_calendar;
 	void	   *calendar;		/* the current M365PullCalendar */

@@ -8,7 +8,7 @@
  * reports "busy"); on a Citus cluster that lock is taken on the node
  * holding the account's shard, from whichever node runs the round, and a
  * shard move waits for the round (lock_round). Each round leaves one row in sync_run_log
- * (store_sync_log.c), updates the account's schedule (store_accounts.c:
+ * (store_sync_log.c), updates the account's schedule (store_accounts_schedule.c:
  * next_sync_at, or a backoff that honours Retry-After and grows
  * exponentially with jitter otherwise) and, when something changed, sends
  * NOTIFY m365sync with an empty payload (m365sync.changes_since() tells the
@@ -234,7 +234,7 @@ typedef struct RoundBatch
 } RoundBatch;
 
 /*
- * A wave of rounds starts (pull.c calls this when it needs more accounts
+ * A wave of rounds starts (pull_stream.c calls this when it needs more accounts
  * for its stream): lock and log each, and clear the due marks it pulls.
  */
 static void
@@ -330,7 +330,7 @@ finish_wave(M365PullJob **pulls, int n, void *arg)
 
 /*
  * The rounds of a batch of accounts: pulled together as one stream
- * (pull.c), which starts them a wave at a time (prepare_wave: lock, log)
+ * (pull_stream.c), which starts them a wave at a time (prepare_wave: lock, log)
  * and ends them a wave at a time (finish_wave: push, log, schedule) while
  * the requests of others are in flight. In the worker (commit_each_page)
  * each wave's start and end commit, and every page commits with its

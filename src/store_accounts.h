@@ -1,7 +1,8 @@
 /*
  * store_accounts.h — SPI reads and writes of the installation and account
  * tables the connect capability owns: app_config, tenants, oauth_states,
- * accounts (identity, tokens, status, schedule) (store_accounts.c).
+ * accounts (identity, tokens, status) (store_accounts.c), and the accounts'
+ * schedule: which are due, when each syncs next (store_accounts_schedule.c).
  *
  * Secrets go in and out in clear here and are encrypted or decrypted inside
  * (keyring.h); nothing above this layer sees a ciphertext, nothing below it
@@ -100,9 +101,25 @@ extern char *m365_store_accounts_access_token(int64 account_id);
 extern char *m365_store_accounts_refresh_token(int64 account_id);
 extern void m365_store_accounts_connected(int64 account_id);
 extern void m365_store_accounts_set_status(int64 account_id, const char *status, const char *last_error);
-extern void m365_store_accounts_backoff(int64 account_id, const char *last_error, double delay_s);
 extern void m365_store_tenants_accounts_set_status(int64 tenant_id, const char *from_status,
 											 const char *to_status);
+
+/* The account of the acting FlowAgent user; 0 when they have none (caller connected to SPI). */
+extern int64 m365_store_accounts_of_acting_user(void);
+
+/* purge.c: the rows of these accounts (connects itself). */
+extern void m365_store_accounts_delete_accounts(const int64 *account_ids, int n);
+
+extern int	m365_store_accounts_ids_of_user_lock(const char *flowagent_user, int64 **ids);
+extern void m365_store_oauth_states_delete_user(const char *flowagent_user);
+
+/* accounts.subscription_error / subscription_retry_at: a failure, or clear them (code NULL). */
+extern void m365_store_accounts_subscription_error(int64 account_id, const char *code, int delay_s);
+
+/* --- the schedule (store_accounts_schedule.c) --- */
+
+/* A failure outside a round (a token refresh): failures + 1, a backoff of delay_s (< 0: 30 s doubling, at most an hour). */
+extern void m365_store_accounts_backoff(int64 account_id, const char *last_error, double delay_s);
 
 /* An account the scheduler may sync. */
 typedef struct M365DueAccount
@@ -145,18 +162,6 @@ extern void m365_store_accounts_schedule(int64 account_id, const M365RoundStats 
 
 /* The schedule after successful rounds of n accounts (a wave), in one statement. */
 extern void m365_store_accounts_schedule_ok_many(const int64 *account_ids, int n, int interval_s);
-
-/* The account of the acting FlowAgent user; 0 when they have none (caller connected to SPI). */
-extern int64 m365_store_accounts_of_acting_user(void);
-
-/* purge.c: the rows of these accounts (connects itself). */
-extern void m365_store_accounts_delete_accounts(const int64 *account_ids, int n);
-
-extern int	m365_store_accounts_ids_of_user_lock(const char *flowagent_user, int64 **ids);
-extern void m365_store_oauth_states_delete_user(const char *flowagent_user);
-
-/* accounts.subscription_error / subscription_retry_at: a failure, or clear them (code NULL). */
-extern void m365_store_accounts_subscription_error(int64 account_id, const char *code, int delay_s);
 
 /* How often an account's calendar list is read again (GRAPH.md §11: ids change, calendars go). */
 #define M365_CALENDAR_LIST_INTERVAL_S	86400

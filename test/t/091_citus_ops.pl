@@ -212,7 +212,31 @@ sub rows_of
 	}
 	my $ids = "$p1, $p2";
 	ok(rows_of($coord, $ids) > 0, 'the two users have rows before the purge');
+	# Crypto-shredding on a cluster: a session on the coordinator and one on
+	# the node holding the shards each read a copy of an event (as a backup
+	# would hold it), so each has $p1's data key cached; the purge must drop
+	# it from both.
+	my @readers;
+	for my $n ($coord, $group_node->{ $place->{$p1} })
+	{
+		q1($n, "CREATE TABLE public.tap_bk AS SELECT account_id, event_id, content FROM m365sync.events"
+			  . " WHERE account_id = $p1 AND event_type <> 'seriesMaster' LIMIT 1");
+		my $bg = $n->background_psql('postgres', on_error_stop => 0);
+		is($bg->query_safe("SELECT m365sync._decrypt_jsonb('events', 'content', account_id, event_id, content) ->> 'subject' IS NOT NULL"
+				  . " FROM public.tap_bk"), 't', $n->name . ': a session reads a copy of the event (its key cached)');
+		push @readers, [ $n, $bg ];
+	}
 	$t->as_privacy("SELECT m365sync.purge_user('fa-$p1'); SELECT m365sync.purge_user('fa-$p2')");
+	for my $r (@readers)
+	{
+		my ($n, $bg) = @$r;
+		my ($out, $failed) = $bg->query("SELECT m365sync._decrypt_jsonb('events', 'content', account_id, event_id, content) FROM public.tap_bk");
+		ok($failed && $bg->{stderr} =~ /could not decrypt events\.content/,
+			$n->name . ': after purge_user on the coordinator, the cached key is gone: the copy does not decrypt');
+		unlike($out, qr/\Q@{[ $t->ledger_marker ]}\E|subject/, '... and nothing of it is shown');
+		$bg->quit;
+		q1($n, 'DROP TABLE public.tap_bk');
+	}
 	is(rows_of($_, $ids), '0', $_->name . ': purge_user on the coordinator left no row of either user') for @nodes;
 	is(q1($coord, "SELECT count(*) FROM m365sync.audit_log WHERE act = 'purge' AND flowagent_user IN ('fa-$p1', 'fa-$p2')"),
 		'2', 'both purges are audited');
