@@ -200,9 +200,13 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Se
 	for (i = 0; i < page->n_items; i++)
 		ids[i] = page->items[i].id;
 	SPI_connect();
-	/* each event's jsonb and row values go with it: the page's memory stays flat */
+	/*
+	 * each event's jsonb and row values go with it: the page's memory stays
+	 * flat. An event's allocations fit the first block, which a reset keeps:
+	 * no malloc and free of further blocks per event.
+	 */
 	event_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync pull event",
-									  ALLOCSET_DEFAULT_SIZES);
+									  0, 64 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
 	if (series)
 		apply_masters(account_id, cal, series, st, event_cxt);
 	batch = m365_store_events_pull_begin(account_id, cal->full_round_id, ids, page->n_items);
