@@ -202,8 +202,8 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Se
 	SPI_connect();
 	/*
 	 * each event's jsonb and row values go with it: the page's memory stays
-	 * flat. An event's allocations fit the first block, which a reset keeps:
-	 * no malloc and free of further blocks per event.
+	 * flat. A first block of 64 kB, which a reset keeps, holds a typical
+	 * event's allocations: no malloc and free of further blocks per event.
 	 */
 	event_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync pull event",
 									  0, 64 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
