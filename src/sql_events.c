@@ -58,12 +58,12 @@ acting_account_or_error(void)
 
 /* --------------------------------------------------------------- reads */
 
-/* The composite m365sync.event of SPI_tuptable's row i (columns as M365EventScanCol). */
+/* The composite m365sync.event of row i of rows. */
 static void
-event_values(int64 account_id, uint64 i, TupleDesc out, Datum *values, bool *nulls)
+event_values(int64 account_id, const M365EventScanRows *rows, uint64 i, TupleDesc out, Datum *values, bool *nulls)
 {
-	bool		isnull;
-	Datum		content;
+	const Datum *row = &rows->values[i * M365_EVENT_SCAN_COLS];
+	const bool *rownulls = &rows->nulls[i * M365_EVENT_SCAN_COLS];
 	int64		event_id;
 	static const struct
 	{
@@ -81,11 +81,13 @@ event_values(int64 account_id, uint64 i, TupleDesc out, Datum *values, bool *nul
 
 	memset(nulls, true, sizeof(bool) * EA_COUNT);
 	for (size_t k = 0; k < lengthof(clear); k++)
-		values[clear[k].to] = m365_spi_row_datum(i, clear[k].from, &nulls[clear[k].to]);
+	{
+		values[clear[k].to] = row[clear[k].from - 1];
+		nulls[clear[k].to] = rownulls[clear[k].from - 1];
+	}
 	event_id = DatumGetInt64(values[EA_EVENT_ID]);
-	content = m365_spi_row_datum(i, ES_CONTENT, &isnull);
 	m365_event_content_values(m365_store_events_open(account_id, event_id,
-													  DatumGetByteaPP(content)),
+													  DatumGetByteaPP(row[ES_CONTENT - 1])),
 							  out, values, nulls);
 }
 
@@ -102,7 +104,7 @@ m365sync_events(PG_FUNCTION_ARGS)
 				to_date;
 	bool		midnight;
 	int64		account_id;
-	uint64		n;
+	M365EventScanRows rows = {0};
 	MemoryContext rowcxt,
 				oldcxt;
 
@@ -137,17 +139,17 @@ m365sync_events(PG_FUNCTION_ARGS)
 	account_id = m365_store_accounts_of_acting_user();
 	if (account_id != 0)
 	{
-		n = m365_store_events_in_range(account_id, from_ts, to_ts, from_date, to_date,
-									   !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2));
+		m365_store_events_in_range(account_id, from_ts, to_ts, from_date, to_date,
+								   !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2), &rows);
 		rowcxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync events row",
 									   ALLOCSET_DEFAULT_SIZES);
-		for (uint64 i = 0; i < n; i++)
+		for (uint64 i = 0; i < rows.n; i++)
 		{
 			Datum		values[EA_COUNT];
 			bool		nulls[EA_COUNT];
 
 			oldcxt = MemoryContextSwitchTo(rowcxt);
-			event_values(account_id, i, rsinfo->setDesc, values, nulls);
+			event_values(account_id, &rows, i, rsinfo->setDesc, values, nulls);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 			MemoryContextSwitchTo(oldcxt);
 			MemoryContextReset(rowcxt);
@@ -161,44 +163,31 @@ PG_FUNCTION_INFO_V1(m365sync_events_window);
 
 /*
  * _events_window(account_id, from_ts, to_ts, from_date, to_date,
- * calendar_id) → the rows of the window query, content still sealed: the
- * part of events() a Citus coordinator routes to the node of the account's
- * shards (store_events.c). SECURITY DEFINER, owned by m365sync_definer
- * like the user functions, so the shard's row level security answers for
- * the acting user the transaction set.
+ * calendar_id) → bytea: the rows of the window query, content still
+ * sealed, packed in one value (store_events.c): the part of events() a
+ * Citus coordinator routes to the node of the account's shards.
+ * SECURITY DEFINER, owned by m365sync_definer like the user functions, so
+ * the shard's row level security answers for the acting user the
+ * transaction set.
  */
 Datum
 m365sync_events_window(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	TupleDesc	out;
-	uint64		n;
+	MemoryContext callercxt = CurrentMemoryContext;
+	bytea	   *packed;
 
 	for (int i = 0; i < 5; i++)
 		if (PG_ARGISNULL(i))
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("only calendar_id may be null")));
-	InitMaterializedSRF(fcinfo, 0);
-	out = rsinfo->setDesc;
 	SPI_connect();
-	n = m365_store_events_in_range_here(PG_GETARG_INT64(0), PG_GETARG_TIMESTAMPTZ(1), PG_GETARG_TIMESTAMPTZ(2),
-										PG_GETARG_DATEADT(3), PG_GETARG_DATEADT(4),
-										!PG_ARGISNULL(5), PG_ARGISNULL(5) ? 0 : PG_GETARG_INT64(5));
-	for (int c = 0; c < ES_CONTENT; c++)
-		if (out->natts != ES_CONTENT || TupleDescAttr(out, c)->atttypid != SPI_gettypeid(SPI_tuptable->tupdesc, c + 1))
-			elog(ERROR, "m365sync._events_window() must return the columns of the window query");
-	for (uint64 i = 0; i < n; i++)
-	{
-		Datum		values[ES_CONTENT];
-		bool		nulls[ES_CONTENT];
-
-		for (int c = 0; c < ES_CONTENT; c++)
-			values[c] = m365_spi_row_datum(i, c + 1, &nulls[c]);
-		tuplestore_putvalues(rsinfo->setResult, out, values, nulls);
-	}
+	packed = m365_store_events_in_range_here(PG_GETARG_INT64(0), PG_GETARG_TIMESTAMPTZ(1), PG_GETARG_TIMESTAMPTZ(2),
+											 PG_GETARG_DATEADT(3), PG_GETARG_DATEADT(4),
+											 !PG_ARGISNULL(5), PG_ARGISNULL(5) ? 0 : PG_GETARG_INT64(5),
+											 callercxt);
 	SPI_finish();
-	PG_RETURN_NULL();
+	PG_RETURN_BYTEA_P(packed);
 }
 
 PG_FUNCTION_INFO_V1(m365sync_event);
@@ -212,6 +201,7 @@ m365sync_event(PG_FUNCTION_ARGS)
 	MemoryContext callercxt = CurrentMemoryContext;
 	HeapTuple	tuple;
 	int64		account_id;
+	M365EventScanRows rows = {0};
 	Datum		values[EA_COUNT];
 	bool		nulls[EA_COUNT];
 
@@ -220,9 +210,11 @@ m365sync_event(PG_FUNCTION_ARGS)
 	desc = BlessTupleDesc(desc);
 	SPI_connect();
 	account_id = m365_store_accounts_of_acting_user();
-	if (account_id == 0 || m365_store_events_by_id(account_id, event_id) == 0)
+	if (account_id != 0)
+		m365_store_events_by_id(account_id, event_id, &rows);
+	if (account_id == 0 || rows.n == 0)
 		report_no_event(event_id);
-	event_values(account_id, 0, desc, values, nulls);
+	event_values(account_id, &rows, 0, desc, values, nulls);
 	MemoryContextSwitchTo(callercxt);
 	tuple = heap_form_tuple(desc, values, nulls);
 	SPI_finish();

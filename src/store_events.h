@@ -83,26 +83,9 @@ typedef enum M365DeleteOutcome
 /* Delete a locked event locally and queue the remote delete (see outcomes). */
 extern M365DeleteOutcome m365_store_events_delete(int64 account_id, const M365StoredEvent *ev);
 
-/* Events overlapping a window; see the query for the index strategy. */
-extern uint64 m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
-										 DateADT from_date, DateADT to_date,
-										 bool has_calendar, int64 calendar_id);
-
 /*
- * The same on a Citus node, for the call routed here (_events_window): the
- * window query on this node's shard of the account's events, with a plan
- * kept per shard. ERROR when that shard is not on this node.
- */
-extern uint64 m365_store_events_in_range_here(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
-											  DateADT from_date, DateADT to_date,
-											  bool has_calendar, int64 calendar_id);
-
-/* One live event; rows in SPI_tuptable as m365_store_events_in_range. */
-extern uint64 m365_store_events_by_id(int64 account_id, int64 event_id);
-
-/*
- * Columns of the rows those two leave in SPI_tuptable, numbered from 1 as
- * SPI_getbinval wants them.
+ * Columns of the event rows read here, numbered from 1 as SPI_getbinval
+ * wants them.
  */
 typedef enum M365EventScanCol
 {
@@ -110,6 +93,44 @@ typedef enum M365EventScanCol
 	ES_EVENT_TYPE, ES_START_AT, ES_END_AT, ES_IS_ALL_DAY, ES_START_DATE, ES_END_DATE,
 	ES_SHOW_AS, ES_IS_CANCELLED, ES_REMOTE_MODIFIED_AT, ES_SYNC_STATE, ES_CONTENT
 } M365EventScanCol;
+
+#define M365_EVENT_SCAN_COLS ES_CONTENT
+
+/*
+ * Event rows as read: column c (M365EventScanCol) of row i at
+ * [i * M365_EVENT_SCAN_COLS + c - 1]; content still sealed. Valid until
+ * the caller's SPI_finish.
+ */
+typedef struct M365EventScanRows
+{
+	uint64		n;
+	Datum	   *values;
+	bool	   *nulls;
+} M365EventScanRows;
+
+/*
+ * Events overlapping a window, in order of start_at, event_id; see the
+ * query for the index strategy. On a Citus coordinator one fast-path
+ * statement routed to the node of the account's shards, which answers with
+ * all rows packed in one value (m365_store_events_in_range_here).
+ */
+extern void m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
+									   DateADT from_date, DateADT to_date,
+									   bool has_calendar, int64 calendar_id, M365EventScanRows *out);
+
+/*
+ * The same on a Citus node, for the call routed here (_events_window): the
+ * window query on this node's shard of the account's events, with a plan
+ * kept per shard, its rows packed into one bytea (allocated in cxt) that
+ * m365_store_events_in_range unpacks. ERROR when that shard is not on this
+ * node.
+ */
+extern bytea *m365_store_events_in_range_here(int64 account_id, TimestampTz from_ts, TimestampTz to_ts,
+											  DateADT from_date, DateADT to_date,
+											  bool has_calendar, int64 calendar_id, MemoryContext cxt);
+
+/* One live event, as m365_store_events_in_range (0 or 1 row). */
+extern void m365_store_events_by_id(int64 account_id, int64 event_id, M365EventScanRows *out);
 
 /* purge.c: the rows of these accounts (connects itself). */
 extern void m365_store_events_delete_accounts(const int64 *account_ids, int n);

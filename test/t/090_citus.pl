@@ -402,16 +402,17 @@ schedule_all('now()');
 	}
 
 	# events() on the coordinator routes the window query to the node of the
-	# account's shards (m365sync._events_window): closed to the app there,
-	# and bound by the shards' row level security like the tables.
+	# account's shards (m365sync._events_window, its rows packed in one
+	# bytea: empty when there are none): closed to the app there, and bound
+	# by the shards' row level security like the tables.
 	my %node_of_group = map { (q1($_, 'SELECT groupid FROM pg_catalog.pg_dist_local_group') => $_) } @workers;
 	my $b_node = $node_of_group{ $place->{$ub} };
 	my $window = sub {
 		my ($user) = @_;
 		return q1($b_node, "BEGIN; SET LOCAL ROLE m365sync_definer;"
 			  . (defined $user ? " SET LOCAL m365sync.flowagent_user = 'fa-$user';" : '')
-			  . " SELECT count(*) FROM m365sync._events_window(" . $acc_of->($ub) . ", now() - interval '30 days',"
-			  . " now() + interval '400 days', current_date - 31, current_date + 401, NULL); COMMIT;");
+			  . " SELECT octet_length(m365sync._events_window(" . $acc_of->($ub) . ", now() - interval '30 days',"
+			  . " now() + interval '400 days', current_date - 31, current_date + 401, NULL)); COMMIT;");
 	};
 	my ($ok, $out, $st) = as_fa($b_node, "fa-$ub", "SELECT count(*) FROM m365sync._events_window(" . $acc_of->($ub)
 		  . ", now(), now() + interval '400 days', current_date, current_date + 401, NULL)");

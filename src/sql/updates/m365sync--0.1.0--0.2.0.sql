@@ -460,18 +460,15 @@ SELECT * FROM m365sync._sync_runs();
 
 -- The part of events() a Citus coordinator routes to the node of the
 -- account's shards (store_events.c, sql_events.c): the window query there,
--- on the shard, with a plan the node keeps; content still sealed (the
--- caller decrypts). Owned by m365sync_definer like the user functions (so
+-- on the shard, with a plan the node keeps; its rows packed in one bytea
+-- (one row for Citus to move, and a fast-path router query on the
+-- coordinator), content still sealed (the caller decrypts). Owned by m365sync_definer like the user functions (so
 -- the shard's row level security answers for the acting user the
 -- transaction set: SET LOCAL reaches the node with it) and executable by
 -- that role only: Citus's connection from events() logs in as it.
 CREATE FUNCTION m365sync._events_window(account_id bigint, from_ts timestamptz, to_ts timestamptz,
                                         from_date date, to_date date, calendar_id bigint)
-    RETURNS TABLE (event_id bigint, calendar_id bigint, graph_id text, ical_uid text,
-                   series_master_id bigint, event_type text, start_at timestamptz,
-                   end_at timestamptz, is_all_day boolean, start_date date, end_date date,
-                   show_as text, is_cancelled boolean, remote_modified_at timestamptz,
-                   sync_state text, content bytea)
+    RETURNS bytea
     LANGUAGE c STABLE SECURITY DEFINER
     SET search_path = pg_catalog, m365sync, pg_temp
     AS 'MODULE_PATHNAME', 'm365sync_events_window';
