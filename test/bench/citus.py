@@ -184,9 +184,13 @@ def part2():
                       " SELECT count(*) FROM m365sync.events(now() + interval '30 days', now() + interval '37 days');"
                       " COMMIT;")
     # the same answer from both (event ids differ: each Citus node has its own range)
-    same = [sql(node, "BEGIN; SET LOCAL m365sync.flowagent_user = 'bench-week';"
-                      " SELECT md5(json_agg(to_jsonb(e) - 'event_id' ORDER BY e.start_at, e.subject)::text)"
-                      " FROM m365sync.events(now() + interval '30 days', now() + interval '37 days') e; COMMIT;")
+    # (one statement a line: Citus propagates a SET LOCAL as the text of the
+    # query string it came in, so one string must hold nothing else)
+    same = [subprocess.run([PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-p", PORT[node], "-d", "postgres"],
+                           input="BEGIN;\nSET LOCAL m365sync.flowagent_user = 'bench-week';\n"
+                                 "SELECT md5(json_agg(to_jsonb(e) - 'event_id' ORDER BY e.start_at, e.subject)::text)"
+                                 " FROM m365sync.events(now() + interval '30 days', now() + interval '37 days') e;\n"
+                                 "COMMIT;\n", text=True, capture_output=True, check=True).stdout.strip()
             for node in ("single", "coord")]
     if same[0] != same[1] or int(n) == 0:
         raise SystemExit("events() differs between the single server and the coordinator (or is empty)")
