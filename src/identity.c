@@ -30,6 +30,8 @@
 #include <stdlib.h>
 
 #include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
@@ -37,6 +39,7 @@
 #include "utils/guc_tables.h"
 
 #include "identity.h"
+#include "spi_util.h"
 
 char	   *m365_flowagent_user = NULL;
 
@@ -155,6 +158,36 @@ m365_acting_user(void)
 }
 
 /*
+ * The acting user, for a user function that may read or write shards on
+ * other nodes: where Citus is installed, said once more as a SET LOCAL of
+ * our own. Citus carries a setting to the nodes only as the text of a SET
+ * LOCAL statement (citus.propagate_set_commands = local, which distribute()
+ * sets), and the shards' row level security there reads it; a driver that
+ * named the user with set_config() and a bind parameter would otherwise act
+ * for nobody on the nodes. Once per transaction and value. Not for a function acting for a named user at its
+ * own nest level (m365_act_for): a SET LOCAL would outlive that level.
+ */
+const char *
+m365_acting_user_on_every_node(void)
+{
+	static LocalTransactionId said_lxid = InvalidLocalTransactionId;
+	static char said[MAX_FLOWAGENT_USER_LEN + 1];
+	const char *user = m365_acting_user();
+
+	if (said_lxid == MyProc->lxid && strcmp(said, user) == 0)
+		return user;
+	strlcpy(said, user, sizeof(said));	/* the SET below frees the value user points to */
+	said_lxid = InvalidLocalTransactionId;
+	if (OidIsValid(get_extension_oid("citus", true)))
+	{
+		m365_spi_exec(psprintf("SET LOCAL " FLOWAGENT_USER_GUC " = %s", quote_literal_cstr(said)),
+					  NULL, SPI_OK_UTILITY, "passing the acting user to the Citus nodes");
+	}
+	said_lxid = MyProc->lxid;
+	return m365_flowagent_user;
+}
+
+/*
  * Act for user until m365_act_for_done(level): the setting takes that value
  * at a new GUC nest level (stamped with this transaction, as any SET), and
  * m365_act_for_done restores the value before it; an error in between
@@ -185,7 +218,7 @@ PG_FUNCTION_INFO_V1(m365sync_acting_user);
 Datum
 m365sync_acting_user(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_TEXT_P(cstring_to_text(m365_acting_user()));
+	PG_RETURN_TEXT_P(cstring_to_text(m365_acting_user_on_every_node()));
 }
 
 /* Defines m365sync.flowagent_user (from m365_define_settings). */

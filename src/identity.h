@@ -12,6 +12,7 @@
 extern char *m365_flowagent_user;
 
 extern const char *m365_acting_user(void);
+extern const char *m365_acting_user_on_every_node(void);
 extern int	m365_act_for(const char *user);
 extern void m365_act_for_done(int level);
 extern void m365_identity_define_setting(void);

@@ -382,7 +382,7 @@ PG_FUNCTION_INFO_V1(m365sync_connect_url);
 Datum
 m365sync_connect_url(PG_FUNCTION_ARGS)
 {
-	const char *user = m365_acting_user();
+	const char *user = m365_acting_user_on_every_node();
 	M365AppConfig cfg;
 	char		state[M365_STATE_LEN + 1];
 	char		verifier[M365_PKCE_VERIFIER_LEN + 1];
@@ -407,7 +407,7 @@ PG_FUNCTION_INFO_V1(m365sync_connect_complete);
 Datum
 m365sync_connect_complete(PG_FUNCTION_ARGS)
 {
-	const char *user = m365_acting_user();
+	const char *user = m365_acting_user_on_every_node();
 	char	   *state = text_arg(fcinfo, 0, "state");
 	char	   *code = text_arg(fcinfo, 1, "code");
 	M365OAuthState st;
@@ -508,7 +508,7 @@ PG_FUNCTION_INFO_V1(m365sync_disconnect);
 Datum
 m365sync_disconnect(PG_FUNCTION_ARGS)
 {
-	const char *user = m365_acting_user();
+	const char *user = m365_acting_user_on_every_node();
 
 	m365_store_accounts_lock_user(user);
 	(void) m365_purge_user(user);

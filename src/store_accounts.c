@@ -568,7 +568,7 @@ m365_store_accounts_set_status(int64 account_id, const char *status, const char 
 int64
 m365_store_accounts_of_acting_user(void)
 {
-	return account_of_user(m365_acting_user());
+	return account_of_user(m365_acting_user_on_every_node());
 }
 
 /* purge.c's erasure of a user's rows (see purge.c for the order). */

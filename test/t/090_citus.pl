@@ -385,6 +385,31 @@ schedule_all('now()');
 	}
 	is_deeply(local_subjects($ub), remote_subjects($ub), 'the other user\'s events are untouched');
 
+	# A driver names the user with set_config() and a bind parameter (README),
+	# not SET LOCAL, the only form Citus propagates to the nodes: the
+	# functions on the coordinator still act for that user on the shards.
+	my $by_set_config = sub {
+		my ($user, $sql) = @_;
+		my ($out, $err) = ('', '');
+		$coord->psql('postgres', "BEGIN;\nSELECT set_config('m365sync.flowagent_user', '$user', true) \\gset\n$sql;\nCOMMIT;",
+			stdout => \$out, stderr => \$err, extra_params => [ '-U', 'flowagent', '-v', 'VERBOSITY=verbose' ]);
+		return $err =~ /ERROR:\s+([0-9A-Z]{5}):/ ? "error $1" : $out;
+	};
+	my $when = "to_char(now() + interval '3 days', 'YYYY-MM-DD')";
+	my $made = $by_set_config->("fa-$ua", "SELECT m365sync.upsert_event(jsonb_build_object('subject', 'named by set_config',"
+		  . " 'start', jsonb_build_object('dateTime', $when || 'T09:00:00', 'timeZone', 'UTC'),"
+		  . " 'end', jsonb_build_object('dateTime', $when || 'T10:00:00', 'timeZone', 'UTC')))");
+	like($made, qr/^\d+$/, 'coordinator, user named by set_config(): upsert_event() creates');
+	is($by_set_config->("fa-$ua", "SELECT subject FROM m365sync.event($made)"), 'named by set_config',
+		'... event() reads it');
+	is($by_set_config->("fa-$ua", "SELECT count(*) FROM m365sync.events(now(), now() + interval '7 days')"
+		  . " WHERE subject = 'named by set_config'"), 1, '... events() lists it');
+	is($by_set_config->("fa-$ub", "SELECT subject FROM m365sync.event($made)"), 'error P0002',
+		'... and another user named so does not find it');
+	is($by_set_config->("fa-$ua", "SELECT m365sync.delete_event($made)"), '', '... delete_event() deletes it');
+	is($by_set_config->("fa-$ua", "SELECT count(*) FROM m365sync.events(now(), now() + interval '7 days')"
+		  . " WHERE subject = 'named by set_config'"), 0, '... and events() no longer lists it');
+
 	# The second wall: row level security on the shards, as the role the
 	# user functions run as. The acting user reaches the shards by SET LOCAL
 	# (distribute() set citus.propagate_set_commands); without it nothing.
