@@ -154,6 +154,31 @@ m365_acting_user(void)
 	return user;
 }
 
+/*
+ * Act for user until m365_act_for_done(level): the setting takes that value
+ * at a new GUC nest level (stamped with this transaction, as any SET), and
+ * m365_act_for_done restores the value before it; an error in between
+ * restores it with the (sub)transaction's abort. For a function whose
+ * caller names the user (m365sync._events_window, which a Citus coordinator
+ * calls on the node outside a remote transaction, where the coordinator's
+ * SET LOCAL does not reach).
+ */
+int
+m365_act_for(const char *user)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option(FLOWAGENT_USER_GUC, user, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
+void
+m365_act_for_done(int level)
+{
+	AtEOXact_GUC(true, level);
+}
+
 PG_FUNCTION_INFO_V1(m365sync_acting_user);
 
 /* SQL: m365sync.acting_user() → text, for SQL-language user functions. */

@@ -12,6 +12,8 @@
 extern char *m365_flowagent_user;
 
 extern const char *m365_acting_user(void);
+extern int	m365_act_for(const char *user);
+extern void m365_act_for_done(int level);
 extern void m365_identity_define_setting(void);
 extern bool m365_flowagent_user_check(char **newval, void **extra, GucSource source);
 extern void m365_flowagent_user_assign(const char *newval, void *extra);

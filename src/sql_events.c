@@ -163,30 +163,36 @@ PG_FUNCTION_INFO_V1(m365sync_events_window);
 
 /*
  * _events_window(account_id, from_ts, to_ts, from_date, to_date,
- * calendar_id) → bytea: the rows of the window query, content still
- * sealed, packed in one value (store_events.c): the part of events() a
- * Citus coordinator routes to the node of the account's shards.
- * SECURITY DEFINER, owned by m365sync_definer like the user functions, so
- * the shard's row level security answers for the acting user the
- * transaction set.
+ * calendar_id, flowagent_user) → bytea: the rows of the window query,
+ * content still sealed, packed in one value (store_events.c): the part of
+ * events() a Citus coordinator routes to the node of the account's shards.
+ * SECURITY DEFINER, owned by m365sync_definer like the user functions, and
+ * executable by that role only. It acts for flowagent_user while it reads
+ * (the coordinator's statement may reach this node outside a remote
+ * transaction, without the coordinator's SET LOCAL), so the shard's row
+ * level security answers for that user, with the policies of every shard.
  */
 Datum
 m365sync_events_window(PG_FUNCTION_ARGS)
 {
 	MemoryContext callercxt = CurrentMemoryContext;
 	bytea	   *packed;
+	int			acting;
 
-	for (int i = 0; i < 5; i++)
-		if (PG_ARGISNULL(i))
+	for (int i = 0; i < 7; i++)
+		if (i != 5 && PG_ARGISNULL(i))
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("only calendar_id may be null")));
+	acting = m365_act_for(text_to_cstring(PG_GETARG_TEXT_PP(6)));
+	(void) m365_acting_user();	/* refuses an empty or overlong one */
 	SPI_connect();
 	packed = m365_store_events_in_range_here(PG_GETARG_INT64(0), PG_GETARG_TIMESTAMPTZ(1), PG_GETARG_TIMESTAMPTZ(2),
 											 PG_GETARG_DATEADT(3), PG_GETARG_DATEADT(4),
 											 !PG_ARGISNULL(5), PG_ARGISNULL(5) ? 0 : PG_GETARG_INT64(5),
 											 callercxt);
 	SPI_finish();
+	m365_act_for_done(acting);
 	PG_RETURN_BYTEA_P(packed);
 }
 

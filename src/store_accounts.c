@@ -411,6 +411,9 @@ m365_store_accounts_create(const char *flowagent_user, const char *mode, int64 t
 		m365_spi_arg_int8(&a, id);
 		m365_spi_run("INSERT INTO m365sync.user_accounts (flowagent_user, account_id) VALUES ($1, $2)",
 					 &a, SPI_OK_INSERT, "recording the user's account");
+		/* the account's route (events() on Citus); it goes with the account (the key) */
+		m365_spi_run("INSERT INTO m365sync.account_routes (account_id) VALUES ($2)",
+					 &a, SPI_OK_INSERT, "recording the account's route");
 	}
 	SPI_finish();
 	return id;

@@ -28,6 +28,7 @@
 #include "utils/timestamp.h"
 #include "utils/jsonb.h"
 
+#include "identity.h"
 #include "keyring.h"
 #include "settings.h"
 #include "spi_util.h"
@@ -440,7 +441,8 @@ m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to
 						   bool has_calendar, int64 calendar_id, M365EventScanRows *out)
 {
 	static SPIPlanPtr p,
-				routed;
+				routed,
+				by_account;
 	M365SpiArgs a = {0};
 
 	window_args(&a, account_id, from_ts, to_ts, from_date, to_date, has_calendar, calendar_id);
@@ -451,16 +453,28 @@ m365_store_events_in_range(int64 account_id, TimestampTz from_ts, TimestampTz to
 
 		/*
 		 * On Citus, one statement routed to the node of the account's shards
-		 * (by the accounts row, under its policy there): the window query
-		 * runs on that node with a plan kept for its shard and its rows come
-		 * back packed in one value. One table and no set-returning function
-		 * make it a fast-path router query, so Citus skips its full planner;
-		 * the rows are in order already. Planning the window query through
-		 * Citus, and moving one row per event through it, took most of the
-		 * time of each call (test/bench/citus).
+		 * (by its account_routes row): the window query runs on that node
+		 * with a plan kept for its shard and its rows come back packed in one
+		 * value. One table and no set-returning function make it a fast-path
+		 * router query, so Citus skips its full planner; the rows are in
+		 * order already. Planning the window query through Citus, and moving
+		 * one row per event through it, took most of the time of each call
+		 * (test/bench/citus). It opens no remote transaction unless this
+		 * transaction has one (one round trip instead of three), so the
+		 * acting user goes as an argument: _events_window acts for it and
+		 * reads under the shard's policies. The route row has no policy;
+		 * the window is empty for an account that is not the user's. An
+		 * account without a route (a row written by hand) is routed by its
+		 * accounts row instead, under that row's policy, in the remote
+		 * transaction that carries the SET LOCAL of the acting user.
 		 */
-		if (m365_spi_run_saved(&routed,
-							   "SELECT m365sync._events_window($1, $2, $3, $4, $5, $6)"
+		m365_spi_arg_text(&a, m365_acting_user());
+		if (m365_store_placement_run_routed_read(&routed,
+												 "SELECT m365sync._events_window($1, $2, $3, $4, $5, $6, $7)"
+												 " FROM m365sync.account_routes r WHERE r.account_id = $1",
+												 &a, 0) == 0 &&
+			m365_spi_run_saved(&by_account,
+							   "SELECT m365sync._events_window($1, $2, $3, $4, $5, $6, $7)"
 							   " FROM m365sync.accounts a WHERE a.account_id = $1",
 							   &a, SPI_OK_SELECT, 0, NULL) == 0)
 		{

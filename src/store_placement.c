@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "access/xact.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -21,6 +22,7 @@
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 
 #include "identity.h"
 #include "spi_util.h"
@@ -155,6 +157,29 @@ m365_store_placement_run_on_shard(const char *table, int64 account_id, const cha
 		m365_spi_run_saved(&shard_plans[i].plan, shard_plans[i].plan ? NULL : psprintf(sql, shard),
 						   a, SPI_OK_SELECT, limit, NULL);
 	return true;
+}
+
+uint64
+m365_store_placement_run_routed_read(SPIPlanPtr *slot, const char *sql, const M365SpiArgs *a, long limit)
+{
+	int			level = NewGUCNestLevel();
+	uint64		n;
+
+	/*
+	 * Citus 13 (adaptive_executor.c, DecideTransactionPropertiesForTaskList;
+	 * executor_util_tasks.c, TaskListRequiresRollback): a read-only task in
+	 * a transaction block opens a remote one only with this setting on, or
+	 * when the transaction is already coordinated (it has a remote
+	 * transaction somewhere), and then uses the connection that wrote the
+	 * placement. Under a snapshot for the whole transaction the remote
+	 * block stays, so two reads of one transaction agree.
+	 */
+	if (!IsolationUsesXactSnapshot())
+		(void) set_config_option("citus.select_opens_transaction_block", "off", PGC_USERSET,
+								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	n = m365_spi_run_saved(slot, *slot ? NULL : sql, a, SPI_OK_SELECT, limit, NULL);
+	AtEOXact_GUC(true, level);
+	return n;
 }
 
 /* The last account the acting user was found to own, in which transaction, as whom. */

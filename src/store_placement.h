@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 struct M365SpiArgs;				/* spi_util.h */
+struct _SPI_plan;					/* executor/spi.h (SPIPlanPtr) */
 
 /* Is m365sync.accounts a Citus distributed table in this database? */
 extern bool m365_store_placement_distributed(void);
@@ -45,6 +46,21 @@ extern char *m365_store_placement_local_shard(const char *table, int64 account_i
  */
 extern bool m365_store_placement_run_on_shard(const char *table, int64 account_id, const char *sql,
 											  const struct M365SpiArgs *a, long limit, bool read_only);
+
+/*
+ * Run a read-only SELECT routed by Citus to one node (a plan kept in *slot,
+ * as m365_spi_run_saved) without opening a remote transaction for it when
+ * this transaction has none on any node yet (citus.select_opens_transaction_block
+ * off for this statement only): one round trip instead of BEGIN, the
+ * statement and COMMIT. The node then runs it outside this transaction, so
+ * it sees nothing SET LOCAL here (pass what it needs as arguments) and only
+ * committed rows; a transaction that already has a remote transaction (it
+ * wrote through Citus, or read under REPEATABLE READ or SERIALIZABLE, where
+ * this keeps the remote block) runs it in that block, seeing its own writes.
+ * The caller is connected to SPI and on a Citus node.
+ */
+extern uint64 m365_store_placement_run_routed_read(struct _SPI_plan **slot, const char *sql,
+												   const struct M365SpiArgs *a, long limit);
 
 /*
  * Row level security without a subquery (Citus refuses those in policies):

@@ -93,6 +93,19 @@ CREATE TABLE m365sync.user_accounts (
     account_id      bigint NOT NULL
 );
 
+-- The id of every account, and nothing else: the table a Citus coordinator
+-- routes events() by (store_events.c). On Citus distributed and co-located
+-- with accounts, so a statement naming one id runs on the node of that
+-- account's shards; without row level security (an id is a surrogate key,
+-- nothing of the user), so the statement reaches that node without the
+-- acting user: m365sync._events_window() gets the user as an argument and
+-- reads the account's rows under the shards' own policies (SECURITY.md).
+-- Written with accounts (store_accounts.c); the key removes a row with its
+-- account.
+CREATE TABLE m365sync.account_routes (
+    account_id      bigint PRIMARY KEY REFERENCES m365sync.accounts ON DELETE CASCADE
+);
+
 CREATE TABLE m365sync.calendars (
     account_id      bigint NOT NULL REFERENCES m365sync.accounts ON DELETE CASCADE,
     calendar_id     bigserial,
@@ -309,6 +322,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON
     m365sync.sync_run_log, m365sync.subscriptions, m365sync.account_wakeups,
     m365sync.removed_events, m365sync.user_accounts
     TO m365sync_definer;
+-- rows of account_routes come with their account and go with it (the key)
+GRANT SELECT, INSERT ON m365sync.account_routes TO m365sync_definer;
 GRANT SELECT ON m365sync.app_config, m365sync.tenants TO m365sync_definer;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA m365sync TO m365sync_definer;
 
@@ -390,6 +405,7 @@ SELECT pg_catalog.pg_extension_config_dump('m365sync.data_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.accounts', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.accounts_account_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.user_accounts', '');
+SELECT pg_catalog.pg_extension_config_dump('m365sync.account_routes', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.calendars', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.calendars_calendar_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('m365sync.events', '');

@@ -34,18 +34,24 @@ COMMENT ON FUNCTION m365sync.events(timestamptz, timestamptz, bigint) IS
 -- account's shards (store_events.c, sql_events.c): the window query there,
 -- on the shard, with a plan the node keeps; its rows packed in one bytea
 -- (one row for Citus to move, and a fast-path router query on the
--- coordinator), content still sealed (the caller decrypts). Owned by m365sync_definer like the user functions (so
--- the shard's row level security answers for the acting user the
--- transaction set: SET LOCAL reaches the node with it) and executable by
--- that role only: Citus's connection from events() logs in as it.
+-- coordinator), content still sealed (the caller decrypts). The coordinator
+-- routes it by account_routes (no row level security there), outside a
+-- remote transaction when it can, where its SET LOCAL of the acting user
+-- does not reach the node: so flowagent_user names the acting user, and the
+-- function acts for that user while it reads, under the shards' own
+-- policies (accounts, _acting_owns), as the user functions do. Owned by
+-- m365sync_definer like the user functions and executable by that role
+-- only (Citus's connection from events() logs in as it); that role can set
+-- any acting user anyway, so the argument gives it nothing new.
 CREATE FUNCTION m365sync._events_window(account_id bigint, from_ts timestamptz, to_ts timestamptz,
-                                        from_date date, to_date date, calendar_id bigint)
+                                        from_date date, to_date date, calendar_id bigint,
+                                        flowagent_user text)
     RETURNS bytea
     LANGUAGE c STABLE SECURITY DEFINER
     SET search_path = pg_catalog, m365sync, pg_temp
     AS 'MODULE_PATHNAME', 'm365sync_events_window';
-REVOKE ALL ON FUNCTION m365sync._events_window(bigint, timestamptz, timestamptz, date, date, bigint) FROM PUBLIC;
-ALTER FUNCTION m365sync._events_window(bigint, timestamptz, timestamptz, date, date, bigint) OWNER TO m365sync_definer;
+REVOKE ALL ON FUNCTION m365sync._events_window(bigint, timestamptz, timestamptz, date, date, bigint, text) FROM PUBLIC;
+ALTER FUNCTION m365sync._events_window(bigint, timestamptz, timestamptz, date, date, bigint, text) OWNER TO m365sync_definer;
 
 CREATE FUNCTION m365sync.event(event_id bigint) RETURNS m365sync.event
     LANGUAGE c STABLE STRICT SECURITY DEFINER

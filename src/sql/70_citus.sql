@@ -36,7 +36,8 @@ DECLARE
     t text;
     seq text;
     per_account constant text[] := ARRAY['calendars', 'events', 'outbox', 'conflicts',
-        'sync_run_log', 'subscriptions', 'account_wakeups', 'data_keys', 'removed_events'];
+        'sync_run_log', 'subscriptions', 'account_wakeups', 'data_keys', 'removed_events',
+        'account_routes'];
     reference constant text[] := ARRAY['app_config', 'tenants', 'oauth_states', 'user_accounts'];
 BEGIN
     IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
@@ -65,7 +66,8 @@ BEGIN
         LOCK TABLE m365sync.accounts, m365sync.tenants, m365sync.app_config, m365sync.oauth_states,
                    m365sync.calendars, m365sync.events, m365sync.outbox, m365sync.conflicts,
                    m365sync.sync_run_log, m365sync.subscriptions, m365sync.account_wakeups,
-                   m365sync.data_keys, m365sync.removed_events, m365sync.user_accounts
+                   m365sync.data_keys, m365sync.removed_events, m365sync.user_accounts,
+                   m365sync.account_routes
                    IN ACCESS EXCLUSIVE MODE;
     END IF;
     -- accounts refers to tenants: distribute both without the key, then restore it

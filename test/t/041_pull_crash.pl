@@ -189,15 +189,15 @@ sub outlook { my ($m, $gid, $b) = @_; return $t->sim($m, "/_sim/users/$bea->{id}
 is(sync_round(), 'ok/', 'without a worker, m365sync.sync() runs a first round');
 
 # a create whose answer was lost, linked by a full resync
-my $lost = create('Answer lost');
+my $answer_lost = create('Answer lost');
 $t->sim('POST', '/_sim/faults', { route => '/events$', method => 'POST', kind => 'truncated', count => 1 });
 sync_round();
 is(remote('Answer lost'), 1, 'the create reached Outlook, its answer did not');
-is(outbox($lost) . '/' . $node->safe_psql('postgres', "SELECT coalesce(seen_round::text, 'none') FROM m365sync.events WHERE event_id = $lost"),
+is(outbox($answer_lost) . '/' . $node->safe_psql('postgres', "SELECT coalesce(seen_round::text, 'none') FROM m365sync.events WHERE event_id = $answer_lost"),
 	'create:pending/none', '... so its push waits (never seen by a full round)');
 full_resync();
-is(local_row($lost), 'Answer lost|synced|true', 'a full resync links the create and keeps it');
-is(outbox($lost), 'create:done', '... its outbox entry is done');
+is(local_row($answer_lost), 'Answer lost|synced|true', 'a full resync links the create and keeps it');
+is(outbox($answer_lost), 'create:done', '... its outbox entry is done');
 is(as_bea("SELECT count(*) FROM m365sync.events(now(), now() + interval '7 days') WHERE subject = 'Answer lost'"),
 	1, '... once in FlowAgent');
 

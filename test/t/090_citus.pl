@@ -123,7 +123,7 @@ is(q1($coord, "SELECT count(*) FROM m365sync.audit_log WHERE act = 'distribute'"
 is(q1($coord, "SELECT string_agg(logicalrelid::regclass::text || ':' || partmethod::text || ':' ||"
 	  . " (colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'm365sync.accounts'::regclass))::text,"
 	  . " ',' ORDER BY logicalrelid::regclass::text COLLATE \"C\") FROM pg_dist_partition"),
-	join(',', map { "m365sync.$_" } sort(qw(account_wakeups:h:true accounts:h:true app_config:n:false calendars:h:true
+	join(',', map { "m365sync.$_" } sort(qw(account_routes:h:true account_wakeups:h:true accounts:h:true app_config:n:false calendars:h:true
 		conflicts:h:true data_keys:h:true events:h:true outbox:h:true oauth_states:n:false removed_events:h:true subscriptions:h:true
 		sync_run_log:h:true tenants:n:false user_accounts:n:false))),
 	'distribute() twice: per-account tables hash-distributed and co-located with accounts, configuration replicated');
@@ -403,23 +403,79 @@ schedule_all('now()');
 
 	# events() on the coordinator routes the window query to the node of the
 	# account's shards (m365sync._events_window, its rows packed in one
-	# bytea: empty when there are none): closed to the app there, and bound
-	# by the shards' row level security like the tables.
+	# bytea: empty when there are none), by account_routes (no row level
+	# security: ids only) and outside a remote transaction when it can, so
+	# the acting user goes as an argument. Closed to the app there, and
+	# bound by the shards' row level security for the user it names.
 	my %node_of_group = map { (q1($_, 'SELECT groupid FROM pg_catalog.pg_dist_local_group') => $_) } @workers;
 	my $b_node = $node_of_group{ $place->{$ub} };
+	my $win_args = $acc_of->($ub) . ", now() - interval '30 days', now() + interval '400 days',"
+	  . " current_date - 31, current_date + 401, NULL";
 	my $window = sub {
-		my ($user) = @_;
-		return q1($b_node, "BEGIN; SET LOCAL ROLE m365sync_definer;"
-			  . (defined $user ? " SET LOCAL m365sync.flowagent_user = 'fa-$user';" : '')
-			  . " SELECT octet_length(m365sync._events_window(" . $acc_of->($ub) . ", now() - interval '30 days',"
-			  . " now() + interval '400 days', current_date - 31, current_date + 401, NULL)); COMMIT;");
+		my ($set_user, $arg) = @_;
+		my ($ret, $out, $err) = $b_node->psql('postgres', "BEGIN; SET LOCAL ROLE m365sync_definer;"
+			  . (defined $set_user ? " SET LOCAL m365sync.flowagent_user = 'fa-$set_user';" : '')
+			  . " SELECT octet_length(m365sync._events_window($win_args, $arg));"
+			  . " SELECT coalesce(nullif(current_setting('m365sync.flowagent_user'), ''), '-'); COMMIT;",
+			extra_params => [ '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose' ]);
+		return $err =~ /ERROR:\s+([0-9A-Z]{5}):/ ? "error $1" : $out;
 	};
-	my ($ok, $out, $st) = as_fa($b_node, "fa-$ub", "SELECT count(*) FROM m365sync._events_window(" . $acc_of->($ub)
-		  . ", now(), now() + interval '400 days', current_date, current_date + 401, NULL)");
+	my ($ok, $out, $st) = as_fa($b_node, "fa-$ub", "SELECT count(*) FROM m365sync._events_window($win_args, 'fa-$ub')");
 	is($st, '42501', 'the routed window query is closed to the app');
-	cmp_ok($window->($ub), '>', 0, 'the routed window query reads the events of the acting user\'s account');
-	is($window->($ua), '0', 'the routed window query reads nothing of another user\'s account');
-	is($window->(undef), '0', 'the routed window query reads nothing without an acting user');
+	($ok, $out, $st) = as_fa($coord, "fa-$ub", 'SELECT count(*) FROM m365sync.account_routes');
+	is($st, '42501', 'the routes table is closed to the app');
+	like($window->(undef, "'fa-$ub'"), qr/^[1-9]\d*\n-$/,
+		'the routed window query reads the events of the account of the user it names, without SET LOCAL');
+	is($window->(undef, "'fa-$ua'"), "0\n-", 'the routed window query reads nothing of another user\'s account');
+	is($window->($ub, "'fa-$ua'"), "0\nfa-$ub",
+		'the user named wins over the one set (no widening), and the one set is back after the call');
+	like($window->($ua, "'fa-$ub'"), qr/^[1-9]\d*\nfa-$ua$/,
+		'the routed window query acts for the user named for its own run only');
+	is($window->(undef, 'NULL'), 'error 22004', 'the routed window query refuses no user');
+	is($window->(undef, "''"), 'error 28000', 'the routed window query refuses an empty user');
+
+	# every account has its route, co-located with it (the routed statement
+	# lands on the node of the account's shards)
+	is(q1($coord, 'SELECT count(*) FROM m365sync.accounts a WHERE NOT EXISTS'
+		  . ' (SELECT 1 FROM m365sync.account_routes r WHERE r.account_id = a.account_id)')
+		  . '/' . q1($coord, 'SELECT count(*) FROM m365sync.account_routes r WHERE NOT EXISTS'
+		  . ' (SELECT 1 FROM m365sync.accounts a WHERE r.account_id = a.account_id)'),
+		'0/0', 'account_routes holds exactly the accounts');
+
+	# events() answers the same on every node (the coordinator reaches the
+	# shard's node remotely, that node itself by local execution, the other
+	# worker remotely), and holds every live event of the account's rows
+	my $all = "m365sync.events(now() - interval '30 days', now() + interval '400 days')";
+	my @views = map { (as_fa($_, "fa-$ub", "SELECT json_agg(e ORDER BY e.event_id) FROM $all e"))[1] } @nodes;
+	ok($views[0] =~ /"event_id"/ && !grep({ $_ ne $views[0] } @views), 'events() is identical on the coordinator and each worker node');
+	is((as_fa($coord, "fa-$ub", "SELECT string_agg(event_id::text, ',' ORDER BY event_id) FROM $all"))[1],
+		q1($coord, "SELECT string_agg(event_id::text, ',' ORDER BY event_id) FROM m365sync.events"
+			  . " WHERE account_id = " . $acc_of->($ub) . " AND NOT deleted"),
+		'events() on the coordinator lists every live event of the account');
+
+	# Read your writes: a transaction that wrote to the account's node
+	# through Citus reads in its remote transaction there (Citus keeps one
+	# once the transaction is coordinated), so events() shows the write;
+	# a read before the write takes no remote transaction, and the rollback
+	# still undoes the write.
+	my $fa_tx = sub {
+		my ($sql) = @_;
+		my ($ret, $o, $e) = $coord->psql('postgres', $sql, extra_params => [ '-U', 'flowagent', '-v', 'ON_ERROR_STOP=1' ]);
+		return $ret == 0 ? $o : "failed: $e";
+	};
+	my $count_ryw = "SELECT count(*) FROM $all WHERE subject = 'ryw $marker'";
+	my $total = "SELECT count(*) FROM $all";
+	my $at = sub { "jsonb_build_object('dateTime', to_char(now() + interval '$_[0]', 'YYYY-MM-DD\"T\"HH24:00:00'), 'timeZone', 'UTC')" };
+	my $upsert_ryw = "SELECT m365sync.upsert_event(jsonb_build_object('subject', 'ryw $marker', 'start', "
+	  . $at->('2 days') . ", 'end', " . $at->('2 days 1 hour') . ")) IS NOT NULL";
+	for my $iso ('READ COMMITTED', 'REPEATABLE READ')
+	{
+		my @r = split /\n/, $fa_tx->("BEGIN ISOLATION LEVEL $iso; SET LOCAL m365sync.flowagent_user = 'fa-$ub';"
+			  . " $count_ryw; $total; $upsert_ryw; $count_ryw; $total; ROLLBACK;");
+		is(scalar(@r) == 5 && $r[0] eq '0' && $r[1] > 0 && $r[2] eq 't' && $r[3] eq '1' && $r[4] == $r[1] + 1 ? 'ok' : "@r", 'ok',
+			"$iso: events() on the coordinator reads the rest before the transaction's write, then the write too");
+	}
+	is((as_fa($coord, "fa-$ub", $count_ryw))[1], '0', 'the rolled-back write is not there afterwards');
 }
 
 # ------------------------------------------------------------ keys

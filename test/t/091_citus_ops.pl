@@ -188,7 +188,7 @@ $place = $t->citus_placement(1 .. $N);
 
 # ------------------------------------------------------------ privacy acts on the coordinator
 
-my @tables = qw(accounts calendars events outbox conflicts sync_run_log subscriptions account_wakeups data_keys removed_events);
+my @tables = qw(accounts calendars events outbox conflicts sync_run_log subscriptions account_wakeups data_keys removed_events account_routes);
 sub rows_of
 {
 	my ($node, $ids) = @_;

@@ -462,18 +462,24 @@ SELECT * FROM m365sync._sync_runs();
 -- account's shards (store_events.c, sql_events.c): the window query there,
 -- on the shard, with a plan the node keeps; its rows packed in one bytea
 -- (one row for Citus to move, and a fast-path router query on the
--- coordinator), content still sealed (the caller decrypts). Owned by m365sync_definer like the user functions (so
--- the shard's row level security answers for the acting user the
--- transaction set: SET LOCAL reaches the node with it) and executable by
--- that role only: Citus's connection from events() logs in as it.
+-- coordinator), content still sealed (the caller decrypts). The coordinator
+-- routes it by account_routes (no row level security there), outside a
+-- remote transaction when it can, where its SET LOCAL of the acting user
+-- does not reach the node: so flowagent_user names the acting user, and the
+-- function acts for that user while it reads, under the shards' own
+-- policies (accounts, _acting_owns), as the user functions do. Owned by
+-- m365sync_definer like the user functions and executable by that role
+-- only (Citus's connection from events() logs in as it); that role can set
+-- any acting user anyway, so the argument gives it nothing new.
 CREATE FUNCTION m365sync._events_window(account_id bigint, from_ts timestamptz, to_ts timestamptz,
-                                        from_date date, to_date date, calendar_id bigint)
+                                        from_date date, to_date date, calendar_id bigint,
+                                        flowagent_user text)
     RETURNS bytea
     LANGUAGE c STABLE SECURITY DEFINER
     SET search_path = pg_catalog, m365sync, pg_temp
     AS 'MODULE_PATHNAME', 'm365sync_events_window';
-REVOKE ALL ON FUNCTION m365sync._events_window(bigint, timestamptz, timestamptz, date, date, bigint) FROM PUBLIC;
-ALTER FUNCTION m365sync._events_window(bigint, timestamptz, timestamptz, date, date, bigint) OWNER TO m365sync_definer;
+REVOKE ALL ON FUNCTION m365sync._events_window(bigint, timestamptz, timestamptz, date, date, bigint, text) FROM PUBLIC;
+ALTER FUNCTION m365sync._events_window(bigint, timestamptz, timestamptz, date, date, bigint, text) OWNER TO m365sync_definer;
 
 -- m365sync.distribute() and the wake of an account's node (70_citus.sql).
 CREATE FUNCTION m365sync._wake_here() RETURNS boolean
@@ -491,7 +497,8 @@ DECLARE
     t text;
     seq text;
     per_account constant text[] := ARRAY['calendars', 'events', 'outbox', 'conflicts',
-        'sync_run_log', 'subscriptions', 'account_wakeups', 'data_keys', 'removed_events'];
+        'sync_run_log', 'subscriptions', 'account_wakeups', 'data_keys', 'removed_events',
+        'account_routes'];
     reference constant text[] := ARRAY['app_config', 'tenants', 'oauth_states', 'user_accounts'];
 BEGIN
     IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
@@ -520,7 +527,8 @@ BEGIN
         LOCK TABLE m365sync.accounts, m365sync.tenants, m365sync.app_config, m365sync.oauth_states,
                    m365sync.calendars, m365sync.events, m365sync.outbox, m365sync.conflicts,
                    m365sync.sync_run_log, m365sync.subscriptions, m365sync.account_wakeups,
-                   m365sync.data_keys, m365sync.removed_events, m365sync.user_accounts
+                   m365sync.data_keys, m365sync.removed_events, m365sync.user_accounts,
+                   m365sync.account_routes
                    IN ACCESS EXCLUSIVE MODE;
     END IF;
     -- accounts refers to tenants: distribute both without the key, then restore it
@@ -605,6 +613,16 @@ ALTER TABLE m365sync.user_accounts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY acting_user ON m365sync.user_accounts TO m365sync_definer
     USING (flowagent_user = pg_catalog.current_setting('m365sync.flowagent_user', true));
 SELECT pg_catalog.pg_extension_config_dump('m365sync.user_accounts', '');
+
+-- ---- The id of every account, to route events() by on Citus (01_tables.sql) ----
+-- No row level security: ids only (SECURITY.md). Filled from the accounts there are.
+CREATE TABLE m365sync.account_routes (
+    account_id      bigint PRIMARY KEY REFERENCES m365sync.accounts ON DELETE CASCADE
+);
+INSERT INTO m365sync.account_routes (account_id) SELECT a.account_id FROM m365sync.accounts a;
+REVOKE ALL ON m365sync.account_routes FROM PUBLIC;
+GRANT SELECT, INSERT ON m365sync.account_routes TO m365sync_definer;
+SELECT pg_catalog.pg_extension_config_dump('m365sync.account_routes', '');
 
 -- ---- live-service behaviours (issue 22) ----
 
