@@ -100,6 +100,23 @@ m365_store_accounts_due(int64 account_id, int limit, const M365WorkerShare *shar
 		sql = psprintf("SELECT a.account_id, a.ms_user_id, %s FROM m365sync.accounts a"
 					   " WHERE a.account_id = $1 AND" SYNCABLE("a") "%s"
 					   WORKER_SHARE_PREDICATE " LIMIT $2", calendars_due, owned);
+	else if (m365_store_placement_distributed())
+
+		/*
+		 * On Citus the same in one pass over the node's shards, which Citus
+		 * pushes down (it cannot push down the union below: the joins of
+		 * its ways are not all on the distribution column's position).
+		 */
+		sql = psprintf("SELECT a.account_id, a.ms_user_id, %s FROM m365sync.accounts a"
+					   " WHERE" SYNCABLE("a") " AND " NOT_BACKING_OFF("a") "%s"
+					   "   AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
+					   "    OR " M365_WAKEUP_MARK_DUE
+					   "    OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
+					   "     AND o.state = 'pending'"
+					   "     AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now()))"
+					   WORKER_SHARE_PREDICATE
+					   " ORDER BY " M365_WAKEUP_MARK_DUE " DESC,"
+					   "          a.next_sync_at NULLS FIRST LIMIT $2", calendars_due, owned);
 	else
 	{
 		/*
