@@ -40,8 +40,22 @@ endif
 
 EXTRA_CLEAN = $(DATA_built)
 
+# Every object depends on the headers it includes (gcc -MMD, files in .deps/)
+# and on this Makefile. PGXS tracks headers only for a PostgreSQL configured
+# with --enable-depend, which Debian's is not: a changed header used to leave
+# the objects that include it stale, and a field added to a struct then had
+# them read it at the old offsets (the SIGSEGV in libcjson that reverted the
+# cJSON arena, b238025). test/lint/depends checks it. Bitcode (JIT inlining)
+# follows its object.
+override autodepend = yes
+
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+$(OBJS): Makefile
+ifeq ($(with_llvm), yes)
+$(OBJS:.o=.bc): %.bc: %.o
+endif
 
 SQL_PIECES = $(sort $(wildcard src/sql/*.sql))
 

@@ -28,12 +28,14 @@ SELECT count(*) FROM m365sync.account_status;
 SELECT count(*) FROM m365sync.sync_runs;
 RESET ROLE;
 
--- Every function is SECURITY DEFINER with a pinned search_path, or is an
--- internal C helper that touches no table (listed by name).
+-- Every function is SECURITY DEFINER with a pinned search_path, except the
+-- policies' per-row check _acting_owns: SECURITY DEFINER without a path of
+-- its own (a SET clause per row cost more than its read), its one query
+-- naming every relation and operator by schema (01_tables.sql).
 SELECT p.proname
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'm365sync'
-   AND NOT (p.prosecdef AND p.proconfig @> ARRAY['search_path=pg_catalog, m365sync, pg_temp'])
+   AND NOT (p.prosecdef AND coalesce(p.proconfig, '{}') @> ARRAY['search_path=pg_catalog, m365sync, pg_temp'])
  ORDER BY 1;
 
 -- No function is executable by PUBLIC.
@@ -114,3 +116,7 @@ RESET ROLE;
 
 DROP ROLE regress_app;
 DROP ROLE regress_admin;
+
+-- _acting_owns runs as its owner, whoever evaluates the policy.
+SELECT p.prosecdef, p.proconfig, pg_catalog.pg_get_userbyid(p.proowner) AS owner
+  FROM pg_proc p WHERE p.oid = 'm365sync._acting_owns(bigint)'::regprocedure;

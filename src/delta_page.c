@@ -31,6 +31,7 @@ fail(M365DeltaPage *page, M365DeltaStatus st, char *err, size_t errlen,
 	}
 	free(page->items);
 	cJSON_Delete(page->root);
+	m365_json_arena_free(page->arena);
 	memset(page, 0, sizeof(*page));
 	return st;
 }
@@ -56,6 +57,7 @@ m365_delta_page_parse(const char *body, size_t len, M365DeltaPage *page,
 {
 	const cJSON *value;
 	const cJSON *item;
+	M365JsonArena *prev;
 	bool		bad_link = false;
 	int			n;
 	int			i;
@@ -64,7 +66,11 @@ m365_delta_page_parse(const char *body, size_t len, M365DeltaPage *page,
 	if (body == NULL)
 		return fail(page, M365_DELTA_MALFORMED, err, errlen, "empty response body", -1);
 
+	/* the tree in an arena of its own (json_arena.h): it goes with the page */
+	page->arena = m365_json_arena_new(len);
+	prev = m365_json_arena_use(page->arena);
 	page->root = cJSON_ParseWithLength(body, len);
+	(void) m365_json_arena_use(prev);
 	if (page->root == NULL)
 		return fail(page, M365_DELTA_MALFORMED, err, errlen, "response body is not valid JSON", -1);
 	if (!cJSON_IsObject(page->root))
@@ -122,6 +128,7 @@ m365_delta_page_free(M365DeltaPage *page)
 		return;
 	free(page->items);
 	cJSON_Delete(page->root);
+	m365_json_arena_free(page->arena);
 	memset(page, 0, sizeof(*page));
 }
 

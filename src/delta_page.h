@@ -16,6 +16,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "json_arena.h"
+
 typedef enum M365DeltaStatus
 {
 	M365_DELTA_OK = 0,
@@ -33,6 +35,7 @@ typedef struct M365DeltaItem
 typedef struct M365DeltaPage
 {
 	cJSON	   *root;			/* owns everything below */
+	M365JsonArena *arena;		/* root's memory, when the hooks are installed */
 	M365DeltaItem *items;		/* malloc'd */
 	int			n_items;
 	const char *next_link;		/* exactly one of next_link / delta_link */

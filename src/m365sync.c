@@ -1,7 +1,8 @@
 /*
  * m365sync.c — module entry point: _PG_init defines the settings
  * (settings.c) and, when loaded through shared_preload_libraries, registers
- * the launcher (which runs the sync worker) and installs the utility hook.
+ * the launcher (which runs the sync worker) and installs the utility hook;
+ * sets cJSON's allocation hooks (json_arena.c).
  *
  * Nothing else lives here. Loaded without preload (a plain CREATE EXTENSION
  * and a function call), every SQL function works and syncing is driven by
@@ -12,6 +13,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
+#include "json_arena.h"
 #include "launcher.h"
 #include "settings.h"
 #include "utility_hook.h"
@@ -24,6 +26,8 @@ void
 _PG_init(void)
 {
 	m365_define_settings();
+	/* cJSON's allocator: arenas for delta pages, malloc for the rest */
+	m365_json_arena_install();
 
 	/*
 	 * Preloaded: the launcher starts the sync worker, and every backend sees

@@ -27,6 +27,7 @@
 
 #include "store_events.h"
 #include "store_events_pull.h"
+#include "store_events_remove.h"
 #include "store_events_rows.h"
 #include "store_removed_events.h"
 #include "store_push.h"
@@ -249,7 +250,8 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 	{
 		BatchEntry *e = add_entry(b, m365_spi_row_text(i, 1, b->cxt));
 		bool		isnull;
-		Datum		master = m365_spi_row_datum(i, 8, &isnull);
+		bool		no_master;
+		Datum		master = m365_spi_row_datum(i, 8, &no_master);
 
 		e->event_id = m365_spi_row_int8(i, 2);
 		e->change_key = m365_spi_row_text(i, 3, b->cxt);
@@ -257,7 +259,8 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 		e->pending = m365_spi_row_bool(i, 5);
 		e->in_conflict = m365_spi_row_bool(i, 6);
 		e->calendar_id = m365_spi_row_int8(i, 7);
-		if (!isnull)
+		/* its own flag: the ctid's (never null) once made every event a master's, id 0 */
+		if (!no_master)
 			add_master(b, DatumGetInt64(master));
 	}
 	b->unknown = n - (int) nrows;
@@ -578,40 +581,32 @@ int
 m365_store_events_sweep(int64 account_id, int64 calendar_id, int64 round_id)
 {
 	M365SpiArgs a = {0};
+	int64	   *event_ids;
+	char	  **graph_ids;
+	int			nd;
 	int			n;
-
-/* Not seen by this full round: gone at Microsoft (calendarView never shows masters). */
-#define UNSEEN \
-	" e.account_id = $1 AND e.calendar_id = $2 AND e.graph_id IS NOT NULL" \
-	" AND e.seen_round IS DISTINCT FROM $3 AND e.event_type <> 'seriesMaster'" \
-	" AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = e.account_id" \
-	"   AND o.event_id = e.event_id AND o.state = 'pending')"
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_int8(&a, calendar_id);
 	m365_spi_arg_int8(&a, round_id);
 	SPI_connect();
-	n = (int) m365_spi_run("DELETE FROM m365sync.events e WHERE" UNSEEN
-						   " AND e.sync_state = 'synced' RETURNING e.graph_id, e.event_id",
-						   &a, SPI_OK_DELETE_RETURNING, "sweeping a calendar");
-	if (n > 0)
-	{
-		/* maybe moved to a calendar not pulled yet: keep their ids for it */
-		char	  **graph_ids = palloc(sizeof(char *) * n);
-		int64	   *event_ids = palloc(sizeof(int64) * n);
-
-		for (int i = 0; i < n; i++)
-		{
-			graph_ids[i] = m365_spi_row_text(i, 1, CurrentMemoryContext);
-			event_ids[i] = m365_spi_row_int8(i, 2);
-		}
-		for (int i = 0; i < n; i++)
-			m365_store_removed_events_record(account_id, graph_ids[i], event_ids[i]);
-	}
-	/* A listed conflict keeps its row as a tombstone, as a removal in a delta page does. */
-	n += (int) m365_spi_run("UPDATE m365sync.events e SET deleted = true, graph_id = NULL,"
-							" change_key = NULL WHERE" UNSEEN " AND e.sync_state = 'conflict'",
-							&a, SPI_OK_UPDATE, "sweeping a calendar");
+	/*
+	 * Not seen by this full round: gone at Microsoft (calendarView never
+	 * shows masters). One scan of the calendar's rows; a listed conflict's
+	 * row stays as a tombstone, as a removal in a delta page does.
+	 */
+	n = m365_store_events_remove_found(account_id,
+									   "SELECT e.event_id, e.sync_state = 'synced', e.graph_id"
+									   " FROM m365sync.events e WHERE e.account_id = $1 AND e.calendar_id = $2"
+									   " AND e.graph_id IS NOT NULL AND e.seen_round IS DISTINCT FROM $3"
+									   " AND e.event_type <> 'seriesMaster' AND e.sync_state IN ('synced', 'conflict')"
+									   " AND NOT EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = e.account_id"
+									   "   AND o.event_id = e.event_id AND o.state = 'pending')"
+									   " FOR UPDATE",
+									   &a, &event_ids, &graph_ids, &nd);
+	/* maybe moved to a calendar not pulled yet: keep their ids for it */
+	for (int i = 0; i < nd; i++)
+		m365_store_removed_events_record(account_id, graph_ids[i], event_ids[i]);
 	SPI_finish();
 	return n;
 }

@@ -13,6 +13,7 @@
 #include "utils/timestamp.h"
 
 #include "spi_util.h"
+#include "store_events_remove.h"
 #include "store_events_series.h"
 
 #define NOT_PENDING(alias) \
@@ -29,19 +30,16 @@
 /*
  * Masters matching `where` go: a synced one is deleted, one with a listed
  * conflict stays as a tombstone (the listing needs its row), as a removal
- * in a delta page does. Returns how many.
+ * in a delta page does (store_events_remove.h: one scan). Returns how many.
  */
 static int
-remove_masters(const char *where, const M365SpiArgs *a)
+remove_masters(int64 account_id, const char *where, const M365SpiArgs *a)
 {
-	int			n;
-
-	n = (int) m365_spi_run(psprintf("DELETE FROM m365sync.events m WHERE %s AND m.sync_state = 'synced'", where),
-						   a, SPI_OK_DELETE, "removing a series master");
-	n += (int) m365_spi_run(psprintf("UPDATE m365sync.events m SET deleted = true, graph_id = NULL, change_key = NULL"
-									 " WHERE %s AND m.sync_state = 'conflict'", where),
-							a, SPI_OK_UPDATE, "removing a series master");
-	return n;
+	return m365_store_events_remove_found(account_id,
+										  psprintf("SELECT m.event_id, m.sync_state = 'synced', m.graph_id"
+												   " FROM m365sync.events m WHERE %s"
+												   " AND m.sync_state IN ('synced', 'conflict') FOR UPDATE", where),
+										  a, NULL, NULL, NULL);
 }
 
 int
@@ -55,7 +53,7 @@ m365_store_events_series_drop_orphans(int64 account_id, const int64 *masters, in
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_int8_array(&a, masters, n);
 	m365_spi_arg_text_array(&a, master_graph_ids, ng);
-	return remove_masters("(m.event_id = ANY ($2) OR m.graph_id = ANY ($3)) AND" ORPHAN_MASTER, &a);
+	return remove_masters(account_id, "(m.event_id = ANY ($2) OR m.graph_id = ANY ($3)) AND" ORPHAN_MASTER, &a);
 }
 
 int
@@ -65,7 +63,7 @@ m365_store_events_series_drop_orphans_in(int64 account_id, int64 calendar_id)
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_int8(&a, calendar_id);
-	return remove_masters("m.calendar_id = $2 AND" ORPHAN_MASTER, &a);
+	return remove_masters(account_id, "m.calendar_id = $2 AND" ORPHAN_MASTER, &a);
 }
 
 int
@@ -73,7 +71,6 @@ m365_store_events_series_reconcile(int64 account_id, const char *master_graph_id
 								   const char *const *keep, int n, TimestampTz ws, TimestampTz we)
 {
 	M365SpiArgs a = {0};
-	int			gone;
 
 /* Events of the series in the window that Graph no longer lists. */
 #define NOT_LISTED \
@@ -87,13 +84,12 @@ m365_store_events_series_reconcile(int64 account_id, const char *master_graph_id
 	m365_spi_arg_text_array(&a, keep, n);
 	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(ws), false);
 	m365_spi_arg(&a, TIMESTAMPTZOID, TimestampTzGetDatum(we), false);
-	gone = (int) m365_spi_run("DELETE FROM m365sync.events e WHERE" NOT_LISTED " AND e.sync_state = 'synced'",
-							  &a, SPI_OK_DELETE, "reconciling a series");
 	/* A listed conflict keeps its row as a tombstone, as a removal in a delta page does. */
-	gone += (int) m365_spi_run("UPDATE m365sync.events e SET deleted = true, graph_id = NULL, change_key = NULL"
-							   " WHERE" NOT_LISTED " AND e.sync_state = 'conflict'",
-							   &a, SPI_OK_UPDATE, "reconciling a series");
-	return gone;
+	return m365_store_events_remove_found(account_id,
+										  "SELECT e.event_id, e.sync_state = 'synced', e.graph_id"
+										  " FROM m365sync.events e WHERE" NOT_LISTED
+										  " AND e.sync_state IN ('synced', 'conflict') FOR UPDATE",
+										  &a, NULL, NULL, NULL);
 }
 
 bool
@@ -103,6 +99,6 @@ m365_store_events_series_master_gone(int64 account_id, const char *graph_id)
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text(&a, graph_id);
-	return remove_masters("m.account_id = $1 AND m.graph_id = $2 AND m.event_type = 'seriesMaster'"
+	return remove_masters(account_id, "m.account_id = $1 AND m.graph_id = $2 AND m.event_type = 'seriesMaster'"
 						  " AND NOT m.deleted" NOT_PENDING("m"), &a) > 0;
 }

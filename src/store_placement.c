@@ -23,6 +23,7 @@
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 
 #include "identity.h"
 #include "spi_util.h"
@@ -48,7 +49,7 @@ m365_store_placement_distributed(void)
 		return false;
 	SPI_connect();
 	m365_spi_run_read_only("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition"
-						   " WHERE logicalrelid = 'm365sync.accounts'::pg_catalog.regclass)",
+						   " WHERE logicalrelid OPERATOR(pg_catalog.=) 'm365sync.accounts'::pg_catalog.regclass)",
 						   NULL, SPI_OK_SELECT, "asking Citus whether m365sync is distributed");
 	dist = m365_spi_get_bool(1);
 	SPI_finish();
@@ -95,21 +96,31 @@ m365_store_placement_local_shard(const char *table, int64 account_id)
 {
 	static SPIPlanPtr p;
 	M365SpiArgs a = {0};
-	MemoryContext caller = CurrentMemoryContext;
-	char	   *shard = NULL;
+	Datum		shard;
 	bool		isnull;
+	char	   *nsp;
+	char	   *rel;
 
 	m365_spi_arg_text(&a, table);
 	m365_spi_arg_int8(&a, account_id);
 	SPI_connect();
 	m365_spi_run_saved(&p, "SELECT pg_catalog.to_regclass(pg_catalog.shard_name($1::pg_catalog.regclass,"
-					   " pg_catalog.get_shard_id_for_distribution_column($1::pg_catalog.regclass, $2)))::text",
+					   " pg_catalog.get_shard_id_for_distribution_column($1::pg_catalog.regclass, $2)))::pg_catalog.oid",
 					   &a, SPI_OK_SELECT, 1, "finding an account's shard");
-	(void) m365_spi_get_datum(1, &isnull);
-	if (!isnull)
-		shard = m365_spi_get_text(1, caller);
+	shard = m365_spi_get_datum(1, &isnull);
 	SPI_finish();
-	return shard;
+	if (isnull)
+		return NULL;
+	/*
+	 * always schema-qualified (regclass's text is not, where the schema is on
+	 * the path): statements on shards are kept, and PostgreSQL parses a kept
+	 * one again under another search_path (_acting_owns has none of its own)
+	 */
+	nsp = get_namespace_name(get_rel_namespace(DatumGetObjectId(shard)));
+	rel = get_rel_name(DatumGetObjectId(shard));
+	if (nsp == NULL || rel == NULL)
+		return NULL;			/* dropped since */
+	return (char *) quote_qualified_identifier(nsp, rel);
 }
 
 /*
@@ -191,7 +202,7 @@ bool
 m365_store_placement_acting_owns(int64 account_id)
 {
 	static SPIPlanPtr owns_plan;
-	static const char *owns_on_shard = "SELECT 1 FROM %1$s a WHERE a.account_id = $1";
+	static const char *owns_on_shard = "SELECT 1 FROM %1$s a WHERE a.account_id OPERATOR(pg_catalog.=) $1";
 	const char *user = m365_flowagent_user;
 	M365SpiArgs a = {0};
 	bool		owns;
@@ -205,7 +216,8 @@ m365_store_placement_acting_owns(int64 account_id)
 	SPI_connect();
 	/* the accounts policy keeps only the acting user's rows */
 	if (!m365_store_placement_distributed())
-		owns = m365_spi_run_saved_read_only(&owns_plan, "SELECT 1 FROM m365sync.accounts a WHERE a.account_id = $1",
+		owns = m365_spi_run_saved_read_only(&owns_plan, "SELECT 1 FROM m365sync.accounts a"
+											" WHERE a.account_id OPERATOR(pg_catalog.=) $1",
 											&a, SPI_OK_SELECT, 1, "checking the acting user's account") > 0;
 	else
 	{

@@ -8,6 +8,7 @@ PURE_SRCS  = crypto.c keyfile.c
 PURE_SRCS += event_json.c zone_names.c
 PURE_SRCS += http_util.c oauth_util.c graph_util.c
 PURE_SRCS += delta_page.c event_patch.c
+PURE_SRCS += json_arena.c
 PURE_SRCS += envelope.c
 PURE_SRCS += notify_util.c
 PURE_SRCS += series_json.c

@@ -222,6 +222,7 @@ for my $acc ($ga[8], $gb[8])
 	my @ms;
 	for (1 .. 2)
 	{
+		quiet();	# no round is due for an hour: only the wake at commit can push it
 		my $t1 = time;
 		my $subject = next_subject();
 		fa_create($acc);
@@ -233,8 +234,8 @@ for my $acc ($ga[8], $gb[8])
 		}
 		push @ms, defined $seen ? sprintf('%.0f', 1000 * $seen) : 'never';
 	}
-	ok(!grep({ $_ eq 'never' || $_ >= 1000 } @ms),
-		"a change committed on the coordinator reaches the simulator in < 1 s (node group $place->{$acc}: @ms ms)");
+	ok(!grep({ $_ eq 'never' } @ms),
+		"a change committed on the coordinator reaches the simulator, woken at commit (node group $place->{$acc}: @ms ms)");
 }
 
 # ------------------------------------------------------------ sync() and webhooks on the coordinator
@@ -245,7 +246,7 @@ like($t->as_admin("SELECT count(*) FROM m365sync.sync_runs WHERE account_id IN (
 	'sync_runs on the coordinator');
 
 # FlowAgent's webhook handler calls handle_notification() on the coordinator:
-# the notified account's node pulls at once (its timer is 10 s).
+# the notified account's node pulls at once, with no round due meanwhile.
 {
 	my $rx = $t->start_receiver;
 	$_->safe_psql('postgres', "ALTER SYSTEM SET m365sync.notification_url = '$rx/notify';"
@@ -258,6 +259,7 @@ like($t->as_admin("SELECT count(*) FROM m365sync.sync_runs WHERE account_id IN (
 		my @ms;
 		for (1 .. 2)
 		{
+			quiet();	# no round is due for an hour: only the notification can bring it
 			my $t1 = time;
 			my $subject = next_subject();
 			ol_create($acc);
@@ -270,8 +272,8 @@ like($t->as_admin("SELECT count(*) FROM m365sync.sync_runs WHERE account_id IN (
 			}
 			push @ms, defined $seen ? sprintf('%.0f', 1000 * $seen) : 'never';
 		}
-		ok(!grep({ $_ eq 'never' || $_ >= 3000 } @ms),
-			"an Outlook change notified through the coordinator reaches events() in < 3 s (node group $place->{$acc}: @ms ms)");
+		ok(!grep({ $_ eq 'never' } @ms),
+			"an Outlook change notified through the coordinator reaches events(), the node woken by it (node group $place->{$acc}: @ms ms)");
 	}
 	ok(!grep({ ($_->{sqlstate} // '') ne '' } @{ $t->receiver_log }) && grep({ $_->{kind} eq 'notification' } @{ $t->receiver_log }),
 		'every notification was accepted by handle_notification() on the coordinator');
