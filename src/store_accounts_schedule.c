@@ -63,6 +63,22 @@ worker_share_args(M365SpiArgs *a, const M365WorkerShare *share)
 	m365_spi_arg(a, INT4OID, Int32GetDatum(share ? share->index : 0), false);
 }
 
+/*
+ * An account that can be synced at all (the accounts_due index's predicate,
+ * 01_tables.sql: keep the two the same, or the index is not used).
+ */
+#define SYNCABLE(alias) \
+	" " alias ".status IN ('connected', 'error', 'mailbox_disabled', 'access_denied')" \
+	" AND " alias ".ms_user_id IS NOT NULL"
+
+/* not in a backoff after a failure */
+#define NOT_BACKING_OFF(alias) \
+	"coalesce(" alias ".backoff_until, '-infinity') <= pg_catalog.now()"
+
+/* when an account is due by its schedule: the accounts_due index's expression */
+#define DUE_AT(alias) \
+	"GREATEST(coalesce(" alias ".next_sync_at, '-infinity'), coalesce(" alias ".backoff_until, '-infinity'))"
+
 List *
 m365_store_accounts_due(int64 account_id, int limit, const M365WorkerShare *share)
 {
@@ -75,30 +91,64 @@ m365_store_accounts_due(int64 account_id, int limit, const M365WorkerShare *shar
 	const char *calendars_due = m365_schema_is_0_2() ?
 		"coalesce(a.calendars_listed_at, '-infinity') <= pg_catalog.now()"
 		" - interval '" CppAsString2(M365_CALENDAR_LIST_INTERVAL_S) " seconds'" : "false";
+	char	   *sql;
 
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg(&a, INT4OID, Int32GetDatum(limit), false);
 	worker_share_args(&a, share);
+	if (account_id > 0)
+		sql = psprintf("SELECT a.account_id, a.ms_user_id, %s FROM m365sync.accounts a"
+					   " WHERE a.account_id = $1 AND" SYNCABLE("a") "%s"
+					   WORKER_SHARE_PREDICATE " LIMIT $2", calendars_due, owned);
+	else if (m365_store_placement_distributed())
+
+		/*
+		 * On Citus the same in one pass over the node's shards, which Citus
+		 * pushes down (it cannot push down the union below: the joins of
+		 * its ways are not all on the distribution column's position).
+		 */
+		sql = psprintf("SELECT a.account_id, a.ms_user_id, %s FROM m365sync.accounts a"
+					   " WHERE" SYNCABLE("a") " AND " NOT_BACKING_OFF("a") "%s"
+					   "   AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
+					   "    OR " M365_WAKEUP_MARK_DUE
+					   "    OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
+					   "     AND o.state = 'pending'"
+					   "     AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now()))"
+					   WORKER_SHARE_PREDICATE
+					   " ORDER BY " M365_WAKEUP_MARK_DUE " DESC,"
+					   "          a.next_sync_at NULLS FIRST LIMIT $2", calendars_due, owned);
+	else
+	{
+		/*
+		 * due: by the schedule, because a change notification marked it and
+		 * the mark is due (those first; store_subscriptions.c), or because a
+		 * local change waits to be pushed; never during a backoff. Each way
+		 * starts from an index of what is due (accounts_due, the marks,
+		 * outbox_pending) and reads only those accounts, by key, so the cost
+		 * grows with the due accounts, not with all of them (whatever the
+		 * planner's estimate of how many are due).
+		 */
+		const char *cols = psprintf("a.account_id, a.ms_user_id, a.next_sync_at, %s AS calendars_due",
+									calendars_due);
+
+		sql = psprintf("SELECT a.account_id, a.ms_user_id, a.calendars_due FROM ("
+					   "   SELECT %s FROM m365sync.accounts a"
+					   "    WHERE" SYNCABLE("a") " AND " DUE_AT("a") " <= pg_catalog.now()"
+					   "   UNION"
+					   "   SELECT %s FROM m365sync.account_wakeups w"
+					   "     JOIN m365sync.accounts a ON a.account_id = w.account_id"
+					   "    WHERE " M365_WAKEUP_GAP_PASSED("w.account_id") " AND" SYNCABLE("a") " AND " NOT_BACKING_OFF("a")
+					   "   UNION"
+					   "   SELECT %s FROM m365sync.accounts a"
+					   "    WHERE a.account_id IN (SELECT o.account_id FROM m365sync.outbox o"
+					   "      WHERE o.state = 'pending' AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())"
+					   "      AND" SYNCABLE("a") " AND " NOT_BACKING_OFF("a") ") a"
+					   " WHERE true%s" WORKER_SHARE_PREDICATE
+					   " ORDER BY " M365_WAKEUP_MARK_DUE " DESC,"
+					   "          a.next_sync_at NULLS FIRST LIMIT $2", cols, cols, cols, owned);
+	}
 	SPI_connect();
-	/*
-	 * due: by the schedule, because a change notification marked it and the
-	 * mark is due (those first; store_subscriptions.c), or because a local
-	 * change waits to be pushed
-	 */
-	m365_spi_run(psprintf("SELECT a.account_id, a.ms_user_id, %s FROM m365sync.accounts a"
-						  " WHERE a.status IN ('connected', 'error', 'mailbox_disabled', 'access_denied')"
-						  "   AND a.ms_user_id IS NOT NULL%s"
-						  "   AND CASE WHEN $1 > 0 THEN a.account_id = $1"
-						  "       ELSE coalesce(a.backoff_until, '-infinity') <= pg_catalog.now()"
-						  "        AND (coalesce(a.next_sync_at, '-infinity') <= pg_catalog.now()"
-						  "         OR " M365_WAKEUP_MARK_DUE
-						  "         OR EXISTS (SELECT 1 FROM m365sync.outbox o WHERE o.account_id = a.account_id"
-						  "          AND o.state = 'pending'"
-						  "          AND coalesce(o.next_attempt_at, '-infinity') <= pg_catalog.now())) END"
-						  WORKER_SHARE_PREDICATE
-						  " ORDER BY " M365_WAKEUP_MARK_DUE " DESC,"
-						  "          a.next_sync_at NULLS FIRST LIMIT $2", calendars_due, owned),
-				 &a, SPI_OK_SELECT, "finding due accounts");
+	m365_spi_run(sql, &a, SPI_OK_SELECT, "finding due accounts");
 	out = m365_store_accounts_of_result(caller);
 	SPI_finish();
 	return out;

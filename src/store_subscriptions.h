@@ -93,13 +93,17 @@ extern void m365_store_subscriptions_flag(int64 account_id, const char *subscrip
  * that long has passed since the account's last round began, so however
  * many notifications come, one round per gap at most. Never dropped: a
  * change announced after a round's delta request is fetched by the next.
- * The condition, for the due-accounts query (alias a for the account):
+ * The condition, for the due-accounts query (alias a for the account), and
+ * its second half for a mark w of account_wakeups:
+ * M365_WAKEUP_GAP_PASSED("w.account_id").
  */
 #define M365_WAKEUP_GAP_MS 1000
+#define M365_WAKEUP_GAP_PASSED(account) \
+	"NOT EXISTS (SELECT 1 FROM m365sync.sync_run_log r WHERE r.account_id = " account \
+	"   AND r.started_at > pg_catalog.now() - pg_catalog.make_interval(secs => " CppAsString2(M365_WAKEUP_GAP_MS) " / 1000.0))"
 #define M365_WAKEUP_MARK_DUE \
 	"(EXISTS (SELECT 1 FROM m365sync.account_wakeups w WHERE w.account_id = a.account_id)" \
-	" AND NOT EXISTS (SELECT 1 FROM m365sync.sync_run_log r WHERE r.account_id = a.account_id" \
-	"   AND r.started_at > pg_catalog.now() - pg_catalog.make_interval(secs => " CppAsString2(M365_WAKEUP_GAP_MS) " / 1000.0)))"
+	" AND " M365_WAKEUP_GAP_PASSED("a.account_id") ")"
 
 /* Mark accounts due (idempotent: a pending mark stays as it is). */
 extern void m365_store_wakeups_mark(const int64 *account_ids, int n);

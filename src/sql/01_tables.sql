@@ -76,7 +76,12 @@ CREATE TABLE m365sync.accounts (
     calendars_listed_at timestamptz          -- last read of the calendar list; null: read it at the next round
 );
 CREATE INDEX accounts_flowagent_user ON m365sync.accounts (flowagent_user);
-CREATE INDEX accounts_next_sync ON m365sync.accounts (next_sync_at);
+-- The accounts due by their schedule (store_accounts_schedule.c: the same
+-- expression and predicate there): the due query scans what is due, not
+-- every account.
+CREATE INDEX accounts_due ON m365sync.accounts
+    ((GREATEST(coalesce(next_sync_at, '-infinity'), coalesce(backoff_until, '-infinity'))))
+    WHERE status IN ('connected', 'error', 'mailbox_disabled', 'access_denied') AND ms_user_id IS NOT NULL;
 
 -- Each FlowAgent user's account, by user: the user functions find the
 -- acting user's account here, by the primary key. Written with accounts in

@@ -309,4 +309,55 @@ is(bea_remote('Garbled update'), 1, '... and Outlook has it');
 is($t->node->safe_psql('postgres', "SELECT count(*) FROM m365sync.outbox WHERE account_id = $bea_account AND state <> 'done'"),
 	'0', 'after garbled answers nothing is failed or left pending');
 
+
+# ------------------------------------------------------------------ which accounts are due
+# m365sync.sync() without an account runs every due one (the worker's
+# query, store_accounts_schedule.c): due by its schedule, by a change
+# notification's mark once the gap after its last round has passed, or by a
+# pending push whose time has come; never during a backoff, never in a state
+# that cannot sync. Still no worker: nothing else takes a due account.
+sub sa { return $t->node->safe_psql('postgres', $_[0]); }
+sub due_rounds
+{
+	return $t->as_admin("SELECT coalesce(string_agg(CASE account_id WHEN $bea_account THEN 'bea' WHEN $account THEN 'ada'"
+		  . " ELSE account_id::text END || ':' || status || ':' || pushed, ',' ORDER BY account_id), 'none') FROM m365sync.sync()");
+}
+sa("UPDATE m365sync.accounts SET next_sync_at = now() + interval '1 hour'; DELETE FROM m365sync.account_wakeups");
+is(sa("SELECT count(*) FROM m365sync.outbox WHERE state = 'pending'"), '0', 'due: no push is pending to begin with');
+is(due_rounds(), 'none', 'due: an account synced a moment ago is not due');
+
+sa("UPDATE m365sync.accounts SET next_sync_at = now() - interval '1 minute' WHERE account_id = $bea_account");
+is(due_rounds(), 'bea:ok:0', 'due: an account whose next_sync_at has passed is synced, the other is not');
+is(due_rounds(), 'none', '... and after its round it is not due again');
+sa("UPDATE m365sync.accounts SET next_sync_at = NULL WHERE account_id = $bea_account");
+is(due_rounds(), 'bea:ok:0', 'due: an account never scheduled (next_sync_at null) is due');
+
+sa("UPDATE m365sync.sync_run_log SET started_at = now() WHERE account_id = $bea_account"
+	  . " AND run_id = (SELECT max(run_id) FROM m365sync.sync_run_log WHERE account_id = $bea_account)");
+sa("INSERT INTO m365sync.account_wakeups (account_id) VALUES ($bea_account)");
+is(due_rounds(), 'none', 'due: a notification\'s mark within the gap after the last round waits');
+sa("UPDATE m365sync.sync_run_log SET started_at = started_at - interval '1 minute' WHERE account_id = $bea_account");
+is(due_rounds(), 'bea:ok:0', 'due: a notification\'s mark after the gap makes the account due');
+is(sa("SELECT count(*) FROM m365sync.account_wakeups"), '0', '... and its round takes the mark');
+
+my $due_push = bea_create('Due push');
+sa("UPDATE m365sync.outbox SET next_attempt_at = now() + interval '1 hour' WHERE event_id = $due_push");
+is(due_rounds(), 'none', 'due: a pending push whose retry time has not come is not due');
+sa("UPDATE m365sync.outbox SET next_attempt_at = NULL WHERE event_id = $due_push");
+is(due_rounds(), 'bea:ok:1', 'due: a pending push makes its account due, and the round sends it');
+is(bea_remote('Due push'), 1, '... Outlook has it');
+
+sa("UPDATE m365sync.accounts SET next_sync_at = now() - interval '1 minute', backoff_until = now() + interval '1 hour'"
+	  . " WHERE account_id = $bea_account");
+sa("INSERT INTO m365sync.account_wakeups (account_id) VALUES ($bea_account)");
+sa("UPDATE m365sync.sync_run_log SET started_at = started_at - interval '1 minute' WHERE account_id = $bea_account");
+my $held_push = bea_create('Held push');
+is(due_rounds(), 'none', 'due: in a backoff, neither the schedule, a mark nor a pending push makes an account due');
+sa("UPDATE m365sync.accounts SET backoff_until = NULL, status = 'disabled' WHERE account_id = $bea_account");
+is(due_rounds(), 'none', 'due: a disabled account is never due');
+sa("UPDATE m365sync.accounts SET status = 'connected' WHERE account_id = $bea_account");
+is(due_rounds(), 'bea:ok:1', 'due: connected again and out of its backoff, it is due, once');
+is(sa("SELECT count(*) FROM m365sync.account_wakeups") . '/' . bea_remote('Held push'), '0/1',
+	'... its mark taken and its push sent');
+
 done_testing();

@@ -643,3 +643,12 @@ ALTER TABLE m365sync.accounts ADD CONSTRAINT accounts_status_check
 -- (01_tables.sql): a 412 or a delta item whose only news is the changeKey
 -- is no conflict.
 ALTER TABLE m365sync.outbox ADD COLUMN base_hashes text[];
+
+-- ---- the due query by index (issue 18) ----
+
+-- The accounts due by their schedule (01_tables.sql), in place of the
+-- index on next_sync_at alone.
+DROP INDEX m365sync.accounts_next_sync;
+CREATE INDEX accounts_due ON m365sync.accounts
+    ((GREATEST(coalesce(next_sync_at, '-infinity'), coalesce(backoff_until, '-infinity'))))
+    WHERE status IN ('connected', 'error', 'mailbox_disabled', 'access_denied') AND ms_user_id IS NOT NULL;
