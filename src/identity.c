@@ -164,8 +164,9 @@ m365_acting_user(void)
  * LOCAL statement (citus.propagate_set_commands = local, which distribute()
  * sets), and the shards' row level security there reads it; a driver that
  * named the user with set_config() and a bind parameter would otherwise act
- * for nobody on the nodes. Once per transaction and value. Not for a function acting for a named user at its
- * own nest level (m365_act_for): a SET LOCAL would outlive that level.
+ * for nobody on the nodes. Once per transaction and value. Not for a
+ * function acting for a named user at its own nest level (m365_act_for): a
+ * SET LOCAL would outlive that level.
  */
 const char *
 m365_acting_user_on_every_node(void)
@@ -179,10 +180,8 @@ m365_acting_user_on_every_node(void)
 	strlcpy(said, user, sizeof(said));	/* the SET below frees the value user points to */
 	said_lxid = InvalidLocalTransactionId;
 	if (OidIsValid(get_extension_oid("citus", true)))
-	{
 		m365_spi_exec(psprintf("SET LOCAL " FLOWAGENT_USER_GUC " = %s", quote_literal_cstr(said)),
 					  NULL, SPI_OK_UTILITY, "passing the acting user to the Citus nodes");
-	}
 	said_lxid = MyProc->lxid;
 	return m365_flowagent_user;
 }
