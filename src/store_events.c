@@ -324,8 +324,10 @@ rows_of_spi(uint64 n, M365EventScanRows *out)
 static bytea *
 pack_spi_rows(uint64 n, MemoryContext cxt)
 {
-	StringInfoData s;
+	struct varlena **var = palloc(sizeof(struct varlena *) * M365_EVENT_SCAN_COLS * Max(n, 1));
+	Size		size = 0;
 	bytea	   *out;
+	char	   *p;
 
 	if (SPI_tuptable->tupdesc->natts != M365_EVENT_SCAN_COLS)
 		elog(ERROR, "m365sync: the window query must return the event scan columns");
@@ -336,32 +338,60 @@ pack_spi_rows(uint64 n, MemoryContext cxt)
 		if (scan_col_varlena[c] ? att->attlen != -1 : (!att->attbyval || att->attlen > (int) sizeof(Datum)))
 			elog(ERROR, "m365sync: column %d of the window query has an unexpected type", c + 1);
 	}
-	initStringInfo(&s);
+	/* the size first, so the value is written once, in place (no growing buffer to copy) */
 	for (uint64 i = 0; i < n; i++)
 		for (int c = 0; c < M365_EVENT_SCAN_COLS; c++)
 		{
 			bool		isnull;
 			Datum		d = m365_spi_row_datum(i, c + 1, &isnull);
-			char		flag = isnull ? 1 : 0;
+			struct varlena **v = &var[i * M365_EVENT_SCAN_COLS + c];
 
-			appendBinaryStringInfo(&s, &flag, 1);
+			*v = NULL;
+			size += 1;
 			if (isnull)
 				continue;
 			if (scan_col_varlena[c])
 			{
-				struct varlena *v = PG_DETOAST_DATUM_PACKED(d);
-				uint32		len = VARSIZE_ANY_EXHDR(v);
-
-				appendBinaryStringInfo(&s, (char *) &len, sizeof(len));
-				appendBinaryStringInfo(&s, VARDATA_ANY(v), len);
+				*v = PG_DETOAST_DATUM_PACKED(d);
+				size += sizeof(uint32) + VARSIZE_ANY_EXHDR(*v);
 			}
 			else
-				appendBinaryStringInfo(&s, (char *) &d, sizeof(d));
+				size += sizeof(Datum);
 		}
-	out = MemoryContextAlloc(cxt, VARHDRSZ + s.len);
-	SET_VARSIZE(out, VARHDRSZ + s.len);
-	memcpy(VARDATA(out), s.data, s.len);
-	pfree(s.data);
+	if (size > MaxAllocSize - VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("m365sync: the window's events are too large to return at once"),
+				 errhint("Ask for a shorter window.")));
+	out = MemoryContextAlloc(cxt, VARHDRSZ + size);
+	SET_VARSIZE(out, VARHDRSZ + size);
+	p = VARDATA(out);
+	for (uint64 i = 0; i < n; i++)
+		for (int c = 0; c < M365_EVENT_SCAN_COLS; c++)
+		{
+			bool		isnull;
+			Datum		d = m365_spi_row_datum(i, c + 1, &isnull);
+			struct varlena *v = var[i * M365_EVENT_SCAN_COLS + c];
+
+			*p++ = isnull ? 1 : 0;
+			if (isnull)
+				continue;
+			if (scan_col_varlena[c])
+			{
+				uint32		len = VARSIZE_ANY_EXHDR(v);
+
+				memcpy(p, &len, sizeof(len));
+				memcpy(p + sizeof(len), VARDATA_ANY(v), len);
+				p += sizeof(len) + len;
+			}
+			else
+			{
+				memcpy(p, &d, sizeof(d));
+				p += sizeof(d);
+			}
+		}
+	Assert(p == VARDATA(out) + size);
+	pfree(var);
 	return out;
 }
 

@@ -13,17 +13,24 @@
  */
 #include "postgres.h"
 
-#include "catalog/pg_type.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
 
 #include "identity.h"
 #include "spi_util.h"
@@ -91,33 +98,128 @@ m365_store_placement_owned_filter(const char *col)
 	return s.data;
 }
 
+/*
+ * Citus's SQL functions get_shard_id_for_distribution_column and shard_name,
+ * called through fmgr as the query "SELECT to_regclass(shard_name($1,
+ * get_shard_id_for_distribution_column($1, $2)))" would call them, without
+ * the executor around them: every events() call asks this twice (the
+ * coordinator for user_accounts, the node for events and accounts), and the
+ * statement cost more than the functions (test/bench/citus). Nothing is
+ * cached here but the functions' lookups, dropped with any change of
+ * pg_proc: Citus answers from its own metadata cache, which it invalidates
+ * itself when shards move or split, so a moved shard is never named.
+ */
+typedef struct CitusFn
+{
+	Oid			oid;
+	FmgrInfo	flinfo;
+}			CitusFn;
+
+static CitusFn shard_id_fn,
+			shard_name_fn;
+static int	shard_name_nargs;
+static bool citus_fns_callback = false;
+
+static void
+forget_citus_fns(Datum arg, int cacheid, uint32 hashvalue)
+{
+	shard_id_fn.oid = InvalidOid;
+	shard_name_fn.oid = InvalidOid;
+}
+
+static Oid
+citus_fn_oid(const char *name, int nargs, const Oid *types)
+{
+	return LookupFuncName(list_make2(makeString("pg_catalog"), makeString(unconstify(char *, name))),
+						  nargs, types, true);
+}
+
+static void
+citus_fns_look_up(void)
+{
+	static const Oid id_types[] = {REGCLASSOID, ANYOID};
+	static const Oid name_types[] = {REGCLASSOID, INT8OID, BOOLOID};
+	MemoryContext old;
+
+	if (OidIsValid(shard_id_fn.oid) && OidIsValid(shard_name_fn.oid))
+		return;
+	if (!citus_fns_callback)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, forget_citus_fns, (Datum) 0);
+		citus_fns_callback = true;
+	}
+	shard_id_fn.oid = InvalidOid;
+	shard_name_fn.oid = InvalidOid;
+	/* shard_name has a third argument (skip_qualify_public) since Citus 13.1 */
+	shard_name_nargs = 3;
+	shard_name_fn.oid = citus_fn_oid("shard_name", 3, name_types);
+	if (!OidIsValid(shard_name_fn.oid))
+	{
+		shard_name_nargs = 2;
+		shard_name_fn.oid = citus_fn_oid("shard_name", 2, name_types);
+	}
+	shard_id_fn.oid = citus_fn_oid("get_shard_id_for_distribution_column", 2, id_types);
+	if (!OidIsValid(shard_id_fn.oid) || !OidIsValid(shard_name_fn.oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("m365sync: Citus's functions get_shard_id_for_distribution_column and shard_name are missing")));
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	fmgr_info(shard_name_fn.oid, &shard_name_fn.flinfo);
+	fmgr_info(shard_id_fn.oid, &shard_id_fn.flinfo);
+	/* the type of its "any" argument comes from the call's expression, as from a query's */
+	shard_id_fn.flinfo.fn_expr = (Node *) makeFuncExpr(shard_id_fn.oid, INT8OID,
+													   list_make2(makeNullConst(REGCLASSOID, -1, InvalidOid),
+																  makeNullConst(INT8OID, -1, InvalidOid)),
+													   InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	MemoryContextSwitchTo(old);
+}
+
 char *
 m365_store_placement_local_shard(const char *table, int64 account_id)
 {
-	static SPIPlanPtr p;
-	M365SpiArgs a = {0};
-	Datum		shard;
-	bool		isnull;
+	LOCAL_FCINFO(fcinfo, 3);
+	Oid			relid;
+	Datum		shard_id;
+	Datum		name;
+	Oid			shard;
 	char	   *nsp;
 	char	   *rel;
 
-	m365_spi_arg_text(&a, table);
-	m365_spi_arg_int8(&a, account_id);
-	SPI_connect();
-	m365_spi_run_saved(&p, "SELECT pg_catalog.to_regclass(pg_catalog.shard_name($1::pg_catalog.regclass,"
-					   " pg_catalog.get_shard_id_for_distribution_column($1::pg_catalog.regclass, $2)))::pg_catalog.oid",
-					   &a, SPI_OK_SELECT, 1, "finding an account's shard");
-	shard = m365_spi_get_datum(1, &isnull);
-	SPI_finish();
-	if (isnull)
+	citus_fns_look_up();
+	relid = DatumGetObjectId(DirectFunctionCall1(regclassin, CStringGetDatum(table)));
+
+	InitFunctionCallInfoData(*fcinfo, &shard_id_fn.flinfo, 2, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(relid);
+	fcinfo->args[0].isnull = false;
+	fcinfo->args[1].value = Int64GetDatum(account_id);
+	fcinfo->args[1].isnull = false;
+	shard_id = FunctionCallInvoke(fcinfo);
+	if (fcinfo->isnull)
+		return NULL;
+
+	InitFunctionCallInfoData(*fcinfo, &shard_name_fn.flinfo, shard_name_nargs, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(relid);
+	fcinfo->args[0].isnull = false;
+	fcinfo->args[1].value = shard_id;
+	fcinfo->args[1].isnull = false;
+	fcinfo->args[2].value = BoolGetDatum(true);	/* the default */
+	fcinfo->args[2].isnull = false;
+	name = FunctionCallInvoke(fcinfo);
+	if (fcinfo->isnull)
+		return NULL;
+
+	/* to_regclass(): NULL when the shard is not on this node */
+	shard = RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(TextDatumGetCString(name))),
+							 NoLock, true);
+	if (!OidIsValid(shard))
 		return NULL;
 	/*
-	 * always schema-qualified (regclass's text is not, where the schema is on
-	 * the path): statements on shards are kept, and PostgreSQL parses a kept
+	 * always schema-qualified (shard_name's text is not, where the schema is
+	 * public): statements on shards are kept, and PostgreSQL parses a kept
 	 * one again under another search_path (_acting_owns has none of its own)
 	 */
-	nsp = get_namespace_name(get_rel_namespace(DatumGetObjectId(shard)));
-	rel = get_rel_name(DatumGetObjectId(shard));
+	nsp = get_namespace_name(get_rel_namespace(shard));
+	rel = get_rel_name(shard);
 	if (nsp == NULL || rel == NULL)
 		return NULL;			/* dropped since */
 	return (char *) quote_qualified_identifier(nsp, rel);

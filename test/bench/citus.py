@@ -11,7 +11,10 @@ Part 2: events() for a one-week window of one user with CITUS_EVENTS events
 over a year, through the coordinator against a single server holding the
 same rows: pgbench, one client, the two servers taking turns for
 CITUS_ROUNDS (3) rounds of 5 s each; the best round's mean time per call
-of each, and the median call of all rounds.
+of each, and the median call of all rounds. With CITUS_CPU=seconds, also the
+CPU time per call of the servers' backends (the coordinator's and the
+node's that serves it), which the machine's load sways less than the wall
+time.
 """
 import json
 import os
@@ -152,6 +155,62 @@ def pgbench_ms(node, script, seconds=5):
     return float(re.search(r"latency average = ([0-9.]+) ms", r.stdout).group(1)), sorted(u / 1000.0 for u in us)
 
 
+def backend_pids(node):
+    """The pgbench session's backend on node, and on the coordinator the
+    worker node's backend that serves its routed calls (Citus keeps that
+    connection for the session)."""
+    pids = [sql(node, "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench'")]
+    if node == "coord":
+        pids.append(sql("w1", "SELECT string_agg(pid::text, ',') FROM pg_stat_activity"
+                              " WHERE query LIKE '%_events_window%' AND pid <> pg_backend_pid()"))
+    return [int(x) for p in pids for x in p.split(",") if x]
+
+
+def cpu_ticks(pids):
+    t = []
+    for pid in pids:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        t.append(int(fields[11]) + int(fields[12]))    # utime, stime
+    return t
+
+
+def cpu_per_call(node, script, seconds):
+    """CPU ms per call of the servers' backends (the coordinator's and the
+    worker node's for the coordinator): pgbench for seconds, the backends'
+    CPU time between 1 s after the start and 1 s before the end, over the
+    calls that ended in between. With CITUS_HOLD the pids are printed and
+    written to CITUS_HOLD's file first, for perf."""
+    with open("events.sql", "w") as f:
+        f.write(script)
+    for old in os.listdir("."):
+        if old.startswith("evlog."):
+            os.unlink(old)
+    run = subprocess.Popen([os.environ["PGBENCH"], "-n", "-c", "1", "-T", str(seconds), "-f", "events.sql",
+                            "-p", PORT[node], "-l", "--log-prefix=evlog", "postgres"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    pids = backend_pids(node)
+    if os.environ.get("CITUS_HOLD"):
+        with open(os.environ["CITUS_HOLD"], "w") as f:
+            f.write("%s %s\n" % (node, " ".join(map(str, pids))))
+        print("  hold: %s backends %s" % (node, pids), flush=True)
+    hz = os.sysconf("SC_CLK_TCK")
+    t0, c0 = time.time(), cpu_ticks(pids)
+    time.sleep(seconds - 2)
+    t1, c1 = time.time(), cpu_ticks(pids)
+    run.wait()
+    n = 0
+    for name in os.listdir("."):
+        if name.startswith("evlog."):
+            with open(name) as f:
+                for line in f:
+                    x = line.split()
+                    end = int(x[4]) + int(x[5]) / 1e6
+                    n += t0 <= end < t1
+    return [(b - a) * 1000.0 / hz / max(n, 1) for a, b in zip(c0, c1)], n
+
+
 def load():
     with open("/proc/loadavg") as f:
         return f.read().split()[0]
@@ -220,6 +279,17 @@ def part2():
     med = {k: sorted(v)[len(v) // 2] for k, v in calls.items()}
     print("  median call of all rounds: single server %.2f ms (%d calls), coordinator %.2f ms (%d calls) -> %.2fx"
           % (med["single"], len(calls["single"]), med["coord"], len(calls["coord"]), med["coord"] / med["single"]))
+    if os.environ.get("CITUS_CPU"):
+        # CPU time per call, less sensitive to the machine's load than wall time
+        secs = int(os.environ["CITUS_CPU"])
+        cpu = {}
+        for node in ("single", "coord"):
+            each, n = cpu_per_call(node, script, secs)
+            cpu[node] = sum(each)
+            print("  CPU per call, %s: %.3f ms%s (%d calls, load average %s)"
+                  % (node, cpu[node], "" if len(each) == 1 else " = coordinator %.3f + node %.3f" % tuple(each[:2]),
+                     n, load()))
+        print("  CPU per call: coordinator and node : single server = %.2fx" % (cpu["coord"] / cpu["single"]))
     # the same with one connection per node
     pool1, _ = pgbench_ms("coord", script.replace("BEGIN;\n", "BEGIN;\nSET LOCAL citus.max_adaptive_executor_pool_size = 1;\n", 1))
     print("  the same, citus.max_adaptive_executor_pool_size = 1: %.2f ms -> %.2fx" % (pool1, pool1 / single))
