@@ -530,6 +530,17 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 		job->series = m365_series_plan(&page, job->ms_user_id, NULL);
 	if (job->series != NULL)
 		return true;
+	if (page.next_link != NULL && page.delta_link == NULL && m365_graph_same_origin(page.next_link))
+	{
+		/*
+		 * The next page is asked for now, and comes while this one is
+		 * applied: the network and Graph work while the database does. Its
+		 * answer waits until this page has committed (or failed the job,
+		 * and is dropped); nothing else changes.
+		 */
+		job->url = MemoryContextStrdup(CurrentMemoryContext, page.next_link);
+		m365_http_stream_send_now();
+	}
 apply:
 	if (!job->written_checked && cal->full_round_id != 0 && pagep->n_items > 0)
 	{
