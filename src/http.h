@@ -113,6 +113,14 @@ typedef void (*M365HttpDone) (M365HttpRequest *req, void *arg);
 extern void m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg,
 									 int max_parallel);
 
+/*
+ * From inside done(): start what next() gives now and send it, before
+ * done() goes on with its work (the answer done() has keeps its memory).
+ * Answers that arrive meanwhile are handed over after done() returns.
+ * Nothing outside a stream's done().
+ */
+extern void m365_http_stream_send_now(void);
+
 /* "host/path" of a URL for messages (palloc'd); see m365_url_endpoint. */
 extern char *m365_http_endpoint(const char *url);
 

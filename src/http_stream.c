@@ -33,7 +33,11 @@ typedef struct Stream
 	bool		exhausted;		/* next() had nothing: ask again only after an answer */
 	M365HttpNext next;
 	void	   *arg;
+	int			handing;		/* the slot whose answer done() has (its memory in use), or -1 */
 } Stream;
+
+/* The stream whose done() is running, for m365_http_stream_send_now. */
+static Stream *current_stream = NULL;
 
 /*
  * Start requests while capacity and free slots last, then let libcurl send
@@ -51,7 +55,7 @@ stream_pump(Stream *s)
 	{
 		M365HttpRequest *req;
 
-		if (s->slots[i].req != NULL || s->answered[i])
+		if (s->slots[i].req != NULL || s->answered[i] || i == s->handing)
 			continue;
 		if ((req = s->next(s->arg)) == NULL)
 		{
@@ -98,8 +102,9 @@ static void
 stream_transfers(CURLM *multi, M365HttpTransfer *slots, bool *answered, MemoryContext *slot_cxt,
 				 int nslots, int max_parallel, M365HttpNext next, M365HttpDone done, void *arg)
 {
-	Stream		s = {multi, slots, answered, slot_cxt, nslots, max_parallel, 0, false, next, arg};
+	Stream		s = {multi, slots, answered, slot_cxt, nslots, max_parallel, 0, false, next, arg, -1};
 
+	current_stream = &s;			/* m365_http_perform_stream puts back the outer one */
 	for (;;)
 	{
 		bool		any = false;
@@ -119,7 +124,9 @@ stream_transfers(CURLM *multi, M365HttpTransfer *slots, bool *answered, MemoryCo
 			req = slots[i].req;
 			slots[i].req = NULL;
 			answered[i] = false;
+			s.handing = i;
 			done(req, arg);
+			s.handing = -1;
 			MemoryContextReset(slot_cxt[i]);
 			s.exhausted = false;	/* done() may have made more work */
 		}
@@ -134,6 +141,17 @@ stream_transfers(CURLM *multi, M365HttpTransfer *slots, bool *answered, MemoryCo
 }
 
 void
+m365_http_stream_send_now(void)
+{
+	Stream	   *s = current_stream;
+
+	if (s == NULL || s->handing < 0)
+		return;
+	s->exhausted = false;
+	stream_pump(s);
+}
+
+void
 m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg, int max_parallel)
 {
 	int			parallel = Max(max_parallel, 1);
@@ -143,6 +161,7 @@ m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg, int ma
 	bool	   *answered;
 	MemoryContext *slot_cxt;
 	MemoryContext stream_cxt;
+	Stream	   *outer = current_stream;
 	int			i;
 
 	stream_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync http stream",
@@ -164,6 +183,7 @@ m365_http_perform_stream(M365HttpNext next, M365HttpDone done, void *arg, int ma
 	PG_FINALLY();
 	{
 		m365_http_stream_depth--;
+		current_stream = outer;
 		for (i = 0; i < nslots; i++)
 			m365_http_release_transfer(&slots[i]);
 		free(slots);

@@ -1,10 +1,11 @@
 /*
  * keyring.c — envelope encryption inside a backend (see keyring.h).
  *
- * Holds a small, bounded cache of unwrapped data keys (each with its own
- * keyed EVP contexts) under the master keys of masterkey.c (dropped when
- * masterkey.c's generation moves); reads and writes m365sync.data_keys through SPI as the
- * current user, so row level security applies to user functions. It never
+ * Keeps unwrapped data keys in keycache.c's bounded cache (key bytes for
+ * every account a worker polls, keyed EVP contexts for the recent ones),
+ * unwrapped under the master keys of masterkey.c (all dropped when
+ * masterkey.c's generation moves); reads and writes m365sync.data_keys
+ * through SPI as the current user, so row level security applies to user functions. It never
  * writes plaintext anywhere, never falls back to it, and never puts a key, a
  * value or a decrypted byte into a message. Keys in memory are wiped when
  * replaced, evicted, invalidated and at backend exit.
@@ -38,71 +39,45 @@
 
 #include "crypto.h"
 #include "envelope.h"
+#include "keycache.h"
 #include "keyfile.h"
 #include "keyring.h"
 #include "masterkey.h"
 #include "spi_util.h"
 
-/*
- * Unwrapped data keys kept per backend. A poll holds several waves of
- * rounds open at once (pull.c: up to m365sync.max_connections accounts a
- * wave) and uses each account's key as its round starts and again as it
- * ends: with 128, at 64 connections the key was gone by the round's end.
- */
-#define DATA_KEY_CACHE		1024
 #define MAC_KEY_LABEL		"m365sync/v1 keyed hash"
 
-/* ---- data key cache ---- */
+/* ---- data key cache (keycache.c) ---- */
 
-typedef struct DataKeyEntry
-{
-	bool		valid;
-	bool		uncommitted;	/* created by the open transaction */
-	int64		account_id;
-	uint32		generation;
-	uint64		last_used;
-	M365GcmKey *gk;				/* keyed EVP contexts (OpenSSL memory) */
-	M365HmacKey *hk;			/* keyed hashes under an HMAC of the data key, see m365_keyed_hash */
-	uint8		key[M365_KEY_BYTES];	/* only while loading: wiped once gk exists */
-} DataKeyEntry;
-
-static DataKeyEntry dk_cache[DATA_KEY_CACHE];
-static uint64 dk_clock = 0;
-static int	dk_last = -1;		/* index of the last hit: runs of one account */
 static Oid	data_keys_relid = InvalidOid;
 static bool callbacks_registered = false;
 
 static SPIPlanPtr select_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
 
-static void
-forget_entry(DataKeyEntry *e)
+/*
+ * A key being read or made, until it is in the cache: static, not on the
+ * stack, so bytes left by an ERROR halfway are wiped by the next load or by
+ * m365_forget_data_key(-1) (at the latest at backend exit).
+ */
+static struct
 {
-	m365_gcm_key_free(e->gk);
-	m365_hmac_key_free(e->hk);
-	m365_secure_zero(e, sizeof(*e));
-}
+	uint32		generation;
+	uint8		key[M365_KEY_BYTES];
+} loading;
 
 void
 m365_forget_data_key(int64 account_id)
 {
-	int			i;
-
-	for (i = 0; i < DATA_KEY_CACHE; i++)
-		if (dk_cache[i].valid && (account_id < 0 || dk_cache[i].account_id == account_id))
-			forget_entry(&dk_cache[i]);
-	dk_last = -1;
+	m365_keycache_forget(account_id);
+	if (account_id < 0)
+		m365_secure_zero(&loading, sizeof(loading));
 }
 
 static void
 forget_uncommitted(void)
 {
-	int			i;
-
-	for (i = 0; i < DATA_KEY_CACHE; i++)
-		if (dk_cache[i].valid && dk_cache[i].uncommitted)
-			forget_entry(&dk_cache[i]);
-	dk_last = -1;
+	m365_keycache_forget_uncommitted();
 }
 
 /* Master keys wiped since we last looked: the data keys unwrapped under them go too. */
@@ -130,12 +105,7 @@ keyring_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			{
-				int			i;
-
-				for (i = 0; i < DATA_KEY_CACHE; i++)
-					dk_cache[i].uncommitted = false;
-			}
+			m365_keycache_commit();
 			m365_master_keys_recheck();
 			break;
 		case XACT_EVENT_ABORT:
@@ -274,26 +244,6 @@ unwrap_data_key(int64 account_id, uint32 generation, const char *master_id,
 		crypto_failed(st, "unwrap a data key");
 }
 
-static DataKeyEntry *
-cache_slot(int64 account_id)
-{
-	int			i;
-	int			victim = 0;
-
-	for (i = 0; i < DATA_KEY_CACHE; i++)
-	{
-		if (!dk_cache[i].valid)
-		{
-			victim = i;			/* may hold bytes of a load that failed */
-			break;
-		}
-		if (dk_cache[i].last_used < dk_cache[victim].last_used)
-			victim = i;
-	}
-	forget_entry(&dk_cache[victim]);
-	return &dk_cache[victim];
-}
-
 static Oid
 lookup_data_keys_relid(void)
 {
@@ -314,10 +264,10 @@ invalidate_data_keys_caches(void)
 
 /*
  * Read the account's data key row (SPI, current user, RLS applies) and
- * unwrap it into e. Returns false when there is none.
+ * unwrap it into loading. Returns false when there is none.
  */
 static bool
-load_data_key(int64 account_id, DataKeyEntry *e)
+load_data_key(int64 account_id)
 {
 	M365SpiArgs a = {0};
 	bool		found = false;
@@ -343,8 +293,8 @@ load_data_key(int64 account_id, DataKeyEntry *e)
 		w = DatumGetByteaPP(wrapped);
 		mid = TextDatumGetCString(master_id);
 		unwrap_data_key(account_id, (uint32) DatumGetInt32(generation), mid,
-						(const uint8 *) VARDATA_ANY(w), VARSIZE_ANY_EXHDR(w), e->key);
-		e->generation = (uint32) DatumGetInt32(generation);
+						(const uint8 *) VARDATA_ANY(w), VARSIZE_ANY_EXHDR(w), loading.key);
+		loading.generation = (uint32) DatumGetInt32(generation);
 		found = true;
 	}
 	if (!OidIsValid(data_keys_relid))
@@ -353,9 +303,12 @@ load_data_key(int64 account_id, DataKeyEntry *e)
 	return found;
 }
 
-/* Create the account's data key in the caller's transaction; false if one appeared meanwhile. */
+/*
+ * Create the account's data key in the caller's transaction, into loading;
+ * false if one appeared meanwhile.
+ */
 static bool
-create_data_key(int64 account_id, DataKeyEntry *e)
+create_data_key(int64 account_id)
 {
 	uint8		wrapped[M365_WRAPPED_KEY_BYTES];
 	bytea	   *wrapped_value;
@@ -364,14 +317,14 @@ create_data_key(int64 account_id, DataKeyEntry *e)
 	M365CryptoStatus st;
 	bool		created;
 
-	st = m365_random_bytes(e->key, M365_KEY_BYTES);
+	st = m365_random_bytes(loading.key, M365_KEY_BYTES);
 	if (st != M365_CRYPTO_OK)
 		crypto_failed(st, "make a data key");
-	e->generation = 1;
-	st = wrap_data_key(account_id, e->generation, e->key, wrapped, &master_id);
+	loading.generation = 1;
+	st = wrap_data_key(account_id, loading.generation, loading.key, wrapped, &master_id);
 	if (st != M365_CRYPTO_OK)
 	{
-		m365_secure_zero(e->key, M365_KEY_BYTES);
+		m365_secure_zero(loading.key, M365_KEY_BYTES);
 		crypto_failed(st, "wrap a data key");
 	}
 
@@ -389,69 +342,67 @@ create_data_key(int64 account_id, DataKeyEntry *e)
 								 &a, SPI_OK_INSERT, 0, "storing a data key") == 1;
 	SPI_finish();
 	if (!created)
-		m365_secure_zero(e->key, M365_KEY_BYTES);
+		m365_secure_zero(loading.key, M365_KEY_BYTES);
 	return created;
 }
 
 /*
- * The unwrapped data key of an account, from the cache or the table; NULL
- * when it has none and create is false. The pointer is valid until the next
- * keyring call.
+ * Key the entry's OpenSSL contexts from its key bytes: AES-GCM, and an HMAC
+ * under a key of its own, so no hash is ever made under the AES key itself.
+ * Sets both or neither.
  */
-static DataKeyEntry *
+static void
+make_contexts(M365DataKey *e)
+{
+	uint8		mac_key[32];
+	M365GcmKey *gk;
+	M365HmacKey *hk = NULL;
+	bool		ok;
+
+	gk = m365_gcm_key_new(e->key);
+	ok = m365_hmac_sha256(e->key, M365_KEY_BYTES, (const uint8 *) MAC_KEY_LABEL, strlen(MAC_KEY_LABEL),
+						  mac_key) == M365_CRYPTO_OK &&
+		(hk = m365_hmac_key_new(mac_key, sizeof(mac_key))) != NULL;
+	m365_secure_zero(mac_key, sizeof(mac_key));
+	if (!ok || gk == NULL)
+	{
+		m365_gcm_key_free(gk);
+		m365_hmac_key_free(hk);
+		crypto_failed(M365_CRYPTO_INTERNAL, gk == NULL ? "set up a data key" : "derive a hash key");
+	}
+	e->gk = gk;
+	e->hk = hk;
+}
+
+/*
+ * The unwrapped data key of an account, with its keyed contexts, from the
+ * cache or the table; NULL when it has none and create is false. The
+ * pointer is valid until the next keyring call.
+ */
+static M365DataKey *
 data_key(int64 account_id, bool create)
 {
-	DataKeyEntry *e;
-	uint8		mac_key[32];
-	int			i;
+	M365DataKey *e = m365_keycache_find(account_id);
+	bool		uncommitted = false;
 
-	if (dk_last >= 0 && dk_cache[dk_last].valid && dk_cache[dk_last].account_id == account_id)
+	if (e == NULL)
 	{
-		dk_cache[dk_last].last_used = ++dk_clock;
-		return &dk_cache[dk_last];
-	}
-	for (i = 0; i < DATA_KEY_CACHE; i++)
-		if (dk_cache[i].valid && dk_cache[i].account_id == account_id)
+		m365_secure_zero(&loading, sizeof(loading));	/* bytes of a load that failed */
+		if (!load_data_key(account_id))
 		{
-			dk_cache[i].last_used = ++dk_clock;
-			dk_last = i;
-			return &dk_cache[i];
+			if (!create)
+				return NULL;
+			if (create_data_key(account_id))
+				uncommitted = true;
+			else if (!load_data_key(account_id))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("the data key of account " INT64_FORMAT " is not visible to this user", account_id)));
 		}
-
-	e = cache_slot(account_id);
-	if (!load_data_key(account_id, e))
-	{
-		if (!create)
-		{
-			forget_entry(e);
-			return NULL;
-		}
-		if (create_data_key(account_id, e))
-			e->uncommitted = true;
-		else if (!load_data_key(account_id, e))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("the data key of account " INT64_FORMAT " is not visible to this user", account_id)));
+		e = m365_keycache_add(account_id, loading.generation, loading.key, uncommitted);
+		m365_secure_zero(&loading, sizeof(loading));
 	}
-	e->gk = m365_gcm_key_new(e->key);
-	/* a key of its own for keyed hashes, so no hash is ever made under the AES key itself */
-	if (m365_hmac_sha256(e->key, M365_KEY_BYTES, (const uint8 *) MAC_KEY_LABEL, strlen(MAC_KEY_LABEL),
-						 mac_key) != M365_CRYPTO_OK ||
-		(e->hk = m365_hmac_key_new(mac_key, sizeof(mac_key))) == NULL)
-	{
-		m365_secure_zero(mac_key, sizeof(mac_key));
-		m365_secure_zero(e->key, M365_KEY_BYTES);
-		forget_entry(e);
-		crypto_failed(M365_CRYPTO_INTERNAL, "derive a hash key");
-	}
-	m365_secure_zero(mac_key, sizeof(mac_key));
-	m365_secure_zero(e->key, M365_KEY_BYTES);
-	if (e->gk == NULL)
-		crypto_failed(M365_CRYPTO_INTERNAL, "set up a data key");
-	e->account_id = account_id;
-	e->valid = true;
-	e->last_used = ++dk_clock;
-	dk_last = e - dk_cache;
+	m365_keycache_hot(e, make_contexts);
 	return e;
 }
 
@@ -473,7 +424,7 @@ m365_encrypt(const char *table, const char *column,
 			 int64 account_id, int64 row_id,
 			 const char *plain, size_t len)
 {
-	DataKeyEntry *e;
+	M365DataKey *e;
 	bytea	   *result;
 	uint8	   *out;
 	uint8		aad[M365_ENVELOPE_AAD_MAX];
@@ -527,7 +478,7 @@ m365_decrypt(const char *table, const char *column,
 	const uint8 *in;
 	size_t		inlen;
 	size_t		plainlen;
-	DataKeyEntry *e;
+	M365DataKey *e;
 	uint8		aad[M365_ENVELOPE_AAD_MAX];
 	size_t		aadlen;
 	char	   *out;
@@ -584,7 +535,7 @@ m365_decrypt_text(const char *table, const char *column,
 char *
 m365_keyed_hash(int64 account_id, const char *purpose, const char *value, size_t len)
 {
-	DataKeyEntry *e;
+	M365DataKey *e;
 	uint8	   *msg;
 	uint8		mac[32];
 	size_t		plen = strlen(purpose);

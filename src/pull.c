@@ -163,11 +163,11 @@ apply_event(int64 account_id, M365PullCalendar *cal, M365PullBatch *batch, const
  */
 static void
 apply_masters(int64 account_id, M365PullCalendar *cal, M365Series *series, M365RoundStats *st,
-			  MemoryContext event_cxt)
+			  MemoryContext event_cxt, M365PullWritten *written)
 {
 	int			n;
 	const char *const *ids = m365_series_master_ids(series, &n);
-	M365PullBatch *batch = m365_store_events_pull_begin(account_id, 0, ids, n);
+	M365PullBatch *batch = m365_store_events_pull_begin(account_id, 0, ids, n, written);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -187,7 +187,7 @@ apply_masters(int64 account_id, M365PullCalendar *cal, M365Series *series, M365R
 /* Apply the items of one page (after its series masters, if any); counts into stats. */
 static void
 apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Series *series,
-			M365RoundStats *st)
+			M365RoundStats *st, M365PullWritten *written)
 {
 	const char **ids = palloc(sizeof(char *) * Max(page->n_items, 1));
 	M365PullBatch *batch;
@@ -208,8 +208,8 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Se
 	event_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync pull event",
 									  0, 64 * 1024, ALLOCSET_DEFAULT_MAXSIZE);
 	if (series)
-		apply_masters(account_id, cal, series, st, event_cxt);
-	batch = m365_store_events_pull_begin(account_id, cal->full_round_id, ids, page->n_items);
+		apply_masters(account_id, cal, series, st, event_cxt, written);
+	batch = m365_store_events_pull_begin(account_id, cal->full_round_id, ids, page->n_items, written);
 	/* the masters of the page's events as they were: those left without events go after it */
 	masters = m365_store_events_pull_masters(batch, &n_masters);
 	batch_cxt = MemoryContextSwitchTo(event_cxt);
@@ -257,13 +257,13 @@ apply_items(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Se
  */
 static char *
 apply_page(int64 account_id, M365PullCalendar *cal, M365DeltaPage *page, M365Series *series,
-		   M365RoundStats *st, bool *final)
+		   M365RoundStats *st, M365PullWritten *written, bool *final)
 {
 	char	   *volatile link = NULL;
 
 	PG_TRY();
 	{
-		apply_items(account_id, cal, page, series, st);
+		apply_items(account_id, cal, page, series, st, written);
 		*final = page->delta_link != NULL;
 		link = pstrdup(*final ? page->delta_link : page->next_link);
 	}
@@ -310,6 +310,14 @@ fail_round(M365RoundStats *st, const M365GraphResult *res, const char *code)
 	return false;
 }
 
+/* The round's set of stored ids goes with it (the round's memory outlives many rounds). */
+static void
+forget_written(M365PullJob *job)
+{
+	m365_store_events_pull_written_free(job->written);
+	job->written = NULL;
+}
+
 /* Move the job to its next calendar, or finish it. */
 static void
 next_calendar(M365PullJob *job)
@@ -321,6 +329,7 @@ next_calendar(M365PullJob *job)
 	if (job->next_calendar >= list_length(job->calendars))
 	{
 		job->done = true;
+		forget_written(job);
 		return;
 	}
 	cal = list_nth(job->calendars, job->next_calendar++);
@@ -339,6 +348,7 @@ fail_job(M365PullJob *job, const M365GraphResult *res, const char *code)
 {
 	(void) fail_round(job->stats, res, code);
 	job->done = true;
+	forget_written(job);
 	/* a parked page is dropped: its cursor was not saved, a later round brings it again */
 	m365_series_free(job->series);
 	job->series = NULL;
@@ -520,12 +530,29 @@ handle_answer(M365PullJob *job, M365HttpRequest *req, bool own_transaction)
 		job->series = m365_series_plan(&page, job->ms_user_id, NULL);
 	if (job->series != NULL)
 		return true;
+	if (page.next_link != NULL && page.delta_link == NULL && m365_graph_same_origin(page.next_link))
+	{
+		/*
+		 * The next page is asked for now, and comes while this one is
+		 * applied: the network and Graph work while the database does. Its
+		 * answer waits until this page has committed (or failed the job,
+		 * and is dropped); nothing else changes.
+		 */
+		job->url = MemoryContextStrdup(CurrentMemoryContext, page.next_link);
+		m365_http_stream_send_now();
+	}
 apply:
+	if (!job->written_checked && cal->full_round_id != 0 && pagep->n_items > 0)
+	{
+		/* an initial sync: its pages need not look up ids the round did not store */
+		job->written = m365_store_events_pull_written_new(job->account_id);
+		job->written_checked = true;
+	}
 	/* Page-sized scratch memory; only the link outlives it. */
 	page_cxt = AllocSetContextCreate(CurrentMemoryContext, "m365sync page", ALLOCSET_DEFAULT_SIZES);
 	keep = MemoryContextSwitchTo(page_cxt);
 	empty = pagep->n_items == 0 && series == NULL;
-	link = apply_page(job->account_id, cal, pagep, series, job->stats, &final);
+	link = apply_page(job->account_id, cal, pagep, series, job->stats, job->written, &final);
 	link = MemoryContextStrdup(keep, link);
 	MemoryContextSwitchTo(keep);
 	MemoryContextDelete(page_cxt);
@@ -621,6 +648,8 @@ m365_pull_job_start(M365PullJob *job)
 	job->done = false;
 	job->token_retried = false;
 	job->series = NULL;
+	forget_written(job);
+	job->written_checked = false;
 	job->listed = NIL;
 	job->list_pages = 0;
 	if (job->list_calendars)

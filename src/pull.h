@@ -55,6 +55,8 @@ typedef struct M365PullJob
 	int			list_pages;		/* pages of the list read */
 	bool		in_flight;		/* its request is out; one per mailbox */
 	void	   *series;			/* a page parked while its series masters are fetched (series.h) */
+	void	   *written;		/* the Graph ids this round stored, when it began on none (store_events_pull.h) */
+	bool		written_checked;	/* the account was looked at for that */
 	M365HttpRequest request;
 } M365PullJob;
 

@@ -33,6 +33,7 @@ typedef struct PullStream
 	int			n_finished;
 	const M365PullHooks *hooks;
 	bool		commit_each_page;
+	bool		in_answer;		/* an answer is being applied: no wave starts (its transaction is open) */
 	MemoryContext keep;			/* the round's memory: links, tokens */
 } PullStream;
 
@@ -182,7 +183,7 @@ next_request(void *arg)
 			return &job->request;
 		}
 		/* every started job is waiting or done: the next wave, while those requests are out */
-		if (ps->n_started >= ps->n)
+		if (ps->n_started >= ps->n || ps->in_answer)
 			return NULL;
 		start_wave(ps);
 	}
@@ -196,7 +197,15 @@ answer_arrived(M365HttpRequest *req, void *arg)
 	MemoryContext old = MemoryContextSwitchTo(ps->keep);
 
 	job->in_flight = false;
+	if (job->done)
+	{
+		/* a page sent before the one before it was applied, which then failed the job: dropped */
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	ps->in_answer = true;
 	m365_pull_job_answer(job, req, ps->commit_each_page, ps->keep);
+	ps->in_answer = false;
 	if (job->done)
 		job_finished(ps, job);
 	MemoryContextSwitchTo(old);

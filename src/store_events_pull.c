@@ -23,6 +23,7 @@
 #include "common/hashfn.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "store_events.h"
@@ -83,6 +84,7 @@ struct M365PullBatch
 	int			waiting_cap;
 	int64	   *masters;		/* series masters of the page's stored events, as they were */
 	int			nmasters;
+	M365PullWritten *written;	/* the round's stored Graph ids, or NULL */
 	MemoryContext cxt;			/* the batch's memory; callers reset theirs per event */
 };
 
@@ -216,12 +218,117 @@ removed_add(M365PullBatch *b, const char *graph_id)
 }
 
 /*
+ * The round's stored Graph ids, as 64-bit hashes in an open-addressing
+ * table at most half full (0 is a free slot). A hash shared with another id
+ * only sends a page through the lookup, never skips one. Nothing else
+ * stores an account's Graph ids during its round: other rounds wait for
+ * its round lock, and the app never writes them (its events get theirs
+ * from the push, after the pull); and were one stored anyway, the unique
+ * index on (account_id, graph_id) would refuse the page, which fails the
+ * round, and the next round looks every id up.
+ */
+struct M365PullWritten
+{
+	uint64	   *slots;
+	uint32		size;			/* a power of two */
+	uint32		n;
+};
+
+static uint64
+written_hash(const char *graph_id)
+{
+	uint64		h = hash_bytes_extended((const unsigned char *) graph_id, (int) strlen(graph_id), 0);
+
+	return h == 0 ? 1 : h;
+}
+
+static void
+written_put(M365PullWritten *w, uint64 h)
+{
+	uint32		mask = w->size - 1;
+	uint32		i;
+
+	for (i = (uint32) h & mask; w->slots[i] != 0; i = (i + 1) & mask)
+		if (w->slots[i] == h)
+			return;
+	w->slots[i] = h;
+	w->n++;
+}
+
+static void
+written_add(M365PullWritten *w, const char *graph_id)
+{
+	if (w == NULL || graph_id == NULL)
+		return;
+	if (2 * (w->n + 1) > w->size)
+	{
+		uint64	   *old = w->slots;
+		uint32		old_size = w->size;
+
+		/* in the set's own memory: the round's, not the page's */
+		w->size *= 2;
+		w->slots = MemoryContextAllocZero(GetMemoryChunkContext(w), sizeof(uint64) * w->size);
+		w->n = 0;
+		for (uint32 k = 0; k < old_size; k++)
+			if (old[k] != 0)
+				written_put(w, old[k]);
+		pfree(old);
+	}
+	written_put(w, written_hash(graph_id));
+}
+
+static bool
+written_has(const M365PullWritten *w, const char *graph_id)
+{
+	uint64		h = written_hash(graph_id);
+	uint32		mask = w->size - 1;
+
+	for (uint32 i = (uint32) h & mask; w->slots[i] != 0; i = (i + 1) & mask)
+		if (w->slots[i] == h)
+			return true;
+	return false;
+}
+
+M365PullWritten *
+m365_store_events_pull_written_new(int64 account_id)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	M365PullWritten *w = NULL;
+	M365SpiArgs a = {0};
+
+	m365_spi_arg_int8(&a, account_id);
+	SPI_connect();
+	/* one probe of the (account_id, graph_id) index */
+	m365_spi_run("SELECT EXISTS (SELECT 1 FROM m365sync.events WHERE account_id = $1 AND graph_id IS NOT NULL)",
+				 &a, SPI_OK_SELECT, "looking for stored events");
+	if (!m365_spi_get_bool(1) && !m365_store_removed_events_any(account_id))
+	{
+		w = MemoryContextAlloc(cxt, sizeof(M365PullWritten));
+		w->size = 1024;
+		w->n = 0;
+		w->slots = MemoryContextAllocZero(cxt, sizeof(uint64) * w->size);
+	}
+	SPI_finish();
+	return w;
+}
+
+void
+m365_store_events_pull_written_free(M365PullWritten *w)
+{
+	if (w == NULL)
+		return;
+	pfree(w->slots);
+	pfree(w);
+}
+
+/*
  * The lookup is planned for each page (custom plan over the unique index on
  * (account_id, graph_id)); the per-event writes then address rows by ctid,
  * which no generic plan can get wrong as the table grows from empty.
  */
 M365PullBatch *
-m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const *graph_ids, int n)
+m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const *graph_ids, int n,
+							 M365PullWritten *written)
 {
 	M365PullBatch *b = palloc0(sizeof(M365PullBatch));
 	M365SpiArgs a = {0};
@@ -233,6 +340,21 @@ m365_store_events_pull_begin(int64 account_id, int64 round_id, const char *const
 	b->round_id = round_id;
 	b->seen = palloc(sizeof(int64) * Max(n, 1));
 	b->seen_cap = n;
+	b->written = written;
+	if (written != NULL)
+	{
+		int			k;
+
+		for (k = 0; k < n && !written_has(written, graph_ids[k]); k++)
+			;
+		if (k == n)
+		{
+			/* none of them stored, nor removed (the account held none when the round began) */
+			b->masters = palloc(sizeof(int64));
+			b->unknown = n;
+			return b;
+		}
+	}
 	m365_spi_arg_int8(&a, account_id);
 	m365_spi_arg_text_array(&a, graph_ids, n);
 	/*
@@ -419,8 +541,9 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 			/* A linked create was not inserted with the round's mark: mark it seen. */
 			b->seen[b->nseen++] = event_id;
 		}
-		/* Seen twice in one page: the second sight finds this row. */
+		/* Seen twice in one page: the second sight finds this row; in a later page, the lookup. */
 		e = add_entry(b, MemoryContextStrdup(b->cxt, c->graph_id));
+		written_add(b->written, c->graph_id);
 		e->event_id = event_id;
 		e->calendar_id = calendar_id;
 		e->change_key = c->change_key ? MemoryContextStrdup(b->cxt, c->change_key) : NULL;

@@ -30,8 +30,23 @@ typedef enum M365ApplyOutcome
  */
 typedef struct M365PullBatch M365PullBatch;
 
+/*
+ * The Graph ids a round stored, kept when the round found the account
+ * holding none (an initial sync): a page with none of them holds only new
+ * events, and begin need not look them up. NULL when the account holds
+ * Graph ids (or removed events' ids) already. Connects to SPI itself; the
+ * set lives in the caller's memory context, across the round's
+ * transactions. A round that has one passes it to every batch it begins.
+ */
+typedef struct M365PullWritten M365PullWritten;
+
+extern M365PullWritten *m365_store_events_pull_written_new(int64 account_id);
+extern void m365_store_events_pull_written_free(M365PullWritten *w);
+
+/* written: the round's set (it learns every Graph id the batch stores), or NULL */
 extern M365PullBatch *m365_store_events_pull_begin(int64 account_id, int64 round_id,
-											const char *const *graph_ids, int n);
+											const char *const *graph_ids, int n,
+											M365PullWritten *written);
 
 /*
  * True when the stored version of the event has this changeKey and is in

@@ -83,6 +83,23 @@ m365_store_removed_events_take(int64 account_id, const char *graph_id)
 	return event_id;
 }
 
+bool
+m365_store_removed_events_any(int64 account_id)
+{
+	static SPIPlanPtr plan;
+	M365SpiArgs a = {0};
+	bool		any;
+
+	if (!m365_schema_is_0_2())
+		return false;
+	m365_spi_arg_int8(&a, account_id);
+	SPI_connect();
+	any = m365_spi_run_saved(&plan, "SELECT 1 FROM m365sync.removed_events WHERE account_id = $1 LIMIT 1",
+							 &a, SPI_OK_SELECT, 1, "looking for removed events") > 0;
+	SPI_finish();
+	return any;
+}
+
 char **
 m365_store_removed_events_among(int64 account_id, const char *const *graph_ids, int n, int *nout)
 {

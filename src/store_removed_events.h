@@ -23,6 +23,9 @@ extern void m365_store_removed_events_record_calendar(int64 account_id, int64 ca
 /* The event_id a removed event with this Graph id had (taken: forgotten), or 0. */
 extern int64 m365_store_removed_events_take(int64 account_id, const char *graph_id);
 
+/* Does the account have any removed event's id kept? */
+extern bool m365_store_removed_events_any(int64 account_id);
+
 /*
  * Which of these Graph ids have a removed event's id waiting, as copies in
  * the current memory context (*nout of them): the pull asks once per page,

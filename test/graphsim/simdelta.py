@@ -40,6 +40,7 @@ class DeltaEngine:
         if flags & self.F_EMPTY:
             return items, (flags & ~self.F_EMPTY, S, U, cursor, sub)
         ls, le = m.log_seq, m.log_eid
+        start, start_sub = cursor, sub
         pos = bisect.bisect_left(ls, cursor) if sub else bisect.bisect_right(ls, cursor)
         n = len(ls)
         scanned = 0
@@ -66,14 +67,31 @@ class DeltaEngine:
             sub = 0
             cursor = seq
             pos += 1
+        if self.cfg.get("duplicates_in_round") == "pages" and not (start == S and start_sub == 0):
+            items = self._round_first_item(m, cal_idx, ws, we, S, U, variant) + items
         if pos < n and ls[pos] <= U:
             return self._dup(items), (flags, S, U, cursor, 0)
         return self._dup(items), None
 
     def _dup(self, items):
-        if self.cfg.get("duplicates_in_round") and items:
+        if self.cfg.get("duplicates_in_round") is True and items:
             items.append(items[0])
         return items
+
+    def _round_first_item(self, m, cal_idx, ws, we, S, U, variant):
+        """The round's first item again ("pages": an event met on an earlier page)."""
+        ls, le = m.log_seq, m.log_eid
+        for pos in range(bisect.bisect_right(ls, S), len(ls)):
+            if ls[pos] > U:
+                break
+            head = m.items[le[pos]]
+            v = version_at(head, U)
+            if v is None or v.seq != ls[pos]:
+                continue
+            lst = self.entry_items(m, version_at(head, S) if S else None, v, cal_idx, ws, we, variant)
+            if lst:
+                return lst[:1]
+        return []
 
     def entry_items(self, m, known, cur, cal_idx, ws, we, variant):
         if known is None and not cur.deleted and cur.data.get("recurrence") is None:

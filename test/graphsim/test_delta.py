@@ -371,6 +371,23 @@ class DeltaVariants(SimCase):
         self.assertGreater(len(ids), len(set(ids)))
         self.assertEqual(len(apply_delta({}, items)), 3)
 
+    def test_duplicates_across_pages(self):
+        # "pages": every page after a round's first carries the round's first item again
+        self.sim.ctl("POST", "config", {"duplicates_in_round": "pages"}, expect=200)
+        self.seed(5)
+        d = self.g("GET", "me/calendarView/delta?" + WINDOW,
+                   headers={"Prefer": 'IdType="ImmutableId", odata.maxpagesize=2'}).json()
+        first = d["value"][0]["id"]
+        self.assertEqual(len(d["value"]), 2)
+        items, delta, pages = self.delta_all(d["@odata.nextLink"], headers={"Prefer": 'IdType="ImmutableId", odata.maxpagesize=2'})
+        self.assertEqual(pages, 2)
+        self.assertEqual([i["id"] for i in items].count(first), 2)   # pages 2 and 3
+        self.assertEqual(len(apply_delta({}, d["value"] + items)), 5)
+        # the next round's first page is a first page again: nothing repeated
+        self.outlook_patch(first, {"subject": "changed"})
+        items, _, _ = self.delta_all(delta)
+        self.assertEqual([i["id"] for i in items], [first])
+
     def test_replay_across_rounds(self):
         self.sim.ctl("POST", "config", {"replay_across_rounds": True}, expect=200)
         e = self.seed(2)

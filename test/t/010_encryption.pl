@@ -2,7 +2,8 @@
 # key file refused when readable by others, missing, malformed, unset or
 # inside the data directory (the server keeps running and recovers when the
 # file is fixed); rotation with rewrap_keys and a restart; a purge in one
-# session shreds the key cached by another; and nothing written — data files,
+# session shreds the key cached by another, also in a session holding more
+# accounts' keys than its cache; and nothing written — data files,
 # WAL, server log — holds a marker string of the content or the master key.
 #
 # Rows are written as the superuser through the internal helper
@@ -203,6 +204,57 @@ my ($bg_out, $bg_failed) = $bg->query(
 ok($bg_failed && $bg->{stderr} =~ /could not decrypt events\.content/,
 	'after purge_user elsewhere, the cached key is gone: the backup copy does not decrypt');
 unlike($bg_out, qr/ATREST/, 'and nothing of it is shown');
+$bg->quit;
+
+# ---- one backend with more accounts than its key cache holds ----
+# 17,000 accounts' keys, past the cache's 16,384 (the worker of a large
+# installation): every value decrypts right, the least recently used keys
+# are the ones evicted, and a rewrap and a purge still reach the cache.
+# Autovacuum is off for data_keys meanwhile: its statistics update sends the
+# relcache invalidation that empties every backend's cache.
+my $many = 17000;
+my $carol = $node->safe_psql('postgres',
+	"SELECT public.tap_make_user('carol', 'ATR' || 'EST-$mark_tail-carol', 1)");
+$node->safe_psql('postgres', qq{
+ALTER TABLE m365sync.data_keys SET (autovacuum_enabled = off);
+CREATE TABLE public.tap_many AS
+  SELECT a AS acc, m365sync._encrypt_text('tap', 'v', a, 0, 'value-' || a) AS v
+    FROM generate_series(1000001, 1000000 + $many) a;
+CREATE TABLE public.tap_carol AS SELECT * FROM m365sync.events WHERE account_id = $carol;
+});
+my $decrypt_many = "SELECT count(*) FROM (SELECT * FROM public.tap_many ORDER BY acc) s "
+  . "WHERE m365sync._decrypt_text('tap', 'v', acc, 0, v) = 'value-' || acc";
+$bg = $node->background_psql('postgres', on_error_stop => 0);
+is($bg->query_safe($decrypt_many), $many, "one session decrypts $many accounts' values, each with its own key");
+is($bg->query_safe("SELECT public.tap_decrypting($carol)"), '1', '... and then carol\'s');
+# Remove two key rows behind the caches' back (no trigger under the replica
+# role): the session still holds the one it used recently, not the one used
+# 17,000 accounts ago.
+$node->safe_psql('postgres', q{
+SET session_replication_role = replica;
+DELETE FROM m365sync.data_keys WHERE account_id IN (1000001, 1001000);
+});
+is($bg->query_safe("SELECT m365sync._decrypt_text('tap', 'v', acc, 0, v) FROM public.tap_many WHERE acc = 1001000"),
+	'value-1001000', 'a key used 16,000 accounts ago is still cached (more than the old 1,024)');
+($bg_out, $bg_failed) = $bg->query("SELECT m365sync._decrypt_text('tap', 'v', acc, 0, v) FROM public.tap_many WHERE acc = 1000001");
+ok($bg_failed && $bg->{stderr} =~ /account has no data key/,
+	'the least recently used one was evicted: read again, it is gone');
+$bg->{stderr} = '';    # query_safe refuses to go on with an error left in it
+$node->safe_psql('postgres', q{
+ALTER TABLE m365sync.data_keys RESET (autovacuum_enabled);
+DELETE FROM public.tap_many WHERE acc IN (1000001, 1001000);
+});
+is($node->safe_psql('postgres', 'SELECT m365sync.rewrap_keys()'),
+	$node->safe_psql('postgres', 'SELECT count(*) FROM m365sync.data_keys'), 'rewrap_keys of them all');
+is($bg->query_safe($decrypt_many), $many - 2, 'after the rewrap elsewhere, the session decrypts every account');
+is($bg->query_safe("SELECT public.tap_decrypting($carol)"), '1', '... and carol\'s again (key cached)');
+$node->safe_psql('postgres', "SELECT m365sync.purge_user('carol')");
+($bg_out, $bg_failed) = $bg->query(
+	"SELECT m365sync._decrypt_jsonb('events', 'content', account_id, event_id, content) FROM public.tap_carol");
+ok($bg_failed && $bg->{stderr} =~ /could not decrypt events\.content/,
+	'after a purge elsewhere, the purged account\'s cached key is gone: its backup copy does not decrypt');
+$bg->{stderr} = '';
+is($bg->query_safe($decrypt_many), $many - 2, '... while every other account still decrypts');
 $bg->quit;
 
 # ---- at rest: data files, WAL and the log hold no marker and no key ----

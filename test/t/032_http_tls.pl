@@ -1,12 +1,16 @@
 # The HTTP layer: TLS verification always on (certificate not signed by
 # ca_file, or for another host → clear error, nothing sent), ca_file added to
-# the system store, https only, http_timeout, cancellation, and no memory
-# growth across many failed requests in one backend.
+# the system store (through a bundle file named by its hash, a changed
+# ca_file picked up by a running backend, a read-only directory falling back
+# to memory), https only, http_timeout, cancellation, and no memory growth
+# across many failed requests in one backend.
 use strict;
 use warnings;
 use IPC::Run;
+use Digest::SHA qw(sha256_hex);
 use JSON::PP;
 use M365Test;
+use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
@@ -53,6 +57,53 @@ like($msg, qr/not an https URL/, '... says so');
 
 ($out, $st) = $t->sql($add);
 is($st, '', 'with ca_file the simulator is trusted (added to the system store)');
+
+# The bundle (system store + ca_file) is a file in the data directory named
+# by its hash, written once; a running backend picks up a changed ca_file,
+# and trusts only what the file holds now.
+my @bundles = glob($node->data_dir . '/pg_m365sync/ca-*.pem');
+is(scalar @bundles, 1, 'the CA bundle is written to one file in the data directory');
+my $bundle = @bundles ? slurp_file($bundles[0]) : '';
+my ($hash) = ($bundles[0] // '') =~ m{/ca-([0-9a-f]{64})\.pem$};
+is($hash, sha256_hex($bundle), '... named by the SHA-256 of what it holds');
+is(sprintf('%o', (stat $bundles[0])[2] & 07777), '600', '... mode 0600');
+ok(index($bundle, slurp_file($t->ca_file)) >= 0, '... which holds ca_file');
+
+my $ca_copy = $t->certs . '/ca-changing.crt';
+my $mtime = time;
+sub put_ca
+{
+	my (@from) = @_;
+	open my $fh, '>', $ca_copy or die "$ca_copy: $!";
+	print $fh join('', map { slurp_file($_) } @from);
+	close $fh;
+	$mtime += 10;    # mtime in whole seconds: make the change visible
+	utime $mtime, $mtime, $ca_copy;
+}
+my $bg = $node->background_psql('postgres', on_error_stop => 0);
+my $try = sub {
+	my ($n) = @_;
+	$t->add_sim_user('contoso.example', "room$n\@contoso.example");
+	$bg->{stderr} = '';
+	$bg->query("SELECT m365sync.add_mailbox('ca-user-$n', 'contoso.example', 'room$n\@contoso.example')");
+	return $bg->{stderr};
+};
+put_ca($t->ca_file);
+$bg->query_safe("SET m365sync.ca_file = '$ca_copy'");
+is($try->(2), '', 'one session: trusted with ca_file');
+put_ca($t->certs . '/other-ca.crt');
+like($try->(3), qr/TLS handshake failed/, 'ca_file changed to an unrelated CA: the same session no longer trusts the simulator');
+put_ca($t->ca_file);
+is($try->(4), '', 'ca_file changed back: trusted again');
+
+# A data directory where the bundle cannot be written (the server never runs
+# as root): curl gets it in memory.
+chmod 0500, $node->data_dir . '/pg_m365sync';
+put_ca($t->certs . '/other-ca.crt', $t->ca_file);
+is($try->(5), '', 'bundle directory read-only: still trusted (bundle in memory)');
+like(slurp_file($node->logfile), qr/could not write its CA bundle/, '... and the log says so');
+chmod 0700, $node->data_dir . '/pg_m365sync';
+$bg->quit;
 
 # Timeout and cancel.
 $t->sim('POST', '/_sim/faults', { kind => 'slow', delay_ms => 4000, route => 'oauth2/v2.0/token', count => 1 });
