@@ -55,19 +55,18 @@ m365_pull_item_map(int64 account_id, const cJSON *item,
 				   M365Event *ev, M365EventColumns *cols, Jsonb **data)
 {
 	M365EventError err;
-	const char *graph_id = m365_pull_item_id(item);
 
 	if (m365_event_parse(item, M365_EV_FROM_GRAPH, ev, &err) != M365_EV_OK ||
 		m365_event_columns_check(ev, true, cols, &err) != M365_EV_OK)
 	{
-		warn_skipped(account_id, graph_id, err.field);
+		warn_skipped(account_id, m365_pull_item_id(item), err.field);
 		return false;
 	}
 	*data = m365_cjson_to_jsonb(item);
 	if (*data == NULL)
 	{
 		/* which field is not said by the converter: the event as a whole */
-		warn_skipped(account_id, graph_id, "(a text value, not UTF-8)");
+		warn_skipped(account_id, m365_pull_item_id(item), "(a text value, not UTF-8)");
 		return false;
 	}
 	return true;

@@ -46,6 +46,13 @@ static const Case cases[] = {
 	 0, 0, 0, 0, "item 1 has no id"},
 	{"item id not a string", "{\"value\":[{\"id\":7}],\"@odata.deltaLink\":\"d\"}", 0, 0, 0, 0, "item 0 has no id"},
 	{"item not an object", "{\"value\":[\"A\"],\"@odata.deltaLink\":\"d\"}", 0, 0, 0, 0, "item 0 is not an object"},
+	{"@removed before the id, among other members",
+	 "{\"value\":[{\"@odata.etag\":\"e\",\"@removed\":{\"reason\":\"deleted\"},\"isAllDay\":false,\"id\":\"A\"}],"
+	 "\"@odata.deltaLink\":\"d\"}", 1, 1, 1, 0, NULL},
+	{"of two ids the first counts, as cJSON finds it",
+	 "{\"value\":[{\"id\":7,\"id\":\"A\"}],\"@odata.deltaLink\":\"d\"}", 0, 0, 0, 0, "item 0 has no id"},
+	{"of two @removed the first counts",
+	 "{\"value\":[{\"id\":\"A\",\"@removed\":null,\"@removed\":{}}],\"@odata.deltaLink\":\"d\"}", 1, 1, 0, 0, NULL},
 	{"@removed of the wrong type", "{\"value\":[{\"id\":\"A\",\"@removed\":true}],\"@odata.deltaLink\":\"d\"}",
 	 0, 0, 0, 0, "item 0 has an @removed"},
 };
