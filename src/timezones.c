@@ -21,15 +21,29 @@
 pg_tz *
 m365_find_zone(const char *graph_zone)
 {
-	const char *name = m365_zone_iana_name(graph_zone);
+	/*
+	 * The last zone found: a page's events are nearly all in one (the pull
+	 * asks for UTC), and pg_tzset's zones live as long as the process.
+	 */
+	static char last_zone[TZ_STRLEN_MAX + 1];
+	static pg_tz *last_tz = NULL;
+	const char *name;
 	pg_tz	   *tz;
 
+	if (graph_zone != NULL && last_tz != NULL && strcmp(graph_zone, last_zone) == 0)
+		return last_tz;
+	name = m365_zone_iana_name(graph_zone);
 	if (name == NULL || strlen(name) > TZ_STRLEN_MAX)
 		return NULL;
 	tz = pg_tzset(name);
 	/* as the TimeZone setting does: no zones with leap seconds */
 	if (tz != NULL && !pg_tz_acceptable(tz))
 		return NULL;
+	if (tz != NULL && graph_zone != NULL && strlen(graph_zone) <= TZ_STRLEN_MAX)
+	{
+		strcpy(last_zone, graph_zone);
+		last_tz = tz;
+	}
 	return tz;
 }
 
