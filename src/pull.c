@@ -545,7 +545,8 @@ apply:
 	if (!job->written_checked && cal->full_round_id != 0 && pagep->n_items > 0)
 	{
 		/* an initial sync: its pages need not look up ids the round did not store */
-		job->written = m365_store_events_pull_written_new(job->account_id);
+		job->written = m365_store_events_pull_written_new(job->account_id, cal->calendar_id,
+														  cal->full_round_id);
 		job->written_checked = true;
 	}
 	/* Page-sized scratch memory; only the link outlives it. */
@@ -581,11 +582,18 @@ apply:
 	}
 	if (final && cal->full_round_id != 0)
 	{
-		job->stats->deleted += m365_store_events_sweep(job->account_id, cal->calendar_id, cal->full_round_id);
+		/* an initial sync stored every row it would look at, each marked seen */
+		if (!m365_store_events_pull_written_covers(job->written, cal->calendar_id, cal->full_round_id))
+			job->stats->deleted += m365_store_events_sweep(job->account_id, cal->calendar_id,
+														   cal->full_round_id);
 		/* masters whose series has no event left in the window go with them */
-		SPI_connect();
-		(void) m365_store_events_series_drop_orphans_in(job->account_id, cal->calendar_id);
-		SPI_finish();
+		if (!m365_store_events_pull_written_covers(job->written, cal->calendar_id, cal->full_round_id) ||
+			m365_store_events_pull_written_masters(job->written))
+		{
+			SPI_connect();
+			(void) m365_store_events_series_drop_orphans_in(job->account_id, cal->calendar_id);
+			SPI_finish();
+		}
 		cal->full_round_id = 0;
 	}
 	m365_store_calendars_save_cursor(job->account_id, cal);

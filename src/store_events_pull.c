@@ -232,6 +232,9 @@ struct M365PullWritten
 	uint64	   *slots;
 	uint32		size;			/* a power of two */
 	uint32		n;
+	int64		calendar_id;	/* the round that found the account empty */
+	int64		round_id;
+	bool		masters;		/* a series master was stored */
 };
 
 static uint64
@@ -290,7 +293,7 @@ written_has(const M365PullWritten *w, const char *graph_id)
 }
 
 M365PullWritten *
-m365_store_events_pull_written_new(int64 account_id)
+m365_store_events_pull_written_new(int64 account_id, int64 calendar_id, int64 round_id)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	M365PullWritten *w = NULL;
@@ -306,10 +309,25 @@ m365_store_events_pull_written_new(int64 account_id)
 		w = MemoryContextAlloc(cxt, sizeof(M365PullWritten));
 		w->size = 1024;
 		w->n = 0;
+		w->calendar_id = calendar_id;
+		w->round_id = round_id;
+		w->masters = false;
 		w->slots = MemoryContextAllocZero(cxt, sizeof(uint64) * w->size);
 	}
 	SPI_finish();
 	return w;
+}
+
+bool
+m365_store_events_pull_written_covers(const M365PullWritten *w, int64 calendar_id, int64 round_id)
+{
+	return w != NULL && w->calendar_id == calendar_id && w->round_id == round_id && round_id != 0;
+}
+
+bool
+m365_store_events_pull_written_masters(const M365PullWritten *w)
+{
+	return w == NULL || w->masters;
 }
 
 void
@@ -544,6 +562,8 @@ m365_store_events_pull_apply(M365PullBatch *b, int64 calendar_id, const M365Even
 		/* Seen twice in one page: the second sight finds this row; in a later page, the lookup. */
 		e = add_entry(b, MemoryContextStrdup(b->cxt, c->graph_id));
 		written_add(b->written, c->graph_id);
+		if (b->written != NULL && strcmp(c->event_type, "seriesMaster") == 0)
+			b->written->masters = true;
 		e->event_id = event_id;
 		e->calendar_id = calendar_id;
 		e->change_key = c->change_key ? MemoryContextStrdup(b->cxt, c->change_key) : NULL;

@@ -40,7 +40,20 @@ typedef struct M365PullBatch M365PullBatch;
  */
 typedef struct M365PullWritten M365PullWritten;
 
-extern M365PullWritten *m365_store_events_pull_written_new(int64 account_id);
+extern M365PullWritten *m365_store_events_pull_written_new(int64 account_id, int64 calendar_id,
+															int64 round_id);
+
+/*
+ * True when the set was made on this calendar's full round (round_id): the
+ * account held no Graph id when it began, so every row of the calendar with
+ * one was stored by this round and marked seen by it, and its end has
+ * nothing to sweep.
+ */
+extern bool m365_store_events_pull_written_covers(const M365PullWritten *w, int64 calendar_id,
+												  int64 round_id);
+
+/* False when the set holds no series master (none can be orphaned); true without a set. */
+extern bool m365_store_events_pull_written_masters(const M365PullWritten *w);
 extern void m365_store_events_pull_written_free(M365PullWritten *w);
 
 /* written: the round's set (it learns every Graph id the batch stores), or NULL */

@@ -281,6 +281,31 @@ fill_slot(M365EventRows *r, int row, TupleTableSlot *slot, const AttrNumber *att
 }
 
 /*
+ * The stored generated columns (is_long), each by its own expression, into
+ * the virtual slot: what ExecComputeStoredGenerated does, without its copy
+ * of every value and second forming of the tuple (the content is most of
+ * the row). The slot is materialized before the per-tuple memory goes.
+ */
+static void
+compute_generated(ResultRelInfo *rri, EState *estate, TupleTableSlot *slot)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+
+	if (rri->ri_GeneratedExprs == NULL)
+		ExecInitStoredGenerated(rri, estate, CMD_INSERT);
+	econtext->ecxt_scantuple = slot;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		if (rri->ri_GeneratedExprs[i] == NULL)
+			continue;
+		/* on a virtual slot: a generated column reads only non-generated ones */
+		slot->tts_values[i] = ExecEvalExprSwitchContext(rri->ri_GeneratedExprs[i], econtext,
+														&slot->tts_isnull[i]);
+	}
+}
+
+/*
  * The rows straight into the heap and the indexes, as COPY puts them; false
  * (nothing done) where that would skip something (direct_ok) or the table
  * is not as this file knows it.
@@ -372,7 +397,7 @@ insert_direct(M365EventRows *r)
 		slots[row] = table_slot_create(rel, &estate->es_tupleTable);
 		fill_slot(r, row, slots[row], attnums, defaults, estate);
 		if (desc->constr && desc->constr->has_generated_stored)
-			ExecComputeStoredGenerated(rri, estate, slots[row], CMD_INSERT);
+			compute_generated(rri, estate, slots[row]);
 		if (desc->constr)
 			ExecConstraints(rri, slots[row], estate);
 		ExecMaterializeSlot(slots[row]);

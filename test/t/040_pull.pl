@@ -219,6 +219,45 @@ like(sync_now(), qr/^ok:0:0:0$/, 'and the next round is incremental again');
 	$t->sim('POST', '/_sim/config', { duplicates_in_round => JSON::PP::false });
 }
 
+# An initial sync keeps no sweep for its end: every row it holds it stored
+# itself, seen. Not so once its cursor is lost half-way: the round starts
+# again, and what the first attempt stored that Graph no longer lists must
+# go. Here the first page waits for a lock while Graph deletes its first
+# event and expires the round's cursor; the first pages are then applied,
+# the next request answers 410, and the new round must sweep the event.
+{
+	my $jo = $t->add_sim_user('contoso.example', 'jo@contoso.example');
+	my $n = 250;
+	my @t0 = gmtime(time + 86400);
+	my $bulk = $t->sim('POST', "/_sim/users/$jo->{id}/events/bulk", { count => $n, interval_minutes => 30,
+		duration_minutes => 15, start => sprintf('%04d-%02d-%02dT00:00:00', $t0[5] + 1900, $t0[4] + 1, $t0[3]) });
+	my $route = "users/$jo->{id}/calendars/.*/calendarView/delta";
+	$t->sim('POST', '/_sim/faults', { route => $route, kind => 'slow', delay_ms => 3000, count => 1 });
+	$t->sim_clear_log;
+	my $jo_account = $t->connect_user('flow-jo', 'jo@contoso.example');
+	my $bg = $t->node->background_psql('postgres', on_error_stop => 0);
+	$bg->query_safe('BEGIN; LOCK TABLE m365sync.events IN SHARE MODE');
+	my $asked = 0;
+	for (1 .. 300)
+	{
+		$asked = grep { ($_->{path} // '') =~ m{$route} } @{ $t->sim_log };
+		last if $asked >= 2;
+		sleep(0.1);
+	}
+	is($asked, 2, 'an initial sync has its first two pages while the first waits to be applied');
+	$t->sim('DELETE', "/_sim/users/$jo->{id}/events/$bulk->{first_id}");
+	$t->sim('POST', '/_sim/delta/expire', { upn => 'jo@contoso.example' });
+	$bg->query_safe('COMMIT');
+	$bg->quit;
+	ok($t->node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM m365sync.sync_run_log WHERE account_id = $jo_account AND status = 'ok'"),
+		'its round ends, the cursor lost on the way');
+	is($t->node->safe_psql('postgres', "SELECT count(*) || ':' || count(DISTINCT graph_id) || ':'"
+		  . " || count(*) FILTER (WHERE graph_id = '$bulk->{first_id}') FROM m365sync.events WHERE account_id = $jo_account"),
+		($n - 1) . ':' . ($n - 1) . ':0', 'the restarted round swept the event deleted at Graph, and kept the rest once each');
+	$t->sim('DELETE', '/_sim/faults');
+}
+
 # The next page is asked for while a page is applied. Here the apply waits
 # for a lock: the next page's request is out all the same. The wait is then
 # cancelled, which fails the round with that page unapplied; the answer that
@@ -259,6 +298,33 @@ like(sync_now(), qr/^ok:0:0:0$/, 'and the next round is incremental again');
 	is($t->node->safe_psql('postgres', "SELECT count(*) || ':' || count(DISTINCT graph_id) FROM m365sync.events"
 		  . " WHERE account_id = $ida_account"), "$n:$n", 'brings every event, each once');
 	$t->sim('DELETE', '/_sim/faults');
+}
+
+# Events longer than a day are read by their end (is_long, a generated
+# column): the pull's page insert computes it for each row as the
+# executor would. A window that opens in the middle of such events lists them.
+{
+	my $kay = $t->add_sim_user('contoso.example', 'kay@contoso.example');
+	my @k = map { my @t = gmtime(time + 86400 * $_); sprintf('%04d-%02d-%02d', $t[5] + 1900, $t[4] + 1, $t[3]) } 1 .. 6;
+	$t->sim('POST', "/_sim/users/$kay->{id}/events", { subject => 'Conference',
+		start => { dateTime => "$k[0]T09:00:00", timeZone => 'UTC' },
+		end => { dateTime => "$k[3]T17:00:00", timeZone => 'UTC' } });
+	$t->sim('POST', "/_sim/users/$kay->{id}/events", { subject => 'Trip', isAllDay => JSON::PP::true,
+		start => { dateTime => "$k[0]T00:00:00", timeZone => 'UTC' },
+		end => { dateTime => "$k[4]T00:00:00", timeZone => 'UTC' } });
+	$t->sim('POST', "/_sim/users/$kay->{id}/events", { subject => 'Lunch',
+		start => { dateTime => "$k[2]T12:00:00", timeZone => 'UTC' },
+		end => { dateTime => "$k[2]T13:00:00", timeZone => 'UTC' } });
+	my $kay_account = $t->connect_user('flow-kay', 'kay@contoso.example');
+	ok($t->node->poll_query_until('postgres', "SELECT count(*) = 3 FROM m365sync.events WHERE account_id = $kay_account"),
+		'three events pulled, two of them longer than a day');
+	is($t->as_user('flow-kay', "SELECT string_agg(subject, ',' ORDER BY subject) FROM m365sync.events("
+		  . "'$k[2]T00:00:00Z', '$k[2]T23:00:00Z')"),
+		'Conference,Lunch,Trip', 'a window that opens two days into the long events lists them');
+	is($t->node->safe_psql('postgres', "SELECT count(*) FILTER (WHERE is_long) || ':' || count(*) FILTER (WHERE is_long IS DISTINCT FROM"
+		  . " CASE WHEN is_all_day THEN end_date - start_date > 1 ELSE end_at - start_at > interval '24 hours' END)"
+		  . " FROM m365sync.events WHERE account_id = $kay_account"),
+		'2:0', 'is_long as its expression has it, for every row the pull inserted');
 }
 
 # Two accounts, one throttled hard: the other still syncs on time.
