@@ -128,7 +128,7 @@ CREATE TABLE m365sync.events (
     account_id      bigint NOT NULL,
     event_id        bigserial,
     calendar_id     bigint NOT NULL,
-    graph_id        text,                    -- null until first pushed
+    graph_id        text COLLATE "C",        -- null until first pushed; opaque bytes, compared as such
     ical_uid        text,                    -- keyed hash "hmac:<hex>" of the iCalUId (store_events.h), never the UID
     series_master_id bigint,
     event_type      text NOT NULL DEFAULT 'singleInstance'
@@ -259,7 +259,7 @@ CREATE TABLE m365sync.account_wakeups (
 -- its old event_id back instead of a new one. No content, ids only.
 CREATE TABLE m365sync.removed_events (
     account_id      bigint NOT NULL REFERENCES m365sync.accounts ON DELETE CASCADE,
-    graph_id        text NOT NULL,
+    graph_id        text COLLATE "C" NOT NULL,
     event_id        bigint NOT NULL,
     removed_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (account_id, graph_id)

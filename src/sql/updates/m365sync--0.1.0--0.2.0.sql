@@ -333,7 +333,7 @@ ALTER TABLE m365sync.subscriptions ADD COLUMN calendar_id bigint;
 -- Event ids of removed events, for an event moved between calendars.
 CREATE TABLE m365sync.removed_events (
     account_id      bigint NOT NULL REFERENCES m365sync.accounts ON DELETE CASCADE,
-    graph_id        text NOT NULL,
+    graph_id        text COLLATE "C" NOT NULL,
     event_id        bigint NOT NULL,
     removed_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (account_id, graph_id)
@@ -652,3 +652,12 @@ DROP INDEX m365sync.accounts_next_sync;
 CREATE INDEX accounts_due ON m365sync.accounts
     ((GREATEST(coalesce(next_sync_at, '-infinity'), coalesce(backoff_until, '-infinity'))))
     WHERE status IN ('connected', 'error', 'mailbox_disabled', 'access_denied') AND ms_user_id IS NOT NULL;
+
+-- ---- Graph ids compared as bytes (issue 18) ----
+
+-- A Graph id is an opaque ASCII token: the unique index on it and every
+-- lookup by it compare bytes, not the database's collation (strcoll on
+-- long ids with a common prefix cost most of an index insert under a
+-- linguistic locale). Rebuilds the (account_id, graph_id) index: on a large
+-- table the update takes that long, under the lock ALTER TABLE takes.
+ALTER TABLE m365sync.events ALTER COLUMN graph_id TYPE text COLLATE "C";
