@@ -137,9 +137,16 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 
 		while (cap < t->len + n + 1)
 			cap *= 2;
-		nb = realloc(t->buf, cap);
+		/* not realloc: it would free the old block with the answer still in it */
+		nb = malloc(cap);
 		if (nb == NULL)
 			return 0;
+		if (t->buf)
+		{
+			memcpy(nb, t->buf, t->len);
+			m365_secure_zero(t->buf, t->len);
+			free(t->buf);
+		}
 		t->buf = nb;
 		t->cap = cap;
 	}
@@ -531,7 +538,7 @@ m365_http_release_transfer(M365HttpTransfer *t)
 	t->headers = NULL;
 	if (t->buf)
 	{
-		m365_secure_zero(t->buf, t->cap);
+		m365_secure_zero(t->buf, t->len);	/* what was written (and the NUL) */
 		free(t->buf);
 		t->buf = NULL;
 	}
