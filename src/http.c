@@ -173,6 +173,34 @@ keep_header(char **slot, const char *value, size_t len)
 }
 
 /* Keep the few headers callers need; everything else is dropped unseen. */
+/*
+ * The body's buffer at the size Content-Length announces (when within the
+ * transfer's limit), so a large answer is not copied and wiped as the
+ * buffer doubles. A wrong length only means growing as usual.
+ */
+static void
+presize_body(M365HttpTransfer *t, const char *data, size_t n)
+{
+	const char *v;
+	size_t		vlen;
+	char		num[24];
+	char	   *end;
+	unsigned long long want;
+
+	if (t->buf != NULL || !m365_header_value(data, n, "content-length", &v, &vlen) ||
+		vlen == 0 || vlen >= sizeof(num))
+		return;
+	memcpy(num, v, vlen);
+	num[vlen] = '\0';
+	errno = 0;
+	want = strtoull(num, &end, 10);
+	if (errno != 0 || *end != '\0' || want == 0 || want > t->max)
+		return;
+	t->buf = malloc((size_t) want + 1);
+	if (t->buf != NULL)
+		t->cap = (size_t) want + 1;
+}
+
 static size_t
 header_cb(char *data, size_t size, size_t nitems, void *userp)
 {
@@ -210,6 +238,7 @@ header_cb(char *data, size_t size, size_t nitems, void *userp)
 		if (m365_header_value(data, n, wanted[i].name, &v, &vlen))
 			keep_header((char **) ((char *) t + wanted[i].off), v, vlen);
 	}
+	presize_body(t, data, n);
 	return n;
 }
 
