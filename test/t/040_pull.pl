@@ -219,22 +219,24 @@ like(sync_now(), qr/^ok:0:0:0$/, 'and the next round is incremental again');
 	$t->sim('POST', '/_sim/config', { duplicates_in_round => JSON::PP::false });
 }
 
-# An initial sync keeps no sweep for its end: every row it holds it stored
-# itself, seen. Not so once its cursor is lost half-way: the round starts
-# again, and what the first attempt stored that Graph no longer lists must
-# go. Here the first page waits for a lock while Graph deletes its first
-# event and expires the round's cursor; the first pages are then applied,
-# the next request answers 410, and the new round must sweep the event.
+# A new mailbox of $n events, connected while the events table is locked:
+# its initial sync holds its first page, unapplied, until the caller
+# commits $bg. Returns the simulator's user, the bulk answer, the account,
+# $bg, the delta route and how many pages were asked for by then (2: the
+# next page goes out while a page waits to be applied).
+sub connect_held
 {
-	my $jo = $t->add_sim_user('contoso.example', 'jo@contoso.example');
-	my $n = 250;
+	my ($upn, $n) = @_;
+	my $user = $t->add_sim_user('contoso.example', $upn);
 	my @t0 = gmtime(time + 86400);
-	my $bulk = $t->sim('POST', "/_sim/users/$jo->{id}/events/bulk", { count => $n, interval_minutes => 30,
+	my $bulk = $t->sim('POST', "/_sim/users/$user->{id}/events/bulk", { count => $n, interval_minutes => 30,
 		duration_minutes => 15, start => sprintf('%04d-%02d-%02dT00:00:00', $t0[5] + 1900, $t0[4] + 1, $t0[3]) });
-	my $route = "users/$jo->{id}/calendars/.*/calendarView/delta";
+	my $route = "users/$user->{id}/calendars/.*/calendarView/delta";
+	# the first page comes late, so the lock below is taken before it is applied
 	$t->sim('POST', '/_sim/faults', { route => $route, kind => 'slow', delay_ms => 3000, count => 1 });
 	$t->sim_clear_log;
-	my $jo_account = $t->connect_user('flow-jo', 'jo@contoso.example');
+	(my $flow = "flow-$upn") =~ s/\@.*//;
+	my $account = $t->connect_user($flow, $upn);
 	my $bg = $t->node->background_psql('postgres', on_error_stop => 0);
 	$bg->query_safe('BEGIN; LOCK TABLE m365sync.events IN SHARE MODE');
 	my $asked = 0;
@@ -244,6 +246,18 @@ like(sync_now(), qr/^ok:0:0:0$/, 'and the next round is incremental again');
 		last if $asked >= 2;
 		sleep(0.1);
 	}
+	return ($user, $bulk, $account, $bg, $route, $asked);
+}
+
+# An initial sync keeps no sweep for its end: every row it holds it stored
+# itself, seen. Not so once its cursor is lost half-way: the round starts
+# again, and what the first attempt stored that Graph no longer lists must
+# go. Here the first page waits for a lock while Graph deletes its first
+# event and expires the round's cursor; the first pages are then applied,
+# the next request answers 410, and the new round must sweep the event.
+{
+	my $n = 250;
+	my ($jo, $bulk, $jo_account, $bg, $route, $asked) = connect_held('jo@contoso.example', $n);
 	is($asked, 2, 'an initial sync has its first two pages while the first waits to be applied');
 	$t->sim('DELETE', "/_sim/users/$jo->{id}/events/$bulk->{first_id}");
 	$t->sim('POST', '/_sim/delta/expire', { upn => 'jo@contoso.example' });
@@ -264,25 +278,8 @@ like(sync_now(), qr/^ok:0:0:0$/, 'and the next round is incremental again');
 # was sent ahead must be dropped, not applied (its cursor would skip the
 # failed page's events): the next round brings every event, each once.
 {
-	my $ida = $t->add_sim_user('contoso.example', 'ida@contoso.example');
 	my $n = 250;
-	my @t0 = gmtime(time + 86400);
-	$t->sim('POST', "/_sim/users/$ida->{id}/events/bulk", { count => $n, interval_minutes => 30, duration_minutes => 15,
-		start => sprintf('%04d-%02d-%02dT00:00:00', $t0[5] + 1900, $t0[4] + 1, $t0[3]) });
-	my $route = "users/$ida->{id}/calendars/.*/calendarView/delta";
-	# the first page comes late, so the lock below is taken before it is applied
-	$t->sim('POST', '/_sim/faults', { route => $route, kind => 'slow', delay_ms => 3000, count => 1 });
-	$t->sim_clear_log;
-	my $ida_account = $t->connect_user('flow-ida', 'ida@contoso.example');
-	my $bg = $t->node->background_psql('postgres', on_error_stop => 0);
-	$bg->query_safe('BEGIN; LOCK TABLE m365sync.events IN SHARE MODE');
-	my $asked = 0;
-	for (1 .. 300)
-	{
-		$asked = grep { ($_->{path} // '') =~ m{$route} } @{ $t->sim_log };
-		last if $asked >= 2;
-		sleep(0.1);
-	}
+	my ($ida, $bulk, $ida_account, $bg, $route, $asked) = connect_held('ida@contoso.example', $n);
 	is($asked, 2, 'the second page is asked for while the first waits to be applied');
 	is($t->node->safe_psql('postgres', "SELECT count(*) FROM m365sync.events WHERE account_id = $ida_account"),
 		'0', 'and the first is not applied yet');
