@@ -583,12 +583,14 @@ apply:
 	if (final && cal->full_round_id != 0)
 	{
 		/* an initial sync stored every row it would look at, each marked seen */
-		if (!m365_store_events_pull_written_covers(job->written, cal->calendar_id, cal->full_round_id))
+		bool		initial = m365_store_events_pull_written_covers(job->written, cal->calendar_id,
+																	cal->full_round_id);
+
+		if (!initial)
 			job->stats->deleted += m365_store_events_sweep(job->account_id, cal->calendar_id,
 														   cal->full_round_id);
 		/* masters whose series has no event left in the window go with them */
-		if (!m365_store_events_pull_written_covers(job->written, cal->calendar_id, cal->full_round_id) ||
-			m365_store_events_pull_written_masters(job->written))
+		if (!initial || m365_store_events_pull_written_masters(job->written))
 		{
 			SPI_connect();
 			(void) m365_store_events_series_drop_orphans_in(job->account_id, cal->calendar_id);

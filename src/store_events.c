@@ -162,7 +162,7 @@ m365_store_events_next_ids(int64 *ids, int n)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("m365sync: the event id sequence m365sync.events_event_id_seq is missing"),
-				 errhint("Reinstall the extension: DROP EXTENSION m365sync; CREATE EXTENSION m365sync.")));
+				 errdetail("It belongs to the extension; no event was written.")));
 	for (int i = 0; i < n; i++)
 		ids[i] = nextval_internal(seq, true);
 }
