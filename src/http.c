@@ -172,7 +172,6 @@ keep_header(char **slot, const char *value, size_t len)
 	*slot = v;
 }
 
-/* Keep the few headers callers need; everything else is dropped unseen. */
 /*
  * The body's buffer at the size Content-Length announces (when within the
  * transfer's limit), so a large answer is not copied and wiped as the
@@ -201,6 +200,7 @@ presize_body(M365HttpTransfer *t, const char *data, size_t n)
 		t->cap = (size_t) want + 1;
 }
 
+/* Keep the few headers callers need; everything else is dropped unseen. */
 static size_t
 header_cb(char *data, size_t size, size_t nitems, void *userp)
 {
